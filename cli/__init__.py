@@ -1,0 +1,1 @@
+"""Command-line interface (click): thin commands over the ifadit and keyvault libraries."""

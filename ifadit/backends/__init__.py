@@ -1,0 +1,1 @@
+"""Anonymization backends behind one interface (classic baselines, iFADIT, diffusion)."""

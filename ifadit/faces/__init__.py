@@ -1,0 +1,1 @@
+"""Face stage: detection, alignment, recognition, blending, tracking."""

@@ -1,0 +1,1 @@
+"""Media I/O: safe image and video decode/encode, manifests."""

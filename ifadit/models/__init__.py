@@ -1,0 +1,1 @@
+"""Neural models: StyleGAN2 decoder, recognizers, encoders, keyed flow, checkpoints."""
