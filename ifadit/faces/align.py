@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import dlib
 import numpy as np
 
-from ifadit.faces.detect import check_image
+from ifadit.media.image import check_image
 
 CANONICAL_PADDING = 0.25
 CROP_SIZES: tuple[int, ...] = (64, 128, 150, 256)

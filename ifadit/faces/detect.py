@@ -17,6 +17,7 @@ import dlib
 import numpy as np
 
 from ifadit.errors import ModelError
+from ifadit.media.image import check_image
 
 SHAPE_PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 CNN_DETECTOR_FILE = "mmod_human_face_detector.dat"
@@ -107,13 +108,6 @@ def _cnn_detector() -> dlib.cnn_face_detection_model_v1:
     return dlib.cnn_face_detection_model_v1(str(model_path(CNN_DETECTOR_FILE)))
 
 
-def check_image(image: np.ndarray) -> None:
-    """Raise `ValueError` unless `image` is uint8 HxWx3 (the API boundary format)."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"expected an RGB uint8 HxWx3 image, got {got}")
-
-
 def landmarks5(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     """dlib's 5 landmarks, [5, 2] float64, for the face in `box` (x0, y0, x1, y1; x1/y1 exclusive)."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)
@@ -169,7 +163,7 @@ class DlibHogDetector(_DlibDetector):
         super().__init__(thresh=thresh, scale=scale)
         if upsample < 0:
             raise ValueError(f"upsample must be >= 0, got {upsample}")
-        self.upsample = int(upsample)  # times the image is doubled before scanning (finds smaller faces, slower)
+        self.upsample = int(upsample)  # image doublings before scanning: finds smaller faces, slower
         _hog_detector()
         _shape_predictor()
 
