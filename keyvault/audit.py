@@ -164,7 +164,7 @@ class AuditEntry:
                 missing, extra = sorted(names - set(obj)), sorted(set(obj) - names)
                 raise ValueError(f"fields missing {missing} / unexpected {extra}")
             entry = cls(**obj)
-        except (UnicodeDecodeError, ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             raise AuditVerificationError(f"audit entry is malformed: {exc}", seq=seq) from None
         if entry.canonical_bytes() != data:
             raise AuditVerificationError("audit entry is not in canonical form", seq=entry.seq)

@@ -12,7 +12,7 @@ bit of the size), so appending a leaf and reading the root cost O(log n); a vaul
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 HASH_BYTES = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -43,6 +43,33 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
             paired.append(level[-1])  # RFC 6962: an odd last node moves up unchanged
         level = paired
     return level[0]
+
+
+def prefix_roots(leaf_hashes: Sequence[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
+    """Roots of the first ``size`` leaves for each requested size, in O(n + k log n) hashes.
+
+    Builds every complete, aligned perfect subtree once; the root of a prefix of size S then folds
+    the subtrees named by S's set bits (largest first, leftmost), as ``MerkleFrontier`` does.
+    """
+    wanted = set(sizes)
+    if any(not 0 <= s <= len(leaf_hashes) for s in wanted):
+        raise ValueError(f"prefix sizes must lie between 0 and {len(leaf_hashes)}")
+    levels = [list(leaf_hashes)]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append([_sha256(b"\x01" + below[i] + below[i + 1]).digest() for i in range(0, len(below) - 1, 2)])
+    result: dict[int, bytes] = {}
+    for size in wanted:
+        parts, offset = [], 0
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size >> level & 1:
+                parts.append(levels[level][offset >> level])
+                offset += 1 << level
+        r = parts[-1] if parts else EMPTY_ROOT
+        for h in reversed(parts[:-1]):
+            r = node_hash(h, r)
+        result[size] = r
+    return result
 
 
 def _split(n: int) -> int:

@@ -1,0 +1,309 @@
+"""Offline verification of audit bundles, inclusion proofs and tree-head consistency; no database code.
+
+``verify_bundle`` streams a bundle (format in ``keyvault.audit``) and either returns a
+``VerifyReport`` or raises ``AuditVerificationError`` whose ``seq`` names the first bad entry:
+
+- line structure: every line JSON and newline-terminated, header first, entries, then tree heads
+  (a malformed line is named by its line number);
+- order: entries numbered 1, 2, 3, … (a deleted, reordered or duplicated entry breaks this);
+- hash chain: each entry's ``prev_hash`` is the previous entry's leaf hash. The first broken link
+  is blamed on the entry that changed: the later one when its own next link is broken too (its
+  bytes changed), the earlier one being inserted when the later one links to the entry before it,
+  otherwise the earlier one (its hash no longer matches what its successor recorded);
+- tree heads: valid Ed25519 signature by the bundle's key (which must equal a pinned key when one
+  is given), the bundle's vault id, a size no larger than the entry count (else: truncation), and
+  a root equal to the Merkle root of that many entries (else: the entries after the largest head
+  that still matches were rewritten).
+
+The fastest check runs per entry (JSON parse, two field reads, one SHA-256); ``strict=True`` also
+validates every field and the canonical form (``AuditEntry.from_canonical``).
+Entries after the last signed tree head are protected only by the chain: the report says how many.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from keyvault import envelope, merkle
+from keyvault.audit import (
+    BUNDLE_FORMAT,
+    GENESIS_HASH,
+    AuditEntry,
+    InclusionProof,
+    TreeHead,
+    key_fingerprint,
+    verify_tree_head,
+)
+from keyvault.errors import AuditVerificationError
+
+_HEAD_PREFIX = b'{"tree_head":'
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What an intact bundle holds."""
+
+    vault_id: str
+    entries: int  # number of entries (= last_seq)
+    tree_heads: int  # number of signed tree heads checked
+    last_seq: int
+    root: str  # hex Merkle root over all entries
+    key_fingerprint: str  # SHA-256 hex of the raw Ed25519 public key
+    signed_size: int  # entries covered by the largest signed tree head
+
+    def summary(self) -> str:
+        """One line for `ifadit audit verify`."""
+        tail = self.entries - self.signed_size
+        unsigned = f", {tail} newest entries covered by the hash chain only" if tail else ""
+        return (
+            f"audit log intact: {self.entries} entries, {self.tree_heads} signed tree heads{unsigned}; "
+            f"root {self.root[:16]}…, key {self.key_fingerprint[:16]}…"
+        )
+
+
+def load_public_key(path: str | os.PathLike[str]) -> bytes:
+    """Read an auditor's pinned Ed25519 public key: 32 raw bytes, or one line of base64 or hex."""
+    source = Path(path)
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise AuditVerificationError(f"{source}: cannot read the public key ({exc.strerror})") from None
+    if len(data) == envelope.ED25519_KEY_BYTES:
+        return data
+    text = data.strip()
+    for decode in (bytes.fromhex, lambda t: base64.b64decode(t, validate=True)):
+        try:
+            key = decode(text.decode("ascii"))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            continue
+        if len(key) == envelope.ED25519_KEY_BYTES:
+            return key
+    raise AuditVerificationError(
+        f"{source}: not an Ed25519 public key (expected 32 raw bytes, or base64 or hex of them)"
+    )
+
+
+def format_public_key(public_raw: bytes) -> str:
+    """The public-key file's text: base64 of the raw key and a newline (what load_public_key reads)."""
+    return base64.b64encode(public_raw).decode("ascii") + "\n"
+
+
+def _fail(message: str, seq: int | None = None) -> AuditVerificationError:
+    return AuditVerificationError(message, seq=seq, hint="the audit log was altered or the bundle is damaged")
+
+
+def _parse_json(raw: bytes, lineno: int, what: str, seq: int | None = None) -> object:
+    if not raw.endswith(b"\n"):
+        raise _fail(f"line {lineno}: the file ends inside a line (truncated bundle)", seq)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _fail(f"line {lineno}: not a valid JSON {what}", seq) from None
+
+
+def _read_header(raw: bytes | None, public_key: bytes | None) -> tuple[str, bytes]:
+    if raw is None:
+        raise _fail("the bundle is empty (no header line)")
+    header = _parse_json(raw, 1, "bundle header")
+    if not isinstance(header, dict) or set(header) != {"format", "public_key", "vault_id"}:
+        raise _fail("line 1: not an audit bundle header (needs format, public_key, vault_id)")
+    if header["format"] != BUNDLE_FORMAT:
+        raise _fail(f"line 1: unsupported bundle format {header['format']!r} (this reads {BUNDLE_FORMAT})")
+    try:
+        embedded = base64.b64decode(str(header["public_key"]), validate=True)
+    except binascii.Error:
+        embedded = b""
+    if len(embedded) != envelope.ED25519_KEY_BYTES:
+        raise _fail("line 1: the embedded public key is not 32 bytes of base64")
+    if not isinstance(header["vault_id"], str) or not header["vault_id"]:
+        raise _fail("line 1: the vault id is missing")
+    if public_key is not None and bytes(public_key) != embedded:
+        raise AuditVerificationError(
+            f"the bundle is signed by key {key_fingerprint(embedded)[:16]}…, "
+            f"not by the pinned key {key_fingerprint(bytes(public_key))[:16]}…",
+            hint="the bundle comes from another vault, or its key was replaced",
+        )
+    return header["vault_id"], embedded
+
+
+class _Chain:
+    """Entry-section state: leaf hashes, per-entry link status, and the first broken link."""
+
+    def __init__(self) -> None:
+        self.hashes: list[bytes] = []
+        self.link_ok = bytearray()  # link_ok[i] == 1 when entry i+1's prev_hash matches entry i
+        self.first_break: int | None = None  # seq of the first entry whose prev_hash does not match
+        self.break_to_grandparent = False  # that entry links to the entry two before it
+
+    def blame(self, covered: int = 0) -> tuple[int, str]:
+        """(seq, message) for the first broken link; ``covered`` = entries vouched for by a signed head."""
+        i = self.first_break
+        assert i is not None
+        if i == 1:
+            return 1, "entry 1 does not start the hash chain (altered or inserted)"
+        if self.break_to_grandparent:
+            return i - 1, f"entry {i - 1} was inserted: entry {i} links to the entry before it"
+        if i < len(self.link_ok) and not self.link_ok[i]:
+            return i, f"entry {i} was altered: it does not link to entry {i - 1} and entry {i + 1} does not link to it"
+        if i == len(self.link_ok) and covered >= i - 1:
+            return i, f"entry {i} was altered: it does not link to entry {i - 1}, which a signed tree head covers"
+        return i - 1, f"entry {i - 1} was altered: its hash does not match the link recorded in entry {i}"
+
+
+def verify_bundle(
+    path: str | os.PathLike[str], public_key: bytes | None = None, *, strict: bool = False
+) -> VerifyReport:
+    """Verify an audit bundle offline; raise AuditVerificationError naming the first bad entry or line."""
+    source = Path(path)
+    try:
+        handle = source.open("rb")
+    except OSError as exc:
+        raise AuditVerificationError(f"{source}: cannot read the audit bundle ({exc.strerror})") from None
+    with handle:
+        lines = enumerate(handle, start=1)
+        vault_id, embedded = _read_header(next(lines, (1, None))[1], public_key)
+        chain = _Chain()
+        head_lines = _read_entries(lines, chain, strict)
+        heads = [_read_head(raw, lineno, vault_id, embedded) for lineno, raw in head_lines]
+    return _check_heads(chain, heads, vault_id, embedded)
+
+
+def _read_entries(lines: enumerate[bytes], chain: _Chain, strict: bool) -> list[tuple[int, bytes]]:
+    """Consume entry lines into ``chain``; return the tree-head lines that follow."""
+    hashes, link_ok, sha256, loads = chain.hashes, chain.link_ok, hashlib.sha256, json.loads
+    prev_hex = GENESIS_HASH
+    for lineno, raw in lines:
+        if raw.startswith(_HEAD_PREFIX):
+            return [(lineno, raw), *lines]
+        expected = len(hashes) + 1
+        if not raw.endswith(b"\n"):
+            raise _fail(f"line {lineno}: the file ends inside a line (truncated bundle)", expected)
+        data = raw[:-1]
+        if strict:
+            try:
+                entry = AuditEntry.from_canonical(data)
+            except AuditVerificationError as exc:
+                raise _fail(f"line {lineno}: {exc.args[0]}", expected) from None
+            seq, prev = entry.seq, entry.prev_hash
+        else:
+            try:
+                obj = loads(data)
+                seq, prev = obj["seq"], obj["prev_hash"]
+            except (ValueError, TypeError, KeyError, RecursionError):
+                raise _fail(f"line {lineno}: not an audit entry (needs a JSON object with seq and prev_hash)",
+                            expected) from None
+            if type(seq) is not int or type(prev) is not str:
+                raise _fail(f"line {lineno}: seq must be an integer and prev_hash a string", expected)
+        if seq != expected:
+            if chain.first_break is not None:
+                blamed, message = chain.blame()
+                raise _fail(message, blamed)
+            if seq > expected:
+                raise _fail(f"entry {expected} is missing or out of order (line {lineno} holds entry {seq})",
+                            expected)
+            raise _fail(f"entry {seq} appears again or out of order at line {lineno} (expected entry {expected})",
+                        seq)
+        leaf = sha256(b"\x00" + data).digest()
+        if prev == prev_hex:
+            link_ok.append(1)
+        else:
+            link_ok.append(0)
+            if chain.first_break is None:
+                chain.first_break = seq
+                grandparent = hashes[-2].hex() if seq >= 3 else GENESIS_HASH
+                chain.break_to_grandparent = seq >= 2 and prev == grandparent
+        hashes.append(leaf)
+        prev_hex = leaf.hex()
+    return []
+
+
+def _read_head(raw: bytes, lineno: int, vault_id: str, public_raw: bytes) -> tuple[int, TreeHead]:
+    obj = _parse_json(raw, lineno, "tree head line")
+    if not isinstance(obj, dict) or set(obj) != {"tree_head"}:
+        raise _fail(f"line {lineno}: expected a tree head line (entries must all come before the tree heads)")
+    try:
+        head = TreeHead.from_dict(obj["tree_head"])
+    except AuditVerificationError as exc:
+        raise _fail(f"line {lineno}: {exc.args[0]}") from None
+    if head.vault_id != vault_id:
+        raise _fail(f"line {lineno}: the tree head belongs to vault {head.vault_id!r}, not {vault_id!r}")
+    if not verify_tree_head(public_raw, head):
+        raise _fail(f"line {lineno}: the tree head of size {head.size} has an invalid signature (forged or edited)")
+    return lineno, head
+
+
+def _check_heads(chain: _Chain, heads: list[tuple[int, TreeHead]], vault_id: str, public_raw: bytes) -> VerifyReport:
+    count = len(chain.hashes)
+    if not heads:
+        raise _fail("the bundle holds no signed tree head: nothing vouches for its entries")
+    sizes = {head.size for _, head in heads if head.size <= count} | {count}
+    roots = merkle.prefix_roots(chain.hashes, sizes)
+    faults: list[tuple[int, str]] = []
+    covered = 0
+    for lineno, head in sorted(heads, key=lambda item: item[1].size):
+        if head.size > count:
+            faults.append((count + 1, f"the bundle ends at entry {count} but the signed tree head at line {lineno} "
+                                      f"covers {head.size} entries: entries {count + 1}..{head.size} are missing"))
+            break
+        if roots[head.size].hex() == head.root:
+            covered = head.size
+        else:
+            faults.append((covered + 1, f"entries {covered + 1}..{head.size} do not match the signed tree head "
+                                        f"at line {lineno} (rewritten entries)"))
+            break
+    if chain.first_break is not None:
+        faults.append(chain.blame(covered))
+    if faults:
+        seq, message = min(faults)
+        raise _fail(message, seq)
+    return VerifyReport(
+        vault_id=vault_id,
+        entries=count,
+        tree_heads=len(heads),
+        last_seq=count,
+        root=roots[count].hex(),
+        key_fingerprint=key_fingerprint(public_raw),
+        signed_size=covered,
+    )
+
+
+def verify_inclusion_proof(proof: InclusionProof, public_key: bytes) -> AuditEntry:
+    """Check a proof from `audit prove SEQ` against a public key; return the proven entry."""
+    if not verify_tree_head(public_key, proof.head):
+        raise _fail(f"the tree head of size {proof.head.size} has an invalid signature (forged or edited)")
+    entry = AuditEntry.from_canonical(proof.entry)
+    if entry.seq != proof.seq:
+        raise _fail(f"the proof names entry {proof.seq} but carries entry {entry.seq}", proof.seq)
+    index = proof.seq - 1
+    if not merkle.verify_inclusion(
+        merkle.leaf_hash(proof.entry), index, proof.head.size, proof.path, bytes.fromhex(proof.head.root)
+    ):
+        raise _fail(f"entry {proof.seq} is not included in the signed tree head of size {proof.head.size}",
+                    proof.seq)
+    return entry
+
+
+def verify_consistency_between(
+    head_old: TreeHead, head_new: TreeHead, proof: Sequence[bytes], public_key: bytes
+) -> None:
+    """Raise unless both heads are signed by ``public_key`` for one vault and ``proof`` shows old ⊑ new."""
+    for head in (head_old, head_new):
+        if not verify_tree_head(public_key, head):
+            raise _fail(f"the tree head of size {head.size} has an invalid signature (forged or edited)")
+    if head_old.vault_id != head_new.vault_id:
+        raise _fail(f"the tree heads belong to different vaults ({head_old.vault_id!r}, {head_new.vault_id!r})")
+    if not merkle.verify_consistency(
+        head_old.size, head_new.size, bytes.fromhex(head_old.root), bytes.fromhex(head_new.root), proof
+    ):
+        raise _fail(
+            f"the tree head of size {head_new.size} does not extend the one of size {head_old.size}: "
+            "history was rewritten",
+            head_old.size + 1 if head_old.size < head_new.size else None,
+        )
