@@ -138,7 +138,9 @@ def check_revision(engine: Engine, url: str) -> None:
     if current == head:
         return
     if current is None:
-        raise VaultSchemaError(f"{where} has vault tables but no schema revision", hint="restore it from a backup")
+        raise VaultSchemaError(
+            f"{where} has vault tables but no schema revision", hint="restore it from a backup"
+        )
     known = {script.revision for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
     if current in known:
         raise VaultSchemaError(

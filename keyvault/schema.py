@@ -28,7 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ROLES = ("admin", "operator", "investigator", "approver", "auditor")
 KEY_STATES = ("active", "suspended", "revoked", "destroyed")
-VERSION_STATES = ("active", "superseded", "suspended", "revoked", "destroyed")
+VERSION_STATES = ("active", "superseded", "revoked", "destroyed")  # superseded: restore-only after a rotation
 REQUEST_STATES = ("pending", "approved", "used")
 DEFAULT_APPROVAL_TTL_S = 24 * 3600
 

@@ -1,3 +1,3 @@
 """Fixtures for the vault tests (defined in tests/keyvault/support.py so tests/cli can share them)."""
 
-from tests.keyvault.support import vault_url  # noqa: F401
+from tests.keyvault.support import vault, vault_url  # noqa: F401

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from keyvault.envelope import KdfParams
+from keyvault.vault import Vault, open_vault
 
 PG_URL = os.environ.get("IFADIT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ADMIN = "admin"
@@ -65,3 +68,51 @@ def vault_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'vault.sqlite3'}"
     else:
         yield from postgres_schema_url()
+
+
+@pytest.fixture
+def vault(vault_url: str) -> Iterator[Vault]:
+    """A fresh vault (cheap Argon2id) unlocked as its first admin; closed (and checkpointed) afterwards."""
+    opened = Vault.init(vault_url, ADMIN, ADMIN_PASS, kdf=cheap_kdf())
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def add_user(vault: Vault, name: str, *roles: str) -> Vault:
+    """Add a user whose passphrase is their name (as bytes) and return the vault unlocked as them."""
+    from keyvault import access
+
+    access.add_user(vault, name, list(roles), name.encode(), kdf=cheap_kdf())
+    return open_vault(vault.url, name, name.encode(), clock=vault.clock)
+
+
+class FakeClock:
+    """A settable UTC clock for expiry tests: call it for the time, ``advance`` to move it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+def table_rows(url: str, table: str) -> list[dict[str, Any]]:
+    """Every row of one vault table, read straight from the database (as a thief or auditor would)."""
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = [dict(row._mapping) for row in connection.execute(text(f"SELECT * FROM {table}"))]
+    engine.dispose()
+    return rows
+
+
+def execute(url: str, statement: str, **params: Any) -> None:
+    """Run one raw SQL statement against the vault database (to tamper with it, as an insider could)."""
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(statement), params)
+    engine.dispose()

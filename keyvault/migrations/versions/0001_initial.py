@@ -40,7 +40,13 @@ def upgrade() -> None:
     op.create_table(
         "keyslots",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("user_id", sa.Integer(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, unique=True),
+        sa.Column(
+            "user_id",
+            sa.Integer(),
+            sa.ForeignKey("users.id", ondelete="CASCADE"),
+            nullable=False,
+            unique=True,
+        ),
         sa.Column("kdf", sa.JSON(), nullable=False),
         sa.Column("wrapped_kek", sa.LargeBinary(), nullable=False),
         sa.Column("created", UTCDateTime(), nullable=False),

@@ -1,0 +1,81 @@
+"""What an auditor does against a live vault: read entries, export a bundle, prove inclusion and consistency.
+
+Reads need the auditor or admin role (a refusal is audited); an export is itself an audited action and
+ends with a fresh signed tree head, so the bundle covers every entry it holds. Offline checks of the
+results live in ``keyvault.verify``, which needs no database.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from keyvault import ledger
+from keyvault.audit import AuditEntry, InclusionProof, TreeHead, write_bundle
+from keyvault.vault import Vault
+from keyvault.verify import VerifyReport, verify_bundle, verify_consistency_between, verify_inclusion_proof
+
+AUDIT_ROLES = ("auditor", "admin")
+
+
+def entries(vault: Vault, *, case: str | None = None) -> list[AuditEntry]:
+    """Stored entries in sequence order, optionally only one case's."""
+    with vault.action("audit.show", role=AUDIT_ROLES, case=case, record=False) as act:
+        return ledger.entries(act.session, case_id=case)
+
+
+def tree_heads(vault: Vault) -> list[TreeHead]:
+    """Every signed tree head, oldest first."""
+    with vault.action("audit.show", role=AUDIT_ROLES, record=False) as act:
+        return ledger.tree_heads(act.session, vault.id)
+
+
+def export(vault: Vault, path: str | os.PathLike[str]) -> int:
+    """Write the whole log and its signed tree heads to a bundle (atomically); return the entry count."""
+    with vault.action("audit.export", role=AUDIT_ROLES, details={"file": Path(path).name}):
+        pass
+    vault.checkpoint()
+    with Session(vault.engine) as session, session.begin():
+        rows = ledger.entries_bytes(session)
+        heads = ledger.tree_heads(session, vault.id)
+    return write_bundle(path, vault.id, vault.public_key, rows, heads)
+
+
+def verify_live(vault: Vault, public_key: bytes | None = None) -> VerifyReport:
+    """Export to a temporary bundle and verify it exactly as an offline auditor would."""
+    with tempfile.TemporaryDirectory(prefix="ifadit-audit-") as folder:
+        bundle = Path(folder) / "audit.jsonl"
+        export(vault, bundle)
+        return verify_bundle(bundle, public_key or vault.public_key, strict=True)
+
+
+def prove(vault: Vault, seq: int) -> InclusionProof:
+    """Inclusion proof of entry ``seq`` under a signed tree head (signs a fresh one when none covers it)."""
+    with vault.action("audit.prove", role=AUDIT_ROLES, record=False) as act:
+        head = ledger.latest_head(act.session, vault.id)
+        covered = head.size >= seq
+    if not covered:
+        vault.checkpoint()
+    with vault.action("audit.prove", role=AUDIT_ROLES, record=False) as act:
+        proof = ledger.inclusion(act.session, vault.id, seq)
+    verify_inclusion_proof(proof, vault.public_key)
+    return proof
+
+
+def consistency(
+    vault: Vault, old_size: int, new_size: int | None = None
+) -> tuple[TreeHead, TreeHead, list[bytes]]:
+    """Two stored signed heads (``new_size`` defaults to the newest) and the checked proof that one extends the other."""
+    with vault.action("audit.consistency", role=AUDIT_ROLES, record=False) as act:
+        old = ledger.head_of_size(act.session, vault.id, old_size)
+        new = (
+            ledger.latest_head(act.session, vault.id)
+            if new_size is None
+            else ledger.head_of_size(act.session, vault.id, new_size)
+        )
+        proof = ledger.consistency(act.session, old.size, new.size)
+    verify_consistency_between(old, new, proof, vault.public_key)
+    return old, new, proof

@@ -1,0 +1,306 @@
+"""Anonymization-key lifecycle after NIST SP 800-57 Part 1: issue, rotate, suspend, resume, revoke, destroy.
+
+States: active → (suspended ⇄ active) → revoked → destroyed. Rotation adds a version; anonymizing
+always uses the newest version of an active, unexpired key; restoring accepts any version of an active
+key (expired or not) until the key is revoked. Destroy erases every version's sealed material
+(crypto-shredding) and keeps the rows as tombstones. Material is 32 random bytes sealed with
+AES-256-GCM under the vault KEK, bound to vault id, key handle, version and purpose; it leaves this
+module only inside an ``UnsealedKey`` whose repr hides it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keyvault import access
+from keyvault.envelope import random_key
+from keyvault.errors import KeyStateError, NotFound, VaultError
+from keyvault.schema import KeyRow, KeyVersionRow
+from keyvault.vault import Action, Vault, aad
+
+READ_ROLES = ("admin", "operator", "investigator", "auditor")
+USE_ROLES = {"anonymize": "operator", "restore": "investigator"}
+
+# verb -> (states it may start from, state it leads to); rotate keeps the key active
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "rotate": (frozenset({"active"}), "active"),
+    "suspend": (frozenset({"active"}), "suspended"),
+    "resume": (frozenset({"suspended"}), "active"),
+    "revoke": (frozenset({"active", "suspended"}), "revoked"),
+    "destroy": (frozenset({"revoked"}), "destroyed"),
+}
+HINTS = {
+    "active": "suspend or revoke it first",
+    "suspended": "resume it first",
+    "revoked": "a revoked key can only be destroyed",
+    "destroyed": "its material was erased; nothing can use it any more",
+}
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One key version as shown to people (never the material)."""
+
+    version: int
+    state: str  # active | superseded | revoked | destroyed
+    created: datetime
+    revoked: datetime | None
+    destroyed: datetime | None
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key's public facts: handle, case, purpose, state, dates and versions."""
+
+    handle: str
+    case_id: str
+    purpose: str
+    state: str
+    created: datetime
+    created_by: str
+    expires: datetime | None
+    versions: tuple[VersionInfo, ...]
+
+    @property
+    def current_version(self) -> int:
+        """The newest version (the one anonymizing uses)."""
+        return self.versions[-1].version
+
+
+@dataclass(frozen=True)
+class UnsealedKey:
+    """Key material in memory for the pipeline; the repr never shows ``material``."""
+
+    handle: str
+    version: int
+    case_id: str
+    material: bytes = field(repr=False)
+
+
+def new_handle() -> str:
+    """An opaque key handle: ``kh_`` and 24 random hex digits (never derived from the case or material)."""
+    return f"kh_{secrets.token_hex(12)}"
+
+
+def material_aad(vault_id: str, handle: str, version: int, purpose: str) -> bytes:
+    """Associated data binding sealed material to its vault, key, version and purpose."""
+    return aad("key-material", vault=vault_id, key=handle, version=version, purpose=purpose)
+
+
+def _load(session: Session, handle: str) -> KeyRow:
+    row = session.get(KeyRow, handle)
+    if row is None:
+        raise NotFound(f"unknown key {handle}", hint="`ifadit keys list` shows the keys")
+    return row
+
+
+def _versions(session: Session, handle: str) -> list[KeyVersionRow]:
+    query = select(KeyVersionRow).where(KeyVersionRow.key_handle == handle).order_by(KeyVersionRow.version)
+    return list(session.scalars(query))
+
+
+def _info(session: Session, row: KeyRow) -> KeyInfo:
+    versions = tuple(
+        VersionInfo(
+            version=v.version, state=v.state, created=v.created, revoked=v.revoked, destroyed=v.destroyed
+        )
+        for v in _versions(session, row.handle)
+    )
+    return KeyInfo(
+        handle=row.handle,
+        case_id=row.case_id,
+        purpose=row.purpose,
+        state=row.state,
+        created=row.created,
+        created_by=row.created_by,
+        expires=row.expires,
+        versions=versions,
+    )
+
+
+def _new_version(vault: Vault, session: Session, row: KeyRow, version: int) -> None:
+    sealed = vault.seal_secret(random_key(), material_aad(vault.id, row.handle, version, row.purpose))
+    session.add(
+        KeyVersionRow(
+            key_handle=row.handle,
+            version=version,
+            material_sealed=sealed,
+            state="active",
+            created=vault.clock(),
+        )
+    )
+
+
+def issue(vault: Vault, case: str, purpose: str, expires: datetime | None = None) -> KeyInfo:
+    """Create an active key with version 1 for ``case``; admin only."""
+    if not case.strip() or not purpose.strip():
+        raise ValueError("a key needs a non-empty case id and purpose")
+    now = vault.clock()
+    if expires is not None and expires <= now:
+        raise VaultError(
+            f"expiry {expires.isoformat()} is not in the future", hint="pass a later --expires date"
+        )
+    handle = new_handle()
+    with vault.action(
+        "key.issue",
+        role="admin",
+        case=case,
+        details={"purpose": purpose, "expires": expires.isoformat() if expires else None},
+    ) as act:
+        act.key_handle, act.key_version = handle, 1
+        row = KeyRow(
+            handle=handle,
+            case_id=case,
+            purpose=purpose,
+            state="active",
+            expires=expires,
+            created=now,
+            created_by=vault.user.name,
+        )
+        act.session.add(row)
+        act.session.flush()
+        _new_version(vault, act.session, row, 1)
+        act.session.flush()
+        return _info(act.session, row)
+
+
+def _transition(vault: Vault, verb: str, handle: str, reason: str | None) -> KeyInfo:
+    allowed, target = TRANSITIONS[verb]
+    with vault.action(f"key.{verb}", role="admin", key=handle, reason=reason) as act:
+        row = _load(act.session, handle)
+        act.case_id = row.case_id
+        if row.state not in allowed:
+            raise KeyStateError(f"key {handle} is {row.state}: {verb} refused", hint=HINTS[row.state])
+        versions = _versions(act.session, handle)
+        now = vault.clock()
+        if verb == "rotate":
+            for version in versions:
+                if version.state == "active":
+                    version.state = "superseded"
+            _new_version(vault, act.session, row, versions[-1].version + 1)
+            act.key_version = versions[-1].version + 1
+        elif verb == "revoke":
+            for version in versions:
+                version.state, version.revoked = "revoked", now
+        elif verb == "destroy":
+            for version in versions:
+                version.state, version.destroyed, version.material_sealed = "destroyed", now, None
+        row.state = target
+        act.session.flush()
+        return _info(act.session, row)
+
+
+def rotate(vault: Vault, handle: str) -> KeyInfo:
+    """Add a new version; the newest one is used for anonymizing from now on."""
+    return _transition(vault, "rotate", handle, None)
+
+
+def suspend(vault: Vault, handle: str, reason: str | None = None) -> KeyInfo:
+    """Temporarily block every use of the key (reversible with ``resume``)."""
+    return _transition(vault, "suspend", handle, reason)
+
+
+def resume(vault: Vault, handle: str, reason: str | None = None) -> KeyInfo:
+    """Lift a suspension."""
+    return _transition(vault, "resume", handle, reason)
+
+
+def revoke(vault: Vault, handle: str, reason: str) -> KeyInfo:
+    """Permanently stop all use of the key (anonymize and restore); the material is kept until destroyed."""
+    if not reason.strip():
+        raise ValueError("revoking a key needs a reason")
+    return _transition(vault, "revoke", handle, reason)
+
+
+def destroy(vault: Vault, handle: str, reason: str) -> KeyInfo:
+    """Erase the sealed material of every version of a revoked key; anonymizations become permanent."""
+    if not reason.strip():
+        raise ValueError("destroying a key needs a reason")
+    return _transition(vault, "destroy", handle, reason)
+
+
+def list_keys(vault: Vault, *, case: str | None = None, state: str | None = None) -> list[KeyInfo]:
+    """Keys (newest first), optionally one case's or one state's; never material."""
+    with vault.action("key.list", role=READ_ROLES, case=case, record=False) as act:
+        query = select(KeyRow).order_by(KeyRow.created.desc(), KeyRow.handle)
+        if case is not None:
+            query = query.where(KeyRow.case_id == case)
+        if state is not None:
+            query = query.where(KeyRow.state == state)
+        return [_info(act.session, row) for row in act.session.scalars(query)]
+
+
+def show(vault: Vault, handle: str) -> KeyInfo:
+    """One key's facts and versions; never material."""
+    with vault.action("key.show", role=READ_ROLES, key=handle, record=False) as act:
+        return _info(act.session, _load(act.session, handle))
+
+
+def unseal_for_use(
+    vault: Vault,
+    handle: str,
+    *,
+    purpose: str,
+    version: int | None = None,
+    action: Action | None = None,
+    request: str | None = None,
+    input_digest: str | None = None,
+) -> UnsealedKey:
+    """The 32-byte material of one version, for anonymizing (newest version) or restoring (any version).
+
+    Inside ``action`` (the pipeline's own audited action) the key use is recorded on that entry;
+    otherwise it runs as its own audited action ``key.use``. Restoring under a policy that requires
+    approval consumes the approval of ``request`` (single use; bound to the case and, when given, to
+    ``input_digest``) in the same transaction.
+    """
+    if purpose not in USE_ROLES:
+        raise ValueError(f"purpose must be one of {', '.join(USE_ROLES)}, not {purpose!r}")
+    if action is not None:
+        return _unseal(vault, action, handle, purpose, version, request, input_digest)
+    with vault.action("key.use", role=USE_ROLES[purpose], key=handle, details={"purpose": purpose}) as act:
+        return _unseal(vault, act, handle, purpose, version, request, input_digest)
+
+
+def _unseal(
+    vault: Vault,
+    act: Action,
+    handle: str,
+    purpose: str,
+    version: int | None,
+    request: str | None,
+    input_digest: str | None,
+) -> UnsealedKey:
+    row = _load(act.session, handle)
+    act.key_handle, act.case_id = handle, row.case_id
+    if row.state != "active":
+        raise KeyStateError(f"key {handle} is {row.state}: {purpose} refused", hint=HINTS[row.state])
+    versions = {v.version: v for v in _versions(act.session, handle)}
+    newest = max(versions)
+    if purpose == "anonymize":
+        if row.expires is not None and vault.clock() >= row.expires:
+            raise KeyStateError(
+                f"key {handle} expired on {row.expires.date().isoformat()}: anonymize refused",
+                hint="issue a new key for the case",
+            )
+        if version not in (None, newest):
+            raise KeyStateError(
+                f"key {handle} version {version} is superseded by {newest}: anonymize refused",
+                hint="anonymizing always uses the newest version",
+            )
+    chosen = newest if version is None else version
+    if chosen not in versions:
+        raise NotFound(f"key {handle} has no version {chosen} (newest: {newest})")
+    if purpose == "restore" and vault.policy(act.session).require_approval:
+        access.consume_approval(vault, act.session, request, case=row.case_id, input_digest=input_digest)
+        act.details["request"] = request
+    act.key_version = chosen
+    sealed = versions[chosen].material_sealed
+    if sealed is None:
+        raise KeyStateError(f"key {handle} version {chosen} is destroyed: {purpose} refused")
+    material = vault.unseal_secret(sealed, material_aad(vault.id, handle, chosen, row.purpose))
+    return UnsealedKey(handle=handle, version=chosen, case_id=row.case_id, material=material)

@@ -1,0 +1,165 @@
+"""The audit log's database side: gap-free appends under a lock, signed checkpoints, reads for export.
+
+Entries, their canonical bytes, the hash chain and tree-head signatures are defined in
+``keyvault.audit`` (pure); this module stores them. Appends are serialized so that concurrent
+processes keep one chain: SQLite transactions start with ``BEGIN IMMEDIATE`` (see ``keyvault.db``),
+PostgreSQL takes a transaction-scoped advisory lock before reading the chain's tail. The primary
+key on ``seq`` turns any remaining race into a failed transaction rather than a fork.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from keyvault import merkle
+from keyvault.audit import (
+    GENESIS_HASH,
+    AuditEntry,
+    InclusionProof,
+    TreeHead,
+    prove_consistency,
+    prove_inclusion,
+    sign_tree_head,
+    utc_timestamp,
+)
+from keyvault.errors import NotFound
+from keyvault.schema import AuditEntryRow, TreeHeadRow
+
+AUDIT_LOCK_KEY = 0x1FAD17  # PostgreSQL advisory-lock key of the audit chain
+
+SignedHead = TreeHead
+
+
+def _lock(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+
+
+def append(
+    session: Session,
+    *,
+    now: datetime,
+    actor: str | None,
+    role: str | None,
+    action: str,
+    outcome: str,
+    key_handle: str | None = None,
+    key_version: int | None = None,
+    case_id: str | None = None,
+    reason: str | None = None,
+    digests: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry inside the caller's transaction (it commits with the action it records)."""
+    _lock(session)
+    last = session.execute(
+        select(AuditEntryRow.seq, AuditEntryRow.leaf_hash).order_by(AuditEntryRow.seq.desc()).limit(1)
+    ).first()
+    seq, prev_hash = (1, GENESIS_HASH) if last is None else (last.seq + 1, bytes(last.leaf_hash).hex())
+    entry = AuditEntry(
+        seq=seq,
+        time=utc_timestamp(now),
+        actor=actor,
+        role=role,
+        action=action,
+        outcome=outcome,
+        key_handle=key_handle,
+        key_version=key_version,
+        case_id=case_id,
+        reason=reason,
+        digests=dict(digests or {}),
+        details=dict(details or {}),
+        prev_hash=prev_hash,
+    )
+    session.add(
+        AuditEntryRow(
+            seq=seq, canonical=entry.canonical_bytes(), leaf_hash=entry.leaf_hash(), case_id=case_id
+        )
+    )
+    session.flush()
+    return entry
+
+
+def leaf_hashes(session: Session, size: int | None = None) -> list[bytes]:
+    """Leaf hashes of the first ``size`` entries (all when None), in sequence order."""
+    query = select(AuditEntryRow.leaf_hash).order_by(AuditEntryRow.seq)
+    if size is not None:
+        query = query.where(AuditEntryRow.seq <= size)
+    return [bytes(value) for value in session.scalars(query)]
+
+
+def checkpoint(session: Session, *, signing_key: bytes, vault_id: str, now: datetime) -> TreeHead:
+    """Sign a tree head over the whole log and store it (under the append lock, so size and root agree)."""
+    _lock(session)
+    hashes = leaf_hashes(session)
+    head = sign_tree_head(signing_key, vault_id, len(hashes), merkle.root(hashes), utc_timestamp(now))
+    session.add(
+        TreeHeadRow(size=head.size, root=bytes.fromhex(head.root), time=head.time, signature=head.signature)
+    )
+    session.flush()
+    return head
+
+
+def entries(session: Session, *, case_id: str | None = None, size: int | None = None) -> list[AuditEntry]:
+    """Stored entries in sequence order, optionally only one case's or only the first ``size``."""
+    query = select(AuditEntryRow.canonical).order_by(AuditEntryRow.seq)
+    if case_id is not None:
+        query = query.where(AuditEntryRow.case_id == case_id)
+    if size is not None:
+        query = query.where(AuditEntryRow.seq <= size)
+    return [AuditEntry.from_canonical(bytes(blob)) for blob in session.scalars(query)]
+
+
+def entries_bytes(session: Session) -> list[bytes]:
+    """Every entry's canonical bytes in sequence order (what a bundle holds)."""
+    return [
+        bytes(blob) for blob in session.scalars(select(AuditEntryRow.canonical).order_by(AuditEntryRow.seq))
+    ]
+
+
+def _head(row: TreeHeadRow, vault_id: str) -> TreeHead:
+    return TreeHead(vault_id, row.size, bytes(row.root).hex(), row.time, bytes(row.signature))
+
+
+def tree_heads(session: Session, vault_id: str) -> list[TreeHead]:
+    """Every stored signed tree head, oldest first."""
+    return [_head(row, vault_id) for row in session.scalars(select(TreeHeadRow).order_by(TreeHeadRow.id))]
+
+
+def latest_head(session: Session, vault_id: str) -> TreeHead:
+    """The newest signed tree head; ``NotFound`` before the first checkpoint."""
+    row = session.scalars(select(TreeHeadRow).order_by(TreeHeadRow.id.desc()).limit(1)).first()
+    if row is None:
+        raise NotFound("the audit log has no signed tree head yet")
+    return _head(row, vault_id)
+
+
+def head_of_size(session: Session, vault_id: str, size: int) -> TreeHead:
+    """A stored signed tree head covering exactly ``size`` entries; ``NotFound`` when none was signed."""
+    row = session.scalars(select(TreeHeadRow).where(TreeHeadRow.size == size).limit(1)).first()
+    if row is None:
+        raise NotFound(f"no signed tree head of size {size}", hint="`ifadit audit show --heads` lists them")
+    return _head(row, vault_id)
+
+
+def inclusion(session: Session, vault_id: str, seq: int) -> InclusionProof:
+    """Inclusion proof of entry ``seq`` under the newest signed tree head."""
+    head = latest_head(session, vault_id)
+    row = session.get(AuditEntryRow, seq)
+    if row is None or not 1 <= seq <= head.size:
+        raise NotFound(f"audit entry {seq} is not covered by the newest tree head (size {head.size})")
+    return prove_inclusion(leaf_hashes(session, head.size), bytes(row.canonical), seq, head)
+
+
+def consistency(session: Session, old_size: int, new_size: int) -> list[bytes]:
+    """RFC 6962 consistency proof between the trees of the first ``old_size`` and ``new_size`` entries."""
+    hashes = leaf_hashes(session, new_size)
+    if not 0 < old_size <= new_size <= len(hashes):
+        raise NotFound(
+            f"no consistency proof from size {old_size} to {new_size} (log has {len(hashes)} entries)"
+        )
+    return prove_consistency(hashes, old_size, new_size)

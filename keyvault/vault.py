@@ -1,0 +1,476 @@
+"""The vault facade: create a vault, unlock it as a user, and run every action with its audit entry.
+
+``Vault.init`` creates the schema, the vault KEK, the first admin's keyslot and the audit signing key.
+``open_vault`` unlocks: Argon2id(passphrase) unwraps the KEK from the user's keyslot; an unknown user
+and a wrong passphrase give the same ``AuthenticationError`` and the failed attempt is audited.
+
+``with vault.action("key.issue", role="admin") as act:`` runs one transaction that holds the action's
+writes and its audit entry, so there is never an action without its entry. A refused action (missing
+role, wrong key state, unknown handle) rolls back and is audited as outcome "refused" in its own
+transaction. Closing the vault writes a signed tree head when anything was appended.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from keyvault import db, ledger
+from keyvault.envelope import (
+    KdfParams,
+    derive_wrapping_key,
+    generate_signing_key,
+    random_key,
+    seal,
+    unseal,
+)
+from keyvault.errors import (
+    ApprovalPending,
+    AuthenticationError,
+    IntegrityError,
+    KeyStateError,
+    NotFound,
+    PermissionDenied,
+    SealedDataError,
+    VaultError,
+)
+from keyvault.schema import ROLES, KeyslotRow, UserRow, VaultRow
+
+Clock = Callable[[], datetime]
+REFUSALS = (PermissionDenied, KeyStateError, NotFound, ApprovalPending)
+AUTH_FAILED = "authentication failed: unknown user or wrong passphrase"
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC (the default clock)."""
+    return datetime.now(UTC)
+
+
+def aad(kind: str, **fields: str | int) -> bytes:
+    """Associated data for a sealed blob: canonical JSON naming what the blob is and where it belongs."""
+    return json.dumps({"kind": kind, **fields}, sort_keys=True, separators=(",", ":")).encode()
+
+
+class Secret:
+    """Bytes that never show in a repr, str or traceback; ``reveal()`` hands them to crypto code only."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = bytes(value)
+
+    def reveal(self) -> bytes:
+        """The secret bytes (pass them straight to crypto code; never print or store them)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A vault user as shown to people (no keyslot data)."""
+
+    name: str
+    roles: tuple[str, ...]
+    disabled: bool
+    created: datetime
+
+    @classmethod
+    def from_row(cls, row: UserRow) -> UserInfo:
+        return cls(name=row.name, roles=split_roles(row.roles), disabled=row.disabled, created=row.created)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Vault-wide restore policy."""
+
+    require_approval: bool  # a restore needs an approval by another user with the approver role
+    approval_ttl: timedelta  # how long an approval stays valid
+
+
+@dataclass
+class Action:
+    """One audited action in progress: its session and the fields its audit entry will carry."""
+
+    name: str
+    actor: str
+    session: Session
+    role: str = ""
+    key_handle: str | None = None
+    key_version: int | None = None
+    case_id: str | None = None
+    reason: str | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def join_roles(roles: tuple[str, ...] | list[str] | set[str]) -> str:
+    """Validate roles and store them as a sorted comma-separated string."""
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        raise ValueError(f"unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLES)}")
+    if not roles:
+        raise ValueError(f"a user needs at least one role ({', '.join(ROLES)})")
+    return ",".join(sorted(set(roles)))
+
+
+def split_roles(text: str) -> tuple[str, ...]:
+    """Inverse of ``join_roles``."""
+    return tuple(part for part in text.split(",") if part)
+
+
+def new_keyslot(
+    vault_id: str, user_id: int, user_name: str, kek: bytes, passphrase: bytes, kdf: KdfParams, now: datetime
+) -> KeyslotRow:
+    """Wrap the KEK under Argon2id(passphrase) for one user."""
+    wrapping = derive_wrapping_key(passphrase, kdf)
+    wrapped = seal(wrapping, kek, aad("keyslot", vault=vault_id, user=user_name))
+    return KeyslotRow(user_id=user_id, kdf=kdf.to_dict(), wrapped_kek=wrapped, created=now)
+
+
+class Vault:
+    """An unlocked vault: the acting user, the KEK in memory, and audited actions. Use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        engine: Engine,
+        vault_id: str,
+        user: UserInfo,
+        kek: bytes,
+        signing_key: bytes,
+        public_key: bytes,
+        clock: Clock,
+    ) -> None:
+        self.url = url
+        self.engine = engine
+        self.id = vault_id
+        self.user = user
+        self.public_key = public_key
+        self.clock = clock
+        self._kek = Secret(kek)
+        self._signing_key = Secret(signing_key)
+        self._appended = False
+
+    def __repr__(self) -> str:
+        return f"Vault(id={self.id!r}, url={db.display_url(self.url)!r}, user={self.user.name!r})"
+
+    # ------------------------------------------------------------------ create and unlock
+
+    @classmethod
+    def init(
+        cls,
+        url: str | None,
+        admin_name: str,
+        passphrase: bytes,
+        *,
+        kdf: KdfParams | None = None,
+        clock: Clock = utc_now,
+    ) -> Vault:
+        """Create a vault at ``url`` with its first admin; refuses a database that already holds one."""
+        url = db.resolve_url(url)
+        engine = db.make_engine(url, create=True)
+        db.upgrade(engine)
+        db.check_revision(engine, url)
+        kdf = kdf or KdfParams.generate()
+        vault_id = secrets.token_hex(16)
+        kek = random_key()
+        signing_key, public_key = generate_signing_key()
+        now = clock()
+        with Session(engine) as session, session.begin():
+            if session.scalar(select(VaultRow.id)) is not None:
+                raise VaultError(f"a vault already exists at {db.display_url(url)}", hint="open it instead")
+            session.add(
+                VaultRow(
+                    id=vault_id,
+                    created=now,
+                    audit_public_key=public_key,
+                    audit_signing_key_sealed=seal(kek, signing_key, aad("audit-signing-key", vault=vault_id)),
+                    require_approval=True,
+                    approval_ttl_s=24 * 3600,
+                )
+            )
+            user = UserRow(name=admin_name, roles="admin", disabled=False, created=now)
+            session.add(user)
+            session.flush()
+            session.add(new_keyslot(vault_id, user.id, admin_name, kek, passphrase, kdf, now))
+            ledger.append(
+                session,
+                now=now,
+                actor=admin_name,
+                role="admin",
+                action="vault.init",
+                outcome="ok",
+                details={"vault": vault_id},
+            )
+            info = UserInfo.from_row(user)
+        vault = cls(
+            url=url,
+            engine=engine,
+            vault_id=vault_id,
+            user=info,
+            kek=kek,
+            signing_key=signing_key,
+            public_key=public_key,
+            clock=clock,
+        )
+        vault._appended = True
+        return vault
+
+    # ------------------------------------------------------------------ transactions and audit
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One read-write transaction (SQLite: BEGIN IMMEDIATE); commits on success, rolls back on error."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def action(
+        self,
+        name: str,
+        *,
+        role: str | tuple[str, ...],
+        key: str | None = None,
+        key_version: int | None = None,
+        case: str | None = None,
+        reason: str | None = None,
+        digests: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+        record: bool = True,
+    ) -> Iterator[Action]:
+        """Run an action and its audit entry in one transaction; audit a refusal or failure on its own.
+
+        ``role`` names the role (or any of several roles) the acting user must hold. ``record=False``
+        is for reads (list, show): no entry when they succeed, but a refusal is still audited.
+        """
+        roles = (role,) if isinstance(role, str) else role
+        with Session(self.engine, expire_on_commit=False) as session:
+            act = Action(
+                name=name,
+                actor=self.user.name,
+                session=session,
+                role="|".join(roles),
+                key_handle=key,
+                key_version=key_version,
+                case_id=case,
+                reason=reason,
+                digests=dict(digests or {}),
+                details=dict(details or {}),
+            )
+            try:
+                with session.begin():
+                    act.role = self._authorize(session, roles)
+                    yield act
+                    if record:
+                        self._append(session, act, "ok")
+            except VaultError as exc:
+                self._record_unsuccessful(act, "refused" if isinstance(exc, REFUSALS) else "failed", str(exc))
+                raise
+            except Exception as exc:
+                try:
+                    self._record_unsuccessful(act, "failed", type(exc).__name__)
+                except Exception:
+                    exc.add_note("the failure could not be written to the audit log")
+                raise
+        self._appended = self._appended or record
+
+    def _authorize(self, session: Session, roles: tuple[str, ...]) -> str:
+        row = session.scalar(select(UserRow).where(UserRow.name == self.user.name))
+        if row is None or row.disabled:
+            raise PermissionDenied(f"user {self.user.name} is disabled or was removed")
+        held = split_roles(row.roles)
+        for wanted in roles:
+            if wanted in held:
+                return wanted
+        raise PermissionDenied(
+            f"user {self.user.name} lacks the role {' or '.join(roles)}",
+            hint=f"holds: {', '.join(held)}; an admin can grant roles with `ifadit users add`",
+        )
+
+    def _append(self, session: Session, act: Action, outcome: str, error: str | None = None) -> None:
+        details = dict(act.details)
+        if error is not None:
+            details["error"] = error
+        ledger.append(
+            session,
+            now=self.clock(),
+            actor=act.actor,
+            role=act.role,
+            action=act.name,
+            outcome=outcome,
+            key_handle=act.key_handle,
+            key_version=act.key_version,
+            case_id=act.case_id,
+            reason=act.reason,
+            digests=act.digests,
+            details=details,
+        )
+
+    def _record_unsuccessful(self, act: Action, outcome: str, error: str) -> None:
+        with self.transaction() as session:
+            act.session = session
+            self._append(session, act, outcome, error)
+        self._appended = True
+
+    # ------------------------------------------------------------------ KEK use (package-internal)
+
+    def seal_secret(self, plaintext: bytes, associated: bytes) -> bytes:
+        """Seal bytes under the vault KEK (key material, the audit signing key)."""
+        return seal(self._kek.reveal(), plaintext, associated)
+
+    def unseal_secret(self, blob: bytes, associated: bytes) -> bytes:
+        """Open a blob sealed under the KEK; ``SealedDataError`` (opaque) when it was altered or moved."""
+        return unseal(self._kek.reveal(), blob, associated)
+
+    def wrap_for_user(
+        self, session: Session, user: UserRow, passphrase: bytes, kdf: KdfParams | None
+    ) -> None:
+        """Give ``user`` a keyslot holding the KEK under their passphrase."""
+        session.add(
+            new_keyslot(
+                self.id,
+                user.id,
+                user.name,
+                self._kek.reveal(),
+                passphrase,
+                kdf or KdfParams.generate(),
+                self.clock(),
+            )
+        )
+
+    # ------------------------------------------------------------------ policy, checkpoints, close
+
+    def policy(self, session: Session | None = None) -> Policy:
+        """The current restore policy (read inside ``session`` when given, e.g. an action's own)."""
+        if session is None:
+            with Session(self.engine) as own:
+                return self.policy(own)
+        row = session.scalars(select(VaultRow)).one()
+        return Policy(
+            require_approval=row.require_approval, approval_ttl=timedelta(seconds=row.approval_ttl_s)
+        )
+
+    def checkpoint(self) -> ledger.SignedHead:
+        """Sign and store a tree head over every entry appended so far."""
+        with self.transaction() as session:
+            head = ledger.checkpoint(
+                session, signing_key=self._signing_key.reveal(), vault_id=self.id, now=self.clock()
+            )
+        self._appended = False
+        return head
+
+    def close(self) -> None:
+        """Write a signed tree head if this session appended anything, then release the database."""
+        try:
+            if self._appended:
+                self.checkpoint()
+        finally:
+            self.engine.dispose()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_vault(
+    url: str | None,
+    user: str,
+    passphrase: bytes,
+    *,
+    clock: Clock = utc_now,
+    expected_vault_id: str | None = None,
+) -> Vault:
+    """Unlock the vault at ``url`` as ``user``; one ``AuthenticationError`` for unknown user or wrong passphrase."""
+    url = db.resolve_url(url)
+    engine = db.make_engine(url)
+    db.check_revision(engine, url)
+    with Session(engine) as session:
+        vault_row = session.scalars(select(VaultRow)).one_or_none()
+        if vault_row is None:
+            raise db.VaultNotFound(f"no vault at {db.display_url(url)}", hint="run `ifadit vault init`")
+        if expected_vault_id is not None and vault_row.id != expected_vault_id:
+            raise IntegrityError(f"{db.display_url(url)} holds vault {vault_row.id}, not {expected_vault_id}")
+        row = session.scalar(select(UserRow).where(UserRow.name == user))
+        slot = session.scalar(select(KeyslotRow).where(KeyslotRow.user_id == row.id)) if row else None
+        kek = _unwrap(vault_row.id, user, slot, passphrase, session)
+        vault_id, public_key, sealed_signing = (
+            vault_row.id,
+            vault_row.audit_public_key,
+            vault_row.audit_signing_key_sealed,
+        )
+        info = UserInfo.from_row(row) if row else None
+    if kek is None or info is None:
+        with Session(engine) as session, session.begin():
+            ledger.append(
+                session,
+                now=clock(),
+                actor=user,
+                role=None,
+                action="vault.unlock",
+                outcome="failed",
+                details={"error": AUTH_FAILED},
+            )
+        engine.dispose()
+        raise AuthenticationError(AUTH_FAILED)
+    signing_key = unseal(kek, sealed_signing, aad("audit-signing-key", vault=vault_id))
+    vault = Vault(
+        url=url,
+        engine=engine,
+        vault_id=vault_id,
+        user=info,
+        kek=kek,
+        signing_key=signing_key,
+        public_key=public_key,
+        clock=clock,
+    )
+    if info.disabled:
+        with vault.transaction() as session:
+            ledger.append(
+                session,
+                now=clock(),
+                actor=user,
+                role=None,
+                action="vault.unlock",
+                outcome="refused",
+                details={"error": f"user {user} is disabled"},
+            )
+        vault._appended = True
+        vault.close()
+        raise PermissionDenied(f"user {user} is disabled", hint="an admin can add a new user")
+    return vault
+
+
+def _unwrap(
+    vault_id: str, user: str, slot: KeyslotRow | None, passphrase: bytes, session: Session
+) -> bytes | None:
+    """The KEK, or None; an unknown user costs the same Argon2id work as a wrong passphrase."""
+    if slot is None:
+        reference = session.scalars(select(KeyslotRow).limit(1)).first()
+        params = KdfParams.from_dict(reference.kdf) if reference else KdfParams.generate()
+        derive_wrapping_key(
+            passphrase, KdfParams.generate(params.memory_cost, params.iterations, params.lanes)
+        )
+        return None
+    wrapping = derive_wrapping_key(passphrase, KdfParams.from_dict(slot.kdf))
+    try:
+        return unseal(wrapping, slot.wrapped_kek, aad("keyslot", vault=vault_id, user=user))
+    except SealedDataError:
+        return None
