@@ -15,9 +15,11 @@
   a root equal to the Merkle root of that many entries (else: the entries after the largest head
   that still matches were rewritten).
 
-The fastest check runs per entry (JSON parse, two field reads, one SHA-256); ``strict=True`` also
-validates every field and the canonical form (``AuditEntry.from_canonical``).
-Entries after the last signed tree head are protected only by the chain: the report says how many.
+Speed: entries covered by a signed tree head are authenticated byte for byte by the signature, so
+for them only ``seq`` and ``prev_hash`` are read (by position, from the canonical form) beside one
+SHA-256; entries after the last signed head are protected only by the chain, so they are parsed
+and validated field by field (``AuditEntry.from_canonical``), and the report says how many there
+are. ``strict=True`` validates every entry that way.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from keyvault import envelope, merkle
 from keyvault.audit import (
@@ -138,6 +141,7 @@ class _Chain:
 
     def __init__(self) -> None:
         self.hashes: list[bytes] = []
+        self.offsets: list[int] = []  # offsets[i]: file offset of entry i+1's line; one more at the end
         self.link_ok = bytearray()  # link_ok[i] == 1 when entry i+1's prev_hash matches entry i
         self.first_break: int | None = None  # seq of the first entry whose prev_hash does not match
         self.break_to_grandparent = False  # that entry links to the entry two before it
@@ -168,17 +172,41 @@ def verify_bundle(
         raise AuditVerificationError(f"{source}: cannot read the audit bundle ({exc.strerror})") from None
     with handle:
         lines = enumerate(handle, start=1)
-        vault_id, embedded = _read_header(next(lines, (1, None))[1], public_key)
+        header = next(lines, (1, None))[1]
+        vault_id, embedded = _read_header(header, public_key)
         chain = _Chain()
+        chain.offsets.append(len(header or b""))
         head_lines = _read_entries(lines, chain, strict)
         heads = [_read_head(raw, lineno, vault_id, embedded) for lineno, raw in head_lines]
-    return _check_heads(chain, heads, vault_id, embedded)
+        report = _check_heads(chain, heads, vault_id, embedded)
+        if not strict:
+            _check_unsigned_tail(handle, chain, report.signed_size)
+    return report
+
+
+def _fast_fields(data: bytes) -> tuple[int, bytes] | None:
+    """(seq, prev_hash as ASCII bytes) read by position from canonical bytes; None when not found.
+
+    In canonical form the top-level ``prev_hash`` and ``seq`` keys are the last occurrences of those
+    byte patterns: only reason, role (strings, where every quote is escaped), seq and time follow
+    them, while nested occurrences can sit only in details and digests, which sort earlier.
+    """
+    i = data.rfind(b',"prev_hash":"')
+    j = data.rfind(b',"seq":')
+    if i < 0 or j < i or not data.startswith(b'{"action":') or not data.endswith(b'"}'):
+        return None
+    k = data.find(b",", j + 7)
+    digits = data[j + 7 : k]
+    if not digits.isdigit() or data[i + 78 : i + 79] != b'"':
+        return None
+    return int(digits), data[i + 14 : i + 78]
 
 
 def _read_entries(lines: enumerate[bytes], chain: _Chain, strict: bool) -> list[tuple[int, bytes]]:
     """Consume entry lines into ``chain``; return the tree-head lines that follow."""
-    hashes, link_ok, sha256, loads = chain.hashes, chain.link_ok, hashlib.sha256, json.loads
-    prev_hex = GENESIS_HASH
+    hashes, link_ok, offsets, sha256 = chain.hashes, chain.link_ok, chain.offsets, hashlib.sha256
+    prev_hex = GENESIS_HASH.encode()
+    offset = offsets[0]
     for lineno, raw in lines:
         if raw.startswith(_HEAD_PREFIX):
             return [(lineno, raw), *lines]
@@ -187,20 +215,11 @@ def _read_entries(lines: enumerate[bytes], chain: _Chain, strict: bool) -> list[
             raise _fail(f"line {lineno}: the file ends inside a line (truncated bundle)", expected)
         data = raw[:-1]
         if strict:
-            try:
-                entry = AuditEntry.from_canonical(data)
-            except AuditVerificationError as exc:
-                raise _fail(f"line {lineno}: {exc.args[0]}", expected) from None
-            seq, prev = entry.seq, entry.prev_hash
-        else:
-            try:
-                obj = loads(data)
-                seq, prev = obj["seq"], obj["prev_hash"]
-            except (ValueError, TypeError, KeyError, RecursionError):
-                raise _fail(f"line {lineno}: not an audit entry (needs a JSON object with seq and prev_hash)",
-                            expected) from None
-            if type(seq) is not int or type(prev) is not str:
-                raise _fail(f"line {lineno}: seq must be an integer and prev_hash a string", expected)
+            _parse_entry(data, lineno, expected)
+        found = _fast_fields(data)
+        if found is None:
+            raise _fail(f"line {lineno}: not an audit entry in canonical form", expected)
+        seq, prev = found
         if seq != expected:
             if chain.first_break is not None:
                 blamed, message = chain.blame()
@@ -217,11 +236,27 @@ def _read_entries(lines: enumerate[bytes], chain: _Chain, strict: bool) -> list[
             link_ok.append(0)
             if chain.first_break is None:
                 chain.first_break = seq
-                grandparent = hashes[-2].hex() if seq >= 3 else GENESIS_HASH
+                grandparent = hashes[-2].hex().encode() if seq >= 3 else GENESIS_HASH.encode()
                 chain.break_to_grandparent = seq >= 2 and prev == grandparent
         hashes.append(leaf)
-        prev_hex = leaf.hex()
+        prev_hex = leaf.hex().encode()
+        offset += len(raw)
+        offsets.append(offset)
     return []
+
+
+def _parse_entry(data: bytes, lineno: int, seq: int) -> AuditEntry:
+    try:
+        return AuditEntry.from_canonical(data)
+    except AuditVerificationError as exc:
+        raise _fail(f"line {lineno}: {exc.args[0]}", seq) from None
+
+
+def _check_unsigned_tail(handle: BinaryIO, chain: _Chain, covered: int) -> None:
+    """Validate every field of the entries no signed tree head vouches for (entry seq sits on line seq+1)."""
+    handle.seek(chain.offsets[covered])
+    for seq in range(covered + 1, len(chain.hashes) + 1):
+        _parse_entry(handle.readline()[:-1], seq + 1, seq)
 
 
 def _read_head(raw: bytes, lineno: int, vault_id: str, public_raw: bytes) -> tuple[int, TreeHead]:
