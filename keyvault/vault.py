@@ -298,7 +298,7 @@ class Vault:
                 return wanted
         raise PermissionDenied(
             f"user {self.user.name} lacks the role {' or '.join(roles)}",
-            hint=f"holds: {', '.join(held)}; an admin can grant roles with `ifadit users add`",
+            hint=f"holds: {', '.join(held)}; ask an admin for an account with that role",
         )
 
     def _append(self, session: Session, act: Action, outcome: str, error: str | None = None) -> None:
