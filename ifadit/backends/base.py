@@ -1,0 +1,74 @@
+"""The Backend protocol every anonymizer implements, and the name registry that builds them.
+
+A backend works on canonical face crops only (ifadit.faces.align geometry, `crop_size` px): the pipeline
+detects, aligns at the backend's `crop_size`, calls `anonymize_crops`, and pastes the result back with
+ifadit.faces.blend. Backends therefore never see whole frames, and all share the same face stage.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+import numpy as np
+
+from ifadit.errors import BackendUnavailable
+
+# name -> "module:factory"; modules are imported on demand so heavy optional backends cost nothing unused.
+BACKENDS: dict[str, str] = {
+    "blur": "ifadit.backends.classic:BlurBackend",
+    "pixelate": "ifadit.backends.classic:PixelateBackend",
+    "mask": "ifadit.backends.classic:MaskBackend",
+}
+
+
+class Backend(Protocol):
+    """Replaces the faces in a batch of canonical crops; reversible backends can undo it with the key."""
+
+    name: str
+    reversible: bool  # restore_crops(anonymize_crops(x, k), k) brings the identity back
+    crop_size: int  # side of the canonical crops it expects, in pixels
+    colour_match: bool  # whether paste-back should match its crops' colours to the frame at the seam
+
+    def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+        """[N, S, S, 3] uint8 -> [N, S, S, 3] uint8 anonymized crops."""
+        ...
+
+    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+        """Undo `anonymize_crops` with the same key; `BackendUnavailable` for non-reversible backends."""
+        ...
+
+
+def check_crops(crops: np.ndarray) -> None:
+    """Raise `ValueError` unless `crops` is a uint8 batch of square RGB crops [N, S, S, 3]."""
+    if not isinstance(crops, np.ndarray) or crops.dtype != np.uint8 or crops.ndim != 4:
+        got = f"{crops.dtype} {crops.shape}" if isinstance(crops, np.ndarray) else type(crops).__name__
+        raise ValueError(f"expected uint8 crops [N, S, S, 3], got {got}")
+    if crops.shape[1] != crops.shape[2] or crops.shape[3] != 3:
+        raise ValueError(f"expected square RGB crops [N, S, S, 3], got {crops.shape}")
+
+
+def not_reversible(name: str) -> BackendUnavailable:
+    """The error a non-reversible backend raises from `restore_crops`."""
+    return BackendUnavailable(
+        f"backend {name!r} is not reversible: its output cannot be restored from pixels",
+        hint="only images anonymized with --seal-original can be restored exactly",
+    )
+
+
+def get_backend(name: str, **options: Any) -> Backend:
+    """Build a backend by registry name; `options` go to its constructor."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(sorted(BACKENDS))}") from None
+    module_name, _, factory = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"backend {name!r} needs a package that is not installed ({exc.name})",
+            hint="install the matching extra, e.g. pip install 'ifadit[diffusion]'",
+        ) from exc
+    backend: Backend = getattr(module, factory)(**options)
+    return backend
