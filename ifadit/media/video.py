@@ -158,6 +158,7 @@ def read_timed_frames(path: str | os.PathLike[str]) -> Iterator[TimedFrame]:
         return
     with _open_input(path) as container:
         stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"  # frame and slice threads: ~1.5x faster H.264 decoding on 2 cores
         time_base = Fraction(stream.time_base or Fraction(1, 1000))
         step = max(1, round(1 / (Fraction(stream.average_rate or stream.guessed_rate or 25) * time_base)))
         declared_frames, declared_end = stream.frames, _stream_end(stream)
