@@ -54,7 +54,7 @@ def _render_table(report: DetectionReport) -> str:
     default="hog",
     show_default=True,
     help="hog: fast CPU HOG+SVM, frontal faces of ~80 px and up. cnn: dlib MMOD CNN, finds more "
-    "(small, turned, blurred faces) at about 10-30x the time.",
+    "(small, turned, blurred faces) at about 80x the time.",
 )
 @click.option(
     "--thresh",
