@@ -104,6 +104,11 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> set[str]:
+    """Every schema revision this code can migrate from."""
+    return {script.revision for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+
+
 def current_revision(engine: Engine) -> str | None:
     """The schema revision stamped in the database, or None when it has none."""
     with engine.connect() as connection:
@@ -141,8 +146,7 @@ def check_revision(engine: Engine, url: str) -> None:
         raise VaultSchemaError(
             f"{where} has vault tables but no schema revision", hint="restore it from a backup"
         )
-    known = {script.revision for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
-    if current in known:
+    if current in known_revisions():
         raise VaultSchemaError(
             f"{where} has schema revision {current}, older than this code's {head}",
             hint="run `ifadit vault upgrade` (back up the database first)",

@@ -212,14 +212,14 @@ def resume(vault: Vault, handle: str, reason: str | None = None) -> KeyInfo:
 
 def revoke(vault: Vault, handle: str, reason: str) -> KeyInfo:
     """Permanently stop all use of the key (anonymize and restore); the material is kept until destroyed."""
-    if not reason.strip():
+    if not (reason and reason.strip()):
         raise ValueError("revoking a key needs a reason")
     return _transition(vault, "revoke", handle, reason)
 
 
 def destroy(vault: Vault, handle: str, reason: str) -> KeyInfo:
     """Erase the sealed material of every version of a revoked key; anonymizations become permanent."""
-    if not reason.strip():
+    if not (reason and reason.strip()):
         raise ValueError("destroying a key needs a reason")
     return _transition(vault, "destroy", handle, reason)
 

@@ -42,6 +42,7 @@ from keyvault.errors import (
     PermissionDenied,
     SealedDataError,
     VaultError,
+    VaultSchemaError,
 )
 from keyvault.schema import ROLES, KeyslotRow, UserRow, VaultRow
 
@@ -474,3 +475,33 @@ def _unwrap(
         return unseal(wrapping, slot.wrapped_kek, aad("keyslot", vault=vault_id, user=user))
     except SealedDataError:
         return None
+
+
+def upgrade_vault(url: str | None) -> tuple[str, str]:
+    """Migrate an older vault schema to this code's revision; return (before, after). Audited as vault.upgrade."""
+    url = db.resolve_url(url)
+    engine = db.make_engine(url)
+    try:
+        head = db.head_revision()
+        try:
+            db.check_revision(engine, url)
+            return head, head
+        except VaultSchemaError:
+            before = db.current_revision(engine)
+            if before is None or before not in db.known_revisions():
+                raise
+        db.upgrade(engine)
+        db.check_revision(engine, url)
+        with Session(engine) as session, session.begin():
+            ledger.append(
+                session,
+                now=utc_now(),
+                actor=None,
+                role=None,
+                action="vault.upgrade",
+                outcome="ok",
+                details={"from": before, "to": head},
+            )
+        return before, head
+    finally:
+        engine.dispose()

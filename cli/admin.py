@@ -1,0 +1,452 @@
+"""`ifadit vault init|policy|upgrade`, `ifadit users add|list|disable`, `ifadit keys issue|list|show|...`."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from cli.options import (
+    VaultArgs,
+    confirm_option,
+    emit,
+    json_option,
+    new_passphrase,
+    require_yes,
+    short_time,
+    usage_errors,
+    vault_options,
+)
+from keyvault import access, db, keys
+from keyvault.audit import key_fingerprint
+from keyvault.envelope import KdfParams
+from keyvault.keys import KeyInfo
+from keyvault.schema import KEY_STATES, ROLES
+from keyvault.vault import UserInfo, Vault, upgrade_vault
+
+KDF_DEFAULTS = {f.name: f.default for f in dataclasses.fields(KdfParams)}  # the product defaults
+
+
+def _key_line(key: KeyInfo) -> str:
+    return (
+        f"{key.handle}  {key.state:<9}  v{key.current_version}  case {key.case_id}  "
+        f"expires {short_time(key.expires)}  {key.purpose}"
+    )
+
+
+def _key_text(key: KeyInfo) -> str:
+    lines = [
+        f"key      {key.handle}",
+        f"state    {key.state}",
+        f"case     {key.case_id}",
+        f"purpose  {key.purpose}",
+        f"created  {short_time(key.created)} by {key.created_by}",
+        f"expires  {short_time(key.expires)}",
+    ]
+    for version in key.versions:
+        lines.append(
+            f"  v{version.version}  {version.state:<10}  created {short_time(version.created)}"
+            f"  revoked {short_time(version.revoked)}  destroyed {short_time(version.destroyed)}"
+        )
+    return "\n".join(lines)
+
+
+def _user_line(user: UserInfo) -> str:
+    return f"{user.name:<20} {','.join(user.roles):<40} {'disabled' if user.disabled else 'active'}"
+
+
+# ---------------------------------------------------------------- vault
+
+
+@click.group("vault")
+def vault_group() -> None:
+    """Create a vault, set its restore policy, upgrade its schema.
+
+    \b
+    Example:
+      IFADIT_PASSPHRASE=... ifadit vault init --vault lab.sqlite3 --admin alice
+    """
+
+
+@vault_group.command("init")
+@vault_options
+@click.option(
+    "--admin", "admin_name", default="admin", show_default=True, help="Name of the first admin user."
+)
+@click.option(
+    "--kdf-memory-kib",
+    type=click.IntRange(8, None),
+    default=KDF_DEFAULTS["memory_cost"],
+    show_default=True,
+    help="Argon2id memory per unlock (KiB): more makes passphrase guessing dearer and unlock slower.",
+)
+@click.option(
+    "--kdf-iterations",
+    type=click.IntRange(1, None),
+    default=KDF_DEFAULTS["iterations"],
+    show_default=True,
+    help="Argon2id passes.",
+)
+@click.option(
+    "--kdf-lanes",
+    type=click.IntRange(1, None),
+    default=KDF_DEFAULTS["lanes"],
+    show_default=True,
+    help="Argon2id lanes (parallelism).",
+)
+@json_option
+def vault_init(
+    vault_args: VaultArgs,
+    admin_name: str,
+    kdf_memory_kib: int,
+    kdf_iterations: int,
+    kdf_lanes: int,
+    as_json: bool,
+) -> None:
+    """Create a vault: schema, key-encryption key, audit signing key and the first admin.
+
+    The admin's passphrase comes from --passphrase-file, IFADIT_PASSPHRASE or a prompt (asked twice).
+
+    \b
+    Example:
+      ifadit vault init --vault /srv/ifadit/vault.sqlite3 --admin alice
+    """
+    with usage_errors():
+        kdf = KdfParams.generate(memory_cost=kdf_memory_kib, iterations=kdf_iterations, lanes=kdf_lanes)
+    passphrase = VaultArgs(vault_args.url, admin_name, vault_args.passphrase_file).passphrase(confirm=True)
+    with usage_errors(), Vault.init(vault_args.url, admin_name, passphrase, kdf=kdf) as vault:
+        result = {
+            "vault_id": vault.id,
+            "url": db.display_url(vault.url),
+            "admin": admin_name,
+            "audit_key_fingerprint": key_fingerprint(vault.public_key),
+        }
+    emit(
+        result,
+        as_json,
+        lambda r: (
+            f"vault {r['vault_id']} created at {r['url']} (admin {r['admin']}); "
+            f"audit key fingerprint {r['audit_key_fingerprint']}"
+        ),
+    )
+
+
+@vault_group.command("policy")
+@vault_options
+@click.option(
+    "--require-approval",
+    type=click.Choice(["yes", "no"]),
+    default=None,
+    show_default="unchanged",
+    help="Whether a restore needs an approval by another user (approver role).",
+)
+@click.option(
+    "--approval-ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="HOURS",
+    show_default="unchanged (initially 24)",
+    help="How long an approval stays valid, in hours.",
+)
+@json_option
+def vault_policy(
+    vault_args: VaultArgs, require_approval: str | None, approval_ttl: float | None, as_json: bool
+) -> None:
+    """Show or change the restore policy (admin only; audited).
+
+    \b
+    Example:
+      ifadit vault policy --require-approval yes --approval-ttl 8
+    """
+    ttl = timedelta(hours=approval_ttl) if approval_ttl is not None else None
+    with vault_args.open() as vault:
+        policy = access.set_policy(
+            vault,
+            require_approval=None if require_approval is None else require_approval == "yes",
+            approval_ttl=ttl,
+        )
+    emit(
+        policy,
+        as_json,
+        lambda p: (
+            f"require approval: {'yes' if p.require_approval else 'no'}; "
+            f"approval valid for {p.approval_ttl.total_seconds() / 3600:g} h"
+        ),
+    )
+
+
+@vault_group.command("upgrade")
+@click.option(
+    "--vault",
+    "vault_url",
+    envvar="IFADIT_VAULT",
+    default=None,
+    metavar="URL",
+    show_default="IFADIT_VAULT, else vault.sqlite3 in the user data dir",
+    help="Vault database URL or file path.",
+)
+def vault_upgrade(vault_url: str | None) -> None:
+    """Upgrade the vault's database schema to this version of ifadit (back it up first).
+
+    \b
+    Example:
+      cp vault.sqlite3 vault.sqlite3.bak && ifadit vault upgrade --vault vault.sqlite3
+    """
+    before, after = upgrade_vault(vault_url)
+    click.echo(f"schema revision {before} -> {after}" if before != after else f"schema already at {after}")
+
+
+# ---------------------------------------------------------------- users
+
+
+@click.group("users")
+def users_group() -> None:
+    """Add, list and disable the people who unlock the vault.
+
+    \b
+    Example:
+      IFADIT_NEW_PASSPHRASE=... ifadit users add bob --role investigator
+    """
+
+
+@users_group.command("add")
+@vault_options
+@click.argument("name")
+@click.option(
+    "--role",
+    "roles",
+    type=click.Choice(ROLES),
+    multiple=True,
+    required=True,
+    help="A role of the new user (repeat for several).",
+)
+@json_option
+def users_add(vault_args: VaultArgs, name: str, roles: tuple[str, ...], as_json: bool) -> None:
+    """Add a user (admin only); their passphrase comes from IFADIT_NEW_PASSPHRASE or a prompt asked twice.
+
+    \b
+    Example:
+      ifadit users add carol --role approver --role auditor
+    """
+    with vault_args.open() as vault:
+        passphrase = new_passphrase(name)
+        with usage_errors():
+            user = access.add_user(vault, name, list(roles), passphrase)
+    emit(user, as_json, lambda u: f"added {u.name} ({', '.join(u.roles)})")
+
+
+@users_group.command("list")
+@vault_options
+@json_option
+def users_list(vault_args: VaultArgs, as_json: bool) -> None:
+    """List users, their roles and whether they are disabled (admin or auditor).
+
+    \b
+    Example:
+      ifadit users list --json
+    """
+    with vault_args.open() as vault:
+        users = access.list_users(vault)
+    emit(users, as_json, lambda us: "\n".join(_user_line(u) for u in us))
+
+
+@users_group.command("disable")
+@vault_options
+@click.argument("name")
+@click.option("--reason", default=None, show_default="none", help="Why (kept in the audit log).")
+@confirm_option
+def users_disable(vault_args: VaultArgs, name: str, reason: str | None, yes: bool) -> None:
+    """Disable a user: their passphrase no longer unlocks the vault (admin only).
+
+    \b
+    Example:
+      ifadit users disable bob --reason "left the unit" --yes
+    """
+    require_yes(yes, f"disabling {name}")
+    with vault_args.open() as vault:
+        access.disable_user(vault, name, reason=reason)
+    click.echo(f"disabled {name}")
+
+
+# ---------------------------------------------------------------- keys
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Issue anonymization keys and manage their lifecycle (active, suspended, revoked, destroyed).
+
+    \b
+    Example:
+      ifadit keys issue --case C-17 --purpose "CCTV release"
+    """
+
+
+@keys_group.command("issue")
+@vault_options
+@click.option("--case", "case_id", required=True, help="Case id the key belongs to (never shown in outputs).")
+@click.option(
+    "--purpose", required=True, help="What the key is for (kept with the key and in the audit log)."
+)
+@click.option(
+    "--expires",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    show_default="never",
+    help="Date (UTC midnight) from which the key no longer anonymizes; restores still work.",
+)
+@json_option
+def keys_issue(
+    vault_args: VaultArgs, case_id: str, purpose: str, expires: datetime | None, as_json: bool
+) -> None:
+    """Issue a new key for a case and print its opaque handle (admin only).
+
+    \b
+    Example:
+      ifadit keys issue --case C-17 --purpose "CCTV release" --expires 2027-06-30
+    """
+    with vault_args.open() as vault, usage_errors():
+        key = keys.issue(vault, case_id, purpose, expires=expires.replace(tzinfo=UTC) if expires else None)
+    emit(key, as_json, lambda k: k.handle)
+
+
+@keys_group.command("list")
+@vault_options
+@click.option("--case", "case_id", default=None, show_default="all cases", help="Only keys of this case.")
+@click.option(
+    "--state",
+    type=click.Choice(KEY_STATES),
+    default=None,
+    show_default="all states",
+    help="Only keys in this state.",
+)
+@json_option
+def keys_list(vault_args: VaultArgs, case_id: str | None, state: str | None, as_json: bool) -> None:
+    """List keys, newest first (never material).
+
+    \b
+    Example:
+      ifadit keys list --case C-17 --state active
+    """
+    with vault_args.open() as vault:
+        found = keys.list_keys(vault, case=case_id, state=state)
+    emit(found, as_json, lambda ks: "\n".join(_key_line(k) for k in ks))
+
+
+@keys_group.command("show")
+@vault_options
+@click.argument("handle")
+@json_option
+def keys_show(vault_args: VaultArgs, handle: str, as_json: bool) -> None:
+    """Show a key's case, purpose, state, dates and versions (never material).
+
+    \b
+    Example:
+      ifadit keys show kh_3f9a...
+    """
+    with vault_args.open() as vault:
+        key = keys.show(vault, handle)
+    emit(key, as_json, _key_text)
+
+
+@keys_group.command("rotate")
+@vault_options
+@click.argument("handle")
+@json_option
+def keys_rotate(vault_args: VaultArgs, handle: str, as_json: bool) -> None:
+    """Add a new version; anonymizing uses it from now on, restores still accept older ones.
+
+    \b
+    Example:
+      ifadit keys rotate kh_3f9a...
+    """
+    with vault_args.open() as vault:
+        key = keys.rotate(vault, handle)
+    emit(key, as_json, lambda k: f"{k.handle} rotated to version {k.current_version}")
+
+
+def _state_command(verb: str, summary: str, needs_reason: bool) -> click.Command:
+    destructive = verb in ("revoke", "destroy")
+
+    @vault_options
+    @click.argument("handle")
+    @click.option(
+        "--reason",
+        required=needs_reason,
+        show_default=not needs_reason and "none",
+        help="Why (kept in the audit log)." + (" Required." if needs_reason else ""),
+    )
+    @json_option
+    def command(
+        vault_args: VaultArgs, handle: str, reason: str | None, as_json: bool, yes: bool = True
+    ) -> None:
+        if destructive:
+            require_yes(yes, f"{verb} of {handle}")
+        with vault_args.open() as vault, usage_errors():
+            key = getattr(keys, verb)(vault, handle, reason=reason)
+        emit(key, as_json, lambda k: f"{k.handle} is {k.state}")
+
+    command.__doc__ = summary
+    if destructive:
+        command = confirm_option(command)
+    return click.command(verb)(command)
+
+
+keys_group.add_command(
+    _state_command(
+        "suspend",
+        """Suspend a key: every use is refused until resumed.
+
+\b
+Example:
+  ifadit keys suspend kh_3f9a... --reason "device seized"
+""",
+        needs_reason=False,
+    )
+)
+keys_group.add_command(
+    _state_command(
+        "resume",
+        """Resume a suspended key.
+
+\b
+Example:
+  ifadit keys resume kh_3f9a...
+""",
+        needs_reason=False,
+    )
+)
+keys_group.add_command(
+    _state_command(
+        "revoke",
+        """Revoke a key for good: anonymize and restore are refused.
+
+The sealed material is kept until the key is destroyed.
+
+\b
+Example:
+  ifadit keys revoke kh_3f9a... --reason "case closed" --yes
+""",
+        needs_reason=True,
+    )
+)
+keys_group.add_command(
+    _state_command(
+        "destroy",
+        """Destroy a revoked key: erase its material, keep a tombstone.
+
+Anonymizations under it become permanent; restores fail with a clear message.
+
+\b
+Example:
+  ifadit keys destroy kh_3f9a... --reason "retention period over" --yes
+""",
+        needs_reason=True,
+    )
+)
+
+
+def register(group: click.Group) -> None:
+    """Add the vault, users and keys groups to the root command."""
+    for command in (vault_group, users_group, keys_group):
+        group.add_command(command)

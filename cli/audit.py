@@ -1,0 +1,203 @@
+"""`ifadit audit show|export|verify|prove|consistency`: read, export and check the tamper-evident log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cli.options import VaultArgs, emit, json_option, vault_options
+from keyvault import auditor
+from keyvault.audit import AuditEntry, InclusionProof, TreeHead
+from keyvault.errors import AuditVerificationError
+from keyvault.verify import format_public_key, load_public_key, verify_bundle, verify_inclusion_proof
+
+
+def _entry_line(entry: AuditEntry) -> str:
+    key = entry.key_handle or "-"
+    if entry.key_version is not None:
+        key += f" v{entry.key_version}"
+    why = f"  reason: {entry.reason}" if entry.reason else ""
+    return (
+        f"{entry.seq:>6}  {entry.time[:19]}Z  {entry.actor or '-':<12} {entry.role or '-':<12} "
+        f"{entry.action:<18} {entry.outcome:<8} {key:<32} case {entry.case_id or '-'}{why}"
+    )
+
+
+def _head_line(head: TreeHead) -> str:
+    return f"size {head.size:>6}  {head.time}  root {head.root}"
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Read, export and verify the hash-chained, Merkle-signed audit log.
+
+    \b
+    Example:
+      ifadit audit export -o case.audit.jsonl && ifadit audit verify case.audit.jsonl
+    """
+
+
+@audit_group.command("show")
+@vault_options
+@click.option("--case", "case_id", default=None, show_default="all cases", help="Only entries of this case.")
+@click.option(
+    "--heads",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="List the signed tree heads instead of the entries.",
+)
+@json_option
+def audit_show(vault_args: VaultArgs, case_id: str | None, heads: bool, as_json: bool) -> None:
+    """Print audit entries (or signed tree heads), oldest first (auditor or admin).
+
+    \b
+    Example:
+      ifadit audit show --case C-17 --json
+    """
+    with vault_args.open() as vault:
+        if heads:
+            emit(auditor.tree_heads(vault), as_json, lambda hs: "\n".join(_head_line(h) for h in hs))
+        else:
+            found = auditor.entries(vault, case=case_id)
+            emit(
+                [e.to_dict() for e in found] if as_json else found,
+                as_json,
+                lambda es: "\n".join(_entry_line(e) for e in es),
+            )
+
+
+@audit_group.command("export")
+@vault_options
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Bundle file to write (JSON Lines: header, entries, signed tree heads).",
+)
+@click.option(
+    "--public-key-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="not written",
+    help="Also write the vault's audit public key (base64) to this file.",
+)
+def audit_export(vault_args: VaultArgs, output: Path, public_key_out: Path | None) -> None:
+    """Export the whole log with its signed tree heads for offline verification (auditor or admin).
+
+    \b
+    Example:
+      ifadit audit export -o lab.audit.jsonl --public-key-out lab.pub
+    """
+    with vault_args.open() as vault:
+        count = auditor.export(vault, output)
+        if public_key_out is not None:
+            public_key_out.write_text(format_public_key(vault.public_key))
+    click.echo(f"wrote {count} entries to {output}")
+
+
+@audit_group.command("verify")
+@vault_options
+@click.argument("bundle", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="the key inside the bundle",
+    help="Pinned audit public key (from `audit export --public-key-out`); verification fails on another.",
+)
+@click.option(
+    "--proof",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="none",
+    help="Check an inclusion proof from `audit prove` instead of a bundle (needs --public-key).",
+)
+@json_option
+def audit_verify(
+    vault_args: VaultArgs, bundle: Path | None, public_key: Path | None, proof: Path | None, as_json: bool
+) -> None:
+    """Verify a bundle offline (or the live vault when no BUNDLE is given); exit 4 naming the first bad entry.
+
+    \b
+    Example:
+      ifadit audit verify lab.audit.jsonl --public-key lab.pub
+    """
+    pinned = load_public_key(public_key) if public_key is not None else None
+    if proof is not None:
+        if pinned is None:
+            raise click.UsageError("--proof needs --public-key")
+        try:
+            parsed = InclusionProof.from_dict(json.loads(proof.read_text()))
+        except (OSError, ValueError) as exc:
+            raise AuditVerificationError(f"{proof}: not a readable inclusion proof ({exc})") from None
+        entry = verify_inclusion_proof(parsed, pinned)
+        click.echo(f"entry {entry.seq} is included in the signed tree head of size {parsed.head.size}")
+        return
+    if bundle is not None:
+        report = verify_bundle(bundle, pinned, strict=True)
+    else:
+        with vault_args.open() as vault:
+            report = auditor.verify_live(vault, pinned)
+    emit(report, as_json, lambda r: r.summary())
+
+
+@audit_group.command("prove")
+@vault_options
+@click.argument("seq", type=click.IntRange(min=1))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="stdout",
+    help="Write the proof JSON to this file.",
+)
+def audit_prove(vault_args: VaultArgs, seq: int, output: Path | None) -> None:
+    """Print an inclusion proof of entry SEQ under a signed tree head (JSON; check it with `audit verify --proof`).
+
+    \b
+    Example:
+      ifadit audit prove 41 -o entry41.proof.json
+    """
+    with vault_args.open() as vault:
+        proof = auditor.prove(vault, seq)
+    text = json.dumps(proof.to_dict(), indent=2, ensure_ascii=False)
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text + "\n")
+        click.echo(f"wrote the proof of entry {seq} to {output}")
+
+
+@audit_group.command("consistency")
+@vault_options
+@click.argument("old_size", type=click.IntRange(min=1))
+@click.argument("new_size", type=click.IntRange(min=1), required=False)
+@json_option
+def audit_consistency(vault_args: VaultArgs, old_size: int, new_size: int | None, as_json: bool) -> None:
+    """Check that the signed tree head of NEW_SIZE (default: newest) extends the one of OLD_SIZE.
+
+    \b
+    Example:
+      ifadit audit consistency 120 && ifadit audit show --heads
+    """
+    with vault_args.open() as vault:
+        old, new, path = auditor.consistency(vault, old_size, new_size)
+    result = {"old": old, "new": new, "proof": [h.hex() for h in path]}
+    emit(
+        result,
+        as_json,
+        lambda r: (
+            f"tree head of size {r['new'].size} extends the one of size {r['old'].size} "
+            f"(consistency proof of {len(r['proof'])} hashes verified)"
+        ),
+    )
+
+
+def register(group: click.Group) -> None:
+    """Add the audit group to the root command."""
+    group.add_command(audit_group)

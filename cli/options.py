@@ -1,0 +1,175 @@
+"""Shared click options: which vault and who acts (``vault_options``), ``--json`` output, and rendering.
+
+The passphrase comes from ``--passphrase-file``, else ``IFADIT_PASSPHRASE``, else a hidden prompt when
+stdin is a terminal; it is never an option value (it would show in the shell history and `ps`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from keyvault.vault import Vault, open_vault
+
+PASSPHRASE_ENV = "IFADIT_PASSPHRASE"
+NEW_PASSPHRASE_ENV = "IFADIT_NEW_PASSPHRASE"
+
+
+def _read_secret_file(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read the passphrase file {path}: {exc.strerror}") from None
+    return data.removesuffix(b"\n").removesuffix(b"\r")
+
+
+def _prompt(label: str, *, confirm: bool) -> bytes:
+    if not sys.stdin.isatty():
+        raise click.UsageError(
+            f"no passphrase: pass --passphrase-file or set {PASSPHRASE_ENV} (stdin is not a terminal, no prompt)"
+        )
+    text = click.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
+    return str(text).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class VaultArgs:
+    """Where the vault is, who acts, and where their passphrase comes from."""
+
+    url: str | None
+    user: str
+    passphrase_file: Path | None
+
+    def passphrase(self, *, confirm: bool = False) -> bytes:
+        """The acting user's passphrase: file, then IFADIT_PASSPHRASE, then a hidden prompt."""
+        if self.passphrase_file is not None:
+            return _read_secret_file(self.passphrase_file)
+        if os.environ.get(PASSPHRASE_ENV):
+            return os.environ[PASSPHRASE_ENV].encode()
+        return _prompt(f"Passphrase for {self.user}", confirm=confirm)
+
+    def open(self) -> Vault:
+        """Unlock the vault as the acting user."""
+        return open_vault(self.url, self.user, self.passphrase())
+
+
+def new_passphrase(user: str) -> bytes:
+    """A new user's passphrase: IFADIT_NEW_PASSPHRASE, else a hidden prompt asked twice."""
+    if os.environ.get(NEW_PASSPHRASE_ENV):
+        return os.environ[NEW_PASSPHRASE_ENV].encode()
+    if not sys.stdin.isatty():
+        raise click.UsageError(
+            f"no passphrase for {user}: set {NEW_PASSPHRASE_ENV} (stdin is not a terminal)"
+        )
+    return str(
+        click.prompt(f"New passphrase for {user}", hide_input=True, confirmation_prompt=True, err=True)
+    ).encode()
+
+
+def vault_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --vault, --user and --passphrase-file; the command receives them as ``vault_args``."""
+
+    @click.option(
+        "--vault",
+        "vault_url",
+        envvar="IFADIT_VAULT",
+        default=None,
+        metavar="URL",
+        show_default="IFADIT_VAULT, else vault.sqlite3 in the user data dir",
+        help="Vault database: a SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...) or a file path.",
+    )
+    @click.option(
+        "--user",
+        envvar="IFADIT_USER",
+        default="admin",
+        show_default=True,
+        help="Acting user (env IFADIT_USER).",
+    )
+    @click.option(
+        "--passphrase-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        show_default=f"{PASSPHRASE_ENV}, else a hidden prompt",
+        help="File whose first line is the acting user's passphrase.",
+    )
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any, vault_url: str | None, user: str, passphrase_file: Path | None, **kwargs: Any
+    ) -> Any:
+        return command(*args, vault_args=VaultArgs(vault_url, user, passphrase_file), **kwargs)
+
+    return wrapper
+
+
+def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --json (results as JSON on stdout instead of text)."""
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        default=False,
+        show_default=True,
+        help="Print the result as JSON for machines.",
+    )(command)
+
+
+def confirm_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --yes, which destructive commands require."""
+    return click.option(
+        "--yes", is_flag=True, default=False, show_default=True, help="Confirm this irreversible action."
+    )(command)
+
+
+def require_yes(yes: bool, what: str) -> None:
+    """Refuse a destructive command that was not confirmed with --yes (usage error, exit 2)."""
+    if not yes:
+        raise click.UsageError(f"{what} cannot be undone: pass --yes to confirm")
+
+
+@contextmanager
+def usage_errors() -> Iterator[None]:
+    """Turn the library's argument errors (ValueError) into a usage error (exit 2) instead of a traceback."""
+    try:
+        yield
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses, datetimes, timedeltas, bytes and tuples as JSON-safe values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def emit(result: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    """Print ``result`` on stdout: as JSON with --json, else through ``text``."""
+    if as_json:
+        click.echo(json.dumps(jsonable(result), indent=2, ensure_ascii=False))
+    else:
+        click.echo(text(result))
+
+
+def short_time(moment: datetime | None) -> str:
+    """A UTC time to the minute for tables, '-' for none."""
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"

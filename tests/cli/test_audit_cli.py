@@ -1,0 +1,95 @@
+"""`ifadit audit show|export|verify|prove|consistency` through click's runner; tampered bundles exit 4 naming the entry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_admin_cli import CHEAP_KDF, Ifadit, _error, _ok
+from tests.keyvault.support import vault_url  # noqa: F401  (fixture: SQLite file or PostgreSQL schema)
+
+
+@pytest.fixture
+def busy(vault_url: str, tmp_path: Path) -> Ifadit:  # noqa: F811
+    run = Ifadit(vault_url)
+    _ok(run("vault", "init", *CHEAP_KDF))
+    for case in ("C-1", "C-2", "C-1"):
+        handle = _ok(run("keys", "issue", "--case", case, "--purpose", "test")).strip()
+    _ok(run("keys", "suspend", handle))
+    _ok(run("users", "add", "audrey", "--role", "auditor", env={"IFADIT_NEW_PASSPHRASE": "audrey-pass"}))
+    return run
+
+
+def test_show(busy: Ifadit) -> None:
+    lines = _ok(busy("audit", "show")).strip().splitlines()
+    assert len(lines) == 6 and "vault.init" in lines[0] and "key.suspend" in lines[4]
+    entries = json.loads(
+        _ok(busy("audit", "show", "--case", "C-1", "--json", user="audrey", passphrase="audrey-pass"))
+    )
+    assert [e["action"] for e in entries] == ["key.issue", "key.issue", "key.suspend"]
+    heads = _ok(busy("audit", "show", "--heads")).strip().splitlines()
+    assert heads[-1].startswith("size      6")
+
+
+def test_export_and_offline_verify(busy: Ifadit, tmp_path: Path) -> None:
+    bundle, pub = tmp_path / "b.jsonl", tmp_path / "lab.pub"
+    assert "wrote 7 entries" in _ok(busy("audit", "export", "-o", str(bundle), "--public-key-out", str(pub)))
+    summary = _ok(busy("audit", "verify", str(bundle), "--public-key", str(pub), passphrase=None))
+    assert summary.startswith("audit log intact: 7 entries") and summary.count("\n") == 1
+    report = json.loads(_ok(busy("audit", "verify", "--json", passphrase="admin-pass")))
+    assert report["entries"] == 8  # the live check exported once more
+
+    lines = bundle.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3].replace(b'"outcome":"ok"', b'"outcome":"refused"')
+    (tmp_path / "edited.jsonl").write_bytes(b"".join(lines))
+    assert "entr" in _error(busy("audit", "verify", str(tmp_path / "edited.jsonl"), passphrase=None), 4)
+
+    dropped = lines[:4] + lines[5:]
+    (tmp_path / "dropped.jsonl").write_bytes(b"".join(dropped))
+    assert "entry 4" in _error(busy("audit", "verify", str(tmp_path / "dropped.jsonl"), passphrase=None), 4)
+
+    other = Ifadit(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    _ok(other("vault", "init", *CHEAP_KDF))
+    _ok(
+        other(
+            "audit",
+            "export",
+            "-o",
+            str(tmp_path / "other.jsonl"),
+            "--public-key-out",
+            str(tmp_path / "o.pub"),
+        )
+    )
+    mismatch = _error(
+        busy("audit", "verify", str(bundle), "--public-key", str(tmp_path / "o.pub"), passphrase=None), 4
+    )
+    assert "key" in mismatch
+
+
+def test_prove_and_check_proof_offline(busy: Ifadit, tmp_path: Path) -> None:
+    _ok(busy("audit", "export", "-o", str(tmp_path / "b.jsonl"), "--public-key-out", str(tmp_path / "pub")))
+    proof = tmp_path / "p.json"
+    assert "wrote the proof of entry 3" in _ok(busy("audit", "prove", "3", "-o", str(proof)))
+    checked = _ok(
+        busy("audit", "verify", "--proof", str(proof), "--public-key", str(tmp_path / "pub"), passphrase=None)
+    )
+    assert checked.startswith("entry 3 is included")
+    data = json.loads(proof.read_text())
+    data["entry"] = data["entry"].replace('"outcome":"ok"', '"outcome":"failed"')
+    proof.write_text(json.dumps(data))
+    assert "entry 3" in _error(
+        busy(
+            "audit", "verify", "--proof", str(proof), "--public-key", str(tmp_path / "pub"), passphrase=None
+        ),
+        4,
+    )
+    assert "not covered" in _error(busy("audit", "prove", "999"), 1)
+
+
+def test_consistency(busy: Ifadit) -> None:
+    assert "extends the one of size 2" in _ok(busy("audit", "consistency", "2"))
+    result = json.loads(_ok(busy("audit", "consistency", "2", "5", "--json")))
+    assert (result["old"]["size"], result["new"]["size"]) == (2, 5) and result["proof"]
+    assert "no signed tree head of size 77" in _error(busy("audit", "consistency", "77"), 1)
