@@ -88,6 +88,16 @@ def _check_json_value(value: object, name: str) -> None:
     raise TypeError(f"{name} holds a {type(value).__name__}: only None, bool, int, str, list and dict are allowed")
 
 
+def b64decode_strict(text: object) -> bytes:
+    """Decode standard base64, accepting only the one canonical spelling (no stray bits, no whitespace)."""
+    if not isinstance(text, str):
+        raise ValueError("base64 text must be a string")
+    data = base64.b64decode(text, validate=True)
+    if base64.b64encode(data).decode("ascii") != text:
+        raise ValueError("base64 text is not in canonical form")
+    return data
+
+
 def _canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
@@ -235,7 +245,7 @@ class TreeHead:
         try:
             if not isinstance(data, dict) or set(data) != {"root", "signature", "size", "time", "vault_id"}:
                 raise ValueError("needs exactly root, signature, size, time and vault_id")
-            signature = base64.b64decode(str(data["signature"]), validate=True)
+            signature = b64decode_strict(data["signature"])
             return cls(data["vault_id"], data["size"], data["root"], data["time"], signature)
         except (ValueError, TypeError, binascii.Error) as exc:
             raise AuditVerificationError(f"tree head is malformed: {exc}") from None

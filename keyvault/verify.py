@@ -12,8 +12,10 @@
   otherwise the earlier one (its hash no longer matches what its successor recorded);
 - tree heads: valid Ed25519 signature by the bundle's key (which must equal a pinned key when one
   is given), the bundle's vault id, a size no larger than the entry count (else: truncation), and
-  a root equal to the Merkle root of that many entries (else: the entries after the largest head
-  that still matches were rewritten).
+  a root equal to the Merkle root of that many entries. When the chain is intact but a root does
+  not match, the last entry under that head is certainly altered (an unaltered one would vouch for
+  all before it), and the first entry after the largest matching head is named: from there on,
+  nothing can be trusted.
 
 Speed: entries covered by a signed tree head are authenticated byte for byte by the signature, so
 for them only ``seq`` and ``prev_hash`` are read (by position, from the canonical form) beside one
@@ -41,6 +43,7 @@ from keyvault.audit import (
     AuditEntry,
     InclusionProof,
     TreeHead,
+    b64decode_strict,
     key_fingerprint,
     verify_tree_head,
 )
@@ -120,8 +123,8 @@ def _read_header(raw: bytes | None, public_key: bytes | None) -> tuple[str, byte
     if header["format"] != BUNDLE_FORMAT:
         raise _fail(f"line 1: unsupported bundle format {header['format']!r} (this reads {BUNDLE_FORMAT})")
     try:
-        embedded = base64.b64decode(str(header["public_key"]), validate=True)
-    except binascii.Error:
+        embedded = b64decode_strict(header["public_key"])
+    except ValueError:
         embedded = b""
     if len(embedded) != envelope.ED25519_KEY_BYTES:
         raise _fail("line 1: the embedded public key is not 32 bytes of base64")
@@ -289,10 +292,10 @@ def _check_heads(chain: _Chain, heads: list[tuple[int, TreeHead]], vault_id: str
             break
         if roots[head.size].hex() == head.root:
             covered = head.size
-        else:
-            faults.append((covered + 1, f"entries {covered + 1}..{head.size} do not match the signed tree head "
-                                        f"at line {lineno} (rewritten entries)"))
-            break
+            continue
+        if chain.first_break is None:  # a broken link locates the change better than a root can
+            faults.append(_root_mismatch(covered, head.size, lineno))
+        break
     if chain.first_break is not None:
         faults.append(chain.blame(covered))
     if faults:
@@ -306,6 +309,15 @@ def _check_heads(chain: _Chain, heads: list[tuple[int, TreeHead]], vault_id: str
         root=roots[count].hex(),
         key_fingerprint=key_fingerprint(public_raw),
         signed_size=covered,
+    )
+
+
+def _root_mismatch(covered: int, size: int, lineno: int) -> tuple[int, str]:
+    if size == covered + 1:
+        return size, f"entry {size} does not match the signed tree head at line {lineno} (altered)"
+    return covered + 1, (
+        f"entries {covered + 1}..{size} cannot be trusted: entry {size} does not match the signed tree head at "
+        f"line {lineno}, and the ones after the last matching head (size {covered}) may have been rewritten with it"
     )
 
 
