@@ -1,0 +1,194 @@
+"""`ifadit train generator`: train the StyleGAN2 decoder on aligned face crops (resumable, with progress)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from ifadit.training.loop import TrainOptions, read_options, train
+
+_DEFAULTS = TrainOptions(data="", out="")
+
+
+@click.group("train")
+def train_group() -> None:
+    """Train the models of the lab (the StyleGAN2 face generator).
+
+    \b
+    Example:
+      ifadit train generator --data cache/celeba-train-64.npz --resolution 64 --out runs/gen64
+    """
+
+
+@train_group.command("generator")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), help="Aligned-crop cache (.npz).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run folder (checkpoints, samples, metrics).",
+)
+@click.option(
+    "--resolution",
+    type=int,
+    default=_DEFAULTS.resolution,
+    show_default=True,
+    help="Image size in px (power of two).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its newest checkpoint (its options.json wins).",
+)
+@click.option(
+    "--steps",
+    type=int,
+    default=None,
+    show_default="until interrupted",
+    help="Stop after this many steps in total.",
+)
+@click.option(
+    "--batch", type=int, default=_DEFAULTS.batch, show_default=True, help="Images per step (multiple of 4)."
+)
+@click.option(
+    "--channel-base",
+    type=int,
+    default=_DEFAULTS.channel_base,
+    show_default=True,
+    help="Channels at res r = min(base // r, max): width of G and D.",
+)
+@click.option(
+    "--channel-max",
+    type=int,
+    default=_DEFAULTS.channel_max,
+    show_default=True,
+    help="Cap on channels of any layer.",
+)
+@click.option(
+    "--z-dim",
+    type=int,
+    default=_DEFAULTS.z_dim,
+    show_default=True,
+    help="Latent Z size (W has the same size).",
+)
+@click.option(
+    "--mapping-layers",
+    type=int,
+    default=_DEFAULTS.mapping_layers,
+    show_default=True,
+    help="Depth of the mapping network.",
+)
+@click.option(
+    "--r1-gamma",
+    type=float,
+    default=_DEFAULTS.r1_gamma,
+    show_default=True,
+    help="R1 penalty weight (lazy, every 16 steps).",
+)
+@click.option(
+    "--ada-target",
+    type=float,
+    default=_DEFAULTS.ada_target,
+    show_default=True,
+    help="ADA target for E[sign(D(real))]; augmentation starts only when D overfits. 0 = x-flips only.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=_DEFAULTS.seed,
+    show_default=True,
+    help="Seed of weights, batches, noise and sample latents.",
+)
+@click.option(
+    "--sample-every",
+    type=int,
+    default=_DEFAULTS.sample_every,
+    show_default=True,
+    help="Steps between sample grids.",
+)
+@click.option(
+    "--checkpoint-minutes",
+    type=float,
+    default=_DEFAULTS.checkpoint_minutes,
+    show_default=True,
+    help="Wall minutes between checkpoints.",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    show_default="torch default",
+    help="CPU threads; 1 is fastest on a CPU shared with other jobs.",
+)
+def train_generator(
+    data: Path | None,
+    out: Path,
+    resolution: int,
+    resume: bool,
+    steps: int | None,
+    batch: int,
+    channel_base: int,
+    channel_max: int,
+    z_dim: int,
+    mapping_layers: int,
+    r1_gamma: float,
+    ada_target: float,
+    seed: int,
+    sample_every: int,
+    checkpoint_minutes: float,
+    threads: int | None,
+) -> None:
+    """Train the StyleGAN2 face generator; checkpoints, sample grids and metrics.jsonl go to --out.
+
+    \b
+    Example:
+      ifadit train generator --data cache/celeba-train-64.npz --resolution 64 --out runs/gen64 --threads 1
+      ifadit train generator --out runs/gen64 --resume --steps 20000
+    """
+    if resume:
+        options = dataclasses.replace(read_options(out), steps=steps)
+    else:
+        if data is None:
+            raise click.UsageError("--data is required for a new run")
+        options = TrainOptions(
+            data=str(data),
+            out=str(out),
+            resolution=resolution,
+            batch=batch,
+            steps=steps,
+            seed=seed,
+            z_dim=z_dim,
+            w_dim=z_dim,
+            mapping_layers=mapping_layers,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            r1_gamma=r1_gamma,
+            ada_target=ada_target if ada_target > 0 else None,
+            sample_every=sample_every,
+            checkpoint_minutes=checkpoint_minutes,
+        )
+    bar = tqdm(total=options.steps, unit="step", file=None, dynamic_ncols=True)
+
+    def on_step(step: int, stats: dict[str, float]) -> None:
+        bar.n = step
+        bar.set_postfix(
+            G=f"{stats['loss_G']:.2f}",
+            D=f"{stats['loss_D']:.2f}",
+            p=f"{stats.get('ada_p', 0):.2f}",
+            refresh=False,
+        )
+        bar.refresh()
+
+    with bar:
+        state = train(options, resume=resume, on_step=on_step, threads=threads)
+    click.echo(
+        f"{options.out}: step {state.step}, {state.nimg / 1000:.1f} kimg, {state.wall_seconds / 60:.1f} min"
+    )
+
+
+def register(group: click.Group) -> None:
+    """Add the `train` group to the root command."""
+    group.add_command(train_group)
