@@ -23,6 +23,7 @@ from keyvault.audit import (
     key_fingerprint,
     prove_inclusion,
     sign_tree_head,
+    thin_tree_heads,
     utc_timestamp,
     verify_tree_head,
     write_bundle,
@@ -35,9 +36,18 @@ DIGEST = "ab" * 32
 
 def make_entry(**overrides: object) -> AuditEntry:
     values: dict[str, object] = {
-        "seq": 1, "time": T0, "actor": "alice", "role": "admin", "action": "key.issue", "outcome": "ok",
-        "key_handle": "kh_00ff", "key_version": 1, "case_id": "case-7", "reason": "Ünïcode reason",
-        "digests": {"input": DIGEST}, "details": {"faces": 2, "tags": ["a", None, True]},
+        "seq": 1,
+        "time": T0,
+        "actor": "alice",
+        "role": "admin",
+        "action": "key.issue",
+        "outcome": "ok",
+        "key_handle": "kh_00ff",
+        "key_version": 1,
+        "case_id": "case-7",
+        "reason": "Ünïcode reason",
+        "digests": {"input": DIGEST},
+        "details": {"faces": 2, "tags": ["a", None, True]},
         "prev_hash": GENESIS_HASH,
     }
     values.update(overrides)
@@ -83,7 +93,9 @@ def test_utc_timestamp_normalises_to_utc() -> None:
         ({"prev_hash": "00"}, ValueError, "prev_hash"),
     ],
 )
-def test_invalid_fields_are_refused(overrides: dict[str, object], error: type[Exception], message: str) -> None:
+def test_invalid_fields_are_refused(
+    overrides: dict[str, object], error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message):
         make_entry(**overrides)
 
@@ -109,13 +121,19 @@ def test_from_canonical_rejects_every_other_byte_form(mutate, message: str) -> N
 
 
 _text = st.text(max_size=30)
-_json = st.recursive(st.none() | st.booleans() | st.integers() | _text,
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
-                     max_leaves=8)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=8,
+)
 
 
-@given(reason=st.none() | _text, actor=st.none() | _text, details=st.dictionaries(_text, _json, max_size=4),
-       seq=st.integers(min_value=1, max_value=2**62))
+@given(
+    reason=st.none() | _text,
+    actor=st.none() | _text,
+    details=st.dictionaries(_text, _json, max_size=4),
+    seq=st.integers(min_value=1, max_value=2**62),
+)
 @settings(max_examples=80, deadline=None)
 def test_canonical_round_trip(reason: str | None, actor: str | None, details: dict, seq: int) -> None:  # type: ignore[type-arg]
     try:
@@ -156,9 +174,14 @@ def test_tree_head_sign_verify_and_tamper() -> None:
 
 @pytest.mark.parametrize(
     "broken",
-    [None, [], {"size": 1}, {"root": "00" * 32, "signature": "!!", "size": 1, "time": T0, "vault_id": "v"},
-     {"root": "00" * 32, "signature": "", "size": -1, "time": T0, "vault_id": "v"},
-     {"root": "zz", "signature": "", "size": 1, "time": T0, "vault_id": "v"}],
+    [
+        None,
+        [],
+        {"size": 1},
+        {"root": "00" * 32, "signature": "!!", "size": 1, "time": T0, "vault_id": "v"},
+        {"root": "00" * 32, "signature": "", "size": -1, "time": T0, "vault_id": "v"},
+        {"root": "zz", "signature": "", "size": 1, "time": T0, "vault_id": "v"},
+    ],
 )
 def test_tree_head_from_dict_rejects_malformed(broken: object) -> None:
     with pytest.raises(AuditVerificationError, match="tree head is malformed"):
@@ -191,7 +214,11 @@ def test_write_bundle_layout_and_atomicity(tmp_path: Path) -> None:
     assert write_bundle(target, "v", public_raw, [entries[0], entries[1].canonical_bytes()], heads) == 2
     lines = target.read_bytes().split(b"\n")
     assert lines[-1] == b"" and len(lines) == 6
-    assert json.loads(lines[0]) == {"format": BUNDLE_FORMAT, "public_key": base64.b64encode(public_raw).decode(), "vault_id": "v"}
+    assert json.loads(lines[0]) == {
+        "format": BUNDLE_FORMAT,
+        "public_key": base64.b64encode(public_raw).decode(),
+        "vault_id": "v",
+    }
     assert lines[1:3] == [e.canonical_bytes() for e in entries]
     assert [json.loads(line)["tree_head"]["size"] for line in lines[3:5]] == [1, 2]
     # a failing writer leaves the previous bundle untouched and no temporary file behind
@@ -204,3 +231,13 @@ def test_write_bundle_layout_and_atomicity(tmp_path: Path) -> None:
 def test_entry_times_are_utc() -> None:
     entry = chain_next(None, time=utc_timestamp(datetime.now(UTC)), action="vault.init", outcome="ok")
     assert entry.time.endswith("Z") and len(entry.time) == len(T0)
+
+
+def test_thin_tree_heads_keeps_one_per_interval_and_the_newest() -> None:
+    private_raw, _ = envelope.generate_signing_key()
+    sizes = [1, 2, 3, 5, 9, 10, 11, 12, 19, 21, 23]
+    heads = [sign_tree_head(private_raw, "v", s, "00" * 32, T0) for s in reversed(sizes)]
+    assert [h.size for h in thin_tree_heads(heads, every=10)] == [10, 21, 23]
+    assert [h.size for h in thin_tree_heads(heads, every=1)] == sizes
+    assert [h.size for h in thin_tree_heads(heads[-3:], every=100)] == [3]
+    assert thin_tree_heads([], every=5) == []
