@@ -27,9 +27,11 @@ def reid_images(shared_dir: Path) -> list[np.ndarray]:
 
 
 def dlib_shape(image: np.ndarray) -> tuple[np.ndarray, dlib.full_object_detection]:
-    face = DlibHogDetector().detect(image)[0]
-    x0, y0, x1, y1 = (int(round(v)) for v in face.box)
-    return face.landmarks, _shape_predictor()(image, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+    """Landmarks from ifadit's detector, and dlib's own detection + shape for the reference chip."""
+    landmarks = DlibHogDetector().detect(image)[0].landmarks
+    shape = _shape_predictor()(image, dlib.get_frontal_face_detector()(image, 0)[0])
+    np.testing.assert_array_equal(landmarks, [[p.x, p.y] for p in shape.parts()])  # same recipe as dlib's
+    return landmarks, shape
 
 
 @pytest.mark.parametrize("size", SIZES)
