@@ -18,6 +18,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
@@ -55,8 +56,8 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
                 # Our own limit was checked above; PIL's warning threshold is not the project's.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 img.load()
-                img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+                upright = ImageOps.exif_transpose(img)
+            return _to_rgb(upright)
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
@@ -217,7 +218,7 @@ def read_jpeg_app11(path: str | os.PathLike[str]) -> bytes | None:
     data = path.read_bytes()
     if data[:2] != b"\xff\xd8":
         raise InputError(f"{path}: not a JPEG file")
-    pos, parts = 2, []
+    pos, parts = 2, list[bytes]()
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
             raise InputError(f"{path}: corrupt JPEG marker structure at byte {pos}")
@@ -248,7 +249,8 @@ def read_png_text(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX
                 raise InputError(f"{path}: not a PNG file")
             _check_header(path, img, max_pixels)
             img.load()
-            return {str(key): str(value) for key, value in img.text.items()}
+            chunks: dict[str, Any] = getattr(img, "text", {})
+            return {str(key): str(value) for key, value in chunks.items()}
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
