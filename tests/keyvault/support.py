@@ -116,3 +116,24 @@ def execute(url: str, statement: str, **params: Any) -> None:
     with engine.begin() as connection:
         connection.execute(text(statement), params)
     engine.dispose()
+
+
+def issue_keys_worker(url: str, user: str, passphrase: bytes, count: int, barrier: Any) -> None:
+    """Process body for the concurrency tests: unlock, wait for the others, then append ``count`` audited actions.
+
+    Every third action is a refused one (an illegal transition), so refusals race with successes too.
+    """
+    from keyvault import keys
+    from keyvault.errors import KeyStateError
+
+    with open_vault(url, user, passphrase) as vault:
+        barrier.wait(timeout=60)
+        handle = None
+        for index in range(count):
+            if handle is not None and index % 3 == 2:
+                try:
+                    keys.resume(vault, handle)
+                except KeyStateError:
+                    continue
+                raise AssertionError("resuming an active key must be refused")
+            handle = keys.issue(vault, f"C-{user}", f"purpose {index}").handle
