@@ -121,7 +121,7 @@ def _read_header(raw: bytes | None, public_key: bytes | None) -> tuple[str, byte
     if not isinstance(header, dict) or set(header) != {"format", "public_key", "vault_id"}:
         raise _fail("line 1: not an audit bundle header (needs format, public_key, vault_id)")
     if header["format"] != BUNDLE_FORMAT:
-        raise _fail(f"line 1: unsupported bundle format {header['format']!r} (this reads {BUNDLE_FORMAT})")
+        raise _fail(f"line 1: unsupported bundle format {str(header['format'])[:40]!r} (this reads {BUNDLE_FORMAT})")
     try:
         embedded = b64decode_strict(header["public_key"])
     except ValueError:
@@ -271,7 +271,7 @@ def _read_head(raw: bytes, lineno: int, vault_id: str, public_raw: bytes) -> tup
     except AuditVerificationError as exc:
         raise _fail(f"line {lineno}: {exc.args[0]}") from None
     if head.vault_id != vault_id:
-        raise _fail(f"line {lineno}: the tree head belongs to vault {head.vault_id!r}, not {vault_id!r}")
+        raise _fail(f"line {lineno}: the tree head belongs to vault {head.vault_id[:64]!r}, not {vault_id[:64]!r}")
     if not verify_tree_head(public_raw, head):
         raise _fail(f"line {lineno}: the tree head of size {head.size} has an invalid signature (forged or edited)")
     return lineno, head
