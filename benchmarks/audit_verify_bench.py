@@ -44,8 +44,10 @@ def build_bundle(path: Path, entries: int, head_every: int) -> bytes:
             key_version=1 + i % 3,
             case_id=f"case-2026-{i % 50:04d}",
             reason="routine anonymization of evidence photo",
-            digests={"input": hashlib.sha256(b"in%d" % i).hexdigest(),
-                     "output": hashlib.sha256(b"out%d" % i).hexdigest()},
+            digests={
+                "input": hashlib.sha256(b"in%d" % i).hexdigest(),
+                "output": hashlib.sha256(b"out%d" % i).hexdigest(),
+            },
             details={"faces": i % 4, "backend": "ifadit"},
         )
         log.append(previous)
@@ -90,7 +92,9 @@ def main() -> None:
         path = Path(folder) / "audit.jsonl"
         t0 = time.perf_counter()
         public_raw = build_bundle(path, args.entries, args.head_every)
-        print(f"built {args.entries} entries ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"built {args.entries} entries ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s"
+        )
         assert hash_lines(path) == args.entries
         report = verify_bundle(path, public_raw)
         assert report.entries == args.entries, report

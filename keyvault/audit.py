@@ -85,7 +85,9 @@ def _check_json_value(value: object, name: str) -> None:
                 raise TypeError(f"{name} keys must be strings")
             _check_json_value(item, name)
         return
-    raise TypeError(f"{name} holds a {type(value).__name__}: only None, bool, int, str, list and dict are allowed")
+    raise TypeError(
+        f"{name} holds a {type(value).__name__}: only None, bool, int, str, list and dict are allowed"
+    )
 
 
 def b64decode_strict(text: object) -> bytes:
@@ -99,7 +101,9 @@ def b64decode_strict(text: object) -> bytes:
 
 
 def _canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,7 +137,8 @@ class AuditEntry:
         if self.key_version is not None and (type(self.key_version) is not int or self.key_version < 1):
             raise ValueError("key_version must be an integer >= 1 or None")
         if not isinstance(self.digests, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and _HEX64_RE.fullmatch(v) for k, v in self.digests.items()
+            isinstance(k, str) and isinstance(v, str) and _HEX64_RE.fullmatch(v)
+            for k, v in self.digests.items()
         ):
             raise ValueError("digests must map names to lower-case SHA-256 hex strings")
         if not isinstance(self.details, dict):
@@ -164,8 +169,12 @@ class AuditEntry:
         """Parse and validate canonical bytes; raise AuditVerificationError naming the problem."""
         seq = None
         try:
-            obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_float=_no_float,
-                             parse_constant=_no_float)
+            obj = json.loads(
+                data.decode("utf-8"),
+                object_pairs_hook=_no_duplicates,
+                parse_float=_no_float,
+                parse_constant=_no_float,
+            )
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
             seq = obj.get("seq") if type(obj.get("seq")) is int else None
@@ -310,7 +319,9 @@ class InclusionProof:
             if not isinstance(data, dict) or type(data.get("seq")) is not int:
                 raise ValueError("needs seq, entry, tree_head and path")
             path = tuple(bytes.fromhex(h) for h in data["path"])
-            return cls(data["seq"], str(data["entry"]).encode("utf-8"), TreeHead.from_dict(data["tree_head"]), path)
+            return cls(
+                data["seq"], str(data["entry"]).encode("utf-8"), TreeHead.from_dict(data["tree_head"]), path
+            )
         except (KeyError, ValueError, TypeError) as exc:
             raise AuditVerificationError(f"inclusion proof is malformed: {exc}") from None
 
@@ -343,8 +354,11 @@ def write_bundle(
     held in memory); tree heads are written smallest size first.
     """
     target = Path(path)
-    header = {"format": BUNDLE_FORMAT, "public_key": base64.b64encode(public_key_raw).decode("ascii"),
-              "vault_id": vault_id}
+    header = {
+        "format": BUNDLE_FORMAT,
+        "public_key": base64.b64encode(public_key_raw).decode("ascii"),
+        "vault_id": vault_id,
+    }
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     count = 0
     try:

@@ -36,9 +36,7 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
     if not level:
         return EMPTY_ROOT
     while len(level) > 1:
-        paired = [
-            _sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
-        ]
+        paired = [_sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             paired.append(level[-1])  # RFC 6962: an odd last node moves up unchanged
         level = paired
@@ -57,7 +55,9 @@ def prefix_roots(leaf_hashes: Sequence[bytes], sizes: Iterable[int]) -> dict[int
     levels = [list(leaf_hashes)]
     while len(levels[-1]) > 1:
         below = levels[-1]
-        levels.append([_sha256(b"\x01" + below[i] + below[i + 1]).digest() for i in range(0, len(below) - 1, 2)])
+        levels.append(
+            [_sha256(b"\x01" + below[i] + below[i + 1]).digest() for i in range(0, len(below) - 1, 2)]
+        )
     result: dict[int, bytes] = {}
     for size in wanted:
         parts, offset = [], 0
@@ -121,7 +121,9 @@ def _well_formed(hashes: Sequence[bytes]) -> bool:
     return all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in hashes)
 
 
-def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], expected_root: bytes) -> bool:
+def verify_inclusion(
+    leaf: bytes, index: int, size: int, proof: Sequence[bytes], expected_root: bytes
+) -> bool:
     """True when ``proof`` shows leaf hash ``leaf`` at 0-based ``index`` of a tree of ``size`` with ``expected_root``."""
     if not 0 <= index < size or not _well_formed([leaf, *proof]):
         return False

@@ -121,7 +121,9 @@ def _read_header(raw: bytes | None, public_key: bytes | None) -> tuple[str, byte
     if not isinstance(header, dict) or set(header) != {"format", "public_key", "vault_id"}:
         raise _fail("line 1: not an audit bundle header (needs format, public_key, vault_id)")
     if header["format"] != BUNDLE_FORMAT:
-        raise _fail(f"line 1: unsupported bundle format {str(header['format'])[:40]!r} (this reads {BUNDLE_FORMAT})")
+        raise _fail(
+            f"line 1: unsupported bundle format {str(header['format'])[:40]!r} (this reads {BUNDLE_FORMAT})"
+        )
     try:
         embedded = b64decode_strict(header["public_key"])
     except ValueError:
@@ -158,9 +160,15 @@ class _Chain:
         if self.break_to_grandparent:
             return i - 1, f"entry {i - 1} was inserted: entry {i} links to the entry before it"
         if i < len(self.link_ok) and not self.link_ok[i]:
-            return i, f"entry {i} was altered: it does not link to entry {i - 1} and entry {i + 1} does not link to it"
+            return (
+                i,
+                f"entry {i} was altered: it does not link to entry {i - 1} and entry {i + 1} does not link to it",
+            )
         if i == len(self.link_ok) and covered >= i - 1:
-            return i, f"entry {i} was altered: it does not link to entry {i - 1}, which a signed tree head covers"
+            return (
+                i,
+                f"entry {i} was altered: it does not link to entry {i - 1}, which a signed tree head covers",
+            )
         return i - 1, f"entry {i - 1} was altered: its hash does not match the link recorded in entry {i}"
 
 
@@ -228,10 +236,12 @@ def _read_entries(lines: enumerate[bytes], chain: _Chain, strict: bool) -> list[
                 blamed, message = chain.blame()
                 raise _fail(message, blamed)
             if seq > expected:
-                raise _fail(f"entry {expected} is missing or out of order (line {lineno} holds entry {seq})",
-                            expected)
-            raise _fail(f"entry {seq} appears again or out of order at line {lineno} (expected entry {expected})",
-                        seq)
+                raise _fail(
+                    f"entry {expected} is missing or out of order (line {lineno} holds entry {seq})", expected
+                )
+            raise _fail(
+                f"entry {seq} appears again or out of order at line {lineno} (expected entry {expected})", seq
+            )
         leaf = sha256(b"\x00" + data).digest()
         if prev == prev_hex:
             link_ok.append(1)
@@ -271,13 +281,19 @@ def _read_head(raw: bytes, lineno: int, vault_id: str, public_raw: bytes) -> tup
     except AuditVerificationError as exc:
         raise _fail(f"line {lineno}: {exc.args[0]}") from None
     if head.vault_id != vault_id:
-        raise _fail(f"line {lineno}: the tree head belongs to vault {head.vault_id[:64]!r}, not {vault_id[:64]!r}")
+        raise _fail(
+            f"line {lineno}: the tree head belongs to vault {head.vault_id[:64]!r}, not {vault_id[:64]!r}"
+        )
     if not verify_tree_head(public_raw, head):
-        raise _fail(f"line {lineno}: the tree head of size {head.size} has an invalid signature (forged or edited)")
+        raise _fail(
+            f"line {lineno}: the tree head of size {head.size} has an invalid signature (forged or edited)"
+        )
     return lineno, head
 
 
-def _check_heads(chain: _Chain, heads: list[tuple[int, TreeHead]], vault_id: str, public_raw: bytes) -> VerifyReport:
+def _check_heads(
+    chain: _Chain, heads: list[tuple[int, TreeHead]], vault_id: str, public_raw: bytes
+) -> VerifyReport:
     count = len(chain.hashes)
     if not heads:
         raise _fail("the bundle holds no signed tree head: nothing vouches for its entries")
@@ -287,8 +303,13 @@ def _check_heads(chain: _Chain, heads: list[tuple[int, TreeHead]], vault_id: str
     covered = 0
     for lineno, head in sorted(heads, key=lambda item: item[1].size):
         if head.size > count:
-            faults.append((count + 1, f"the bundle ends at entry {count} but the signed tree head at line {lineno} "
-                                      f"covers {head.size} entries: entries {count + 1}..{head.size} are missing"))
+            faults.append(
+                (
+                    count + 1,
+                    f"the bundle ends at entry {count} but the signed tree head at line {lineno} "
+                    f"covers {head.size} entries: entries {count + 1}..{head.size} are missing",
+                )
+            )
             break
         if roots[head.size].hex() == head.root:
             covered = head.size
@@ -332,8 +353,9 @@ def verify_inclusion_proof(proof: InclusionProof, public_key: bytes) -> AuditEnt
     if not merkle.verify_inclusion(
         merkle.leaf_hash(proof.entry), index, proof.head.size, proof.path, bytes.fromhex(proof.head.root)
     ):
-        raise _fail(f"entry {proof.seq} is not included in the signed tree head of size {proof.head.size}",
-                    proof.seq)
+        raise _fail(
+            f"entry {proof.seq} is not included in the signed tree head of size {proof.head.size}", proof.seq
+        )
     return entry
 
 
@@ -345,7 +367,9 @@ def verify_consistency_between(
         if not verify_tree_head(public_key, head):
             raise _fail(f"the tree head of size {head.size} has an invalid signature (forged or edited)")
     if head_old.vault_id != head_new.vault_id:
-        raise _fail(f"the tree heads belong to different vaults ({head_old.vault_id!r}, {head_new.vault_id!r})")
+        raise _fail(
+            f"the tree heads belong to different vaults ({head_old.vault_id!r}, {head_new.vault_id!r})"
+        )
     if not merkle.verify_consistency(
         head_old.size, head_new.size, bytes.fromhex(head_old.root), bytes.fromhex(head_new.root), proof
     ):

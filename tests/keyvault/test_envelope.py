@@ -67,7 +67,9 @@ def test_unseal_errors_carry_no_secret() -> None:
     blob = envelope.seal(key, secret, AAD)
     wrong = envelope.random_key()
     forms = [key, wrong, secret]
-    needles = [v for f in forms for v in (f.hex(), base64.b64encode(f).decode(), repr(f), f.decode("latin-1"))]
+    needles = [
+        v for f in forms for v in (f.hex(), base64.b64encode(f).decode(), repr(f), f.decode("latin-1"))
+    ]
     for attempt in ((wrong, blob, AAD), (key, blob[:-1], AAD), (key, blob, b"other")):
         with pytest.raises(VaultError) as info:
             envelope.unseal(*attempt)
@@ -85,7 +87,12 @@ def test_bad_key_size_is_a_programming_error() -> None:
 def test_kdf_params_defaults_round_trip_and_validation() -> None:
     params = envelope.KdfParams.generate()
     assert (params.algorithm, params.memory_cost, params.iterations, params.lanes, params.length) == (
-        "argon2id", 64 * 1024, 3, 4, 32)
+        "argon2id",
+        64 * 1024,
+        3,
+        4,
+        32,
+    )
     assert len(params.salt) == 16
     assert envelope.KdfParams.from_dict(params.to_dict()) == params
     assert envelope.KdfParams.generate().salt != params.salt
@@ -125,7 +132,9 @@ def test_keyslot_wrap_recipe() -> None:
 
 def test_hkdf_rfc5869_case_1_and_domain_separation() -> None:
     okm = envelope.hkdf_sha256(
-        bytes.fromhex("0b" * 22), info=bytes.fromhex("f0f1f2f3f4f5f6f7f8f9"), length=42,
+        bytes.fromhex("0b" * 22),
+        info=bytes.fromhex("f0f1f2f3f4f5f6f7f8f9"),
+        length=42,
         salt=bytes.fromhex("000102030405060708090a0b0c"),
     )
     assert okm.hex() == (
@@ -162,8 +171,13 @@ def test_ed25519_rfc8032_test_1_and_round_trip() -> None:
 
 @pytest.mark.parametrize(
     ("public", "signature"),
-    [(b"", b"\x00" * 64), (b"\x01" * 31, b"\x00" * 64), (b"\x00" * 32, b""), (b"\x00" * 32, b"\x00" * 65),
-     (b"\xff" * 32, b"\xff" * 64)],
+    [
+        (b"", b"\x00" * 64),
+        (b"\x01" * 31, b"\x00" * 64),
+        (b"\x00" * 32, b""),
+        (b"\x00" * 32, b"\x00" * 65),
+        (b"\xff" * 32, b"\xff" * 64),
+    ],
 )
 def test_verify_signature_never_raises_on_malformed_input(public: bytes, signature: bytes) -> None:
     assert envelope.verify_signature(public, signature, b"message") is False

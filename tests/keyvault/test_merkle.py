@@ -124,4 +124,6 @@ def test_verifiers_reject_malformed_hashes_without_raising() -> None:
     assert not merkle.verify_inclusion(leaves[2], 2, 5, [proof[0] + b"\x00", *proof[1:]], merkle.root(leaves))
     assert not merkle.verify_inclusion(leaves[2], -1, 5, proof, merkle.root(leaves))
     consistency = merkle.consistency_proof(leaves, 3)
-    assert not merkle.verify_consistency(3, 5, merkle.root(leaves[:3]), merkle.root(leaves), [b"", *consistency])
+    assert not merkle.verify_consistency(
+        3, 5, merkle.root(leaves[:3]), merkle.root(leaves), [b"", *consistency]
+    )

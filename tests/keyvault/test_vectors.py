@@ -25,7 +25,16 @@ from keyvault import envelope, merkle
 from keyvault.errors import SealedDataError
 
 # The leaves the RFC 6962 test data is built from (transparency-dev/merkle testonly/constants.go).
-RFC6962_LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
+RFC6962_LEAVES = [
+    "",
+    "00",
+    "10",
+    "2021",
+    "3031",
+    "40414243",
+    "5051525354555657",
+    "606162636465666768696a6b6c6d6e6f",
+]
 
 
 def _b64(text: str) -> bytes:
@@ -50,8 +59,9 @@ def test_rfc6962_inclusion_vectors(shared_dir: Path) -> None:
     outcomes = {True: 0, False: 0}
     for path, case in _cases(shared_dir / "vectors" / "rfc6962" / "inclusion"):
         proof = [_b64(h) for h in case["proof"] or []]
-        ok = merkle.verify_inclusion(_b64(case["leafHash"]), case["leafIdx"], case["treeSize"], proof,
-                                     _b64(case["root"]))
+        ok = merkle.verify_inclusion(
+            _b64(case["leafHash"]), case["leafIdx"], case["treeSize"], proof, _b64(case["root"])
+        )
         assert ok is not case["wantErr"], f"{path}: {case['desc']}"
         outcomes[ok] += 1
     assert outcomes[True] >= 5 and outcomes[False] >= 50
@@ -61,7 +71,9 @@ def test_rfc6962_consistency_vectors(shared_dir: Path) -> None:
     outcomes = {True: 0, False: 0}
     for path, case in _cases(shared_dir / "vectors" / "rfc6962" / "consistency"):
         proof = [_b64(h) for h in case["proof"] or []]
-        ok = merkle.verify_consistency(case["size1"], case["size2"], _b64(case["root1"]), _b64(case["root2"]), proof)
+        ok = merkle.verify_consistency(
+            case["size1"], case["size2"], _b64(case["root1"]), _b64(case["root2"]), proof
+        )
         assert ok is not case["wantErr"], f"{path}: {case['desc']}"
         outcomes[ok] += 1
     assert outcomes[True] >= 5 and outcomes[False] >= 50
@@ -75,14 +87,18 @@ def test_rfc6962_proof_generation_reproduces_happy_paths(shared_dir: Path) -> No
         if case["desc"] == "happy path" and case["treeSize"] <= len(leaves):
             tree = leaves[: case["treeSize"]]
             assert merkle.root(tree) == _b64(case["root"]), path
-            assert merkle.inclusion_proof(tree, case["leafIdx"]) == [_b64(h) for h in case["proof"] or []], path
+            assert merkle.inclusion_proof(tree, case["leafIdx"]) == [_b64(h) for h in case["proof"] or []], (
+                path
+            )
             checked += 1
     for path, case in _cases(root / "consistency"):
         if case["desc"] == "happy path":
             tree = leaves[: case["size2"]]
             assert merkle.root(tree) == _b64(case["root2"]), path
             assert merkle.root(leaves[: case["size1"]]) == _b64(case["root1"]), path
-            assert merkle.consistency_proof(tree, case["size1"]) == [_b64(h) for h in case["proof"] or []], path
+            assert merkle.consistency_proof(tree, case["size1"]) == [_b64(h) for h in case["proof"] or []], (
+                path
+            )
             checked += 1
     assert checked == 10
 
@@ -125,7 +141,9 @@ def test_wycheproof_hkdf_sha256(shared_dir: Path) -> None:
     for _, test in _wycheproof(shared_dir, "hkdf_sha256_test.json"):
         ikm, salt, info = (bytes.fromhex(test[k]) for k in ("ikm", "salt", "info"))
         if test["result"] == "valid":
-            assert envelope.hkdf_sha256(ikm, info=info, length=test["size"], salt=salt).hex() == test["okm"], test["tcId"]
+            assert (
+                envelope.hkdf_sha256(ikm, info=info, length=test["size"], salt=salt).hex() == test["okm"]
+            ), test["tcId"]
         elif test["result"] == "invalid":
             with pytest.raises(ValueError):
                 envelope.hkdf_sha256(ikm, info=info, length=test["size"], salt=salt)

@@ -43,13 +43,26 @@ SPARSE = (3, 6, 10)  # heads after "commands" of several entries
 def make_entries(n: int) -> list[AuditEntry]:
     entries: list[AuditEntry] = []
     for i in range(n):
-        entries.append(chain_next(entries[-1] if entries else None, time=T0, actor="alice", role="admin",
-                                  action="key.issue", outcome="ok", key_handle=f"kh_{i:04x}", key_version=1,
-                                  case_id="case-1", reason=f"entry {i + 1}"))
+        entries.append(
+            chain_next(
+                entries[-1] if entries else None,
+                time=T0,
+                actor="alice",
+                role="admin",
+                action="key.issue",
+                outcome="ok",
+                key_handle=f"kh_{i:04x}",
+                key_version=1,
+                case_id="case-1",
+                reason=f"entry {i + 1}",
+            )
+        )
     return entries
 
 
-def heads_for(entries: Sequence[AuditEntry | bytes], sizes: Sequence[int], private: bytes = PRIVATE) -> list[TreeHead]:
+def heads_for(
+    entries: Sequence[AuditEntry | bytes], sizes: Sequence[int], private: bytes = PRIVATE
+) -> list[TreeHead]:
     leaves = [merkle.leaf_hash(e if isinstance(e, bytes) else e.canonical_bytes()) for e in entries]
     return [sign_tree_head(private, VAULT, s, merkle.root(leaves[:s]), T0) for s in sizes]
 
@@ -84,7 +97,9 @@ def fails(path: Path, public_key: bytes | None = None, *, strict: bool = False) 
 @pytest.mark.parametrize("strict", [False, True])
 def test_intact_bundle_verifies(tmp_path: Path, strict: bool) -> None:
     entries = make_entries(10)
-    report = verify_bundle(write(tmp_path / "a.jsonl", entries, heads_for(entries, SPARSE)), PUBLIC, strict=strict)
+    report = verify_bundle(
+        write(tmp_path / "a.jsonl", entries, heads_for(entries, SPARSE)), PUBLIC, strict=strict
+    )
     assert (report.entries, report.last_seq, report.tree_heads, report.signed_size) == (10, 10, 3, 10)
     assert report.root == merkle.root([e.leaf_hash() for e in entries]).hex()
     assert report.vault_id == VAULT
@@ -203,7 +218,9 @@ def test_pinned_public_key(tmp_path: Path) -> None:
     assert "not by the pinned key" in str(error)
     # an attacker who re-signs everything with their own key is caught only by the pin
     attacker_private, attacker_public = envelope.generate_signing_key()
-    write_audit_bundle(path, VAULT, attacker_public, entries, heads_for(entries, [4], private=attacker_private))
+    write_audit_bundle(
+        path, VAULT, attacker_public, entries, heads_for(entries, [4], private=attacker_private)
+    )
     assert verify_bundle(path).entries == 4
     fails(path, PUBLIC)
 
@@ -233,10 +250,17 @@ def _lines(path: Path) -> list[bytes]:
         (lambda ls: [ls[0], ls[1], b"not json", *ls[3:]], "line 3: not an audit entry", 2),
         (lambda ls: [ls[0], ls[1], b"", *ls[3:]], "line 3: not an audit entry", 2),
         (lambda ls: [ls[0], *ls[1:4], ls[-1], ls[4]], "line 6: expected a tree head line", None),
-        (lambda ls: [ls[0].replace(b"bundle/1", b"bundle/2"), *ls[1:]], "line 1: unsupported bundle format", None),
+        (
+            lambda ls: [ls[0].replace(b"bundle/1", b"bundle/2"), *ls[1:]],
+            "line 1: unsupported bundle format",
+            None,
+        ),
         (lambda ls: [b"[]", *ls[1:]], "line 1: not an audit bundle header", None),
-        (lambda ls: [ls[0].replace(b'"public_key":"', b'"public_key":"AA'), *ls[1:]], "line 1: the embedded public key",
-         None),
+        (
+            lambda ls: [ls[0].replace(b'"public_key":"', b'"public_key":"AA'), *ls[1:]],
+            "line 1: the embedded public key",
+            None,
+        ),
         (lambda ls: [*ls[:-1], b'{"tree_head":{"size":1}}'], "line 6: tree head is malformed", None),
         (lambda ls: [*ls[:-1], b'{"tree_head":'], "line 6: not a valid JSON tree head line", None),
     ],
@@ -292,8 +316,9 @@ def test_inclusion_proof_for_audit_prove(tmp_path: Path) -> None:
     proof = prove_inclusion(leaves, entries[6].canonical_bytes(), 7, head)
     assert verify_inclusion_proof(proof, PUBLIC) == entries[6]
     with pytest.raises(AuditVerificationError, match="not included") as info:
-        verify_inclusion_proof(dataclasses.replace(proof, entry=edited(entries[6], reason="x").canonical_bytes()),
-                               PUBLIC)
+        verify_inclusion_proof(
+            dataclasses.replace(proof, entry=edited(entries[6], reason="x").canonical_bytes()), PUBLIC
+        )
     assert info.value.seq == 7
     with pytest.raises(AuditVerificationError, match="names entry 6"):
         verify_inclusion_proof(dataclasses.replace(proof, seq=6), PUBLIC)
@@ -314,7 +339,9 @@ def test_consistency_between_tree_heads() -> None:
         verify_consistency_between(old, forged_new, prove_consistency(rewritten_leaves, 4, 10), PUBLIC)
     assert info.value.seq == 5
     with pytest.raises(AuditVerificationError, match="invalid signature"):
-        verify_consistency_between(old, dataclasses.replace(new, size=11), prove_consistency(leaves, 4, 10), PUBLIC)
+        verify_consistency_between(
+            old, dataclasses.replace(new, size=11), prove_consistency(leaves, 4, 10), PUBLIC
+        )
 
 
 def test_offline_modules_import_no_database_code() -> None:
@@ -323,7 +350,11 @@ def test_offline_modules_import_no_database_code() -> None:
     package = Path(keyvault_verify.__file__).parent
     for name in ("verify", "audit", "merkle"):
         tree = ast.parse((package / f"{name}.py").read_text())
-        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported = {
+            alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
         imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        third_party = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names and m not in allowed}
+        third_party = {
+            m for m in imported if m.split(".")[0] not in sys.stdlib_module_names and m not in allowed
+        }
         assert third_party == set(), f"keyvault/{name}.py imports {third_party}"
