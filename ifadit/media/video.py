@@ -50,11 +50,12 @@ class VideoInfo:
     path: Path
     frames: int  # video frames in the file
     fps: Fraction  # average frame rate
-    width: int
+    width: int  # of the frames as `read_frames` yields them (upright: display rotation applied)
     height: int
     time_base: Fraction  # unit of the frame timestamps (`TimedFrame.pts`)
     codec: str  # FFmpeg decoder name, e.g. "h264", "ffv1"
     has_audio: bool
+    rotation: int = 0  # display rotation in the file, degrees counter-clockwise; frames are read upright
 
     @property
     def size(self) -> tuple[int, int]:
@@ -121,7 +122,7 @@ def _stream_end(stream: av.VideoStream) -> Fraction | None:
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Read a video's frame count, rate, size, codec and whether it has audio; `InputError` if unreadable."""
+    """Read a video's frame count, rate, upright size, codec, rotation and audio; `InputError` if unreadable."""
     path = Path(path)
     with _open_input(path) as container:
         stream = _video_stream(container, path)
@@ -134,16 +135,31 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
                 frames = sum(1 for packet in container.demux(stream) if packet.size > 0)
             except av.FFmpegError as exc:
                 raise InputError(f"{path}: corrupted video ({_reason(exc)})") from None
-        return VideoInfo(
-            path=path,
-            frames=frames,
-            fps=Fraction(fps),
-            width=stream.width,
-            height=stream.height,
-            time_base=Fraction(stream.time_base or Fraction(1, 1) / Fraction(fps)),
-            codec=stream.codec_context.name,
-            has_audio=bool(container.streams.audio),
-        )
+        width, height, codec = stream.width, stream.height, stream.codec_context.name
+        time_base = Fraction(stream.time_base or Fraction(1, 1) / Fraction(fps))
+        has_audio = bool(container.streams.audio)
+    rotation = _rotation(path)
+    if rotation % 180:
+        width, height = height, width
+    return VideoInfo(path, frames, Fraction(fps), width, height, time_base, codec, has_audio, rotation)
+
+
+def _rotation(path: Path) -> int:
+    """Display rotation of the first frame (phones record sideways and flag it), degrees counter-clockwise."""
+    with _open_input(path) as container:
+        try:
+            frame = next(container.decode(_video_stream(container, path)), None)
+        except av.FFmpegError as exc:
+            raise InputError(f"{path}: corrupted video ({_reason(exc)})") from None
+        if frame is None:
+            raise InputError(f"{path}: no decodable video frame (corrupted or truncated file)")
+        return int(round(frame.rotation / 90)) * 90 % 360
+
+
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    image = frame.to_ndarray(format="rgb24")
+    turns = int(round(frame.rotation / 90)) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def read_timed_frames(path: str | os.PathLike[str]) -> Iterator[TimedFrame]:
@@ -166,7 +182,7 @@ def read_timed_frames(path: str | os.PathLike[str]) -> Iterator[TimedFrame]:
         try:
             for frame in container.decode(stream):
                 pts = frame.pts if frame.pts is not None else end_pts
-                yield TimedFrame(frame.to_ndarray(format="rgb24"), pts, time_base)
+                yield TimedFrame(_upright(frame), pts, time_base)
                 decoded, end_pts = decoded + 1, pts + (frame.duration or step)
         except av.FFmpegError as exc:
             raise InputError(f"{path}: corrupted video after frame {decoded} ({_reason(exc)})") from None

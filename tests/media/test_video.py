@@ -127,6 +127,31 @@ def test_h264_accepts_odd_frame_sizes(tmp_path: Path, scene: list[np.ndarray]) -
     assert [frame.shape for frame in decoded] == [(239, 317, 3)] * 5
 
 
+@pytest.mark.parametrize(("degrees", "turns"), [(90, 1), (-90, 3), (180, 2)])
+def test_frames_flagged_as_rotated_are_read_upright(
+    tmp_path: Path, scene: list[np.ndarray], degrees: int, turns: int
+) -> None:
+    """Phones store sideways frames plus a display rotation; faces must reach the detector upright."""
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS, options={"qp": "0"})
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv444p"
+        stream.set_display_rotation(degrees)
+        for frame in scene[:3]:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    info = probe_video(path)
+    assert info.rotation == degrees % 360
+    assert info.size == ((HEIGHT, WIDTH) if turns % 2 else (WIDTH, HEIGHT))
+    for stored, upright in zip(scene[:3], read_frames(path), strict=True):
+        assert upright.shape == (info.height, info.width, 3)
+        assert (
+            np.abs(upright.astype(int) - np.rot90(stored, turns)).mean() < 2
+        )  # lossless H.264, RGB->YUV rounding
+
+
 def test_output_file_follows_the_umask(tmp_path: Path, scene: list[np.ndarray]) -> None:
     mask = os.umask(0o022)
     os.umask(mask)
