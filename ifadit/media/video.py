@@ -289,7 +289,8 @@ class VideoWriter:
         try:
             fmt = _CONTAINER_FORMATS[self.path.suffix.lower()]
             # Matroska would otherwise shift every timestamp when copied audio starts below zero (AAC priming)
-            options = {"avoid_negative_ts": "disabled"} if fmt == "matroska" else {}
+            # MP4/MOV: index (moov) at the front, so players and browsers start before the whole file is in
+            options = {"avoid_negative_ts": "disabled"} if fmt == "matroska" else {"movflags": "+faststart"}
             self._container = av.open(str(self._tmp), mode="w", format=fmt, options=options)
         except BaseException:
             self._discard()

@@ -243,10 +243,31 @@ def test_missing_file(tmp_path: Path) -> None:
     _expect_input_error(tmp_path / "absent.mp4", "no such video")
 
 
-def test_truncated_mp4(tmp_path: Path, good_mp4: Path) -> None:
+def test_truncated_mp4_with_index_at_the_front_is_caught_while_decoding(
+    tmp_path: Path, good_mp4: Path
+) -> None:
     data = good_mp4.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # the writer's faststart layout
     (path := tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
-    _expect_input_error(path, "truncated")
+    assert probe_video(path).frames == FRAMES  # the header still promises every frame
+    with pytest.raises(InputError, match=rf"truncated video: decoded \d+ of {FRAMES} frames") as caught:
+        list(read_frames(path))
+    assert str(path) in str(caught.value)
+
+
+def test_truncated_mp4_with_index_at_the_end(tmp_path: Path, scene: list[np.ndarray]) -> None:
+    path = tmp_path / "camera.mp4"
+    with av.open(str(path), "w") as container:  # FFmpeg's default layout: moov written last
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for frame in scene:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 9 // 10])
+    _expect_input_error(path, "not a readable video, or truncated")
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9])
