@@ -84,7 +84,9 @@ def read_config(folder: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ModelError(f"{path}: missing", hint="a checkpoint folder holds model.safetensors and config.json") from None
+        raise ModelError(
+            f"{path}: missing", hint="a checkpoint folder holds model.safetensors and config.json"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or data.get("kind") != GENERATOR_KIND or "config" not in data:

@@ -50,7 +50,9 @@ def _geometry(n: int, size: int, p: float) -> torch.Tensor:
     px = 2.0 / size  # one pixel in normalised units
     m = _scale2(1 - 2 * _gate(torch.randint(0, 2, [n]).float(), 0, p), torch.ones(n))  # x-flip
     m = m @ _rot2(_gate(torch.randint(0, 4, [n]).float(), 0, p) * (math.pi / 2))  # rotate 90
-    t = torch.round((torch.rand(2, n) * 2 - 1) * 0.125 * size) * px * (torch.rand(n) < p)  # integer translation
+    t = (
+        torch.round((torch.rand(2, n) * 2 - 1) * 0.125 * size) * px * (torch.rand(n) < p)
+    )  # integer translation
     m = m @ _translate2(t[0], t[1])
     s = _gate(2 ** (torch.randn(n) * 0.2), 1, p)  # isotropic scaling
     m = m @ _scale2(s, s)
@@ -59,7 +61,9 @@ def _geometry(n: int, size: int, p: float) -> torch.Tensor:
     a = _gate(2 ** (torch.randn(n) * 0.2), 1, p)  # anisotropic scaling
     m = m @ _scale2(a, 1 / a)
     m = m @ _rot2(_gate((torch.rand(n) * 2 - 1) * math.pi, 0, p_rot))
-    tf = torch.randn(2, n) * 0.125 * 2 * (torch.rand(n) < p)  # fractional translation (std 0.125 of the image)
+    tf = (
+        torch.randn(2, n) * 0.125 * 2 * (torch.rand(n) < p)
+    )  # fractional translation (std 0.125 of the image)
     m = m @ _translate2(tf[0], tf[1])
     return m
 
@@ -118,7 +122,9 @@ class AugmentPipe(torch.nn.Module):
             m = _geometry(n, w, p).to(img.device)
             if not torch.equal(m, torch.eye(3, device=img.device).expand_as(m)):
                 grid = F.affine_grid(m[:, :2, :], [n, c, h, w], align_corners=False)
-                img = F.grid_sample(img, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+                img = F.grid_sample(
+                    img, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+                )
         if self.colour and c == 3:
             m = _colour(n, p).to(img.device)
             flat = img.reshape(n, 3, h * w)
@@ -149,7 +155,12 @@ class AdaController:
         self.steps += 1
         if self.steps >= self.interval and self.count > 0:
             self.last_rt = self.sign_sum / self.count
-            adjust = math.copysign(1.0, self.last_rt - self.target) * batch_size * self.steps / (self.speed_kimg * 1000)
+            adjust = (
+                math.copysign(1.0, self.last_rt - self.target)
+                * batch_size
+                * self.steps
+                / (self.speed_kimg * 1000)
+            )
             self.p = min(max(self.p + adjust, 0.0), 1.0)
             self.sign_sum, self.count, self.steps = 0.0, 0, 0
         return self.p

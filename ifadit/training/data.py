@@ -17,14 +17,19 @@ def load_crops(path: Path, resolution: int) -> torch.Tensor:
     try:
         with np.load(path, allow_pickle=False) as data:
             if "images" not in data:
-                raise InputError(f"{path}: no 'images' array", hint="build the cache with `ifadit train generator --data DIR`")
+                raise InputError(
+                    f"{path}: no 'images' array",
+                    hint="build the cache with `ifadit train generator --data DIR`",
+                )
             images = data["images"]
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: not a readable .npz crop cache ({exc})") from None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-        raise InputError(f"{path}: 'images' must be uint8 [N, S, S, 3], got {images.dtype} {list(images.shape)}")
+        raise InputError(
+            f"{path}: 'images' must be uint8 [N, S, S, 3], got {images.dtype} {list(images.shape)}"
+        )
     if images.shape[1:3] != (resolution, resolution):
         raise InputError(
             f"{path}: crops are {images.shape[1]}x{images.shape[2]} px but the resolution is {resolution}",

@@ -142,7 +142,9 @@ def build_state(options: TrainOptions) -> TrainState:
     d_interval = options.r1_interval if options.r1_gamma > 0 else 0
     ada = None
     if options.ada_target is not None:
-        ada = AdaController(target=options.ada_target, interval=options.ada_interval, speed_kimg=options.ada_kimg)
+        ada = AdaController(
+            target=options.ada_target, interval=options.ada_interval, speed_kimg=options.ada_kimg
+        )
     return TrainState(
         G=G,
         D=D,
@@ -275,7 +277,10 @@ def save_checkpoint(state: TrainState, options: TrainOptions) -> Path:
     tmp.mkdir()
     save_generator(state.G_ema, tmp / "G_ema", name=options.name)
     for label, net in (("G", state.G), ("D", state.D)):
-        save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(tmp / f"{label}.safetensors"))
+        save_file(
+            {k: v.detach().contiguous() for k, v in net.state_dict().items()},
+            str(tmp / f"{label}.safetensors"),
+        )
     torch.save(
         {
             "opt_G": state.opt_G.state_dict(),
@@ -358,7 +363,9 @@ def train(
     (out / "samples").mkdir(exist_ok=True)
     crops = load_crops(Path(options.data), options.resolution)
     if options.batch % min(options.mbstd_group, options.batch):
-        raise InputError(f"batch {options.batch} must be a multiple of the minibatch-stddev group {options.mbstd_group}")
+        raise InputError(
+            f"batch {options.batch} must be a multiple of the minibatch-stddev group {options.mbstd_group}"
+        )
     state = build_state(options)
     metrics_path = out / "metrics.jsonl"
     if resume:
@@ -366,7 +373,9 @@ def train(
         _truncate_metrics(metrics_path, state.step)
     else:
         if (out / "checkpoints" / "latest.json").exists():
-            raise InputError(f"{out} already holds a run", hint="pass --resume to continue it or choose another --out")
+            raise InputError(
+                f"{out} already holds a run", hint="pass --resume to continue it or choose another --out"
+            )
         metrics_path.unlink(missing_ok=True)
     write_json(out / "options.json", dataclasses.asdict(options))
 
@@ -384,7 +393,11 @@ def train(
             for k, v in stats.items():
                 window.setdefault(k, []).append(v)
             if state.step % options.log_every == 0:
-                line = {"step": state.step, "kimg": state.nimg / 1000, "wall_seconds": round(state.wall_seconds, 1)}
+                line = {
+                    "step": state.step,
+                    "kimg": state.nimg / 1000,
+                    "wall_seconds": round(state.wall_seconds, 1),
+                }
                 line.update({k: float(np.mean(v)) for k, v in window.items()})
                 with metrics_path.open("a") as fh:
                     fh.write(json.dumps(line) + "\n")

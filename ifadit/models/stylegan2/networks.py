@@ -160,7 +160,13 @@ class Conv2dLayer(torch.nn.Module):
         w = (self.weight * self.weight_gain).to(x.dtype)
         b = self.bias.to(x.dtype) if self.bias is not None else None
         x = ops.conv2d_resample(
-            x, w, f=self.resample_filter, up=self.up, down=self.down, padding=self.padding, flip_weight=self.up == 1
+            x,
+            w,
+            f=self.resample_filter,
+            up=self.up,
+            down=self.down,
+            padding=self.padding,
+            flip_weight=self.up == 1,
         )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return ops.bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
@@ -268,7 +274,12 @@ class SynthesisLayer(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
 
     def forward(
-        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused_modconv: bool = True, gain: float = 1.0
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: str = "random",
+        fused_modconv: bool = True,
+        gain: float = 1.0,
     ) -> torch.Tensor:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
@@ -277,7 +288,10 @@ class SynthesisLayer(torch.nn.Module):
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            noise = (
+                torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
+                * self.noise_strength
+            )
         if self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = ops.modulated_conv2d(
@@ -292,14 +306,21 @@ class SynthesisLayer(torch.nn.Module):
             fused_modconv=fused_modconv,
         )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return ops.bias_act(
+            x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp
+        )
 
 
 class ToRGBLayer(torch.nn.Module):
     """Modulated 1x1 convolution to RGB without demodulation."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1, conv_clamp: float | None = None
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        kernel_size: int = 1,
+        conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
         self.conv_clamp = conv_clamp
@@ -350,7 +371,9 @@ class SynthesisBlock(torch.nn.Module):
                 conv_clamp=conv_clamp,
             )
             self.num_conv += 1
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp)
+        self.conv1 = SynthesisLayer(
+            out_channels, out_channels, w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp
+        )
         self.num_conv += 1
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
         self.num_torgb += 1
@@ -358,7 +381,8 @@ class SynthesisBlock(torch.nn.Module):
     def forward(
         self,
         x: torch.Tensor | None,  # [N, in_channels, res/2, res/2] or None for the first block
-        img: torch.Tensor | None,  # [N, img_channels, res/2, res/2] running skip image, None for the first block
+        img: torch.Tensor
+        | None,  # [N, img_channels, res/2, res/2] running skip image, None for the first block
         ws: torch.Tensor,  # [N, num_conv + num_torgb, w_dim]
         noise_mode: str = "random",
         fused_modconv: bool | None = None,  # None = fused in eval mode, per-layer scaling in training
@@ -371,7 +395,11 @@ class SynthesisBlock(torch.nn.Module):
             x = self.const.to(torch.float32).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
             assert x is not None
-            _check_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2], f"b{self.resolution} x")
+            _check_shape(
+                x,
+                [None, self.in_channels, self.resolution // 2, self.resolution // 2],
+                f"b{self.resolution} x",
+            )
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         if img is not None:
@@ -419,7 +447,9 @@ class SynthesisNetwork(torch.nn.Module):
                 self.num_ws += block.num_torgb
             setattr(self, f"b{res}", block)
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random", fused_modconv: bool | None = None) -> torch.Tensor:
+    def forward(
+        self, ws: torch.Tensor, noise_mode: str = "random", fused_modconv: bool | None = None
+    ) -> torch.Tensor:
         _check_shape(ws, [None, self.num_ws, self.w_dim], "synthesis ws")
         ws = ws.to(torch.float32)
         x = img = None
@@ -501,13 +531,17 @@ class DiscriminatorBlock(torch.nn.Module):
     ) -> None:
         super().__init__()
         if in_channels not in (0, tmp_channels):
-            raise ValueError(f"DiscriminatorBlock: in_channels must be 0 or {tmp_channels}, got {in_channels}")
+            raise ValueError(
+                f"DiscriminatorBlock: in_channels must be 0 or {tmp_channels}, got {in_channels}"
+            )
         self.in_channels = in_channels
         self.resolution = resolution
         self.img_channels = img_channels
         self.register_buffer("resample_filter", ops.setup_filter(resample_filter))
         if in_channels == 0:
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation=activation, conv_clamp=conv_clamp)
+            self.fromrgb = Conv2dLayer(
+                img_channels, tmp_channels, 1, activation=activation, conv_clamp=conv_clamp
+            )
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation=activation, conv_clamp=conv_clamp)
         self.conv1 = Conv2dLayer(
             tmp_channels,
@@ -518,12 +552,16 @@ class DiscriminatorBlock(torch.nn.Module):
             resample_filter=resample_filter,
             conv_clamp=conv_clamp,
         )
-        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter)
+        self.skip = Conv2dLayer(
+            tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter
+        )
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None) -> tuple[torch.Tensor, None]:
         if self.in_channels == 0:
             assert img is not None
-            _check_shape(img, [None, self.img_channels, self.resolution, self.resolution], "discriminator img")
+            _check_shape(
+                img, [None, self.img_channels, self.resolution, self.resolution], "discriminator img"
+            )
             x = self.fromrgb(img.to(torch.float32))
         assert x is not None
         y = self.skip(x, gain=math.sqrt(0.5))
@@ -569,7 +607,9 @@ class DiscriminatorEpilogue(torch.nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.resolution = resolution
-        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        self.mbstd = (
+            MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        )
         self.conv = Conv2dLayer(
             in_channels + mbstd_num_channels, in_channels, 3, activation=activation, conv_clamp=conv_clamp
         )
@@ -597,7 +637,9 @@ class Discriminator(torch.nn.Module):
             raise ValueError(f"Discriminator needs img_resolution >= 8, got {config.img_resolution}")
         log2 = int(np.log2(config.img_resolution))
         self.block_resolutions = [2**i for i in range(log2, 2, -1)]
-        channels = {res: min(config.channel_base // res, config.channel_max) for res in [*self.block_resolutions, 4]}
+        channels = {
+            res: min(config.channel_base // res, config.channel_max) for res in [*self.block_resolutions, 4]
+        }
         for res in self.block_resolutions:
             block = DiscriminatorBlock(
                 channels[res] if res < config.img_resolution else 0,
