@@ -1,0 +1,113 @@
+"""Evaluation metrics as pure functions on embeddings and labels: distances, rank-1, verification FAR/FRR.
+
+Distances: "l2" is the Euclidean distance, "cosine" is 1 - cosine similarity. Smaller means more alike;
+a pair is accepted as the same person when its distance is below the threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+Metric = Literal["l2", "cosine"]
+
+
+def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: Metric) -> np.ndarray:
+    """Distances between the rows of `a` [N,D] and of `b` [M,D] -> [N,M] float64."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"expected [N,D] and [M,D] embeddings, got {a.shape} and {b.shape}")
+    if metric == "l2":
+        squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+        return np.sqrt(np.maximum(squared, 0.0))
+    if metric == "cosine":
+        a_unit = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b_unit = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return 1.0 - a_unit @ b_unit.T
+    raise ValueError(f"unknown metric {metric!r}: expected 'l2' or 'cosine'")
+
+
+def paired_distances(a: np.ndarray, b: np.ndarray, metric: Metric) -> np.ndarray | float:
+    """Row-wise distances of paired embeddings: a, b [N,D] -> [N]; a, b [D] -> a float."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim not in (1, 2):
+        raise ValueError(
+            f"expected two [D] or two [N,D] embeddings of one shape, got {a.shape} and {b.shape}"
+        )
+    if metric == "l2":
+        out = np.linalg.norm(a - b, axis=-1)
+    elif metric == "cosine":
+        norms = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+        out = 1.0 - (a * b).sum(-1) / norms
+    else:
+        raise ValueError(f"unknown metric {metric!r}: expected 'l2' or 'cosine'")
+    return float(out) if a.ndim == 1 else out
+
+
+def rank1(embeddings: np.ndarray, labels: Sequence[str], metric: Metric) -> float:
+    """Leave-one-out rank-1 re-identification rate: is each face's nearest other face the same identity?
+
+    Faces whose identity has no other face cannot be re-identified: they stay in the gallery but are not queries.
+    """
+    labels_arr = np.asarray(labels)
+    if len(labels_arr) != len(embeddings):
+        raise ValueError(f"{len(embeddings)} embeddings but {len(labels_arr)} labels")
+    distances = pairwise_distances(embeddings, embeddings, metric)
+    np.fill_diagonal(distances, np.inf)
+    same = labels_arr[:, None] == labels_arr[None, :]
+    queries = (same.sum(1) - 1) > 0
+    if not queries.any():
+        raise ValueError("no identity has two faces: rank-1 is undefined")
+    nearest = distances.argmin(1)
+    return float((labels_arr[nearest] == labels_arr)[queries].mean())
+
+
+def pair_distances(
+    embeddings: np.ndarray, labels: Sequence[str], metric: Metric
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every unordered pair i < j: its distance and whether both faces share an identity."""
+    labels_arr = np.asarray(labels)
+    if len(labels_arr) != len(embeddings):
+        raise ValueError(f"{len(embeddings)} embeddings but {len(labels_arr)} labels")
+    i, j = np.triu_indices(len(labels_arr), k=1)
+    distances = pairwise_distances(embeddings, embeddings, metric)[i, j]
+    return distances, labels_arr[i] == labels_arr[j]
+
+
+def far_frr(distances: np.ndarray, same: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(false-accept rate, false-reject rate) when pairs with distance < `threshold` are accepted."""
+    distances = np.asarray(distances)
+    same = np.asarray(same, dtype=bool)
+    if not same.any() or same.all():
+        raise ValueError("need both same-identity and different-identity pairs")
+    accepted = distances < threshold
+    return float(accepted[~same].mean()), float((~accepted[same]).mean())
+
+
+def choose_threshold(distances: np.ndarray, same: np.ndarray) -> float:
+    """The threshold minimising FAR + FRR; ties go to the lowest such threshold (fewer false accepts).
+
+    The returned value is a midpoint between two consecutive distinct distances (or just outside the range),
+    so no observed distance sits exactly on it.
+    """
+    distances = np.asarray(distances, dtype=np.float64)
+    same = np.asarray(same, dtype=bool)
+    far_frr(distances, same, 0.0)  # validates both kinds of pair are present
+    order = np.argsort(distances, kind="stable")
+    d_sorted, s_sorted = distances[order], same[order]
+    accepted_same = np.concatenate([[0], np.cumsum(s_sorted)])
+    accepted_diff = np.concatenate([[0], np.cumsum(~s_sorted)])
+    cuts = np.concatenate(
+        [[0], np.nonzero(np.diff(d_sorted) > 0)[0] + 1, [len(d_sorted)]]
+    )  # accept the first k
+    errors = accepted_diff[cuts] / (~same).sum() + 1.0 - accepted_same[cuts] / same.sum()
+    k = int(cuts[int(np.argmin(errors))])
+    if k == 0:
+        return float(d_sorted[0] - 1e-6)
+    if k == len(d_sorted):
+        return float(d_sorted[-1] + 1e-6)
+    return float((d_sorted[k - 1] + d_sorted[k]) / 2)

@@ -1,0 +1,161 @@
+"""Identity recognizers: canonical face crops -> identity embeddings, and a same-person decision.
+
+Every recognizer accepts canonical crops (dlib chip geometry, padding 0.25; `ifadit.faces.align`) of any size
+and resizes them to its own input. Three implementations:
+- "dlib": dlib's ResNet 128-D through dlib's C++ (the reference);
+- "torch-dlib": the same network in torch, differentiable (training identity losses use its `model`);
+- "faceres": an independent MobileNet v1 (1024-D), for evaluation only, never in training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ifadit.eval.metrics import Metric, paired_distances
+from ifadit.models.dlib_resnet import DAT_NAME, DlibResNet, load_dlib_resnet, models_dir
+from ifadit.models.faceres import FaceRes, load_faceres
+
+# dlib's same-person threshold on the L2 distance of its 128-D descriptors: the `loss_metric_` distance
+# threshold stored in dlib_face_recognition_resnet_model_v1.dat and used by dlib's examples.
+DLIB_THRESHOLD = 0.6
+# faceres threshold on the cosine distance (1 - cos), i.e. same person when cosine > 0.5971: the value that
+# minimises FAR + FRR on reid/dlib-johns (`python scripts/eval_recognizers.py`, 55 faces, 1,485 pairs).
+# Measured there: FAR 0.009, FRR 0.007; held out: deepface FAR 0.014, FRR 0.021; ORL FAR 0.007, FRR 0.011.
+FACERES_THRESHOLD = 0.4029
+
+
+class Recognizer(Protocol):
+    """Canonical crops uint8 [N,S,S,3] -> float32 embeddings [N,dim]; same person when distance < threshold."""
+
+    name: str  # registry name
+    dim: int  # embedding length
+    metric: Metric  # "l2" (Euclidean) or "cosine" (1 - cosine similarity)
+    threshold: float  # same person when distance < threshold
+
+    def embed(self, crops: np.ndarray) -> np.ndarray: ...
+
+    def same_person(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | bool: ...
+
+
+def check_crops(crops: np.ndarray) -> None:
+    """Raise `ValueError` unless `crops` is uint8 [N,S,S,3] with N >= 1."""
+    if (
+        not isinstance(crops, np.ndarray)
+        or crops.dtype != np.uint8
+        or crops.ndim != 4
+        or crops.shape[1] != crops.shape[2]
+        or crops.shape[3] != 3
+        or len(crops) == 0
+    ):
+        got = f"{crops.dtype} {crops.shape}" if isinstance(crops, np.ndarray) else type(crops).__name__
+        raise ValueError(f"expected canonical crops uint8 [N,S,S,3], got {got}")
+
+
+def crops_to_img(crops: np.ndarray) -> torch.Tensor:
+    """uint8 [N,S,S,3] -> `img` float32 [N,3,S,S] in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+class _Thresholded:
+    """`same_person` from `metric` and `threshold`."""
+
+    metric: Metric
+    threshold: float
+
+    def same_person(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | bool:
+        """Row-wise decision for embeddings a, b ([dim] or [N,dim]): bool, or bool array [N]."""
+        return paired_distances(a, b, self.metric) < self.threshold
+
+
+class _TorchRecognizer(_Thresholded):
+    """Batched, gradient-free `embed` through a torch module that takes `img` of any size."""
+
+    model: torch.nn.Module
+
+    def __init__(self, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size  # crops per forward pass
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        check_crops(crops)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(crops), self.batch_size):
+                out.append(self.model(crops_to_img(crops[start : start + self.batch_size])))
+        return torch.cat(out).numpy().astype(np.float32)
+
+
+class DlibRecognizer(_Thresholded):
+    """dlib's C++ `face_recognition_model_v1` on 150 px chips: the reference 128-D descriptor."""
+
+    name = "dlib"
+    dim = DlibResNet.dim
+    metric: Metric = "l2"
+    threshold = DLIB_THRESHOLD
+
+    def __init__(self, path: Path | None = None) -> None:
+        import dlib  # the C++ reference only; the torch port needs no dlib
+
+        self._model = dlib.face_recognition_model_v1(
+            str(path if path is not None else models_dir() / DAT_NAME)
+        )
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        check_crops(crops)
+        size = DlibResNet.input_size
+        if crops.shape[1] != size:  # the same antialiased bilinear resize as the torch port, rounded to uint8
+            img = F.interpolate(
+                crops_to_img(crops), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+            crops = ((img + 1.0) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        chips = [np.ascontiguousarray(c) for c in crops]
+        return np.array(self._model.compute_face_descriptor(chips), dtype=np.float32).reshape(-1, self.dim)
+
+
+class TorchDlibRecognizer(_TorchRecognizer):
+    """dlib's ResNet in torch (`ifadit.models.dlib_resnet`): same descriptor, differentiable, faster."""
+
+    name = "torch-dlib"
+    dim = DlibResNet.dim
+    metric: Metric = "l2"
+    threshold = DLIB_THRESHOLD
+
+    def __init__(self, path: Path | None = None, batch_size: int = 32) -> None:
+        super().__init__(batch_size)
+        self.model: DlibResNet = load_dlib_resnet(path)  # use directly for losses: forward(img) -> [N,128]
+
+
+class FaceresRecognizer(_TorchRecognizer):
+    """Independent evaluation recognizer (`ifadit.models.faceres`); never use it in a training loss."""
+
+    name = "faceres"
+    dim = FaceRes.dim
+    metric: Metric = "cosine"
+    threshold = FACERES_THRESHOLD
+
+    def __init__(self, path: Path | None = None, batch_size: int = 16) -> None:
+        super().__init__(batch_size)
+        self.model: FaceRes = load_faceres(path)
+
+
+RECOGNIZERS: dict[str, Callable[[], Recognizer]] = {
+    "dlib": DlibRecognizer,
+    "torch-dlib": TorchDlibRecognizer,
+    "faceres": FaceresRecognizer,
+}
+
+
+def get_recognizer(name: str) -> Recognizer:
+    """A recognizer by registry name ("dlib", "torch-dlib", "faceres"); faceres raises `ModelError` without weights."""
+    try:
+        factory = RECOGNIZERS[name]
+    except KeyError:
+        raise ValueError(f"unknown recognizer {name!r}; choose one of {', '.join(RECOGNIZERS)}") from None
+    return factory()
