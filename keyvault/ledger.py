@@ -39,6 +39,17 @@ def _lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
 
 
+def next_seq(session: Session) -> int:
+    """The sequence number the next entry appended in this transaction will get.
+
+    Takes the append lock (SQLite: the transaction's ``BEGIN IMMEDIATE`` already holds it; PostgreSQL: the
+    advisory lock, held to the end of the transaction), so no other writer can append before this one.
+    """
+    _lock(session)
+    last = session.scalar(select(AuditEntryRow.seq).order_by(AuditEntryRow.seq.desc()).limit(1))
+    return 1 if last is None else last + 1
+
+
 def append(
     session: Session,
     *,

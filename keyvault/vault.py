@@ -31,7 +31,9 @@ from keyvault.envelope import (
     generate_signing_key,
     random_key,
     seal,
+    sign,
     unseal,
+    verify_signature,
 )
 from keyvault.errors import (
     ApprovalPending,
@@ -49,6 +51,7 @@ from keyvault.schema import ROLES, KeyslotRow, UserRow, VaultRow
 Clock = Callable[[], datetime]
 REFUSALS = (PermissionDenied, KeyStateError, NotFound, ApprovalPending)
 AUTH_FAILED = "authentication failed: unknown user or wrong passphrase"
+DETACHED_DOMAIN = b"ifadit-detached/1\n"  # prefix of detached signatures: never a tree head's bytes
 
 
 def utc_now() -> datetime:
@@ -59,6 +62,18 @@ def utc_now() -> datetime:
 def aad(kind: str, **fields: str | int) -> bytes:
     """Associated data for a sealed blob: canonical JSON naming what the blob is and where it belongs."""
     return json.dumps({"kind": kind, **fields}, sort_keys=True, separators=(",", ":")).encode()
+
+
+def detached_bytes(purpose: str, data: bytes) -> bytes:
+    """What a detached signature covers: the domain, the purpose (e.g. "manifest") and the data."""
+    if not purpose or "\n" in purpose:
+        raise ValueError("a detached-signature purpose is a non-empty single line")
+    return DETACHED_DOMAIN + purpose.encode() + b"\n" + data
+
+
+def verify_detached(public_key: bytes, purpose: str, data: bytes, signature: bytes) -> bool:
+    """True when ``signature`` is the vault's ``sign_detached(purpose, data)``; never raises on bad input."""
+    return verify_signature(public_key, signature, detached_bytes(purpose, data))
 
 
 class Secret:
@@ -352,6 +367,14 @@ class Vault:
                 self.clock(),
             )
         )
+
+    def sign_detached(self, purpose: str, data: bytes) -> bytes:
+        """Ed25519 signature of ``data`` (e.g. an output manifest) by the audit key; check with ``verify_detached``.
+
+        The signed bytes start with ``DETACHED_DOMAIN`` and ``purpose``, so no detached signature can pass
+        for a tree head's or for another purpose's.
+        """
+        return sign(self._signing_key.reveal(), detached_bytes(purpose, data))
 
     # ------------------------------------------------------------------ policy, checkpoints, close
 
