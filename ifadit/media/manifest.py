@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ifadit.errors import ManifestError
+from ifadit.media.image import read_jpeg_app11
 
 MANIFEST_FORMAT = "ifadit-manifest/1"
 PNG_TEXT_KEY = "ifadit-manifest"
@@ -56,6 +57,7 @@ class FaceRecord:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in output pixels
     track_id: int | None = None
     sealed: SealedRegion | None = None
+    frame: int | None = None  # video frame number (0-based, decoding order); None for a still image
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def embedding_for(path: Path, manifest: Manifest) -> dict[str, Any]:
     if suffix == ".png":
         return {"extra_png_text": {PNG_TEXT_KEY: text}}
     if suffix in {".jpg", ".jpeg"} and len(text.encode("utf-8")) <= JPEG_SEGMENT_LIMIT:
-        return {"jpeg_app11": JPEG_APP11_PREFIX + text.encode("utf-8")}
+        return {"jpeg_app11": text.encode("utf-8")}  # write_image adds the IFADIT\0 tag
     return {}
 
 
@@ -162,12 +164,12 @@ def read_manifest(path: Path) -> Manifest | None:
             if img.format == "PNG":
                 text = img.text.get(PNG_TEXT_KEY)  # type: ignore[attr-defined]
                 return None if text is None else Manifest.from_json(text, source=str(path))
-            if img.format == "JPEG":
-                for marker, payload in img.applist:  # type: ignore[attr-defined]
-                    if marker == "APP11" and payload.startswith(JPEG_APP11_PREFIX):
-                        return Manifest.from_json(payload[len(JPEG_APP11_PREFIX) :], source=str(path))
+            is_jpeg = img.format == "JPEG"
     except (UnidentifiedImageError, OSError):
         return None
+    if is_jpeg:
+        payload = read_jpeg_app11(path)
+        return None if payload is None else Manifest.from_json(payload, source=str(path))
     return None
 
 
@@ -234,13 +236,15 @@ def _box(value: Any, what: str, fail: Callable[[str], ManifestError]) -> tuple[i
 
 def _face_from_plain(raw: Any, position: int, fail: Callable[[str], ManifestError]) -> FaceRecord:
     where = f"face {position}"
-    if not isinstance(raw, Mapping) or set(raw) - {"index", "box", "track_id", "sealed"}:
+    if not isinstance(raw, Mapping) or set(raw) - {"index", "box", "track_id", "sealed", "frame"}:
         raise fail(f"{where} is malformed")
-    index, track_id = raw.get("index"), raw.get("track_id")
+    index, track_id, frame = raw.get("index"), raw.get("track_id"), raw.get("frame")
     if not isinstance(index, int) or isinstance(index, bool) or index != position:
         raise fail(f"{where}: index must be {position}")
     if track_id is not None and (not isinstance(track_id, int) or isinstance(track_id, bool)):
         raise fail(f"{where}: track_id must be an integer or null")
+    if frame is not None and (not isinstance(frame, int) or isinstance(frame, bool) or frame < 0):
+        raise fail(f"{where}: frame must be a non-negative integer or null")
     sealed = raw.get("sealed")
     if sealed is not None:
         if not isinstance(sealed, Mapping) or set(sealed) != _SEALED_FIELDS:
@@ -254,5 +258,9 @@ def _face_from_plain(raw: Any, position: int, fail: Callable[[str], ManifestErro
             commitment=sealed["commitment"],
         )
     return FaceRecord(
-        index=index, box=_box(raw.get("box"), f"{where}: box", fail), track_id=track_id, sealed=sealed
+        index=index,
+        box=_box(raw.get("box"), f"{where}: box", fail),
+        track_id=track_id,
+        sealed=sealed,
+        frame=frame,
     )
