@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from keyvault import merkle
@@ -32,6 +32,8 @@ from keyvault.schema import AuditEntryRow, TreeHeadRow
 AUDIT_LOCK_KEY = 0x1FAD17  # PostgreSQL advisory-lock key of the audit chain
 
 SignedHead = TreeHead
+_LAST = select(AuditEntryRow.seq, AuditEntryRow.leaf_hash).order_by(AuditEntryRow.seq.desc()).limit(1)
+_INSERT = insert(AuditEntryRow.__table__)
 
 
 def _lock(session: Session) -> None:
@@ -65,11 +67,14 @@ def append(
     digests: dict[str, str] | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    """Append one entry inside the caller's transaction (it commits with the action it records)."""
+    """Append one entry inside the caller's transaction (it commits with the action it records).
+
+    Runs on the session's connection with Core statements: the ORM's unit of work would cost more
+    than the append itself.
+    """
     _lock(session)
-    last = session.execute(
-        select(AuditEntryRow.seq, AuditEntryRow.leaf_hash).order_by(AuditEntryRow.seq.desc()).limit(1)
-    ).first()
+    connection = session.connection()
+    last = connection.execute(_LAST).first()
     seq, prev_hash = (1, GENESIS_HASH) if last is None else (last.seq + 1, bytes(last.leaf_hash).hex())
     entry = AuditEntry(
         seq=seq,
@@ -86,12 +91,11 @@ def append(
         details=dict(details or {}),
         prev_hash=prev_hash,
     )
-    session.add(
-        AuditEntryRow(
-            seq=seq, canonical=entry.canonical_bytes(), leaf_hash=entry.leaf_hash(), case_id=case_id
-        )
+    canonical = entry.canonical_bytes()
+    connection.execute(
+        _INSERT,
+        {"seq": seq, "canonical": canonical, "leaf_hash": merkle.leaf_hash(canonical), "case_id": case_id},
     )
-    session.flush()
     return entry
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from keyvault import db, ledger
@@ -51,6 +51,7 @@ from keyvault.schema import ROLES, KeyslotRow, UserRow, VaultRow
 Clock = Callable[[], datetime]
 REFUSALS = (PermissionDenied, KeyStateError, NotFound, ApprovalPending)
 AUTH_FAILED = "authentication failed: unknown user or wrong passphrase"
+_USER_ROLES = select(UserRow.roles, UserRow.disabled).where(UserRow.name == bindparam("name"))
 DETACHED_DOMAIN = b"ifadit-detached/1\n"  # prefix of detached signatures: never a tree head's bytes
 
 
@@ -305,7 +306,7 @@ class Vault:
         self._appended = self._appended or record
 
     def _authorize(self, session: Session, roles: tuple[str, ...]) -> str:
-        row = session.scalar(select(UserRow).where(UserRow.name == self.user.name))
+        row = session.connection().execute(_USER_ROLES, {"name": self.user.name}).first()
         if row is None or row.disabled:
             raise PermissionDenied(f"user {self.user.name} is disabled or was removed")
         held = split_roles(row.roles)
