@@ -2,7 +2,7 @@
 
 Each frame's faces are matched to live tracks by one optimal assignment (scipy's Hungarian solver) on
 box overlap (IoU against each track's constant-velocity prediction) and, when identity embeddings are
-given, cosine distance to the track's running mean embedding. A pair may match when the boxes overlap
+given, their distance (L2 or cosine, the recognizer's metric) to the track's running mean embedding. A pair may match when the boxes overlap
 enough OR the identities agree, so a track survives pose changes (overlap) and short occlusions or
 crossings (identity). Unmatched tracks live on for `max_age` frames; unmatched faces open new tracks.
 Ids count up from 0 and are never reused. Pure logic on `Face` lists: no I/O, no models.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -19,6 +20,8 @@ from scipy.optimize import linear_sum_assignment
 from ifadit.faces.detect import Face
 
 _NO_MATCH = 1e6  # cost of a forbidden pair in the assignment
+
+Metric = Literal["l2", "cosine"]  # as `Recognizer.metric`: Euclidean distance, or 1 - cosine similarity
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,7 +37,7 @@ class _Track:
     track_id: int
     box: np.ndarray  # [4] last matched (x0, y0, x1, y1)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # [4] box change per frame
-    embedding: np.ndarray | None = None  # [D] unit-norm running mean identity
+    embedding: np.ndarray | None = None  # [D] running mean identity (unit norm for the cosine metric)
     missed: int = 0  # frames since the last match
 
     def predicted_box(self) -> np.ndarray:
@@ -66,15 +69,18 @@ class FaceTracker:
         *,
         iou_threshold: float = 0.3,  # boxes overlapping at least this much may belong to one track
         max_age: int = 5,  # frames a track survives without a match before its id retires
-        # cosine distance under which two embeddings are one identity; recognizer-specific: dlib's 128-D
-        # descriptors give 0.03-0.06 for one person and 0.10-0.21 between people on reid/deepface
-        max_embedding_distance: float = 0.08,
+        metric: Metric = "l2",  # embedding distance: the recognizer's own metric
+        # distance under which two embeddings are one identity: the recognizer's threshold (default: dlib's
+        # 128-D descriptor, L2 0.6; its one-person distances on reid/deepface average 0.40, others' 0.88)
+        max_embedding_distance: float = 0.6,
         embedding_weight: float = 0.5,  # share of identity (vs overlap) in the matching cost, 0..1
         embedding_momentum: float = 0.7,  # weight of a track's past in its running mean embedding
         velocity_momentum: float = 0.5,  # weight of a track's past in its smoothed box velocity
     ) -> None:
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        if metric not in ("l2", "cosine"):
+            raise ValueError(f"metric must be 'l2' or 'cosine', got {metric!r}")
         if max_embedding_distance <= 0:
             raise ValueError(f"max_embedding_distance must be > 0, got {max_embedding_distance}")
         if max_age < 0:
@@ -88,6 +94,7 @@ class FaceTracker:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         self.iou_threshold = iou_threshold
         self.max_age = max_age
+        self.metric = metric
         self.max_embedding_distance = max_embedding_distance
         self.embedding_weight = embedding_weight
         self.embedding_momentum = embedding_momentum
@@ -110,7 +117,8 @@ class FaceTracker:
             embeddings = np.asarray(embeddings, dtype=np.float64)
             if embeddings.ndim != 2 or embeddings.shape[0] != len(faces):
                 raise ValueError(f"embeddings must be [{len(faces)}, D], got {embeddings.shape}")
-            embeddings = _unit(embeddings)
+            if self.metric == "cosine":
+                embeddings = _unit(embeddings)
         matches = self._match(boxes, embeddings)
         ids: list[int] = []
         matched_tracks = set()
@@ -146,7 +154,10 @@ class FaceTracker:
                     for t in self._tracks
                 ]
             )
-            distance = 1.0 - track_embeddings @ embeddings.T  # [T, N] cosine distance
+            if self.metric == "cosine":
+                distance = 1.0 - track_embeddings @ embeddings.T  # [T, N]
+            else:
+                distance = np.linalg.norm(track_embeddings[:, None] - embeddings[None], axis=-1)
             same_identity = has_embedding[:, None] & (distance <= self.max_embedding_distance)
             allowed |= same_identity
             # identity cost: 0 for equal embeddings, 0.5 at the threshold, 1 from twice the threshold on
@@ -167,4 +178,4 @@ class FaceTracker:
                 track.embedding = embedding
             else:
                 mean = self.embedding_momentum * track.embedding + (1 - self.embedding_momentum) * embedding
-                track.embedding = _unit(mean)
+                track.embedding = _unit(mean) if self.metric == "cosine" else mean

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-import dlib
 import numpy as np
 import pytest
 
-from ifadit.faces.align import align_face
-from ifadit.faces.detect import Face, get_detector, model_path
+from ifadit.faces.detect import Face, get_detector
+from ifadit.faces.recognize import Recognizer, get_recognizer
 from ifadit.faces.track import FaceTracker, box_iou
 from ifadit.media.video import VideoWriter
 from ifadit.pipeline.track_video import track_video
@@ -97,9 +95,25 @@ def test_different_identity_at_the_same_place_still_matches_by_overlap() -> None
     assert _ids(tracker, [_face(3, 0)], np.array([[0.0, 1.0]])) == [0]
 
 
+def test_cosine_metric_ignores_embedding_length() -> None:
+    """Same direction, 3x the length: one identity by cosine, far apart by L2 (boxes do not overlap)."""
+    person = np.array([[1.0, 0.2, 0.0]])
+    cosine, l2 = FaceTracker(metric="cosine", max_embedding_distance=0.1), FaceTracker()
+    for tracker in (cosine, l2):
+        assert _ids(tracker, [_face(0, 0)], person) == [0]
+    assert _ids(cosine, [_face(400, 300)], 3 * person) == [0]
+    assert _ids(l2, [_face(400, 300)], 3 * person) == [1]
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [{"iou_threshold": 0.0}, {"max_age": -1}, {"embedding_weight": 1.5}, {"max_embedding_distance": 0.0}],
+    [
+        {"iou_threshold": 0.0},
+        {"max_age": -1},
+        {"embedding_weight": 1.5},
+        {"max_embedding_distance": 0.0},
+        {"metric": "manhattan"},
+    ],
 )
 def test_rejects_invalid_settings(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
@@ -115,15 +129,9 @@ def test_rejects_embeddings_that_do_not_match_the_faces() -> None:
 
 
 @pytest.fixture(scope="module")
-def dlib_embed():
-    """dlib's 128-D descriptor of each face, from its canonical 150 px chip (the reference recognizer)."""
-    model = dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
-
-    def embed(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
-        chips = [align_face(image, face.landmarks, size=150).crop for face in faces]
-        return np.array([model.compute_face_descriptor(chip) for chip in chips])
-
-    return embed
+def dlib_recognizer() -> Recognizer:
+    """dlib's 128-D descriptor (the reference recognizer; the tracker takes its L2 metric and threshold)."""
+    return get_recognizer("dlib")
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +139,20 @@ def patches(astronaut: np.ndarray, shared_dir: Path) -> dict[str, np.ndarray]:
     return {"astronaut": face_patch(astronaut), "person01": deepface_patch(shared_dir, "person01/img28.jpg")}
 
 
-def _track(tmp_path: Path, sprites: list[Sprite], frames: int, embed=None, **tracker_options: float):
+def _track(
+    tmp_path: Path, sprites: list[Sprite], frames: int, recognizer: Recognizer | None = None, **options: float
+):
     path = tmp_path / "scene.mp4"
     with VideoWriter(path, fps=FPS) as writer:
         for image in render(sprites, frames):
             writer.write(image)
-    tracker = FaceTracker(**tracker_options)  # type: ignore[arg-type]
-    return [faces for _, faces in track_video(path, get_detector("hog"), embed=embed, tracker=tracker)]
+    tracker = None  # track_video's default: FaceTracker() with the recognizer's metric and threshold
+    if options:
+        if recognizer is not None:
+            options = {"max_embedding_distance": recognizer.threshold, **options}
+        tracker = FaceTracker(metric=recognizer.metric if recognizer else "l2", **options)  # type: ignore[arg-type]
+    detector = get_detector("hog")
+    return [faces for _, faces in track_video(path, detector, recognizer=recognizer, tracker=tracker)]
 
 
 def _owner(face: Face, sprites: list[Sprite], index: int) -> int:
@@ -160,14 +175,14 @@ def test_one_face_crossing_the_frame_keeps_one_id(tmp_path: Path, patches: dict[
 
 
 def test_crossing_faces_keep_their_ids_with_embeddings(
-    tmp_path: Path, patches: dict[str, np.ndarray], dlib_embed
+    tmp_path: Path, patches: dict[str, np.ndarray], dlib_recognizer
 ) -> None:
     frames = 30
     sprites = [
         Sprite(patches["astronaut"], linear_path((0, 10), (190, 10), frames)),
         Sprite(patches["person01"], linear_path((190, 90), (0, 90), frames)),  # drawn on top while crossing
     ]
-    tracked = _track(tmp_path, sprites, frames, embed=dlib_embed)
+    tracked = _track(tmp_path, sprites, frames, recognizer=dlib_recognizer)
     ids_of: dict[int, set[int]] = {0: set(), 1: set()}
     for index, faces in enumerate(tracked):
         for face in faces:
@@ -181,7 +196,7 @@ def test_crossing_faces_keep_their_ids_with_embeddings(
 
 @pytest.mark.parametrize("with_embeddings", [False, True])
 def test_face_returning_after_max_age_gets_a_new_id(
-    tmp_path: Path, patches: dict[str, np.ndarray], dlib_embed, with_embeddings: bool
+    tmp_path: Path, patches: dict[str, np.ndarray], dlib_recognizer, with_embeddings: bool
 ) -> None:
     """Visible 10 frames, gone 10 (max_age 5), back 10: two tracks, each stable, never sharing an id."""
     frames = 30
@@ -191,7 +206,7 @@ def test_face_returning_after_max_age_gets_a_new_id(
         tmp_path,
         [Sprite(patches["astronaut"], positions)],
         frames,
-        embed=dlib_embed if with_embeddings else None,
+        recognizer=dlib_recognizer if with_embeddings else None,
         max_age=5,
     )
     first = {f.track_id for faces in tracked[:10] for f in faces}
@@ -202,11 +217,13 @@ def test_face_returning_after_max_age_gets_a_new_id(
 
 
 def test_face_returning_within_max_age_far_away_keeps_its_id_by_identity(
-    tmp_path: Path, patches: dict[str, np.ndarray], dlib_embed
+    tmp_path: Path, patches: dict[str, np.ndarray], dlib_recognizer
 ) -> None:
     frames = 20
     positions: list[tuple[int, int] | None] = (
         [(0, 20)] * 8 + [None] * 3 + [(190, 100)] * 9
     )  # jumps, no overlap
-    tracked = _track(tmp_path, [Sprite(patches["astronaut"], positions)], frames, embed=dlib_embed, max_age=5)
+    tracked = _track(
+        tmp_path, [Sprite(patches["astronaut"], positions)], frames, recognizer=dlib_recognizer, max_age=5
+    )
     assert {f.track_id for faces in tracked for f in faces} == {0}
