@@ -23,8 +23,10 @@ import cv2
 import numpy as np
 
 from ifadit.errors import BackendUnavailable, ModelError
+from ifadit.eval.metrics import Metric, paired_distances
 from ifadit.faces.align import CANONICAL_PADDING, TEMPLATE_5
 from ifadit.faces.detect import Face, landmarks5
+from ifadit.faces.recognize import check_crops
 from ifadit.media.image import check_image
 
 # Eye centres, nose tip and mouth corners (insightface's keypoint order: image-left eye first) on dlib's
@@ -207,7 +209,7 @@ class ArcFaceRecognizer:
     """insightface ArcFace ONNX recognizer behind the `Recognizer` protocol (cosine metric)."""
 
     name = "arcface"
-    metric = "cosine"
+    metric: Metric = "cosine"
 
     def __init__(
         self,
@@ -243,7 +245,7 @@ class ArcFaceRecognizer:
 
     def arcface_crops(self, crops: np.ndarray) -> np.ndarray:
         """Canonical crops uint8 [N, S, S, 3] -> ArcFace-aligned crops uint8 [N, 112, 112, 3]."""
-        _check_crops(crops)
+        check_crops(crops)
         matrix = canonical_to_arcface(crops.shape[1])
         return np.stack(
             [
@@ -264,22 +266,7 @@ class ArcFaceRecognizer:
 
     def same_person(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Row-wise decision for embeddings a, b ([dim] or [N, dim]): cosine distance < threshold."""
-        a, b = np.atleast_2d(a).astype(np.float64), np.atleast_2d(b).astype(np.float64)
-        cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-        return (1.0 - cos) < self.threshold
-
-
-def _check_crops(crops: np.ndarray) -> None:
-    if not (
-        isinstance(crops, np.ndarray)
-        and crops.dtype == np.uint8
-        and crops.ndim == 4
-        and crops.shape[1] == crops.shape[2]
-        and crops.shape[3] == 3
-        and len(crops)
-    ):
-        got = f"{crops.dtype} {crops.shape}" if isinstance(crops, np.ndarray) else type(crops).__name__
-        raise ValueError(f"expected canonical crops uint8 [N,S,S,3], got {got}")
+        return np.asarray(paired_distances(a, b, self.metric) < self.threshold)
 
 
 def _normalises_inside(path: Path) -> bool:
