@@ -1,0 +1,217 @@
+"""GAN training: losses fall on a fixed batch, save/resume is bit-exact, ADA reacts to an overfitting D."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from ifadit.errors import InputError
+from ifadit.models.checkpoint import load_generator
+from ifadit.models.stylegan2.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from ifadit.training import losses
+from ifadit.training.augment import AdaController, AugmentPipe
+from ifadit.training.data import load_crops, to_model_range
+from ifadit.training.loop import TrainOptions, read_options, train
+
+RES = 16
+
+
+@pytest.fixture(scope="module")
+def crops_npz(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Path:
+    """8 real 16 px crops around the astronaut's face (different offsets and sizes)."""
+    images = []
+    for i in range(8):
+        x0, y0, size = 150 + 6 * i, 50 + 4 * i, 120 + 5 * i
+        crop = Image.fromarray(astronaut[y0 : y0 + size, x0 : x0 + size]).resize((RES, RES), Image.BICUBIC)
+        images.append(np.asarray(crop))
+    path = tmp_path_factory.mktemp("data") / "crops-16.npz"
+    np.savez(path, images=np.stack(images), names=np.array([f"a{i}" for i in range(8)]))
+    return path
+
+
+def tiny_options(data: Path, out: Path, **changes: object) -> TrainOptions:
+    base = TrainOptions(
+        data=str(data),
+        out=str(out),
+        resolution=RES,
+        batch=4,
+        steps=4,
+        z_dim=16,
+        w_dim=16,
+        mapping_layers=2,
+        channel_base=128,
+        channel_max=16,
+        r1_interval=2,
+        pl_weight=1.0,
+        pl_interval=2,
+        ada_interval=1,
+        ada_kimg=0.5,
+        log_every=1,
+        sample_every=2,
+        checkpoint_minutes=1e9,
+        grid=2,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_discriminator_and_generator_steps_lower_their_losses_on_a_fixed_batch(crops_npz: Path) -> None:
+    """5 Adam steps on D (fixed reals and fakes) lower d_logistic; then 5 on G (fixed z, D frozen) lower G's loss."""
+    torch.manual_seed(0)
+    G = Generator(
+        GeneratorConfig(
+            img_resolution=RES, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16
+        )
+    )
+    D = Discriminator(DiscriminatorConfig(img_resolution=RES, channel_base=128, channel_max=16))
+    real = to_model_range(load_crops(crops_npz, RES)[:4])
+    z = torch.randn(4, 16)
+    with torch.no_grad():
+        fake = G(z, noise_mode="const")
+    opt_d = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))
+    d_losses = []
+    for _ in range(6):
+        loss = losses.d_logistic(D(real), D(fake))
+        d_losses.append(float(loss.detach()))
+        opt_d.zero_grad()
+        loss.backward()
+        opt_d.step()
+    assert d_losses[-1] < d_losses[0]
+
+    D.requires_grad_(False)
+    opt_g = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
+    g_losses = []
+    for _ in range(6):
+        loss = losses.g_nonsaturating(D(G(z, noise_mode="const")))
+        g_losses.append(float(loss.detach()))
+        opt_g.zero_grad()
+        loss.backward()
+        opt_g.step()
+    assert g_losses[-1] < g_losses[0]
+
+
+def test_r1_penalty_is_the_squared_input_gradient() -> None:
+    x = torch.randn(3, 1, 2, 2, requires_grad=True)
+    logits = (2 * x).sum(dim=[1, 2, 3])  # gradient 2 everywhere: |grad|^2 = 4 * 4 pixels
+    torch.testing.assert_close(losses.r1_penalty(x, logits), torch.full([3], 16.0))
+
+
+def _tensors(run: Path) -> dict[str, torch.Tensor]:
+    folder = run / "checkpoints" / json.loads((run / "checkpoints" / "latest.json").read_text())["path"]
+    out = {}
+    for name in ("G.safetensors", "D.safetensors", "G_ema/model.safetensors"):
+        out.update({f"{name}:{k}": v for k, v in load_file(str(folder / name)).items()})
+    state = torch.load(folder / "state.pt", weights_only=True)
+    for opt in ("opt_G", "opt_D"):
+        for idx, slots in state[opt]["state"].items():
+            out.update({f"{opt}:{idx}:{k}": torch.as_tensor(v) for k, v in slots.items()})
+    out["rng"] = state["rng"]
+    return out
+
+
+def test_save_and_resume_is_bit_exact(crops_npz: Path, tmp_path: Path) -> None:
+    """4 steps in one run == 2 steps + resume + 2 steps, compared tensor by tensor (weights, Adam slots, RNG)."""
+    straight = tmp_path / "straight"
+    train(tiny_options(crops_npz, straight, steps=4))
+    split = tmp_path / "split"
+    train(tiny_options(crops_npz, split, steps=2))
+    train(dataclasses.replace(read_options(split), steps=4), resume=True)
+
+    a, b = _tensors(straight), _tensors(split)
+    assert set(a) == set(b)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    lines = [json.loads(line) for line in (split / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4]
+    assert (
+        max(line["ada_p"] for line in lines) > 0
+    )  # the resumed state included a live augmentation probability
+    assert (split / "samples-latest.png").is_file() and (split / "samples" / "step-0000004.png").is_file()
+    generator, model_id = load_generator(split / "checkpoints" / "step-0000004" / "G_ema")
+    assert model_id.startswith("stylegan2-celeba-") and generator(torch.randn(1, 16)).shape == (
+        1,
+        3,
+        RES,
+        RES,
+    )
+
+
+def test_a_new_run_refuses_an_existing_run_folder(crops_npz: Path, tmp_path: Path) -> None:
+    options = tiny_options(crops_npz, tmp_path / "run", steps=1)
+    train(options)
+    with pytest.raises(InputError, match="already holds a run"):
+        train(options)
+
+
+def test_ada_probability_rises_when_the_discriminator_overfits_a_tiny_set(crops_npz: Path) -> None:
+    """D trained on 8 reals against fixed fakes soon scores every real positive (r_t -> 1 > 0.6): the controller,
+    fed by D's outputs on augmented reals, raises p step after step (each +8 images / 0.1 kimg = 0.08)."""
+    torch.manual_seed(0)
+    G = Generator(
+        GeneratorConfig(
+            img_resolution=RES, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16
+        )
+    )
+    D = Discriminator(DiscriminatorConfig(img_resolution=RES, channel_base=256, channel_max=32))
+    real = to_model_range(load_crops(crops_npz, RES))
+    with torch.no_grad():
+        fake = G(torch.randn(8, 16), noise_mode="const")
+    pipe, ada = AugmentPipe(), AdaController(target=0.6, interval=1, speed_kimg=0.1)
+    opt = torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0.0, 0.99))
+    ps, rts = [], []
+    for _ in range(12):
+        real_logits = D(pipe(real))
+        ada.accumulate(real_logits)
+        loss = losses.d_logistic(real_logits, D(pipe(fake)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        pipe.p.fill_(ada.step(batch_size=8))
+        ps.append(ada.p)
+        rts.append(ada.last_rt)
+    assert rts[-1] > 0.6
+    assert ps[-1] >= 0.4
+    assert float(pipe.p) == pytest.approx(ps[-1])
+
+
+def test_ada_controller_moves_by_the_sign_of_rt() -> None:
+    ada = AdaController(target=0.6, interval=2, speed_kimg=0.1)
+    for _ in range(2):
+        ada.accumulate(torch.ones(10))  # r_t = 1 > 0.6
+        ada.step(batch_size=10)
+    assert ada.p == pytest.approx(0.2)  # 10 images * 2 steps / 100
+    for _ in range(2):
+        ada.accumulate(-torch.ones(10))  # r_t = -1 < 0.6
+        ada.step(batch_size=10)
+    assert ada.p == pytest.approx(0.0)
+
+
+def test_augment_pipe_is_identity_at_p0_and_differentiable_at_p1(astronaut: np.ndarray) -> None:
+    img = to_model_range(torch.from_numpy(astronaut[None, :64, :64].copy()).permute(0, 3, 1, 2)).repeat(
+        4, 1, 1, 1
+    )
+    pipe = AugmentPipe()
+    assert torch.equal(pipe(img), img)
+    pipe.p.fill_(1.0)
+    x = img.clone().requires_grad_(True)
+    out = pipe(x)
+    assert out.shape == img.shape and not torch.allclose(out, img)
+    out.square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_load_crops_reports_wrong_files(tmp_path: Path, crops_npz: Path) -> None:
+    with pytest.raises(InputError, match="crops are 16x16 px but the resolution is 64"):
+        load_crops(crops_npz, 64)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, pixels=np.zeros(3))
+    with pytest.raises(InputError, match="no 'images' array"):
+        load_crops(bad, 16)
+    with pytest.raises(InputError, match="no such file"):
+        load_crops(tmp_path / "absent.npz", 16)
