@@ -7,21 +7,25 @@
   audit append  an empty audited action (role check + chained entry)        vs  raw SQLite inserts of the same
                                                                                  canonical bytes, one commit each
   (PostgreSQL)  the audit append again on the lab server when reachable     vs  raw inserts there
+  N writers     audit appends/s of N processes appending at once (one chain) vs  the same with 1 writer
 
 Same pragmas for the raw SQLite baselines (WAL, synchronous=NORMAL). Target (issue 3): >= 1,000
 audit appends/s on SQLite. `audit verify` on 100,000 entries is measured in audit_verify_bench.py.
 
-Usage: .venv/bin/python benchmarks/vault_bench.py [--issues 300] [--unseals 1000] [--appends 3000] [--pg URL]
+Usage: .venv/bin/python benchmarks/vault_bench.py [--issues 300] [--unseals 1000] [--appends 3000] [--writers 8]
+       [--pg URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -73,7 +77,7 @@ def audit_blobs(vault: Vault, count: int) -> list[bytes]:
     return [bytes(r[0]) for r in rows]
 
 
-def bench_sqlite(folder: Path, issues: int, unseals: int, appends: int) -> None:
+def bench_sqlite(folder: Path, issues: int, unseals: int, appends: int, writers: int) -> None:
     url = f"sqlite:///{folder / 'vault.sqlite3'}"
     kdf = KdfParams.generate()  # the product default: measured, never weakened here
     Vault.init(url, "admin", PASS, kdf=kdf).close()
@@ -129,9 +133,41 @@ def bench_sqlite(folder: Path, issues: int, unseals: int, appends: int) -> None:
     print(f"{'':<26} target >= 1,000 appends/s on SQLite: {target}")
     user.close()
     vault.close()
+    bench_writers("SQLite", url, writers, appends)
 
 
-def bench_postgres(pg_url: str, appends: int) -> None:
+def _writer(url: str, count: int, barrier: Any, times: Any) -> None:
+    with open_vault(url, "admin", PASS) as vault:
+        barrier.wait(timeout=120)
+        start = time.time()
+        for _ in range(count):
+            with vault.action("bench.append", role="admin"):
+                pass
+        times.put((start, time.time()))
+
+
+def concurrent_rate(url: str, writers: int, total: int) -> float:
+    """Appends/s of ``writers`` processes sharing ``total`` appends, from the first start to the last finish."""
+    context = multiprocessing.get_context("spawn")
+    barrier, times = context.Barrier(writers), context.Queue()
+    processes = [
+        context.Process(target=_writer, args=(url, total // writers, barrier, times)) for _ in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    spans = [times.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join()
+    return writers * (total // writers) / (max(end for _, end in spans) - min(start for start, _ in spans))
+
+
+def bench_writers(name: str, url: str, writers: int, total: int) -> None:
+    one = concurrent_rate(url, 1, total)
+    many = concurrent_rate(url, writers, total)
+    row(f"{writers} writers ({name})", many, one, "op/s", "1 writer, same appends")
+
+
+def bench_postgres(pg_url: str, appends: int, writers: int) -> None:
     schema = f"bench_{int(time.time())}"
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     try:
@@ -161,6 +197,7 @@ def bench_postgres(pg_url: str, appends: int) -> None:
 
         row("audit append (PostgreSQL)", appended, rate(len(blobs), insert), "op/s", "raw PostgreSQL insert")
         raw.dispose()
+        bench_writers("PostgreSQL", url, writers, appends)
     finally:
         with admin.connect() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
@@ -174,13 +211,14 @@ def main() -> None:
     parser.add_argument("--issues", type=int, default=300, help="keys to issue")
     parser.add_argument("--unseals", type=int, default=1000, help="unseal operations")
     parser.add_argument("--appends", type=int, default=3000, help="audit appends")
+    parser.add_argument("--writers", type=int, default=8, help="concurrent writer processes")
     parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL URL ('' to skip)")
     args = parser.parse_args()
     print(f"{'measure':<26} {'measured':>12} {'unit':<8} {'baseline':<34} {'value':>12} {'unit':<8} ratio")
     with tempfile.TemporaryDirectory(prefix="ifadit-bench-") as folder:
-        bench_sqlite(Path(folder), args.issues, args.unseals, args.appends)
+        bench_sqlite(Path(folder), args.issues, args.unseals, args.appends, args.writers)
     if args.pg:
-        bench_postgres(args.pg, args.appends)
+        bench_postgres(args.pg, args.appends, args.writers)
 
 
 if __name__ == "__main__":

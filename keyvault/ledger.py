@@ -33,7 +33,7 @@ AUDIT_LOCK_KEY = 0x1FAD17  # PostgreSQL advisory-lock key of the audit chain
 
 SignedHead = TreeHead
 _LAST = select(AuditEntryRow.seq, AuditEntryRow.leaf_hash).order_by(AuditEntryRow.seq.desc()).limit(1)
-_INSERT = insert(AuditEntryRow.__table__)
+_INSERT = insert(AuditEntryRow)
 
 
 def _lock(session: Session) -> None:
