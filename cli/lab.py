@@ -24,7 +24,11 @@ def train_group() -> None:
 
 
 @train_group.command("generator")
-@click.option("--data", type=click.Path(exists=True, path_type=Path), help="Aligned-crop cache (.npz).")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    help="Aligned-crop cache (.npz) or a folder of face photos (aligned once into --out).",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -182,8 +186,14 @@ def train_generator(
         )
         bar.refresh()
 
-    with bar:
-        state = train(options, resume=resume, on_step=on_step, threads=threads)
+    align_bar = tqdm(unit="image", desc="aligning", leave=False, dynamic_ncols=True)
+
+    def on_align(done: int, total: int) -> None:
+        align_bar.total = total
+        align_bar.update(done - align_bar.n)
+
+    with bar, align_bar:
+        state = train(options, resume=resume, on_step=on_step, threads=threads, on_align=on_align)
     click.echo(
         f"{options.out}: step {state.step}, {state.nimg / 1000:.1f} kimg, {state.wall_seconds / 60:.1f} min"
     )
