@@ -1,0 +1,71 @@
+"""Anonymize one video: track faces frame by frame, replace them, write the video and its sidecar manifest.
+
+Per frame: detect and track (stable track ids), align, run the backend, paste back, write the frame;
+with `--seal-original` each face's original region is sealed under a context binding that frame's output
+digest. The manifest (a sidecar `<video>.ifadit.json`) lists every face with its frame and track id, and
+its `pixels_sha256` chains the digests of all decoded output frames (`outputs.frames_digest`). Lossy
+H.264 output is decoded once more to digest what a reader will see; sealing originals needs `--lossless`
+(FFV1), since an exact restore of a lossy video could not be bit-exact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ifadit.errors import InputError
+from ifadit.media.manifest import FaceRecord, pixels_digest
+from ifadit.media.video import VideoWriter, probe_video, read_frames
+from ifadit.pipeline.anonymize import ItemResult, RunContext, anonymize_frame, face_records
+from ifadit.pipeline.inputs import Item
+from ifadit.pipeline.outputs import file_sha256, frames_digest, write_sidecar
+from ifadit.pipeline.track_video import track_video
+
+
+def anonymize_video_item(item: Item, ctx: RunContext, staged: Path) -> ItemResult:
+    """Anonymize the video `item.source` into `staged` (plus its sidecar manifest)."""
+    options = ctx.options
+    if options.seal_original and not options.lossless:
+        raise InputError(
+            f"{item.source}: --seal-original on a video needs --lossless",
+            hint="an exact restore of a lossy (H.264) video cannot be bit-exact",
+        )
+    info = probe_video(item.source)
+    writer = VideoWriter(
+        staged,
+        fps=info.fps,
+        codec="ffv1" if options.lossless else "h264",
+        time_base=info.time_base,
+        audio_from=item.source if options.keep_audio and info.has_audio else None,
+    )
+    records: list[FaceRecord] = []
+    digests: list[str] = []
+    with writer:
+        for number, (frame, tracked) in enumerate(track_video(item.source, ctx.detector)):
+            faces = [t.face for t in tracked]
+            pixels, aligned = anonymize_frame(frame.image, faces, ctx)
+            writer.write(pixels, frame.pts)
+            digest = pixels_digest(pixels)
+            digests.append(digest)
+            records += face_records(
+                frame.image,
+                digest,
+                faces,
+                aligned,
+                ctx,
+                first_index=len(records),
+                frame=number,
+                track_ids=[t.track_id for t in tracked],
+            )
+    if not options.lossless:
+        digests = [pixels_digest(image) for image in read_frames(staged)]
+    manifest = ctx.sign(ctx.stamp.manifest(frames_digest(digests), records))
+    write_sidecar(staged, manifest)
+    return ItemResult(
+        item.source,
+        item.target,
+        item.kind,
+        faces=len(records),
+        input_sha256=file_sha256(item.source),
+        output_sha256=file_sha256(staged),
+        pixels_sha256=manifest.pixels_sha256,
+    )

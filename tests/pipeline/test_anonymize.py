@@ -1,0 +1,171 @@
+"""ifadit.pipeline.anonymize on real photos with a real SQLite vault: outputs, manifests, audit, failures."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ifadit.backends import base
+from ifadit.faces.detect import get_detector
+from ifadit.media.image import read_image, write_image
+from ifadit.media.manifest import read_manifest, verify_manifest
+from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions, anonymize_paths
+from ifadit.pipeline.outputs import file_sha256, list_digest
+from ifadit.pipeline.staging import STAGING_PREFIX
+from keyvault.errors import KeyStateError, PermissionDenied
+from keyvault.vault import verify_detached
+from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    return make_lab(tmp_path)
+
+
+@pytest.fixture
+def photos(tmp_path: Path, astronaut: np.ndarray, shared_dir: Path) -> Path:
+    """A folder with the astronaut (PNG) and, one level down, a deepface photo (JPEG as shipped)."""
+    folder = tmp_path / "photos"
+    (folder / "person01").mkdir(parents=True)
+    write_image(folder / "astronaut.png", astronaut)
+    source = shared_dir / "data" / "reid" / "deepface" / "person01" / "img28.jpg"
+    (folder / "person01" / "img28.jpg").write_bytes(source.read_bytes())
+    return folder
+
+
+def _run(lab: Lab, inputs: list[Path], output: Path, **options: object):
+    with lab.open("olga") as vault:
+        return anonymize_paths(vault, inputs, output, AnonymizeOptions(**options), case=CASE)  # type: ignore[arg-type]
+
+
+def _changed(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    return (before != after).any(axis=2)
+
+
+@pytest.mark.parametrize("backend", ["blur", "pixelate", "mask"])
+def test_faces_replaced_only_inside_their_mask(lab: Lab, tmp_path: Path, astronaut: np.ndarray, backend: str) -> None:
+    write_image(tmp_path / "in.png", astronaut)
+    report = _run(lab, [tmp_path / "in.png"], tmp_path / "out", backend=backend)
+    out = read_image(tmp_path / "out" / "in.png")
+    changed = _changed(astronaut, out)
+    x0, y0, x1, y1 = (int(v) for v in get_detector("hog").detect(astronaut)[0].box)
+    assert changed[y0:y1, x0:x1].mean() > 0.5  # the face itself is replaced
+    ys, xs = np.nonzero(changed)
+    assert ys.min() > y0 - 60 and ys.max() < y1 + 60 and xs.min() > x0 - 60 and xs.max() < x1 + 60
+    assert report.exit_code == 0 and report.items[0].faces == 1 and report.backend == backend
+
+
+def test_manifest_is_signed_names_key_not_case(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+    write_image(tmp_path / "in.png", astronaut)
+    report = _run(lab, [tmp_path / "in.png"], tmp_path / "out.png")
+    manifest = read_manifest(tmp_path / "out.png")
+    assert manifest is not None
+    with lab.open("olga") as vault:
+        verify_manifest(manifest, lambda sig, data: verify_detached(vault.public_key, MANIFEST_PURPOSE, data, sig))
+        assert manifest.vault_id == vault.id
+    assert manifest.key_handle == lab.key and manifest.key_version == 1
+    assert manifest.audit_seq == report.audit_seq and manifest.backend == "blur"
+    assert manifest.faces[0].box[0] < manifest.faces[0].box[2] and manifest.faces[0].sealed is None
+    assert CASE.encode() not in (tmp_path / "out.png").read_bytes()
+
+
+def test_same_input_and_key_give_identical_pixels(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+    write_image(tmp_path / "in.png", astronaut)
+    _run(lab, [tmp_path / "in.png"], tmp_path / "a", seal_original=True)
+    _run(lab, [tmp_path / "in.png"], tmp_path / "b", seal_original=True)
+    assert np.array_equal(read_image(tmp_path / "a" / "in.png"), read_image(tmp_path / "b" / "in.png"))
+    first, second = read_manifest(tmp_path / "a" / "in.png"), read_manifest(tmp_path / "b" / "in.png")
+    assert first is not None and second is not None
+    assert first.audit_seq != second.audit_seq  # run-specific, documented
+    assert first.faces[0].sealed != second.faces[0].sealed  # fresh data key and nonces per run
+    assert replace(first, audit_seq=None, faces=()) == replace(second, audit_seq=None, faces=())
+    assert first.faces[0].box == second.faces[0].box
+
+
+def test_folder_is_recursive_and_a_bad_file_is_skipped(lab: Lab, tmp_path: Path, photos: Path) -> None:
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    report = _run(lab, [photos], tmp_path / "out")
+    outputs = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert outputs == ["astronaut.png", "person01/img28.jpg"]
+    assert [item.source.name for item in report.failed] == ["broken.png"]
+    assert "broken.png" in (report.failed[0].error or "") and report.exit_code == 1
+    assert read_manifest(tmp_path / "out" / "person01" / "img28.jpg") is not None  # JPEG APP11
+    [entry] = audit_entries(lab, "anonymize")
+    done = [item for item in report.items if item.error is None]
+    assert entry.outcome == "ok" and entry.seq == report.audit_seq
+    assert entry.details["files"] == 2 and entry.details["failed"] == 1 and entry.details["faces"] >= 2
+    assert entry.digests == {
+        "inputs": list_digest(file_sha256(item.source) for item in done),
+        "outputs": list_digest(file_sha256(item.target) for item in done),
+    }
+    assert entry.key_handle == lab.key and entry.key_version == 1 and entry.case_id == CASE
+
+
+def test_exif_and_gps_are_dropped(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"  # Make
+    exif[0x8825] = {2: (48.0, 51.0, 30.0)}  # GPS IFD: latitude
+    buffer = io.BytesIO()
+    Image.fromarray(astronaut).save(buffer, "JPEG", exif=exif.tobytes())
+    (tmp_path / "in.jpg").write_bytes(buffer.getvalue())
+    _run(lab, [tmp_path / "in.jpg"], tmp_path / "out")
+    with Image.open(tmp_path / "out" / "in.jpg") as img:
+        assert not img.getexif() and "exif" not in img.info
+    assert b"CameraMaker" not in (tmp_path / "out" / "in.jpg").read_bytes()
+
+
+class ExplodingBackend:
+    """Blur that raises on its second batch (a crash in the middle of a run)."""
+
+    name, reversible, crop_size, colour_match = "exploding", False, 64, False
+    calls = 0
+
+    def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+        type(self).calls += 1
+        if type(self).calls == 2:
+            raise RuntimeError("backend crashed")
+        return crops[:, ::-1].copy()
+
+    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+        raise base.not_reversible(self.name)
+
+
+def test_crash_mid_batch_leaves_no_output(
+    lab: Lab, tmp_path: Path, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(base.BACKENDS, "exploding", f"{__name__}:ExplodingBackend")
+    ExplodingBackend.calls = 0
+    with pytest.raises(RuntimeError, match="backend crashed"):
+        _run(lab, [photos], tmp_path / "out", backend="exploding")
+    assert list((tmp_path / "out").iterdir()) == []  # neither outputs nor the staging folder
+    [entry] = audit_entries(lab, "anonymize")
+    assert entry.outcome == "failed" and entry.details["error"] == "RuntimeError"
+
+
+def test_operator_role_is_required_and_refusal_audited(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+    write_image(tmp_path / "in.png", astronaut)
+    with lab.open("ivan") as vault, pytest.raises(PermissionDenied, match="lacks the role operator"):
+        anonymize_paths(vault, [tmp_path / "in.png"], tmp_path / "out", AnonymizeOptions(), key=lab.key)
+    [entry] = audit_entries(lab, "anonymize")
+    assert entry.outcome == "refused" and entry.actor == "ivan"
+    assert not (tmp_path / "out" / "in.png").exists()
+
+
+def test_revoked_key_refuses_and_sealing_needs_a_key(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+    from keyvault import keys
+
+    write_image(tmp_path / "in.png", astronaut)
+    with lab.open("olga") as vault, pytest.raises(ValueError, match="--seal-original needs a key"):
+        anonymize_paths(vault, [tmp_path / "in.png"], tmp_path / "out", AnonymizeOptions(seal_original=True))
+    with lab.open("admin") as vault:
+        keys.revoke(vault, lab.key, reason="case closed")
+    with pytest.raises(KeyStateError, match=f"case {CASE} has no active key"):
+        _run(lab, [tmp_path / "in.png"], tmp_path / "out")
+    with lab.open("olga") as vault, pytest.raises(KeyStateError, match=f"key {lab.key} is revoked: anonymize refused"):
+        anonymize_paths(vault, [tmp_path / "in.png"], tmp_path / "out", AnonymizeOptions(), key=lab.key)
+    assert not any(p.name.startswith(STAGING_PREFIX) for p in (tmp_path / "out").iterdir())

@@ -1,0 +1,253 @@
+"""ifadit.pipeline.restore: exact and model restores, refusals, tampering, fail-closed audit, video."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ifadit.errors import BackendUnavailable, ManifestError
+from ifadit.media.image import read_image, write_image
+from ifadit.media.manifest import Manifest, embedding_for, read_manifest, sign_manifest
+from ifadit.media.video import VideoWriter, read_frames
+from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions, anonymize_paths
+from ifadit.pipeline.restore import RestoreOptions, report_path, restore_path
+from keyvault import access, keys, ledger
+from keyvault.errors import ApprovalPending, KeyStateError, PermissionDenied, SealedDataError
+from tests.pipeline.support import CASE, Lab, audit_entries, keyed_backend, make_lab  # noqa: F401
+from tests.video_scenes import Sprite, deepface_patch, linear_path, render
+
+OPTIONS = RestoreOptions(case=CASE, reason="warrant 2026/114")
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    made = make_lab(tmp_path)
+    made.require_approval(False)  # the approval flow has its own tests
+    return made
+
+
+def _anonymize(lab: Lab, source: Path, output: Path, **options: object) -> None:
+    with lab.open("olga") as vault:
+        report = anonymize_paths(vault, [source], output, AnonymizeOptions(**options), key=lab.key)  # type: ignore[arg-type]
+    assert report.exit_code == 0, report.failed
+
+
+def _restore(lab: Lab, source: Path, target: Path, user: str = "ivan", **options: object):
+    with lab.open(user) as vault:
+        return restore_path(vault, source, target, replace(OPTIONS, **options))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def anonymized(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> Path:
+    write_image(tmp_path / "in.png", astronaut)
+    _anonymize(lab, tmp_path / "in.png", tmp_path / "out.png", seal_original=True, backend="pixelate")
+    return tmp_path / "out.png"
+
+
+@pytest.mark.parametrize("backend", ["blur", "pixelate", "mask"])
+def test_exact_restore_gives_back_the_whole_original(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray, backend: str
+) -> None:
+    write_image(tmp_path / "in.png", astronaut)
+    _anonymize(lab, tmp_path / "in.png", tmp_path / "out.png", seal_original=True, backend=backend, mask_scale=1.3)
+    assert not np.array_equal(read_image(tmp_path / "out.png"), astronaut)
+    report = _restore(lab, tmp_path / "out.png", tmp_path / "restored.png", exact=True)
+    assert np.array_equal(read_image(tmp_path / "restored.png"), astronaut)
+    assert report.faces_restored == 1 and report.mode == "exact" and report.key_handle == lab.key
+    written = json.loads(report_path(tmp_path / "restored.png").read_text())
+    assert written["audit_seq"] == report.audit_seq and written["anonymize_audit_seq"] is not None
+    [entry] = audit_entries(lab, "restore")
+    assert entry.seq == report.audit_seq and entry.outcome == "ok" and entry.case_id == CASE
+    assert entry.digests["output"] == report.output_sha256 and entry.reason == "warrant 2026/114"
+
+
+def test_jpeg_output_restores_the_face_regions_exactly(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+    write_image(tmp_path / "in.png", astronaut)
+    _anonymize(lab, tmp_path / "in.png", tmp_path / "out.jpg", seal_original=True)
+    manifest = read_manifest(tmp_path / "out.jpg")
+    assert manifest is not None
+    _restore(lab, tmp_path / "out.jpg", tmp_path / "restored.png", exact=True)
+    restored = read_image(tmp_path / "restored.png")
+    for face in manifest.faces:
+        assert face.sealed is not None
+        x0, y0, x1, y1 = face.sealed.region
+        assert np.array_equal(restored[y0:y1, x0:x1], astronaut[y0:y1, x0:x1])
+
+
+def test_non_reversible_backend_without_sealed_originals_restores_nothing(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    write_image(tmp_path / "in.png", astronaut)
+    _anonymize(lab, tmp_path / "in.png", tmp_path / "out.png", backend="mask")
+    with pytest.raises(BackendUnavailable, match="nothing can be restored .*'mask' is not reversible .*no sealed"):
+        _restore(lab, tmp_path / "out.png", tmp_path / "r.png")
+    with pytest.raises(BackendUnavailable, match="carries no sealed originals"):
+        _restore(lab, tmp_path / "out.png", tmp_path / "r.png", exact=True)
+    assert not (tmp_path / "r.png").exists()
+    assert [e.outcome for e in audit_entries(lab, "restore")] == ["failed", "failed"]
+
+
+def test_reversible_backend_round_trip_uses_the_key(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray, keyed_backend: str  # noqa: F811
+) -> None:
+    write_image(tmp_path / "in.png", astronaut)
+    _anonymize(lab, tmp_path / "in.png", tmp_path / "out.png", backend=keyed_backend)
+    anonymized = read_image(tmp_path / "out.png")
+    report = _restore(lab, tmp_path / "out.png", tmp_path / "restored.png")
+    assert report.mode == "model" and report.faces_restored == 1 and report.model_id == "keyed-test/1"
+    core = (slice(100, 150), slice(195, 245))  # inside the astronaut's face
+
+    def error(image: np.ndarray) -> float:
+        return float(np.abs(image[core].astype(float) - astronaut[core]).mean())
+
+    assert error(read_image(tmp_path / "restored.png")) < 8 < 20 < error(anonymized)
+
+    # A copy without manifest restores with --key; a wrong key gives a wrong face and no error.
+    write_image(tmp_path / "copy.png", anonymized)
+    with lab.open("admin") as vault:
+        other = keys.issue(vault, CASE, "another key").handle
+    _restore(lab, tmp_path / "copy.png", tmp_path / "right.png", key=lab.key, backend=keyed_backend)
+    wrong = _restore(lab, tmp_path / "copy.png", tmp_path / "wrong.png", key=other, backend=keyed_backend)
+    assert error(read_image(tmp_path / "right.png")) < 8 < 20 < error(read_image(tmp_path / "wrong.png"))
+    assert wrong.key_handle == other and wrong.faces_restored == 1
+    assert [e.key_handle for e in audit_entries(lab, "restore")][-1] == other
+
+
+def _rewrite_manifest(path: Path, manifest: Manifest) -> None:
+    write_image(path, read_image(path), **embedding_for(path, manifest))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"backend": "blur"},
+        {"key_handle": "kh_000000000000000000000000"},
+        {"key_version": 2},
+        {"audit_seq": 1},
+        {"pixels_sha256": "0" * 64},
+        {"tool_version": "9.9"},
+        {"model_id": "other"},
+        {"faces": ()},
+    ],
+)
+def test_edited_manifest_is_refused(lab: Lab, anonymized: Path, tmp_path: Path, change: dict) -> None:
+    manifest = read_manifest(anonymized)
+    assert manifest is not None
+    _rewrite_manifest(anonymized, replace(manifest, **change))
+    with pytest.raises(ManifestError, match="signature does not verify") as caught:
+        _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    assert caught.value.exit_code == 4 and not (tmp_path / "r.png").exists()
+
+
+def test_edited_pixels_and_foreign_vault_are_refused(
+    lab: Lab, anonymized: Path, tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    manifest = read_manifest(anonymized)
+    assert manifest is not None
+    pixels = read_image(anonymized).copy()
+    pixels[0, 0] ^= 1
+    write_image(anonymized, pixels, **embedding_for(anonymized, manifest))
+    with pytest.raises(ManifestError, match="pixels do not match the manifest"):
+        _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    other = make_lab(tmp_path / "other")
+    other.require_approval(False)
+    with pytest.raises(ManifestError, match="signature does not verify"):
+        _restore(other, anonymized, tmp_path / "r.png", exact=True)
+
+
+def test_swapped_sealed_payloads_fail_even_when_re_signed(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+    write_image(tmp_path / "a.png", astronaut)
+    write_image(tmp_path / "b.png", astronaut[:, ::-1].copy())
+    _anonymize(lab, tmp_path / "a.png", tmp_path / "out_a.png", seal_original=True)
+    _anonymize(lab, tmp_path / "b.png", tmp_path / "out_b.png", seal_original=True)
+    first, second = read_manifest(tmp_path / "out_a.png"), read_manifest(tmp_path / "out_b.png")
+    assert first is not None and second is not None
+    swapped = replace(first, faces=(replace(first.faces[0], sealed=second.faces[0].sealed),))
+    _rewrite_manifest(tmp_path / "out_a.png", swapped)
+    with pytest.raises(ManifestError, match="signature does not verify"):
+        _restore(lab, tmp_path / "out_a.png", tmp_path / "r.png", exact=True)
+    with lab.open("admin") as vault:  # an insider who can make the vault sign still cannot move evidence
+        resigned = sign_manifest(swapped, lambda data: vault.sign_detached(MANIFEST_PURPOSE, data))
+    _rewrite_manifest(tmp_path / "out_a.png", resigned)
+    with pytest.raises(SealedDataError):
+        _restore(lab, tmp_path / "out_a.png", tmp_path / "r.png", exact=True)
+    assert not (tmp_path / "r.png").exists()
+    assert audit_entries(lab, "restore")[-1].outcome == "failed"
+
+
+@pytest.mark.parametrize("verb", ["suspend", "revoke", "destroy"])
+def test_key_state_refuses_restore_naming_it(lab: Lab, anonymized: Path, tmp_path: Path, verb: str) -> None:
+    with lab.open("admin") as vault:
+        if verb == "destroy":
+            keys.revoke(vault, lab.key, reason="closed")
+        getattr(keys, verb)(vault, lab.key, reason="test")
+    state = {"suspend": "suspended", "revoke": "revoked", "destroy": "destroyed"}[verb]
+    with pytest.raises(KeyStateError, match=f"key {lab.key} is {state}: restore refused"):
+        _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    assert audit_entries(lab, "restore")[-1].outcome == "refused" and not (tmp_path / "r.png").exists()
+
+
+def test_wrong_case_and_wrong_role_are_refused(lab: Lab, anonymized: Path, tmp_path: Path) -> None:
+    with pytest.raises(PermissionDenied, match="does not belong to case C-99"):
+        _restore(lab, anonymized, tmp_path / "r.png", exact=True, case="C-99")
+    with pytest.raises(PermissionDenied, match="lacks the role investigator"):
+        _restore(lab, anonymized, tmp_path / "r.png", user="olga", exact=True)
+    assert [(e.actor, e.outcome) for e in audit_entries(lab, "restore")] == [("ivan", "refused"), ("olga", "refused")]
+    assert not (tmp_path / "r.png").exists()
+
+
+def test_approval_is_required_single_use_and_not_self_given(lab: Lab, anonymized: Path, tmp_path: Path) -> None:
+    lab.require_approval(True)
+    with pytest.raises(ApprovalPending, match=r"request (rq_\w+) awaits approval") as pending:
+        _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    request = pending.value.args[0].split()[1]
+    with lab.open("ivan") as vault, pytest.raises(PermissionDenied, match="lacks the role approver"):
+        access.approve(vault, request)
+    with lab.open("alice") as vault:
+        access.approve(vault, request)
+    report = _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    assert report.request == request and report.approvals[0]["approver"] == "alice"
+    with pytest.raises(ApprovalPending, match="awaits approval"):  # used up: a new request is filed
+        _restore(lab, anonymized, tmp_path / "r2.png", exact=True)
+    assert not (tmp_path / "r2.png").exists()
+
+
+def test_restore_writes_nothing_when_its_audit_entry_fails(
+    lab: Lab, anonymized: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    append = ledger.append
+
+    def failing_append(session, **fields):  # type: ignore[no-untyped-def]
+        if fields["action"] == "restore" and fields["outcome"] == "ok":
+            raise OSError("disk full")
+        return append(session, **fields)
+
+    monkeypatch.setattr(ledger, "append", failing_append)
+    with pytest.raises(OSError, match="disk full"):
+        _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("r")) == []
+
+
+def test_video_exact_round_trip_is_bit_exact(lab: Lab, tmp_path: Path, shared_dir: Path) -> None:
+    sprites = [
+        Sprite(deepface_patch(shared_dir, "person01/img28.jpg"), linear_path((0, 0), (30, 10), 6)),
+        Sprite(deepface_patch(shared_dir, "person02/img47.jpg"), linear_path((190, 110), (180, 100), 6)),
+    ]
+    with VideoWriter(tmp_path / "clip.mp4", fps=10) as writer:
+        for frame in render(sprites, 6):
+            writer.write(frame)
+    original = list(read_frames(tmp_path / "clip.mp4"))
+    _anonymize(lab, tmp_path / "clip.mp4", tmp_path / "out", seal_original=True, lossless=True)
+    anonymized = tmp_path / "out" / "clip.mkv"
+    manifest = read_manifest(anonymized)
+    assert manifest is not None and {face.frame for face in manifest.faces} == set(range(6))
+    assert {face.track_id for face in manifest.faces} == {0, 1}
+    assert all(not np.array_equal(a, b) for a, b in zip(read_frames(anonymized), original, strict=True))
+    report = _restore(lab, anonymized, tmp_path / "restored.mkv", exact=True)
+    restored = list(read_frames(tmp_path / "restored.mkv"))
+    assert len(restored) == 6 and all(np.array_equal(a, b) for a, b in zip(restored, original, strict=True))
+    assert report.faces_restored == len(manifest.faces) == 12
