@@ -1,0 +1,52 @@
+"""`ifadit train generator` end to end through click: a tiny run, its resume, and usage errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import cli
+
+TINY = ["--resolution", "16", "--batch", "4", "--channel-base", "128", "--channel-max", "16", "--z-dim", "16"]
+
+
+@pytest.fixture()
+def npz(tmp_path: Path, astronaut: np.ndarray) -> Path:
+    crops = [
+        np.asarray(Image.fromarray(astronaut[40 + 5 * i : 200 + 5 * i, 160:320]).resize((16, 16)))
+        for i in range(4)
+    ]
+    path = tmp_path / "crops.npz"
+    np.savez(path, images=np.stack(crops), names=np.array([str(i) for i in range(4)]))
+    return path
+
+
+def test_train_then_resume(npz: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    runner = CliRunner()
+    first = runner.invoke(
+        cli, ["train", "generator", "--data", str(npz), "--out", str(run), "--steps", "2", *TINY]
+    )
+    assert first.exit_code == 0, first.output
+    assert f"{run}: step 2" in first.stdout
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 2
+
+    again = runner.invoke(
+        cli, ["train", "generator", "--data", str(npz), "--out", str(run), "--steps", "3", *TINY]
+    )
+    assert again.exit_code == 1 and "already holds a run" in again.output
+
+    resumed = runner.invoke(cli, ["train", "generator", "--out", str(run), "--resume", "--steps", "3"])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"{run}: step 3" in resumed.stdout
+    assert json.loads((run / "options.json").read_text())["channel_max"] == 16  # the run's own options
+
+
+def test_new_run_needs_data(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["train", "generator", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--data is required" in result.output
