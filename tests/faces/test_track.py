@@ -227,3 +227,41 @@ def test_face_returning_within_max_age_far_away_keeps_its_id_by_identity(
         tmp_path, [Sprite(patches["astronaut"], positions)], frames, recognizer=dlib_recognizer, max_age=5
     )
     assert {f.track_id for faces in tracked for f in faces} == {0}
+
+
+def test_face_hidden_behind_another_and_turning_back_keeps_its_id_only_with_embeddings(
+    tmp_path: Path, patches: dict[str, np.ndarray], dlib_recognizer: Recognizer
+) -> None:
+    """Two people meet, one hides behind the other for 1.4 s, both walk back the way they came.
+
+    Overlap alone predicts the hidden face further along its old path and opens a new track when it
+    reappears; its identity embedding re-attaches it to its old track (max_age covers the occlusion).
+    """
+    frames = 30
+
+    def there_and_back(start: tuple[int, int], end: tuple[int, int]) -> list[tuple[int, int] | None]:
+        half = linear_path(start, end, frames // 2)
+        return half + half[::-1]
+
+    sprites = [
+        Sprite(patches["astronaut"], there_and_back((0, 20), (120, 20))),
+        Sprite(patches["person01"], there_and_back((190, 60), (70, 60))),  # drawn on top
+    ]
+    ids_of = {}
+    for recognizer in (None, dlib_recognizer):
+        tracked = _track(tmp_path, sprites, frames, recognizer=recognizer, max_age=20)
+        hidden = [i for i, faces in enumerate(tracked) if all(_owner(f.face, sprites, i) != 0 for f in faces)]
+        assert len(hidden) >= 10  # the astronaut really disappears for a while
+        ids_of[recognizer is not None] = [
+            {
+                f.track_id
+                for i, fs in enumerate(tracked)
+                for f in fs
+                if _owner(f.face, sprites, i) == who and i in part
+            }
+            for who in (0, 1)
+            for part in (range(hidden[0]), range(hidden[-1] + 1, frames))
+        ]
+    before_a, after_a, before_b, after_b = ids_of[True]
+    assert before_a == after_a and before_b == after_b and len(before_a | before_b) == 2
+    assert ids_of[False][0] != ids_of[False][1]  # without identity the returning face got a new id
