@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner, Result
 
+from cli.main import cli
 from ifadit.backends import base
 from keyvault import access, auditor, keys
 from keyvault.audit import AuditEntry
@@ -88,6 +90,12 @@ class Lab:
     def open(self, user: str) -> Vault:
         """The vault unlocked as `user` (close it, or use it as a context manager)."""
         return open_vault(self.url, user, (ADMIN_PASS if user == "admin" else user.encode()))
+
+    def cli(self, *args: str, user: str = "olga") -> Result:
+        """Run `ifadit ARGS` through click's runner as `user` against this vault."""
+        passphrase = ADMIN_PASS.decode() if user == "admin" else user
+        env = {"IFADIT_VAULT": self.url, "IFADIT_USER": user, "IFADIT_PASSPHRASE": passphrase}
+        return CliRunner(env=env).invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
 
     def require_approval(self, required: bool) -> None:
         """Set the vault's restore policy."""
