@@ -35,6 +35,7 @@ VideoCodec = Literal["h264", "ffv1", "png"]
 
 MAX_FRAME_PIXELS = 8192 * 8192  # larger frames are refused as decompression bombs
 TIMESTAMPS_FILE = "timestamps.json"  # timing of a PNG-sequence folder
+SEQUENCE_FPS = Fraction(25)  # frame rate assumed for a PNG folder without a timestamps file
 _CONTAINER_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 _CODEC_SUFFIXES: dict[str, tuple[str, ...]] = {
     "h264": (".mp4", ".mov", ".mkv"),
@@ -122,8 +123,13 @@ def _stream_end(stream: av.VideoStream) -> Fraction | None:
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Read a video's frame count, rate, upright size, codec, rotation and audio; `InputError` if unreadable."""
+    """Read a video's frame count, rate, upright size, codec, rotation and audio; `InputError` if unreadable.
+
+    A folder written with codec "png" is probed too (codec "png", no audio).
+    """
     path = Path(path)
+    if path.is_dir():
+        return _probe_png_sequence(path)
     with _open_input(path) as container:
         stream = _video_stream(container, path)
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -205,34 +211,69 @@ def read_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
         yield frame.image
 
 
-def _read_png_sequence(folder: Path) -> Iterator[TimedFrame]:
+@dataclass(frozen=True)
+class _Sequence:
+    files: list[Path]  # frames in name order
+    pts: list[int]
+    time_base: Fraction
+    fps: Fraction
+
+
+def _png_sequence(folder: Path) -> _Sequence:
+    """A PNG-sequence folder's frames and timing (from `timestamps.json`, else SEQUENCE_FPS)."""
     files = sorted(p for p in folder.iterdir() if p.suffix == ".png")
     if not files:
         raise InputError(f"{folder}: folder holds no PNG frames")
     timing_file = folder / TIMESTAMPS_FILE
+    if not timing_file.is_file():
+        return _Sequence(files, list(range(len(files))), 1 / SEQUENCE_FPS, SEQUENCE_FPS)
     try:
-        timing = json.loads(timing_file.read_text()) if timing_file.is_file() else None
-        time_base = Fraction(timing["time_base"]) if timing else Fraction(1, 1)
-        pts_list = [int(p) for p in timing["pts"]] if timing else list(range(len(files)))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{timing_file}: malformed timestamps file ({exc})") from None
-    if len(pts_list) != len(files):
-        raise InputError(f"{timing_file}: lists {len(pts_list)} timestamps for {len(files)} PNG frames")
+        timing = json.loads(timing_file.read_text())
+        sequence = _Sequence(
+            files, [int(p) for p in timing["pts"]], Fraction(timing["time_base"]), Fraction(timing["fps"])
+        )
+    except (ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
+        raise InputError(f"{timing_file}: malformed timestamps file ({exc!r})") from None
+    if len(sequence.pts) != len(files):
+        raise InputError(f"{timing_file}: lists {len(sequence.pts)} timestamps for {len(files)} PNG frames")
+    return sequence
+
+
+def _open_png(file: Path) -> Image.Image:
+    try:
+        img = Image.open(file)
+    except (OSError, SyntaxError) as exc:
+        raise InputError(f"{file}: not a readable PNG frame ({exc})") from None
+    if img.width * img.height > MAX_FRAME_PIXELS:
+        img.close()
+        raise InputError(f"{file}: frame exceeds the limit of {MAX_FRAME_PIXELS} pixels")
+    return img
+
+
+def _probe_png_sequence(folder: Path) -> VideoInfo:
+    sequence = _png_sequence(folder)
+    with _open_png(sequence.files[0]) as img:
+        width, height = img.size
+    return VideoInfo(
+        folder, len(sequence.files), sequence.fps, width, height, sequence.time_base, "png", False
+    )
+
+
+def _read_png_sequence(folder: Path) -> Iterator[TimedFrame]:
+    sequence = _png_sequence(folder)
     first_shape: tuple[int, ...] | None = None
-    for file, pts in zip(files, pts_list, strict=True):
-        try:
-            with Image.open(file) as img:
-                if img.width * img.height > MAX_FRAME_PIXELS:
-                    raise InputError(f"{file}: frame exceeds the limit of {MAX_FRAME_PIXELS} pixels")
+    for file, pts in zip(sequence.files, sequence.pts, strict=True):
+        with _open_png(file) as img:
+            try:
                 image = np.asarray(img.convert("RGB"))
-        except (OSError, SyntaxError) as exc:
-            raise InputError(f"{file}: not a readable PNG frame ({exc})") from None
+            except (OSError, SyntaxError) as exc:
+                raise InputError(f"{file}: not a readable PNG frame ({exc})") from None
         if image.shape != first_shape and first_shape is not None:
             raise InputError(
                 f"{file}: frame size {image.shape[1]}x{image.shape[0]} differs from the first frame's"
             )
         first_shape = image.shape
-        yield TimedFrame(image, pts, time_base)
+        yield TimedFrame(image, pts, sequence.time_base)
 
 
 class VideoWriter:

@@ -96,6 +96,47 @@ def test_lossless_round_trip_is_bit_exact_with_timestamps(
     assert [frame.time for frame in decoded] == [Fraction(p, 1000) for p in VFR_PTS]
 
 
+def test_png_sequence_probe_and_folders_from_elsewhere(tmp_path: Path, scene: list[np.ndarray]) -> None:
+    from PIL import Image
+
+    written = _write(tmp_path / "frames", scene[:4], codec="png", time_base=Fraction(1, 1000), pts=VFR_PTS)
+    info = probe_video(written)
+    assert (info.frames, info.fps, info.size, info.codec, info.has_audio) == (
+        4,
+        10,
+        (WIDTH, HEIGHT),
+        "png",
+        False,
+    )
+    assert info.time_base == Fraction(1, 1000)
+    exported = tmp_path / "exported"  # e.g. a CCTV export: numbered PNGs, no timing file
+    exported.mkdir()
+    for index, frame in enumerate(scene[:3]):
+        Image.fromarray(frame).save(exported / f"img{index:03d}.png")
+    assert probe_video(exported).fps == 25
+    assert [f.time for f in read_timed_frames(exported)] == [Fraction(0), Fraction(1, 25), Fraction(2, 25)]
+
+
+def test_png_sequence_bad_input(tmp_path: Path, scene: list[np.ndarray]) -> None:
+    from PIL import Image
+
+    folder = _write(tmp_path / "frames", scene[:3], codec="png")
+    (folder / "timestamps.json").write_text('{"time_base": "1/10", "fps": "10", "pts": [0, 1]}')
+    _expect_input_error(folder / "timestamps.json", "lists 2 timestamps for 3 PNG frames", folder)
+    (folder / "timestamps.json").write_text("{not json")
+    _expect_input_error(folder / "timestamps.json", "malformed timestamps file", folder)
+    (folder / "timestamps.json").unlink()
+    Image.fromarray(scene[0][:100]).save(folder / "000001.png")
+    with pytest.raises(InputError, match="000001.png: frame size 320x100 differs"):
+        list(read_frames(folder))
+    (folder / "000001.png").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="000001.png: not a readable PNG frame"):
+        list(read_frames(folder))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _expect_input_error(empty, "folder holds no PNG frames")
+
+
 def test_probe_reports_frames_rate_size_codec(tmp_path: Path, scene: list[np.ndarray]) -> None:
     info = probe_video(_write(tmp_path / "out.mkv", scene, codec="ffv1"))
     assert (info.frames, info.fps, info.size, info.codec, info.has_audio) == (
@@ -222,10 +263,11 @@ def good_mp4(tmp_path: Path, scene: list[np.ndarray]) -> Path:
     return _write(tmp_path / "good.mp4", scene)
 
 
-def _expect_input_error(path: Path, match: str) -> None:
+def _expect_input_error(path: Path, match: str, source: Path | None = None) -> None:
+    """Both probing and reading `source` (default `path`) fail with an error naming `path`."""
     for reader in (probe_video, lambda p: list(read_frames(p))):
         with pytest.raises(InputError, match=match) as caught:
-            reader(path)
+            reader(source or path)
         assert str(path) in str(caught.value)
 
 
