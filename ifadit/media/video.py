@@ -115,11 +115,12 @@ def _stream_end(stream: av.VideoStream) -> Fraction | None:
     """Declared end time of the video stream in seconds, from the header (None when not declared)."""
     if stream.duration is not None and stream.time_base is not None:
         return Fraction(stream.start_time or 0) * stream.time_base + stream.duration * stream.time_base
-    tag = stream.metadata.get("DURATION")  # Matroska writes it per stream
-    if tag:
+    tag = stream.metadata.get("DURATION", "")  # Matroska writes it per stream, "HH:MM:SS.nnnnnnnnn"
+    try:
         hours, minutes, seconds = tag.split(":")
         return Fraction(int(hours) * 3600 + int(minutes) * 60) + Fraction(seconds)
-    return None
+    except ValueError:  # absent or not in that form: no declared end to check against
+        return None
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
