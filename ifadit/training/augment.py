@@ -107,6 +107,8 @@ def _rot_axis(axis: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 class AugmentPipe(torch.nn.Module):
     """Differentiable ADA 'bgc' augmentation of images in [-1, 1], each op gated by probability `p`."""
 
+    p: torch.Tensor
+
     def __init__(self, geometric: bool = True, colour: bool = True) -> None:
         super().__init__()
         self.geometric = geometric

@@ -34,7 +34,7 @@ class PersistentRecord:
     state: dict[str, Any]
 
 
-class EasyDict(dict):  # type: ignore[type-arg]
+class EasyDict(dict[str, Any]):
     """Stand-in for `dnnlib.util.EasyDict` (a plain dict with attribute access in the original)."""
 
 

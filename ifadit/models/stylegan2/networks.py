@@ -119,7 +119,7 @@ class FullyConnectedLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
+        b: torch.Tensor | None = self.bias
         if b is not None:
             b = b.to(x.dtype)
             if self.bias_gain != 1:
@@ -131,6 +131,8 @@ class FullyConnectedLayer(torch.nn.Module):
 
 class Conv2dLayer(torch.nn.Module):
     """Convolution with equalized learning rate, optional FIR up/downsampling and fused bias + activation."""
+
+    resample_filter: torch.Tensor
 
     def __init__(
         self,
@@ -174,6 +176,8 @@ class Conv2dLayer(torch.nn.Module):
 
 class MappingNetwork(torch.nn.Module):
     """Z (and optional label C) -> W, broadcast to `num_ws` copies, with the tracked average `w_avg`."""
+
+    w_avg: torch.Tensor
 
     def __init__(
         self,
@@ -243,6 +247,9 @@ class MappingNetwork(torch.nn.Module):
 
 class SynthesisLayer(torch.nn.Module):
     """Modulated 3x3 convolution (optionally upsampling x2) + per-pixel noise + bias + lrelu."""
+
+    resample_filter: torch.Tensor
+    noise_const: torch.Tensor
 
     def __init__(
         self,
@@ -337,6 +344,8 @@ class ToRGBLayer(torch.nn.Module):
 
 class SynthesisBlock(torch.nn.Module):
     """One resolution of the skip generator: [const | conv0 (up x2)], conv1, torgb added to the upsampled image."""
+
+    resample_filter: torch.Tensor
 
     def __init__(
         self,
@@ -517,6 +526,8 @@ def style_mix(ws_a: torch.Tensor, ws_b: torch.Tensor, cutoff: int) -> torch.Tens
 
 class DiscriminatorBlock(torch.nn.Module):
     """One resolution of the resnet discriminator: [fromrgb], conv0, conv1 (down x2) + 1x1 skip (down x2)."""
+
+    resample_filter: torch.Tensor
 
     def __init__(
         self,

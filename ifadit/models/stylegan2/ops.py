@@ -158,8 +158,8 @@ def _conv(
     if not flip_weight:
         w = w.flip([2, 3])
     if transpose:
-        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)  # type: ignore[arg-type]
-    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)  # type: ignore[arg-type]
+        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
+    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
 
 
 def conv2d_resample(
