@@ -22,8 +22,8 @@ from keyvault import access, db, keys
 from keyvault.audit import key_fingerprint
 from keyvault.envelope import KdfParams
 from keyvault.keys import KeyInfo
-from keyvault.schema import KEY_STATES, ROLES
-from keyvault.vault import UserInfo, Vault, upgrade_vault
+from keyvault.schema import DEFAULT_UNLOCK_DELAY_MS, KEY_STATES, ROLES
+from keyvault.vault import MAX_UNLOCK_DELAY, UserInfo, Vault, upgrade_vault
 
 KDF_DEFAULTS = {f.name: f.default for f in dataclasses.fields(KdfParams)}  # the product defaults
 
@@ -95,6 +95,14 @@ def vault_group() -> None:
     show_default=True,
     help="Argon2id lanes (parallelism).",
 )
+@click.option(
+    "--unlock-delay",
+    type=click.FloatRange(0, MAX_UNLOCK_DELAY.total_seconds()),
+    default=DEFAULT_UNLOCK_DELAY_MS / 1000,
+    show_default=True,
+    metavar="SECONDS",
+    help="Pause after each failed unlock: slows online passphrase guessing, costs a typo that long.",
+)
 @json_option
 def vault_init(
     vault_args: VaultArgs,
@@ -102,6 +110,7 @@ def vault_init(
     kdf_memory_kib: int,
     kdf_iterations: int,
     kdf_lanes: int,
+    unlock_delay: float,
     as_json: bool,
 ) -> None:
     """Create a vault: schema, key-encryption key, audit signing key and the first admin.
@@ -115,7 +124,12 @@ def vault_init(
     with usage_errors():
         kdf = KdfParams.generate(memory_cost=kdf_memory_kib, iterations=kdf_iterations, lanes=kdf_lanes)
     passphrase = VaultArgs(vault_args.url, admin_name, vault_args.passphrase_file).passphrase(confirm=True)
-    with usage_errors(), Vault.init(vault_args.url, admin_name, passphrase, kdf=kdf) as vault:
+    with (
+        usage_errors(),
+        Vault.init(
+            vault_args.url, admin_name, passphrase, kdf=kdf, unlock_delay=timedelta(seconds=unlock_delay)
+        ) as vault,
+    ):
         result = {
             "vault_id": vault.id,
             "url": db.display_url(vault.url),
@@ -149,29 +163,45 @@ def vault_init(
     show_default="unchanged (initially 24)",
     help="How long an approval stays valid, in hours.",
 )
+@click.option(
+    "--unlock-delay",
+    type=click.FloatRange(0, MAX_UNLOCK_DELAY.total_seconds()),
+    default=None,
+    metavar="SECONDS",
+    show_default="unchanged (initially 1)",
+    help="Pause after each failed unlock: slows online passphrase guessing, costs a typo that long.",
+)
 @json_option
 def vault_policy(
-    vault_args: VaultArgs, require_approval: str | None, approval_ttl: float | None, as_json: bool
+    vault_args: VaultArgs,
+    require_approval: str | None,
+    approval_ttl: float | None,
+    unlock_delay: float | None,
+    as_json: bool,
 ) -> None:
-    """Show or change the restore policy (admin only; audited).
+    """Show the vault policy, or change it (admin only; audited).
 
     \b
     Example:
       ifadit vault policy --require-approval yes --approval-ttl 8
     """
-    ttl = timedelta(hours=approval_ttl) if approval_ttl is not None else None
     with vault_args.open() as vault:
-        policy = access.set_policy(
-            vault,
-            require_approval=None if require_approval is None else require_approval == "yes",
-            approval_ttl=ttl,
-        )
+        if require_approval is None and approval_ttl is None and unlock_delay is None:
+            policy = vault.policy()
+        else:
+            policy = access.set_policy(
+                vault,
+                require_approval=None if require_approval is None else require_approval == "yes",
+                approval_ttl=None if approval_ttl is None else timedelta(hours=approval_ttl),
+                unlock_delay=None if unlock_delay is None else timedelta(seconds=unlock_delay),
+            )
     emit(
         policy,
         as_json,
         lambda p: (
             f"require approval: {'yes' if p.require_approval else 'no'}; "
-            f"approval valid for {p.approval_ttl.total_seconds() / 3600:g} h"
+            f"approval valid for {p.approval_ttl.total_seconds() / 3600:g} h; "
+            f"failed unlocks wait {p.unlock_delay.total_seconds():g} s"
         ),
     )
 

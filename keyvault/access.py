@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from keyvault.envelope import KdfParams
 from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, VaultError
 from keyvault.schema import ApprovalRow, KeyRow, RestoreRequestRow, UserRow, VaultRow
-from keyvault.vault import Policy, UserInfo, Vault, join_roles, split_roles
+from keyvault.vault import Policy, UserInfo, Vault, check_unlock_delay, join_roles, split_roles
 
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -112,21 +112,31 @@ def disable_user(vault: Vault, name: str, reason: str | None = None) -> UserInfo
 
 
 def set_policy(
-    vault: Vault, *, require_approval: bool | None = None, approval_ttl: timedelta | None = None
+    vault: Vault,
+    *,
+    require_approval: bool | None = None,
+    approval_ttl: timedelta | None = None,
+    unlock_delay: timedelta | None = None,
 ) -> Policy:
-    """Change the restore policy; admin only. Unset arguments keep their current value."""
+    """Change the vault policy (restore approvals, unlock delay); admin only. Unset arguments stay as they are."""
     if approval_ttl is not None and approval_ttl <= timedelta(0):
         raise ValueError("approval TTL must be positive")
+    if unlock_delay is not None:
+        check_unlock_delay(unlock_delay)
     with vault.action("vault.policy", role="admin") as act:
         row = act.session.scalars(select(VaultRow)).one()
         if require_approval is not None:
             row.require_approval = require_approval
         if approval_ttl is not None:
             row.approval_ttl_s = int(approval_ttl.total_seconds())
-        act.details.update(require_approval=row.require_approval, approval_ttl_s=row.approval_ttl_s)
-        return Policy(
-            require_approval=row.require_approval, approval_ttl=timedelta(seconds=row.approval_ttl_s)
+        if unlock_delay is not None:
+            row.unlock_delay_ms = round(unlock_delay.total_seconds() * 1000)
+        act.details.update(
+            require_approval=row.require_approval,
+            approval_ttl_s=row.approval_ttl_s,
+            unlock_delay_ms=row.unlock_delay_ms,
         )
+        return Policy.from_row(row)
 
 
 # ---------------------------------------------------------------- restore requests and approvals

@@ -31,6 +31,7 @@ KEY_STATES = ("active", "suspended", "revoked", "destroyed")
 VERSION_STATES = ("active", "superseded", "revoked", "destroyed")  # superseded: restore-only after a rotation
 REQUEST_STATES = ("pending", "approved", "used")
 DEFAULT_APPROVAL_TTL_S = 24 * 3600
+DEFAULT_UNLOCK_DELAY_MS = 1000  # pause after a failed unlock, slowing online passphrase guessing
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -67,6 +68,9 @@ class VaultRow(Base):
     audit_signing_key_sealed: Mapped[bytes] = mapped_column(LargeBinary)  # sealed under the KEK
     require_approval: Mapped[bool] = mapped_column(Boolean, default=True)  # restores need an approver
     approval_ttl_s: Mapped[int] = mapped_column(Integer, default=DEFAULT_APPROVAL_TTL_S)  # seconds
+    unlock_delay_ms: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_UNLOCK_DELAY_MS
+    )  # after a failed unlock
 
 
 class UserRow(Base):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,13 +47,27 @@ from keyvault.errors import (
     VaultError,
     VaultSchemaError,
 )
-from keyvault.schema import ROLES, KeyslotRow, UserRow, VaultRow
+from keyvault.schema import (
+    DEFAULT_APPROVAL_TTL_S,
+    DEFAULT_UNLOCK_DELAY_MS,
+    ROLES,
+    KeyslotRow,
+    UserRow,
+    VaultRow,
+)
 
 Clock = Callable[[], datetime]
 REFUSALS = (PermissionDenied, KeyStateError, NotFound, ApprovalPending)
 AUTH_FAILED = "authentication failed: unknown user or wrong passphrase"
+MAX_UNLOCK_DELAY = timedelta(minutes=1)
 _USER_ROLES = select(UserRow.roles, UserRow.disabled).where(UserRow.name == bindparam("name"))
 DETACHED_DOMAIN = b"ifadit-detached/1\n"  # prefix of detached signatures: never a tree head's bytes
+
+
+def check_unlock_delay(delay: timedelta) -> None:
+    """Refuse an unlock delay outside 0..MAX_UNLOCK_DELAY (a longer one only locks users out)."""
+    if not timedelta(0) <= delay <= MAX_UNLOCK_DELAY:
+        raise ValueError(f"unlock delay must be between 0 and {MAX_UNLOCK_DELAY.total_seconds():g} seconds")
 
 
 def utc_now() -> datetime:
@@ -111,10 +126,20 @@ class UserInfo:
 
 @dataclass(frozen=True)
 class Policy:
-    """Vault-wide restore policy."""
+    """Vault-wide policy: restore approvals and the pause after a failed unlock."""
 
     require_approval: bool  # a restore needs an approval by another user with the approver role
     approval_ttl: timedelta  # how long an approval stays valid
+    unlock_delay: timedelta  # pause after each failed unlock (slows online passphrase guessing)
+
+    @classmethod
+    def from_row(cls, row: VaultRow) -> Policy:
+        """The policy stored in the vault row."""
+        return cls(
+            require_approval=row.require_approval,
+            approval_ttl=timedelta(seconds=row.approval_ttl_s),
+            unlock_delay=timedelta(milliseconds=row.unlock_delay_ms),
+        )
 
 
 @dataclass
@@ -196,8 +221,14 @@ class Vault:
         *,
         kdf: KdfParams | None = None,
         clock: Clock = utc_now,
+        unlock_delay: timedelta = timedelta(milliseconds=DEFAULT_UNLOCK_DELAY_MS),
     ) -> Vault:
-        """Create a vault at ``url`` with its first admin; refuses a database that already holds one."""
+        """Create a vault at ``url`` with its first admin; refuses a database that already holds one.
+
+        ``kdf`` sets the admin keyslot's Argon2id cost (default: ``KdfParams`` defaults); ``unlock_delay``
+        the pause after a failed unlock (tests pass zero).
+        """
+        check_unlock_delay(unlock_delay)
         url = db.resolve_url(url)
         engine = db.make_engine(url, create=True)
         db.upgrade(engine)
@@ -217,7 +248,8 @@ class Vault:
                     audit_public_key=public_key,
                     audit_signing_key_sealed=seal(kek, signing_key, aad("audit-signing-key", vault=vault_id)),
                     require_approval=True,
-                    approval_ttl_s=24 * 3600,
+                    approval_ttl_s=DEFAULT_APPROVAL_TTL_S,
+                    unlock_delay_ms=round(unlock_delay.total_seconds() * 1000),
                 )
             )
             user = UserRow(name=admin_name, roles="admin", disabled=False, created=now)
@@ -384,10 +416,7 @@ class Vault:
         if session is None:
             with Session(self.engine) as own:
                 return self.policy(own)
-        row = session.scalars(select(VaultRow)).one()
-        return Policy(
-            require_approval=row.require_approval, approval_ttl=timedelta(seconds=row.approval_ttl_s)
-        )
+        return Policy.from_row(session.scalars(select(VaultRow)).one())
 
     def checkpoint(self) -> ledger.SignedHead:
         """Sign and store a tree head over every entry appended so far."""
@@ -422,8 +451,13 @@ def open_vault(
     *,
     clock: Clock = utc_now,
     expected_vault_id: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Vault:
-    """Unlock the vault at ``url`` as ``user``; one ``AuthenticationError`` for unknown user or wrong passphrase."""
+    """Unlock the vault at ``url`` as ``user``; one ``AuthenticationError`` for unknown user or wrong passphrase.
+
+    A failed unlock is audited, then waits the policy's unlock delay before raising (``sleep`` is
+    injectable for tests).
+    """
     url = db.resolve_url(url)
     engine = db.make_engine(url)
     db.check_revision(engine, url)
@@ -442,6 +476,7 @@ def open_vault(
             vault_row.audit_signing_key_sealed,
         )
         info = UserInfo.from_row(row) if row else None
+        delay = Policy.from_row(vault_row).unlock_delay
     if kek is None or info is None:
         with Session(engine) as session, session.begin():
             ledger.append(
@@ -454,6 +489,7 @@ def open_vault(
                 details={"error": AUTH_FAILED},
             )
         engine.dispose()
+        sleep(delay.total_seconds())
         raise AuthenticationError(AUTH_FAILED)
     signing_key = unseal(kek, sealed_signing, aad("audit-signing-key", vault=vault_id))
     vault = Vault(

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from cli.main import cli
 from tests.keyvault.support import vault_url  # noqa: F401  (fixture: SQLite file or PostgreSQL schema)
 
-CHEAP_KDF = ["--kdf-memory-kib", "8192", "--kdf-iterations", "1", "--kdf-lanes", "1"]
+CHEAP_KDF = ["--kdf-memory-kib", "8192", "--kdf-iterations", "1", "--kdf-lanes", "1", "--unlock-delay", "0"]
 
 
 class Ifadit:
@@ -132,11 +132,14 @@ def test_wrong_passphrase_unknown_user_and_missing_passphrase(ifadit: Ifadit) ->
 
 
 def test_policy(ifadit: Ifadit) -> None:
-    policy = json.loads(
-        _ok(ifadit("vault", "policy", "--require-approval", "no", "--approval-ttl", "8", "--json"))
+    changed = ifadit(
+        "vault", "policy", "--require-approval", "no", "--approval-ttl", "8", "--unlock-delay", "2", "--json"
     )
-    assert policy == {"require_approval": False, "approval_ttl": 8 * 3600.0}
-    assert "require approval: no" in _ok(ifadit("vault", "policy"))
+    policy = json.loads(_ok(changed))
+    assert policy == {"require_approval": False, "approval_ttl": 8 * 3600.0, "unlock_delay": 2.0}
+    shown = _ok(ifadit("vault", "policy"))
+    assert "require approval: no; approval valid for 8 h; failed unlocks wait 2 s" in shown
+    assert "Invalid value for '--unlock-delay'" in ifadit("vault", "policy", "--unlock-delay", "500").stderr
 
 
 def test_upgrade_and_missing_vault(ifadit: Ifadit, tmp_path: Path) -> None:

@@ -72,8 +72,8 @@ def vault_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def vault(vault_url: str) -> Iterator[Vault]:
-    """A fresh vault (cheap Argon2id) unlocked as its first admin; closed (and checkpointed) afterwards."""
-    opened = Vault.init(vault_url, ADMIN, ADMIN_PASS, kdf=cheap_kdf())
+    """A fresh vault (cheap Argon2id, no unlock delay) unlocked as its first admin; closed (and checkpointed) afterwards."""
+    opened = Vault.init(vault_url, ADMIN, ADMIN_PASS, kdf=cheap_kdf(), unlock_delay=timedelta(0))
     try:
         yield opened
     finally:

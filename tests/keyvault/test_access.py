@@ -65,7 +65,11 @@ def test_policy_is_admin_only_and_audited(vault: Vault) -> None:
     assert vault.policy().require_approval and vault.policy().approval_ttl == timedelta(hours=24)
     policy = access.set_policy(vault, require_approval=False, approval_ttl=timedelta(hours=2))
     assert not policy.require_approval and policy.approval_ttl == timedelta(hours=2)
-    assert _entries(vault)[-1]["details"] == {"require_approval": False, "approval_ttl_s": 7200}
+    assert _entries(vault)[-1]["details"] == {
+        "require_approval": False,
+        "approval_ttl_s": 7200,
+        "unlock_delay_ms": 0,
+    }
     with add_user(vault, "ann", "approver") as ann, pytest.raises(PermissionDenied):
         access.set_policy(ann, require_approval=True)
     assert not vault.policy().require_approval

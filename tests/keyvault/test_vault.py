@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
-from keyvault import auditor, keys
+from keyvault import access, auditor, keys
 from keyvault.errors import (
     AuthenticationError,
     IntegrityError,
@@ -61,6 +62,25 @@ def test_wrong_passphrase_and_unknown_user_give_one_error_and_are_audited(vault:
     failed = [e for e in _entries(vault.url) if e["action"] == "vault.unlock"]
     assert [(e["actor"], e["outcome"]) for e in failed] == [("ivan", "failed"), ("mallory", "failed")]
     assert all("not ivan" not in json.dumps(e) and "anything" not in json.dumps(e) for e in failed)
+
+
+def test_failed_unlock_waits_the_policy_delay(vault: Vault, tmp_path) -> None:
+    waited: list[float] = []
+    with pytest.raises(AuthenticationError):
+        open_vault(vault.url, ADMIN, b"guess", sleep=waited.append)
+    assert waited == [0.0]
+    access.set_policy(vault, unlock_delay=timedelta(milliseconds=1500))
+    assert vault.policy().unlock_delay == timedelta(seconds=1.5)
+    with pytest.raises(AuthenticationError):
+        open_vault(vault.url, "nobody", b"guess", sleep=waited.append)
+    with open_vault(vault.url, ADMIN, ADMIN_PASS, sleep=waited.append):
+        pass
+    assert waited == [0.0, 1.5]  # a successful unlock does not wait
+    with pytest.raises(ValueError, match="between 0 and 60 seconds"):
+        access.set_policy(vault, unlock_delay=timedelta(minutes=5))
+    default = Vault.init(f"sqlite:///{tmp_path / 'd.sqlite3'}", ADMIN, ADMIN_PASS, kdf=cheap_kdf())
+    assert default.policy().unlock_delay == timedelta(seconds=1)
+    default.close()
 
 
 def test_missing_database_is_not_found(tmp_path) -> None:

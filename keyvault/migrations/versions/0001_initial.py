@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("audit_signing_key_sealed", sa.LargeBinary(), nullable=False),
         sa.Column("require_approval", sa.Boolean(), nullable=False),
         sa.Column("approval_ttl_s", sa.Integer(), nullable=False),
+        sa.Column("unlock_delay_ms", sa.Integer(), nullable=False),
     )
     op.create_table(
         "users",
