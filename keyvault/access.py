@@ -19,9 +19,8 @@ from sqlalchemy.orm import Session
 from keyvault.envelope import KdfParams
 from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, VaultError
 from keyvault.schema import ApprovalRow, KeyRow, RestoreRequestRow, UserRow, VaultRow
-from keyvault.vault import Policy, UserInfo, Vault, check_unlock_delay, join_roles, split_roles
+from keyvault.vault import USER_NAME, Policy, UserInfo, Vault, check_unlock_delay, join_roles, split_roles
 
-USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
 REQUEST_READERS = ("investigator", "approver", "admin", "auditor")
 

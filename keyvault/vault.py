@@ -13,6 +13,7 @@ transaction. Closing the vault writes a signed tree head when anything was appen
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -60,6 +61,7 @@ Clock = Callable[[], datetime]
 REFUSALS = (PermissionDenied, KeyStateError, NotFound, ApprovalPending)
 AUTH_FAILED = "authentication failed: unknown user or wrong passphrase"
 MAX_UNLOCK_DELAY = timedelta(minutes=1)
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}")  # what `users add` accepts
 _USER_ROLES = select(UserRow.roles, UserRow.disabled).where(UserRow.name == bindparam("name"))
 DETACHED_DOMAIN = b"ifadit-detached/1\n"  # prefix of detached signatures: never a tree head's bytes
 
@@ -467,7 +469,8 @@ def open_vault(
             raise db.VaultNotFound(f"no vault at {db.display_url(url)}", hint="run `ifadit vault init`")
         if expected_vault_id is not None and vault_row.id != expected_vault_id:
             raise IntegrityError(f"{db.display_url(url)} holds vault {vault_row.id}, not {expected_vault_id}")
-        row = session.scalar(select(UserRow).where(UserRow.name == user))
+        valid_name = USER_NAME.fullmatch(user) is not None  # anything else cannot exist (nor be stored)
+        row = session.scalar(select(UserRow).where(UserRow.name == user)) if valid_name else None
         slot = session.scalar(select(KeyslotRow).where(KeyslotRow.user_id == row.id)) if row else None
         kek = _unwrap(vault_row.id, user, slot, passphrase, session)
         vault_id, public_key, sealed_signing = (
@@ -482,7 +485,7 @@ def open_vault(
             ledger.append(
                 session,
                 now=clock(),
-                actor=user,
+                actor=user if valid_name else None,
                 role=None,
                 action="vault.unlock",
                 outcome="failed",

@@ -62,6 +62,10 @@ def test_wrong_passphrase_and_unknown_user_give_one_error_and_are_audited(vault:
     failed = [e for e in _entries(vault.url) if e["action"] == "vault.unlock"]
     assert [(e["actor"], e["outcome"]) for e in failed] == [("ivan", "failed"), ("mallory", "failed")]
     assert all("not ivan" not in json.dumps(e) and "anything" not in json.dumps(e) for e in failed)
+    for odd in ("bad\nname", "\udc80", "x" * 5000, ""):
+        with pytest.raises(AuthenticationError):
+            open_vault(vault.url, odd, b"anything")
+    assert [e["actor"] for e in _entries(vault.url)[-4:]] == [None] * 4
 
 
 def test_failed_unlock_waits_the_policy_delay(vault: Vault, tmp_path) -> None:
