@@ -93,7 +93,7 @@ def audit_export(vault_args: VaultArgs, output: Path, public_key_out: Path | Non
       ifadit audit export -o lab.audit.jsonl --public-key-out lab.pub
     """
     with vault_args.open() as vault:
-        count = auditor.export(vault, output)
+        count = vault.export_audit(output)
         if public_key_out is not None:
             public_key_out.write_text(format_public_key(vault.public_key))
     click.echo(f"wrote {count} entries to {output}")

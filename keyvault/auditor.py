@@ -1,20 +1,16 @@
-"""What an auditor does against a live vault: read entries, export a bundle, prove inclusion and consistency.
+"""What an auditor does against a live vault: read entries, verify it, prove inclusion and consistency.
 
-Reads need the auditor or admin role (a refusal is audited); an export is itself an audited action and
-ends with a fresh signed tree head, so the bundle covers every entry it holds. Offline checks of the
-results live in ``keyvault.verify``, which needs no database.
+Reads need the auditor or admin role (a refusal is audited). Exporting a bundle is
+``Vault.export_audit``. Offline checks of the results live in ``keyvault.verify``, which needs no database.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
 from keyvault import ledger
-from keyvault.audit import AuditEntry, InclusionProof, TreeHead, write_bundle
+from keyvault.audit import AuditEntry, InclusionProof, TreeHead
 from keyvault.vault import Vault
 from keyvault.verify import VerifyReport, verify_bundle, verify_consistency_between, verify_inclusion_proof
 
@@ -33,22 +29,11 @@ def tree_heads(vault: Vault) -> list[TreeHead]:
         return ledger.tree_heads(act.session, vault.id)
 
 
-def export(vault: Vault, path: str | os.PathLike[str]) -> int:
-    """Write the whole log and its signed tree heads to a bundle (atomically); return the entry count."""
-    with vault.action("audit.export", role=AUDIT_ROLES, details={"file": Path(path).name}):
-        pass
-    vault.checkpoint()
-    with Session(vault.engine) as session, session.begin():
-        rows = ledger.entries_bytes(session)
-        heads = ledger.tree_heads(session, vault.id)
-    return write_bundle(path, vault.id, vault.public_key, rows, heads)
-
-
 def verify_live(vault: Vault, public_key: bytes | None = None) -> VerifyReport:
     """Export to a temporary bundle and verify it exactly as an offline auditor would."""
     with tempfile.TemporaryDirectory(prefix="ifadit-audit-") as folder:
         bundle = Path(folder) / "audit.jsonl"
-        export(vault, bundle)
+        vault.export_audit(bundle)
         return verify_bundle(bundle, public_key or vault.public_key, strict=True)
 
 

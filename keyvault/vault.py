@@ -13,6 +13,7 @@ transaction. Closing the vault writes a signed tree head when anything was appen
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import time
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +29,7 @@ from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from keyvault import db, ledger
+from keyvault.audit import write_bundle
 from keyvault.envelope import (
     KdfParams,
     derive_wrapping_key,
@@ -411,7 +414,7 @@ class Vault:
         """
         return sign(self._signing_key.reveal(), detached_bytes(purpose, data))
 
-    # ------------------------------------------------------------------ policy, checkpoints, close
+    # ------------------------------------------------------------------ policy, checkpoints, export, close
 
     def policy(self, session: Session | None = None) -> Policy:
         """The current restore policy (read inside ``session`` when given, e.g. an action's own)."""
@@ -428,6 +431,20 @@ class Vault:
             )
         self._appended = False
         return head
+
+    def export_audit(self, path: str | os.PathLike[str]) -> int:
+        """Write the whole audit log and its signed tree heads to a bundle (atomically); return the entry count.
+
+        Needs the auditor or admin role. The export is itself audited and followed by a fresh signed
+        tree head, so the bundle's newest head covers every entry in it.
+        """
+        with self.action("audit.export", role=("auditor", "admin"), details={"file": Path(path).name}):
+            pass
+        self.checkpoint()
+        with self.transaction() as session:
+            blobs = ledger.entries_bytes(session)
+            heads = ledger.tree_heads(session, self.id)
+        return write_bundle(path, self.id, self.public_key, blobs, heads)
 
     def close(self) -> None:
         """Write a signed tree head if this session appended anything, then release the database."""

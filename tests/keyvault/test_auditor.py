@@ -25,7 +25,7 @@ def _busy_vault(vault: Vault) -> list[str]:
 
 def _export(vault: Vault, path: Path) -> Path:
     with open_vault(vault.url, ADMIN, ADMIN_PASS) as again:
-        auditor.export(again, path)
+        again.export_audit(path)
     return path
 
 
@@ -44,7 +44,7 @@ def test_show_filters_by_case_and_needs_a_reading_role(vault: Vault) -> None:
 def test_export_and_verify_offline(vault: Vault, tmp_path: Path) -> None:
     _busy_vault(vault)
     with add_user(vault, "audrey", "auditor") as audrey:
-        count = auditor.export(audrey, tmp_path / "b.jsonl")
+        count = audrey.export_audit(tmp_path / "b.jsonl")
         report = auditor.verify_live(audrey)
     assert count == 12  # 10 + user.add + audit.export
     offline = verify_bundle(tmp_path / "b.jsonl", vault.public_key, strict=True)

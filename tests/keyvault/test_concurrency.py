@@ -6,7 +6,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
-from keyvault import auditor, keys
+from keyvault import keys
 from keyvault.vault import Vault
 from keyvault.verify import verify_bundle
 from tests.keyvault.support import ADMIN, ADMIN_PASS, issue_keys_worker, table_rows
@@ -36,7 +36,7 @@ def test_concurrent_appends_keep_one_chain(vault: Vault, tmp_path: Path) -> None
     assert actions.count(("key.resume", "refused")) == PROCESSES * 4
     assert len(keys.list_keys(vault)) == PROCESSES * 8
 
-    count = auditor.export(vault, tmp_path / "bundle.jsonl")
+    count = vault.export_audit(tmp_path / "bundle.jsonl")
     report = verify_bundle(tmp_path / "bundle.jsonl", vault.public_key, strict=True)
     assert report.entries == count == len(entries) + 1
     assert report.tree_heads >= PROCESSES + 1  # one per worker's close, one for the export

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from keyvault import access, auditor, keys
+from keyvault import access, keys
 from keyvault.errors import (
     AuthenticationError,
     IntegrityError,
@@ -131,7 +131,7 @@ def test_close_writes_a_signed_tree_head_covering_every_entry(vault: Vault, tmp_
     heads = table_rows(vault.url, "tree_heads")
     assert max(h["size"] for h in heads) == len(table_rows(vault.url, "audit_entries"))
     with open_vault(vault.url, ADMIN, ADMIN_PASS) as again:
-        auditor.export(again, tmp_path / "bundle.jsonl")
+        again.export_audit(tmp_path / "bundle.jsonl")
     report = verify_bundle(tmp_path / "bundle.jsonl", vault.public_key, strict=True)
     assert report.entries == report.signed_size == 3  # init, issue, audit.export
 
@@ -186,3 +186,26 @@ def test_material_moved_from_another_vault_does_not_open(vault: Vault, tmp_path)
         keys.unseal_for_use(add_user(vault, "olga", "operator"), mine, purpose="anonymize")
     with pytest.raises(IntegrityError, match="holds vault"):
         open_vault(vault.url, ADMIN, ADMIN_PASS, expected_vault_id="0" * 32)
+
+
+def test_action_is_lost_with_its_entry_when_the_append_fails(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the audit append fails after the key rows were flushed; nothing of the action remains."""
+    from keyvault import ledger
+
+    real_append, calls = ledger.append, []
+
+    def failing_once(*args, **kwargs):
+        calls.append(kwargs["action"])
+        if len(calls) == 1:
+            raise OSError("disk full")
+        return real_append(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "append", failing_once)
+    with pytest.raises(OSError, match="disk full"):
+        keys.issue(vault, "C-5", "test")
+    assert table_rows(vault.url, "keys") == [] and table_rows(vault.url, "key_versions") == []
+    last = _entries(vault.url)[-1]
+    assert (last["action"], last["outcome"], last["details"]["error"]) == ("key.issue", "failed", "OSError")
+    assert calls == ["key.issue", "key.issue"]
