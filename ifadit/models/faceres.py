@@ -49,11 +49,21 @@ def _same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
 
 
 class SameConv(nn.Conv2d):
-    """Conv2d with TF 'SAME' padding and a folded batch norm (bias), followed by ReLU6."""
+    """Conv2d with TF 'SAME' padding and a folded batch norm (bias), followed by ReLU6.
+
+    At stride 1 (odd kernels) SAME padding is symmetric, so the convolution pads by itself; at stride 2 the
+    asymmetric pad is explicit.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(
+            in_ch, out_ch, kernel, stride, padding=kernel // 2 if stride == 1 else 0, groups=groups
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _same_pad(x, self.kernel_size[0], self.stride[0])
-        return F.relu6(super().forward(x))
+        if self.stride[0] != 1:
+            x = _same_pad(x, self.kernel_size[0], self.stride[0])
+        return F.relu6(super().forward(x), inplace=True)
 
 
 class FaceRes(nn.Module):
