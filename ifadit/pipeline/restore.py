@@ -32,7 +32,7 @@ from ifadit.faces.detect import Detector, get_detector
 from ifadit.faces.track import box_iou
 from ifadit.media.image import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image, write_image
 from ifadit.media.manifest import FaceRecord, Manifest, pixels_digest, read_manifest, verify_manifest
-from ifadit.media.video import VideoWriter, probe_video, read_frames, read_timed_frames
+from ifadit.media.video import VideoCodec, VideoWriter, probe_video, read_frames, read_timed_frames
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE
 from ifadit.pipeline.inputs import ItemKind, kind_of
 from ifadit.pipeline.outputs import file_sha256, frames_digest
@@ -285,7 +285,7 @@ def restore_into(staged: Path, inspection: Inspection, key: UnsealedKey, options
         write_image(staged, restored)
     else:
         info = probe_video(inspection.source)
-        codec = "ffv1" if staged.suffix.lower() == ".mkv" else "h264"
+        codec: VideoCodec = "ffv1" if staged.suffix.lower() == ".mkv" else "h264"
         count = 0
         with VideoWriter(staged, fps=info.fps, codec=codec, time_base=info.time_base) as writer:
             for number, frame in enumerate(read_timed_frames(inspection.source)):

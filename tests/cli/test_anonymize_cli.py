@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +15,8 @@ import pytest
 
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest
+from ifadit.pipeline.staging import STAGING_PREFIX
+from tests.conftest import REPO_ROOT
 from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
 
 
@@ -78,3 +85,29 @@ def test_refusals_and_usage_errors(lab: Lab, tmp_path: Path, photo: Path) -> Non
     assert clash.exit_code == 1 and "would overwrite an input" in clash.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     assert [e.outcome for e in audit_entries(lab, "anonymize")] == ["refused"]
+
+
+def test_kill_9_mid_batch_leaves_no_output_and_a_sound_vault(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+    folder, out = tmp_path / "seized", tmp_path / "out"
+    folder.mkdir()
+    for index in range(6):
+        write_image(folder / f"img{index:02d}.png", np.roll(astronaut, 9 * index, axis=1))
+    env = {**os.environ, "IFADIT_VAULT": lab.url, "IFADIT_USER": "olga", "IFADIT_PASSPHRASE": "olga"}
+    command = [sys.executable, "-c", "from cli.main import cli; cli()", "anonymize", str(folder), "-o", str(out),
+               "--case", CASE]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(f"{STAGING_PREFIX}*/*/*.png")):  # the run is midway: some outputs staged
+            assert process.poll() is None and time.monotonic() < deadline, "the run ended before it was killed"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    published = [p for p in out.rglob("*") if not p.relative_to(out).parts[0].startswith(STAGING_PREFIX)]
+    assert published == []  # nothing under an output name; only the hidden staging folder may remain
+    assert audit_entries(lab, "anonymize") == []  # the run's transaction never committed
+    assert lab.cli("audit", "verify", user="audrey").exit_code == 0
+    rerun = lab.cli("anonymize", folder, "-o", out, "--case", CASE)
+    assert rerun.exit_code == 0, rerun.stderr
+    assert len(list(out.glob("img*.png"))) == 6 and len(audit_entries(lab, "anonymize")) == 1
