@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 from pathlib import Path
+from types import FrameType
 
 import click
 from tqdm import tqdm
@@ -11,6 +13,11 @@ from tqdm import tqdm
 from ifadit.training.loop import TrainOptions, read_options, train
 
 _DEFAULTS = TrainOptions(data="", out="")
+
+
+def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """`kill PID` stops training like Ctrl-C: the loop writes a checkpoint first."""
+    raise KeyboardInterrupt
 
 
 @click.group("train")
@@ -127,6 +134,13 @@ def train_group() -> None:
     show_default="torch default",
     help="CPU threads; 1 is fastest on a CPU shared with other jobs.",
 )
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Where the networks run; checkpoints are portable between devices.",
+)
 def train_generator(
     data: Path | None,
     out: Path,
@@ -144,6 +158,7 @@ def train_generator(
     sample_every: int,
     checkpoint_minutes: float,
     threads: int | None,
+    device: str,
 ) -> None:
     """Train the StyleGAN2 face generator; checkpoints, sample grids and metrics.jsonl go to --out.
 
@@ -192,8 +207,14 @@ def train_generator(
         align_bar.total = total
         align_bar.update(done - align_bar.n)
 
-    with bar, align_bar:
-        state = train(options, resume=resume, on_step=on_step, threads=threads, on_align=on_align)
+    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    try:
+        with bar, align_bar:
+            state = train(
+                options, resume=resume, on_step=on_step, threads=threads, on_align=on_align, device=device
+            )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     click.echo(
         f"{options.out}: step {state.step}, {state.nimg / 1000:.1f} kimg, {state.wall_seconds / 60:.1f} min"
     )

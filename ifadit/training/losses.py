@@ -27,9 +27,9 @@ def r1_penalty(real_img: torch.Tensor, real_logits: torch.Tensor) -> torch.Tenso
 class PathLengthRegularizer:
     """Path-length penalty of StyleGAN2: keep |J_w^T y| close to its running mean `pl_mean`."""
 
-    def __init__(self, decay: float = 0.01) -> None:
+    def __init__(self, device: str | torch.device = "cpu", decay: float = 0.01) -> None:
         self.decay = decay
-        self.pl_mean = torch.zeros([])
+        self.pl_mean = torch.zeros([], device=device)
 
     def penalty(self, img: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
         """Per-sample penalty [N]; `img` must have been computed from `ws` with a graph."""

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +54,34 @@ def test_train_then_resume(npz: Path, tmp_path: Path) -> None:
 def test_new_run_needs_data(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["train", "generator", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "--data is required" in result.output
+
+
+def test_sigterm_writes_a_checkpoint_before_exiting(npz: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "generator",
+        "--data",
+        str(npz),
+        "--out",
+        str(run),
+        "--checkpoint-minutes",
+        "1000",
+        *TINY,
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from cli.main import cli; cli()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (
+        not metrics.is_file() or len(metrics.read_text().splitlines()) < 3
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 1  # click reports the interruption as "Aborted!"
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    assert latest["step"] >= 3
