@@ -145,6 +145,12 @@ def tree_heads(session: Session, vault_id: str) -> list[TreeHead]:
     return [_head(row, vault_id) for row in session.scalars(select(TreeHeadRow).order_by(TreeHeadRow.id))]
 
 
+def signed_size(session: Session) -> int:
+    """How many entries the newest signed tree head covers (0 before the first checkpoint)."""
+    size = session.scalar(select(TreeHeadRow.size).order_by(TreeHeadRow.id.desc()).limit(1))
+    return size or 0
+
+
 def latest_head(session: Session, vault_id: str) -> TreeHead:
     """The newest signed tree head; ``NotFound`` before the first checkpoint."""
     row = session.scalars(select(TreeHeadRow).order_by(TreeHeadRow.id.desc()).limit(1)).first()
