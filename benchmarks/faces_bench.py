@@ -105,6 +105,55 @@ def speed(repeat: int) -> None:
         print(f"{name:<50} {ms:9.2f} {baseline:12.2f} {ms / baseline:8.2f}")
 
 
+def embed_speed(repeat: int) -> None:
+    """Identity embedding per face (issue 4, recognizers): dlib's C++ descriptor as the in-run baseline.
+
+    The photo's 150 px canonical crop, repeated to fill a batch: dlib C++ (batch call), the torch port at
+    batch 1 and 32 and forward + backward to the input at batch 32, faceres at batch 1 and 32 (skipped with
+    the reason when its weights are missing); then the default path per 1 MP image: hog + align 150 + embed.
+    """
+    import torch
+
+    from ifadit.errors import ModelError
+    from ifadit.faces.recognize import DlibRecognizer, FaceresRecognizer, TorchDlibRecognizer, crops_to_img
+
+    image = one_megapixel_photo()
+    hog = get_detector("hog")
+    crops = np.repeat(stage_align(image, hog.detect(image)[:1], 150)[0][None], 32, axis=0)
+    img = crops_to_img(crops)
+    dlib_rec, torch_rec = DlibRecognizer(), TorchDlibRecognizer()
+    dlib_rec.embed(crops[:1])
+    baseline = best_of(repeat, lambda: dlib_rec.embed(crops)) / 32
+
+    def backward() -> None:
+        x = img.clone().requires_grad_(True)
+        torch_rec.model(x).square().sum().backward()
+
+    models: list[tuple[str, torch.nn.Module]] = [("torch-dlib", torch_rec.model)]
+    try:
+        models.append(("faceres", FaceresRecognizer().model))
+    except ModelError as exc:
+        print(f"\nfaceres skipped: {exc}")
+    rows = []
+    with torch.no_grad():
+        for name, model in models:
+            model(img[:1])  # warm-up
+            rows.append((f"embed {name} batch 1", best_of(repeat, lambda m=model: m(img[:1])), baseline))
+            rows.append((f"embed {name} batch 32 (per face)", best_of(repeat, lambda m=model: m(img)) / 32, baseline))
+    rows.append(("embed torch-dlib fwd+bwd batch 32 (per face)", best_of(repeat, backward) / 32, baseline))
+
+    def path(recognizer: DlibRecognizer | TorchDlibRecognizer) -> None:
+        recognizer.embed(np.stack(stage_align(image, hog.detect(image), 150)))
+
+    rows.append(
+        ("path: hog + align 150 + embed torch-dlib (per image)", best_of(repeat, lambda: path(torch_rec)),
+         best_of(repeat, lambda: path(dlib_rec)))
+    )  # fmt: skip
+    print(f"\n{'embed stage (torch threads ' + str(torch.get_num_threads()) + ')':<52} {'ms':>9} {'dlib C++ ms':>12} {'ratio':>6}")
+    for name, ms, base in rows:
+        print(f"{name:<52} {ms:9.2f} {base:12.2f} {ms / base:6.2f}")
+
+
 def recall(max_pixels: int) -> None:
     sets = {
         "reid/deepface": sorted((SHARED / "data/reid/deepface").glob("*/*.jpg")),
@@ -132,6 +181,7 @@ def main() -> None:
     parser.add_argument("--no-recall", action="store_true", help="skip the recall measurement")
     args = parser.parse_args()
     speed(args.repeat)
+    embed_speed(args.repeat)
     if not args.no_recall:
         recall(args.recall_max_pixels)
 
