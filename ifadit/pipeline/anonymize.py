@@ -17,6 +17,11 @@ digests of all inputs and outputs and the counts. Outputs are published (renamed
 that entry has committed; a bad file is reported and skipped, any other exception aborts the run and
 leaves no output. Same input + same key + same options give identical output pixels; the manifests of
 two runs differ in their run-specific fields (`audit_seq`, and the random nonces of sealed payloads).
+
+Another engine (e.g. Ray Data) calls the same `anonymize_item` with the same `RunContext`: everything in it
+pickles (options, backend, detector, the unsealed key held in memory only) except `signer`, which an engine
+with workers replaces by a callable that asks the driver to sign (the vault's signing key never leaves the
+driver); it keeps the driver-side run (`vault.action`, `ledger.next_seq`, staging, publish) as here.
 """
 
 from __future__ import annotations
