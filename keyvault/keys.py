@@ -104,23 +104,41 @@ def _versions(session: Session, handle: str) -> list[KeyVersionRow]:
     return list(session.scalars(query))
 
 
-def _info(session: Session, row: KeyRow) -> KeyInfo:
-    versions = tuple(
-        VersionInfo(
-            version=v.version, state=v.state, created=v.created, revoked=v.revoked, destroyed=v.destroyed
+def _infos(session: Session, rows: list[KeyRow]) -> list[KeyInfo]:
+    """Public facts of ``rows`` with their versions, in one query (never the sealed material)."""
+    versions: dict[str, list[VersionInfo]] = {row.handle: [] for row in rows}
+    if rows:
+        query = (
+            select(
+                KeyVersionRow.key_handle,
+                KeyVersionRow.version,
+                KeyVersionRow.state,
+                KeyVersionRow.created,
+                KeyVersionRow.revoked,
+                KeyVersionRow.destroyed,
+            )
+            .where(KeyVersionRow.key_handle.in_(list(versions)))
+            .order_by(KeyVersionRow.key_handle, KeyVersionRow.version)
         )
-        for v in _versions(session, row.handle)
-    )
-    return KeyInfo(
-        handle=row.handle,
-        case_id=row.case_id,
-        purpose=row.purpose,
-        state=row.state,
-        created=row.created,
-        created_by=row.created_by,
-        expires=row.expires,
-        versions=versions,
-    )
+        for handle, version, state, created, revoked, destroyed in session.execute(query):
+            versions[handle].append(VersionInfo(version, state, created, revoked, destroyed))
+    return [
+        KeyInfo(
+            handle=row.handle,
+            case_id=row.case_id,
+            purpose=row.purpose,
+            state=row.state,
+            created=row.created,
+            created_by=row.created_by,
+            expires=row.expires,
+            versions=tuple(versions[row.handle]),
+        )
+        for row in rows
+    ]
+
+
+def _info(session: Session, row: KeyRow) -> KeyInfo:
+    return _infos(session, [row])[0]
 
 
 def _new_version(vault: Vault, session: Session, row: KeyRow, version: int) -> None:
@@ -232,7 +250,7 @@ def list_keys(vault: Vault, *, case: str | None = None, state: str | None = None
             query = query.where(KeyRow.case_id == case)
         if state is not None:
             query = query.where(KeyRow.state == state)
-        return [_info(act.session, row) for row in act.session.scalars(query)]
+        return _infos(act.session, list(act.session.scalars(query)))
 
 
 def show(vault: Vault, handle: str) -> KeyInfo:
