@@ -85,10 +85,11 @@ class _TorchRecognizer(_Thresholded):
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         check_crops(crops)
+        device = next(self.model.parameters()).device  # follows `model.to(...)`, e.g. a GPU in training
         out = []
         with torch.no_grad():
             for start in range(0, len(crops), self.batch_size):
-                out.append(self.model(crops_to_img(crops[start : start + self.batch_size])))
+                out.append(self.model(crops_to_img(crops[start : start + self.batch_size]).to(device)).cpu())
         return torch.cat(out).numpy().astype(np.float32)
 
 
