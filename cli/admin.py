@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 
@@ -13,10 +14,12 @@ from cli.options import (
     emit,
     json_option,
     new_passphrase,
+    passphrase_file_option,
     require_yes,
     short_time,
     usage_errors,
     vault_options,
+    vault_url_option,
 )
 from keyvault import access, db, keys
 from keyvault.audit import key_fingerprint
@@ -70,7 +73,8 @@ def vault_group() -> None:
 
 
 @vault_group.command("init")
-@vault_options
+@vault_url_option
+@passphrase_file_option
 @click.option(
     "--admin", "admin_name", default="admin", show_default=True, help="Name of the first admin user."
 )
@@ -105,7 +109,8 @@ def vault_group() -> None:
 )
 @json_option
 def vault_init(
-    vault_args: VaultArgs,
+    vault_url: str | None,
+    passphrase_file: Path | None,
     admin_name: str,
     kdf_memory_kib: int,
     kdf_iterations: int,
@@ -123,11 +128,11 @@ def vault_init(
     """
     with usage_errors():
         kdf = KdfParams.generate(memory_cost=kdf_memory_kib, iterations=kdf_iterations, lanes=kdf_lanes)
-    passphrase = VaultArgs(vault_args.url, admin_name, vault_args.passphrase_file).passphrase(confirm=True)
+    passphrase = VaultArgs(vault_url, admin_name, passphrase_file).passphrase(confirm=True)
     with (
         usage_errors(),
         Vault.init(
-            vault_args.url, admin_name, passphrase, kdf=kdf, unlock_delay=timedelta(seconds=unlock_delay)
+            vault_url, admin_name, passphrase, kdf=kdf, unlock_delay=timedelta(seconds=unlock_delay)
         ) as vault,
     ):
         result = {
@@ -207,15 +212,7 @@ def vault_policy(
 
 
 @vault_group.command("upgrade")
-@click.option(
-    "--vault",
-    "vault_url",
-    envvar="IFADIT_VAULT",
-    default=None,
-    metavar="URL",
-    show_default="IFADIT_VAULT, else vault.sqlite3 in the user data dir",
-    help="Vault database URL or file path.",
-)
+@vault_url_option
 def vault_upgrade(vault_url: str | None) -> None:
     """Upgrade the vault's database schema to this version of ifadit (back it up first).
 

@@ -76,18 +76,28 @@ def new_passphrase(user: str) -> bytes:
     ).encode()
 
 
+vault_url_option = click.option(
+    "--vault",
+    "vault_url",
+    envvar="IFADIT_VAULT",
+    default=None,
+    metavar="URL",
+    show_default="IFADIT_VAULT, else vault.sqlite3 in the user data dir",
+    help="Vault database: a SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...) or a file path.",
+)
+passphrase_file_option = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default=f"{PASSPHRASE_ENV}, else a hidden prompt",
+    help="File whose first line is the passphrase.",
+)
+
+
 def vault_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add --vault, --user and --passphrase-file; the command receives them as ``vault_args``."""
 
-    @click.option(
-        "--vault",
-        "vault_url",
-        envvar="IFADIT_VAULT",
-        default=None,
-        metavar="URL",
-        show_default="IFADIT_VAULT, else vault.sqlite3 in the user data dir",
-        help="Vault database: a SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...) or a file path.",
-    )
+    @vault_url_option
     @click.option(
         "--user",
         envvar="IFADIT_USER",
@@ -95,13 +105,7 @@ def vault_options(command: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Acting user (env IFADIT_USER).",
     )
-    @click.option(
-        "--passphrase-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        show_default=f"{PASSPHRASE_ENV}, else a hidden prompt",
-        help="File whose first line is the acting user's passphrase.",
-    )
+    @passphrase_file_option
     @functools.wraps(command)
     def wrapper(
         *args: Any, vault_url: str | None, user: str, passphrase_file: Path | None, **kwargs: Any
