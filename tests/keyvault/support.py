@@ -137,3 +137,13 @@ def issue_keys_worker(url: str, user: str, passphrase: bytes, count: int, barrie
                     continue
                 raise AssertionError("resuming an active key must be refused")
             handle = keys.issue(vault, f"C-{user}", f"purpose {index}").handle
+
+
+def append_forever_worker(url: str, user: str, passphrase: bytes, ready: Any) -> None:
+    """Process body for the crash test: append audited key issues until killed."""
+    from keyvault import keys
+
+    vault = open_vault(url, user, passphrase)
+    ready.set()
+    while True:
+        keys.issue(vault, "C-crash", "until killed")
