@@ -12,7 +12,10 @@ import pytest
 
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import embedding_for, read_manifest
+from ifadit.media.video import probe_video, read_frames
+from tests.media.test_video import _with_audio
 from tests.pipeline.support import CASE, Lab, audit_entries, keyed_backend, make_lab  # noqa: F401
+from tests.video_scenes import Sprite, deepface_patch, linear_path, render
 
 RESTORE = ("--case", CASE, "--reason", "court order 7")
 
@@ -157,3 +160,28 @@ def test_audit_chain_verifies_after_a_full_story(lab: Lab, anonymized: Path, tmp
     assert verified.exit_code == 0, verified.stderr
     actions = [json.loads(line).get("action") for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert {"anonymize", "restore.request", "restore.approve", "restore"} <= set(actions)
+
+
+def test_video_with_audio_round_trip_through_the_cli(lab: Lab, tmp_path: Path, shared_dir: Path) -> None:
+    lab.require_approval(False)
+    sprites = [Sprite(deepface_patch(shared_dir, "person01/img28.jpg"), linear_path((20, 30), (150, 80), 8))]
+    clip = _with_audio(tmp_path / "clip.mp4", render(sprites, 8))
+    original = list(read_frames(clip))
+    done = lab.cli("anonymize", clip, "-o", tmp_path / "out", "--case", CASE, "--lossless", "--seal-original",
+                   "--keep-audio", "--json")
+    assert done.exit_code == 0, done.stderr
+    anonymized = tmp_path / "out" / "clip.mkv"
+    assert json.loads(done.stdout)["faces"] == 8 and (tmp_path / "out" / "clip.mkv.ifadit.json").is_file()
+    assert probe_video(anonymized).has_audio
+    restored = lab.cli("restore", anonymized, "-o", tmp_path / "restored.mkv", *RESTORE, "--exact", user="ivan")
+    assert restored.exit_code == 0, restored.stderr
+    frames = list(read_frames(tmp_path / "restored.mkv"))
+    assert len(frames) == 8 and all(np.array_equal(a, b) for a, b in zip(frames, original, strict=True))
+
+    # Lossy H.264 output: its manifest digests the decoded frames, so the manifest checks pass and the
+    # restore stops only because blur cannot be undone.
+    assert lab.cli("anonymize", clip, "-o", tmp_path / "lossy", "--case", CASE).exit_code == 0
+    refused = lab.cli("restore", tmp_path / "lossy" / "clip.mp4", "-o", tmp_path / "r.mp4", *RESTORE, user="ivan")
+    assert refused.exit_code == 1 and "nothing can be restored" in refused.stderr
+    unsealable = lab.cli("anonymize", clip, "-o", tmp_path / "x", "--case", CASE, "--seal-original")
+    assert unsealable.exit_code == 1 and "--seal-original on a video needs --lossless" in unsealable.stderr
