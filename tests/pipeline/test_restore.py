@@ -53,7 +53,9 @@ def test_exact_restore_gives_back_the_whole_original(
     lab: Lab, tmp_path: Path, astronaut: np.ndarray, backend: str
 ) -> None:
     write_image(tmp_path / "in.png", astronaut)
-    _anonymize(lab, tmp_path / "in.png", tmp_path / "out.png", seal_original=True, backend=backend, mask_scale=1.3)
+    _anonymize(
+        lab, tmp_path / "in.png", tmp_path / "out.png", seal_original=True, backend=backend, mask_scale=1.3
+    )
     assert not np.array_equal(read_image(tmp_path / "out.png"), astronaut)
     report = _restore(lab, tmp_path / "out.png", tmp_path / "restored.png", exact=True)
     assert np.array_equal(read_image(tmp_path / "restored.png"), astronaut)
@@ -65,7 +67,9 @@ def test_exact_restore_gives_back_the_whole_original(
     assert entry.digests["output"] == report.output_sha256 and entry.reason == "warrant 2026/114"
 
 
-def test_jpeg_output_restores_the_face_regions_exactly(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+def test_jpeg_output_restores_the_face_regions_exactly(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray
+) -> None:
     write_image(tmp_path / "in.png", astronaut)
     _anonymize(lab, tmp_path / "in.png", tmp_path / "out.jpg", seal_original=True)
     manifest = read_manifest(tmp_path / "out.jpg")
@@ -83,7 +87,9 @@ def test_non_reversible_backend_without_sealed_originals_restores_nothing(
 ) -> None:
     write_image(tmp_path / "in.png", astronaut)
     _anonymize(lab, tmp_path / "in.png", tmp_path / "out.png", backend="mask")
-    with pytest.raises(BackendUnavailable, match="nothing can be restored .*'mask' is not reversible .*no sealed"):
+    with pytest.raises(
+        BackendUnavailable, match="nothing can be restored .*'mask' is not reversible .*no sealed"
+    ):
         _restore(lab, tmp_path / "out.png", tmp_path / "r.png")
     with pytest.raises(BackendUnavailable, match="carries no sealed originals"):
         _restore(lab, tmp_path / "out.png", tmp_path / "r.png", exact=True)
@@ -92,7 +98,10 @@ def test_non_reversible_backend_without_sealed_originals_restores_nothing(
 
 
 def test_reversible_backend_round_trip_uses_the_key(
-    lab: Lab, tmp_path: Path, astronaut: np.ndarray, keyed_backend: str  # noqa: F811
+    lab: Lab,
+    tmp_path: Path,
+    astronaut: np.ndarray,
+    keyed_backend: str,  # noqa: F811
 ) -> None:
     write_image(tmp_path / "in.png", astronaut)
     _anonymize(lab, tmp_path / "in.png", tmp_path / "out.png", backend=keyed_backend)
@@ -159,7 +168,9 @@ def test_edited_pixels_and_foreign_vault_are_refused(
         _restore(other, anonymized, tmp_path / "r.png", exact=True)
 
 
-def test_swapped_sealed_payloads_fail_even_when_re_signed(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+def test_swapped_sealed_payloads_fail_even_when_re_signed(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray
+) -> None:
     write_image(tmp_path / "a.png", astronaut)
     write_image(tmp_path / "b.png", astronaut[:, ::-1].copy())
     _anonymize(lab, tmp_path / "a.png", tmp_path / "out_a.png", seal_original=True)
@@ -196,11 +207,16 @@ def test_wrong_case_and_wrong_role_are_refused(lab: Lab, anonymized: Path, tmp_p
         _restore(lab, anonymized, tmp_path / "r.png", exact=True, case="C-99")
     with pytest.raises(PermissionDenied, match="lacks the role investigator"):
         _restore(lab, anonymized, tmp_path / "r.png", user="olga", exact=True)
-    assert [(e.actor, e.outcome) for e in audit_entries(lab, "restore")] == [("ivan", "refused"), ("olga", "refused")]
+    assert [(e.actor, e.outcome) for e in audit_entries(lab, "restore")] == [
+        ("ivan", "refused"),
+        ("olga", "refused"),
+    ]
     assert not (tmp_path / "r.png").exists()
 
 
-def test_approval_is_required_single_use_and_not_self_given(lab: Lab, anonymized: Path, tmp_path: Path) -> None:
+def test_approval_is_required_single_use_and_not_self_given(
+    lab: Lab, anonymized: Path, tmp_path: Path
+) -> None:
     lab.require_approval(True)
     with pytest.raises(ApprovalPending, match=r"request (rq_\w+) awaits approval") as pending:
         _restore(lab, anonymized, tmp_path / "r.png", exact=True)
@@ -251,3 +267,17 @@ def test_video_exact_round_trip_is_bit_exact(lab: Lab, tmp_path: Path, shared_di
     restored = list(read_frames(tmp_path / "restored.mkv"))
     assert len(restored) == 6 and all(np.array_equal(a, b) for a, b in zip(restored, original, strict=True))
     assert report.faces_restored == len(manifest.faces) == 12
+
+
+def test_rotation_anonymizes_with_the_new_version_and_restores_the_old(
+    lab: Lab, anonymized: Path, tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    with lab.open("admin") as vault:
+        keys.rotate(vault, lab.key)
+    _anonymize(lab, tmp_path / "in.png", tmp_path / "new.png", seal_original=True)
+    assert read_manifest(tmp_path / "new.png").key_version == 2  # type: ignore[union-attr]
+    old = _restore(lab, anonymized, tmp_path / "old_restored.png", exact=True)
+    new = _restore(lab, tmp_path / "new.png", tmp_path / "new_restored.png", exact=True)
+    assert (old.key_version, new.key_version) == (1, 2)
+    assert np.array_equal(read_image(tmp_path / "old_restored.png"), astronaut)
+    assert np.array_equal(read_image(tmp_path / "new_restored.png"), astronaut)
