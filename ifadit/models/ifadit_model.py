@@ -1,0 +1,182 @@
+"""`IfaditModel`: recognizer (frozen) + E_attr + mapper + generator (frozen) + keyed flow + re-read correction.
+
+    anonymize: img --recognizer--> z_id --F(.; c)--> z_id' --M(z_id', E_attr(img))--> W+ --G--> img'
+    restore:   img' --recognizer--> z_id' --correction--> --F^-1(.; c)--> z_id --M(z_id, E_attr(img'))--> W+ --G-->
+
+Identity codes are the recognizer's 128-D descriptors standardised with per-dimension `id_mean` / `id_std`
+buffers estimated on training crops (saved with the model). Rendering uses `noise_mode='const'`, so every
+method is deterministic. Images are `img` [N,3,R,R] in [-1, 1]; conditions `c` are [cond_dim] or
+[N, cond_dim] (`ifadit.models.flow.condition_from_key`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ifadit.models.encoders import (
+    AttributeEncoder,
+    EncoderConfig,
+    Mapper,
+    MapperConfig,
+    ReadCorrection,
+    config_from_dict,
+)
+from ifadit.models.flow import FlowConfig, KeyedFlow
+from ifadit.models.stylegan2.networks import Generator, GeneratorConfig
+
+TORCH_DLIB = "torch-dlib"  # the production recognizer (ifadit.models.dlib_resnet), weights not stored
+
+
+@dataclass(frozen=True)
+class IfaditConfig:
+    """Architecture of an `IfaditModel`; saved as config.json beside the weights."""
+
+    generator: GeneratorConfig
+    encoder: EncoderConfig
+    mapper: MapperConfig
+    flow: FlowConfig
+    correction_hidden: int = 256  # hidden width of the re-read correction
+    recognizer: str = TORCH_DLIB  # frozen identity recognizer; only TORCH_DLIB loads without being passed in
+
+    def __post_init__(self) -> None:
+        res, id_dim = self.generator.img_resolution, self.flow.dim
+        if self.encoder.resolution != res:
+            raise ValueError(f"encoder resolution {self.encoder.resolution} != generator resolution {res}")
+        if (self.mapper.id_dim, self.mapper.attr_dim) != (id_dim, self.encoder.attr_dim):
+            raise ValueError("mapper id_dim / attr_dim must match the flow dim and the encoder attr_dim")
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.img_resolution
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IfaditConfig:
+        """Inverse of `to_dict`; unknown keys are a `ValueError`."""
+        data = dict(data)
+        parts = {
+            "generator": GeneratorConfig,
+            "encoder": EncoderConfig,
+            "mapper": MapperConfig,
+            "flow": FlowConfig,
+        }
+        for key, part in parts.items():
+            data[key] = config_from_dict(part, data[key])
+        return config_from_dict(cls, data)
+
+    @classmethod
+    def for_generator(
+        cls,
+        generator: GeneratorConfig,
+        num_ws: int,
+        id_dim: int = 128,
+        attr_dim: int = 128,
+        enc_channels: int = 32,
+        mapper_hidden: int = 512,
+        mapper_layers: int = 3,
+        flow: FlowConfig | None = None,
+        correction_hidden: int = 256,
+        recognizer: str = TORCH_DLIB,
+    ) -> IfaditConfig:
+        """A consistent config around an existing generator."""
+        flow = flow if flow is not None else FlowConfig(dim=id_dim)
+        return cls(
+            generator=generator,
+            encoder=EncoderConfig(generator.img_resolution, attr_dim, enc_channels, max(enc_channels, 256)),
+            mapper=MapperConfig(num_ws, generator.w_dim, id_dim, attr_dim, mapper_hidden, mapper_layers),
+            flow=flow,
+            correction_hidden=correction_hidden,
+            recognizer=recognizer,
+        )
+
+
+class IfaditModel(nn.Module):
+    """The reversible anonymizer on canonical crops; `recognizer` maps img [N,3,S,S] -> [N, flow.dim]."""
+
+    id_mean: torch.Tensor  # [id_dim] mean of the recognizer's descriptors on training crops
+    id_std: torch.Tensor  # [id_dim] their standard deviation
+
+    def __init__(self, config: IfaditConfig, generator: Generator, recognizer: nn.Module) -> None:
+        super().__init__()
+        if generator.config != config.generator:
+            raise ValueError("the generator's config differs from IfaditConfig.generator")
+        self.config = config
+        self.recognizer = recognizer.eval().requires_grad_(False)
+        self.generator = generator.eval().requires_grad_(False)
+        self.encoder = AttributeEncoder(config.encoder)
+        self.mapper = Mapper(config.mapper)
+        self.flow = KeyedFlow(config.flow)
+        self.correction = ReadCorrection(config.flow.dim, config.correction_hidden)
+        self.register_buffer("id_mean", torch.zeros(config.flow.dim))
+        self.register_buffer("id_std", torch.ones(config.flow.dim))
+
+    def train(self, mode: bool = True) -> IfaditModel:
+        """Train mode for the learning parts only: the recognizer and generator stay frozen in eval mode."""
+        super().train(mode)
+        self.recognizer.eval()
+        self.generator.eval()
+        return self
+
+    def set_identity_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the descriptor statistics that standardise identity codes (std floored at 1e-4)."""
+        with torch.no_grad():
+            self.id_mean.copy_(mean)
+            self.id_std.copy_(std.clamp_min(1e-4))
+
+    def descriptor(self, img: torch.Tensor) -> torch.Tensor:
+        """The recognizer's raw descriptors [N, id_dim] (dlib: same person when L2 < 0.6)."""
+        return self.recognizer(img)
+
+    def standardise(self, descriptor: torch.Tensor) -> torch.Tensor:
+        return (descriptor - self.id_mean) / self.id_std
+
+    def destandardise(self, z_id: torch.Tensor) -> torch.Tensor:
+        """Identity codes back to the recognizer's descriptor space."""
+        return z_id * self.id_std + self.id_mean
+
+    def encode(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_id [N, id_dim], z_attr [N, attr_dim]) of canonical crops `img`."""
+        return self.standardise(self.descriptor(img)), self.encoder(img)
+
+    def mapped(self, z_id: torch.Tensor, z_attr: torch.Tensor) -> torch.Tensor:
+        """W+ [N, num_ws, w_dim] for the frozen generator."""
+        return self.mapper(z_id, z_attr, self.generator.mapping.w_avg)
+
+    def render(self, z_id: torch.Tensor, z_attr: torch.Tensor) -> torch.Tensor:
+        """Generated crops [N,3,R,R] (unclamped) for identity and attribute codes."""
+        return self.generator.synthesis(self.mapped(z_id, z_attr), noise_mode="const")
+
+    def surrogate(self, z_id: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """F(z_id ; c)."""
+        return self.flow(z_id, c)
+
+    def reread(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(corrected surrogate code, z_attr) read back from anonymized crops."""
+        z_read, z_attr = self.encode(img)
+        return self.correction(z_read), z_attr
+
+    def anonymize(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Anonymized crops under condition `c`: same attributes, surrogate identity."""
+        z_id, z_attr = self.encode(img)
+        return self.render(self.surrogate(z_id, c), z_attr)
+
+    def restore(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Restored crops from anonymized crops; a wrong `c` renders a plausible wrong identity."""
+        z_surrogate, z_attr = self.reread(img)
+        return self.render(self.flow.inverse(z_surrogate, c), z_attr)
+
+    def learning_modules(self) -> dict[str, nn.Module]:
+        """The parts that training changes, by name."""
+        return {
+            "encoder": self.encoder,
+            "mapper": self.mapper,
+            "flow": self.flow,
+            "correction": self.correction,
+        }

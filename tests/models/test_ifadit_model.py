@@ -1,0 +1,131 @@
+"""IfaditModel: shapes, determinism, exact flow inversion inside the model, key sensitivity, save/load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ifadit.errors import ModelError
+from ifadit.models.flow import condition_from_key
+from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
+from ifadit.models.ifadit_model import IfaditConfig
+from tests.ifadit_support import ID_DIM, RES, TinyRecognizer, astronaut_crops, tiny_model, to_img
+
+
+@pytest.fixture(scope="module")
+def faces(astronaut: np.ndarray) -> torch.Tensor:
+    return to_img(astronaut_crops(astronaut, 4))
+
+
+def _c(byte: int, dim: int = 8) -> torch.Tensor:
+    return condition_from_key(bytes([byte]) * 32, "tiny-model", dim)
+
+
+def test_shapes_of_every_stage(faces: torch.Tensor) -> None:
+    model = tiny_model()
+    z_id, z_attr = model.encode(faces)
+    assert z_id.shape == (4, ID_DIM) and z_attr.shape == (4, 8)
+    assert model.mapped(z_id, z_attr).shape == (4, model.generator.num_ws, 16)
+    for img in (model.render(z_id, z_attr), model.anonymize(faces, _c(1)), model.restore(faces, _c(1))):
+        assert img.shape == (4, 3, RES, RES) and torch.isfinite(img).all()
+
+
+def test_fresh_mapper_renders_the_average_face_for_every_input(faces: torch.Tensor) -> None:
+    model = tiny_model(trained_like=False)
+    out = model.anonymize(faces, _c(1))
+    assert torch.equal(out[0], out[1]) and torch.equal(out[0], out[3])
+
+
+def test_same_face_and_key_give_identical_bytes_and_keys_differ(faces: torch.Tensor) -> None:
+    model = tiny_model()
+    with torch.no_grad():
+        a, b = model.anonymize(faces, _c(1)), model.anonymize(faces, _c(1))
+        other = model.anonymize(faces, _c(2))
+    assert a.numpy().tobytes() == b.numpy().tobytes()
+    assert (a - other).abs().mean() > 1e-3
+
+
+def test_flow_inverts_surrogate_codes_exactly_and_a_wrong_key_does_not(faces: torch.Tensor) -> None:
+    model = tiny_model()
+    with torch.no_grad():
+        desc = model.descriptor(faces)
+        model.set_identity_stats(desc.mean(0), desc.std(0))
+        z_id, _ = model.encode(faces)
+        c = torch.stack([_c(i) for i in range(4)])
+        z_sur = model.surrogate(z_id, c)
+        assert (model.flow.inverse(z_sur, c) - z_id).abs().max() <= 1e-5
+        wrong = model.flow.inverse(z_sur, torch.stack([_c(i + 10) for i in range(4)]))
+    assert (z_sur - z_id).norm(dim=1).min() > 0.5
+    assert (wrong - z_id).norm(dim=1).min() > 1e-2  # > 1000x the round-trip error (an untrained flow)
+
+
+def test_restore_with_wrong_key_is_a_different_face_not_an_error(faces: torch.Tensor) -> None:
+    model = tiny_model()
+    with torch.no_grad():
+        anon = model.anonymize(faces, _c(1))
+        right, wrong = model.restore(anon, _c(1)), model.restore(anon, _c(2))
+    assert torch.isfinite(wrong).all() and (right - wrong).abs().mean() > 1e-3
+
+
+def test_identity_codes_are_standardised_with_the_stored_statistics(faces: torch.Tensor) -> None:
+    model = tiny_model()
+    with torch.no_grad():
+        desc = model.descriptor(faces)
+        model.set_identity_stats(desc.mean(0), desc.std(0))
+        z_id, _ = model.encode(faces)
+    assert torch.allclose(z_id.mean(0), torch.zeros(ID_DIM), atol=1e-5)
+    assert torch.allclose(z_id.std(0), torch.ones(ID_DIM), atol=1e-4)
+    assert torch.allclose(model.destandardise(z_id), desc, atol=1e-5)
+
+
+def test_train_mode_keeps_generator_and_recognizer_frozen() -> None:
+    model = tiny_model().train()
+    assert not model.generator.training and not model.recognizer.training
+    assert not any(p.requires_grad for p in model.generator.parameters())
+    assert model.encoder.training
+
+
+def test_config_round_trips_through_json() -> None:
+    config = tiny_model().config
+    assert IfaditConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_save_load_gives_identical_outputs_and_a_sha256_model_id(tmp_path: Path, faces: torch.Tensor) -> None:
+    model = tiny_model()
+    mid = save_ifadit(model, tmp_path / "m", name="tiny")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert mid == f"tiny-{config['sha256'][:12]}" and config["recognizer_sha256"] is None
+    assert not any(k.startswith("recognizer.") for k in load_file(str(tmp_path / "m" / "model.safetensors")))
+    loaded, loaded_id, digest = load_ifadit(tmp_path / "m", recognizer=TinyRecognizer())
+    assert loaded_id == mid and digest == config["sha256"]
+    with torch.no_grad():
+        assert torch.equal(loaded.anonymize(faces, _c(3)), model.anonymize(faces, _c(3)))
+    with pytest.raises(ModelError, match="does not match the expected"):
+        load_ifadit(tmp_path / "m", recognizer=TinyRecognizer(), expected_sha256="0" * 64)
+
+
+def test_load_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"config\.json: missing"):
+        load_ifadit(tmp_path)
+    save_ifadit(tiny_model(), tmp_path / "m")
+    with pytest.raises(ModelError, match="tiny-standin.*pass the recognizer"):
+        load_ifadit(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match=r"model\.safetensors: missing"):
+        load_ifadit(tmp_path / "m", recognizer=TinyRecognizer())
+
+
+def test_production_path_loads_the_torch_dlib_recognizer(tmp_path: Path, faces: torch.Tensor) -> None:
+    """A model saved with recognizer 'torch-dlib' loads dlib's ResNet by itself and records its .dat sha256."""
+    from ifadit.models.dlib_resnet import load_dlib_resnet
+
+    model = tiny_model(recognizer=load_dlib_resnet())
+    save_ifadit(model, tmp_path / "m")
+    loaded, _, _ = load_ifadit(tmp_path / "m")
+    assert type(loaded.recognizer).__name__ == "DlibResNet"
+    assert len(json.loads((tmp_path / "m" / "config.json").read_text())["recognizer_sha256"]) == 64
