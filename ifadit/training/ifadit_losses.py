@@ -1,0 +1,111 @@
+"""Loss terms of the two iFADIT training phases, one function each (all return a scalar, batch-averaged).
+
+Phase 1 (disentangling reconstruction; E_attr and M learn, G and the recognizer are frozen):
+`pixel_loss`, `perceptual_loss`, `identity_loss`, `coarse_loss`, `attribute_cycle_loss`, `offset_loss`.
+Phase 2 (key-aware flow training; F and the re-read correction learn):
+`anonymity_loss`, `diversity_loss`, `naturalness_loss`, `recoverability_loss`, `wrong_key_loss`,
+`consistency_loss`.
+Descriptors are the recognizer's raw outputs (dlib: same person when L2 < 0.6); codes are standardised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def pixel_loss(img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute pixel error (L1) between two image batches in [-1, 1]."""
+    return (img - target).abs().mean()
+
+
+def perceptual_loss(features: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """LPIPS-style distance on feature maps of a frozen network (here the recognizer's residual blocks).
+
+    Each feature vector is normalised to unit length over channels, then squared differences are summed
+    over channels and averaged over positions, images and layers.
+    """
+    if len(features) != len(targets) or not features:
+        raise ValueError("perceptual_loss needs the same non-zero number of feature maps on both sides")
+    terms = [
+        (F.normalize(a, dim=1, eps=1e-6) - F.normalize(b, dim=1, eps=1e-6)).square().sum(dim=1).mean()
+        for a, b in zip(features, targets, strict=True)
+    ]
+    return torch.stack(terms).mean()
+
+
+def identity_loss(descriptor: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity of descriptors [N, D]: 0 when they point the same way."""
+    return (1.0 - F.cosine_similarity(descriptor, target, dim=1)).mean()
+
+
+def coarse_loss(img: torch.Tensor, target: torch.Tensor, size: int = 8) -> torch.Tensor:
+    """L1 between `size`x`size` area-downsampled images: pose, light and background of a swap, not identity."""
+    return pixel_loss(F.adaptive_avg_pool2d(img, size), F.adaptive_avg_pool2d(target, size))
+
+
+def attribute_cycle_loss(z_attr_rendered: torch.Tensor, z_attr_source: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of E_attr(render) against the (detached) attribute code it was rendered from."""
+    return F.mse_loss(z_attr_rendered, z_attr_source.detach())
+
+
+def offset_loss(offsets: torch.Tensor) -> torch.Tensor:
+    """Mean squared W+ offset from w_avg: keeps the mapper where the generator renders faces."""
+    return offsets.square().mean()
+
+
+def _separation_hinge(a: torch.Tensor, b: torch.Tensor, threshold: float, margin: float) -> torch.Tensor:
+    """mean(relu(threshold + margin - ||a - b||_2)) over rows."""
+    return F.relu(threshold + margin - (a - b).norm(dim=1)).mean()
+
+
+def anonymity_loss(
+    anonymized: torch.Tensor, original: torch.Tensor, threshold: float, margin: float
+) -> torch.Tensor:
+    """Hinge on the descriptor distance original -> anonymized: 0 once it is ≥ threshold + margin."""
+    return _separation_hinge(anonymized, original, threshold, margin)
+
+
+def diversity_loss(
+    surrogate_a: torch.Tensor, surrogate_b: torch.Tensor, threshold: float, margin: float
+) -> torch.Tensor:
+    """Hinge on the descriptor distance between one face's surrogates under two keys (as `anonymity_loss`)."""
+    return _separation_hinge(surrogate_a, surrogate_b, threshold, margin)
+
+
+def wrong_key_loss(
+    restored_wrong: torch.Tensor, original: torch.Tensor, threshold: float, margin: float
+) -> torch.Tensor:
+    """Hinge on the descriptor distance original -> restored with a wrong key (random or one bit off)."""
+    return _separation_hinge(restored_wrong, original, threshold, margin)
+
+
+def naturalness_loss(
+    surrogate: torch.Tensor, real: torch.Tensor, bandwidths: Sequence[float] = (0.5, 1.0, 2.0, 4.0)
+) -> torch.Tensor:
+    """Biased squared MMD between surrogate and real standardised codes (Gaussian kernels, several widths).
+
+    Bandwidths are relative to sqrt(dim), the typical distance between standardised codes; 0 when both sets
+    are the same, larger as the surrogates drift off the distribution of real identity codes.
+    """
+    scale = 2.0 * surrogate.shape[1]
+
+    def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        d2 = torch.cdist(a, b).square()
+        return sum(torch.exp(-d2 / (scale * w * w)) for w in bandwidths) / len(bandwidths)  # type: ignore[return-value]
+
+    return (
+        kernel(surrogate, surrogate).mean() + kernel(real, real).mean() - 2 * kernel(surrogate, real).mean()
+    )
+
+
+def recoverability_loss(restored_code: torch.Tensor, original_code: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between F^-1(correction(re-read surrogate)) and the original identity code."""
+    return F.mse_loss(restored_code, original_code)
+
+
+def consistency_loss(surrogate_a: torch.Tensor, surrogate_b: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between the surrogate codes of two views of one face under one key."""
+    return F.mse_loss(surrogate_a, surrogate_b)

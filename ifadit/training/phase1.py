@@ -1,0 +1,215 @@
+"""Phase 1, disentangling reconstruction: train E_attr and the mapper; generator and recognizer stay frozen.
+
+Each step takes a batch x and pairs every face with the next one (y = x rolled by one) and renders
+  reconstruction = G(M(z_id(x), E_attr(x)))   pixel L1 + perceptual (recognizer features) + identity cosine
+  swap           = G(M(z_id(y), E_attr(x)))   identity cosine to y + coarse layout of x + E_attr(swap) ≈ E_attr(x)
+plus a small penalty on the W+ offsets from w_avg. Identity statistics (descriptor mean/std) are estimated on
+`stats_samples` training crops at the start of a run and saved with the model. Sample grid columns:
+original | reconstruction | swap (identity of the next row) | next row's original.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ifadit.models.checkpoint import load_generator
+from ifadit.models.dlib_resnet import load_dlib_resnet
+from ifadit.models.flow import FlowConfig
+from ifadit.models.ifadit_model import TORCH_DLIB, IfaditConfig, IfaditModel
+from ifadit.training import ifadit_losses as L
+from ifadit.training.data import load_crops, to_model_range
+from ifadit.training.runner import (
+    PhaseState,
+    grid_image,
+    load_state,
+    prepare_run,
+    read_options_json,
+    run_loop,
+)
+from ifadit.training.taps import FeatureTap
+
+DLIB_FEATURE_LAYERS = ("blocks.2", "blocks.6", "blocks.9")  # dlib ResNet: 32 ch @ 35 px, 64 @ 18, 128 @ 9
+
+
+@dataclass(frozen=True)
+class Phase1Options:
+    """Everything that defines a phase-1 run (saved as options.json)."""
+
+    generator: str  # generator checkpoint folder (ifadit.models.checkpoint), frozen
+    data: str  # .npz crop cache at the generator's resolution
+    out: str  # run folder
+    batch: int = 8  # faces per step (each also swapped with its neighbour)
+    steps: int | None = None  # stop after this many steps in total, None = until interrupted
+    seed: int = 0  # seeds weights, batches and the sample grid
+    name: str = "ifadit"  # model id prefix
+    recognizer: str = TORCH_DLIB  # identity recognizer; tests inject a stand-in under another name
+    id_dim: int = 128  # identity code size (the recognizer's descriptor size)
+    attr_dim: int = 128  # attribute code size
+    enc_channels: int = 32  # first conv width of E_attr
+    mapper_hidden: int = 512  # hidden width of the mapper
+    mapper_layers: int = 3  # linear layers of the mapper
+    cond_dim: int = 64  # key condition size of the (phase-2) flow
+    flow_blocks: int = 8  # coupling blocks of the flow
+    flow_hidden: int = 256  # hidden width of the flow's subnets
+    correction_hidden: int = 256  # hidden width of the re-read correction
+    lr: float = 1e-4  # Adam learning rate
+    mirror: bool = True  # random x-flips of the batch
+    w_pixel: float = 1.0  # weight of pixel L1 (reconstruction)
+    w_perceptual: float = 1.0  # weight of the recognizer-feature distance (reconstruction)
+    w_identity: float = 1.0  # weight of 1 - cos(reconstruction, x)
+    w_swap_identity: float = 1.0  # weight of 1 - cos(swap, y)
+    w_coarse: float = 1.0  # weight of the 8x8 layout L1 between swap and x
+    w_cycle: float = 0.1  # weight of ||E_attr(swap) - E_attr(x)||^2
+    w_offset: float = 0.01  # weight of the mean squared W+ offset
+    feature_layers: tuple[str, ...] = DLIB_FEATURE_LAYERS  # recognizer submodules for the perceptual term
+    stats_samples: int = 1024  # crops used to estimate the identity statistics
+    log_every: int = 10  # steps per metrics line
+    sample_every: int = 200  # steps per sample grid
+    checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
+    keep_states: int = 2  # checkpoints kept
+    grid: int = 8  # faces (rows) in the sample grid
+
+
+def read_phase1_options(out: Path) -> Phase1Options:
+    data = read_options_json(out)
+    data["feature_layers"] = tuple(data.get("feature_layers", DLIB_FEATURE_LAYERS))
+    return Phase1Options(**data)
+
+
+def build_model(options: Phase1Options, recognizer: nn.Module | None = None) -> IfaditModel:
+    """A fresh model around the frozen generator, seeded from `options.seed`."""
+    generator, _ = load_generator(Path(options.generator))
+    if recognizer is None:
+        if options.recognizer != TORCH_DLIB:
+            raise ValueError(f"recognizer {options.recognizer!r} must be passed in as a module")
+        recognizer = load_dlib_resnet()
+    flow = FlowConfig(options.id_dim, options.cond_dim, options.flow_blocks, options.flow_hidden)
+    config = IfaditConfig.for_generator(
+        generator.config,
+        generator.num_ws,
+        id_dim=options.id_dim,
+        attr_dim=options.attr_dim,
+        enc_channels=options.enc_channels,
+        mapper_hidden=options.mapper_hidden,
+        mapper_layers=options.mapper_layers,
+        flow=flow,
+        correction_hidden=options.correction_hidden,
+        recognizer=options.recognizer,
+    )
+    torch.manual_seed(options.seed)
+    np.random.seed(options.seed)  # FrEIA draws the flow's fixed rotations from numpy's global generator
+    return IfaditModel(config, generator, recognizer)
+
+
+def identity_statistics(model: IfaditModel, crops: torch.Tensor, samples: int, seed: int) -> None:
+    """Estimate and store descriptor mean/std on up to `samples` crops (uint8 NCHW) chosen with `seed`."""
+    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed))[:samples]
+    with torch.no_grad():
+        desc = torch.cat([model.descriptor(to_model_range(crops[idx])) for idx in order.split(32)])
+    model.set_identity_stats(desc.mean(0), desc.std(0) if len(desc) > 1 else torch.ones_like(desc[0]))
+
+
+def phase1_losses(
+    model: IfaditModel, tap: FeatureTap, x: torch.Tensor, options: Phase1Options
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted phase-1 loss on images `x` [N,3,R,R] and its terms (as floats)."""
+    with torch.no_grad():
+        desc_x, feats_x = tap(x)
+    z_id = model.standardise(desc_x)
+    z_attr = model.encoder(x)
+    offsets = model.mapper.offsets(torch.cat([z_id, z_id.roll(1, 0)]), torch.cat([z_attr, z_attr]))
+    out = model.generator.synthesis(model.generator.mapping.w_avg + offsets, noise_mode="const")
+    recon, swap = out.chunk(2)
+    desc_out, feats_out = tap(out)
+    desc_rec, desc_swap = desc_out.chunk(2)
+    desc_y = desc_x.roll(1, 0)
+    n = len(x)
+    terms = {
+        "pixel": L.pixel_loss(recon, x),
+        "perceptual": L.perceptual_loss([f[:n] for f in feats_out], feats_x),
+        "identity": L.identity_loss(desc_rec, desc_x),
+        "swap_identity": L.identity_loss(desc_swap, desc_y),
+        "coarse": L.coarse_loss(swap, x),
+        "cycle": L.attribute_cycle_loss(model.encoder(swap), z_attr),
+        "offset": L.offset_loss(offsets),
+    }
+    loss = sum((getattr(options, f"w_{k}") * v for k, v in terms.items()), torch.zeros([]))
+    stats = {k: float(v.detach()) for k, v in terms.items()}
+    stats["loss"] = float(loss.detach())
+    stats["rec_dist"] = float((desc_rec - desc_x).norm(dim=1).mean().detach())
+    stats["swap_dist"] = float((desc_swap - desc_y).norm(dim=1).mean().detach())
+    return loss, stats
+
+
+def phase1_step(
+    state: PhaseState, tap: FeatureTap, batch_u8: torch.Tensor, options: Phase1Options
+) -> dict[str, float]:
+    """One Adam step of E_attr and the mapper on a uint8 NCHW batch."""
+    x = to_model_range(batch_u8)
+    if options.mirror:
+        flip = torch.rand(len(x)) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    state.model.train()
+    loss, stats = phase1_losses(state.model, tap, x, options)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    return stats
+
+
+def phase1_grid(model: IfaditModel, faces: torch.Tensor) -> np.ndarray:
+    """original | reconstruction | swap (identity of the next row) | next row's original."""
+    model.eval()
+    with torch.no_grad():
+        z_id, z_attr = model.encode(faces)
+        out = model.render(torch.cat([z_id, z_id.roll(1, 0)]), torch.cat([z_attr, z_attr]))
+    recon, swap = out.chunk(2)
+    return grid_image([faces, recon, swap, faces.roll(1, 0)])
+
+
+def grid_faces(crops: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """`count` fixed faces of the data (chosen with `seed`) as img in [-1, 1]."""
+    idx = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed + 1_000_003))[:count]
+    return to_model_range(crops[idx])
+
+
+def train_phase1(
+    options: Phase1Options,
+    resume: bool = False,
+    recognizer: nn.Module | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    threads: int | None = None,
+) -> PhaseState:
+    """Train (or resume) phase 1 in `options.out`; returns the final state (checkpoints on the way)."""
+    torch.set_flush_denormal(True)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model = build_model(options, recognizer)
+    crops = load_crops(Path(options.data), model.config.resolution)
+    prepare_run(options, resume)
+    learning = [*model.encoder.parameters(), *model.mapper.parameters()]
+    state = PhaseState(model, torch.optim.Adam(learning, lr=options.lr, betas=(0.9, 0.99)))
+    if resume:
+        load_state(state, Path(options.out))
+    else:
+        identity_statistics(model, crops, options.stats_samples, options.seed)
+        torch.manual_seed(options.seed)
+    tap = FeatureTap(model.recognizer, options.feature_layers)
+    faces = grid_faces(crops, options.grid, options.seed)
+    return run_loop(
+        state,
+        options,
+        next_batch=lambda: crops[torch.randint(0, len(crops), [options.batch])],
+        train_step=lambda batch: phase1_step(state, tap, batch, options),
+        sample_grid=lambda: phase1_grid(model, faces),
+        on_step=on_step,
+        clock=clock,
+    )

@@ -1,0 +1,221 @@
+"""Phase 2, key-aware training of the keyed flow F and the re-read correction (E_attr, M, G, recognizer frozen).
+
+Each step draws, per face, a key k, a second key k2 and a wrong key k' (one bit of k flipped for even rows, a
+fresh random key for odd rows), all 32 random bytes from torch's generator turned into conditions by
+`condition_from_key` (HKDF; the same distribution as any vault key under any model id). Two augmented views
+v1, v2 of each face (shift, brightness, contrast) are encoded; then
+  anonymity       surrogates G(M(F(z_id(v1); c_k), z_attr)) and under c_k2 are ≥ threshold + margin from v1
+  diversity       the two surrogates are ≥ threshold + margin apart
+  naturalness     MMD between surrogate codes and real codes (z_id of v1 and v2)
+  recoverability  F^-1(correction(z_id(surrogate image)); c_k) ≈ z_id(v1)  (re-read from rendered pixels)
+  wrong key       F^-1(correction(...); c_k') is ≥ threshold + margin from v1 in descriptor space
+  consistency     F(z_id(v1); c_k) ≈ F(z_id(v2); c_k)
+Sample grid columns: original | anonymized under 3 keys | restored (key 1) | restored with key 1 one bit off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ifadit.faces.recognize import DLIB_THRESHOLD
+from ifadit.models.flow import condition_from_key
+from ifadit.models.ifadit_checkpoint import load_ifadit
+from ifadit.models.ifadit_model import IfaditModel
+from ifadit.training import ifadit_losses as L
+from ifadit.training.data import load_crops, to_model_range
+from ifadit.training.phase1 import grid_faces
+from ifadit.training.runner import (
+    PhaseState,
+    grid_image,
+    load_state,
+    model_folder,
+    prepare_run,
+    read_options_json,
+    run_loop,
+)
+
+TRAINING_MODEL_ID = "ifadit-training"  # model id in the HKDF info of training keys (any id gives N(0, I))
+
+
+@dataclass(frozen=True)
+class Phase2Options:
+    """Everything that defines a phase-2 run (saved as options.json)."""
+
+    encoder: str  # phase-1 model folder, or a phase-1 run folder (its model/)
+    data: str  # .npz crop cache at the model's resolution
+    out: str  # run folder
+    batch: int = 8  # faces per step
+    steps: int | None = None  # stop after this many steps in total, None = until interrupted
+    seed: int = 0  # seeds batches, keys, augmentation and the sample grid
+    name: str = "ifadit"  # model id prefix
+    lr: float = 1e-4  # Adam learning rate of the flow and the correction
+    threshold: float = DLIB_THRESHOLD  # recognizer's same-person distance
+    margin: float = 0.1  # hinge margin above the threshold
+    shift: int = 2  # max px translation of the augmented views
+    jitter: float = 0.1  # max relative brightness / contrast change of the views
+    w_anonymity: float = 1.0
+    w_diversity: float = 1.0
+    w_naturalness: float = 1.0
+    w_recoverability: float = 1.0
+    w_wrong_key: float = 1.0
+    w_consistency: float = 0.1
+    log_every: int = 10  # steps per metrics line
+    sample_every: int = 200  # steps per sample grid
+    checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
+    keep_states: int = 2  # checkpoints kept
+    grid: int = 8  # faces (rows) in the sample grid
+
+
+def read_phase2_options(out: Path) -> Phase2Options:
+    return Phase2Options(**read_options_json(out))
+
+
+def random_keys(count: int) -> list[bytes]:
+    """`count` keys of 32 random bytes from torch's global generator."""
+    return [bytes(row.tolist()) for row in torch.randint(0, 256, (count, 32), dtype=torch.uint8)]
+
+
+def flip_bit(key: bytes, bit: int) -> bytes:
+    """`key` with bit `bit` (0 = lowest bit of byte 0) flipped."""
+    out = bytearray(key)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)
+
+
+def conditions(keys: list[bytes], cond_dim: int, model_id: str = TRAINING_MODEL_ID) -> torch.Tensor:
+    """Stacked `condition_from_key` vectors [len(keys), cond_dim]."""
+    return torch.stack([condition_from_key(k, model_id, cond_dim) for k in keys])
+
+
+def augment_view(x: torch.Tensor, shift: int, jitter: float) -> torch.Tensor:
+    """A second photo of the same faces: random translation (edge-replicated), brightness and contrast."""
+    n, _, h, w = x.shape
+    if shift > 0:
+        padded = F.pad(x, (shift, shift, shift, shift), mode="replicate")
+        dx, dy = torch.randint(0, 2 * shift + 1, (2, n)).tolist()
+        x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    gain = 1 + jitter * (2 * torch.rand(n, 1, 1, 1) - 1)
+    bias = jitter * (2 * torch.rand(n, 1, 1, 1) - 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * gain + mean + bias).clamp(-1, 1)
+
+
+def phase2_losses(
+    model: IfaditModel, x: torch.Tensor, options: Phase2Options
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted phase-2 loss on images `x` [N,3,R,R] (keys and views drawn here) and its terms."""
+    n, cond_dim = len(x), model.config.flow.cond_dim
+    keys, keys2 = random_keys(n), random_keys(n)
+    bits = torch.randint(0, 256, (n,)).tolist()
+    fresh = random_keys(n)
+    wrong = [
+        flip_bit(k, b) if i % 2 == 0 else f for i, (k, b, f) in enumerate(zip(keys, bits, fresh, strict=True))
+    ]
+    c, c2, c_wrong = conditions(keys, cond_dim), conditions(keys2, cond_dim), conditions(wrong, cond_dim)
+    v1, v2 = augment_view(x, options.shift, options.jitter), augment_view(x, options.shift, options.jitter)
+    with torch.no_grad():
+        desc1, desc2 = model.descriptor(torch.cat([v1, v2])).chunk(2)
+        z1, z2 = model.standardise(desc1), model.standardise(desc2)
+        z_attr = model.encoder(v1)
+    sur, sur2 = model.flow(torch.cat([z1, z1]), torch.cat([c, c2])).chunk(2)
+    anon = model.render(torch.cat([sur, sur2]), torch.cat([z_attr, z_attr]))
+    desc_anon, desc_anon2 = model.descriptor(anon).chunk(2)
+    read = model.correction(model.standardise(desc_anon))
+    back = model.flow.inverse(torch.cat([read, read]), torch.cat([c, c_wrong]))
+    z_back, z_wrong = back.chunk(2)
+    desc_wrong = model.destandardise(z_wrong)
+    thr, margin = options.threshold, options.margin
+    terms = {
+        "anonymity": (
+            L.anonymity_loss(desc_anon, desc1, thr, margin) + L.anonymity_loss(desc_anon2, desc1, thr, margin)
+        )
+        / 2,
+        "diversity": L.diversity_loss(desc_anon, desc_anon2, thr, margin),
+        "naturalness": L.naturalness_loss(torch.cat([sur, sur2]), torch.cat([z1, z2])),
+        "recoverability": L.recoverability_loss(z_back, z1),
+        "wrong_key": L.wrong_key_loss(desc_wrong, desc1, thr, margin),
+        "consistency": L.consistency_loss(sur, model.flow(z2, c)),
+    }
+    loss = sum((getattr(options, f"w_{k}") * v for k, v in terms.items()), torch.zeros([]))
+    stats = {k: float(v.detach()) for k, v in terms.items()}
+    stats["loss"] = float(loss.detach())
+    stats["anon_dist"] = float((desc_anon - desc1).norm(dim=1).mean().detach())
+    stats["key_dist"] = float((desc_anon - desc_anon2).norm(dim=1).mean().detach())
+    stats["restore_dist"] = float((model.destandardise(z_back) - desc1).norm(dim=1).mean().detach())
+    stats["wrong_dist"] = float((desc_wrong - desc1).norm(dim=1).mean().detach())
+    return loss, stats
+
+
+def phase2_parameters(model: IfaditModel) -> list[nn.Parameter]:
+    """Freeze E_attr and the mapper; return what phase 2 learns (the flow and the re-read correction)."""
+    model.encoder.requires_grad_(False)
+    model.mapper.requires_grad_(False)
+    return [*model.flow.trainable_parameters(), *model.correction.parameters()]
+
+
+def phase2_step(state: PhaseState, batch_u8: torch.Tensor, options: Phase2Options) -> dict[str, float]:
+    """One Adam step of the flow and the correction on a uint8 NCHW batch."""
+    state.model.train()
+    loss, stats = phase2_losses(state.model, to_model_range(batch_u8), options)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    return stats
+
+
+def sample_keys(count: int = 3) -> list[bytes]:
+    """Fixed, public keys for sample grids (never use them for real data)."""
+    return [hashlib.sha256(f"ifadit sample key {i}".encode()).digest() for i in range(count)]
+
+
+def phase2_grid(model: IfaditModel, faces: torch.Tensor) -> np.ndarray:
+    """original | anonymized under 3 keys | restored with key 1 | restored with key 1 one bit off."""
+    model.eval()
+    dim = model.config.flow.cond_dim
+    keys = sample_keys(3)
+    with torch.no_grad():
+        anon = [model.anonymize(faces, conditions([k], dim)[0]) for k in keys]
+        restored = model.restore(anon[0], conditions(keys[:1], dim)[0])
+        wrong = model.restore(anon[0], conditions([flip_bit(keys[0], 0)], dim)[0])
+    return grid_image([faces, *anon, restored, wrong])
+
+
+def train_phase2(
+    options: Phase2Options,
+    resume: bool = False,
+    recognizer: nn.Module | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    threads: int | None = None,
+) -> PhaseState:
+    """Train (or resume) phase 2 in `options.out` from a phase-1 model; returns the final state."""
+    torch.set_flush_denormal(True)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model, _, _ = load_ifadit(model_folder(Path(options.encoder)), recognizer=recognizer)
+    crops = load_crops(Path(options.data), model.config.resolution)
+    prepare_run(options, resume)
+    state = PhaseState(model, torch.optim.Adam(phase2_parameters(model), lr=options.lr, betas=(0.9, 0.99)))
+    if resume:
+        load_state(state, Path(options.out))
+    else:
+        torch.manual_seed(options.seed)
+    faces = grid_faces(crops, options.grid, options.seed)
+    return run_loop(
+        state,
+        options,
+        next_batch=lambda: crops[torch.randint(0, len(crops), [options.batch])],
+        train_step=lambda batch: phase2_step(state, batch, options),
+        sample_grid=lambda: phase2_grid(model, faces),
+        on_step=on_step,
+        clock=clock,
+    )

@@ -1,0 +1,226 @@
+"""Resumable loop shared by the two iFADIT training phases (the conventions of `ifadit.training.loop`).
+
+Run folder layout (`options.out`):
+  options.json                        the run's options (resume reads them back)
+  metrics.jsonl                       one JSON object per `log_every` steps
+  samples-latest.png, samples/step-XXXXXXX.png   the phase's sample grid
+  checkpoints/latest.json             {"step": ..., "path": ...} of the newest complete checkpoint
+  checkpoints/step-XXXXXXX/model/     an iFADIT model folder (`ifadit.models.ifadit_checkpoint.load_ifadit`)
+  checkpoints/step-XXXXXXX/state.pt, state.json   optimizer, torch RNG, counters (newest `keep_states` kept)
+  model/                              copy of the newest checkpoint's model folder (what gets shipped)
+All randomness (batches, keys, augmentation) comes from torch's global generator, saved in every checkpoint,
+so N steps in one go and N/2 + resume + N/2 give bit-identical weights on the same CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from ifadit.errors import InputError
+from ifadit.models.checkpoint import WEIGHTS_FILE, write_json
+from ifadit.models.ifadit_checkpoint import RECOGNIZER_PREFIX, save_ifadit
+from ifadit.models.ifadit_model import IfaditModel
+
+MODEL_DIR = "model"
+
+
+class Schedule(Protocol):
+    """The fields of a phase's (frozen) options that the loop reads."""
+
+    @property
+    def out(self) -> str: ...
+    @property
+    def steps(self) -> int | None: ...
+    @property
+    def batch(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def log_every(self) -> int: ...
+    @property
+    def sample_every(self) -> int: ...
+    @property
+    def checkpoint_minutes(self) -> float: ...
+    @property
+    def keep_states(self) -> int: ...
+
+
+@dataclass
+class PhaseState:
+    """Model, optimizer and counters of a run."""
+
+    model: IfaditModel
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    nimg: int = 0
+    wall_seconds: float = 0.0
+
+
+def read_options_json(out: Path) -> dict[str, Any]:
+    """options.json of an existing run folder, as a dict."""
+    path = Path(out) / "options.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing, so {out} is not a run folder to resume") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a JSON object")
+    return data
+
+
+def model_folder(path: Path) -> Path:
+    """An iFADIT model folder from a model folder or a run folder (its newest `model/`)."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    if (path / MODEL_DIR / "config.json").is_file():
+        return path / MODEL_DIR
+    raise InputError(f"{path}: neither an iFADIT model folder nor a run folder with {MODEL_DIR}/config.json")
+
+
+def write_png(array: np.ndarray, path: Path) -> None:
+    """Write uint8 HxWx3 `array` as PNG atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """img [N,3,R,R] in [-1, 1] -> uint8 [N,R,R,3]."""
+    return ((img.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def grid_image(columns: list[torch.Tensor]) -> np.ndarray:
+    """Rows = faces, columns = the given image batches (each [N,3,R,R]), as one uint8 image."""
+    tiles = np.stack([to_uint8(c) for c in columns], axis=1)  # [N, C, R, R, 3]
+    n, c, r, _, _ = tiles.shape
+    return tiles.transpose(0, 2, 1, 3, 4).reshape(n * r, c * r, 3)
+
+
+def save_state(state: PhaseState, options: Schedule) -> Path:
+    """Write the model folder and training state under checkpoints/step-XXXXXXX; point latest.json at it."""
+    out = Path(options.out)
+    root = out / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{state.step:07d}"
+    tmp = root / f".tmp-step-{state.step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    card = {"steps": state.step, "kimg": state.nimg / 1000, "wall_seconds": round(state.wall_seconds, 1)}
+    save_ifadit(state.model, tmp / MODEL_DIR, name=options.name, card=card)
+    torch.save({"optimizer": state.optimizer.state_dict(), "rng": torch.get_rng_state()}, tmp / "state.pt")
+    write_json(
+        tmp / "state.json", {"step": state.step, "nimg": state.nimg, "wall_seconds": state.wall_seconds}
+    )
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    write_json(root / "latest.json", {"step": state.step, "path": final.name})
+    export = out / f".{MODEL_DIR}.tmp"
+    shutil.rmtree(export, ignore_errors=True)
+    shutil.copytree(final / MODEL_DIR, export)
+    shutil.rmtree(out / MODEL_DIR, ignore_errors=True)
+    os.replace(export, out / MODEL_DIR)
+    for old in sorted(root.glob("step-*"))[: -max(options.keep_states, 1)]:
+        shutil.rmtree(old)
+    return final
+
+
+def load_state(state: PhaseState, out: Path) -> None:
+    """Restore model weights, optimizer, RNG and counters from the newest checkpoint of run folder `out`."""
+    latest = Path(out) / "checkpoints" / "latest.json"
+    if not latest.is_file():
+        raise InputError(f"{latest}: missing, nothing to resume in {out}")
+    folder = latest.parent / json.loads(latest.read_text())["path"]
+    tensors = load_file(str(folder / MODEL_DIR / WEIGHTS_FILE))
+    missing, unexpected = state.model.load_state_dict(tensors, strict=False)
+    if unexpected or any(not k.startswith(RECOGNIZER_PREFIX) for k in missing):
+        raise InputError(f"{folder}: its model does not match this run's architecture")
+    extra = torch.load(folder / "state.pt", weights_only=True)
+    state.optimizer.load_state_dict(extra["optimizer"])
+    torch.set_rng_state(extra["rng"])
+    info = json.loads((folder / "state.json").read_text())
+    state.step, state.nimg, state.wall_seconds = info["step"], info["nimg"], info["wall_seconds"]
+
+
+def prepare_run(options: Any, resume: bool) -> None:
+    """Create the run folder; refuse to overwrite a run unless resuming; write options.json."""
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    if not resume and (out / "checkpoints" / "latest.json").exists():
+        raise InputError(
+            f"{out} already holds a run", hint="pass --resume to continue it or choose another --out"
+        )
+    if not resume:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    write_json(out / "options.json", dataclasses.asdict(options))
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after `step` (a run that died after its last checkpoint)."""
+    if path.is_file():
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        path.write_text("".join(f"{ln}\n" for ln in lines))
+
+
+def run_loop(
+    state: PhaseState,
+    options: Schedule,
+    next_batch: Callable[[], torch.Tensor],
+    train_step: Callable[[torch.Tensor], dict[str, float]],
+    sample_grid: Callable[[], np.ndarray],
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> PhaseState:
+    """Step until `options.steps` (or KeyboardInterrupt), logging, sampling and checkpointing on the way."""
+    out = Path(options.out)
+    metrics_path = out / "metrics.jsonl"
+    _truncate_metrics(metrics_path, state.step)
+    window: dict[str, list[float]] = {}
+    last_ckpt = t_step = clock()
+    try:
+        while options.steps is None or state.step < options.steps:
+            stats = train_step(next_batch())
+            state.step += 1
+            state.nimg += options.batch
+            now = clock()
+            state.wall_seconds += now - t_step
+            stats["sec_per_step"] = now - t_step
+            t_step = now
+            for k, v in stats.items():
+                window.setdefault(k, []).append(v)
+            if state.step % options.log_every == 0:
+                line: dict[str, float] = {"step": state.step, "wall_seconds": round(state.wall_seconds, 1)}
+                line.update({k: float(np.mean(v)) for k, v in window.items()})
+                with metrics_path.open("a") as fh:
+                    fh.write(json.dumps(line) + "\n")
+                window = {}
+            if state.step % options.sample_every == 0:
+                grid = sample_grid()
+                write_png(grid, out / "samples" / f"step-{state.step:07d}.png")
+                write_png(grid, out / "samples-latest.png")
+            if now - last_ckpt >= options.checkpoint_minutes * 60:
+                save_state(state, options)
+                last_ckpt = t_step = clock()
+            if on_step is not None:
+                on_step(state.step, stats)
+    except KeyboardInterrupt:
+        save_state(state, options)
+        raise
+    save_state(state, options)
+    return state

@@ -1,0 +1,160 @@
+"""Phase 2: key-aware loss terms on constructed cases, keys, views, one step lowers the loss, bit-exact resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from ifadit.models.ifadit_checkpoint import save_ifadit
+from ifadit.training import ifadit_losses as L
+from ifadit.training.phase2 import (
+    Phase2Options,
+    augment_view,
+    conditions,
+    flip_bit,
+    phase2_losses,
+    phase2_parameters,
+    random_keys,
+    read_phase2_options,
+    train_phase2,
+)
+from ifadit.training.runner import PhaseState
+from tests.ifadit_support import RES, TinyRecognizer, astronaut_crops, crops_npz, tiny_model, to_img
+
+THR, MARGIN = 0.6, 0.1
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> tuple[Path, Path]:
+    """(phase-1 model folder with identity statistics, 16 px crop cache)."""
+    root = tmp_path_factory.mktemp("phase2")
+    crops = astronaut_crops(astronaut, 8)
+    model = tiny_model()
+    with torch.no_grad():
+        desc = model.descriptor(to_img(crops))
+        model.set_identity_stats(desc.mean(0), desc.std(0))
+    save_ifadit(model, root / "phase1", name="tiny")
+    return root / "phase1", crops_npz(root, crops)
+
+
+def tiny_options(setup: tuple[Path, Path], out: Path, **changes: object) -> Phase2Options:
+    encoder, data = setup
+    base = Phase2Options(
+        encoder=str(encoder),
+        data=str(data),
+        out=str(out),
+        batch=4,
+        steps=4,
+        log_every=1,
+        sample_every=2,
+        checkpoint_minutes=1e9,
+        grid=3,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_separation_hinges_vanish_beyond_the_margin_and_bite_below() -> None:
+    a = torch.zeros(2, 4)
+    far = torch.tensor([[0.8, 0, 0, 0], [0, 0.9, 0, 0]])  # distances 0.8, 0.9 >= 0.7
+    for loss in (L.anonymity_loss, L.diversity_loss, L.wrong_key_loss):
+        assert loss(far, a, THR, MARGIN).item() == 0
+        assert loss(a, a, THR, MARGIN).item() == pytest.approx(THR + MARGIN)  # identical: full hinge
+        near = torch.tensor([[0.5, 0, 0, 0], [0.65, 0, 0, 0]])
+        assert loss(near, a, THR, MARGIN).item() == pytest.approx((0.2 + 0.05) / 2)
+
+
+def test_naturalness_is_zero_on_the_real_set_and_grows_with_drift() -> None:
+    torch.manual_seed(0)
+    real = torch.randn(64, 16)
+    assert L.naturalness_loss(real, real).item() == pytest.approx(0, abs=1e-6)
+    values = [L.naturalness_loss(torch.randn(64, 16) + shift, real).item() for shift in (0.0, 1.0, 3.0)]
+    assert values[0] < values[1] < values[2]
+    assert L.naturalness_loss(3 * torch.randn(64, 16), real).item() > values[0]  # too spread out
+
+
+def test_recoverability_and_consistency_are_squared_code_errors() -> None:
+    z = torch.randn(3, 16)
+    assert L.recoverability_loss(z, z) == 0 and L.consistency_loss(z, z) == 0
+    assert L.recoverability_loss(z + 0.5, z).item() == pytest.approx(0.25)
+    assert L.consistency_loss(z, z - 1).item() == pytest.approx(1.0)
+
+
+def test_keys_one_bit_apart_give_unrelated_conditions() -> None:
+    torch.manual_seed(0)
+    [key] = random_keys(1)
+    near = flip_bit(key, 77)
+    assert len(key) == 32 and sum(bin(a ^ b).count("1") for a, b in zip(key, near, strict=True)) == 1
+    c = conditions([key, near, key], 64)
+    assert torch.equal(c[0], c[2]) and (c[0] - c[1]).norm() > 5  # ~ sqrt(2 * 64) for independent N(0, I)
+
+
+def test_augmented_views_stay_in_range_and_are_identity_when_off() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, RES, RES) * 2 - 1
+    assert torch.allclose(augment_view(x, 0, 0.0), x, atol=1e-6)
+    view = augment_view(x, 2, 0.1)
+    assert view.shape == x.shape and view.min() >= -1 and view.max() <= 1 and not torch.equal(view, x)
+
+
+def test_one_step_lowers_the_phase2_loss_on_a_fixed_batch(astronaut: np.ndarray) -> None:
+    """The weighted phase-2 loss on the same 4 crops with the same keys and views (torch seeded before each
+    evaluation), before vs after one Adam step of the flow and the correction."""
+    model = tiny_model(trained_like=False)
+    x = to_img(astronaut_crops(astronaut, 4))
+    with torch.no_grad():
+        desc = model.descriptor(x)
+        model.set_identity_stats(desc.mean(0), desc.std(0))
+    options = Phase2Options(encoder="", data="", out="")
+    state = PhaseState(model.train(), torch.optim.Adam(phase2_parameters(model), lr=1e-3))
+    torch.manual_seed(5)
+    before, stats = phase2_losses(model, x, options)
+    assert set(stats) >= {
+        "anonymity",
+        "diversity",
+        "naturalness",
+        "recoverability",
+        "wrong_key",
+        "consistency",
+    }
+    state.optimizer.zero_grad()
+    before.backward()
+    state.optimizer.step()
+    assert all(p.grad is None for p in model.mapper.parameters())  # only F and the correction learn
+    torch.manual_seed(5)
+    with torch.no_grad():
+        after, _ = phase2_losses(model, x, options)
+    assert after.item() < before.item()
+
+
+def test_run_grid_has_original_three_keys_restored_and_wrong_key(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    options = tiny_options(setup, tmp_path / "run")
+    train_phase2(options, recognizer=TinyRecognizer())
+    out = Path(options.out)
+    assert np.asarray(Image.open(out / "samples-latest.png")).shape == (3 * RES, 6 * RES, 3)
+    lines = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [ln["step"] for ln in lines] == [1, 2, 3, 4] and all(np.isfinite(ln["loss"]) for ln in lines)
+    assert read_phase2_options(out) == options
+    before = load_file(str(Path(options.encoder) / "model.safetensors"))
+    after = load_file(str(out / "model" / "model.safetensors"))
+    assert torch.equal(before["mapper.net.0.weight"], after["mapper.net.0.weight"])  # frozen in phase 2
+    flow = [k for k in before if k.startswith("flow.") and "perm" not in k]
+    assert any(not torch.equal(before[k], after[k]) for k in flow)
+
+
+def test_resume_is_bit_exact(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """4 steps in one go and 2 + resume + 2 give identical weights."""
+    train_phase2(tiny_options(setup, tmp_path / "a"), recognizer=TinyRecognizer())
+    train_phase2(tiny_options(setup, tmp_path / "b", steps=2), recognizer=TinyRecognizer())
+    train_phase2(tiny_options(setup, tmp_path / "b"), resume=True, recognizer=TinyRecognizer())
+    a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
