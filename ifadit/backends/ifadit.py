@@ -1,0 +1,110 @@
+"""The reversible iFADIT backend: recognizer → keyed flow F(.; c(k)) → mapper → StyleGAN2, on canonical crops.
+
+`key` is the 32-byte material the vault unseals; the flow condition is `condition_from_key(material, model_id)`,
+so a key means something only together with this exact model. Restoring with a wrong key renders a plausible
+wrong face, never an error. The model is read from `pretrained/ifadit-64/` (or `IFADIT_PRETRAINED/ifadit-64`,
+or `model_dir`) through `ifadit.models.ifadit_checkpoint`; when it is not there, `ModelError` says which file
+is missing and how to produce it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ifadit.backends.base import check_crops
+from ifadit.errors import ModelError
+from ifadit.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from ifadit.models.flow import condition_from_key
+from ifadit.models.ifadit_checkpoint import load_ifadit
+from ifadit.models.ifadit_model import IfaditModel
+
+MODEL_NAME = "ifadit-64"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_model_dir() -> Path:
+    """`$IFADIT_PRETRAINED/ifadit-64`, else `pretrained/ifadit-64` in the source tree."""
+    root = os.environ.get("IFADIT_PRETRAINED")
+    return (Path(root) if root else REPO_ROOT / "pretrained") / MODEL_NAME
+
+
+def _missing(folder: Path) -> ModelError | None:
+    absent = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+    if not absent:
+        return None
+    return ModelError(
+        f"iFADIT model not shipped: {', '.join(str(folder / n) for n in absent)} missing",
+        hint="train it (`ifadit train encoder`, then `ifadit train flow`) and copy the flow run's "
+        f"model/ folder to {folder}",
+    )
+
+
+def is_shipped(model_dir: Path | None = None) -> bool:
+    """Whether the model files are in place (the CLI can default to this backend only then)."""
+    return _missing(Path(model_dir) if model_dir is not None else default_model_dir()) is None
+
+
+class IfaditBackend:
+    """Reversible anonymization of canonical crops with a trained `IfaditModel`."""
+
+    name = "ifadit"
+    reversible = True
+    colour_match = True  # generated faces get the frame's colours at the seam
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 16,
+        model: tuple[IfaditModel, str, str] | None = None,
+    ) -> None:
+        """Load the model from `model_dir` (default `default_model_dir()`), or take a loaded `model`
+        as (model, model id, sha256)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if model is None:
+            folder = Path(model_dir) if model_dir is not None else default_model_dir()
+            error = _missing(folder)
+            if error is not None:
+                raise error
+            model = load_ifadit(folder)
+        net, self.model_id, self.model_sha256 = model
+        self.device = torch.device(device)
+        self.model = net.eval().to(self.device)
+        self.batch_size = batch_size
+        self.crop_size = net.config.resolution
+
+    def _condition(self, key: bytes | None) -> torch.Tensor:
+        if not isinstance(key, bytes) or len(key) != 32:
+            raise ValueError("the ifadit backend needs the 32-byte key material of a vault key")
+        return condition_from_key(key, self.model_id, self.model.config.flow.cond_dim).to(self.device)
+
+    def _run(self, crops: np.ndarray, key: bytes | None, restore: bool) -> np.ndarray:
+        check_crops(crops)
+        c = self._condition(key)
+        size, side = self.crop_size, crops.shape[1]
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(crops), self.batch_size):
+                chunk = torch.from_numpy(np.ascontiguousarray(crops[start : start + self.batch_size]))
+                img = chunk.to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
+                if side != size:
+                    img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True)
+                img = self.model.restore(img, c) if restore else self.model.anonymize(img, c)
+                if side != size:
+                    img = F.interpolate(img, size=(side, side), mode="bilinear", antialias=side < size)
+                out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
+        return torch.cat(out).numpy() if out else crops.copy()
+
+    def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+        """[N,S,S,3] uint8 -> the same faces with surrogate identities under `key`."""
+        return self._run(crops, key, restore=False)
+
+    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+        """Undo `anonymize_crops` with the same key (a wrong key gives another plausible face)."""
+        return self._run(crops, key, restore=True)

@@ -1,0 +1,94 @@
+"""The reversible iFADIT backend on a tiny seeded model with the real torch dlib recognizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ifadit.backends import base
+from ifadit.backends.ifadit import IfaditBackend, default_model_dir, is_shipped
+from ifadit.errors import ModelError
+from ifadit.models.dlib_resnet import load_dlib_resnet
+from ifadit.models.ifadit_checkpoint import save_ifadit
+from tests.ifadit_support import RES, astronaut_crops, tiny_model
+
+KEY = bytes(range(32))
+OTHER = bytes(range(1, 33))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("pretrained") / "ifadit-64"
+    save_ifadit(tiny_model(recognizer=load_dlib_resnet()), folder, name="tiny-ifadit")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir: Path) -> IfaditBackend:
+    return IfaditBackend(model_dir=model_dir, batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def crops(astronaut: np.ndarray) -> np.ndarray:
+    return astronaut_crops(astronaut, 4)
+
+
+def test_missing_weights_name_the_files_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IFADIT_PRETRAINED", str(tmp_path))
+    assert default_model_dir() == tmp_path / "ifadit-64" and not is_shipped()
+    with pytest.raises(ModelError) as info:
+        IfaditBackend()
+    message = str(info.value)
+    assert str(tmp_path / "ifadit-64" / "config.json") in message
+    assert str(tmp_path / "ifadit-64" / "model.safetensors") in message
+    assert "ifadit train encoder" in message and "ifadit train flow" in message
+
+
+def test_registry_builds_it_with_options(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base.BACKENDS, "ifadit", "ifadit.backends.ifadit:IfaditBackend")
+    built = base.get_backend("ifadit", model_dir=model_dir)
+    assert built.name == "ifadit" and built.reversible and built.crop_size == RES
+    assert is_shipped(model_dir)
+
+
+def test_model_id_names_the_weights(backend: IfaditBackend) -> None:
+    assert backend.model_id == f"tiny-ifadit-{backend.model_sha256[:12]}"
+    assert type(backend.model.recognizer).__name__ == "DlibResNet"
+
+
+def test_same_crops_and_key_give_identical_bytes(backend: IfaditBackend, crops: np.ndarray) -> None:
+    a = backend.anonymize_crops(crops, KEY)
+    assert a.dtype == np.uint8 and a.shape == crops.shape
+    assert a.tobytes() == backend.anonymize_crops(crops, KEY).tobytes()
+    assert a[1].tobytes() == backend.anonymize_crops(crops[1:2], KEY)[0].tobytes()  # batching does not matter
+    assert not np.array_equal(a, crops)
+
+
+def test_keys_change_the_surrogate_and_a_wrong_key_restores_another_face(
+    backend: IfaditBackend, crops: np.ndarray
+) -> None:
+    anon = backend.anonymize_crops(crops, KEY)
+    assert np.abs(anon.astype(int) - backend.anonymize_crops(crops, OTHER)).mean() > 0.5
+    right = backend.restore_crops(anon, KEY)
+    wrong = backend.restore_crops(anon, OTHER)  # never an error
+    assert right.shape == wrong.shape == crops.shape
+    assert np.abs(right.astype(int) - wrong).mean() > 0.5
+
+
+def test_other_crop_sizes_are_resized_in_and_out(
+    backend: IfaditBackend, crops: np.ndarray, astronaut: np.ndarray
+) -> None:
+    big = astronaut_crops(astronaut, 2, size=2 * RES)
+    out = backend.anonymize_crops(big, KEY)
+    assert out.shape == big.shape and out.dtype == np.uint8
+
+
+def test_key_must_be_vault_material(backend: IfaditBackend, crops: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="32-byte key material"):
+        backend.anonymize_crops(crops, None)
+    with pytest.raises(ValueError, match="32-byte key material"):
+        backend.restore_crops(crops, b"short")
+    with pytest.raises(ValueError, match="uint8 crops"):
+        backend.anonymize_crops(crops.astype(np.float32), KEY)
