@@ -10,7 +10,7 @@ from types import FrameType
 import click
 from tqdm import tqdm
 
-from ifadit.training.loop import TrainOptions, read_options, train
+from ifadit.training.loop import TrainOptions, latest_step, read_options, train
 
 _DEFAULTS = TrainOptions(data="", out="")
 
@@ -189,17 +189,17 @@ def train_generator(
             sample_every=sample_every,
             checkpoint_minutes=checkpoint_minutes,
         )
-    bar = tqdm(total=options.steps, unit="step", file=None, dynamic_ncols=True)
+    start = latest_step(Path(options.out)) if resume else 0
+    bar = tqdm(total=options.steps, initial=start, unit="step", dynamic_ncols=True)
 
     def on_step(step: int, stats: dict[str, float]) -> None:
-        bar.n = step
         bar.set_postfix(
             G=f"{stats['loss_G']:.2f}",
             D=f"{stats['loss_D']:.2f}",
             p=f"{stats.get('ada_p', 0):.2f}",
             refresh=False,
         )
-        bar.refresh()
+        bar.update(step - bar.n)
 
     align_bar = tqdm(unit="image", desc="aligning", leave=False, dynamic_ncols=True)
 

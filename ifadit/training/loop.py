@@ -322,6 +322,12 @@ def _prune_states(root: Path, keep: int) -> None:
             (old / name).unlink(missing_ok=True)
 
 
+def latest_step(out: Path) -> int:
+    """Step of the newest checkpoint in run folder `out`, 0 when there is none."""
+    latest = Path(out) / "checkpoints" / "latest.json"
+    return int(json.loads(latest.read_text())["step"]) if latest.is_file() else 0
+
+
 def load_checkpoint(state: TrainState, options: TrainOptions) -> None:
     """Restore `state` from the newest checkpoint of the run folder."""
     root = Path(options.out) / "checkpoints"
@@ -368,12 +374,27 @@ def train(
     `threads` sets torch's intra-op threads (None = torch's default); on a CPU shared with other jobs, one
     thread is several times faster than two that wait on each other (measured: 1.1 s vs 5-13 s per G+D pass).
     `device` ('cpu', 'cuda') holds the networks; checkpoints are CPU tensors, so a run may change device on
-    resume (bit-exact resume holds on the same device). A folder given as `options.data` is aligned once into `out/crops-<res>-<fingerprint>.npz`
-    (`on_align(done, total)` reports progress).
+    resume (bit-exact resume holds on the same device). A folder given as `options.data` is aligned once
+    into `out/crops-<res>-<fingerprint>.npz` (`on_align(done, total)` reports progress).
     """
     torch.set_flush_denormal(True)
+    previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    try:
+        return _train(options, resume, on_step, clock, on_align, device)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    options: TrainOptions,
+    resume: bool,
+    on_step: Callable[[int, dict[str, float]], None] | None,
+    clock: Callable[[], float],
+    on_align: Callable[[int, int], None] | None,
+    device: str,
+) -> TrainState:
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)

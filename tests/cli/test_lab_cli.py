@@ -16,7 +16,20 @@ from PIL import Image
 
 from cli.main import cli
 
-TINY = ["--resolution", "16", "--batch", "4", "--channel-base", "128", "--channel-max", "16", "--z-dim", "16"]
+TINY = [
+    "--threads",
+    "1",
+    "--resolution",
+    "16",
+    "--batch",
+    "4",
+    "--channel-base",
+    "128",
+    "--channel-max",
+    "16",
+    "--z-dim",
+    "16",
+]
 
 
 @pytest.fixture()
@@ -45,7 +58,9 @@ def test_train_then_resume(npz: Path, tmp_path: Path) -> None:
     )
     assert again.exit_code == 1 and "already holds a run" in again.output
 
-    resumed = runner.invoke(cli, ["train", "generator", "--out", str(run), "--resume", "--steps", "3"])
+    resumed = runner.invoke(
+        cli, ["train", "generator", "--out", str(run), "--resume", "--steps", "3", "--threads", "1"]
+    )
     assert resumed.exit_code == 0, resumed.output
     assert f"{run}: step 3" in resumed.stdout
     assert json.loads((run / "options.json").read_text())["channel_max"] == 16  # the run's own options

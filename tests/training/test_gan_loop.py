@@ -118,10 +118,10 @@ def _tensors(run: Path) -> dict[str, torch.Tensor]:
 def test_save_and_resume_is_bit_exact(crops_npz: Path, tmp_path: Path) -> None:
     """4 steps in one run == 2 steps + resume + 2 steps, compared tensor by tensor (weights, Adam slots, RNG)."""
     straight = tmp_path / "straight"
-    train(tiny_options(crops_npz, straight, steps=4))
+    train(tiny_options(crops_npz, straight, steps=4), threads=1)
     split = tmp_path / "split"
-    train(tiny_options(crops_npz, split, steps=2))
-    train(dataclasses.replace(read_options(split), steps=4), resume=True)
+    train(tiny_options(crops_npz, split, steps=2), threads=1)
+    train(dataclasses.replace(read_options(split), steps=4), resume=True, threads=1)
 
     a, b = _tensors(straight), _tensors(split)
     assert set(a) == set(b)
@@ -144,9 +144,9 @@ def test_save_and_resume_is_bit_exact(crops_npz: Path, tmp_path: Path) -> None:
 
 def test_a_new_run_refuses_an_existing_run_folder(crops_npz: Path, tmp_path: Path) -> None:
     options = tiny_options(crops_npz, tmp_path / "run", steps=1)
-    train(options)
+    train(options, threads=1)
     with pytest.raises(InputError, match="already holds a run"):
-        train(options)
+        train(options, threads=1)
 
 
 def test_ada_probability_rises_when_the_discriminator_overfits_a_tiny_set(crops_npz: Path) -> None:
