@@ -130,26 +130,51 @@ def _rewrite_manifest(path: Path, manifest: Manifest) -> None:
     write_image(path, read_image(path), **embedding_for(path, manifest))
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"backend": "blur"},
-        {"key_handle": "kh_000000000000000000000000"},
-        {"key_version": 2},
-        {"audit_seq": 1},
-        {"pixels_sha256": "0" * 64},
-        {"tool_version": "9.9"},
-        {"model_id": "other"},
-        {"faces": ()},
-    ],
-)
-def test_edited_manifest_is_refused(lab: Lab, anonymized: Path, tmp_path: Path, change: dict) -> None:
+def _face(manifest: Manifest, **change: object) -> Manifest:
+    return replace(manifest, faces=(replace(manifest.faces[0], **change),))
+
+
+def _sealed(manifest: Manifest, **change: object) -> Manifest:
+    sealed = manifest.faces[0].sealed
+    assert sealed is not None
+    return _face(manifest, sealed=replace(sealed, **change))
+
+
+EDITS = {
+    "backend": lambda m: replace(m, backend="blur"),
+    "vault_id": lambda m: replace(m, vault_id="0" * 32),
+    "signing_key_id": lambda m: replace(m, signing_key_id="0" * 64),
+    "pixels_sha256": lambda m: replace(m, pixels_sha256="0" * 64),
+    "tool_version": lambda m: replace(m, tool_version="9.9"),
+    "model_id": lambda m: replace(m, model_id="other"),
+    "model_sha256": lambda m: replace(m, model_sha256="1" * 64),
+    "key_handle": lambda m: replace(m, key_handle="kh_000000000000000000000000"),
+    "key_version": lambda m: replace(m, key_version=2),
+    "audit_seq": lambda m: replace(m, audit_seq=1),
+    "format": lambda m: replace(m, format="ifadit-manifest/2"),
+    "signature removed": lambda m: replace(m, signature=None),
+    "faces removed": lambda m: replace(m, faces=()),
+    "face index": lambda m: _face(m, index=1),
+    "face box": lambda m: _face(m, box=(0, 0, 10, 10)),
+    "face track_id": lambda m: _face(m, track_id=5),
+    "face frame": lambda m: _face(m, frame=0),
+    "sealed removed": lambda m: _face(m, sealed=None),
+    "sealed region": lambda m: _sealed(m, region=(0, 0, 8, 8)),
+    "sealed wrapped_key": lambda m: _sealed(m, wrapped_key=m.faces[0].sealed.ciphertext),
+    "sealed ciphertext": lambda m: _sealed(m, ciphertext=m.faces[0].sealed.wrapped_key),
+    "sealed commitment": lambda m: _sealed(m, commitment="0" * 64),
+}
+
+
+@pytest.mark.parametrize("field", sorted(EDITS))
+def test_every_manifest_field_edit_is_refused(lab: Lab, anonymized: Path, tmp_path: Path, field: str) -> None:
     manifest = read_manifest(anonymized)
     assert manifest is not None
-    _rewrite_manifest(anonymized, replace(manifest, **change))
-    with pytest.raises(ManifestError, match="signature does not verify") as caught:
+    _rewrite_manifest(anonymized, EDITS[field](manifest))
+    with pytest.raises(ManifestError) as caught:
         _restore(lab, anonymized, tmp_path / "r.png", exact=True)
     assert caught.value.exit_code == 4 and not (tmp_path / "r.png").exists()
+    assert str(anonymized) in str(caught.value)
 
 
 def test_edited_pixels_and_foreign_vault_are_refused(
