@@ -25,8 +25,9 @@ from keyvault.audit import (
     prove_inclusion,
     sign_tree_head,
     utc_timestamp,
+    verify_tree_head,
 )
-from keyvault.errors import NotFound
+from keyvault.errors import IntegrityError, NotFound
 from keyvault.schema import AuditEntryRow, TreeHeadRow
 
 AUDIT_LOCK_KEY = 0x1FAD17  # PostgreSQL advisory-lock key of the audit chain
@@ -107,16 +108,40 @@ def leaf_hashes(session: Session, size: int | None = None) -> list[bytes]:
     return [bytes(value) for value in session.scalars(query)]
 
 
-def checkpoint(session: Session, *, signing_key: bytes, vault_id: str, now: datetime) -> TreeHead:
-    """Sign a tree head over the whole log and store it (under the append lock, so size and root agree)."""
+def checkpoint(
+    session: Session, *, signing_key: bytes, public_key: bytes, vault_id: str, now: datetime
+) -> TreeHead:
+    """Sign a tree head over the whole log and store it (under the append lock, so size and root agree).
+
+    Refuses (``IntegrityError``) when the log no longer extends the newest stored head, or that head's
+    signature fails: the vault never signs over history that was rewritten behind its back.
+    """
     _lock(session)
     hashes = leaf_hashes(session)
-    head = sign_tree_head(signing_key, vault_id, len(hashes), merkle.root(hashes), utc_timestamp(now))
+    newest = session.scalars(select(TreeHeadRow).order_by(TreeHeadRow.id.desc()).limit(1)).first()
+    previous = _head(newest, vault_id) if newest is not None else None
+    sizes = {len(hashes)}
+    if previous is not None:
+        if previous.size > len(hashes) or not verify_tree_head(public_key, previous):
+            raise _rewritten(previous.size)
+        sizes.add(previous.size)
+    roots = merkle.prefix_roots(hashes, sizes)
+    if previous is not None and roots[previous.size].hex() != previous.root:
+        raise _rewritten(previous.size)
+    head = sign_tree_head(signing_key, vault_id, len(hashes), roots[len(hashes)], utc_timestamp(now))
     session.add(
         TreeHeadRow(size=head.size, root=bytes.fromhex(head.root), time=head.time, signature=head.signature)
     )
     session.flush()
     return head
+
+
+def _rewritten(size: int) -> IntegrityError:
+    return IntegrityError(
+        f"the audit log no longer matches its signed tree head of size {size}: entries were altered, "
+        "removed or reordered; refusing to sign a new tree head",
+        hint="export it (`ifadit audit export`) and run `ifadit audit verify` on the bundle to locate the change",
+    )
 
 
 def entries(session: Session, *, case_id: str | None = None, size: int | None = None) -> list[AuditEntry]:

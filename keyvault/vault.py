@@ -29,7 +29,7 @@ from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from keyvault import db, ledger
-from keyvault.audit import write_bundle
+from keyvault.audit import thin_tree_heads, write_bundle
 from keyvault.envelope import (
     KdfParams,
     derive_wrapping_key,
@@ -424,26 +424,47 @@ class Vault:
         return Policy.from_row(session.scalars(select(VaultRow)).one())
 
     def checkpoint(self) -> ledger.SignedHead:
-        """Sign and store a tree head over every entry appended so far."""
-        with self.transaction() as session:
-            head = ledger.checkpoint(
-                session, signing_key=self._signing_key.reveal(), vault_id=self.id, now=self.clock()
-            )
+        """Sign and store a tree head over every entry appended so far.
+
+        ``IntegrityError`` (exit 4) when the log no longer extends the newest signed head: rewritten history
+        is never signed over.
+        """
         self._appended = False
-        return head
+        with self.transaction() as session:
+            return ledger.checkpoint(
+                session,
+                signing_key=self._signing_key.reveal(),
+                public_key=self.public_key,
+                vault_id=self.id,
+                now=self.clock(),
+            )
 
     def export_audit(self, path: str | os.PathLike[str]) -> int:
         """Write the whole audit log and its signed tree heads to a bundle (atomically); return the entry count.
 
         Needs the auditor or admin role. The export is itself audited and followed by a fresh signed
-        tree head, so the bundle's newest head covers every entry in it.
+        tree head, so the bundle's newest head covers every entry in it. Of the stored heads (one per
+        command) it keeps one per 1,000 entries and the newest, which keeps offline verification fast.
+        When the log no longer matches its newest signed head, the bundle is written with every head
+        (so `audit verify` locates the change) and ``IntegrityError`` is raised.
         """
         with self.action("audit.export", role=("auditor", "admin"), details={"file": Path(path).name}):
             pass
-        self.checkpoint()
+        try:
+            self.checkpoint()
+        except IntegrityError as exc:
+            with self.transaction() as session:  # every head, so `audit verify` can locate the change
+                write_bundle(
+                    path,
+                    self.id,
+                    self.public_key,
+                    ledger.entries_bytes(session),
+                    ledger.tree_heads(session, self.id),
+                )
+            raise IntegrityError(f"{exc.args[0]}; the bundle was written anyway", hint=exc.hint) from None
         with self.transaction() as session:
             blobs = ledger.entries_bytes(session)
-            heads = ledger.tree_heads(session, self.id)
+            heads = thin_tree_heads(ledger.tree_heads(session, self.id))
         return write_bundle(path, self.id, self.public_key, blobs, heads)
 
     def close(self) -> None:

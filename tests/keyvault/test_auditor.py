@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from keyvault import auditor, keys, merkle
-from keyvault.errors import AuditVerificationError, NotFound, PermissionDenied
+from keyvault.errors import AuditVerificationError, IntegrityError, NotFound, PermissionDenied
 from keyvault.vault import Vault, open_vault
 from keyvault.verify import verify_bundle
 from tests.keyvault.support import ADMIN, ADMIN_PASS, add_user, execute, table_rows
@@ -25,6 +25,13 @@ def _busy_vault(vault: Vault) -> list[str]:
 
 def _export(vault: Vault, path: Path) -> Path:
     with open_vault(vault.url, ADMIN, ADMIN_PASS) as again:
+        again.export_audit(path)
+    return path
+
+
+def _export_tampered(vault: Vault, path: Path) -> Path:
+    """Export a log that no longer matches its signed heads: refused to sign, bundle written for the verifier."""
+    with open_vault(vault.url, ADMIN, ADMIN_PASS) as again, pytest.raises(IntegrityError, match="written anyway"):
         again.export_audit(path)
     return path
 
@@ -48,7 +55,7 @@ def test_export_and_verify_offline(vault: Vault, tmp_path: Path) -> None:
         report = auditor.verify_live(audrey)
     assert count == 12  # 10 + user.add + audit.export
     offline = verify_bundle(tmp_path / "b.jsonl", vault.public_key, strict=True)
-    assert offline.entries == offline.signed_size == 12 and offline.tree_heads >= 2
+    assert offline.entries == offline.signed_size == 12 and offline.tree_heads == 1  # thinned: the newest
     assert report.entries == 13  # the live check exported once more
 
 
@@ -80,7 +87,7 @@ def test_edited_entry_is_located(vault: Vault, tmp_path: Path) -> None:
     execute(vault.url, "UPDATE audit_entries SET canonical = :c WHERE seq = :s", c=edited, s=row["seq"])
     with pytest.raises(AuditVerificationError) as caught:
         verify_bundle(_export(vault, tmp_path / "b.jsonl"), vault.public_key)
-    assert caught.value.seq is not None and 1 <= caught.value.seq <= 5  # a signed range or the entry itself
+    assert caught.value.seq == 5  # a signed range or the entry itself
 
 
 def test_edited_entry_with_recomputed_hashes_is_caught_by_the_signed_heads(
@@ -88,6 +95,7 @@ def test_edited_entry_with_recomputed_hashes_is_caught_by_the_signed_heads(
 ) -> None:
     """An insider who rewrites an entry and every later link still cannot re-sign the tree heads."""
     _busy_vault(vault)
+    vault.close()
     rows = _rows(vault)
     rows[2]["canonical"] = rows[2]["canonical"].replace(b'"actor":"admin"', b'"actor":"nobody"')
     previous = rows[1]["leaf_hash"]
@@ -106,15 +114,16 @@ def test_edited_entry_with_recomputed_hashes_is_caught_by_the_signed_heads(
             s=row["seq"],
         )
     with pytest.raises(AuditVerificationError) as caught:
-        verify_bundle(_export(vault, tmp_path / "b.jsonl"), vault.public_key)
+        verify_bundle(_export_tampered(vault, tmp_path / "b.jsonl"), vault.public_key)
     assert caught.value.seq is not None and caught.value.seq <= 9
 
 
 def test_deleted_entry_is_located(vault: Vault, tmp_path: Path) -> None:
     _busy_vault(vault)
+    vault.close()
     execute(vault.url, "DELETE FROM audit_entries WHERE seq = 6")
     with pytest.raises(AuditVerificationError) as caught:
-        verify_bundle(_export(vault, tmp_path / "b.jsonl"), vault.public_key)
+        verify_bundle(_export_tampered(vault, tmp_path / "b.jsonl"), vault.public_key)
     assert caught.value.seq == 6
 
 
@@ -129,3 +138,15 @@ def test_truncated_log_is_detected(vault: Vault, tmp_path: Path) -> None:
     with pytest.raises(AuditVerificationError, match="missing") as caught:
         verify_bundle(tmp_path / "cut.jsonl", vault.public_key)
     assert caught.value.seq == 9
+
+
+def test_vault_refuses_to_sign_over_rewritten_history(vault: Vault) -> None:
+    """Rows rewritten with consistent hashes: the next command's checkpoint refuses, naming the signed head."""
+    _busy_vault(vault)
+    vault.close()
+    rows = _rows(vault)
+    execute(vault.url, "DELETE FROM audit_entries WHERE seq = :s", s=rows[-1]["seq"])
+    with pytest.raises(IntegrityError, match="size 10"), open_vault(vault.url, ADMIN, ADMIN_PASS) as again:
+        keys.issue(again, "C-9", "after the tamper")  # the issue commits; signing its head at close is refused
+    forged = _rows(vault)
+    assert forged[-1]["seq"] == 10  # the new entry took the deleted entry's place
