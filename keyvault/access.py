@@ -186,8 +186,12 @@ def request_restore(
         digests={"input": input_digest},
         details={"request": handle},
     ) as act:
-        if key is not None and act.session.get(KeyRow, key) is None:
-            raise NotFound(f"unknown key {key}", hint="`ifadit keys list` shows the keys")
+        if key is not None:
+            key_row = act.session.get(KeyRow, key)
+            if key_row is None:
+                raise NotFound(f"unknown key {key}", hint="`ifadit keys list` shows the keys")
+            if key_row.case_id != case:
+                raise PermissionDenied(f"key {key} does not belong to case {case}")
         row = RestoreRequestRow(
             handle=handle,
             requester=vault.user.name,

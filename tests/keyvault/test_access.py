@@ -166,6 +166,8 @@ def test_approval_is_bound_to_case_requester_and_input(restore_setup) -> None:
         keys.unseal_for_use(
             users["ivan"], handle, purpose="restore", request=request.handle, input_digest="1" * 64
         )
+    with pytest.raises(PermissionDenied, match=f"key {other_case} does not belong to case C-7"):
+        access.request_restore(users["ivan"], case="C-7", reason="r", input_digest=DIGEST, key=other_case)
     with pytest.raises(NotFound, match="unknown restore request rq_x"):
         keys.unseal_for_use(users["ivan"], handle, purpose="restore", request="rq_x")
     assert access.show_request(vault, request.handle).state == "approved"  # refusals consumed nothing
