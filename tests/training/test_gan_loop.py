@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,15 @@ from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.loop import TrainOptions, read_options, train
 
 RES = 16
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core CPU, two torch threads mostly wait on each other."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +160,9 @@ def test_a_new_run_refuses_an_existing_run_folder(crops_npz: Path, tmp_path: Pat
 
 
 def test_ada_probability_rises_when_the_discriminator_overfits_a_tiny_set(crops_npz: Path) -> None:
-    """D trained on 8 reals against fixed fakes soon scores every real positive (r_t -> 1 > 0.6): the controller,
-    fed by D's outputs on augmented reals, raises p step after step (each +8 images / 0.1 kimg = 0.08)."""
+    """D trained on 8 reals against fixed fakes soon scores the reals positive (r_t > 0.6 target): the controller,
+    fed by D's outputs on augmented reals every 4 steps, raises p by 8 * 4 / 320 = 0.1 per adjustment.
+    Over 10 adjustments p must reach >= 0.5, i.e. at least 8 of them went up (seeds 0-2 reach 0.8-1.0)."""
     torch.manual_seed(0)
     G = Generator(
         GeneratorConfig(
@@ -162,10 +173,10 @@ def test_ada_probability_rises_when_the_discriminator_overfits_a_tiny_set(crops_
     real = to_model_range(load_crops(crops_npz, RES))
     with torch.no_grad():
         fake = G(torch.randn(8, 16), noise_mode="const")
-    pipe, ada = AugmentPipe(), AdaController(target=0.6, interval=1, speed_kimg=0.1)
+    pipe, ada = AugmentPipe(), AdaController(target=0.6, interval=4, speed_kimg=0.32)
     opt = torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0.0, 0.99))
-    ps, rts = [], []
-    for _ in range(12):
+    rts = []
+    for _ in range(40):
         real_logits = D(pipe(real))
         ada.accumulate(real_logits)
         loss = losses.d_logistic(real_logits, D(pipe(fake)))
@@ -173,11 +184,12 @@ def test_ada_probability_rises_when_the_discriminator_overfits_a_tiny_set(crops_
         loss.backward()
         opt.step()
         pipe.p.fill_(ada.step(batch_size=8))
-        ps.append(ada.p)
-        rts.append(ada.last_rt)
-    assert rts[-1] > 0.6
-    assert ps[-1] >= 0.4
-    assert float(pipe.p) == pytest.approx(ps[-1])
+        if ada.steps == 0:
+            rts.append(ada.last_rt)
+    assert len(rts) == 10
+    assert sum(rt > 0.6 for rt in rts) >= 8
+    assert ada.p >= 0.5 - 1e-9
+    assert float(pipe.p) == pytest.approx(ada.p)
 
 
 def test_ada_controller_moves_by_the_sign_of_rt() -> None:
