@@ -32,6 +32,7 @@ from ifadit.training.runner import (
     prepare_run,
     read_options_json,
     run_loop,
+    torch_threads,
 )
 from ifadit.training.taps import FeatureTap
 
@@ -112,7 +113,8 @@ def identity_statistics(model: IfaditModel, crops: torch.Tensor, samples: int, s
     """Estimate and store descriptor mean/std on up to `samples` crops (uint8 NCHW) chosen with `seed`."""
     order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed))[:samples]
     with torch.no_grad():
-        desc = torch.cat([model.descriptor(to_model_range(crops[idx])) for idx in order.split(32)])
+        device = model.id_mean.device
+        desc = torch.cat([model.descriptor(to_model_range(crops[idx].to(device))) for idx in order.split(32)])
     model.set_identity_stats(desc.mean(0), desc.std(0) if len(desc) > 1 else torch.ones_like(desc[0]))
 
 
@@ -152,9 +154,9 @@ def phase1_step(
     state: PhaseState, tap: FeatureTap, batch_u8: torch.Tensor, options: Phase1Options
 ) -> dict[str, float]:
     """One Adam step of E_attr and the mapper on a uint8 NCHW batch."""
-    x = to_model_range(batch_u8)
+    x = to_model_range(batch_u8.to(state.model.id_mean.device))
     if options.mirror:
-        flip = torch.rand(len(x)) < 0.5
+        flip = (torch.rand(len(x)) < 0.5).to(x.device)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     state.model.train()
     loss, stats = phase1_losses(state.model, tap, x, options)
@@ -187,12 +189,25 @@ def train_phase1(
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> PhaseState:
-    """Train (or resume) phase 1 in `options.out`; returns the final state (checkpoints on the way)."""
-    torch.set_flush_denormal(True)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    model = build_model(options, recognizer)
+    """Train (or resume) phase 1 in `options.out` on `device`; returns the final state (checkpoints on the way).
+
+    `threads`: torch's intra-op CPU threads (None = default; 1 is fastest on a CPU shared with other jobs).
+    """
+    with torch_threads(threads):
+        return _train(options, resume, recognizer, on_step, clock, torch.device(device))
+
+
+def _train(
+    options: Phase1Options,
+    resume: bool,
+    recognizer: nn.Module | None,
+    on_step: Callable[[int, dict[str, float]], None] | None,
+    clock: Callable[[], float],
+    device: torch.device,
+) -> PhaseState:
+    model = build_model(options, recognizer).to(device)
     crops = load_crops(Path(options.data), model.config.resolution)
     prepare_run(options, resume)
     learning = [*model.encoder.parameters(), *model.mapper.parameters()]
@@ -203,7 +218,7 @@ def train_phase1(
         identity_statistics(model, crops, options.stats_samples, options.seed)
         torch.manual_seed(options.seed)
     tap = FeatureTap(model.recognizer, options.feature_layers)
-    faces = grid_faces(crops, options.grid, options.seed)
+    faces = grid_faces(crops, options.grid, options.seed).to(device)
     return run_loop(
         state,
         options,

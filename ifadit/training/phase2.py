@@ -41,6 +41,7 @@ from ifadit.training.runner import (
     prepare_run,
     read_options_json,
     run_loop,
+    torch_threads,
 )
 
 TRAINING_MODEL_ID = "ifadit-training"  # model id in the HKDF info of training keys (any id gives N(0, I))
@@ -103,8 +104,8 @@ def augment_view(x: torch.Tensor, shift: int, jitter: float) -> torch.Tensor:
         padded = F.pad(x, (shift, shift, shift, shift), mode="replicate")
         dx, dy = torch.randint(0, 2 * shift + 1, (2, n)).tolist()
         x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
-    gain = 1 + jitter * (2 * torch.rand(n, 1, 1, 1) - 1)
-    bias = jitter * (2 * torch.rand(n, 1, 1, 1) - 1)
+    gain = (1 + jitter * (2 * torch.rand(n, 1, 1, 1) - 1)).to(x.device)
+    bias = (jitter * (2 * torch.rand(n, 1, 1, 1) - 1)).to(x.device)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * gain + mean + bias).clamp(-1, 1)
 
@@ -120,7 +121,7 @@ def phase2_losses(
     wrong = [
         flip_bit(k, b) if i % 2 == 0 else f for i, (k, b, f) in enumerate(zip(keys, bits, fresh, strict=True))
     ]
-    c, c2, c_wrong = conditions(keys, cond_dim), conditions(keys2, cond_dim), conditions(wrong, cond_dim)
+    c, c2, c_wrong = (conditions(k, cond_dim).to(x.device) for k in (keys, keys2, wrong))
     v1, v2 = augment_view(x, options.shift, options.jitter), augment_view(x, options.shift, options.jitter)
     with torch.no_grad():
         desc1, desc2 = model.descriptor(torch.cat([v1, v2])).chunk(2)
@@ -165,7 +166,8 @@ def phase2_parameters(model: IfaditModel) -> list[nn.Parameter]:
 def phase2_step(state: PhaseState, batch_u8: torch.Tensor, options: Phase2Options) -> dict[str, float]:
     """One Adam step of the flow and the correction on a uint8 NCHW batch."""
     state.model.train()
-    loss, stats = phase2_losses(state.model, to_model_range(batch_u8), options)
+    x = to_model_range(batch_u8.to(state.model.id_mean.device))
+    loss, stats = phase2_losses(state.model, x, options)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.optimizer.step()
@@ -180,12 +182,12 @@ def sample_keys(count: int = 3) -> list[bytes]:
 def phase2_grid(model: IfaditModel, faces: torch.Tensor) -> np.ndarray:
     """original | anonymized under 3 keys | restored with key 1 | restored with key 1 one bit off."""
     model.eval()
-    dim = model.config.flow.cond_dim
     keys = sample_keys(3)
+    c = conditions([*keys, flip_bit(keys[0], 0)], model.config.flow.cond_dim).to(faces.device)
     with torch.no_grad():
-        anon = [model.anonymize(faces, conditions([k], dim)[0]) for k in keys]
-        restored = model.restore(anon[0], conditions(keys[:1], dim)[0])
-        wrong = model.restore(anon[0], conditions([flip_bit(keys[0], 0)], dim)[0])
+        anon = [model.anonymize(faces, c[i]) for i in range(3)]
+        restored = model.restore(anon[0], c[0])
+        wrong = model.restore(anon[0], c[3])
     return grid_image([faces, *anon, restored, wrong])
 
 
@@ -196,12 +198,26 @@ def train_phase2(
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> PhaseState:
-    """Train (or resume) phase 2 in `options.out` from a phase-1 model; returns the final state."""
-    torch.set_flush_denormal(True)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    """Train (or resume) phase 2 in `options.out` on `device` from a phase-1 model; returns the final state.
+
+    `threads`: torch's intra-op CPU threads (None = default; 1 is fastest on a CPU shared with other jobs).
+    """
+    with torch_threads(threads):
+        return _train(options, resume, recognizer, on_step, clock, torch.device(device))
+
+
+def _train(
+    options: Phase2Options,
+    resume: bool,
+    recognizer: nn.Module | None,
+    on_step: Callable[[int, dict[str, float]], None] | None,
+    clock: Callable[[], float],
+    device: torch.device,
+) -> PhaseState:
     model, _, _ = load_ifadit(model_folder(Path(options.encoder)), recognizer=recognizer)
+    model = model.to(device)
     crops = load_crops(Path(options.data), model.config.resolution)
     prepare_run(options, resume)
     state = PhaseState(model, torch.optim.Adam(phase2_parameters(model), lr=options.lr, betas=(0.9, 0.99)))
@@ -209,7 +225,7 @@ def train_phase2(
         load_state(state, Path(options.out))
     else:
         torch.manual_seed(options.seed)
-    faces = grid_faces(crops, options.grid, options.seed)
+    faces = grid_faces(crops, options.grid, options.seed).to(device)
     return run_loop(
         state,
         options,

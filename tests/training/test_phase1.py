@@ -155,3 +155,18 @@ def test_resume_is_bit_exact(setup: tuple[Path, Path], tmp_path: Path) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(ln)["step"] for ln in lines] == [1, 2, 3, 4]
+
+
+def test_interrupt_writes_a_checkpoint_to_resume_from(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """Ctrl-C (or SIGTERM through the CLI) during step 3 leaves a checkpoint at step 2 (and its model/)."""
+
+    def stop(step: int, stats: dict[str, float]) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    options = tiny_options(setup, tmp_path / "run", steps=10)
+    with pytest.raises(KeyboardInterrupt):
+        train_phase1(options, recognizer=TinyRecognizer(), on_step=stop)
+    assert json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())["step"] == 2
+    resumed = train_phase1(dataclasses.replace(options, steps=3), resume=True, recognizer=TinyRecognizer())
+    assert resumed.step == 3

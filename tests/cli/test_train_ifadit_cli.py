@@ -1,0 +1,57 @@
+"""`ifadit train encoder` and `ifadit train flow` through click: tiny runs on the real dlib recognizer, resume,
+and usage errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from ifadit.models.ifadit_checkpoint import load_ifadit
+from tests.ifadit_support import astronaut_crops, crops_npz, save_tiny_generator
+
+FAST = ["--batch", "2", "--threads", "1", "--sample-every", "1"]
+
+
+@pytest.fixture()
+def inputs(tmp_path: Path, astronaut: np.ndarray) -> tuple[Path, Path]:
+    return save_tiny_generator(tmp_path / "gen"), crops_npz(tmp_path, astronaut_crops(astronaut, 4))
+
+
+def test_encoder_then_flow_then_resume(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    generator, data = inputs
+    runner = CliRunner()
+    enc, flow = tmp_path / "enc", tmp_path / "flow"
+    args = ["train", "encoder", "--generator", generator, "--data", data, "--out", enc, "--steps", "1"]
+    first = runner.invoke(cli, [str(a) for a in [*args, "--stats-samples", "4", *FAST]])
+    assert first.exit_code == 0, first.output
+    assert f"{enc}: step 1" in first.stdout and (enc / "samples-latest.png").is_file()
+    model, _, _ = load_ifadit(enc / "model")  # the production recognizer, loaded by name
+    assert model.config.flow.dim == 128 and type(model.recognizer).__name__ == "DlibResNet"
+
+    args = ["train", "flow", "--encoder", enc, "--data", data, "--out", flow, "--steps", "1"]
+    done = runner.invoke(cli, [str(a) for a in [*args, *FAST]])
+    assert done.exit_code == 0, done.output
+    again = runner.invoke(cli, [str(a) for a in [*args, *FAST]])
+    assert again.exit_code == 1 and "already holds a run" in again.output
+    resumed = runner.invoke(
+        cli, ["train", "flow", "--out", str(flow), "--resume", "--steps", "2", "--threads", "1"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert f"{flow}: step 2" in resumed.stdout
+    assert json.loads((flow / "checkpoints" / "latest.json").read_text())["step"] == 2
+    assert json.loads((flow / "options.json").read_text())["encoder"] == str(enc)
+
+
+def test_new_runs_need_their_inputs(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["train", "encoder", "--out", str(tmp_path / "x"), "--data", str(inputs[1])])
+    assert missing.exit_code == 2 and "--generator and --data are required" in missing.output
+    missing = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "y")])
+    assert missing.exit_code == 2 and "--encoder and --data are required" in missing.output
+    nothing = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "z"), "--resume"])
+    assert nothing.exit_code == 1 and "options.json: missing" in nothing.output
