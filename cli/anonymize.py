@@ -12,9 +12,13 @@ from cli.options import VaultArgs, emit, json_option, usage_errors, vault_option
 from ifadit.backends.base import BACKENDS
 from ifadit.faces.detect import DETECTORS
 from ifadit.media.image import DEFAULT_MAX_PIXELS
-from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult, RunReport, anonymize_paths
-
-DEFAULT_BACKEND = "ifadit" if "ifadit" in BACKENDS else "blur"
+from ifadit.pipeline.anonymize import (
+    AnonymizeOptions,
+    ItemResult,
+    RunReport,
+    anonymize_paths,
+    default_backend,
+)
 
 
 def _report_error(result: ItemResult) -> None:
@@ -46,7 +50,7 @@ def _text(report: RunReport) -> str:
               help="Key handle (kh_...) to anonymize under.")
 @click.option("--case", "case_id", default=None, show_default="none",
               help="Use the newest active key of this case (never written into outputs).")
-@click.option("--backend", default=DEFAULT_BACKEND, show_default=True,
+@click.option("--backend", default=None, show_default="ifadit when its model is shipped, else blur",
               help=f"How faces are replaced: {', '.join(sorted(BACKENDS))}. blur, pixelate and mask cannot be "
               "undone from pixels (only --seal-original makes them restorable).")
 @click.option("--seal-original", is_flag=True, default=False, show_default=True,
@@ -75,7 +79,7 @@ def anonymize_command(
     vault_args: VaultArgs,
     key_handle: str | None,
     case_id: str | None,
-    backend: str,
+    backend: str | None,
     seal_original: bool,
     detector: str,
     thresh: float,
@@ -97,7 +101,7 @@ def anonymize_command(
       ifadit anonymize photos/ clip.mp4 -o released/ --case C-17 --seal-original
     """
     options = AnonymizeOptions(
-        backend=backend, seal_original=seal_original, detector=detector, thresh=thresh, scale=scale,
+        backend=backend or default_backend(), seal_original=seal_original, detector=detector, thresh=thresh, scale=scale,
         upsample=upsample, mask_scale=mask_scale, keep_audio=keep_audio, lossless=lossless, max_pixels=max_pixels,
     )
     with vault_args.open() as vault, usage_errors():

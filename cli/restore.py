@@ -58,9 +58,12 @@ def _restore_text(report: RestoreReport) -> str:
               help="Only file a restore request for an approver and print its id.")
 @click.option("--backend", default="ifadit", show_default=True,
               help="Reversible backend for a copy without manifest (a manifest names its own).")
+@click.option("--mask-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Model restore: the --mask-scale the output was anonymized with.")
 @json_option
 def restore_command(source: Path, output: Path, vault_args: VaultArgs, case_id: str, reason: str,
-                    key_handle: str | None, exact: bool, request_only: bool, backend: str, as_json: bool) -> None:
+                    key_handle: str | None, exact: bool, request_only: bool, backend: str, mask_scale: float,
+                    as_json: bool) -> None:
     """Restore the faces of an anonymized output; investigator role, audited.
 
     When the vault's policy requires an approval, the first call files a request, prints its id and
@@ -71,7 +74,8 @@ def restore_command(source: Path, output: Path, vault_args: VaultArgs, case_id: 
     Example:
       ifadit restore released/cam1.png -o cam1.restored.png --case C-17 --reason "warrant 2026/114" --exact
     """
-    options = RestoreOptions(case=case_id, reason=reason, key=key_handle, exact=exact, backend=backend)
+    options = RestoreOptions(case=case_id, reason=reason, key=key_handle, exact=exact, backend=backend,
+                             mask_scale=mask_scale)
     with vault_args.open() as vault, usage_errors():
         if request_only:
             request = restoring.request_only(vault, source, options)

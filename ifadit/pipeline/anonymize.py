@@ -26,6 +26,7 @@ driver); it keeps the driver-side run (`vault.action`, `ledger.next_seq`, stagin
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -318,6 +319,19 @@ def run_serial(
         if on_item is not None:
             on_item(result)
     return results
+
+
+def default_backend() -> str:
+    """The CLI's default: "ifadit" when it is registered and its model is shipped, else "blur"."""
+    target = BACKENDS.get("ifadit")
+    if target is not None:
+        try:
+            module = importlib.import_module(target.partition(":")[0])
+        except ImportError:
+            return "blur"
+        if module.is_shipped():
+            return "ifadit"
+    return "blur"
 
 
 def choose_key(vault: Vault, *, key: str | None, case: str | None) -> str | None:

@@ -48,11 +48,13 @@ def output_name(path: Path, kind: ItemKind, *, lossless_video: bool) -> str:
     return path.name if suffix in KEPT_VIDEO_SUFFIXES else path.stem + ".mp4"
 
 
-def _folder_files(folder: Path) -> list[Path]:
+def _folder_files(folder: Path, skip: Path) -> list[Path]:
     found = []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts) or path.name.endswith(SIDECAR_SUFFIX):
+            continue
+        if path.resolve().is_relative_to(skip):  # an output folder inside the input folder
             continue
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
             found.append(path)
@@ -63,7 +65,7 @@ def plan_items(inputs: Sequence[Path], output: Path, *, lossless_video: bool) ->
     """Expand `inputs` into items with their targets under the folder `output`.
 
     A single image or video input may instead name its output file directly (`output` with a suffix
-    that is not a folder). Raises `InputError` for a missing input, two inputs with one target, or a
+    that is not a folder). An output folder inside an input folder is not read as input. Raises `InputError` for a missing input, two inputs with one target, or a
     target that would overwrite an input.
     """
     if not inputs:
@@ -74,7 +76,7 @@ def plan_items(inputs: Sequence[Path], output: Path, *, lossless_video: bool) ->
         if not source.exists():
             raise InputError(f"{source}: no such file or folder")
         if source.is_dir():
-            for path in _folder_files(source):
+            for path in _folder_files(source, output.resolve()):
                 kind = kind_of(path)
                 relative = path.relative_to(source).parent
                 target = output / relative / output_name(path, kind, lossless_video=lossless_video)

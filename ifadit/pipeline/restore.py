@@ -24,12 +24,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ifadit.backends.base import get_backend
+from ifadit.backends.base import Backend, get_backend
 from ifadit.errors import BackendUnavailable, InputError, ManifestError, NoFaceError
 from ifadit.faces.align import align_face
 from ifadit.faces.blend import paste_back
-from ifadit.faces.detect import Detector, get_detector
-from ifadit.faces.track import box_iou
+from ifadit.faces.detect import Detector, get_detector, landmarks5
 from ifadit.media.image import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image, write_image
 from ifadit.media.manifest import FaceRecord, Manifest, pixels_digest, read_manifest, verify_manifest
 from ifadit.media.video import VideoCodec, VideoWriter, probe_video, read_frames, read_timed_frames
@@ -46,7 +45,6 @@ from keyvault.vault import Vault, verify_detached
 
 Mode = Literal["exact", "model"]
 REPORT_SUFFIX = ".restore.json"
-MATCH_IOU = 0.3  # a detected face restores a manifest face when their boxes overlap at least this much
 
 
 @dataclass(frozen=True)
@@ -81,6 +79,7 @@ class Inspection:
     backend: str
     mode: Mode
     pixels: np.ndarray | None = field(default=None, repr=False)  # a still image's decoded pixels
+    model: Backend | None = field(default=None, repr=False)  # the backend, built once, in model mode
 
 
 @dataclass(frozen=True)
@@ -158,12 +157,22 @@ def inspect_input(vault: Vault, source: Path, options: RestoreOptions) -> Inspec
             raise InputError(
                 f"{source}: carries no manifest", hint="pass --key HANDLE to try a model restore"
             )
-        if not get_backend(options.backend).reversible:
+        backend = get_backend(options.backend)
+        if not backend.reversible:
             raise BackendUnavailable(
                 f"backend {options.backend!r} is not reversible: nothing can be restored"
             )
         return Inspection(
-            source, kind, file_sha256(source), None, options.key, None, options.backend, "model", pixels
+            source,
+            kind,
+            file_sha256(source),
+            None,
+            options.key,
+            None,
+            options.backend,
+            "model",
+            pixels,
+            backend,
         )
     check_manifest(vault, manifest, digest, source=str(source))
     if options.key is not None and options.key != manifest.key_handle:
@@ -177,7 +186,8 @@ def inspect_input(vault: Vault, source: Path, options: RestoreOptions) -> Inspec
             f"{nothing} exactly: it carries no sealed originals",
             hint="only outputs anonymized with --seal-original restore exactly",
         )
-    if not options.exact and not get_backend(manifest.backend).reversible:
+    model = None if options.exact else get_backend(manifest.backend)
+    if model is not None and not model.reversible:
         if sealed:
             raise BackendUnavailable(
                 f"backend {manifest.backend!r} is not reversible",
@@ -197,6 +207,7 @@ def inspect_input(vault: Vault, source: Path, options: RestoreOptions) -> Inspec
         manifest.backend,
         mode,
         pixels,
+        model,
     )
 
 
@@ -228,23 +239,24 @@ def restore_exact(
 def restore_model(
     image: np.ndarray,
     faces: list[FaceRecord] | None,
-    backend_name: str,
+    backend: Backend,
     detector: Detector,
     key: UnsealedKey,
     mask_scale: float,
 ) -> tuple[np.ndarray, int]:
-    """Run the backend backwards on the faces found in `image` (those the manifest lists, when it has one)."""
-    backend = get_backend(backend_name)
-    found = detector.detect(image)
-    if faces is not None and found:
-        listed = np.array([face.box for face in faces], dtype=np.float64).reshape(-1, 4)
-        if not len(listed):
-            return image, 0
-        iou = box_iou(np.array([face.box for face in found]), listed)
-        found = [face for face, row in zip(found, iou, strict=True) if row.max() >= MATCH_IOU]
-    if not found:
+    """Run the backend backwards on the faces of `image`.
+
+    With a manifest, on the boxes it lists, with the 5 landmarks re-read inside each box from the anonymized
+    pixels (no detection needed, so a surrogate the detector would miss is still restored); without one,
+    on the faces the detector finds.
+    """
+    if faces is None:
+        landmarks = [face.landmarks for face in detector.detect(image)]
+    else:
+        landmarks = [landmarks5(image, tuple(float(v) for v in face.box)) for face in faces]  # type: ignore[arg-type]
+    if not landmarks:
         return image, 0
-    aligned = [align_face(image, face.landmarks, size=backend.crop_size) for face in found]
+    aligned = [align_face(image, points, size=backend.crop_size) for points in landmarks]
     crops = backend.restore_crops(np.stack([a.crop for a in aligned]), key.material)
     out = image
     for face_crop, crop in zip(aligned, crops, strict=True):
@@ -255,7 +267,7 @@ def restore_model(
             mask_scale=mask_scale,
             colour_match=backend.colour_match,
         )
-    return out, len(found)
+    return out, len(landmarks)
 
 
 def _restore_frame(
@@ -263,6 +275,7 @@ def _restore_frame(
     frame: int | None,
     inspection: Inspection,
     key: UnsealedKey,
+    backend: Backend | None,
     detector: Detector,
     options: RestoreOptions,
 ) -> tuple[np.ndarray, int]:
@@ -273,15 +286,17 @@ def _restore_frame(
         return restore_exact(
             image, listed, manifest, key, pixels_digest(image), source=str(inspection.source)
         )
-    return restore_model(image, listed, inspection.backend, detector, key, options.mask_scale)
+    assert backend is not None
+    return restore_model(image, listed, backend, detector, key, options.mask_scale)
 
 
 def restore_into(staged: Path, inspection: Inspection, key: UnsealedKey, options: RestoreOptions) -> int:
     """Compute the restored image or video into `staged`; returns the number of faces restored."""
     detector = get_detector(options.detector)
+    backend = inspection.model
     if inspection.kind == "image":
         assert inspection.pixels is not None
-        restored, count = _restore_frame(inspection.pixels, None, inspection, key, detector, options)
+        restored, count = _restore_frame(inspection.pixels, None, inspection, key, backend, detector, options)
         write_image(staged, restored)
     else:
         info = probe_video(inspection.source)
@@ -289,7 +304,9 @@ def restore_into(staged: Path, inspection: Inspection, key: UnsealedKey, options
         count = 0
         with VideoWriter(staged, fps=info.fps, codec=codec, time_base=info.time_base) as writer:
             for number, frame in enumerate(read_timed_frames(inspection.source)):
-                restored, done = _restore_frame(frame.image, number, inspection, key, detector, options)
+                restored, done = _restore_frame(
+                    frame.image, number, inspection, key, backend, detector, options
+                )
                 writer.write(restored, frame.pts)
                 count += done
     if count == 0 and (inspection.manifest is None or inspection.manifest.faces):
@@ -370,7 +387,7 @@ def restore_path(vault: Vault, source: Path, target: Path, options: RestoreOptio
         staging.publish()  # 5
     approvals = access.show_request(vault, request).approvals if request else ()
     manifest = inspection.manifest
-    backend = get_backend(inspection.backend) if inspection.mode == "model" else None
+    backend = inspection.model
     report = RestoreReport(
         input=str(inspection.source),
         output=str(target),

@@ -169,3 +169,10 @@ def test_revoked_key_refuses_and_sealing_needs_a_key(lab: Lab, tmp_path: Path, a
     with lab.open("olga") as vault, pytest.raises(KeyStateError, match=f"key {lab.key} is revoked: anonymize refused"):
         anonymize_paths(vault, [tmp_path / "in.png"], tmp_path / "out", AnonymizeOptions(), key=lab.key)
     assert not any(p.name.startswith(STAGING_PREFIX) for p in (tmp_path / "out").iterdir())
+
+
+def test_output_folder_inside_the_input_folder_is_not_read_back(lab: Lab, tmp_path: Path, photos: Path) -> None:
+    first = _run(lab, [photos], photos / "released")
+    second = _run(lab, [photos], photos / "released")
+    assert len(first.items) == len(second.items) == 2
+    assert not (photos / "released" / "released").exists()
