@@ -1,6 +1,15 @@
-"""Key vault and tamper-evident audit log. Never imports ifadit or torch: auditors install it alone."""
+"""Key vault and tamper-evident audit log. Never imports ifadit or torch: auditors install it alone.
 
-from keyvault.access import ApprovalInfo, RequestInfo
+The offline verification names (`verify_bundle`, `VerifyReport`, audit records, errors) import no
+database code; the vault names (`Vault`, `open_vault`, …) load SQLAlchemy and Alembic on first use
+(PEP 562), so `import keyvault` stays light for an auditor.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from keyvault.audit import AuditEntry, InclusionProof, TreeHead
 from keyvault.envelope import KdfParams
 from keyvault.errors import (
@@ -16,9 +25,27 @@ from keyvault.errors import (
     VaultNotFound,
     VaultSchemaError,
 )
-from keyvault.keys import KeyInfo, UnsealedKey, VersionInfo
-from keyvault.vault import Policy, UserInfo, Vault, open_vault
 from keyvault.verify import VerifyReport, verify_bundle
+
+_DATABASE_NAMES = {
+    "ApprovalInfo": "keyvault.access",
+    "RequestInfo": "keyvault.access",
+    "KeyInfo": "keyvault.keys",
+    "UnsealedKey": "keyvault.keys",
+    "VersionInfo": "keyvault.keys",
+    "Policy": "keyvault.vault",
+    "UserInfo": "keyvault.vault",
+    "Vault": "keyvault.vault",
+    "open_vault": "keyvault.vault",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _DATABASE_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keyvault' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ApprovalInfo",

@@ -21,3 +21,12 @@ def test_import_pulls_in_no_image_or_model_code() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_offline_verification_imports_no_database_code() -> None:
+    code = (
+        "import sys, keyvault, keyvault.verify;"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
