@@ -144,7 +144,7 @@ def test_reversible_backend_and_copy_without_manifest(
     assert restored.exit_code == 0, restored.stderr
     core = (slice(100, 150), slice(195, 245))
     error = np.abs(read_image(tmp_path / "r.png")[core].astype(float) - astronaut[core]).mean()
-    assert error < 8
+    assert error < 7
 
 
 def test_audit_chain_verifies_after_a_full_story(lab: Lab, anonymized: Path, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def _transform(key: bytes | None) -> tuple[tuple[int, ...], np.ndarray, np.ndarr
         raise ValueError("the keyed test backend needs 32 bytes of key material")
     digest = hashlib.sha256(b"keyed-test-backend\0" + key).digest()
     permutation = _PERMUTATIONS[1 + digest[0] % 5]  # never the identity
-    gain = 0.6 + 0.35 * np.frombuffer(digest[1:4], dtype=np.uint8) / 255.0
+    gain = 0.5 + 0.3 * np.frombuffer(digest[1:4], dtype=np.uint8) / 255.0
     offset = (255.0 * (1.0 - gain)) * np.frombuffer(digest[4:7], dtype=np.uint8) / 255.0
     return permutation, gain, offset
 
