@@ -26,6 +26,7 @@ import numpy as np
 from skimage import data
 
 from ifadit.backends.base import BACKENDS, get_backend
+from ifadit.errors import IfaditError
 from ifadit.media.image import write_image
 from ifadit.pipeline.anonymize import AnonymizeOptions, anonymize_paths
 from ifadit.pipeline.restore import RestoreOptions, restore_path
@@ -113,7 +114,15 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(name for name in ("blur", "pixelate", "mask", "ifadit")
                                                          if name in BACKENDS))
     args = parser.parse_args()
-    names = ["blur"] + [name for name in args.backends.split(",") if name and name != "blur"]
+    names = ["blur"]
+    for name in args.backends.split(","):
+        if name and name != "blur":
+            try:
+                get_backend(name)
+            except IfaditError as exc:  # e.g. the ifadit model is not shipped yet
+                print(f"skipping {name}: {exc}")
+                continue
+            names.append(name)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         inputs = work / "inputs"
