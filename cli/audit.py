@@ -116,9 +116,22 @@ def audit_export(vault_args: VaultArgs, output: Path, public_key_out: Path | Non
     show_default="none",
     help="Check an inclusion proof from `audit prove` instead of a bundle (needs --public-key).",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Also re-validate the canonical form of every signed entry (about 10x slower; tamper detection "
+    "is the same, since signed entries are authenticated byte for byte by the signed tree heads).",
+)
 @json_option
 def audit_verify(
-    vault_args: VaultArgs, bundle: Path | None, public_key: Path | None, proof: Path | None, as_json: bool
+    vault_args: VaultArgs,
+    bundle: Path | None,
+    public_key: Path | None,
+    proof: Path | None,
+    strict: bool,
+    as_json: bool,
 ) -> None:
     """Verify a bundle offline (or the live vault when no BUNDLE is given); exit 4 naming the first bad entry.
 
@@ -138,7 +151,7 @@ def audit_verify(
         click.echo(f"entry {entry.seq} is included in the signed tree head of size {parsed.head.size}")
         return
     if bundle is not None:
-        report = verify_bundle(bundle, pinned, strict=True)
+        report = verify_bundle(bundle, pinned, strict=strict)
     else:
         with vault_args.open() as vault:
             report = auditor.verify_live(vault, pinned)
