@@ -7,7 +7,8 @@ v1, v2 of each face (shift, brightness, contrast) are encoded; then
   anonymity       surrogates G(M(F(z_id(v1); c_k), z_attr)) and under c_k2 are ≥ threshold + margin from v1
   diversity       the two surrogates are ≥ threshold + margin apart
   naturalness     MMD between surrogate codes and real codes (z_id of v1 and v2)
-  recoverability  F^-1(correction(z_id(surrogate image)); c_k) ≈ z_id(v1)  (re-read from rendered pixels)
+  recoverability  F^-1(correction(z_id(published)); c_k) ≈ z_id(v1), where `published` is the surrogate image
+                  rounded to uint8, shifted and colour-jittered as paste-back, re-detection and colour matching do
   wrong key       F^-1(correction(...); c_k') is ≥ threshold + margin from v1 in descriptor space
   consistency     F(z_id(v1); c_k) ≈ F(z_id(v2); c_k)
 Sample grid columns: original | anonymized under 3 keys | restored (key 1) | restored with key 1 one bit off.
@@ -110,6 +111,12 @@ def augment_view(x: torch.Tensor, shift: int, jitter: float) -> torch.Tensor:
     return ((x - mean) * gain + mean + bias).clamp(-1, 1)
 
 
+def quantize(img: torch.Tensor) -> torch.Tensor:
+    """Round to the 256 levels of a uint8 image; gradients pass straight through."""
+    levels = ((img.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+    return img + (levels - img).detach()
+
+
 def phase2_losses(
     model: IfaditModel, x: torch.Tensor, options: Phase2Options
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -128,8 +135,9 @@ def phase2_losses(
         z1, z2 = model.standardise(desc1), model.standardise(desc2)
         z_attr = model.encoder(v1)
     sur, sur2 = model.flow(torch.cat([z1, z1]), torch.cat([c, c2])).chunk(2)
-    anon = model.render(torch.cat([sur, sur2]), torch.cat([z_attr, z_attr]))
-    desc_anon, desc_anon2 = model.descriptor(anon).chunk(2)
+    anon, anon2 = model.render(torch.cat([sur, sur2]), torch.cat([z_attr, z_attr])).chunk(2)
+    published = augment_view(quantize(anon), options.shift, options.jitter)  # what restore will read back
+    desc_anon, desc_anon2 = model.descriptor(torch.cat([published, anon2])).chunk(2)
     read = model.correction(model.standardise(desc_anon))
     back = model.flow.inverse(torch.cat([read, read]), torch.cat([c, c_wrong]))
     z_back, z_wrong = back.chunk(2)

@@ -21,6 +21,7 @@ from ifadit.training.phase2 import (
     flip_bit,
     phase2_losses,
     phase2_parameters,
+    quantize,
     random_keys,
     read_phase2_options,
     train_phase2,
@@ -158,3 +159,11 @@ def test_resume_is_bit_exact(setup: tuple[Path, Path], tmp_path: Path) -> None:
     a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_quantize_rounds_to_uint8_levels_and_passes_gradients() -> None:
+    x = torch.tensor([-1.2, -0.5, 0.0013, 0.9999], requires_grad=True)
+    q = quantize(x)
+    assert torch.allclose((q + 1) * 127.5, ((q + 1) * 127.5).round(), atol=1e-4) and q.min() >= -1
+    q.sum().backward()
+    assert x.grad is not None and torch.equal(x.grad, torch.ones(4))
