@@ -65,16 +65,15 @@ def plan_items(inputs: Sequence[Path], output: Path, *, lossless_video: bool) ->
     """Expand `inputs` into items with their targets under the folder `output`.
 
     A single image or video input may instead name its output file directly (`output` with a suffix
-    that is not a folder). An output folder inside an input folder is not read as input. Raises `InputError` for a missing input, two inputs with one target, or a
-    target that would overwrite an input.
+    that is not a folder). An output folder inside an input folder is not read as input. A missing input
+    becomes an item like any other (reading it reports the error, and the run goes on). Raises `InputError`
+    for two inputs with one target or a target that would overwrite an input.
     """
     if not inputs:
         raise ValueError("no inputs given")
     single_file = len(inputs) == 1 and not inputs[0].is_dir() and output.suffix != "" and not output.is_dir()
     items: list[Item] = []
     for source in inputs:
-        if not source.exists():
-            raise InputError(f"{source}: no such file or folder")
         if source.is_dir():
             for path in _folder_files(source, output.resolve()):
                 kind = kind_of(path)

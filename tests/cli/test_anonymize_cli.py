@@ -64,13 +64,15 @@ def test_text_output_names_files_key_and_audit_entry(lab: Lab, tmp_path: Path, p
 
 def test_bad_files_are_reported_and_the_rest_done(lab: Lab, tmp_path: Path, photo: Path) -> None:
     (tmp_path / "notes.png").write_text("not an image")
-    done = lab.cli("anonymize", photo, tmp_path / "notes.png", "-o", tmp_path / "out", "--case", CASE, "--json")
+    done = lab.cli("anonymize", photo, tmp_path / "notes.png", tmp_path / "missing.jpg", "-o", tmp_path / "out",
+                   "--case", CASE, "--json")
     assert done.exit_code == 1
     assert done.stderr.strip().splitlines() == [
-        f"Error: {tmp_path / 'notes.png'}: not a recognised image file"
+        f"Error: {tmp_path / 'notes.png'}: not a recognised image file",
+        f"Error: {tmp_path / 'missing.jpg'}: no such file",
     ]
     items = json.loads(done.stdout)["items"]
-    assert [item["error"] is None for item in items] == [True, False]
+    assert [item["error"] is None for item in items] == [True, False, False]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.png"]
 
 
