@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions, anonym
 from ifadit.pipeline.restore import RestoreOptions, report_path, restore_path
 from keyvault import access, keys, ledger
 from keyvault.errors import ApprovalPending, KeyStateError, PermissionDenied, SealedDataError
+from keyvault.vault import open_vault
+from tests.keyvault.support import FakeClock
 from tests.pipeline.support import CASE, Lab, audit_entries, keyed_backend, make_lab  # noqa: F401
 from tests.video_scenes import Sprite, deepface_patch, linear_path, render
 
@@ -306,3 +309,16 @@ def test_rotation_anonymizes_with_the_new_version_and_restores_the_old(
     assert (old.key_version, new.key_version) == (1, 2)
     assert np.array_equal(read_image(tmp_path / "old_restored.png"), astronaut)
     assert np.array_equal(read_image(tmp_path / "new_restored.png"), astronaut)
+
+
+def test_an_expired_approval_does_not_restore(lab: Lab, anonymized: Path, tmp_path: Path) -> None:
+    lab.require_approval(True)
+    with pytest.raises(ApprovalPending) as pending:
+        _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    request = pending.value.args[0].split()[1]
+    with lab.open("alice") as vault:
+        access.approve(vault, request)
+    later = FakeClock(datetime.now(UTC) + timedelta(hours=25))  # the default approval TTL is 24 h
+    with open_vault(lab.url, "ivan", b"ivan", clock=later) as vault, pytest.raises(ApprovalPending, match="expired"):
+        restore_path(vault, anonymized, tmp_path / "r.png", replace(OPTIONS, exact=True))
+    assert not (tmp_path / "r.png").exists()
