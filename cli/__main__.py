@@ -1,0 +1,5 @@
+"""`python -m cli` runs the `ifadit` command."""
+
+from cli.main import cli
+
+cli()
