@@ -28,7 +28,8 @@ from skimage import data
 from ifadit.backends.base import BACKENDS, get_backend
 from ifadit.errors import IfaditError
 from ifadit.media.image import write_image
-from ifadit.pipeline.anonymize import AnonymizeOptions, anonymize_paths
+from ifadit.pipeline.anonymize import AnonymizeOptions
+from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.restore import RestoreOptions, restore_path
 from keyvault import access, keys
 from keyvault.envelope import KdfParams

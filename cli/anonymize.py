@@ -12,13 +12,8 @@ from cli.options import VaultArgs, emit, json_option, usage_errors, vault_option
 from ifadit.backends.base import BACKENDS
 from ifadit.faces.detect import DETECTORS
 from ifadit.media.image import DEFAULT_MAX_PIXELS
-from ifadit.pipeline.anonymize import (
-    AnonymizeOptions,
-    ItemResult,
-    RunReport,
-    anonymize_paths,
-    default_backend,
-)
+from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult
+from ifadit.pipeline.batch import RunReport, anonymize_paths, default_backend
 
 
 def _report_error(result: ItemResult) -> None:

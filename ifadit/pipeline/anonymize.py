@@ -1,4 +1,4 @@
-"""Anonymize images and videos under a vault key, with a signed manifest per output and one audit entry per run.
+"""Anonymize one image or video under a vault key: the numbered steps and the per-item function.
 
 The steps, per still image (`anonymize_image_item`; videos run steps 2-5 per frame, see
 `ifadit.pipeline.anonymize_video`):
@@ -7,52 +7,38 @@ The steps, per still image (`anonymize_image_item`; videos run steps 2-5 per fra
   3. align each face to the backend's canonical crop;
   4. run the backend on the crops with the key material;
   5. paste the new crops back under the feathered face mask;
-  6. build the manifest (boxes, key handle + version, audit sequence number, sealed originals with
-     `--seal-original`) and sign it with the vault's key;
-  7. write the output with its manifest into the run's staging folder.
+  6. write the pixels into the run's staging folder and digest what a reader will decode;
+  7. draft the manifest: face boxes, key handle + version, and with `--seal-original` each original face
+     region sealed under a context bound to that digest;
+  8. (`finish_item`, on the driver, inside the run's audited transaction) stamp the draft with the run's
+     audit sequence number, sign it with the vault's key and embed it without touching the pixels.
 
-The serial engine (`anonymize_paths`) runs the per-item function `anonymize_item` over every input inside
-ONE vault action: the key is unsealed, used and audited in one transaction whose entry records the
-digests of all inputs and outputs and the counts. Outputs are published (renamed into place) only after
-that entry has committed; a bad file is reported and skipped, any other exception aborts the run and
-leaves no output. Same input + same key + same options give identical output pixels; the manifests of
-two runs differ in their run-specific fields (`audit_seq`, and the random nonces of sealed payloads).
-
-Another engine (e.g. Ray Data) calls the same `anonymize_item` with the same `RunContext`: everything in it
-pickles (options, backend, detector, the unsealed key held in memory only) except `signer`, which an engine
-with workers replaces by a callable that asks the driver to sign (the vault's signing key never leaves the
-driver); it keeps the driver-side run (`vault.action`, `ledger.next_seq`, staging, publish) as here.
+`anonymize_item` (steps 1-7) needs no vault: an engine may run it on workers holding the key material in
+memory; only `finish_item` signs. The serial engine is `ifadit.pipeline.batch.anonymize_paths`.
+Same input + same key + same options give identical output pixels; the manifests of two runs differ in
+their run-specific fields (`audit_seq`, and the random nonces of sealed payloads).
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from ifadit import __version__
-from ifadit.backends.base import BACKENDS, Backend, get_backend
-from ifadit.errors import IfaditError
+from ifadit.backends.base import BACKENDS, Backend
 from ifadit.faces.align import AlignedFace, align_face
 from ifadit.faces.blend import paste_back
-from ifadit.faces.detect import DETECTORS, Detector, Face, get_detector
+from ifadit.faces.detect import DETECTORS, Detector, Face
 from ifadit.media.image import DEFAULT_MAX_PIXELS, read_image
 from ifadit.media.manifest import FaceRecord, Manifest, sign_manifest
-from ifadit.pipeline.inputs import Item, ItemKind, plan_items
-from ifadit.pipeline.outputs import file_sha256, list_digest, write_image_with_manifest
+from ifadit.pipeline.inputs import Item, ItemKind
+from ifadit.pipeline.outputs import embed_manifest, file_sha256, write_pixels
 from ifadit.pipeline.sealing import changed_region, seal_context, seal_face
-from ifadit.pipeline.staging import Staging
-from keyvault import keys, ledger
-from keyvault.audit import key_fingerprint
-from keyvault.errors import KeyStateError, PermissionDenied
 from keyvault.keys import UnsealedKey
-from keyvault.vault import Vault
 
 MANIFEST_PURPOSE = "manifest"  # purpose of the vault's detached signature over a manifest
 
@@ -91,7 +77,6 @@ class ManifestStamp:
     backend: str
     vault_id: str
     signing_key_id: str  # fingerprint of the vault's Ed25519 public key
-    audit_seq: int | None  # sequence number of the run's audit entry
     key_handle: str | None = None
     key_version: int | None = None
     model_id: str | None = None
@@ -99,7 +84,7 @@ class ManifestStamp:
     tool_version: str = __version__
 
     def manifest(self, pixels_sha256: str, faces: Sequence[FaceRecord]) -> Manifest:
-        """An unsigned manifest for one output."""
+        """An unsigned manifest draft for one output (`finish_item` adds the audit sequence number)."""
         return Manifest(
             backend=self.backend,
             vault_id=self.vault_id,
@@ -111,7 +96,6 @@ class ManifestStamp:
             model_sha256=self.model_sha256,
             key_handle=self.key_handle,
             key_version=self.key_version,
-            audit_seq=self.audit_seq,
         )
 
 
@@ -123,17 +107,12 @@ class RunContext:
     backend: Backend
     detector: Detector
     stamp: ManifestStamp
-    signer: Callable[[bytes], bytes]  # manifest signing bytes -> Ed25519 signature (the vault's)
     key: UnsealedKey | None = field(default=None, repr=False)
 
     @property
     def material(self) -> bytes | None:
         """The key material handed to the backend (None for a run without a key)."""
         return self.key.material if self.key is not None else None
-
-    def sign(self, manifest: Manifest) -> Manifest:
-        """The manifest with the vault's signature."""
-        return sign_manifest(manifest, self.signer)
 
 
 @dataclass(frozen=True)
@@ -145,8 +124,9 @@ class ItemResult:
     kind: ItemKind
     faces: int = 0
     input_sha256: str | None = None  # SHA-256 of the input file
-    output_sha256: str | None = None  # SHA-256 of the output file (as published)
-    pixels_sha256: str | None = None  # the manifest's pixel digest
+    output_sha256: str | None = None  # SHA-256 of the output file (as published; set by `finish_item`)
+    staged: Path | None = None  # where the output waits until the run publishes it
+    manifest: Manifest | None = field(default=None, repr=False)  # draft, then signed by `finish_item`
     error: str | None = None
     exit_code: int = 0
 
@@ -160,42 +140,6 @@ class ItemResult:
             "input_sha256": self.input_sha256,
             "output_sha256": self.output_sha256,
             "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class RunReport:
-    """The outcome of one run."""
-
-    items: tuple[ItemResult, ...]
-    backend: str
-    key_handle: str | None
-    key_version: int | None
-    audit_seq: int
-    sealed: bool
-
-    @property
-    def failed(self) -> tuple[ItemResult, ...]:
-        """The items that could not be anonymized."""
-        return tuple(item for item in self.items if item.error)
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every item succeeded, else the highest item exit code."""
-        return max((item.exit_code for item in self.items), default=0)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready summary."""
-        return {
-            "backend": self.backend,
-            "key_handle": self.key_handle,
-            "key_version": self.key_version,
-            "audit_seq": self.audit_seq,
-            "sealed_originals": self.sealed,
-            "files": len(self.items),
-            "failed": len(self.failed),
-            "faces": sum(item.faces for item in self.items),
-            "items": [item.as_dict() for item in self.items],
         }
 
 
@@ -264,30 +208,25 @@ def face_records(
 
 
 def anonymize_image_item(item: Item, ctx: RunContext, staged: Path) -> ItemResult:
-    """Steps 1-7 for one still image, written to `staged`."""
+    """Steps 1-7 for one still image, written to `staged` (its manifest still a draft)."""
     image = read_image(item.source, max_pixels=ctx.options.max_pixels)  # 1
     faces = ctx.detector.detect(image)  # 2
     pixels, aligned = anonymize_frame(image, faces, ctx)  # 3-5
-
-    def make_manifest(pixels_sha256: str) -> Manifest:  # 6
-        return ctx.sign(
-            ctx.stamp.manifest(pixels_sha256, face_records(image, pixels_sha256, faces, aligned, ctx))
-        )
-
-    digest, _ = write_image_with_manifest(staged, pixels, make_manifest)  # 7
+    digest = write_pixels(staged, pixels)  # 6
+    draft = ctx.stamp.manifest(digest, face_records(image, digest, faces, aligned, ctx))  # 7
     return ItemResult(
         item.source,
         item.target,
         item.kind,
         faces=len(faces),
         input_sha256=file_sha256(item.source),
-        output_sha256=file_sha256(staged),
-        pixels_sha256=digest,
+        staged=staged,
+        manifest=draft,
     )
 
 
 def anonymize_item(item: Item, ctx: RunContext, staged: Path) -> ItemResult:
-    """The per-item function every engine calls: anonymize one image or video into `staged`."""
+    """The per-item function every engine calls: steps 1-7 for one image or video into `staged`."""
     if item.kind == "video":
         from ifadit.pipeline.anonymize_video import anonymize_video_item
 
@@ -295,123 +234,9 @@ def anonymize_item(item: Item, ctx: RunContext, staged: Path) -> ItemResult:
     return anonymize_image_item(item, ctx, staged)
 
 
-# ---------------------------------------------------------------- serial engine
-
-
-def run_serial(
-    items: Sequence[Item],
-    ctx: RunContext,
-    staging: Staging,
-    *,
-    progress: bool = False,
-    on_item: Callable[[ItemResult], None] | None = None,
-) -> list[ItemResult]:
-    """Run `anonymize_item` over `items` in order; a bad input (IfaditError) is recorded and skipped."""
-    results = []
-    for item in tqdm(items, disable=not progress, file=sys.stderr, unit="file", desc="anonymize"):
-        staged = staging.path_for(item.target)
-        try:
-            result = anonymize_item(item, ctx, staged)
-        except IfaditError as exc:
-            staging.drop(staged)
-            result = ItemResult(item.source, item.target, item.kind, error=str(exc), exit_code=exc.exit_code)
-        results.append(result)
-        if on_item is not None:
-            on_item(result)
-    return results
-
-
-def default_backend() -> str:
-    """The CLI's default: "ifadit" when it is registered and its model is shipped, else "blur"."""
-    target = BACKENDS.get("ifadit")
-    if target is not None:
-        try:
-            module = importlib.import_module(target.partition(":")[0])
-        except ImportError:
-            return "blur"
-        if module.is_shipped():
-            return "ifadit"
-    return "blur"
-
-
-def choose_key(vault: Vault, *, key: str | None, case: str | None) -> str | None:
-    """The key handle a run uses: `key`, else the newest active key of `case`, else None."""
-    if key is not None or case is None:
-        return key
-    active = keys.list_keys(vault, case=case, state="active")
-    if not active:
-        raise KeyStateError(
-            f"case {case} has no active key", hint="an admin issues one with `ifadit keys issue`"
-        )
-    return active[0].handle
-
-
-def anonymize_paths(
-    vault: Vault,
-    inputs: Sequence[Path],
-    output: Path,
-    options: AnonymizeOptions,
-    *,
-    key: str | None = None,
-    case: str | None = None,
-    progress: bool = False,
-    on_item: Callable[[ItemResult], None] | None = None,
-) -> RunReport:
-    """Anonymize files, folders (recursive) and videos into `output` as one audited run (operator role)."""
-    options.check()
-    items = plan_items(list(inputs), Path(output), lossless_video=options.lossless)
-    backend = get_backend(options.backend)
-    detector = get_detector(
-        options.detector, thresh=options.thresh, scale=options.scale, upsample=options.upsample
-    )
-    handle = choose_key(vault, key=key, case=case)
-    if handle is None and (backend.reversible or options.seal_original):
-        needs = "--seal-original" if options.seal_original else f"backend {backend.name!r}"
-        raise ValueError(f"{needs} needs a key: pass --key HANDLE or --case CASE")
-    root = Path(output).parent if len(items) == 1 and items[0].target == Path(output) else Path(output)
-    details = {"backend": backend.name, "seal_original": options.seal_original, "lossless": options.lossless}
-    with Staging(root) as staging:
-        with vault.action("anonymize", role="operator", key=handle, case=case, details=details) as act:
-            seq = ledger.next_seq(act.session)
-            unsealed = (
-                keys.unseal_for_use(vault, handle, purpose="anonymize", action=act)
-                if handle is not None
-                else None
-            )
-            if unsealed is not None and case is not None and unsealed.case_id != case:
-                raise PermissionDenied(f"key {handle} does not belong to case {case}")
-            ctx = RunContext(
-                options=options,
-                backend=backend,
-                detector=detector,
-                stamp=ManifestStamp(
-                    backend=backend.name,
-                    vault_id=vault.id,
-                    signing_key_id=key_fingerprint(vault.public_key),
-                    audit_seq=seq,
-                    key_handle=unsealed.handle if unsealed else None,
-                    key_version=unsealed.version if unsealed else None,
-                    model_id=getattr(backend, "model_id", None),
-                    model_sha256=getattr(backend, "model_sha256", None),
-                ),
-                signer=lambda data: vault.sign_detached(MANIFEST_PURPOSE, data),
-                key=unsealed,
-            )
-            results = run_serial(items, ctx, staging, progress=progress, on_item=on_item)
-            done = [r for r in results if r.error is None]
-            act.digests = {
-                "inputs": list_digest(r.input_sha256 or "" for r in done),
-                "outputs": list_digest(r.output_sha256 or "" for r in done),
-            }
-            act.details.update(
-                files=len(done), failed=len(results) - len(done), faces=sum(r.faces for r in done)
-            )
-        staging.publish()
-    return RunReport(
-        items=tuple(results),
-        backend=backend.name,
-        key_handle=ctx.stamp.key_handle,
-        key_version=ctx.stamp.key_version,
-        audit_seq=seq,
-        sealed=options.seal_original,
-    )
+def finish_item(result: ItemResult, audit_seq: int, signer: Callable[[bytes], bytes]) -> ItemResult:
+    """Step 8: stamp the draft with the run's audit entry, sign it, embed it; the result with its file digest."""
+    assert result.manifest is not None and result.staged is not None, "finish_item needs a successful item"
+    manifest = sign_manifest(replace(result.manifest, audit_seq=audit_seq), signer)
+    embed_manifest(result.staged, manifest)
+    return replace(result, manifest=manifest, output_sha256=file_sha256(result.staged))

@@ -1,4 +1,4 @@
-"""Anonymize one video: track faces frame by frame, replace them, write the video and its sidecar manifest.
+"""Anonymize one video: track faces frame by frame, replace them, write the video and draft its manifest.
 
 Per frame: detect and track (stable track ids), align, run the backend, paste back, write the frame;
 with `--seal-original` each face's original region is sealed under a context binding that frame's output
@@ -17,12 +17,12 @@ from ifadit.media.manifest import FaceRecord, pixels_digest
 from ifadit.media.video import VideoWriter, probe_video, read_frames
 from ifadit.pipeline.anonymize import ItemResult, RunContext, anonymize_frame, face_records
 from ifadit.pipeline.inputs import Item
-from ifadit.pipeline.outputs import file_sha256, frames_digest, write_sidecar
+from ifadit.pipeline.outputs import file_sha256, frames_digest
 from ifadit.pipeline.track_video import track_video
 
 
 def anonymize_video_item(item: Item, ctx: RunContext, staged: Path) -> ItemResult:
-    """Anonymize the video `item.source` into `staged` (plus its sidecar manifest)."""
+    """Anonymize the video `item.source` into `staged`; the manifest draft becomes its sidecar in `finish_item`."""
     options = ctx.options
     if options.seal_original and not options.lossless:
         raise InputError(
@@ -58,14 +58,12 @@ def anonymize_video_item(item: Item, ctx: RunContext, staged: Path) -> ItemResul
             )
     if not options.lossless:
         digests = [pixels_digest(image) for image in read_frames(staged)]
-    manifest = ctx.sign(ctx.stamp.manifest(frames_digest(digests), records))
-    write_sidecar(staged, manifest)
     return ItemResult(
         item.source,
         item.target,
         item.kind,
         faces=len(records),
         input_sha256=file_sha256(item.source),
-        output_sha256=file_sha256(staged),
-        pixels_sha256=manifest.pixels_sha256,
+        staged=staged,
+        manifest=ctx.stamp.manifest(frames_digest(digests), records),  # its sidecar comes with finish_item
     )

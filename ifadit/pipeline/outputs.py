@@ -1,16 +1,19 @@
-"""Writing results with their manifest, and the digests that bind manifests and audit entries to files.
+"""Writing results in two phases (pixels, then the signed manifest), and the digests that bind them.
 
-Lossless formats (PNG) are digested as computed. Lossy formats (JPEG, WebP) are written once without a
-manifest and read back, so the manifest's `pixels_sha256` (and any sealed region's context) describes the
-pixels a reader will decode; the manifest then goes into the JPEG's APP11 segment by inserting bytes (the
-pixels stay as written) or into a sidecar. Video digests chain the digests of every decoded frame.
+`write_pixels` writes an image without manifest and returns the digest of the pixels a reader will decode
+(lossy JPEG/WebP are read back). `embed_manifest` later adds the signed manifest WITHOUT re-encoding: a PNG
+gets an iTXt chunk inserted after its header, a JPEG APP11 segments inserted after SOI/APP0, anything else
+(video, WebP, a JPEG manifest too large for APP11) a sidecar. The pixels never change between the two
+phases, so the digest (and any sealed region's context bound to it) stays valid. Video digests chain the
+digests of every decoded frame.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ from ifadit.media.image import atomic_write_bytes, insert_jpeg_app11, read_image
 from ifadit.media.manifest import Manifest, embedding_for, pixels_digest, sidecar_path
 
 LOSSLESS_IMAGE_SUFFIXES = frozenset({".png"})
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHUNK = 1 << 20
 
 
@@ -54,24 +58,35 @@ def write_sidecar(path: Path, manifest: Manifest) -> None:
     atomic_write_bytes(sidecar_path(path), manifest.to_json().encode("utf-8"))
 
 
-def write_image_with_manifest(
-    path: Path, pixels: np.ndarray, make_manifest: Callable[[str], Manifest]
-) -> tuple[str, Manifest]:
-    """Write `pixels` to `path` with the manifest `make_manifest(pixels_sha256)`; returns the digest and manifest.
-
-    The digest is of the pixels as a reader decodes the written file (lossy formats are read back).
-    """
-    if path.suffix.lower() in LOSSLESS_IMAGE_SUFFIXES:
-        digest = pixels_digest(pixels)
-        manifest = make_manifest(digest)
-        write_image(path, pixels, **embedding_for(path, manifest))
-        return digest, manifest
+def write_pixels(path: Path, pixels: np.ndarray) -> str:
+    """Write `pixels` to `path` (format from the suffix, no metadata); the digest of what a reader decodes."""
     write_image(path, pixels)
-    digest = pixels_digest(read_image(path))
-    manifest = make_manifest(digest)
-    embedded = embedding_for(path, manifest)
-    if "jpeg_app11" in embedded:
+    if path.suffix.lower() in LOSSLESS_IMAGE_SUFFIXES:
+        return pixels_digest(pixels)
+    return pixels_digest(read_image(path))
+
+
+def png_itxt_chunk(keyword: str, text: str) -> bytes:
+    """A compressed PNG iTXt chunk (length, type, data, CRC) holding UTF-8 `text` under `keyword`."""
+    data = keyword.encode("latin-1") + b"\0\x01\x00" + b"\0" + b"\0" + zlib.compress(text.encode("utf-8"))
+    return len(data).to_bytes(4, "big") + b"iTXt" + data + zlib.crc32(b"iTXt" + data).to_bytes(4, "big")
+
+
+def insert_png_itxt(png: bytes, keyword: str, text: str) -> bytes:
+    """`png` with an iTXt chunk inserted right after its IHDR chunk (pixels untouched)."""
+    if png[:8] != PNG_SIGNATURE or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG stream starting with IHDR")
+    end_of_ihdr = 8 + 4 + 4 + int.from_bytes(png[8:12], "big") + 4
+    return png[:end_of_ihdr] + png_itxt_chunk(keyword, text) + png[end_of_ihdr:]
+
+
+def embed_manifest(path: Path, manifest: Manifest) -> None:
+    """Add `manifest` to the file `path` written by `write_pixels` (or a video): embedded, else a sidecar."""
+    embedded = embedding_for(path, manifest) if path.is_file() else {}
+    if "extra_png_text" in embedded:
+        ((keyword, text),) = embedded["extra_png_text"].items()
+        atomic_write_bytes(path, insert_png_itxt(path.read_bytes(), keyword, text))
+    elif "jpeg_app11" in embedded:
         atomic_write_bytes(path, insert_jpeg_app11(path.read_bytes(), embedded["jpeg_app11"]))
     else:
         write_sidecar(path, manifest)
-    return digest, manifest

@@ -14,9 +14,10 @@ from ifadit.backends import base
 from ifadit.faces.detect import get_detector
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest, verify_manifest
-from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions, anonymize_paths
+from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions
+from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.outputs import file_sha256, list_digest
-from ifadit.pipeline.staging import STAGING_PREFIX
+from keyvault import keys
 from keyvault.errors import KeyStateError, PermissionDenied
 from keyvault.vault import verify_detached
 from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
@@ -157,8 +158,6 @@ def test_operator_role_is_required_and_refusal_audited(lab: Lab, tmp_path: Path,
 
 
 def test_revoked_key_refuses_and_sealing_needs_a_key(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
-    from keyvault import keys
-
     write_image(tmp_path / "in.png", astronaut)
     with lab.open("olga") as vault, pytest.raises(ValueError, match="--seal-original needs a key"):
         anonymize_paths(vault, [tmp_path / "in.png"], tmp_path / "out", AnonymizeOptions(seal_original=True))
@@ -168,7 +167,7 @@ def test_revoked_key_refuses_and_sealing_needs_a_key(lab: Lab, tmp_path: Path, a
         _run(lab, [tmp_path / "in.png"], tmp_path / "out")
     with lab.open("olga") as vault, pytest.raises(KeyStateError, match=f"key {lab.key} is revoked: anonymize refused"):
         anonymize_paths(vault, [tmp_path / "in.png"], tmp_path / "out", AnonymizeOptions(), key=lab.key)
-    assert not any(p.name.startswith(STAGING_PREFIX) for p in (tmp_path / "out").iterdir())
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 def test_output_folder_inside_the_input_folder_is_not_read_back(lab: Lab, tmp_path: Path, photos: Path) -> None:
@@ -176,3 +175,30 @@ def test_output_folder_inside_the_input_folder_is_not_read_back(lab: Lab, tmp_pa
     second = _run(lab, [photos], photos / "released")
     assert len(first.items) == len(second.items) == 2
     assert not (photos / "released" / "released").exists()
+
+
+def test_a_run_holds_no_vault_lock_while_it_works(lab: Lab, tmp_path: Path, photos: Path) -> None:
+    issued = []
+
+    def meanwhile(result: object) -> None:  # another user writes to the vault in the middle of the run
+        with lab.open("admin") as admin:
+            issued.append(keys.issue(admin, "C-99", "issued during a run").handle)
+
+    with lab.open("olga") as vault:
+        report = anonymize_paths(vault, [photos], tmp_path / "out", AnonymizeOptions(), case=CASE, on_item=meanwhile)
+    assert len(issued) == 2 and report.exit_code == 0
+    entries = audit_entries(lab)
+    assert entries[-1].action == "anonymize" and entries[-1].seq == report.audit_seq
+    assert read_manifest(tmp_path / "out" / "astronaut.png").audit_seq == report.audit_seq  # type: ignore[union-attr]
+
+
+def test_a_key_revoked_during_the_run_publishes_nothing(lab: Lab, tmp_path: Path, photos: Path) -> None:
+    def revoke(result: object) -> None:
+        with lab.open("admin") as admin:
+            if keys.show(admin, lab.key).state == "active":
+                keys.revoke(admin, lab.key, reason="compromised")
+
+    with lab.open("olga") as vault, pytest.raises(KeyStateError, match="is revoked: anonymize refused"):
+        anonymize_paths(vault, [photos], tmp_path / "out", AnonymizeOptions(), key=lab.key, on_item=revoke)
+    assert list((tmp_path / "out").iterdir()) == []
+    assert audit_entries(lab, "anonymize")[-1].outcome == "refused"

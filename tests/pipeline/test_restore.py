@@ -14,7 +14,8 @@ from ifadit.errors import BackendUnavailable, ManifestError
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import Manifest, embedding_for, read_manifest, sign_manifest
 from ifadit.media.video import VideoWriter, read_frames
-from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions, anonymize_paths
+from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions
+from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.restore import RestoreOptions, report_path, restore_path
 from keyvault import access, keys, ledger
 from keyvault.errors import ApprovalPending, KeyStateError, PermissionDenied, SealedDataError

@@ -1,0 +1,248 @@
+"""The serial engine: one audited anonymize run over files, folders (recursive) and videos.
+
+A run:
+  1. plans the items and checks the options (nothing touches the vault yet);
+  2. authorizes the operator and unseals the key in a short read-only vault action (a refusal, e.g. a
+     missing role or a revoked key, is audited);
+  3. runs the per-item function `anonymize_item` over every item into a staging folder, holding no
+     database lock, so other vault users are not blocked by a long batch; a bad input (IfaditError) is
+     reported and skipped, any other exception is audited as a failed run and leaves no output;
+  4. in ONE transaction: unseals the key again (the audited key use, refused if the key was suspended,
+     revoked or rotated meanwhile), reserves the run's audit sequence number, signs and embeds every
+     manifest (`finish_item`) and appends the run's single audit entry (digests of all inputs and outputs,
+     counts);
+  5. only after that commit, publishes the outputs (renames them into place).
+A kill at any point leaves no output under its name and no entry; at most the hidden staging folder.
+An engine with workers (Ray) keeps steps 1, 2, 4 and 5 on the driver and runs step 3 on the workers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ifadit.backends.base import BACKENDS, get_backend
+from ifadit.errors import IfaditError
+from ifadit.faces.detect import get_detector
+from ifadit.pipeline.anonymize import (
+    MANIFEST_PURPOSE,
+    AnonymizeOptions,
+    ItemResult,
+    ManifestStamp,
+    RunContext,
+    anonymize_item,
+    finish_item,
+)
+from ifadit.pipeline.inputs import Item, plan_items
+from ifadit.pipeline.outputs import list_digest
+from ifadit.pipeline.staging import Staging
+from keyvault import keys, ledger
+from keyvault.audit import key_fingerprint
+from keyvault.errors import KeyStateError, PermissionDenied
+from keyvault.keys import UnsealedKey
+from keyvault.vault import Vault
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The outcome of one run."""
+
+    items: tuple[ItemResult, ...]
+    backend: str
+    key_handle: str | None
+    key_version: int | None
+    audit_seq: int
+    sealed: bool
+
+    @property
+    def failed(self) -> tuple[ItemResult, ...]:
+        """The items that could not be anonymized."""
+        return tuple(item for item in self.items if item.error)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every item succeeded, else the highest item exit code."""
+        return max((item.exit_code for item in self.items), default=0)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "backend": self.backend,
+            "key_handle": self.key_handle,
+            "key_version": self.key_version,
+            "audit_seq": self.audit_seq,
+            "sealed_originals": self.sealed,
+            "files": len(self.items),
+            "failed": len(self.failed),
+            "faces": sum(item.faces for item in self.items),
+            "items": [item.as_dict() for item in self.items],
+        }
+
+
+def default_backend() -> str:
+    """The CLI's default: "ifadit" when it is registered and its model is shipped, else "blur"."""
+    target = BACKENDS.get("ifadit")
+    if target is not None:
+        try:
+            module = importlib.import_module(target.partition(":")[0])
+        except ImportError:
+            return "blur"
+        if module.is_shipped():
+            return "ifadit"
+    return "blur"
+
+
+def choose_key(vault: Vault, *, key: str | None, case: str | None) -> str | None:
+    """The key handle a run uses: `key`, else the newest active key of `case`, else None."""
+    if key is not None or case is None:
+        return key
+    active = keys.list_keys(vault, case=case, state="active")
+    if not active:
+        raise KeyStateError(
+            f"case {case} has no active key", hint="an admin issues one with `ifadit keys issue`"
+        )
+    return active[0].handle
+
+
+def run_serial(
+    items: Sequence[Item],
+    ctx: RunContext,
+    staging: Staging,
+    *,
+    progress: bool = False,
+    on_item: Callable[[ItemResult], None] | None = None,
+) -> list[ItemResult]:
+    """Step 3: `anonymize_item` over `items` in order; a bad input (IfaditError) is recorded and skipped."""
+    results = []
+    for item in tqdm(items, disable=not progress, file=sys.stderr, unit="file", desc="anonymize"):
+        staged = staging.path_for(item.target)
+        try:
+            result = anonymize_item(item, ctx, staged)
+        except IfaditError as exc:
+            staging.drop(staged)
+            result = ItemResult(item.source, item.target, item.kind, error=str(exc), exit_code=exc.exit_code)
+        results.append(result)
+        if on_item is not None:
+            on_item(result)
+    return results
+
+
+class _Run:
+    """The vault side of one run: the audit fields, the key checks and the final transaction."""
+
+    def __init__(self, vault: Vault, handle: str | None, case: str | None, details: dict[str, Any]) -> None:
+        self.vault, self.handle, self.case, self.details = vault, handle, case, details
+
+    def _action(self, record: bool = True) -> Any:
+        return self.vault.action(
+            "anonymize",
+            role="operator",
+            key=self.handle,
+            case=self.case,
+            details=dict(self.details),
+            record=record,
+        )
+
+    def unseal(self, act: Any) -> UnsealedKey | None:
+        if self.handle is None:
+            return None
+        unsealed = keys.unseal_for_use(self.vault, self.handle, purpose="anonymize", action=act)
+        if self.case is not None and unsealed.case_id != self.case:
+            raise PermissionDenied(f"key {self.handle} does not belong to case {self.case}")
+        return unsealed
+
+    def authorize(self) -> UnsealedKey | None:
+        """Step 2: role and key checks in a read-only action (audited when refused)."""
+        with self._action(record=False) as act:
+            return self.unseal(act)
+
+    def fail(self, exc: Exception) -> None:
+        """Audit a run that broke off with `exc` (outcome failed, the error's type)."""
+        try:
+            with self._action():
+                raise exc
+        except Exception as raised:
+            if raised is not exc:
+                raise
+
+    def commit(self, key: UnsealedKey | None, results: list[ItemResult]) -> tuple[int, list[ItemResult]]:
+        """Step 4: the audited key use, the manifests and the run's entry, in one transaction."""
+        with self._action() as act:
+            final = self.unseal(act)
+            if key is not None and final is not None and final.version != key.version:
+                raise KeyStateError(
+                    f"key {self.handle} was rotated to version {final.version} during the run: nothing published",
+                    hint="run again",
+                )
+            seq = ledger.next_seq(act.session)
+            signer = lambda data: self.vault.sign_detached(MANIFEST_PURPOSE, data)  # noqa: E731
+            results = [finish_item(r, seq, signer) if r.error is None else r for r in results]
+            done = [r for r in results if r.error is None]
+            act.digests = {
+                "inputs": list_digest(r.input_sha256 or "" for r in done),
+                "outputs": list_digest(r.output_sha256 or "" for r in done),
+            }
+            act.details.update(
+                files=len(done), failed=len(results) - len(done), faces=sum(r.faces for r in done)
+            )
+        return seq, results
+
+
+def anonymize_paths(
+    vault: Vault,
+    inputs: Sequence[Path],
+    output: Path,
+    options: AnonymizeOptions,
+    *,
+    key: str | None = None,
+    case: str | None = None,
+    progress: bool = False,
+    on_item: Callable[[ItemResult], None] | None = None,
+) -> RunReport:
+    """Anonymize files, folders (recursive) and videos into `output` as one audited run (operator role)."""
+    options.check()  # 1
+    items = plan_items(list(inputs), Path(output), lossless_video=options.lossless)
+    backend = get_backend(options.backend)
+    detector = get_detector(
+        options.detector, thresh=options.thresh, scale=options.scale, upsample=options.upsample
+    )
+    handle = choose_key(vault, key=key, case=case)
+    if handle is None and (backend.reversible or options.seal_original):
+        needs = "--seal-original" if options.seal_original else f"backend {backend.name!r}"
+        raise ValueError(f"{needs} needs a key: pass --key HANDLE or --case CASE")
+    details = {"backend": backend.name, "seal_original": options.seal_original, "lossless": options.lossless}
+    run = _Run(vault, handle, case, details)
+    unsealed = run.authorize()  # 2
+    stamp = ManifestStamp(
+        backend=backend.name,
+        vault_id=vault.id,
+        signing_key_id=key_fingerprint(vault.public_key),
+        key_handle=unsealed.handle if unsealed else None,
+        key_version=unsealed.version if unsealed else None,
+        model_id=getattr(backend, "model_id", None),
+        model_sha256=getattr(backend, "model_sha256", None),
+    )
+    ctx = RunContext(options=options, backend=backend, detector=detector, stamp=stamp, key=unsealed)
+    root = Path(output).parent if len(items) == 1 and items[0].target == Path(output) else Path(output)
+    with Staging(root) as staging:
+        try:
+            results = run_serial(items, ctx, staging, progress=progress, on_item=on_item)  # 3
+        except Exception as exc:
+            run.fail(exc)
+            raise
+        seq, results = run.commit(unsealed, results)  # 4
+        staging.publish()  # 5
+    return RunReport(
+        items=tuple(results),
+        backend=backend.name,
+        key_handle=stamp.key_handle,
+        key_version=stamp.key_version,
+        audit_seq=seq,
+        sealed=options.seal_original,
+    )
