@@ -111,3 +111,23 @@ def choose_threshold(distances: np.ndarray, same: np.ndarray) -> float:
     if k == len(d_sorted):
         return float(d_sorted[-1] + 1e-6)
     return float((d_sorted[k - 1] + d_sorted[k]) / 2)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets [N,D] and [M,D] (as in FID).
+
+    ||mu_a - mu_b||² + Tr(S_a + S_b - 2 (S_a S_b)^½); the matrix square root comes from the
+    eigen-decomposition of the symmetric S_a^½ S_b S_a^½, which is stable for rank-deficient
+    covariances (fewer samples than dimensions).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"expected two [N,D] feature sets with N >= 2, got {a.shape} and {b.shape}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    trace_sqrt = np.sqrt(np.clip(middle, 0.0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt)

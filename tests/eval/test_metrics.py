@@ -82,3 +82,20 @@ def test_choose_threshold_minimises_total_error_like_brute_force() -> None:
     best = min(sum(far_frr(distances, same, t)) for t in np.linspace(0, 1.2, 2401))
     assert sum(far_frr(distances, same, threshold)) == pytest.approx(best)
     assert not np.isclose(distances, threshold).any()  # never exactly on an observed distance
+
+
+def test_frechet_distance_known_answers() -> None:
+    from ifadit.eval.metrics import frechet_distance
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 3))
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-9)
+    # Shifted means: the distance is the squared shift (covariances equal).
+    assert frechet_distance(x, x + np.array([3.0, 0.0, 4.0])) == pytest.approx(25.0, rel=1e-6)
+    # Scaling by 2 makes S_b = 4 S_a, so the distance is Tr(S_a + 4 S_a - 2·2 S_a) = Tr(S_a) (≈ 3 here).
+    assert frechet_distance(x, 2.0 * x) == pytest.approx(np.trace(np.cov(x, rowvar=False)), rel=1e-6)
+    # Rank-deficient covariances (fewer samples than dimensions) stay finite and non-negative.
+    small = frechet_distance(rng.normal(size=(20, 64)), rng.normal(size=(30, 64)))
+    assert np.isfinite(small) and small >= 0.0
+    with pytest.raises(ValueError, match="two"):
+        frechet_distance(x, x[:, :2])
