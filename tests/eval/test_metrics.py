@@ -89,6 +89,7 @@ def test_frechet_distance_known_answers() -> None:
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4000, 3))
+    x -= x.mean(0)
     assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-9)
     # Shifted means: the distance is the squared shift (covariances equal).
     assert frechet_distance(x, x + np.array([3.0, 0.0, 4.0])) == pytest.approx(25.0, rel=1e-6)
