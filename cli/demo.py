@@ -1,0 +1,240 @@
+"""`make demo`: the whole forensic story on the embedded default, told through the real `ifadit` commands.
+
+A fresh SQLite vault in `demo-out/`, four people with separate roles, one case key, the public-domain
+astronaut photo from scikit-image: anonymize (with and without sealed originals), a restore that waits
+for a second person's approval, an exact restore, a wrong-key attempt when the reversible model is
+shipped, revoke and destroy with the refusals they cause, and an offline audit verification. Every step
+is a subprocess running `ifadit`, so what you see is what a lab would type. Passphrases are demo values
+passed through the environment and never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path("demo-out")
+CASE = "C-17"
+REASON = "warrant 2026/114"
+PEOPLE = {  # user -> role; each user's demo passphrase is "<name>-demo-passphrase"
+    "olga": "operator",
+    "ivan": "investigator",
+    "alice": "approver",
+    "audrey": "auditor",
+}
+
+
+class DemoFailed(SystemExit):
+    """A step did not end as the story says it must."""
+
+
+def passphrase(user: str) -> str:
+    return f"{user}-demo-passphrase"
+
+
+def ifadit(user: str, *args: str, expect: int = 0, note: str = "", new_passphrase: str | None = None) -> str:
+    """Run one `ifadit` command as `user`, echo it and its output, and check its exit status."""
+    env = {
+        **os.environ,
+        "IFADIT_VAULT": str(OUT / "vault.sqlite3"),
+        "IFADIT_USER": user,
+        "IFADIT_PASSPHRASE": passphrase(user),
+    }
+    if new_passphrase is not None:
+        env["IFADIT_NEW_PASSPHRASE"] = new_passphrase
+    print(f"\n$ IFADIT_USER={user} ifadit {shlex.join(args)}" + (f"    # {note}" if note else ""), flush=True)
+    result = subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True)
+    for line in (result.stdout + result.stderr).rstrip().splitlines():
+        print(f"  {line}")
+    if result.returncode != expect:
+        raise DemoFailed(f"demo step failed: expected exit {expect}, got {result.returncode}")
+    if expect:
+        print(f"  (exit {result.returncode}, as expected)")
+    return result.stdout.strip()
+
+
+def section(title: str) -> None:
+    print(f"\n=== {title}", flush=True)
+
+
+def model_shipped() -> bool:
+    """True when the reversible iFADIT backend is registered and its weights are in pretrained/."""
+    from ifadit.backends.base import BACKENDS, get_backend
+    from ifadit.errors import IfaditError
+
+    if "ifadit" not in BACKENDS:
+        return False
+    try:
+        get_backend("ifadit")
+    except IfaditError:
+        return False
+    return True
+
+
+def side_by_side(paths: list[Path], target: Path) -> None:
+    from ifadit.media.image import read_image, write_image
+
+    images = [read_image(p) for p in paths]
+    height = max(i.shape[0] for i in images)
+    padded = [np.pad(i, ((0, height - i.shape[0]), (0, 8), (0, 0)), constant_values=255) for i in images]
+    write_image(target, np.concatenate(padded, axis=1))
+
+
+def main() -> None:
+    from skimage import data
+
+    from ifadit.media.image import write_image
+
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    (OUT / "released").mkdir(parents=True)
+    (OUT / "restored").mkdir()
+    photo = OUT / "astronaut.png"
+    write_image(photo, data.astronaut())
+    reversible = model_shipped()
+
+    section("1. The vault: an admin, four people with separated roles, one key for the case")
+    ifadit("admin", "vault", "init", "--admin", "admin")
+    for user, role in PEOPLE.items():
+        ifadit("admin", "users", "add", user, "--role", role, new_passphrase=passphrase(user))
+    key = ifadit("admin", "keys", "issue", "--case", CASE, "--purpose", "CCTV release to the press")
+    ifadit("admin", "keys", "list")
+
+    section("2. Anonymize (operator)")
+    if reversible:
+        ifadit(
+            "olga",
+            "anonymize",
+            str(photo),
+            "-o",
+            str(OUT / "released/surrogate.png"),
+            "--case",
+            CASE,
+            "--backend",
+            "ifadit",
+            note="a natural surrogate face under the case key",
+        )
+    else:
+        print(
+            "\n  The reversible iFADIT model is not shipped yet (its generator is still training, issues 5-6):"
+        )
+        print("  this demo uses the baselines, and --seal-original for a bit-exact, authorized restore.")
+    ifadit(
+        "olga",
+        "anonymize",
+        str(photo),
+        "-o",
+        str(OUT / "released/blurred.png"),
+        "--case",
+        CASE,
+        "--backend",
+        "blur",
+        note="non-reversible baseline",
+    )
+    ifadit(
+        "olga",
+        "anonymize",
+        str(photo),
+        "-o",
+        str(OUT / "released/sealed.png"),
+        "--case",
+        CASE,
+        "--backend",
+        "pixelate",
+        "--seal-original",
+        note="original face sealed under the case key",
+    )
+    ifadit(
+        "ivan",
+        "anonymize",
+        str(photo),
+        "-o",
+        str(OUT / "released/x.png"),
+        "--case",
+        CASE,
+        expect=1,
+        note="an investigator may not anonymize",
+    )
+
+    section("3. Restore: request, a second person's approval, exact restore")
+    restore = [
+        "restore",
+        str(OUT / "released/sealed.png"),
+        "-o",
+        str(OUT / "restored/sealed.png"),
+        "--case",
+        CASE,
+        "--reason",
+        REASON,
+        "--exact",
+    ]
+    ifadit(
+        "ivan",
+        "restore",
+        str(OUT / "released/blurred.png"),
+        "-o",
+        str(OUT / "restored/blurred.png"),
+        "--case",
+        CASE,
+        "--reason",
+        REASON,
+        expect=1,
+        note="a blurred face without sealed original is gone",
+    )
+    ifadit("ivan", *restore, expect=3, note="policy: an approver must agree first")
+    pending = json.loads(ifadit("alice", "requests", "list", "--state", "pending", "--json"))
+    request = pending[0]["handle"]
+    ifadit("ivan", "approve", request, expect=1, note="nobody approves their own request")
+    ifadit("alice", "approve", request)
+    ifadit("ivan", *restore, note="bit-exact original face, checked against its keyed commitment")
+    ifadit("ivan", *restore, expect=3, note="an approval is single-use")
+    if reversible:
+        section("3b. Model restore from pixels, and a wrong key")
+        other = ifadit("admin", "keys", "issue", "--case", "C-99", "--purpose", "another case")
+        ifadit(
+            "ivan",
+            "restore",
+            str(OUT / "released/surrogate.png"),
+            "-o",
+            str(OUT / "restored/wrong-key.png"),
+            "--case",
+            "C-99",
+            "--reason",
+            REASON,
+            "--key",
+            other,
+            "--request-only",
+            note="a wrong key is no error: it yields another plausible face",
+        )
+
+    section("4. Revoke, then destroy: restores are refused, naming the key's state")
+    ifadit("admin", "keys", "revoke", key, "--reason", "case closed", "--yes")
+    ifadit("ivan", *restore, expect=1, note="revoked keys restore nothing")
+    ifadit("admin", "keys", "destroy", key, "--reason", "retention period over", "--yes")
+    ifadit("ivan", *restore, expect=1, note="destroyed: the anonymization is now permanent")
+
+    section("5. The auditor exports the log and verifies it offline with only the public key")
+    bundle, public = OUT / "case.audit.jsonl", OUT / "vault.pub"
+    ifadit("audrey", "audit", "export", "-o", str(bundle), "--public-key-out", str(public))
+    ifadit("audrey", "audit", "show", "--case", CASE)
+    ifadit("audrey", "audit", "verify", str(bundle), "--public-key", str(public))
+
+    picture = OUT / "side-by-side.png"
+    side_by_side(
+        [photo, OUT / "released/blurred.png", OUT / "released/sealed.png", OUT / "restored/sealed.png"],
+        picture,
+    )
+    section("Done")
+    print(f"  original | blurred | pixelated (sealed) | exact restore: {picture}")
+    print(f"  outputs in {OUT}/released, restores in {OUT}/restored, audit bundle {bundle}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Fréchet distance of generator checkpoints to real test faces, on the independent recognizer's features.
+
+For each `G_ema` checkpoint of a training run, draws N faces from fixed seeds, embeds them with
+`faceres` (never used in training) and measures the Fréchet distance to the real `celeba-crops/test`
+faces aligned to the same canonical crop. The real-vs-real distance (validation vs test) is printed
+beside it as the floor. One JSON line per checkpoint goes to stdout; progress goes to stderr.
+
+    python scripts/generator_frechet.py runs/gen64 --real ../shared/data/celeba-crops/test \
+        --real-baseline ../shared/data/celeba-crops/validation --samples 1000 --every 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ifadit.eval.metrics import frechet_distance
+from ifadit.faces.recognize import FaceresRecognizer
+from ifadit.models.checkpoint import load_generator
+from ifadit.training.data import prepare_crops
+
+CACHE = Path("cache")
+
+
+def real_features(folder: Path, resolution: int, recognizer: FaceresRecognizer) -> np.ndarray:
+    crops = np.load(prepare_crops(folder, resolution, CACHE))["images"]
+    return recognizer.embed(crops)
+
+
+def generated_features(folder: Path, samples: int, recognizer: FaceresRecognizer) -> tuple[np.ndarray, str]:
+    generator, mid = load_generator(folder)
+    z = torch.randn(samples, generator.z_dim, generator=torch.Generator().manual_seed(20261125))
+    crops = []
+    with torch.no_grad():
+        for start in range(0, samples, 32):
+            img = generator(z[start : start + 32], noise_mode="const")
+            crops.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return recognizer.embed(np.concatenate(crops)), mid
+
+
+def checkpoints(run: Path, every: int) -> list[Path]:
+    found = sorted((run / "checkpoints").glob("step-*/G_ema"))
+    if not found:
+        raise SystemExit(f"error: {run}/checkpoints holds no step-*/G_ema folder")
+    chosen = found[::every]
+    return chosen if chosen[-1] == found[-1] else [*chosen, found[-1]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run", type=Path, help="training run folder (holds checkpoints/step-*/G_ema)")
+    parser.add_argument(
+        "--real", type=Path, required=True, help="real test faces (folder or .npz crop cache)"
+    )
+    parser.add_argument("--real-baseline", type=Path, help="second real set for the real-vs-real floor")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--every", type=int, default=1, help="evaluate every k-th checkpoint (and the last)")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    recognizer = FaceresRecognizer()
+    real = real_features(args.real, args.resolution, recognizer)
+    if args.real_baseline is not None:
+        floor = frechet_distance(real_features(args.real_baseline, args.resolution, recognizer), real)
+        print(json.dumps({"real_vs_real": round(floor, 4), "real": len(real)}), flush=True)
+    for folder in checkpoints(args.run, args.every):
+        state = (
+            json.loads((folder.parent / "state.json").read_text())
+            if (folder.parent / "state.json").is_file()
+            else {}
+        )
+        features, mid = generated_features(folder, args.samples, recognizer)
+        row = {
+            "checkpoint": folder.parent.name,
+            "step": state.get("step"),
+            "kimg": state.get("kimg"),
+            "model_id": mid,
+            "frechet_faceres": round(frechet_distance(features, real), 4),
+        }
+        print(json.dumps(row), flush=True)
+        print(f"{folder.parent.name}: {row['frechet_faceres']}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
