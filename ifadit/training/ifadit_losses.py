@@ -3,7 +3,7 @@
 Phase 1 (disentangling reconstruction; E_attr and M learn, G and the recognizer are frozen):
 `pixel_loss`, `perceptual_loss`, `identity_loss`, `coarse_loss`, `attribute_cycle_loss`, `offset_loss`.
 Phase 2 (key-aware flow training; F and the re-read correction learn):
-`anonymity_loss`, `diversity_loss`, `naturalness_loss`, `recoverability_loss`, `wrong_key_loss`,
+`anonymity_loss`, `diversity_loss`, `naturalness_loss`, `moment_loss`, `recoverability_loss`, `wrong_key_loss`,
 `consistency_loss`.
 Descriptors are the recognizer's raw outputs (dlib: same person when L2 < 0.6); codes are standardised.
 """
@@ -99,6 +99,16 @@ def naturalness_loss(
     return (
         kernel(surrogate, surrogate).mean() + kernel(real, real).mean() - 2 * kernel(surrogate, real).mean()
     )
+
+
+def moment_loss(surrogate: torch.Tensor) -> torch.Tensor:
+    """Per-dimension mean² + (second moment - 1)² of standardised surrogate codes, averaged over dimensions.
+
+    Real codes have mean 0 and variance 1 in every dimension by construction (standardised with the training
+    statistics). Unlike the MMD, whose Gaussian kernels stop pulling once a code is far off, this term pulls
+    back codes at any distance.
+    """
+    return (surrogate.mean(dim=0).square() + (surrogate.square().mean(dim=0) - 1).square()).mean()
 
 
 def recoverability_loss(restored_code: torch.Tensor, original_code: torch.Tensor) -> torch.Tensor:

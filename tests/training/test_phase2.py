@@ -80,6 +80,15 @@ def test_naturalness_is_zero_on_the_real_set_and_grows_with_drift() -> None:
     assert L.naturalness_loss(3 * torch.randn(64, 16), real).item() > values[0]  # too spread out
 
 
+def test_moments_pull_back_codes_at_any_distance() -> None:
+    torch.manual_seed(0)
+    assert L.moment_loss(torch.randn(20000, 16)).item() < 1e-3
+    assert L.moment_loss(torch.full((4, 16), 2.0)).item() == pytest.approx(4 + 9)  # mean 2, second moment 4
+    far = torch.full((4, 16), 50.0, requires_grad=True)
+    L.moment_loss(far).backward()
+    assert far.grad is not None and far.grad.abs().min() > 1  # where the MMD's kernels have gone flat
+
+
 def test_recoverability_and_consistency_are_squared_code_errors() -> None:
     z = torch.randn(3, 16)
     assert L.recoverability_loss(z, z) == 0 and L.consistency_loss(z, z) == 0
@@ -117,6 +126,7 @@ def test_one_step_lowers_the_phase2_loss_on_a_fixed_batch(astronaut: np.ndarray)
     torch.manual_seed(5)
     before, stats = phase2_losses(model, x, options)
     assert set(stats) >= {
+        "moments",
         "anonymity",
         "diversity",
         "naturalness",
