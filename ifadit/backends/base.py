@@ -19,6 +19,7 @@ BACKENDS: dict[str, str] = {
     "blur": "ifadit.backends.classic:BlurBackend",
     "pixelate": "ifadit.backends.classic:PixelateBackend",
     "mask": "ifadit.backends.classic:MaskBackend",
+    "ifadit": "ifadit.backends.ifadit:IfaditBackend",
 }
 
 
