@@ -32,13 +32,15 @@ def real_features(folder: Path, resolution: int, recognizer: FaceresRecognizer) 
     return recognizer.embed(crops)
 
 
-def generated_features(folder: Path, samples: int, recognizer: FaceresRecognizer) -> tuple[np.ndarray, str]:
+def generated_features(
+    folder: Path, samples: int, recognizer: FaceresRecognizer, noise_mode: str
+) -> tuple[np.ndarray, str]:
     generator, mid = load_generator(folder)
     z = torch.randn(samples, generator.z_dim, generator=torch.Generator().manual_seed(20261125))
     crops = []
     with torch.no_grad():
         for start in range(0, samples, 32):
-            img = generator(z[start : start + 32], noise_mode="const")
+            img = generator(z[start : start + 32], noise_mode=noise_mode)
             crops.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
     return recognizer.embed(np.concatenate(crops)), mid
 
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--real-baseline", type=Path, help="second real set for the real-vs-real floor")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--noise-mode", default="none", choices=["none", "const", "random"])
     parser.add_argument("--every", type=int, default=1, help="evaluate every k-th checkpoint (and the last)")
     args = parser.parse_args()
 
@@ -77,7 +80,7 @@ def main() -> None:
             if (folder.parent / "state.json").is_file()
             else {}
         )
-        features, mid = generated_features(folder, args.samples, recognizer)
+        features, mid = generated_features(folder, args.samples, recognizer, args.noise_mode)
         row = {
             "checkpoint": folder.parent.name,
             "step": state.get("step"),
