@@ -65,17 +65,10 @@ def section(title: str) -> None:
 
 
 def model_shipped() -> bool:
-    """True when the reversible iFADIT backend is registered and its weights are in pretrained/."""
-    from ifadit.backends.base import BACKENDS, get_backend
-    from ifadit.errors import IfaditError
+    """True when the reversible iFADIT backend's weights are in pretrained/ (the CLI then defaults to it)."""
+    from ifadit.pipeline.batch import default_backend
 
-    if "ifadit" not in BACKENDS:
-        return False
-    try:
-        get_backend("ifadit")
-    except IfaditError:
-        return False
-    return True
+    return default_backend() == "ifadit"
 
 
 def side_by_side(paths: list[Path], target: Path) -> None:
