@@ -132,6 +132,7 @@ class ItemResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
+    resumed: bool = False  # published by an earlier run of the same job and verified (not redone)
         return {
             "input": str(self.source),
             "output": None if self.error else str(self.target),
@@ -143,6 +144,7 @@ class ItemResult:
         }
 
 
+            "resumed": self.resumed,
 # ---------------------------------------------------------------- per-frame and per-item steps
 
 

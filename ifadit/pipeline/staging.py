@@ -25,6 +25,7 @@ class Staging:
         self.root = Path(root)
         self.folder: Path | None = None
         self._planned: dict[Path, Path] = {}  # staged path -> final path
+        self._count = 0  # results staged so far (names stay unique across several publishes)
 
     def __enter__(self) -> Staging:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,8 @@ class Staging:
         """Where to write the result that will become `target` (its parent folders are created)."""
         if self.folder is None:
             raise RuntimeError("Staging.path_for called outside its `with` block")
-        name = f"{len(self._planned):06d}"
+        name = f"{self._count:06d}"
+        self._count += 1
         staged = self.folder / name / target.name
         staged.parent.mkdir()
         self._planned[staged] = target
