@@ -5,6 +5,8 @@ packs cannot be downloaded here and the `insightface` package itself is not used
 OpenCV). Models are recognised as insightface does, by their inputs and outputs: a detector has 6, 9, 10 or
 15 outputs (scores, box distances and optionally 5 keypoints per feature stride), an ArcFace recognizer
 one input of [N, 3, 112, 112] and one [N, D] output. Needs the `[insightface]` extra (onnxruntime, onnx).
+Registered as "insightface" in both `ifadit.faces.detect.DETECTORS` and `ifadit.faces.recognize.RECOGNIZERS`
+(imported on first use there); the pack folder comes from `pack_dir=` or $IFADIT_INSIGHTFACE_PACK.
 
 Geometry: the detector's keypoints (eye centres, nose tip, mouth corners) are turned into the project's
 dlib-order 5 landmarks through dlib's mean face, so `align_face` cuts the same canonical crop whichever
@@ -15,6 +17,7 @@ canonical crop, and those rows are filled by repeating the crop's top edge.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,11 @@ ARCFACE_TEMPLATE = np.array(
     ]
 )
 ARCFACE_SIZE = 112
+PACK_ENV = "IFADIT_INSIGHTFACE_PACK"  # default model-pack folder
+ROLE_EXAMPLES = {
+    "detector": "an SCRFD/RetinaFace detector .onnx (buffalo_l: det_10g.onnx)",
+    "recognizer": "an ArcFace recognizer .onnx (buffalo_l: w600k_r50.onnx)",
+}
 DETECTOR_LAYOUTS = {  # outputs -> (feature strides, anchors per location, has keypoints), as insightface
     6: ((8, 16, 32), 2, False),
     9: ((8, 16, 32), 2, True),
@@ -129,7 +137,11 @@ class InsightFaceDetector:
         self.strides, self.anchors, self.has_keypoints = layout
         height, width = inputs[0].shape[2:4]
         fixed = isinstance(height, int) and isinstance(width, int)
-        self.det_size = (width, height) if fixed else tuple(det_size)
+        self.det_size = (width, height) if fixed else (int(det_size[0]), int(det_size[1]))
+        step = max(self.strides)  # each feature map must tile the input exactly
+        if not fixed and (self.det_size[0] % step or self.det_size[1] % step or min(self.det_size) < step):
+            size = "x".join(map(str, self.det_size))
+            raise ValueError(f"{self.path}: input size must be positive multiples of {step}, got {size}")
         self.thresh, self.nms_thresh = float(thresh), float(nms_thresh)
         self._input = inputs[0].name
 
@@ -208,7 +220,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> list[int]:
 class ArcFaceRecognizer:
     """insightface ArcFace ONNX recognizer behind the `Recognizer` protocol (cosine metric)."""
 
-    name = "arcface"
+    name = "insightface"  # registry name (ifadit.faces.recognize.RECOGNIZERS)
     metric: Metric = "cosine"
 
     def __init__(
@@ -303,39 +315,83 @@ def _role(path: Path) -> str | None:
     return None  # landmark, gender/age or other models of the pack
 
 
-def find_pack(folder: str | Path, *, detector: str | None = None, recognizer: str | None = None) -> ModelPack:
-    """Pick the detector and the recognizer among a pack's `.onnx` files, or take the ones named."""
-    folder = Path(folder)
+def pack_folder(pack_dir: str | Path | None = None) -> Path:
+    """The model-pack folder: `pack_dir`, else $IFADIT_INSIGHTFACE_PACK; `ModelError` when neither is set."""
+    chosen = pack_dir if pack_dir is not None else os.environ.get(PACK_ENV) or None
+    if chosen is None:
+        raise ModelError(
+            "insightface needs a model-pack folder and none was given",
+            hint=f"pass --insightface-pack DIR or set {PACK_ENV} to a folder such as buffalo_l holding its .onnx files",
+        )
+    folder = Path(chosen)
     if not folder.is_dir():
         raise ModelError(
             f"{folder}: model-pack folder not found", hint="pass the folder holding the .onnx files"
         )
-    chosen: dict[str, Path] = {}
-    for role, name in (("detector", detector), ("recognizer", recognizer)):
-        if name is not None:
-            path = folder / name
-            if _role(path) != role:
-                raise ModelError(f"{path}: is not an insightface {role} model")
-            chosen[role] = path
+    return folder
+
+
+def find_model(folder: str | Path | None, role: str, name: str | None = None) -> Path:
+    """The `role` ("detector" or "recognizer") model of the pack in `folder` (None: $IFADIT_INSIGHTFACE_PACK):
+    the file `name`, else the one `.onnx` whose inputs and outputs fit the role."""
+    folder = pack_folder(folder)
+    if name is not None:
+        path = folder / name
+        if _role(path) != role:
+            raise ModelError(f"{path}: is not an insightface {role} model")
+        return path
     files = sorted(folder.glob("*.onnx"))
-    for role in ("detector", "recognizer"):
-        if role in chosen:
-            continue
-        found = [path for path in files if _role(path) == role]
-        if not found:
-            raise ModelError(f"{folder}: no {role} model among {[p.name for p in files] or 'no .onnx files'}")
-        if len(found) > 1:
-            raise ModelError(
-                f"{folder}: several {role} models ({', '.join(p.name for p in found)})",
-                hint=f"name the one to use ({role}=FILE)",
-            )
-        chosen[role] = found[0]
-    return ModelPack(detector=chosen["detector"], recognizer=chosen["recognizer"])
+    found = [path for path in files if _role(path) == role]
+    if not found:
+        raise ModelError(
+            f"{folder}: no {role} model among {[p.name for p in files] or 'no .onnx files'}",
+            hint=f"the pack needs {ROLE_EXAMPLES[role]}",
+        )
+    if len(found) > 1:
+        raise ModelError(
+            f"{folder}: several {role} models ({', '.join(p.name for p in found)})",
+            hint=f"name the one to use ({role}=FILE)",
+        )
+    return found[0]
+
+
+def find_pack(folder: str | Path | None, *, detector: str | None = None, recognizer: str | None = None) -> ModelPack:
+    """Pick the detector and the recognizer among a pack's `.onnx` files, or take the ones named."""
+    return ModelPack(
+        detector=find_model(folder, "detector", detector), recognizer=find_model(folder, "recognizer", recognizer)
+    )
 
 
 def load_pack(
-    folder: str | Path, *, detector: str | None = None, recognizer: str | None = None
+    folder: str | Path | None, *, detector: str | None = None, recognizer: str | None = None
 ) -> tuple[InsightFaceDetector, ArcFaceRecognizer]:
     """The detector and the ArcFace recognizer of a model pack, ready to use."""
     pack = find_pack(folder, detector=detector, recognizer=recognizer)
     return InsightFaceDetector(pack.detector), ArcFaceRecognizer(pack.recognizer)
+
+
+def insightface_detector(
+    pack_dir: str | Path | None = None,
+    *,
+    thresh: float = 0.5,  # sigmoid probability, as `InsightFaceDetector`
+    scale: tuple[int, int] | None = None,  # (W, H) network input for models without a fixed one
+    upsample: int = 0,  # dlib detectors only: must stay 0
+) -> InsightFaceDetector:
+    """The registry's "insightface" detector: the pack's detector (`pack_folder` resolves `pack_dir`)."""
+    if upsample:
+        raise ValueError("upsample applies to the dlib detectors (hog, cnn) only; use scale for insightface")
+    _onnxruntime()  # report a missing extra before anything about the folder
+    path = find_model(pack_dir, "detector")
+    if scale is None:
+        return InsightFaceDetector(path, thresh=thresh)
+    detector = InsightFaceDetector(path, thresh=thresh, det_size=scale)
+    if detector.det_size != tuple(scale):
+        width, height = detector.det_size
+        raise ValueError(f"{path}: has a fixed {width}x{height} input, so scale cannot change it")
+    return detector
+
+
+def insightface_recognizer(pack_dir: str | Path | None = None) -> ArcFaceRecognizer:
+    """The registry's "insightface" recognizer: the pack's ArcFace (`pack_folder` resolves `pack_dir`)."""
+    _onnxruntime()
+    return ArcFaceRecognizer(find_model(pack_dir, "recognizer"))

@@ -50,9 +50,10 @@ class AnonymizeOptions:
     backend: str = "blur"  # registry name (ifadit.backends.base.BACKENDS)
     seal_original: bool = False  # seal each original face region into the manifest for an exact restore
     detector: str = "hog"  # ifadit.faces.detect.DETECTORS
-    thresh: float = 0.0  # detector score threshold: lower finds more faces and more false positives
+    thresh: float | None = None  # detector score threshold (None: the detector's own); lower finds more faces
     scale: tuple[int, int] | None = None  # (W, H) to detect at, or None for full resolution
     upsample: int = 0  # image doublings before detection (smaller faces, slower)
+    insightface_pack: Path | None = None  # "insightface" detector's model pack; None: $IFADIT_INSIGHTFACE_PACK
     mask_scale: float = 1.0  # size of the pasted face ellipse; > 1 also covers hair line and chin
     keep_audio: bool = False  # copy a video's audio packets unchanged
     lossless: bool = False  # video: FFV1 in .mkv (bit-exact frames) instead of H.264
@@ -64,6 +65,8 @@ class AnonymizeOptions:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(sorted(BACKENDS))}")
         if self.detector not in DETECTORS:
             raise ValueError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
+        if self.insightface_pack is not None and self.detector != "insightface":
+            raise ValueError(f"an insightface pack applies to the insightface detector only, not {self.detector!r}")
         if self.mask_scale <= 0:
             raise ValueError(f"mask_scale must be > 0, got {self.mask_scale}")
         if self.upsample < 0 or self.max_pixels < 1:
@@ -132,7 +135,6 @@ class ItemResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-    resumed: bool = False  # published by an earlier run of the same job and verified (not redone)
         return {
             "input": str(self.source),
             "output": None if self.error else str(self.target),
@@ -144,7 +146,6 @@ class ItemResult:
         }
 
 
-            "resumed": self.resumed,
 # ---------------------------------------------------------------- per-frame and per-item steps
 
 

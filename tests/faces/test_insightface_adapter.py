@@ -1,12 +1,12 @@
 """ifadit.faces.insightface_adapter: plumbing checked with small ONNX models exported inside the test.
 
 Real insightface packs cannot be downloaded here, so the models are stand-ins with the packs' input and
-output layouts: a seeded conv net with ArcFace's [N,3,112,112] -> [N,512] shape, a channel-mean probe, and
-SCRFD-layout detectors whose outputs are fixed tensors placing faces at known anchors.
+output layouts (`tests.insightface_support`). Also: selection through the detector and recognizer registries.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from ifadit.errors import ModelError
+from ifadit.errors import BackendUnavailable, ModelError
 from ifadit.faces.align import CANONICAL_PADDING, align_face
 from ifadit.faces.detect import get_detector, model_path
 from ifadit.faces.insightface_adapter import (
     ARCFACE_TEMPLATE,
     KEYPOINTS_TEMPLATE,
+    PACK_ENV,
     ArcFaceRecognizer,
     InsightFaceDetector,
     canonical_to_arcface,
@@ -28,105 +29,28 @@ from ifadit.faces.insightface_adapter import (
     load_pack,
     similarity_matrix,
 )
+from ifadit.faces.recognize import get_recognizer
 from ifadit.media.image import read_image
+from tests.insightface_support import (
+    EXPORT_WARNINGS,
+    FACE_CENTRE,
+    FACE_DIST,
+    FACE_KPS,
+    ChannelMeans,
+    TinyArcFace,
+    build_pack,
+    export,
+    scrfd,
+)
 
 onnx = pytest.importorskip("onnx", reason="the [insightface] extra (onnx, onnxruntime) is not installed")
-# torch's default (dynamo) exporter needs onnxscript; the TorchScript one needs only onnx and warns it is legacy
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning",
-    "ignore:The feature will be removed:DeprecationWarning",
-)
+pytestmark = pytest.mark.filterwarnings(*EXPORT_WARNINGS)
 pytest.importorskip("onnxruntime", reason="the [insightface] extra (onnx, onnxruntime) is not installed")
-
-DET_SIZE = 160  # fixed detector input, W = H
-STRIDES = (8, 16, 32)
-ANCHORS = 2
-
-
-def _export(
-    module: torch.nn.Module, shape: tuple[int, ...], path: Path, outputs: int = 1, dynamic: bool = True
-) -> Path:
-    torch.manual_seed(0)
-    names = [f"out{i}" for i in range(outputs)]
-    axes = {"input.1": {0: "n"}, **{name: {0: "n"} for name in names}} if dynamic else None
-    torch.onnx.export(
-        module.eval(),
-        (torch.zeros(shape),),
-        str(path),
-        dynamo=False,
-        input_names=["input.1"],
-        output_names=names,
-        dynamic_axes=axes,
-    )
-    return path
-
-
-class _TinyArcFace(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(3, 8, 5, stride=4, padding=2)  # 112 -> 28
-        self.fc = torch.nn.Linear(8 * 4 * 4, 512)
-
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.nn.functional.avg_pool2d(torch.relu(self.conv(img)), 7).flatten(1))  # 28 -> 4
-
-
-class _ChannelMeans(torch.nn.Module):
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return img.mean(dim=(2, 3))
-
-
-class _Constant(torch.nn.Module):
-    """Returns fixed tensors (as an SCRFD graph would for one particular image); input only keeps them live."""
-
-    def __init__(self, tensors: list[np.ndarray]) -> None:
-        super().__init__()
-        for index, tensor in enumerate(tensors):
-            self.register_buffer(f"t{index}", torch.from_numpy(tensor))
-        self.count = len(tensors)
-
-    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        zero = img.sum() * 0
-        return tuple(getattr(self, f"t{index}") + zero for index in range(self.count))
-
-
-# One face: stride 16, location (row 5, col 6), anchor 0 -> centre (96, 80) in the detector's input.
-FACE_CENTRE = np.array([96.0, 80.0])
-FACE_DIST = np.array([2.0, 2.5, 2.0, 2.5])  # left, top, right, bottom in strides
-FACE_KPS = np.array([[-1.0, -1.0], [1.0, -1.0], [0.0, 0.2], [-0.8, 1.2], [0.8, 1.2]])  # offsets in strides
-
-
-def _scrfd_outputs(keypoints: bool, batched: bool) -> list[np.ndarray]:
-    sizes = [(DET_SIZE // s) ** 2 * ANCHORS for s in STRIDES]
-    scores = [np.zeros((n, 1), np.float32) for n in sizes]
-    boxes = [np.zeros((n, 4), np.float32) for n in sizes]
-    kps = [np.zeros((n, 10), np.float32) for n in sizes]
-    face = (5 * (DET_SIZE // 16) + 6) * ANCHORS + 0
-    scores[1][face], boxes[1][face], kps[1][face] = 0.9, FACE_DIST, FACE_KPS.reshape(-1)
-    duplicate = (10 * (DET_SIZE // 8) + 12) * ANCHORS + 1  # same centre at stride 8, same box: suppressed
-    scores[0][duplicate], boxes[0][duplicate] = 0.7, FACE_DIST * 2
-    second = (1 * (DET_SIZE // 32) + 1) * ANCHORS + 1  # centre (32, 32), 16 px either side
-    scores[2][second], boxes[2][second] = 0.8, [0.5, 0.5, 0.5, 0.5]
-    weak = (4 * (DET_SIZE // 32) + 4) * ANCHORS + 0  # below the 0.5 threshold
-    scores[2][weak], boxes[2][weak] = 0.3, [0.5, 0.5, 0.5, 0.5]
-    tensors = scores + boxes + (kps if keypoints else [])
-    return [t[None] for t in tensors] if batched else tensors
-
-
-def _scrfd(path: Path, keypoints: bool = True, batched: bool = True) -> Path:
-    tensors = _scrfd_outputs(keypoints, batched)
-    return _export(_Constant(tensors), (1, 3, DET_SIZE, DET_SIZE), path, outputs=len(tensors), dynamic=False)
-
 
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pack like buffalo_l: detector, recognizer, and an attribute model (96 px) that must be skipped."""
-    folder = tmp_path_factory.mktemp("pack")
-    _scrfd(folder / "det_10g.onnx")
-    _export(_TinyArcFace(), (1, 3, 112, 112), folder / "w600k_r50.onnx")
-    _export(_ChannelMeans(), (1, 3, 96, 96), folder / "genderage.onnx")
-    return folder
+    return build_pack(tmp_path_factory.mktemp("pack"))
 
 
 # --- pack selection -------------------------------------------------------------------------------------
@@ -181,7 +105,7 @@ def test_arcface_embeddings_match_the_network_on_arcface_aligned_input(
     crops = np.stack([astronaut_crop] * 3)
     embeddings = recognizer.embed(crops)
     assert embeddings.shape == (3, 512) and embeddings.dtype == np.float32
-    assert (recognizer.name, recognizer.metric, recognizer.dim) == ("arcface", "cosine", 512)
+    assert (recognizer.name, recognizer.metric, recognizer.dim) == ("insightface", "cosine", 512)
     aligned = cv2.warpAffine(
         astronaut_crop, canonical_to_arcface(150), (112, 112), borderMode=cv2.BORDER_REPLICATE
     )
@@ -189,7 +113,7 @@ def test_arcface_embeddings_match_the_network_on_arcface_aligned_input(
         torch.from_numpy(aligned).permute(2, 0, 1)[None].float() / 127.5 - 1.0
     )  # insightface: (x - 127.5) / 127.5
     with torch.no_grad():
-        expected = _TinyArcFace()(img).numpy()
+        expected = TinyArcFace()(img).numpy()
     np.testing.assert_allclose(embeddings, np.repeat(expected, 3, axis=0), rtol=1e-4, atol=1e-5)
     assert recognizer.same_person(embeddings[0], embeddings[1]) and not recognizer.same_person(
         embeddings[0], -embeddings[1]
@@ -197,7 +121,7 @@ def test_arcface_embeddings_match_the_network_on_arcface_aligned_input(
 
 
 def test_arcface_input_is_rgb_scaled_to_minus_one_one(tmp_path: Path) -> None:
-    recognizer = ArcFaceRecognizer(_export(_ChannelMeans(), (1, 3, 112, 112), tmp_path / "means.onnx"))
+    recognizer = ArcFaceRecognizer(export(ChannelMeans(), (1, 3, 112, 112), tmp_path / "means.onnx"))
     red = np.zeros((2, 150, 150, 3), np.uint8)
     red[..., 0] = 255
     np.testing.assert_allclose(recognizer.embed(red), [[1.0, -1.0, -1.0]] * 2, atol=1e-6)
@@ -205,7 +129,7 @@ def test_arcface_input_is_rgb_scaled_to_minus_one_one(tmp_path: Path) -> None:
 
 def test_arcface_with_normalisation_in_the_graph_gets_raw_pixels(tmp_path: Path) -> None:
     """mxnet-exported packs start with Sub and Mul nodes; insightface then feeds raw 0..255 pixels."""
-    path = _export(_ChannelMeans(), (1, 3, 112, 112), tmp_path / "mx.onnx")
+    path = export(ChannelMeans(), (1, 3, 112, 112), tmp_path / "mx.onnx")
     model = onnx.load(str(path))
     value = onnx.helper.make_tensor("c", onnx.TensorProto.FLOAT, [], [127.5])
     scale = onnx.helper.make_tensor("s", onnx.TensorProto.FLOAT, [], [1 / 127.5])
@@ -263,7 +187,7 @@ def test_canonical_to_arcface_maps_the_mean_face_onto_the_template() -> None:
 
 def test_rejects_models_without_arcface_shape(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not an ArcFace recognizer"):
-        ArcFaceRecognizer(_export(_ChannelMeans(), (1, 3, 100, 100), tmp_path / "odd.onnx"))
+        ArcFaceRecognizer(export(ChannelMeans(), (1, 3, 100, 100), tmp_path / "odd.onnx"))
 
 
 def test_rejects_bad_crops(pack: Path) -> None:
@@ -277,7 +201,7 @@ def test_rejects_bad_crops(pack: Path) -> None:
 
 @pytest.mark.parametrize("batched", [True, False])
 def test_scrfd_decoding_scales_suppresses_and_thresholds(tmp_path: Path, batched: bool) -> None:
-    detector = InsightFaceDetector(_scrfd(tmp_path / "det.onnx", batched=batched))
+    detector = InsightFaceDetector(scrfd(tmp_path / "det.onnx", batched=batched))
     image = np.zeros((240, 320, 3), np.uint8)  # fits the 160 px input at scale 0.5
     faces = detector.detect(image)
     assert [round(f.score, 3) for f in faces] == [0.9, 0.8]  # duplicate suppressed, weak one dropped
@@ -299,7 +223,7 @@ def test_scrfd_decoding_scales_suppresses_and_thresholds(tmp_path: Path, batched
 
 def test_scrfd_without_keypoints_takes_dlib_landmarks(tmp_path: Path, astronaut: np.ndarray) -> None:
     """A 6-output detector has no keypoints: landmarks come from dlib's 5-point predictor inside its box."""
-    detector = InsightFaceDetector(_scrfd(tmp_path / "det.onnx", keypoints=False), thresh=0.85)
+    detector = InsightFaceDetector(scrfd(tmp_path / "det.onnx", keypoints=False), thresh=0.85)
     image = cv2.resize(astronaut, (320, 320))[40:280]  # 320x240; the face box of the fixed outputs covers it
     (face,) = detector.detect(image)
     x0, y0, x1, y1 = face.box
@@ -310,3 +234,83 @@ def test_scrfd_without_keypoints_takes_dlib_landmarks(tmp_path: Path, astronaut:
 def test_rejects_models_that_are_not_detectors(pack: Path) -> None:
     with pytest.raises(ModelError, match="not an SCRFD/RetinaFace detector"):
         InsightFaceDetector(pack / "w600k_r50.onnx")
+
+
+# --- selection through the registries -------------------------------------------------------------------
+
+
+def test_registries_build_the_packs_detector_and_recognizer(pack: Path, astronaut_crop: np.ndarray) -> None:
+    detector = get_detector("insightface", pack_dir=pack)
+    assert isinstance(detector, InsightFaceDetector) and detector.path == pack / "det_10g.onnx"
+    image = np.zeros((240, 320, 3), np.uint8)
+    assert [round(face.score, 3) for face in detector.detect(image)] == [0.9, 0.8]  # default thresh 0.5
+    strict = get_detector("insightface", pack_dir=pack, thresh=0.85, scale=None)  # None: the default
+    assert [round(face.score, 3) for face in strict.detect(image)] == [0.9]
+    recognizer = get_recognizer("insightface", pack_dir=pack)
+    assert isinstance(recognizer, ArcFaceRecognizer) and recognizer.path == pack / "w600k_r50.onnx"
+    _, loaded = load_pack(pack)
+    np.testing.assert_array_equal(
+        recognizer.embed(astronaut_crop[None]), loaded.embed(astronaut_crop[None])
+    )
+
+
+def test_pack_folder_defaults_to_the_environment(
+    pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PACK_ENV, str(pack))
+    assert get_detector("insightface").path == pack / "det_10g.onnx"
+    assert get_recognizer("insightface").path == pack / "w600k_r50.onnx"
+    monkeypatch.setenv(PACK_ENV, str(tmp_path / "elsewhere"))
+    assert get_detector("insightface", pack_dir=pack).path == pack / "det_10g.onnx"  # pack_dir wins
+    with pytest.raises(ModelError, match="elsewhere: model-pack folder not found"):
+        get_recognizer("insightface")
+
+
+def test_missing_pieces_are_named(pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PACK_ENV, raising=False)
+    for build in (lambda: get_detector("insightface"), lambda: get_recognizer("insightface")):
+        with pytest.raises(ModelError, match="insightface needs a model-pack folder and none was given") as err:
+            build()
+        assert f"--insightface-pack DIR or set {PACK_ENV}" in str(err.value)
+    monkeypatch.setenv(PACK_ENV, "")  # set but empty: the same as unset
+    with pytest.raises(ModelError, match="none was given"):
+        get_detector("insightface")
+    with pytest.raises(ModelError, match="absent: model-pack folder not found"):
+        get_detector("insightface", pack_dir=tmp_path / "absent")
+
+    only_recognizer, only_detector = tmp_path / "recognizer", tmp_path / "detector"
+    for folder, name in ((only_recognizer, "w600k_r50.onnx"), (only_detector, "det_10g.onnx")):
+        folder.mkdir()
+        (folder / name).write_bytes((pack / name).read_bytes())
+    with pytest.raises(ModelError, match=r"no detector model among \['w600k_r50.onnx'\]") as err:
+        get_detector("insightface", pack_dir=only_recognizer)
+    assert "SCRFD/RetinaFace detector .onnx (buffalo_l: det_10g.onnx)" in str(err.value)
+    with pytest.raises(ModelError, match=r"no recognizer model among \['det_10g.onnx'\]") as err:
+        get_recognizer("insightface", pack_dir=only_detector)
+    assert "ArcFace recognizer .onnx (buffalo_l: w600k_r50.onnx)" in str(err.value)
+    # each half is usable alone
+    assert get_recognizer("insightface", pack_dir=only_recognizer).dim == 512
+    assert get_detector("insightface", pack_dir=only_detector).name == "insightface"
+
+
+def test_missing_onnxruntime_names_the_extra(pack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
+    for build in (lambda: get_detector("insightface"), lambda: get_recognizer("insightface", pack_dir=pack)):
+        with pytest.raises(BackendUnavailable, match="need onnxruntime, which is not installed") as err:
+            build()
+        assert "pip install 'ifadit[insightface]'" in str(err.value)
+
+
+def test_detector_options_scale_and_upsample(pack: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="upsample applies to the dlib detectors"):
+        get_detector("insightface", pack_dir=pack, upsample=1)
+    assert get_detector("insightface", pack_dir=pack, scale=(160, 160)).det_size == (160, 160)
+    with pytest.raises(ValueError, match="has a fixed 160x160 input, so scale cannot change it"):
+        get_detector("insightface", pack_dir=pack, scale=(320, 320))
+    # a detector with an open input size (as insightface's SCRFD exports) runs at `scale`
+    scrfd(tmp_path / "det_open.onnx", fixed=False)
+    detector = get_detector("insightface", pack_dir=tmp_path, scale=(160, 160))
+    assert [round(face.score, 3) for face in detector.detect(np.zeros((240, 320, 3), np.uint8))] == [0.9, 0.8]
+    assert get_detector("insightface", pack_dir=tmp_path).det_size == (640, 640)  # insightface's default
+    with pytest.raises(ValueError, match="input size must be positive multiples of 32, got 100x100"):
+        get_detector("insightface", pack_dir=tmp_path, scale=(100, 100))

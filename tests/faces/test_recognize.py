@@ -30,7 +30,7 @@ def torch_rec() -> Recognizer:
 
 
 def test_registry_names_and_unknown_name() -> None:
-    assert set(RECOGNIZERS) == {"dlib", "torch-dlib", "faceres"}
+    assert set(RECOGNIZERS) == {"dlib", "torch-dlib", "faceres", "insightface"}
     with pytest.raises(
         ValueError, match="unknown recognizer 'arcface'; choose one of dlib, torch-dlib, faceres"
     ):
