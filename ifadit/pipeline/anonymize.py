@@ -135,6 +135,7 @@ class ItemResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
+    resumed: bool = False  # published by an earlier run of the same job and verified (not redone)
         return {
             "input": str(self.source),
             "output": None if self.error else str(self.target),
@@ -146,6 +147,7 @@ class ItemResult:
         }
 
 
+            "resumed": self.resumed,
 # ---------------------------------------------------------------- per-frame and per-item steps
 
 

@@ -11,9 +11,17 @@ A run:
      revoked or rotated meanwhile), reserves the run's audit sequence number, signs and embeds every
      manifest (`finish_item`) and appends the run's single audit entry (digests of all inputs and outputs,
      counts);
-  5. only after that commit, publishes the outputs (renames them into place).
+  5. only after that commit, records the outputs in the resume journal and publishes them (renames them
+     into place).
 A kill at any point leaves no output under its name and no entry; at most the hidden staging folder.
-An engine with workers (Ray) keeps steps 1, 2, 4 and 5 on the driver and runs step 3 on the workers.
+An engine with workers (`ifadit.pipeline.ray_engine.RayEngine`) keeps steps 1, 2, 4 and 5 on the driver and
+runs step 3 on the workers; `SerialEngine` runs it in this process.
+
+Resuming (`ifadit.pipeline.resume`): before step 3, items whose published output verifies for this run
+(same input, same key handle/version and backend, signed manifest intact) are skipped. With `checkpoint=N`
+the job is resumable: steps 3-5 repeat per N items, each batch its own audit entry recorded in the journal,
+so a job killed halfway keeps the batches it committed. By default the whole job is one batch and one audit
+entry and writes no journal (a kill then leaves nothing to resume: the rerun does everything, once).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
@@ -41,6 +49,7 @@ from ifadit.pipeline.anonymize import (
 )
 from ifadit.pipeline.inputs import Item, plan_items
 from ifadit.pipeline.outputs import list_digest
+from ifadit.pipeline.resume import Journal
 from ifadit.pipeline.staging import Staging
 from keyvault import keys, ledger
 from keyvault.audit import key_fingerprint
@@ -57,8 +66,9 @@ class RunReport:
     backend: str
     key_handle: str | None
     key_version: int | None
-    audit_seq: int
+    audit_seq: int  # the last audit entry covering these outputs
     sealed: bool
+    audit_seqs: tuple[int, ...] = ()  # the entries this invocation appended (none when all were resumed)
 
     @property
     def failed(self) -> tuple[ItemResult, ...]:
@@ -80,6 +90,8 @@ class RunReport:
             "sealed_originals": self.sealed,
             "files": len(self.items),
             "failed": len(self.failed),
+            "resumed": sum(item.resumed for item in self.items),
+            "audit_seqs": list(self.audit_seqs),
             "faces": sum(item.faces for item in self.items),
             "items": [item.as_dict() for item in self.items],
         }
@@ -131,6 +143,56 @@ def run_serial(
         if on_item is not None:
             on_item(result)
     return results
+
+
+class Engine(Protocol):
+    """Runs step 3 (`anonymize_item` over items into the staging folder) somewhere; results in item order."""
+
+    name: str
+
+    def run(
+        self,
+        items: Sequence[Item],
+        ctx: RunContext,
+        staging: Staging,
+        *,
+        progress: bool = False,
+        on_item: Callable[[ItemResult], None] | None = None,
+    ) -> list[ItemResult]: ...
+
+
+@dataclass(frozen=True)
+class SerialEngine:
+    """Step 3 in this process, one item after the other (`run_serial`)."""
+
+    name: str = "serial"
+
+    def run(
+        self,
+        items: Sequence[Item],
+        ctx: RunContext,
+        staging: Staging,
+        *,
+        progress: bool = False,
+        on_item: Callable[[ItemResult], None] | None = None,
+    ) -> list[ItemResult]:
+        return run_serial(items, ctx, staging, progress=progress, on_item=on_item)
+
+
+ENGINES = ("serial", "ray")
+
+
+def engine_for(name: str, *, address: str | None = None, workers: int = 2, gpus_per_worker: float = 0.0) -> Engine:
+    """The engine called `name` ("serial" or "ray"); Ray is imported only when a Ray run starts."""
+    if name == "serial":
+        if address is not None or gpus_per_worker:
+            raise ValueError("--address and --gpus-per-worker apply to --engine ray only")
+        return SerialEngine()
+    if name == "ray":
+        from ifadit.pipeline.ray_engine import RayEngine
+
+        return RayEngine(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
+    raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
 
 
 class _Run:
@@ -204,9 +266,17 @@ def anonymize_paths(
     case: str | None = None,
     progress: bool = False,
     on_item: Callable[[ItemResult], None] | None = None,
+    engine: Engine | None = None,
+    checkpoint: int | None = None,
 ) -> RunReport:
-    """Anonymize files, folders (recursive) and videos into `output` as one audited run (operator role)."""
+    """Anonymize files, folders (recursive) and videos into `output` as one audited run (operator role).
+
+    `engine` runs step 3 (default `SerialEngine()`); `checkpoint=N` commits, journals and publishes every N
+    items. Outputs journalled by an earlier run and verified are skipped (see `ifadit.pipeline.resume`).
+    """
     options.check()  # 1
+    if checkpoint is not None and checkpoint < 1:
+        raise ValueError(f"checkpoint must be >= 1 item, got {checkpoint}")
     items = plan_items(list(inputs), Path(output), lossless_video=options.lossless)
     backend = get_backend(options.backend)
     detector = get_detector(
@@ -234,19 +304,44 @@ def anonymize_paths(
     )
     ctx = RunContext(options=options, backend=backend, detector=detector, stamp=stamp, key=unsealed)
     root = Path(output).parent if len(items) == 1 and items[0].target == Path(output) else Path(output)
+    journal = Journal.load(vault, root)
+    done: dict[Path, ItemResult] = {}
+    todo = []
+    for item in items:
+        resumed = journal.skippable(vault, item, stamp)
+        if resumed is None:
+            todo.append(item)
+        else:
+            done[item.target] = resumed
+            if on_item is not None:
+                on_item(resumed)
+    runner = engine or SerialEngine()
+    step = checkpoint or max(len(todo), 1)
+    batches = [todo[start : start + step] for start in range(0, len(todo), step)] or ([] if done else [[]])
+    seqs = []
     with Staging(root) as staging:
-        try:
-            results = run_serial(items, ctx, staging, progress=progress, on_item=on_item)  # 3
-        except Exception as exc:
-            run.fail(exc)
-            raise
-        seq, results = run.commit(unsealed, results)  # 4
-        staging.publish()  # 5
+        for batch in batches:
+            try:
+                results = runner.run(batch, ctx, staging, progress=progress, on_item=on_item)  # 3
+            except Exception as exc:
+                run.fail(exc)
+                raise
+            seq, results = run.commit(unsealed, results)  # 4
+            if checkpoint is not None:  # 5
+                journal.record(results, seq)
+                journal.save()
+            staging.publish()
+            seqs.append(seq)
+            done.update((result.target, result) for result in results)
+    previous = [
+        journal.entries[journal.name(item.target)]["audit_seq"] for item in items if done[item.target].resumed
+    ]
     return RunReport(
-        items=tuple(results),
+        items=tuple(done[item.target] for item in items),
         backend=backend.name,
         key_handle=stamp.key_handle,
         key_version=stamp.key_version,
-        audit_seq=seq,
+        audit_seq=seqs[-1] if seqs else max(previous),
         sealed=options.seal_original,
+        audit_seqs=tuple(seqs),
     )
