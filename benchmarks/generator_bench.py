@@ -24,7 +24,7 @@ import torch
 
 from ifadit.models.stylegan2 import ops
 from ifadit.models.stylegan2.networks import Conv2dLayer, Generator
-from ifadit.training.loop import TrainOptions, build_state, train_step
+from ifadit.training.loop import TrainOptions, build_state, generator_config, train_step
 
 
 class PlainGenerator(torch.nn.Module):
@@ -69,7 +69,7 @@ def bench_generation(repeat: int) -> None:
     print(f"  {'res':>4} {'batch':>5} {'plain conv':>11} {'stylegan2':>10} {'ratio':>6}")
     defaults = TrainOptions(data="", out="")
     for res in (64, 128):
-        cfg = TrainOptions(data="", out="", resolution=res).generator_config()
+        cfg = generator_config(TrainOptions(data="", out="", resolution=res))
         torch.manual_seed(0)
         G = Generator(cfg).eval().requires_grad_(False)
         plain = PlainGenerator(res, defaults.channel_base, defaults.channel_max).eval().requires_grad_(False)

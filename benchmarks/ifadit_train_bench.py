@@ -21,8 +21,8 @@ import torch
 from ifadit.models.checkpoint import save_generator
 from ifadit.models.stylegan2.networks import Generator, GeneratorConfig
 from ifadit.training.data import load_crops
+from ifadit.training.options import DLIB_FEATURE_LAYERS
 from ifadit.training.phase1 import (
-    DLIB_FEATURE_LAYERS,
     Phase1Options,
     build_model,
     identity_statistics,

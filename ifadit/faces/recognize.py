@@ -1,35 +1,26 @@
 """Identity recognizers: canonical face crops -> identity embeddings, and a same-person decision.
 
 Every recognizer accepts canonical crops (dlib chip geometry, padding 0.25; `ifadit.faces.align`) of any size
-and resizes them to its own input. Four implementations:
+and resizes them to its own input. Three implementations:
 - "dlib": dlib's ResNet 128-D through dlib's C++ (the reference);
 - "torch-dlib": the same network in torch, differentiable (training identity losses use its `model`);
-- "faceres": an independent MobileNet v1 (1024-D), for evaluation only, never in training;
-- "insightface": ArcFace from an insightface model pack the user supplies (`pack_dir=` or
-  $IFADIT_INSIGHTFACE_PACK; `ifadit.faces.insightface_adapter`, needs the `[insightface]` extra).
+- "faceres": an independent MobileNet v1 (1024-D), for evaluation only, never in training.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ifadit.eval.metrics import Metric, paired_distances
+from ifadit.faces.identity import DLIB_THRESHOLD, FACERES_THRESHOLD
 from ifadit.models.dlib_resnet import DAT_NAME, DlibResNet, load_dlib_resnet, models_dir
 from ifadit.models.faceres import FaceRes, load_faceres
-
-# dlib's same-person threshold on the L2 distance of its 128-D descriptors: the `loss_metric_` distance
-# threshold stored in dlib_face_recognition_resnet_model_v1.dat and used by dlib's examples.
-DLIB_THRESHOLD = 0.6
-# faceres threshold on the cosine distance (1 - cos), i.e. same person when cosine > 0.5971: the value that
-# minimises FAR + FRR on reid/dlib-johns (`python scripts/eval_recognizers.py`, 55 faces, 1,485 pairs).
-# Measured there: FAR 0.009, FRR 0.007; held out: deepface FAR 0.014, FRR 0.021; ORL FAR 0.007, FRR 0.011.
-FACERES_THRESHOLD = 0.4029
 
 
 class Recognizer(Protocol):
@@ -148,28 +139,17 @@ class FaceresRecognizer(_TorchRecognizer):
         self.model: FaceRes = load_faceres(path)
 
 
-def _insightface(**options: Any) -> Recognizer:
-    """insightface's ArcFace from the user's model pack; imported here, on use, as it needs the
-    `[insightface]` extra (`ifadit.faces.insightface_adapter.insightface_recognizer` takes `pack_dir=`)."""
-    from ifadit.faces.insightface_adapter import insightface_recognizer
-
-    return insightface_recognizer(**options)
-
-
-RECOGNIZERS: dict[str, Callable[..., Recognizer]] = {
+RECOGNIZERS: dict[str, Callable[[], Recognizer]] = {
     "dlib": DlibRecognizer,
     "torch-dlib": TorchDlibRecognizer,
     "faceres": FaceresRecognizer,
-    "insightface": _insightface,
 }
 
 
-def get_recognizer(name: str, **options: Any) -> Recognizer:
-    """A recognizer by registry name ("dlib", "torch-dlib", "faceres", "insightface"); `options` go to its
-    constructor, and those set to None keep its default (`pack_dir` of "insightface":
-    $IFADIT_INSIGHTFACE_PACK). faceres and insightface raise `ModelError` without their weights."""
+def get_recognizer(name: str) -> Recognizer:
+    """A recognizer by registry name ("dlib", "torch-dlib", "faceres"); faceres raises `ModelError` without weights."""
     try:
         factory = RECOGNIZERS[name]
     except KeyError:
         raise ValueError(f"unknown recognizer {name!r}; choose one of {', '.join(RECOGNIZERS)}") from None
-    return factory(**{key: value for key, value in options.items() if value is not None})
+    return factory()

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ifadit.faces.identity import TORCH_DLIB
 from ifadit.models.encoders import (
     AttributeEncoder,
     EncoderConfig,
@@ -28,8 +29,6 @@ from ifadit.models.encoders import (
 )
 from ifadit.models.flow import FlowConfig, KeyedFlow
 from ifadit.models.stylegan2.networks import Generator, GeneratorConfig
-
-TORCH_DLIB = "torch-dlib"  # the production recognizer (ifadit.models.dlib_resnet), weights not stored
 
 
 @dataclass(frozen=True)

@@ -41,73 +41,29 @@ from ifadit.models.stylegan2.networks import (
 from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
 from ifadit.training.data import load_crops, prepare_crops, to_model_range
+from ifadit.training.options import TrainOptions
 
 
-@dataclass(frozen=True)
-class TrainOptions:
-    """Everything that defines a generator training run (saved as options.json)."""
-
-    data: str  # .npz crop cache, or a folder of face photos (aligned once into the run folder)
-    out: str  # run folder
-    resolution: int = 64  # image size in px
-    batch: int = 16  # images per step
-    steps: int | None = None  # stop after this many steps in total, None = run until interrupted
-    seed: int = 0  # seeds torch's global generator and the sample-grid latents
-    name: str = "stylegan2-celeba"  # checkpoint name (model id prefix)
-    z_dim: int = 256  # latent Z size
-    w_dim: int = 256  # latent W size
-    mapping_layers: int = 2  # mapping network depth
-    channel_base: int = 2048  # channels at r = min(channel_base // r, channel_max), G and D
-    channel_max: int = 128  # cap on channels, G and D
-    lr: float = 0.0025  # Adam learning rate of G and D
-    r1_gamma: float = 0.1  # R1 weight, 0 = off
-    r1_interval: int = 16  # lazy R1: every N steps
-    pl_weight: float = 0.0  # path-length weight, 0 = off
-    pl_interval: int = 4  # lazy path length: every N steps
-    style_mixing: float = 0.9  # probability of mixing two latents in a training batch
-    mirror: bool = True  # random x-flips of the reals (dataset mirroring)
-    ada_target: float | None = 0.6  # ADA target for r_t, None = no augmentation
-    ada_interval: int = 4  # steps between ADA adjustments
-    ada_kimg: float = 100.0  # kimg for the ADA probability to move 0 -> 1
-    ema_kimg: float | None = None  # EMA half-life in kimg, None = batch * 10 / 32
-    ema_rampup: float | None = 0.05  # EMA ramp-up (half-life <= nimg * rampup), None = off
-    mbstd_group: int = 4  # minibatch-stddev group size
-    fused_modconv: bool = True  # grouped modulated conv in training (faster on CPU, measured)
-    log_every: int = 10  # steps per metrics line
-    sample_every: int = 200  # steps per sample grid
-    checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
-    keep_states: int = 2  # full training states kept (G_ema snapshots are all kept)
-    grid: int = 8  # sample grid is grid x grid images
-
-    def generator_config(self) -> GeneratorConfig:
-        return GeneratorConfig(
-            img_resolution=self.resolution,
-            z_dim=self.z_dim,
-            w_dim=self.w_dim,
-            mapping_layers=self.mapping_layers,
-            channel_base=self.channel_base,
-            channel_max=self.channel_max,
-        )
-
-    def discriminator_config(self) -> DiscriminatorConfig:
-        return DiscriminatorConfig(
-            img_resolution=self.resolution,
-            channel_base=self.channel_base,
-            channel_max=self.channel_max,
-            mbstd_group_size=self.mbstd_group,
-        )
+def generator_config(options: TrainOptions) -> GeneratorConfig:
+    """Architecture of the run's generator."""
+    return GeneratorConfig(
+        img_resolution=options.resolution,
+        z_dim=options.z_dim,
+        w_dim=options.w_dim,
+        mapping_layers=options.mapping_layers,
+        channel_base=options.channel_base,
+        channel_max=options.channel_max,
+    )
 
 
-def read_options(out: Path) -> TrainOptions:
-    """The options.json of an existing run folder."""
-    path = Path(out) / "options.json"
-    try:
-        data = json.loads(path.read_text())
-        return TrainOptions(**data)
-    except FileNotFoundError:
-        raise InputError(f"{path}: missing, so {out} is not a run folder to resume") from None
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise InputError(f"{path}: not valid training options ({exc})") from None
+def discriminator_config(options: TrainOptions) -> DiscriminatorConfig:
+    """Architecture of the run's discriminator."""
+    return DiscriminatorConfig(
+        img_resolution=options.resolution,
+        channel_base=options.channel_base,
+        channel_max=options.channel_max,
+        mbstd_group_size=options.mbstd_group,
+    )
 
 
 @dataclass
@@ -132,8 +88,8 @@ def build_state(options: TrainOptions, device: str | torch.device = "cpu") -> Tr
     """Fresh networks and optimizers on `device`, seeded from `options.seed` (weights drawn on the CPU)."""
     torch.manual_seed(options.seed)
     device = torch.device(device)
-    G = Generator(options.generator_config()).train().to(device)
-    D = Discriminator(options.discriminator_config()).train().to(device)
+    G = Generator(generator_config(options)).train().to(device)
+    D = Discriminator(discriminator_config(options)).train().to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
 
     def adam(params: Any, interval: int) -> torch.optim.Adam:
@@ -320,12 +276,6 @@ def _prune_states(root: Path, keep: int) -> None:
     for old in full[: max(len(full) - keep, 0)]:
         for name in ("G.safetensors", "D.safetensors", "state.pt"):
             (old / name).unlink(missing_ok=True)
-
-
-def latest_step(out: Path) -> int:
-    """Step of the newest checkpoint in run folder `out`, 0 when there is none."""
-    latest = Path(out) / "checkpoints" / "latest.json"
-    return int(json.loads(latest.read_text())["step"]) if latest.is_file() else 0
 
 
 def load_checkpoint(state: TrainState, options: TrainOptions) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,63 +24,16 @@ from ifadit.models.flow import FlowConfig
 from ifadit.models.ifadit_model import TORCH_DLIB, IfaditConfig, IfaditModel
 from ifadit.training import ifadit_losses as L
 from ifadit.training.data import load_crops, to_model_range
+from ifadit.training.options import Phase1Options
 from ifadit.training.runner import (
     PhaseState,
     grid_image,
     load_state,
     prepare_run,
-    read_options_json,
     run_loop,
     torch_threads,
 )
 from ifadit.training.taps import FeatureTap
-
-DLIB_FEATURE_LAYERS = ("blocks.2", "blocks.6", "blocks.9")  # dlib ResNet: 32 ch @ 35 px, 64 @ 18, 128 @ 9
-
-
-@dataclass(frozen=True)
-class Phase1Options:
-    """Everything that defines a phase-1 run (saved as options.json)."""
-
-    generator: str  # generator checkpoint folder (ifadit.models.checkpoint), frozen
-    data: str  # .npz crop cache at the generator's resolution
-    out: str  # run folder
-    batch: int = 8  # faces per step (each also swapped with its neighbour)
-    steps: int | None = None  # stop after this many steps in total, None = until interrupted
-    seed: int = 0  # seeds weights, batches and the sample grid
-    name: str = "ifadit"  # model id prefix
-    recognizer: str = TORCH_DLIB  # identity recognizer; tests inject a stand-in under another name
-    id_dim: int = 128  # identity code size (the recognizer's descriptor size)
-    attr_dim: int = 128  # attribute code size
-    enc_channels: int = 32  # first conv width of E_attr
-    mapper_hidden: int = 512  # hidden width of the mapper
-    mapper_layers: int = 3  # linear layers of the mapper
-    cond_dim: int = 64  # key condition size of the (phase-2) flow
-    flow_blocks: int = 8  # coupling blocks of the flow
-    flow_hidden: int = 256  # hidden width of the flow's subnets
-    correction_hidden: int = 256  # hidden width of the re-read correction
-    lr: float = 1e-4  # Adam learning rate
-    mirror: bool = True  # random x-flips of the batch
-    w_pixel: float = 1.0  # weight of pixel L1 (reconstruction)
-    w_perceptual: float = 1.0  # weight of the recognizer-feature distance (reconstruction)
-    w_identity: float = 1.0  # weight of 1 - cos(reconstruction, x)
-    w_swap_identity: float = 1.0  # weight of 1 - cos(swap, y)
-    w_coarse: float = 1.0  # weight of the 8x8 layout L1 between swap and x
-    w_cycle: float = 0.1  # weight of ||E_attr(swap) - E_attr(x)||^2
-    w_offset: float = 0.01  # weight of the mean squared W+ offset
-    feature_layers: tuple[str, ...] = DLIB_FEATURE_LAYERS  # recognizer submodules for the perceptual term
-    stats_samples: int = 1024  # crops used to estimate the identity statistics
-    log_every: int = 10  # steps per metrics line
-    sample_every: int = 200  # steps per sample grid
-    checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
-    keep_states: int = 2  # checkpoints kept
-    grid: int = 8  # faces (rows) in the sample grid
-
-
-def read_phase1_options(out: Path) -> Phase1Options:
-    data = read_options_json(out)
-    data["feature_layers"] = tuple(data.get("feature_layers", DLIB_FEATURE_LAYERS))
-    return Phase1Options(**data)
 
 
 def build_model(options: Phase1Options, recognizer: nn.Module | None = None) -> IfaditModel:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ifadit.faces.recognize import DLIB_THRESHOLD
 from ifadit.models.flow import condition_from_key
 from ifadit.models.ifadit_checkpoint import load_ifadit
 from ifadit.models.ifadit_model import IfaditModel
 from ifadit.training import ifadit_losses as L
 from ifadit.training.data import load_crops, to_model_range
+from ifadit.training.options import Phase2Options
 from ifadit.training.phase1 import grid_faces
 from ifadit.training.runner import (
     PhaseState,
@@ -44,46 +43,11 @@ from ifadit.training.runner import (
     load_state,
     model_folder,
     prepare_run,
-    read_options_json,
     run_loop,
     torch_threads,
 )
 
 TRAINING_MODEL_ID = "ifadit-training"  # model id in the HKDF info of training keys (any id gives N(0, I))
-
-
-@dataclass(frozen=True)
-class Phase2Options:
-    """Everything that defines a phase-2 run (saved as options.json)."""
-
-    encoder: str  # phase-1 model folder, or a phase-1 run folder (its model/)
-    data: str  # .npz crop cache at the model's resolution
-    out: str  # run folder
-    batch: int = 8  # faces per step
-    steps: int | None = None  # stop after this many steps in total, None = until interrupted
-    seed: int = 0  # seeds batches, keys, augmentation and the sample grid
-    name: str = "ifadit"  # model id prefix
-    lr: float = 1e-3  # Adam learning rate of the flow and the correction
-    threshold: float = DLIB_THRESHOLD  # recognizer's same-person distance
-    margin: float = 0.1  # hinge margin above the threshold
-    shift: int = 2  # max px translation of the augmented views
-    jitter: float = 0.1  # max relative brightness / contrast change of the views
-    w_anonymity: float = 1.0
-    w_diversity: float = 1.0
-    w_naturalness: float = 1.0
-    w_moments: float = 1.0
-    w_recoverability: float = 1.0
-    w_wrong_key: float = 1.0
-    w_consistency: float = 0.1
-    log_every: int = 10  # steps per metrics line
-    sample_every: int = 200  # steps per sample grid
-    checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
-    keep_states: int = 2  # checkpoints kept
-    grid: int = 8  # faces (rows) in the sample grid
-
-
-def read_phase2_options(out: Path) -> Phase2Options:
-    return Phase2Options(**read_options_json(out))
 
 
 def random_keys(count: int) -> list[bytes]:

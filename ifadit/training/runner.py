@@ -85,26 +85,6 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def latest_step(out: Path) -> int:
-    """Step of the newest checkpoint in run folder `out`, 0 when there is none."""
-    latest = Path(out) / "checkpoints" / "latest.json"
-    return int(json.loads(latest.read_text())["step"]) if latest.is_file() else 0
-
-
-def read_options_json(out: Path) -> dict[str, Any]:
-    """options.json of an existing run folder, as a dict."""
-    path = Path(out) / "options.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: missing, so {out} is not a run folder to resume") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a JSON object")
-    return data
-
-
 def model_folder(path: Path) -> Path:
     """An iFADIT model folder from a model folder or a run folder (its newest `model/`)."""
     path = Path(path)

@@ -19,7 +19,8 @@ from ifadit.models.stylegan2.networks import Discriminator, DiscriminatorConfig,
 from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
 from ifadit.training.data import load_crops, to_model_range
-from ifadit.training.loop import TrainOptions, read_options, train
+from ifadit.training.loop import TrainOptions, train
+from ifadit.training.options import read_options
 
 RES = 16
 

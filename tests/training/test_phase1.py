@@ -15,11 +15,11 @@ from safetensors.torch import load_file
 from ifadit.errors import InputError
 from ifadit.models.ifadit_checkpoint import load_ifadit
 from ifadit.training import ifadit_losses as L
+from ifadit.training.options import read_phase1_options
 from ifadit.training.phase1 import (
     Phase1Options,
     build_model,
     phase1_losses,
-    read_phase1_options,
     train_phase1,
 )
 from ifadit.training.runner import PhaseState

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from ifadit.models.ifadit_checkpoint import save_ifadit
 from ifadit.training import ifadit_losses as L
+from ifadit.training.options import read_phase2_options
 from ifadit.training.phase2 import (
     Phase2Options,
     augment_view,
@@ -23,7 +24,6 @@ from ifadit.training.phase2 import (
     phase2_parameters,
     quantize,
     random_keys,
-    read_phase2_options,
     train_phase2,
 )
 from ifadit.training.runner import PhaseState

@@ -1,0 +1,162 @@
+"""Run options of the three training loops (generator, iFADIT phases 1 and 2) and reading them back from a run
+folder. No torch import: the CLI builds its option defaults from these classes at start-up."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ifadit.errors import InputError
+from ifadit.faces.identity import DLIB_THRESHOLD, TORCH_DLIB
+
+DLIB_FEATURE_LAYERS = ("blocks.2", "blocks.6", "blocks.9")  # dlib ResNet: 32 ch @ 35 px, 64 @ 18, 128 @ 9
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything that defines a generator training run (saved as options.json)."""
+
+    data: str  # .npz crop cache, or a folder of face photos (aligned once into the run folder)
+    out: str  # run folder
+    resolution: int = 64  # image size in px
+    batch: int = 16  # images per step
+    steps: int | None = None  # stop after this many steps in total, None = run until interrupted
+    seed: int = 0  # seeds torch's global generator and the sample-grid latents
+    name: str = "stylegan2-celeba"  # checkpoint name (model id prefix)
+    z_dim: int = 256  # latent Z size
+    w_dim: int = 256  # latent W size
+    mapping_layers: int = 2  # mapping network depth
+    channel_base: int = 2048  # channels at r = min(channel_base // r, channel_max), G and D
+    channel_max: int = 128  # cap on channels, G and D
+    lr: float = 0.0025  # Adam learning rate of G and D
+    r1_gamma: float = 0.1  # R1 weight, 0 = off
+    r1_interval: int = 16  # lazy R1: every N steps
+    pl_weight: float = 0.0  # path-length weight, 0 = off
+    pl_interval: int = 4  # lazy path length: every N steps
+    style_mixing: float = 0.9  # probability of mixing two latents in a training batch
+    mirror: bool = True  # random x-flips of the reals (dataset mirroring)
+    ada_target: float | None = 0.6  # ADA target for r_t, None = no augmentation
+    ada_interval: int = 4  # steps between ADA adjustments
+    ada_kimg: float = 100.0  # kimg for the ADA probability to move 0 -> 1
+    ema_kimg: float | None = None  # EMA half-life in kimg, None = batch * 10 / 32
+    ema_rampup: float | None = 0.05  # EMA ramp-up (half-life <= nimg * rampup), None = off
+    mbstd_group: int = 4  # minibatch-stddev group size
+    fused_modconv: bool = True  # grouped modulated conv in training (faster on CPU, measured)
+    log_every: int = 10  # steps per metrics line
+    sample_every: int = 200  # steps per sample grid
+    checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
+    keep_states: int = 2  # full training states kept (G_ema snapshots are all kept)
+    grid: int = 8  # sample grid is grid x grid images
+
+
+@dataclass(frozen=True)
+class Phase1Options:
+    """Everything that defines a phase-1 run (saved as options.json)."""
+
+    generator: str  # generator checkpoint folder (ifadit.models.checkpoint), frozen
+    data: str  # .npz crop cache at the generator's resolution
+    out: str  # run folder
+    batch: int = 8  # faces per step (each also swapped with its neighbour)
+    steps: int | None = None  # stop after this many steps in total, None = until interrupted
+    seed: int = 0  # seeds weights, batches and the sample grid
+    name: str = "ifadit"  # model id prefix
+    recognizer: str = TORCH_DLIB  # identity recognizer; tests inject a stand-in under another name
+    id_dim: int = 128  # identity code size (the recognizer's descriptor size)
+    attr_dim: int = 128  # attribute code size
+    enc_channels: int = 32  # first conv width of E_attr
+    mapper_hidden: int = 512  # hidden width of the mapper
+    mapper_layers: int = 3  # linear layers of the mapper
+    cond_dim: int = 64  # key condition size of the (phase-2) flow
+    flow_blocks: int = 8  # coupling blocks of the flow
+    flow_hidden: int = 256  # hidden width of the flow's subnets
+    correction_hidden: int = 256  # hidden width of the re-read correction
+    lr: float = 1e-4  # Adam learning rate
+    mirror: bool = True  # random x-flips of the batch
+    w_pixel: float = 1.0  # weight of pixel L1 (reconstruction)
+    w_perceptual: float = 1.0  # weight of the recognizer-feature distance (reconstruction)
+    w_identity: float = 1.0  # weight of 1 - cos(reconstruction, x)
+    w_swap_identity: float = 1.0  # weight of 1 - cos(swap, y)
+    w_coarse: float = 1.0  # weight of the 8x8 layout L1 between swap and x
+    w_cycle: float = 0.1  # weight of ||E_attr(swap) - E_attr(x)||^2
+    w_offset: float = 0.01  # weight of the mean squared W+ offset
+    feature_layers: tuple[str, ...] = DLIB_FEATURE_LAYERS  # recognizer submodules for the perceptual term
+    stats_samples: int = 1024  # crops used to estimate the identity statistics
+    log_every: int = 10  # steps per metrics line
+    sample_every: int = 200  # steps per sample grid
+    checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
+    keep_states: int = 2  # checkpoints kept
+    grid: int = 8  # faces (rows) in the sample grid
+
+
+@dataclass(frozen=True)
+class Phase2Options:
+    """Everything that defines a phase-2 run (saved as options.json)."""
+
+    encoder: str  # phase-1 model folder, or a phase-1 run folder (its model/)
+    data: str  # .npz crop cache at the model's resolution
+    out: str  # run folder
+    batch: int = 8  # faces per step
+    steps: int | None = None  # stop after this many steps in total, None = until interrupted
+    seed: int = 0  # seeds batches, keys, augmentation and the sample grid
+    name: str = "ifadit"  # model id prefix
+    lr: float = 1e-3  # Adam learning rate of the flow and the correction
+    threshold: float = DLIB_THRESHOLD  # recognizer's same-person distance
+    margin: float = 0.1  # hinge margin above the threshold
+    shift: int = 2  # max px translation of the augmented views
+    jitter: float = 0.1  # max relative brightness / contrast change of the views
+    w_anonymity: float = 1.0
+    w_diversity: float = 1.0
+    w_naturalness: float = 1.0
+    w_moments: float = 1.0
+    w_recoverability: float = 1.0
+    w_wrong_key: float = 1.0
+    w_consistency: float = 0.1
+    log_every: int = 10  # steps per metrics line
+    sample_every: int = 200  # steps per sample grid
+    checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
+    keep_states: int = 2  # checkpoints kept
+    grid: int = 8  # faces (rows) in the sample grid
+
+
+def read_options(out: Path) -> TrainOptions:
+    """The options.json of an existing generator run folder."""
+    path = Path(out) / "options.json"
+    try:
+        data = json.loads(path.read_text())
+        return TrainOptions(**data)
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing, so {out} is not a run folder to resume") from None
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise InputError(f"{path}: not valid training options ({exc})") from None
+
+
+def read_options_json(out: Path) -> dict[str, Any]:
+    """options.json of an existing run folder, as a dict."""
+    path = Path(out) / "options.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing, so {out} is not a run folder to resume") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a JSON object")
+    return data
+
+
+def read_phase1_options(out: Path) -> Phase1Options:
+    data = read_options_json(out)
+    data["feature_layers"] = tuple(data.get("feature_layers", DLIB_FEATURE_LAYERS))
+    return Phase1Options(**data)
+
+
+def read_phase2_options(out: Path) -> Phase2Options:
+    return Phase2Options(**read_options_json(out))
+
+
+def latest_step(out: Path) -> int:
+    """Step of the newest checkpoint in run folder `out`, 0 when there is none."""
+    latest = Path(out) / "checkpoints" / "latest.json"
+    return int(json.loads(latest.read_text())["step"]) if latest.is_file() else 0
