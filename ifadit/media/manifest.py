@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ifadit.errors import ManifestError
+from ifadit.errors import InputError, ManifestError
 from ifadit.media.image import read_jpeg_app11
 
 MANIFEST_FORMAT = "ifadit-manifest/1"
@@ -93,7 +93,7 @@ class Manifest:
         """Parse and validate; `ManifestError` names the source and the offending field."""
         try:
             raw = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ManifestError(f"{source}: manifest is not valid JSON ({exc.__class__.__name__})") from None
         return _from_plain(raw, source)
 
@@ -168,7 +168,11 @@ def read_manifest(path: Path) -> Manifest | None:
     except (UnidentifiedImageError, OSError):
         return None
     if is_jpeg:
-        payload = read_jpeg_app11(path)
+        try:
+            payload = read_jpeg_app11(path)
+        except InputError as exc:
+            problem = str(exc).removeprefix(f"{path}: ")
+            raise ManifestError(f"{path}: cannot read the manifest segments ({problem})") from None
         return None if payload is None else Manifest.from_json(payload, source=str(path))
     return None
 
