@@ -10,7 +10,7 @@ from types import FrameType
 import click
 from tqdm import tqdm
 
-from ifadit.training.loop import TrainOptions, latest_step, read_options, train
+from ifadit.training.options import TrainOptions, latest_step, read_options
 
 _DEFAULTS = TrainOptions(data="", out="")
 
@@ -206,6 +206,8 @@ def train_generator(
     def on_align(done: int, total: int) -> None:
         align_bar.total = total
         align_bar.update(done - align_bar.n)
+
+    from ifadit.training.loop import train  # torch loads here, not at every `ifadit` start-up
 
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:

@@ -7,15 +7,22 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from tqdm import tqdm
 
 from cli.lab import train_group
-from ifadit.training.phase1 import Phase1Options, read_phase1_options, train_phase1
-from ifadit.training.phase2 import Phase2Options, read_phase2_options, train_phase2
-from ifadit.training.runner import PhaseState, latest_step
+from ifadit.training.options import (
+    Phase1Options,
+    Phase2Options,
+    latest_step,
+    read_phase1_options,
+    read_phase2_options,
+)
+
+if TYPE_CHECKING:
+    from ifadit.training.runner import PhaseState
 
 _P1 = Phase1Options(generator="", data="", out="")
 _P2 = Phase2Options(encoder="", data="", out="")
@@ -171,6 +178,8 @@ def train_encoder(
             sample_every=sample_every,
             checkpoint_minutes=checkpoint_minutes,
         )
+    from ifadit.training.phase1 import train_phase1  # torch loads here, not at every `ifadit` start-up
+
     _run(train_phase1, options, resume, threads, device)
 
 
@@ -227,6 +236,8 @@ def train_flow(
             sample_every=sample_every,
             checkpoint_minutes=checkpoint_minutes,
         )
+    from ifadit.training.phase2 import train_phase2  # torch and FrEIA load here, not at every start-up
+
     _run(train_phase2, options, resume, threads, device)
 
 
