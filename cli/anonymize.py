@@ -13,7 +13,7 @@ from ifadit.backends.base import BACKENDS
 from ifadit.faces.detect import DETECTORS
 from ifadit.media.image import DEFAULT_MAX_PIXELS
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult
-from ifadit.pipeline.batch import RunReport, anonymize_paths, default_backend
+from ifadit.pipeline.batch import ENGINES, RunReport, anonymize_paths, default_backend, engine_for
 
 
 def _report_error(result: ItemResult) -> None:
@@ -71,6 +71,17 @@ def _text(report: RunReport) -> str:
               help="Write videos as lossless FFV1 .mkv (large; needed for --seal-original on video).")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse images larger than this many pixels, before decoding.")
+@click.option("--engine", "engine_name", type=click.Choice(ENGINES), default="serial", show_default=True,
+              help="serial: in this process. ray: on a Ray Data actor pool (pip install 'ifadit[ray]'); the vault "
+              "stays on this machine, workers get the key in memory only.")
+@click.option("--address", default=None, show_default="a local Ray", help="Ray cluster to join (--engine ray).")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="Ray actors, each loading the backend and detector once (--engine ray).")
+@click.option("--gpus-per-worker", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="GPUs reserved per Ray actor (--engine ray).")
+@click.option("--checkpoint", type=click.IntRange(1), default=None, show_default="one audit entry for the job",
+              help="Make the job resumable: commit, journal and publish every N files; rerunning the same "
+              "command skips verified outputs.")
 @json_option
 def anonymize_command(
     inputs: tuple[Path, ...],
@@ -89,6 +100,11 @@ def anonymize_command(
     keep_audio: bool,
     lossless: bool,
     max_pixels: int,
+    engine_name: str,
+    address: str | None,
+    workers: int,
+    gpus_per_worker: float,
+    checkpoint: int | None,
     as_json: bool,
 ) -> None:
     """Replace every face in images, folders (recursive) and videos; operator role.
@@ -106,8 +122,10 @@ def anonymize_command(
         lossless=lossless, max_pixels=max_pixels,
     )
     with vault_args.open() as vault, usage_errors():
+        engine = engine_for(engine_name, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
         report = anonymize_paths(vault, inputs, output, options, key=key_handle, case=case_id,
-                                 progress=sys.stderr.isatty(), on_item=_report_error)
+                                 progress=sys.stderr.isatty(), on_item=_report_error, engine=engine,
+                                 checkpoint=checkpoint)
     emit(report.as_dict() if as_json else report, as_json, _text)
     if report.exit_code:
         sys.exit(report.exit_code)

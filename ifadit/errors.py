@@ -37,3 +37,7 @@ class ModelError(IfaditError):
 
 class BackendUnavailable(IfaditError):
     """A backend was asked for whose optional dependencies or weights are not installed."""
+
+
+class EngineUnavailable(IfaditError):
+    """A batch engine was asked for whose optional dependencies are not installed (e.g. Ray)."""

@@ -132,10 +132,10 @@ class ItemResult:
     manifest: Manifest | None = field(default=None, repr=False)  # draft, then signed by `finish_item`
     error: str | None = None
     exit_code: int = 0
+    resumed: bool = False  # published by an earlier run of the same job and verified (not redone)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-    resumed: bool = False  # published by an earlier run of the same job and verified (not redone)
         return {
             "input": str(self.source),
             "output": None if self.error else str(self.target),
@@ -144,10 +144,10 @@ class ItemResult:
             "input_sha256": self.input_sha256,
             "output_sha256": self.output_sha256,
             "error": self.error,
+            "resumed": self.resumed,
         }
 
 
-            "resumed": self.resumed,
 # ---------------------------------------------------------------- per-frame and per-item steps
 
 

@@ -148,7 +148,8 @@ def run_serial(
 class Engine(Protocol):
     """Runs step 3 (`anonymize_item` over items into the staging folder) somewhere; results in item order."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def run(
         self,

@@ -1,0 +1,131 @@
+"""The Ray engine (real Ray, 2 CPUs; `-m slow`) against the serial engine on real photos, and where the key material goes."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ifadit.media.image import read_image, write_image
+from ifadit.media.manifest import Manifest, read_manifest
+from ifadit.pipeline.anonymize import AnonymizeOptions
+from ifadit.pipeline.batch import RunReport, anonymize_paths
+from ifadit.pipeline.outputs import list_digest
+from ifadit.pipeline.ray_engine import RayEngine
+from keyvault import keys
+from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
+
+pytestmark = pytest.mark.slow  # one Ray start (~10 s here) and three runs: ~60 s together on 2 cores
+
+ray = pytest.importorskip("ray", reason="the Ray engine tests need ray[data] (pip install 'ifadit[ray]')")
+
+DEEPFACE = ["person01/img28.jpg", "person02/img47.jpg", "person03/img53.jpg"]
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[Path]:
+    """One local Ray for the whole session (2 CPUs), always shut down; yields its session folder."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield Path(ray._private.worker._global_node.get_session_dir_path())
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    return make_lab(tmp_path)
+
+
+@pytest.fixture
+def photos(tmp_path: Path, astronaut: np.ndarray, shared_dir: Path) -> Path:
+    """The astronaut (PNG), three deepface photos (JPEG as shipped, one folder down) and a broken file."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_image(folder / "astronaut.png", astronaut)
+    for name in DEEPFACE:
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes((shared_dir / "data" / "reid" / "deepface" / name).read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder
+
+
+def _run(lab: Lab, photos: Path, out: Path, engine: RayEngine | None, **kwargs: object) -> RunReport:
+    options = AnonymizeOptions(backend="blur", seal_original=True)
+    with lab.open("olga") as vault:
+        return anonymize_paths(vault, [photos], out, options, case=CASE, engine=engine, **kwargs)  # type: ignore[arg-type]
+
+
+def _comparable(manifest: Manifest | None) -> Manifest:
+    """The manifest minus its run-specific fields (audit seq, signature, the sealed payloads' random bytes)."""
+    assert manifest is not None and manifest.signature
+    faces = tuple(replace(face, sealed=None) for face in manifest.faces)
+    assert all(face.sealed is not None for face in manifest.faces)
+    return replace(manifest, audit_seq=None, signature=None, faces=faces)
+
+
+def test_ray_outputs_match_the_serial_engine(ray_session: Path, lab: Lab, photos: Path, tmp_path: Path) -> None:
+    serial = _run(lab, photos, tmp_path / "serial", None)
+    parallel = _run(lab, photos, tmp_path / "ray", RayEngine(workers=2))
+
+    assert [item.as_dict()["input"] for item in parallel.items] == [item.as_dict()["input"] for item in serial.items]
+    assert [item.source.name for item in parallel.failed] == ["broken.png"]  # a bad input is skipped, as serially
+    assert "broken.png" in (parallel.failed[0].error or "") and parallel.exit_code == serial.exit_code == 1
+    names = ["astronaut.png", *DEEPFACE]
+    for name in names:
+        ours, theirs = tmp_path / "ray" / name, tmp_path / "serial" / name
+        assert np.array_equal(read_image(ours), read_image(theirs)), name
+        assert _comparable(read_manifest(ours)) == _comparable(read_manifest(theirs)), name
+    assert sum(item.faces for item in parallel.items) == sum(item.faces for item in serial.items) >= 4
+    published = {kind: sorted(p.relative_to(tmp_path / kind).as_posix() for p in (tmp_path / kind).rglob("*"))
+                 for kind in ("ray", "serial")}
+    assert published["ray"] == published["serial"]  # same files and sidecars; no staging folder, no journal
+    assert not any(name.startswith(".") for name in published["ray"]) and set(names) <= set(published["ray"])
+
+    first, second = audit_entries(lab, "anonymize")  # one entry per job, with the list digests
+    assert second.seq == parallel.audit_seq and first.seq == serial.audit_seq
+    done = [item for item in parallel.items if item.error is None]
+    assert second.digests["inputs"] == list_digest(item.input_sha256 or "" for item in done)
+    assert second.digests["inputs"] == first.digests["inputs"]
+    assert second.details["files"] == 4 and second.details["failed"] == 1
+
+
+def test_key_material_never_reaches_ray_storage_or_logs(
+    ray_session: Path, lab: Lab, photos: Path, tmp_path: Path
+) -> None:
+    _run(lab, photos, tmp_path / "ray", RayEngine(workers=2))
+    with lab.open("olga") as vault:
+        material = keys.unseal_for_use(vault, lab.key, purpose="anonymize").material
+    forms = {
+        "raw": material,
+        "hex": material.hex().encode(),
+        "HEX": material.hex().upper().encode(),
+        "base64": base64.b64encode(material),
+        "urlsafe base64": base64.urlsafe_b64encode(material).rstrip(b"="),
+    }
+    scanned = 0
+    for path in ray_session.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            scanned += 1
+            for form, needle in forms.items():
+                assert needle not in data, f"key material ({form}) found in {path}"
+    assert scanned > 10  # the logs and session files really were read
+    assert any(p.suffix in {".log", ".out", ".err"} for p in ray_session.rglob("*"))
+
+
+def test_ray_job_resumes_without_repeating_entries(ray_session: Path, lab: Lab, photos: Path, tmp_path: Path) -> None:
+    first = _run(lab, photos, tmp_path / "out", RayEngine(workers=2), checkpoint=2)
+    assert len(first.audit_seqs) == 3  # 5 items in batches of 2; broken.png (2nd in plan order) fails
+    again = _run(lab, photos, tmp_path / "out", RayEngine(workers=2), checkpoint=2)
+    assert sum(item.resumed for item in again.items) == 4
+    assert again.audit_seqs == (max(first.audit_seqs) + 1,)  # only the broken file was tried again
+    entries = audit_entries(lab, "anonymize")
+    assert [entry.details["files"] for entry in entries] == [1, 2, 1, 0]
+    journal = json.loads((tmp_path / "out" / ".ifadit-journal.json").read_text())
+    assert len(journal["outputs"]) == 4
