@@ -1,17 +1,19 @@
 """Identity recognizers: canonical face crops -> identity embeddings, and a same-person decision.
 
 Every recognizer accepts canonical crops (dlib chip geometry, padding 0.25; `ifadit.faces.align`) of any size
-and resizes them to its own input. Three implementations:
+and resizes them to its own input. Four implementations:
 - "dlib": dlib's ResNet 128-D through dlib's C++ (the reference);
 - "torch-dlib": the same network in torch, differentiable (training identity losses use its `model`);
-- "faceres": an independent MobileNet v1 (1024-D), for evaluation only, never in training.
+- "faceres": an independent MobileNet v1 (1024-D), for evaluation only, never in training;
+- "insightface": ArcFace from an insightface model pack the user supplies (`pack_dir=` or
+  $IFADIT_INSIGHTFACE_PACK; `ifadit.faces.insightface_adapter`, needs the `[insightface]` extra).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -139,17 +141,28 @@ class FaceresRecognizer(_TorchRecognizer):
         self.model: FaceRes = load_faceres(path)
 
 
-RECOGNIZERS: dict[str, Callable[[], Recognizer]] = {
+def _insightface(**options: Any) -> Recognizer:
+    """insightface's ArcFace from the user's model pack; imported here, on use, as it needs the
+    `[insightface]` extra (`ifadit.faces.insightface_adapter.insightface_recognizer` takes `pack_dir=`)."""
+    from ifadit.faces.insightface_adapter import insightface_recognizer
+
+    return insightface_recognizer(**options)
+
+
+RECOGNIZERS: dict[str, Callable[..., Recognizer]] = {
     "dlib": DlibRecognizer,
     "torch-dlib": TorchDlibRecognizer,
     "faceres": FaceresRecognizer,
+    "insightface": _insightface,
 }
 
 
-def get_recognizer(name: str) -> Recognizer:
-    """A recognizer by registry name ("dlib", "torch-dlib", "faceres"); faceres raises `ModelError` without weights."""
+def get_recognizer(name: str, **options: Any) -> Recognizer:
+    """A recognizer by registry name ("dlib", "torch-dlib", "faceres", "insightface"); `options` go to its
+    constructor, and those set to None keep its default (`pack_dir` of "insightface":
+    $IFADIT_INSIGHTFACE_PACK). faceres and insightface raise `ModelError` without their weights."""
     try:
         factory = RECOGNIZERS[name]
     except KeyError:
         raise ValueError(f"unknown recognizer {name!r}; choose one of {', '.join(RECOGNIZERS)}") from None
-    return factory()
+    return factory(**{key: value for key, value in options.items() if value is not None})
