@@ -13,12 +13,16 @@ staged outputs with draft manifests, exactly as `run_serial` does, so outputs ar
   actor created for the run with the key as its (small, hence inlined) constructor argument. Each mapper
   asks it once, in `__init__`; the small reply travels inline in the RPC, in memory. The holder is killed
   when the run ends. Nothing logs the key: `UnsealedKey`'s repr hides it and the engine logs nothing.
+- An actor that Ray gave a GPU (`--gpus-per-worker`) builds a backend that takes a `device` on "cuda"
+  (Ray sets CUDA_VISIBLE_DEVICES per actor); backends without one (blur, pixelate, mask) stay on the CPU.
 - A bad input (IfaditError) comes back as a failed item; any other exception stops the run.
 Ray is imported only when this engine runs.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,13 +31,23 @@ from typing import Any
 
 import numpy as np
 
-from ifadit.backends.base import get_backend
+from ifadit.backends.base import BACKENDS, Backend, get_backend
 from ifadit.errors import EngineUnavailable, IfaditError
 from ifadit.faces.detect import get_detector
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult, ManifestStamp, RunContext, anonymize_item
 from ifadit.pipeline.inputs import Item
 from ifadit.pipeline.staging import Staging
 from keyvault.keys import UnsealedKey
+
+
+def backend_for(name: str, *, gpu: bool) -> Backend:
+    """The backend `name`, on "cuda" when `gpu` and its constructor takes a `device`."""
+    module_name, _, factory = BACKENDS[name].partition(":") if name in BACKENDS else ("", "", "")
+    if gpu and module_name:
+        parameters = inspect.signature(getattr(importlib.import_module(module_name), factory)).parameters
+        if "device" in parameters:
+            return get_backend(name, device="cuda")
+    return get_backend(name)
 
 
 class _KeyHolder:
@@ -60,7 +74,8 @@ class _Anonymizer:
             upsample=options.upsample,
             pack_dir=options.insightface_pack,
         )
-        self.ctx = RunContext(options, get_backend(options.backend), detector, stamp, key)
+        backend = backend_for(options.backend, gpu=bool(ray.get_gpu_ids()))
+        self.ctx = RunContext(options, backend, detector, stamp, key)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = []
