@@ -252,7 +252,12 @@ def list_requests(vault: Vault, *, case: str | None = None, state: str | None = 
 def show_request(vault: Vault, handle: str) -> RequestInfo:
     """One restore request and its approvals."""
     with vault.action("restore.show", role=REQUEST_READERS, record=False) as act:
-        return _request_info(act.session, _load_request(act.session, handle))
+        return request_in(act.session, handle)
+
+
+def request_in(session: Session, handle: str) -> RequestInfo:
+    """One restore request and its approvals, read inside the caller's action (e.g. right after consuming it)."""
+    return _request_info(session, _load_request(session, handle))
 
 
 def find_open_request(vault: Vault, *, case: str, input_digest: str) -> RequestInfo | None:

@@ -384,8 +384,9 @@ def restore_path(vault: Vault, source: Path, target: Path, options: RestoreOptio
             output_sha256 = file_sha256(staged)
             act.digests["output"] = output_sha256
             act.details["faces"] = count
+            # read in the same transaction: a later read could fail after the output is published
+            approvals = access.request_in(act.session, request).approvals if request else ()
         staging.publish()  # 5
-    approvals = access.show_request(vault, request).approvals if request else ()
     manifest = inspection.manifest
     backend = inspection.model
     report = RestoreReport(
