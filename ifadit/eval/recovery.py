@@ -20,7 +20,7 @@ class RecoveryReport:
 
     faces: int
     psnr: float  # dB (capped at 100 for identical crops)
-    ssim: float  # 0..1
+    ssim: float  # -1..1 (1 = identical)
     exact: float  # fraction restored bit-exactly
 
     def to_dict(self) -> dict[str, float | int]:
