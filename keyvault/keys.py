@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from keyvault import access
 from keyvault.envelope import random_key
-from keyvault.errors import KeyStateError, NotFound, VaultError
+from keyvault.errors import KeyStateError, NotFound, PermissionDenied, VaultError
 from keyvault.schema import KeyRow, KeyVersionRow
 from keyvault.vault import Action, Vault, aad
 
@@ -294,6 +294,9 @@ def _unseal(
     input_digest: str | None,
 ) -> UnsealedKey:
     row = _load(act.session, handle)
+    if purpose == "restore" and act.case_id is not None and act.case_id != row.case_id:
+        act.key_handle = handle  # the entry keeps the case the restore was asked under
+        raise PermissionDenied(f"key {handle} does not belong to case {act.case_id}")
     act.key_handle, act.case_id = handle, row.case_id
     if row.state != "active":
         raise KeyStateError(f"key {handle} is {row.state}: {purpose} refused", hint=HINTS[row.state])
