@@ -17,7 +17,8 @@ RECOGNIZER_CHOICES = ("dlib", "torch-dlib", "faceres")
     "--data",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     required=True,
-    help="Folder-per-identity set (<identity>/<image>), never one the model was trained on.",
+    help="Folder-per-identity set (<identity>/<image>), or a flat folder of unlabelled images (no rank-1); "
+    "never one the model was trained on.",
 )
 @click.option(
     "--backend",
@@ -34,22 +35,55 @@ RECOGNIZER_CHOICES = ("dlib", "torch-dlib", "faceres")
     required=True,
     help="Report folder: report.md, metrics.json and PNG plots are written there.",
 )
-@click.option("--key", "key_handle", default=None, show_default="random keys only",
-              help="Evaluate under this vault key (unsealed for use, audited); random keys are still drawn "
-              "for the wrong-key and attack figures.")
-@click.option("--random-keys", type=click.IntRange(0), default=8, show_default=True,
-              help="Random 32-byte keys drawn from --seed (no vault needed). Without --key the first one "
-              "anonymizes; the others are wrong keys and attack keys. Reversible backends need 3 keys in all.")
-@click.option("--recognizer", "recognizers", type=click.Choice(RECOGNIZER_CHOICES), multiple=True,
-              default=("dlib", "faceres"), show_default=True,
-              help="Recognizers scoring anonymity (repeatable); faceres is independent of training.")
-@click.option("--limit", type=click.IntRange(2), default=None, show_default="all images",
-              help="Use this many images spread evenly over the set (a quick run).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random keys and the attack.")
-@click.option("--attack-steps", type=click.IntRange(1), default=300, show_default=True,
-              help="Training steps of the learned inversion attack (reversible backends).")
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              show_default="pretrained/ifadit-64", help="Model folder of the ifadit backend.")
+@click.option(
+    "--key",
+    "key_handle",
+    default=None,
+    show_default="random keys only",
+    help="Evaluate under this vault key (unsealed for use, audited); random keys are still drawn "
+    "for the wrong-key and attack figures.",
+)
+@click.option(
+    "--random-keys",
+    type=click.IntRange(0),
+    default=8,
+    show_default=True,
+    help="Random 32-byte keys drawn from --seed (no vault needed). Without --key the first one "
+    "anonymizes; the others are wrong keys and attack keys. Reversible backends need 3 keys in all.",
+)
+@click.option(
+    "--recognizer",
+    "recognizers",
+    type=click.Choice(RECOGNIZER_CHOICES),
+    multiple=True,
+    default=("dlib", "faceres"),
+    show_default=True,
+    help="Recognizers scoring anonymity (repeatable); faceres is independent of training.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(2),
+    default=None,
+    show_default="all images",
+    help="Use this many images spread evenly over the set (a quick run).",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the random keys and the attack."
+)
+@click.option(
+    "--attack-steps",
+    type=click.IntRange(1),
+    default=300,
+    show_default=True,
+    help="Training steps of the learned inversion attack (reversible backends).",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    show_default="pretrained/ifadit-64",
+    help="Model folder of the ifadit backend.",
+)
 @vault_options
 @json_option
 def eval_command(

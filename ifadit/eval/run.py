@@ -18,11 +18,12 @@ import numpy as np
 from ifadit.backends.base import Backend, get_backend
 from ifadit.eval.anonymity import anonymity
 from ifadit.eval.attacks import average_crops, invert, key_search_rate, train_inversion
+from ifadit.eval.dataset import load_eval_set
 from ifadit.eval.diversity import consistency, key_diversity
 from ifadit.eval.metrics import frechet_distance, paired_distances
 from ifadit.eval.provenance import training_warning
 from ifadit.eval.recovery import identity_cosine, recovery
-from ifadit.eval.reid import ReidSet, load_reid_set
+from ifadit.eval.reid import ReidSet
 from ifadit.eval.reversible import ReversibleImages, score
 from ifadit.eval.utility import utility
 from ifadit.faces.recognize import Recognizer, get_recognizer
@@ -36,7 +37,7 @@ SAMPLE_FACES = 8  # faces shown in the report's sample grid
 class EvalOptions:
     """What to evaluate and how hard."""
 
-    data: Path  # folder-per-identity set (`<identity>/<image>`)
+    data: Path  # folder-per-identity set (`<identity>/<image>`) or a flat folder of images
     limit: int | None = None  # use this many images spread over the set (None: all)
     seed: int = 0  # draws the random keys and the attack network's training
     attack_steps: int = 300  # training steps of the learned inversion attack
@@ -64,7 +65,7 @@ def near_key(key: bytes) -> bytes:
 
 def load_set(options: EvalOptions, size: int) -> ReidSet:
     """Step 1: the set's faces as canonical crops of `size` px."""
-    return load_reid_set(options.data, size=size, limit=options.limit)
+    return load_eval_set(options.data, size=size, limit=options.limit)
 
 
 def _timed(run: Callable[[], np.ndarray], faces: int) -> tuple[np.ndarray, float]:
