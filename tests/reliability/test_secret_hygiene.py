@@ -192,7 +192,7 @@ def test_demo_story_at_debug_leaks_no_secret(
     leaks = {name: found for name, blob in scanned.items() if (found := hits(blob, secrets))}
     assert leaks == {}
     print(
-        f"\nsecret scan: {len(secrets)} secrets x {len(forms(b'x'))} forms over {len(scanned)} files/streams"
+        f"\nsecret scan: {len(secrets)} secrets x {len(forms(b'x'))} forms over {len(scanned)}: {sorted(scanned)}"
     )
 
 
