@@ -7,6 +7,7 @@ that sees any other exception stores the input in the regression corpus (`tests/
 from __future__ import annotations
 
 import io
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,12 @@ from keyvault.verify import VerifyReport, verify_bundle
 from tests.reliability import corpus
 
 FUZZ_MAX_PIXELS = 4_000_000  # a mutated header may claim any size; the limit must refuse it before decoding
+_SCRATCH = tempfile.TemporaryDirectory(prefix="ifadit-fuzz-")  # removed when the test process ends
+
+
+def fresh_folder() -> Path:
+    """An empty folder for one fuzz example, inside a scratch folder removed at exit."""
+    return Path(tempfile.mkdtemp(dir=_SCRATCH.name))
 
 
 def check_image(data: bytes, folder: Path) -> None:

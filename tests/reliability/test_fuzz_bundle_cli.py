@@ -9,7 +9,6 @@ convention (0-4) and never a traceback.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,14 @@ from keyvault.verify import verify_bundle
 from tests.keyvault.support import ADMIN_PASS
 from tests.pipeline.support import CASE, Lab, make_lab
 from tests.reliability.mutate import mutations
-from tests.reliability.targets import run_check
+from tests.reliability.targets import fresh_folder, run_check
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 CLI = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="ifadit-fuzz-"))
+    return fresh_folder()
 
 
 def _lab_with_history() -> tuple[Lab, bytes]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
 from tests.pipeline.support import make_lab
 from tests.reliability.mutate import mutations
-from tests.reliability.targets import FUZZ_MAX_PIXELS, encoded, run_check
+from tests.reliability.targets import FUZZ_MAX_PIXELS, encoded, fresh_folder, run_check
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SLOWER = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -71,7 +70,7 @@ MANIFEST_TEXT = MANIFEST.to_json().encode()
 
 
 def _folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="ifadit-fuzz-"))
+    return fresh_folder()
 
 
 @FAST
