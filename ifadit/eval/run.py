@@ -196,16 +196,16 @@ def evaluate(
     """
     if not backends or not recognizers:
         raise ValueError("need at least one backend and one recognizer")
-    results, sets = [], {}
+    results, sets, embedded = [], {}, {}
     for backend in backends:
         size = backend.crop_size
-        if size not in sets:
+        if size not in sets:  # backends sharing a crop size share the crops and their embeddings
             progress(f"loading {options.data} at {size} px")
             sets[size] = load_set(options, size)
+            embedded[size] = {r.name: r.embed(sets[size].crops) for r in recognizers}
         faces = sets[size]
         progress(f"evaluating {backend.name} on {len(faces.crops)} faces")
-        originals = {r.name: r.embed(faces.crops) for r in recognizers}
-        results.append(evaluate_backend(backend, faces, recognizers, originals, keys, options))
+        results.append(evaluate_backend(backend, faces, recognizers, embedded[size], keys, options))
     first = next(iter(sets.values()))
     document = {
         "data": str(options.data),
