@@ -22,7 +22,7 @@ def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 @click.group("train")
 def train_group() -> None:
-    """Train the models of the lab (the StyleGAN2 face generator).
+    """Train the models of the lab: the StyleGAN2 face generator, then the iFADIT encoder and keyed flow.
 
     \b
     Example:
