@@ -45,8 +45,8 @@ def generated_features(
     return recognizer.embed(np.concatenate(crops)), mid
 
 
-def checkpoints(run: Path, every: int) -> list[Path]:
-    found = sorted((run / "checkpoints").glob("step-*/G_ema"))
+def checkpoints(run: Path, every: int, after: int) -> list[Path]:
+    found = [p for p in sorted((run / "checkpoints").glob("step-*/G_ema")) if int(p.parent.name[5:]) > after]
     if not found:
         raise SystemExit(f"error: {run}/checkpoints holds no step-*/G_ema folder")
     chosen = found[::every]
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--noise-mode", default="none", choices=["none", "const", "random"])
+    parser.add_argument("--after", type=int, default=-1, help="only checkpoints after this step (resume a trend)")
     parser.add_argument("--every", type=int, default=1, help="evaluate every k-th checkpoint (and the last)")
     args = parser.parse_args()
 
@@ -74,7 +75,7 @@ def main() -> None:
     if args.real_baseline is not None:
         floor = frechet_distance(real_features(args.real_baseline, args.resolution, recognizer), real)
         print(json.dumps({"real_vs_real": round(floor, 4), "real": len(real)}), flush=True)
-    for folder in checkpoints(args.run, args.every):
+    for folder in checkpoints(args.run, args.every, args.after):
         state = (
             json.loads((folder.parent / "state.json").read_text())
             if (folder.parent / "state.json").is_file()
