@@ -40,6 +40,7 @@ from ifadit.models.stylegan2.networks import (
 )
 from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
+from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, prepare_crops, to_model_range
 from ifadit.training.options import TrainOptions
 
@@ -327,14 +328,8 @@ def train(
     resume (bit-exact resume holds on the same device). A folder given as `options.data` is aligned once
     into `out/crops-<res>-<fingerprint>.npz` (`on_align(done, total)` reports progress).
     """
-    torch.set_flush_denormal(True)
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _train(options, resume, on_step, clock, on_align, device)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _train(

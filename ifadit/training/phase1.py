@@ -23,6 +23,7 @@ from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.flow import FlowConfig
 from ifadit.models.ifadit_model import TORCH_DLIB, IfaditConfig, IfaditModel
 from ifadit.training import ifadit_losses as L
+from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.options import Phase1Options
 from ifadit.training.runner import (
@@ -31,7 +32,6 @@ from ifadit.training.runner import (
     load_state,
     prepare_run,
     run_loop,
-    torch_threads,
 )
 from ifadit.training.taps import FeatureTap
 

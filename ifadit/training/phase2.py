@@ -34,6 +34,7 @@ from ifadit.models.flow import condition_from_key
 from ifadit.models.ifadit_checkpoint import load_ifadit
 from ifadit.models.ifadit_model import IfaditModel
 from ifadit.training import ifadit_losses as L
+from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.options import Phase2Options
 from ifadit.training.phase1 import grid_faces
@@ -44,7 +45,6 @@ from ifadit.training.runner import (
     model_folder,
     prepare_run,
     run_loop,
-    torch_threads,
 )
 
 TRAINING_MODEL_ID = "ifadit-training"  # model id in the HKDF info of training keys (any id gives N(0, I))

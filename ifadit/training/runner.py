@@ -20,8 +20,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,20 +68,6 @@ class PhaseState:
     step: int = 0
     nimg: int = 0
     wall_seconds: float = 0.0
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Flush denormals (3-7x faster CPU steps) and use `threads` intra-op threads (None = torch's default)
-    for the duration of a run; the previous thread count comes back afterwards."""
-    torch.set_flush_denormal(True)
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def model_folder(path: Path) -> Path:
