@@ -72,11 +72,13 @@ recognizer (never used in training). Lower is better. {floor_line}
 {rows}
 
 Measured with `python scripts/generator_frechet.py runs/gen64 --real ../shared/data/celeba-crops/test
---real-baseline ../shared/data/celeba-crops/validation --samples 1000 --every 2`.
+--real-baseline ../shared/data/celeba-crops/validation --samples 1000 --every 3` (then `--after 1500
+--every 2` for the later checkpoints).
 
 ## Limits
 A short CPU run: faces are blurry and low in detail. The noise inputs still add a fixed per-pixel texture
-(`noise_mode='const'` and `'random'`), so samples and the iFADIT backend render with `noise_mode='none'`.
+(`noise_mode='const'` and `'random'`; `'none'` gives clean faces), so the samples and the Fréchet distances
+here use `noise_mode='none'`. The iFADIT model renders with `'const'` today and must switch before training.
 Training continues in later sessions (GPU when available); each shipped version must measure better.
 
 ## Files
