@@ -4,8 +4,9 @@
     restore:   img' --recognizer--> z_id' --correction--> --F^-1(.; c)--> z_id --M(z_id, E_attr(img'))--> W+ --G-->
 
 Identity codes are the recognizer's 128-D descriptors standardised with per-dimension `id_mean` / `id_std`
-buffers estimated on training crops (saved with the model). Rendering uses `noise_mode='const'`, so every
-method is deterministic. Images are `img` [N,3,R,R] in [-1, 1]; conditions `c` are [cond_dim] or
+buffers estimated on training crops (saved with the model). Rendering uses no per-pixel noise
+(`RENDER_NOISE_MODE`), so every method is deterministic and surrogates do not share one fixed noise texture
+(the shipped generator's constant noise paints the same pattern on every face, see its model card). Images are `img` [N,3,R,R] in [-1, 1]; conditions `c` are [cond_dim] or
 [N, cond_dim] (`ifadit.models.flow.condition_from_key`).
 """
 
@@ -29,6 +30,8 @@ from ifadit.models.encoders import (
 )
 from ifadit.models.flow import FlowConfig, KeyedFlow
 from ifadit.models.stylegan2.networks import Generator, GeneratorConfig
+
+RENDER_NOISE_MODE = "none"  # generator noise inputs off: deterministic, no shared texture
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ class IfaditModel(nn.Module):
 
     def render(self, z_id: torch.Tensor, z_attr: torch.Tensor) -> torch.Tensor:
         """Generated crops [N,3,R,R] (unclamped) for identity and attribute codes."""
-        return self.generator.synthesis(self.mapped(z_id, z_attr), noise_mode="const")
+        return self.generator.synthesis(self.mapped(z_id, z_attr), noise_mode=RENDER_NOISE_MODE)
 
     def surrogate(self, z_id: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """F(z_id ; c)."""

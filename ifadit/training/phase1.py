@@ -21,7 +21,7 @@ from torch import nn
 from ifadit.models.checkpoint import load_generator
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.flow import FlowConfig
-from ifadit.models.ifadit_model import TORCH_DLIB, IfaditConfig, IfaditModel
+from ifadit.models.ifadit_model import RENDER_NOISE_MODE, TORCH_DLIB, IfaditConfig, IfaditModel
 from ifadit.training import ifadit_losses as L
 from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, to_model_range
@@ -79,7 +79,7 @@ def phase1_losses(
     z_id = model.standardise(desc_x)
     z_attr = model.encoder(x)
     offsets = model.mapper.offsets(torch.cat([z_id, z_id.roll(1, 0)]), torch.cat([z_attr, z_attr]))
-    out = model.generator.synthesis(model.generator.mapping.w_avg + offsets, noise_mode="const")
+    out = model.generator.synthesis(model.generator.mapping.w_avg + offsets, noise_mode=RENDER_NOISE_MODE)
     recon, swap = out.chunk(2)
     desc_out, feats_out = tap(out)
     desc_rec, desc_swap = desc_out.chunk(2)
