@@ -78,7 +78,7 @@ Measured with `python scripts/generator_frechet.py runs/gen64 --real ../shared/d
 ## Limits
 A short CPU run: faces are blurry and low in detail. The noise inputs still add a fixed per-pixel texture
 (`noise_mode='const'` and `'random'`; `'none'` gives clean faces), so the samples and the Fréchet distances
-here use `noise_mode='none'`. The iFADIT model renders with `'const'` today and must switch before training.
+here use `noise_mode='none'`, as does the iFADIT model (`RENDER_NOISE_MODE` in ifadit/models/ifadit_model.py).
 Training continues in later sessions (GPU when available); each shipped version must measure better.
 
 ## Files
