@@ -15,7 +15,8 @@ def test_detached_signature_verifies_only_for_its_purpose_and_data(vault: Vault)
     assert verify_detached(vault.public_key, "manifest", b'{"backend":"blur"}', signature)
     assert not verify_detached(vault.public_key, "manifest", b'{"backend":"mask"}', signature)
     assert not verify_detached(vault.public_key, "report", b'{"backend":"blur"}', signature)
-    assert not verify_detached(vault.public_key, "manifest", b'{"backend":"blur"}', signature[:-1] + b"\0")
+    flipped = signature[:-1] + bytes([signature[-1] ^ 1])  # always differs (a constant byte may not)
+    assert not verify_detached(vault.public_key, "manifest", b'{"backend":"blur"}', flipped)
     assert not verify_detached(b"\x01" * 32, "manifest", b'{"backend":"blur"}', signature)
 
 
