@@ -107,6 +107,20 @@ def train_group() -> None:
     help="ADA target for E[sign(D(real))]; augmentation starts only when D overfits. 0 = x-flips only.",
 )
 @click.option(
+    "--init-generator",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Start G from this generator checkpoint folder (e.g. pretrained/stylegan2-celeba-64) with a fresh D; "
+    "the architecture options come from the checkpoint.",
+)
+@click.option(
+    "--d-warmup-steps",
+    type=int,
+    default=_DEFAULTS.d_warmup_steps,
+    show_default=True,
+    help="First steps train only D, so a fresh D catches up with a trained G (use with --init-generator).",
+)
+@click.option(
     "--seed",
     type=int,
     default=_DEFAULTS.seed,
@@ -154,6 +168,8 @@ def train_generator(
     mapping_layers: int,
     r1_gamma: float,
     ada_target: float,
+    init_generator: Path | None,
+    d_warmup_steps: int,
     seed: int,
     sample_every: int,
     checkpoint_minutes: float,
@@ -166,12 +182,24 @@ def train_generator(
     Example:
       ifadit train generator --data cache/celeba-train-64.npz --resolution 64 --out runs/gen64 --threads 1
       ifadit train generator --out runs/gen64 --resume --steps 20000
+      ifadit train generator --data cache/celeba-train-64.npz --out runs/gen64b \\
+        --init-generator pretrained/stylegan2-celeba-64 --d-warmup-steps 300 --threads 1
     """
     if resume:
         options = dataclasses.replace(read_options(out), steps=steps)
     else:
         if data is None:
             raise click.UsageError("--data is required for a new run")
+        if init_generator is not None:
+            from ifadit.models.checkpoint import read_config  # torch loads here, not at start-up
+
+            arch = read_config(init_generator)["config"]
+            resolution, z_dim = arch["img_resolution"], arch["z_dim"]
+            mapping_layers, channel_base, channel_max = (
+                arch["mapping_layers"],
+                arch["channel_base"],
+                arch["channel_max"],
+            )
         options = TrainOptions(
             data=str(data),
             out=str(out),
@@ -188,13 +216,15 @@ def train_generator(
             ada_target=ada_target if ada_target > 0 else None,
             sample_every=sample_every,
             checkpoint_minutes=checkpoint_minutes,
+            init_generator=None if init_generator is None else str(init_generator),
+            d_warmup_steps=d_warmup_steps,
         )
     start = latest_step(Path(options.out)) if resume else 0
     bar = tqdm(total=options.steps, initial=start, unit="step", dynamic_ncols=True)
 
     def on_step(step: int, stats: dict[str, float]) -> None:
         bar.set_postfix(
-            G=f"{stats['loss_G']:.2f}",
+            G=f"{stats.get('loss_G', float('nan')):.2f}",
             D=f"{stats['loss_D']:.2f}",
             p=f"{stats.get('ada_p', 0):.2f}",
             refresh=False,

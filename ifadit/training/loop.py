@@ -30,7 +30,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from ifadit.errors import InputError
-from ifadit.models.checkpoint import save_generator, write_json
+from ifadit.models.checkpoint import load_generator, save_generator, write_json
 from ifadit.models.stylegan2.networks import (
     Discriminator,
     DiscriminatorConfig,
@@ -117,6 +117,22 @@ def build_state(options: TrainOptions, device: str | torch.device = "cpu") -> Tr
     )
 
 
+def warm_start(state: TrainState, folder: Path) -> None:
+    """Start G and G_ema of a fresh run from the generator checkpoint in `folder` (D stays fresh).
+
+    InputError when the checkpoint's architecture differs from the run's.
+    """
+    generator, _ = load_generator(folder)
+    if generator.config != state.G.config:
+        raise InputError(
+            f"{folder}: generator architecture {generator.config.to_dict()} differs from the run's",
+            hint="leave the architecture options unset: --init-generator takes them from the checkpoint",
+        )
+    weights = generator.state_dict()
+    state.G.load_state_dict(weights)
+    state.G_ema.load_state_dict(weights)
+
+
 def _generate(G: Generator, z: torch.Tensor, options: TrainOptions) -> tuple[torch.Tensor, torch.Tensor]:
     """G(z) with style mixing; returns (img, ws)."""
     ws = G.mapping(z)
@@ -127,20 +143,9 @@ def _generate(G: Generator, z: torch.Tensor, options: TrainOptions) -> tuple[tor
     return img, ws
 
 
-def train_step(state: TrainState, reals_u8: torch.Tensor, options: TrainOptions) -> dict[str, float]:
-    """One G step, one D step, lazy R1 / path length, EMA and ADA update. Returns the step's figures.
-
-    Latents, flips and augmentation parameters are drawn from the CPU generator whatever the device.
-    """
+def _generator_step(state: TrainState, batch: int, options: TrainOptions, stats: dict[str, float]) -> None:
+    """Steps 1-2 of `train_step`: the non-saturating G loss through the augmentation, lazy path length."""
     G, D, aug, device = state.G, state.D, state.augment, state.device
-    batch = reals_u8.shape[0]
-    real = to_model_range(reals_u8.to(device))
-    if options.mirror:
-        flip = (torch.rand(batch) < 0.5).to(device)
-        real = torch.where(flip[:, None, None, None], real.flip(3), real)
-    stats: dict[str, float] = {}
-
-    # 1. Generator: non-saturating loss through the augmentation.
     G.requires_grad_(True)
     D.requires_grad_(False)
     img, _ = _generate(G, torch.randn(batch, G.z_dim).to(device), options)
@@ -160,6 +165,27 @@ def train_step(state: TrainState, reals_u8: torch.Tensor, options: TrainOptions)
         (img[:, 0, 0, 0] * 0 + loss_pl).mean().backward()
         state.opt_G.step()
         stats["pl_penalty"] = float(penalty.detach().mean())
+
+
+def train_step(state: TrainState, reals_u8: torch.Tensor, options: TrainOptions) -> dict[str, float]:
+    """One G step, one D step, lazy R1 / path length, EMA and ADA update. Returns the step's figures.
+
+    During the first `options.d_warmup_steps` steps only D trains (and G_ema stays as it is).
+
+    Latents, flips and augmentation parameters are drawn from the CPU generator whatever the device.
+    """
+    G, D, aug, device = state.G, state.D, state.augment, state.device
+    batch = reals_u8.shape[0]
+    real = to_model_range(reals_u8.to(device))
+    if options.mirror:
+        flip = (torch.rand(batch) < 0.5).to(device)
+        real = torch.where(flip[:, None, None, None], real.flip(3), real)
+    stats: dict[str, float] = {}
+
+    warming_up = state.step < options.d_warmup_steps  # D catches up with a warm-started G first
+
+    if not warming_up:
+        _generator_step(state, batch, options, stats)
 
     # 3. Discriminator: logistic loss on fakes and reals.
     G.requires_grad_(False)
@@ -361,6 +387,8 @@ def _train(
                 f"{out} already holds a run", hint="pass --resume to continue it or choose another --out"
             )
         metrics_path.unlink(missing_ok=True)
+        if options.init_generator is not None:
+            warm_start(state, Path(options.init_generator))
     write_json(out / "options.json", dataclasses.asdict(options))
 
     window: dict[str, list[float]] = {}

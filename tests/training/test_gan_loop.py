@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ifadit.errors import InputError
-from ifadit.models.checkpoint import load_generator
+from ifadit.models.checkpoint import load_generator, save_generator
 from ifadit.models.stylegan2.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
@@ -228,3 +228,40 @@ def test_load_crops_reports_wrong_files(tmp_path: Path, crops_npz: Path) -> None
         load_crops(bad, 16)
     with pytest.raises(InputError, match="no such file"):
         load_crops(tmp_path / "absent.npz", 16)
+
+
+def test_warm_start_loads_g_and_the_d_warmup_trains_only_d(crops_npz: Path, tmp_path: Path) -> None:
+    """--init-generator: G and G_ema start as the checkpoint; during d_warmup_steps G stays fixed, D learns."""
+    source = train(tiny_options(crops_npz, tmp_path / "source", steps=2))
+    save_generator(source.G_ema, tmp_path / "init", name="init")
+    state = train(
+        tiny_options(
+            crops_npz,
+            tmp_path / "warm",
+            steps=3,
+            seed=7,
+            init_generator=str(tmp_path / "init"),
+            d_warmup_steps=3,
+        )
+    )
+    reference = dict(source.G_ema.named_parameters())  # buffers differ: w_avg keeps tracking W
+    for name, tensor in [*state.G.named_parameters(), *state.G_ema.named_parameters()]:
+        assert torch.equal(tensor, reference[name]), name
+    fresh_d = train(tiny_options(crops_npz, tmp_path / "fresh", steps=0, seed=7)).D.state_dict()
+    changed = [
+        n for n, t in state.D.state_dict().items() if t.is_floating_point() and not torch.equal(t, fresh_d[n])
+    ]
+    assert changed, "D did not train during the warm-up"
+    lines = [json.loads(ln) for ln in (tmp_path / "warm" / "metrics.jsonl").read_text().splitlines()]
+    assert all("loss_G" not in ln and "loss_D" in ln for ln in lines)
+
+
+def test_warm_start_refuses_a_generator_of_another_architecture(crops_npz: Path, tmp_path: Path) -> None:
+    other = Generator(
+        GeneratorConfig(
+            img_resolution=RES, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8
+        )
+    )
+    save_generator(other, tmp_path / "other", name="other")
+    with pytest.raises(InputError, match="architecture"):
+        train(tiny_options(crops_npz, tmp_path / "run", init_generator=str(tmp_path / "other")))
