@@ -1,4 +1,4 @@
-"""Run options of the three training loops (generator, iFADIT phases 1 and 2) and reading them back from a run
+"""Run options of the training loops (generator, iFADIT phases 1 and 2, ID²Face) and reading them back from a run
 folder. No torch import: the CLI builds its option defaults from these classes at start-up."""
 
 from __future__ import annotations
@@ -122,6 +122,48 @@ class Phase2Options:
     grid: int = 8  # faces (rows) in the sample grid
 
 
+
+@dataclass(frozen=True)
+class Id2FaceOptions:
+    """Everything that defines an ID²Face run (saved as options.json); steps count both phases."""
+
+    data: str  # .npz crop cache at `resolution`
+    out: str  # run folder
+    resolution: int = 64  # crop size in px
+    batch: int = 8  # faces per denoiser step (each gives two recomposed views)
+    vae_batch: int = 64  # faces per identity-VAE step (each with its mirror image)
+    vae_steps: int = 2000  # phase 1: identity-VAE steps; phase 2 (denoiser) follows
+    steps: int | None = None  # stop after this many steps in total (both phases), None = until interrupted
+    seed: int = 0  # seeds weights, batches, noise and the sample grid
+    name: str = "id2face"  # model id prefix
+    recognizer: str = TORCH_DLIB  # identity recognizer; tests inject a stand-in under another name
+    id_dim: int = 128  # identity code size (the recognizer's descriptor size)
+    id_latent: int = 32  # identity VAE latent size
+    id_hidden: int = 256  # identity VAE MLP width
+    attr_dim: int = 64  # attribute code size
+    enc_channels: int = 32  # first conv width of the attribute encoder
+    emb_dim: int = 256  # time / condition embedding width
+    channels: tuple[int, ...] = (32, 64, 128, 128)  # denoiser widths per resolution level
+    attention: bool = True  # self-attention in the denoiser bottleneck
+    timesteps: int = 1000  # diffusion steps of the cosine schedule
+    sample_steps: int = 25  # DDIM steps at inference (saved in the model config)
+    guidance: float = 2.0  # classifier-free identity guidance at inference (saved in the model config)
+    vae_lr: float = 1e-3  # Adam learning rate of the identity VAE
+    lr: float = 2e-4  # Adam learning rate of encoder, harmonizer and denoiser
+    kl_weight: float = 0.01  # beta of the VAE's KL term
+    w_cross: float = 1.0  # weight of the bidirectional cross-reconstruction (mirror <-> original)
+    w_align: float = 1.0  # weight of the latent alignment of the two views' posterior means
+    id_dropout: float = 0.1  # probability of a zero identity condition (classifier-free guidance)
+    shift: int = 2  # max px translation of the augmented views
+    jitter: float = 0.1  # max relative brightness / contrast change of the views
+    stats_samples: int = 512  # crops used to estimate the identity mean
+    log_every: int = 10  # steps per metrics line
+    sample_every: int = 200  # steps per sample grid
+    grid: int = 6  # faces (rows) in the sample grid
+    grid_steps: int = 10  # DDIM steps of the sample grid (fewer than inference: grids are frequent)
+    checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
+    keep_states: int = 2  # checkpoints kept
+
 def read_options(out: Path) -> TrainOptions:
     """The options.json of an existing generator run folder."""
     path = Path(out) / "options.json"
@@ -162,3 +204,12 @@ def latest_step(out: Path) -> int:
     """Step of the newest checkpoint in run folder `out`, 0 when there is none."""
     latest = Path(out) / "checkpoints" / "latest.json"
     return int(json.loads(latest.read_text())["step"]) if latest.is_file() else 0
+
+
+def read_id2face_options(out: Path) -> Id2FaceOptions:
+    data = read_options_json(out)
+    data["channels"] = tuple(data.get("channels", Id2FaceOptions.channels))
+    try:
+        return Id2FaceOptions(**data)
+    except TypeError as exc:
+        raise InputError(f"{Path(out) / 'options.json'}: not valid ID²Face options ({exc})") from None
