@@ -20,6 +20,7 @@ BACKENDS: dict[str, str] = {
     "pixelate": "ifadit.backends.classic:PixelateBackend",
     "mask": "ifadit.backends.classic:MaskBackend",
     "ifadit": "ifadit.backends.ifadit:IfaditBackend",
+    "id2face": "ifadit.backends.id2face:Id2FaceBackend",
 }
 
 

@@ -1,0 +1,114 @@
+"""The ID²Face backend: identity-decoupled conditional diffusion on canonical crops (not reversible).
+
+Each face keeps its attributes (the attribute encoder's code) and gets a new identity: a draw from the identity
+VAE's prior made orthogonal to the source identity (`ifadit.models.id2face.model`). The draw and the diffusion
+noise come from one 63-bit seed, HKDF-SHA256 of the key material (info names the purpose and the model id), or
+a fixed seed for runs without a key: same face + same key + same model -> same output bytes, another key ->
+another surrogate. Nothing in the output lets the key undo it, so `restore_crops` refuses; `--seal-original`
+keeps such runs restorable exactly.
+
+The model is read from `pretrained/id2face-64/` (or `$IFADIT_PRETRAINED/id2face-64`, or `model_dir`);
+when it is not there, `BackendUnavailable` says how to train one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ifadit.backends.base import check_crops, not_reversible
+from ifadit.errors import BackendUnavailable
+from ifadit.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from ifadit.models.id2face.checkpoint import load_id2face
+from ifadit.models.id2face.model import Id2FaceModel
+from keyvault.envelope import hkdf_sha256
+
+MODEL_NAME = "id2face-64"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SEED_INFO = b"ifadit/id2face/seed/v1"  # HKDF info prefix; the model id follows after "|"
+UNKEYED = b"ifadit/id2face/no-key"  # stands in for key material in runs without a key
+
+
+def default_model_dir() -> Path:
+    """`$IFADIT_PRETRAINED/id2face-64`, else `pretrained/id2face-64` in the source tree."""
+    root = os.environ.get("IFADIT_PRETRAINED")
+    return (Path(root) if root else REPO_ROOT / "pretrained") / MODEL_NAME
+
+
+def _missing(folder: Path) -> BackendUnavailable | None:
+    absent = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+    if not absent:
+        return None
+    return BackendUnavailable(
+        f"ID²Face model not found: {', '.join(str(folder / n) for n in absent)} missing",
+        hint="train one with `ifadit train id2face --data cache/celeba-train-64.npz --out runs/id2face64` "
+        f"and copy runs/id2face64/model to {folder}",
+    )
+
+
+def seed_from_key(key: bytes | None, model_id: str) -> int:
+    """The 63-bit sampling seed for `key` (any bytes; None = the fixed unkeyed seed) under one model."""
+    material = UNKEYED if key is None else key
+    if not isinstance(material, bytes) or not material:
+        raise ValueError("the id2face backend needs key bytes (or None for a run without a key)")
+    stream = hkdf_sha256(material, info=SEED_INFO + b"|" + model_id.encode("utf-8"), length=8)
+    return int.from_bytes(stream, "big") >> 1
+
+
+class Id2FaceBackend:
+    """Non-reversible anonymization of canonical crops with a trained `Id2FaceModel`."""
+
+    name = "id2face"
+    reversible = False
+    colour_match = True  # generated faces get the frame's colours at the seam
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 16,
+        steps: int | None = None,
+        model: tuple[Id2FaceModel, str, str] | None = None,
+    ) -> None:
+        """Load the model from `model_dir` (default `default_model_dir()`), or take a loaded `model` as
+        (model, model id, sha256). `steps`: DDIM steps (default: the model config's)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if model is None:
+            folder = Path(model_dir) if model_dir is not None else default_model_dir()
+            error = _missing(folder)
+            if error is not None:
+                raise error
+            model = load_id2face(folder)
+        net, self.model_id, self.model_sha256 = model
+        self.device = torch.device(device)
+        self.model = net.eval().to(self.device)
+        self.batch_size = batch_size
+        self.steps = steps
+        self.crop_size = net.config.resolution
+
+    def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+        """[N,S,S,3] uint8 -> the same faces (attributes) with new identities drawn under `key`."""
+        check_crops(crops)
+        seed = seed_from_key(key, self.model_id)
+        size, side = self.crop_size, crops.shape[1]
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(crops), self.batch_size):
+                chunk = torch.from_numpy(np.ascontiguousarray(crops[start : start + self.batch_size]))
+                img = chunk.to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
+                if side != size:
+                    img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True)
+                img = self.model.anonymize(img, seed, self.steps)
+                if side != size:
+                    img = F.interpolate(img, size=(side, side), mode="bilinear", antialias=side < size)
+                out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
+        return torch.cat(out).numpy() if out else crops.copy()
+
+    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+        """Always refuses: the source identity is not in the output (use --seal-original for exact restore)."""
+        raise not_reversible(self.name)
