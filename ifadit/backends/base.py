@@ -8,6 +8,7 @@ ifadit.faces.blend. Backends therefore never see whole frames, and all share the
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,6 +22,7 @@ BACKENDS: dict[str, str] = {
     "mask": "ifadit.backends.classic:MaskBackend",
     "ifadit": "ifadit.backends.ifadit:IfaditBackend",
     "id2face": "ifadit.backends.id2face:Id2FaceBackend",
+    "reverse-personalization": "ifadit.backends.reverse_personalization:ReversePersonalizationBackend",
 }
 
 
@@ -58,8 +60,8 @@ def not_reversible(name: str) -> BackendUnavailable:
     )
 
 
-def get_backend(name: str, **options: Any) -> Backend:
-    """Build a backend by registry name; `options` go to its constructor."""
+def backend_factory(name: str) -> Any:
+    """The class or function that builds backend `name` (imports its module)."""
     try:
         target = BACKENDS[name]
     except KeyError:
@@ -72,5 +74,18 @@ def get_backend(name: str, **options: Any) -> Backend:
             f"backend {name!r} needs a package that is not installed ({exc.name})",
             hint="install the matching extra, e.g. pip install 'ifadit[diffusion]'",
         ) from exc
-    backend: Backend = getattr(module, factory)(**options)
+    return getattr(module, factory)
+
+
+def backend_parameters(name: str) -> set[str]:
+    """The option names backend `name`'s constructor takes (e.g. model_dir, device)."""
+    return set(inspect.signature(backend_factory(name)).parameters)
+
+
+def get_backend(name: str, **options: Any) -> Backend:
+    """Build a backend by registry name; `options` go to its constructor (`ValueError` names any it lacks)."""
+    unknown = sorted(set(options) - backend_parameters(name))
+    if unknown:
+        raise ValueError(f"backend {name!r} has no option {', '.join(unknown)}")
+    backend: Backend = backend_factory(name)(**options)
     return backend

@@ -58,6 +58,7 @@ class AnonymizeOptions:
     keep_audio: bool = False  # copy a video's audio packets unchanged
     lossless: bool = False  # video: FFV1 in .mkv (bit-exact frames) instead of H.264
     max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger images before decoding
+    backend_options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs for the backend's constructor
 
     def check(self) -> None:
         """Raise `ValueError` naming the first invalid option."""

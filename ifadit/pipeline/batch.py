@@ -279,7 +279,7 @@ def anonymize_paths(
     if checkpoint is not None and checkpoint < 1:
         raise ValueError(f"checkpoint must be >= 1 item, got {checkpoint}")
     items = plan_items(list(inputs), Path(output), lossless_video=options.lossless)
-    backend = get_backend(options.backend)
+    backend = get_backend(options.backend, **dict(options.backend_options))
     detector = get_detector(
         options.detector,
         thresh=options.thresh,

@@ -21,8 +21,6 @@ Ray is imported only when this engine runs.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ifadit.backends.base import BACKENDS, Backend, get_backend
+from ifadit.backends.base import BACKENDS, Backend, backend_parameters, get_backend
 from ifadit.errors import EngineUnavailable, IfaditError
 from ifadit.faces.detect import get_detector
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult, ManifestStamp, RunContext, anonymize_item
@@ -40,14 +38,13 @@ from ifadit.pipeline.staging import Staging
 from keyvault.keys import UnsealedKey
 
 
-def backend_for(name: str, *, gpu: bool) -> Backend:
-    """The backend `name`, on "cuda" when `gpu` and its constructor takes a `device`."""
-    module_name, _, factory = BACKENDS[name].partition(":") if name in BACKENDS else ("", "", "")
-    if gpu and module_name:
-        parameters = inspect.signature(getattr(importlib.import_module(module_name), factory)).parameters
-        if "device" in parameters:
-            return get_backend(name, device="cuda")
-    return get_backend(name)
+def backend_for(name: str, *, gpu: bool, options: tuple[tuple[str, Any], ...] = ()) -> Backend:
+    """The backend `name` built with `options`, on "cuda" when `gpu`, its constructor takes a `device`
+    and `options` choose none."""
+    chosen = dict(options)
+    if gpu and name in BACKENDS and "device" not in chosen and "device" in backend_parameters(name):
+        chosen["device"] = "cuda"
+    return get_backend(name, **chosen)
 
 
 class _KeyHolder:
@@ -74,7 +71,7 @@ class _Anonymizer:
             upsample=options.upsample,
             pack_dir=options.insightface_pack,
         )
-        backend = backend_for(options.backend, gpu=bool(ray.get_gpu_ids()))
+        backend = backend_for(options.backend, gpu=bool(ray.get_gpu_ids()), options=options.backend_options)
         self.ctx = RunContext(options, backend, detector, stamp, key)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
