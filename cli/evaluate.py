@@ -8,7 +8,7 @@ import click
 
 from cli.options import VaultArgs, json_option, usage_errors, vault_options
 
-BACKEND_CHOICES = ("blur", "pixelate", "mask", "ifadit")  # the registry of ifadit.backends.base
+BACKEND_CHOICES = ("blur", "pixelate", "mask", "ifadit", "id2face")  # the registry of ifadit.backends.base
 RECOGNIZER_CHOICES = ("dlib", "torch-dlib", "faceres")
 
 
