@@ -49,6 +49,13 @@ def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
     help="Steps of phase 1 (identity VAE on descriptors); the denoiser trains in the steps after them.",
 )
 @click.option(
+    "--vae-batch",
+    type=int,
+    default=_DEFAULTS.vae_batch,
+    show_default=True,
+    help="Faces per identity-VAE step; each face and its mirror are embedded once, on first use.",
+)
+@click.option(
     "--resolution", type=int, default=_DEFAULTS.resolution, show_default=True, help="Crop size in px."
 )
 @click.option(
@@ -102,6 +109,7 @@ def train_id2face_command(
     resume: bool,
     steps: int | None,
     vae_steps: int,
+    vae_batch: int,
     resolution: int,
     batch: int,
     lr: float,
@@ -131,6 +139,7 @@ def train_id2face_command(
             resolution=resolution,
             batch=batch,
             vae_steps=vae_steps,
+            vae_batch=vae_batch,
             steps=steps,
             seed=seed,
             lr=lr,
