@@ -48,6 +48,25 @@ def _text(report: RunReport) -> str:
 @click.option("--backend", default=None, show_default="ifadit when its model is shipped, else blur",
               help=f"How faces are replaced: {', '.join(sorted(BACKENDS))}. blur, pixelate and mask cannot be "
               "undone from pixels (only --seal-original makes them restorable).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              show_default="the backend's own",
+              help="Model folder of a model backend: ifadit (default pretrained/ifadit-64) or reverse-personalization "
+              "(a local diffusers SDXL folder with an identity adapter, default $IFADIT_SDXL_DIR; see "
+              "docs/backends.md). Nothing is downloaded.")
+@click.option("--device", default=None, show_default="cpu",
+              help="Where a model backend runs: cpu, cuda, cuda:1 ...")
+@click.option("--identity-scale", type=float, default=None, show_default="-6.0",
+              help="reverse-personalization: guidance scale of the identity term. Negative pushes the face away "
+              "from its identity (-4 ... -8; further is more anonymous and less faithful); 0 reconstructs it.")
+@click.option("--attributes", default=None, show_default="none",
+              help="reverse-personalization: prompt that replaces the source prompt when regenerating, e.g. "
+              "\"an elderly man\" (age, sex ...); pose, gaze, expression and background are kept.")
+@click.option("--steps", type=click.IntRange(1), default=None, show_default="25",
+              help="reverse-personalization: inversion steps. Fewer is faster and coarser; time grows linearly "
+              "(2 x steps + 1 UNet calls per batch of faces).")
+@click.option("--text-guidance", type=click.FloatRange(0), default=None, show_default="1.0",
+              help="reverse-personalization: text guidance when regenerating; above 1 strengthens --attributes "
+              "at one more UNet call per step.")
 @click.option("--seal-original", is_flag=True, default=False, show_default=True,
               help="Seal each original face region (AES-256-GCM under the case key) into the manifest, so an "
               "authorized `restore --exact` gets it back bit for bit. Outputs grow by the sealed pixels.")
@@ -90,6 +109,12 @@ def anonymize_command(
     key_handle: str | None,
     case_id: str | None,
     backend: str | None,
+    model_dir: Path | None,
+    device: str | None,
+    identity_scale: float | None,
+    attributes: str | None,
+    steps: int | None,
+    text_guidance: float | None,
     seal_original: bool,
     detector: str,
     insightface_pack: Path | None,
@@ -115,11 +140,16 @@ def anonymize_command(
     \b
     Example:
       ifadit anonymize photos/ clip.mp4 -o released/ --case C-17 --seal-original
+      ifadit anonymize photo.jpg -o out.png --backend reverse-personalization --model-dir models/sdxl-faceid \\
+          --identity-scale -6 --attributes "an elderly man"
     """
+    chosen = {"model_dir": model_dir, "device": device, "identity_scale": identity_scale, "attributes": attributes,
+              "steps": steps, "text_guidance": text_guidance}
     options = AnonymizeOptions(
         backend=backend or default_backend(), seal_original=seal_original, detector=detector, thresh=thresh, scale=scale,
         upsample=upsample, insightface_pack=insightface_pack, mask_scale=mask_scale, keep_audio=keep_audio,
         lossless=lossless, max_pixels=max_pixels,
+        backend_options=tuple((name, value) for name, value in chosen.items() if value is not None),
     )
     with vault_args.open() as vault, usage_errors():
         engine = engine_for(engine_name, address=address, workers=workers, gpus_per_worker=gpus_per_worker)

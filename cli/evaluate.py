@@ -8,8 +8,31 @@ import click
 
 from cli.options import VaultArgs, json_option, usage_errors, vault_options
 
-BACKEND_CHOICES = ("blur", "pixelate", "mask", "ifadit", "id2face")  # the registry of ifadit.backends.base
+# the registry of ifadit.backends.base
+BACKEND_CHOICES = ("blur", "pixelate", "mask", "ifadit", "id2face", "reverse-personalization")
 RECOGNIZER_CHOICES = ("dlib", "torch-dlib", "faceres")
+
+
+def model_folders(values: tuple[str, ...], backends: tuple[str, ...]) -> dict[str, Path]:
+    """--model-dir values ("DIR" or "BACKEND=DIR") -> the folder of each evaluated backend that gets one."""
+    from ifadit.backends.base import backend_parameters
+
+    named: dict[str | None, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if sep and name in BACKEND_CHOICES:
+            named[name] = Path(folder)
+        else:
+            named[None] = Path(value)
+    unused = sorted(name for name in named if name is not None and name not in backends)
+    if unused:
+        raise click.UsageError(f"--model-dir names {', '.join(unused)}, which is not evaluated (--backend)")
+    folders = {name: folder for name, folder in named.items() if name is not None}
+    if None in named:
+        for name in backends:
+            if name not in folders and "model_dir" in backend_parameters(name):
+                folders[name] = named[None]
+    return folders
 
 
 @click.command("eval")
@@ -79,10 +102,13 @@ RECOGNIZER_CHOICES = ("dlib", "torch-dlib", "faceres")
 )
 @click.option(
     "--model-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    show_default="pretrained/ifadit-64",
-    help="Model folder of the ifadit backend.",
+    "model_dirs",
+    metavar="[BACKEND=]DIR",
+    multiple=True,
+    show_default="each backend's own (ifadit: pretrained/ifadit-64)",
+    help="Model folder of a model backend (ifadit, reverse-personalization: a local SDXL folder with an "
+    "identity adapter, see docs/backends.md). DIR goes to every evaluated backend that takes a model folder, "
+    "BACKEND=DIR to that one only; repeatable.",
 )
 @vault_options
 @json_option
@@ -96,7 +122,7 @@ def eval_command(
     limit: int | None,
     seed: int,
     attack_steps: int,
-    model_dir: Path | None,
+    model_dirs: tuple[str, ...],
     vault_args: VaultArgs,
     as_json: bool,
 ) -> None:
@@ -111,6 +137,8 @@ def eval_command(
     Example:
       ifadit eval --data ../shared/data/reid/dlib-johns --backend blur --backend mask -o runs/eval-johns
       ifadit eval --data faces/ --backend ifadit --key kh_3f09... --random-keys 16 -o runs/eval-ifadit
+      ifadit eval --data faces/ --backend blur --backend reverse-personalization \\
+          --model-dir reverse-personalization=models/sdxl-faceid -o runs/eval-rp
     """
     import json
 
@@ -126,8 +154,11 @@ def eval_command(
     options = EvalOptions(data=data, limit=limit, seed=seed, attack_steps=attack_steps)
     progress = lambda message: click.echo(message, err=True)  # noqa: E731
     with usage_errors():
+        folders = model_folders(model_dirs, backends)
         document, results = run_eval(
-            options, backends, recognizers, random_keys, material, model_dir=model_dir, progress=progress
+            options, backends, recognizers, random_keys, material, model_dir=folders.pop("ifadit", None),
+            progress=progress,
+            backend_options={name: {"model_dir": folder} for name, folder in folders.items()},
         )
     written = write_report(document, results, output)
     if as_json:

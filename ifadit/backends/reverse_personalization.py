@@ -5,8 +5,8 @@ Per batch of canonical crops (steps numbered as in `anonymize_crops`):
   2. invert the latents to noise with deterministic DPM-Solver++(2M) under the source prompt and the null
      identity, keeping the trajectory (ifadit.models.dpm_inversion);
   3. regenerate along the trajectory with guidance
-        d = d(text, null) + identity_scale * (d(text, id) - d(text, null)) [+ (text_guidance - 1) * (d(text, null)
-            - d(empty, null))],
+        d = d(text, null) + identity_scale * (d(text, id) - d(text, null))
+            [+ (text_guidance - 1) * (d(text, null) - d(empty, null))],
      where `text` is the attribute prompt when given (else the source prompt): a negative `identity_scale`
      pushes the prediction away from the source identity; pose, expression and background come from the
      trajectory;
@@ -45,11 +45,11 @@ class ReversePersonalizationBackend:
     def __init__(
         self,
         model_dir: Path | None = None,  # SDXL + identity adapter folder; None: $IFADIT_SDXL_DIR
-        identity_scale: float = -6.0,  # guidance scale of the identity term; negative pushes away, 0 reconstructs
-        attributes: str | None = None,  # prompt replacing the source prompt in regeneration ("an elderly man")
+        identity_scale: float = -6.0,  # identity guidance; negative pushes away, 0 reconstructs
+        attributes: str | None = None,  # prompt replacing the source prompt when regenerating
         steps: int = 25,  # inversion steps (model calls: 2 x steps + 1, times the guidance branches)
-        text_guidance: float = 1.0,  # classifier-free text guidance in regeneration; 1 adds no empty-prompt branch
-        source_prompt: str = SOURCE_PROMPT,  # prompt of the inversion (and of regeneration without attributes)
+        text_guidance: float = 1.0,  # text guidance when regenerating; 1 adds no empty-prompt branch
+        source_prompt: str = SOURCE_PROMPT,  # prompt of the inversion (and regeneration without attributes)
         crop_size: int | None = None,  # canonical crop side; None: the UNet's native size (SDXL: 1024)
         device: str = "cpu",
         batch_size: int = 4,  # crops per pass
@@ -62,13 +62,17 @@ class ReversePersonalizationBackend:
                 )
             model_dir = Path(os.environ[MODEL_DIR_ENV])
         if batch_size < 1 or text_guidance < 0:
-            raise ValueError(f"need batch_size >= 1 and text_guidance >= 0, got {batch_size}, {text_guidance}")
+            raise ValueError(
+                f"need batch_size >= 1 and text_guidance >= 0, got {batch_size}, {text_guidance}"
+            )
         if attributes is not None and not attributes.strip():
             raise ValueError("attributes must be a non-empty prompt, e.g. 'an elderly man'")
         self.model = SdxlIdentityModel(Path(model_dir), device)
         self.crop_size = crop_size if crop_size is not None else self.model.native_size
         if self.crop_size < self.model.size_multiple or self.crop_size % self.model.size_multiple:
-            raise ValueError(f"crop_size must be a positive multiple of {self.model.size_multiple}, got {self.crop_size}")
+            raise ValueError(
+                f"crop_size must be a positive multiple of {self.model.size_multiple}, got {self.crop_size}"
+            )
         self.grid: Grid = make_grid(self.model.alphas_cumprod, steps)
         self.identity_scale = float(identity_scale)
         self.text_guidance = float(text_guidance)
@@ -124,12 +128,16 @@ class ReversePersonalizationBackend:
         size, side = self.crop_size, crops.shape[1]
         out = []
         calls = -(-len(crops) // self.batch_size) * (2 * self.grid.steps + 1)
-        with torch.no_grad(), tqdm(total=calls, desc="reverse-personalization", unit="step", leave=False,
-                                   disable=None) as bar:
+        with (
+            torch.no_grad(),
+            tqdm(total=calls, desc="reverse-personalization", unit="step", leave=False, disable=None) as bar,
+        ):
             for start in range(0, len(crops), self.batch_size):
                 chunk = crops[start : start + self.batch_size]
                 if side != size:
-                    img = F.interpolate(crops_to_img(chunk), size=(size, size), mode="bilinear", antialias=True)
+                    img = F.interpolate(
+                        crops_to_img(chunk), size=(size, size), mode="bilinear", antialias=True
+                    )
                     chunk = ((img + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
                 img = self._anonymize_batch(crops_to_img(chunk).to(self.model.device), chunk, bar)
                 if side != size:

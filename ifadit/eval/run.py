@@ -8,7 +8,7 @@ except the timings.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,19 +230,22 @@ def run_eval(
     key_material: bytes | None = None,
     model_dir: Path | None = None,
     progress: Callable[[str], None] = lambda message: None,
+    backend_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[BackendResult]]:
     """Build the backends and recognizers by name, draw the keys and evaluate (what `ifadit eval` runs).
 
     Keys: `key_material` (a vault key) when given, then `random_key_count` random keys from `options.seed`.
     `model_dir` goes to the ifadit backend; its model card's training data is checked against the set.
+    `backend_options[name]` go to backend `name`'s constructor (e.g. reverse-personalization's model_dir).
     """
     from ifadit.backends.ifadit import default_model_dir
     from ifadit.models.checkpoint import CARD_FILE
 
+    chosen = backend_options or {}
     if random_key_count < 0:
         raise ValueError(f"--random-keys must be >= 0, got {random_key_count}")
     backends = [
-        get_backend(name, model_dir=model_dir) if name == "ifadit" else get_backend(name)
+        get_backend(name, **({"model_dir": model_dir} if name == "ifadit" else chosen.get(name, {})))
         for name in backend_names
     ]
     keys = ([key_material] if key_material is not None else []) + random_keys(random_key_count, options.seed)

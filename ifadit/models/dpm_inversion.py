@@ -7,9 +7,9 @@ lambda = log(alpha / sigma) and h = lambda_b - lambda_a, one DPM-Solver++ step f
 
     x_b = (sigma_b / sigma_a) x_a - alpha_b (exp(-h) - 1) D,   D = d_a + (d_a - d_prev) / (2 r),
 
-the second-order multistep correction with r = (lambda_a - lambda_prev) / h (first order, D = d_a, on the first
-step). Inversion runs the same step with the grid reversed (h < 0), evaluating the model at the latent it
-has (explicit inversion), and stores every latent x_0..x_K and every prediction d_0..d_K.
+the second-order multistep correction with r = (lambda_a - lambda_prev) / h (first order, D = d_a, on the
+first step). Inversion runs the same step with the grid reversed (h < 0), evaluating the model at the latent
+it has (explicit inversion), and stores every latent x_0..x_K and every prediction d_0..d_K.
 
 An explicit inversion is not an exact inverse. Regeneration therefore follows the trajectory: each sampling
 step adds the residual that makes the same step under the inversion condition land exactly on the stored

@@ -61,7 +61,9 @@ class IdentityAdapter(nn.Module):
 def save_identity_adapter(adapter: IdentityAdapter, folder: Path) -> None:
     """Write the adapter's two files into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().float().contiguous().cpu() for name, tensor in adapter.state_dict().items()}
+    state = {
+        name: tensor.detach().float().contiguous().cpu() for name, tensor in adapter.state_dict().items()
+    }
     save_file(state, str(folder / ADAPTER_WEIGHTS))
     document = {"format": ADAPTER_FORMAT, **asdict(adapter.config)}
     (folder / ADAPTER_CONFIG).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")

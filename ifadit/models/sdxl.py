@@ -18,13 +18,17 @@ are appended after the text tokens. Everything runs in float32.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers.utils import logging as diffusers_logging
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers.utils import logging as transformers_logging
 
 from ifadit.errors import BackendUnavailable, ModelError
 from ifadit.models.identity_adapter import (
@@ -49,26 +53,50 @@ class Condition:
     @staticmethod
     def stack(conditions: list[Condition]) -> Condition:
         """One batch of the given conditions, in order (for a single UNet call)."""
-        return Condition(*(torch.cat([getattr(c, f) for c in conditions]) for f in ("context", "pooled", "time_ids")))
+        return Condition(
+            *(torch.cat([getattr(c, f) for c in conditions]) for f in ("context", "pooled", "time_ids"))
+        )
 
 
 def check_model_dir(folder: Path) -> None:
     """Raise `BackendUnavailable` naming `folder` and every part of the layout it lacks."""
     if not folder.is_dir():
-        raise BackendUnavailable(f"reverse-personalization model folder {folder} does not exist", hint=LAYOUT_HINT)
+        raise BackendUnavailable(
+            f"reverse-personalization model folder {folder} does not exist", hint=LAYOUT_HINT
+        )
     missing = [f"{name}/" for name in SUBFOLDERS if not (folder / name).is_dir()]
     missing += [name for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG) if not (folder / name).is_file()]
     if missing:
-        raise BackendUnavailable(f"{folder} is not an SDXL + identity adapter folder: missing {', '.join(missing)}",
-                                 hint=LAYOUT_HINT)
+        raise BackendUnavailable(
+            f"{folder} is not an SDXL + identity adapter folder: missing {', '.join(missing)}",
+            hint=LAYOUT_HINT,
+        )
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Without transformers' and diffusers' per-file loading bars (they would fill the CLI's stderr)."""
+    libraries = (diffusers_logging, transformers_logging)
+    enabled = [library.is_progress_bar_enabled() for library in libraries]
+    for library in libraries:
+        library.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for library, was in zip(libraries, enabled, strict=True):
+            if was:
+                library.enable_progress_bar()
 
 
 def _load(loader: Any, folder: Path) -> Any:
     try:
-        return loader.from_pretrained(str(folder), local_files_only=True)
+        with _quiet_loading():
+            return loader.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{folder}: cannot be loaded as {loader.__name__} ({first})", hint=LAYOUT_HINT) from None
+        raise ModelError(
+            f"{folder}: cannot be loaded as {loader.__name__} ({first})", hint=LAYOUT_HINT
+        ) from None
 
 
 class SdxlIdentityModel:
@@ -80,7 +108,9 @@ class SdxlIdentityModel:
         self.unet: Any = _load(UNet2DConditionModel, folder / "unet").eval().to(self.device)
         self.vae: Any = _load(AutoencoderKL, folder / "vae").eval().to(self.device)
         self.text_encoder = _load(CLIPTextModel, folder / "text_encoder").eval().to(self.device)
-        self.text_encoder_2 = _load(CLIPTextModelWithProjection, folder / "text_encoder_2").eval().to(self.device)
+        self.text_encoder_2 = (
+            _load(CLIPTextModelWithProjection, folder / "text_encoder_2").eval().to(self.device)
+        )
         self.tokenizer = _load(CLIPTokenizer, folder / "tokenizer")
         self.tokenizer_2 = _load(CLIPTokenizer, folder / "tokenizer_2")
         scheduler = _load(DPMSolverMultistepScheduler, folder / "scheduler")
@@ -101,18 +131,30 @@ class SdxlIdentityModel:
             "unet in_channels": (self.unet.config.in_channels, self.vae.config.latent_channels),
             "adapter embedding": (self.adapter.config.embedding, "torch-dlib"),
         }
-        wrong = [f"{name} is {got!r}, expected {want!r}" for name, (got, want) in expected.items() if got != want]
+        wrong = [
+            f"{name} is {got!r}, expected {want!r}" for name, (got, want) in expected.items() if got != want
+        ]
         if self.prediction_type not in ("epsilon", "v_prediction"):
-            wrong.append(f"scheduler prediction_type is {self.prediction_type!r}, expected epsilon or v_prediction")
+            wrong.append(
+                f"scheduler prediction_type is {self.prediction_type!r}, expected epsilon or v_prediction"
+            )
         if wrong:
             raise ModelError(f"{folder}: parts do not fit together: {'; '.join(wrong)}", hint=LAYOUT_HINT)
 
     def encode_prompts(self, prompts: list[str], size: int) -> Condition:
         """SDXL text condition for each prompt at crop side `size` (no identity tokens yet)."""
         hidden, pooled = [], torch.empty(0)
-        for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
-            ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                            return_tensors="pt").input_ids.to(self.device)
+        for tokenizer, encoder in (
+            (self.tokenizer, self.text_encoder),
+            (self.tokenizer_2, self.text_encoder_2),
+        ):
+            ids = tokenizer(
+                prompts,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids.to(self.device)
             out = encoder(ids, output_hidden_states=True)
             hidden.append(out.hidden_states[-2])
             if isinstance(encoder, CLIPTextModelWithProjection):
@@ -133,8 +175,12 @@ class SdxlIdentityModel:
         """The UNet's data prediction for latents `x` at training `timestep` under `condition`."""
         repeat = len(condition.context) // len(x)
         xs = x.repeat(repeat, 1, 1, 1)
-        out = self.unet(xs, timestep, encoder_hidden_states=condition.context,
-                        added_cond_kwargs={"text_embeds": condition.pooled, "time_ids": condition.time_ids}).sample
+        out = self.unet(
+            xs,
+            timestep,
+            encoder_hidden_states=condition.context,
+            added_cond_kwargs={"text_embeds": condition.pooled, "time_ids": condition.time_ids},
+        ).sample
         cumprod = self.alphas_cumprod[timestep]
         alpha, sigma = float(cumprod.sqrt()), float((1 - cumprod).sqrt())
         if self.prediction_type == "epsilon":
