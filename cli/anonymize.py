@@ -50,7 +50,8 @@ def _text(report: RunReport) -> str:
               "undone from pixels (only --seal-original makes them restorable).")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               show_default="the backend's own",
-              help="Model folder of a model backend: ifadit (default pretrained/ifadit-64) or reverse-personalization "
+              help="Model folder of a model backend: ifadit (default pretrained/ifadit-64), id2face (default "
+              "pretrained/id2face-64) or reverse-personalization "
               "(a local diffusers SDXL folder with an identity adapter, default $IFADIT_SDXL_DIR; see "
               "docs/backends.md). Nothing is downloaded.")
 @click.option("--device", default=None, show_default="cpu",
@@ -63,7 +64,7 @@ def _text(report: RunReport) -> str:
               "\"an elderly man\" (age, sex ...); pose, gaze, expression and background are kept.")
 @click.option("--steps", type=click.IntRange(1), default=None, show_default="25",
               help="reverse-personalization: inversion steps. Fewer is faster and coarser; time grows linearly "
-              "(2 x steps + 1 UNet calls per batch of faces).")
+              "(2 x steps + 1 UNet calls per batch of faces). id2face: DDIM steps (default: the model's, 25).")
 @click.option("--text-guidance", type=click.FloatRange(0), default=None, show_default="1.0",
               help="reverse-personalization: text guidance when regenerating; above 1 strengthens --attributes "
               "at one more UNet call per step.")

@@ -94,39 +94,35 @@ def test_other_sizes_are_resized_and_restore_is_refused(
         backend.anonymize_crops(crops.astype(np.float32), KEY)
 
 
-def test_anonymize_cli_end_to_end(
-    pretrained: Path, tmp_path: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("IFADIT_PRETRAINED", str(pretrained))
+def test_anonymize_cli_end_to_end(pretrained: Path, tmp_path: Path, astronaut: np.ndarray) -> None:
     lab = make_lab(tmp_path)
     write_image(tmp_path / "in.png", astronaut)
+    model = pretrained / "id2face-64"
     outputs = []
-    for name in ("a", "b"):
+    for name, extra in (("a", ()), ("b", ()), ("c", ("--steps", "2"))):
         done = lab.cli("anonymize", tmp_path / "in.png", "-o", tmp_path / name, "--case", CASE,
-                       "--backend", "id2face", "--json")  # fmt: skip
+                       "--backend", "id2face", "--model-dir", model, *extra, "--json")  # fmt: skip
         assert done.exit_code == 0, done.output
         summary = json.loads(done.stdout)
         assert summary["backend"] == "id2face" and summary["faces"] == 1
-        outputs.append(tmp_path / name / "in.png")
-    manifest = read_manifest(outputs[0])
+        outputs.append(read_image(tmp_path / name / "in.png"))
+    manifest = read_manifest(tmp_path / "a" / "in.png")
     assert manifest is not None and manifest.backend == "id2face"
     assert manifest.model_id is not None and manifest.model_id.startswith("tiny-id2face-")
-    first, second = read_image(outputs[0]), read_image(outputs[1])
-    assert not np.array_equal(first, astronaut)
-    assert np.array_equal(first, second)  # same photo, same case key: same pixels
+    assert not np.array_equal(outputs[0], astronaut)
+    assert np.array_equal(outputs[0], outputs[1])  # same photo, same case key: same pixels
+    assert not np.array_equal(outputs[0], outputs[2])  # --steps reaches the sampler
 
 
-def test_eval_cli_reports_it(
-    pretrained: Path, shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_eval_cli_reports_it(pretrained: Path, shared_dir: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from cli.main import cli
 
-    monkeypatch.setenv("IFADIT_PRETRAINED", str(pretrained))
     out = tmp_path / "report"
     args = ["eval", "--data", str(shared_dir / "data" / "reid" / "dlib-johns"), "--backend", "id2face",
-            "--recognizer", "dlib", "--limit", "4", "--random-keys", "2", "-o", str(out)]  # fmt: skip
+            "--model-dir", f"id2face={pretrained / 'id2face-64'}", "--recognizer", "dlib", "--limit", "4",
+            "--random-keys", "2", "-o", str(out)]  # fmt: skip
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
