@@ -154,6 +154,12 @@ def entries(session: Session, *, case_id: str | None = None, size: int | None = 
     return [AuditEntry.from_canonical(bytes(blob)) for blob in session.scalars(query)]
 
 
+def entry_at(session: Session, seq: int) -> AuditEntry | None:
+    """The stored entry with sequence number ``seq``, or None when there is none (yet)."""
+    blob = session.scalar(select(AuditEntryRow.canonical).where(AuditEntryRow.seq == seq))
+    return None if blob is None else AuditEntry.from_canonical(bytes(blob))
+
+
 def entries_bytes(session: Session) -> list[bytes]:
     """Every entry's canonical bytes in sequence order (what a bundle holds)."""
     return [

@@ -13,7 +13,10 @@ A run:
      counts);
   5. only after that commit, records the outputs in the resume journal and publishes them (renames them
      into place).
-A kill at any point leaves no output under its name and no entry; at most the hidden staging folder.
+A kill at any point leaves no output under its name without its entry; at most the hidden staging folder.
+A kill between the commit of step 4 and the end of step 5 leaves the batch's commit record in that folder
+(written inside the transaction): the next run into the same output folder publishes those outputs first
+(`ifadit.pipeline.resume.recover_committed`), so none is anonymized and audited twice.
 An engine with workers (`ifadit.pipeline.ray_engine.RayEngine`) keeps steps 1, 2, 4 and 5 on the driver and
 runs step 3 on the workers; `SerialEngine` runs it in this process.
 
@@ -30,6 +33,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,7 +53,7 @@ from ifadit.pipeline.anonymize import (
 )
 from ifadit.pipeline.inputs import Item, plan_items
 from ifadit.pipeline.outputs import list_digest
-from ifadit.pipeline.resume import Journal
+from ifadit.pipeline.resume import Journal, clear_pending, recover_committed, write_pending
 from ifadit.pipeline.staging import Staging
 from keyvault import keys, ledger
 from keyvault.audit import key_fingerprint
@@ -234,8 +238,26 @@ class _Run:
             if raised is not exc:
                 raise
 
-    def commit(self, key: UnsealedKey | None, results: list[ItemResult]) -> tuple[int, list[ItemResult]]:
-        """Step 4: the audited key use, the manifests and the run's entry, in one transaction."""
+    def committed(self, seq: int, outputs_digest: str) -> bool:
+        """Whether audit entry `seq` is a committed anonymize entry over outputs with that list digest."""
+        with self._action(record=False) as act:
+            entry = ledger.entry_at(act.session, seq)
+        return (
+            entry is not None
+            and (entry.action, entry.outcome) == ("anonymize", "ok")
+            and entry.digests.get("outputs") == outputs_digest
+        )
+
+    def commit(
+        self,
+        key: UnsealedKey | None,
+        results: list[ItemResult],
+        before_commit: Callable[[int, list[ItemResult], str], None],
+    ) -> tuple[int, list[ItemResult]]:
+        """Step 4: the audited key use, the manifests and the run's entry, in one transaction.
+
+        `before_commit(seq, results, outputs_digest)` runs inside the transaction, after the manifests.
+        """
         with self._action() as act:
             final = self.unseal(act)
             if key is not None and final is not None and final.version != key.version:
@@ -254,6 +276,7 @@ class _Run:
             act.details.update(
                 files=len(done), failed=len(results) - len(done), faces=sum(r.faces for r in done)
             )
+            before_commit(seq, results, act.digests["outputs"])
         return seq, results
 
 
@@ -306,6 +329,7 @@ def anonymize_paths(
     ctx = RunContext(options=options, backend=backend, detector=detector, stamp=stamp, key=unsealed)
     root = Path(output).parent if len(items) == 1 and items[0].target == Path(output) else Path(output)
     journal = Journal.load(vault, root)
+    recover_committed(journal, run.committed)  # outputs a killed run committed but never published
     done: dict[Path, ItemResult] = {}
     todo = []
     for item in items:
@@ -327,11 +351,13 @@ def anonymize_paths(
             except Exception as exc:
                 run.fail(exc)
                 raise
-            seq, results = run.commit(unsealed, results)  # 4
+            assert staging.folder is not None
+            seq, results = run.commit(unsealed, results, partial(write_pending, staging.folder, journal))  # 4
             if checkpoint is not None:  # 5
                 journal.record(results, seq)
                 journal.save()
             staging.publish()
+            clear_pending(staging.folder)
             seqs.append(seq)
             done.update((result.target, result) for result in results)
     previous = [

@@ -12,6 +12,16 @@ its manifest's signature verifies under this vault, the manifest's key handle/ve
 run's, and the MAC of the current input matches. Anything else is anonymized again. Skipped items are not
 re-anonymized and not counted in the new audit entry, so a job killed halfway and restarted never audits
 an output twice; a rerun with everything skipped appends no entry at all.
+
+A kill after a batch's audit entry commits but before its outputs are renamed into place would leave an
+entry for outputs nobody sees, and the rerun would anonymize and audit them again. So, inside the batch's
+transaction and just before it commits, the engine writes a commit record (`write_pending`) into the
+staging folder: the entry's sequence number and output-list digest, and each staged result's target and
+journal entry. The next run into the same folder (`recover_committed`) finds the records of killed runs,
+asks the vault whether entry `audit_seq` is that batch's committed entry (same output-list digest), and if
+so renames the staged results whose digests match into place and journals them, also for a run without
+`--checkpoint`; the rerun then skips them like any journalled output. A record whose entry never committed
+is ignored.
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +41,14 @@ from ifadit.media.manifest import read_manifest, verify_manifest
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, ItemResult, ManifestStamp
 from ifadit.pipeline.inputs import Item
 from ifadit.pipeline.outputs import file_sha256
+from ifadit.pipeline.staging import STAGING_PREFIX, move_into_place
 from keyvault.vault import Vault, verify_detached
 
 JOURNAL_NAME = ".ifadit-journal.json"
 JOURNAL_FORMAT = "ifadit-journal/1"
 _MAC_LABEL = b"ifadit-resume-journal/1"
+PENDING_NAME = "committing.json"
+PENDING_FORMAT = "ifadit-committing/1"
 
 
 def journal_key(vault: Vault) -> bytes:
@@ -124,22 +138,84 @@ class Journal:
             resumed=True,
         )
 
+    def entry_for(self, result: ItemResult, audit_seq: int) -> dict[str, Any]:
+        """The journal entry of one finished, successful result of audit entry `audit_seq`."""
+        assert result.manifest is not None, "entry_for needs a finished result"
+        return {
+            "input_mac": input_mac(self.key, result.input_sha256 or ""),
+            "output_sha256": result.output_sha256,
+            "key_handle": result.manifest.key_handle,
+            "key_version": result.manifest.key_version,
+            "backend": result.manifest.backend,
+            "audit_seq": audit_seq,
+        }
+
     def record(self, results: Sequence[ItemResult], audit_seq: int) -> None:
         """Add the committed, successful `results` of audit entry `audit_seq`."""
         for result in results:
-            if result.error is not None or result.manifest is None:
-                continue
-            self.entries[self.name(result.target)] = {
-                "input_mac": input_mac(self.key, result.input_sha256 or ""),
-                "output_sha256": result.output_sha256,
-                "key_handle": result.manifest.key_handle,
-                "key_version": result.manifest.key_version,
-                "backend": result.manifest.backend,
-                "audit_seq": audit_seq,
-            }
+            if result.error is None and result.manifest is not None:
+                self.entries[self.name(result.target)] = self.entry_for(result, audit_seq)
 
     def save(self) -> None:
         """Write the journal atomically."""
         self.root.mkdir(parents=True, exist_ok=True)
         body = {"format": JOURNAL_FORMAT, "outputs": self.entries}
         atomic_write_bytes(self.path, json.dumps(body, sort_keys=True, indent=1).encode("utf-8"))
+
+
+def write_pending(
+    folder: Path, journal: Journal, audit_seq: int, results: Sequence[ItemResult], digest: str
+) -> None:
+    """Write the commit record of a batch into its staging `folder` (inside its transaction, before it commits).
+
+    `digest` is the output-list digest the batch's audit entry `audit_seq` will carry.
+    """
+    outputs = [
+        {
+            "staged": result.staged.relative_to(folder).as_posix(),
+            "target": journal.name(result.target),
+            "journal": journal.entry_for(result, audit_seq),
+        }
+        for result in results
+        if result.error is None and result.manifest is not None and result.staged is not None
+    ]
+    body = {"format": PENDING_FORMAT, "audit_seq": audit_seq, "outputs_digest": digest, "outputs": outputs}
+    atomic_write_bytes(folder / PENDING_NAME, json.dumps(body, sort_keys=True).encode("utf-8"))
+
+
+def clear_pending(folder: Path) -> None:
+    """Drop the commit record once its batch is published."""
+    (folder / PENDING_NAME).unlink(missing_ok=True)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def recover_committed(journal: Journal, committed: Callable[[int, str], bool]) -> list[Path]:
+    """Publish and journal what killed runs committed but never published; the targets moved into place.
+
+    `committed(seq, digest)` says whether audit entry `seq` is a committed anonymize entry whose output-list
+    digest is `digest`. Each recovered staging folder is deleted; a folder whose record did not commit is
+    left alone (its run may still be going).
+    """
+    recovered = []
+    for pending in sorted(journal.root.glob(f"{STAGING_PREFIX}*/{PENDING_NAME}")):
+        try:
+            record = json.loads(pending.read_text(encoding="utf-8"))
+            seq, digest, outputs = int(record["audit_seq"]), str(record["outputs_digest"]), list(record["outputs"])
+            moves = [(pending.parent / out["staged"], journal.root / out["target"], out) for out in outputs]
+        except (ValueError, KeyError, TypeError):
+            continue  # not a record this version wrote: leave the folder for a person to look at
+        if record.get("format") != PENDING_FORMAT or not committed(seq, digest):
+            continue
+        for staged, target, out in moves:
+            if not (_inside(staged, pending.parent) and _inside(target, journal.root)):
+                continue
+            if staged.exists() and file_sha256(staged) == out["journal"].get("output_sha256"):
+                move_into_place(staged, target)
+                recovered.append(target)
+            journal.entries[out["target"]] = dict(out["journal"])
+        journal.save()
+        shutil.rmtree(pending.parent, ignore_errors=True)
+    return recovered

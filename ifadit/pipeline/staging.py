@@ -2,7 +2,10 @@
 
 The pipelines publish only after the run's audit entry has committed, so an output never exists without
 its audit entry, and a failure or kill mid-run leaves nothing under the output names. A kill -9 can leave
-the hidden `.ifadit-staging-*` folder itself behind: it holds only unpublished results and may be deleted.
+the hidden `.ifadit-staging-*` folder itself behind: it holds only unpublished results. When the kill came
+after the batch's audit entry committed, the folder also holds that batch's commit record, and the next run
+into the same folder publishes those results (`ifadit.pipeline.resume.recover_committed`); any other
+leftover folder may be deleted.
 """
 
 from __future__ import annotations
@@ -16,6 +19,18 @@ from types import TracebackType
 from ifadit.media.manifest import sidecar_path
 
 STAGING_PREFIX = ".ifadit-staging-"
+
+
+def move_into_place(staged: Path, target: Path) -> None:
+    """Rename one staged result (and its sidecar, if any) to `target`, replacing what is there."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if sidecar_path(staged).exists():
+        os.replace(sidecar_path(staged), sidecar_path(target))
+    elif sidecar_path(target).exists():
+        sidecar_path(target).unlink()  # a stale sidecar would shadow the embedded manifest
+    if target.is_dir() and staged.is_dir():
+        shutil.rmtree(target)
+    os.replace(staged, target)
 
 
 class Staging:
@@ -55,14 +70,7 @@ class Staging:
         for staged, target in self._planned.items():
             if not staged.exists():
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if sidecar_path(staged).exists():
-                os.replace(sidecar_path(staged), sidecar_path(target))
-            elif sidecar_path(target).exists():
-                sidecar_path(target).unlink()  # a stale sidecar would shadow the embedded manifest
-            if target.is_dir() and staged.is_dir():
-                shutil.rmtree(target)
-            os.replace(staged, target)
+            move_into_place(staged, target)
             published.append(target)
         self._planned.clear()
         return published
