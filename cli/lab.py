@@ -107,6 +107,13 @@ def train_group() -> None:
     help="ADA target for E[sign(D(real))]; augmentation starts only when D overfits. 0 = x-flips only.",
 )
 @click.option(
+    "--noise-mode",
+    type=click.Choice(["random", "none"]),
+    default=_DEFAULTS.noise_mode,
+    show_default=True,
+    help="G's per-pixel noise inputs while training; 'none' trains G the way iFADIT renders (without noise).",
+)
+@click.option(
     "--init-generator",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
@@ -168,6 +175,7 @@ def train_generator(
     mapping_layers: int,
     r1_gamma: float,
     ada_target: float,
+    noise_mode: str,
     init_generator: Path | None,
     d_warmup_steps: int,
     seed: int,
@@ -183,7 +191,7 @@ def train_generator(
       ifadit train generator --data cache/celeba-train-64.npz --resolution 64 --out runs/gen64 --threads 1
       ifadit train generator --out runs/gen64 --resume --steps 20000
       ifadit train generator --data cache/celeba-train-64.npz --out runs/gen64b \\
-        --init-generator pretrained/stylegan2-celeba-64 --d-warmup-steps 300 --threads 1
+        --init-generator pretrained/stylegan2-celeba-64 --d-warmup-steps 300 --noise-mode none
     """
     if resume:
         options = dataclasses.replace(read_options(out), steps=steps)
@@ -216,6 +224,7 @@ def train_generator(
             ada_target=ada_target if ada_target > 0 else None,
             sample_every=sample_every,
             checkpoint_minutes=checkpoint_minutes,
+            noise_mode=noise_mode,
             init_generator=None if init_generator is None else str(init_generator),
             d_warmup_steps=d_warmup_steps,
         )

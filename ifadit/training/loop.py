@@ -3,7 +3,7 @@
 Run folder layout (`TrainOptions.out`):
   options.json                       the options of the run (resume reads them back)
   metrics.jsonl                      one JSON object per `log_every` steps
-  samples-latest.png, samples/step-XXXXXXX.png   G_ema on fixed latents (noise_mode='const')
+  samples-latest.png, samples/step-XXXXXXX.png   G_ema on fixed latents (fixed noise, or none)
   checkpoints/latest.json            {"step": ..., "path": ...} of the newest complete checkpoint
   checkpoints/step-XXXXXXX/G_ema/    model.safetensors + config.json (`ifadit.models.checkpoint.load_generator`)
   checkpoints/step-XXXXXXX/{G,D}.safetensors, state.pt, state.json   full training state (newest `keep_states`)
@@ -139,7 +139,7 @@ def _generate(G: Generator, z: torch.Tensor, options: TrainOptions) -> tuple[tor
     if options.style_mixing > 0 and float(torch.rand([])) < options.style_mixing:
         cutoff = int(torch.randint(1, ws.shape[1], []))
         ws = style_mix(ws, G.mapping(torch.randn_like(z), update_w_avg=False), cutoff)
-    img = G.synthesis(ws, fused_modconv=options.fused_modconv)
+    img = G.synthesis(ws, noise_mode=options.noise_mode, fused_modconv=options.fused_modconv)
     return img, ws
 
 
@@ -239,13 +239,20 @@ def train_step(state: TrainState, reals_u8: torch.Tensor, options: TrainOptions)
     return stats
 
 
+def _grid_noise(options: TrainOptions) -> str:
+    """Sample grids use fixed noise ('const') when G trains with noise, none when it trains without."""
+    return "none" if options.noise_mode == "none" else "const"
+
+
 def sample_grid(G: Generator, options: TrainOptions) -> np.ndarray:
     """grid x grid images of G on the run's fixed latents, as one uint8 HxWx3 array."""
     n = options.grid
     z = torch.randn(n * n, G.z_dim, generator=torch.Generator().manual_seed(options.seed + 1_000_003))
     z = z.to(next(G.parameters()).device)
     with torch.no_grad():
-        img = torch.cat([G(z[i : i + 16], noise_mode="const") for i in range(0, n * n, 16)]).cpu()
+        img = torch.cat(
+            [G(z[i : i + 16], noise_mode=_grid_noise(options)) for i in range(0, n * n, 16)]
+        ).cpu()
     img = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     r = options.resolution
     return img.reshape(n, n, 3, r, r).permute(0, 3, 1, 4, 2).reshape(n * r, n * r, 3).numpy()
@@ -376,6 +383,8 @@ def _train(
         raise InputError(
             f"batch {options.batch} must be a multiple of the minibatch-stddev group {options.mbstd_group}"
         )
+    if options.noise_mode not in ("random", "none"):
+        raise InputError(f"noise_mode must be 'random' or 'none', got {options.noise_mode!r}")
     state = build_state(options, device)
     metrics_path = out / "metrics.jsonl"
     if resume:

@@ -49,6 +49,9 @@ class TrainOptions:
     checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
     keep_states: int = 2  # full training states kept (G_ema snapshots are all kept)
     grid: int = 8  # sample grid is grid x grid images
+    noise_mode: str = (
+        "random"  # G's noise inputs in training and sample grids: 'random' or 'none' (as iFADIT renders)
+    )
     init_generator: str | None = None  # generator folder G and G_ema start from (D starts fresh)
     d_warmup_steps: int = 0  # first steps train D only (G frozen): lets a fresh D catch up with a trained G
 
@@ -122,7 +125,6 @@ class Phase2Options:
     grid: int = 8  # faces (rows) in the sample grid
 
 
-
 @dataclass(frozen=True)
 class Id2FaceOptions:
     """Everything that defines an ID²Face run (saved as options.json); steps count both phases."""
@@ -163,6 +165,7 @@ class Id2FaceOptions:
     grid_steps: int = 10  # DDIM steps of the sample grid (fewer than inference: grids are frequent)
     checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
     keep_states: int = 2  # checkpoints kept
+
 
 def read_options(out: Path) -> TrainOptions:
     """The options.json of an existing generator run folder."""

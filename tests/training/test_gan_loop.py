@@ -265,3 +265,14 @@ def test_warm_start_refuses_a_generator_of_another_architecture(crops_npz: Path,
     save_generator(other, tmp_path / "other", name="other")
     with pytest.raises(InputError, match="architecture"):
         train(tiny_options(crops_npz, tmp_path / "run", init_generator=str(tmp_path / "other")))
+
+
+def test_noise_mode_none_trains_and_samples_without_noise(crops_npz: Path, tmp_path: Path) -> None:
+    """With noise_mode='none' G never sees its noise inputs, so their strengths get no gradient and stay 0."""
+    state = train(tiny_options(crops_npz, tmp_path / "run", noise_mode="none"))
+    strengths = [p for n, p in state.G.named_parameters() if n.endswith("noise_strength")]
+    assert strengths and all(float(p) == 0.0 for p in strengths)
+    noisy = train(tiny_options(crops_npz, tmp_path / "noisy"))
+    assert any(float(p) != 0.0 for n, p in noisy.G.named_parameters() if n.endswith("noise_strength"))
+    with pytest.raises(InputError, match="noise_mode"):
+        train(tiny_options(crops_npz, tmp_path / "bad", noise_mode="const"))
