@@ -49,9 +49,7 @@ class TrainOptions:
     checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
     keep_states: int = 2  # full training states kept (G_ema snapshots are all kept)
     grid: int = 8  # sample grid is grid x grid images
-    noise_mode: str = (
-        "random"  # G's noise inputs in training and sample grids: 'random' or 'none' (as iFADIT renders)
-    )
+    noise_mode: str = "random"  # G's noise inputs in training: 'random', or 'none' as iFADIT renders
     init_generator: str | None = None  # generator folder G and G_ema start from (D starts fresh)
     d_warmup_steps: int = 0  # first steps train D only (G frozen): lets a fresh D catch up with a trained G
 
