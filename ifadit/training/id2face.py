@@ -11,7 +11,7 @@ The crop set has no identity labels, so a face and its mirror image are the "two
   2. later steps, the denoiser, attribute encoder and harmonizer (VAE frozen), recomposition-based:
        x_a, x_b = two augmented views (mirror / not, shift, colour jitter) of each face
        target x_b is denoised under (identity of view a through the VAE, attributes E_attr(x_b)), and target x_a
-       under (identity of b, attributes of a): eps-prediction MSE at random timesteps. The identity condition is
+       under (identity of b, attributes of a): v-prediction MSE at random timesteps. The identity condition is
        zeroed with probability id_dropout, which trains the unconditional branch of classifier-free guidance.
 Descriptors of each crop and its mirror are computed once, when a batch first needs them, and kept in the
 training state (so a resumed run continues bit-exactly). Sample grids (phase 2): source | reconstruction |
@@ -40,7 +40,7 @@ from ifadit.models.checkpoint import WEIGHTS_FILE, write_json
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.id2face.checkpoint import RECOGNIZER_PREFIX, save_id2face
 from ifadit.models.id2face.config import Id2FaceConfig
-from ifadit.models.id2face.diffusion import add_noise
+from ifadit.models.id2face.diffusion import add_noise, velocity
 from ifadit.models.id2face.identity import identity_codes
 from ifadit.models.id2face.model import Id2FaceModel
 from ifadit.training.cpu import torch_threads
@@ -177,9 +177,13 @@ def denoiser_losses(
     t = torch.randint(0, options.timesteps, (len(target),)).to(target.device)
     noise = torch.randn(target.shape).to(target.device)
     x_t = add_noise(target, noise, model.alpha_bars[t])
-    eps, gate = model.eps(x_t, t, identity, model.encoder(target))
-    loss = F.mse_loss(eps, noise)
-    return loss, {"loss": float(loss.detach()), "diffusion": float(loss.detach()), "gate": float(gate.detach().mean())}
+    v, gate = model.predict(x_t, t, identity, model.encoder(target))
+    loss = F.mse_loss(v, velocity(target, noise, model.alpha_bars[t]))
+    return loss, {
+        "loss": float(loss.detach()),
+        "diffusion": float(loss.detach()),
+        "gate": float(gate.detach().mean()),
+    }
 
 
 def train_step(state: Id2FaceState, crops: torch.Tensor, options: Id2FaceOptions) -> dict[str, float]:

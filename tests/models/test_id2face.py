@@ -20,7 +20,13 @@ from ifadit.models.id2face import (
     orthogonal_identity_mapping,
     save_id2face,
 )
-from ifadit.models.id2face.diffusion import add_noise, cosine_alpha_bars, ddim_sample, ddim_timesteps
+from ifadit.models.id2face.diffusion import (
+    add_noise,
+    cosine_alpha_bars,
+    ddim_sample,
+    ddim_timesteps,
+    velocity,
+)
 from ifadit.models.id2face.networks import Harmonizer
 from tests.id2face_support import tiny_config, tiny_id2face
 from tests.ifadit_support import RES, TinyRecognizer, astronaut_crops, to_img
@@ -90,17 +96,22 @@ def test_harmonizer_gates_lie_in_0_1_and_mix_the_two_conditions() -> None:
     assert torch.allclose(cond, gate * h_id + (1 - gate) * h_attr, atol=1e-6)
 
 
-def test_ddim_with_the_true_noise_recovers_the_image_and_noising_is_the_schedule() -> None:
+def test_ddim_with_the_true_velocity_recovers_the_image_and_noising_is_the_schedule() -> None:
     alpha_bars = cosine_alpha_bars(100)
     assert alpha_bars[0] > 0.999 and alpha_bars[-1] < 1e-3 and (alpha_bars.diff() < 0).all()
     assert ddim_timesteps(100, 5) == [99, 74, 50, 25, 0]
     x0 = torch.rand(2, 3, 8, 8) * 1.8 - 0.9
     noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(add_noise(x0, noise, alpha_bars[[0, 0]]), x0, atol=0.1)
+    a = alpha_bars[[60, 60]]
+    x_t, v = add_noise(x0, noise, a), velocity(x0, noise, a)
+    root = a.sqrt()[:, None, None, None]
+    assert torch.allclose(root * x_t - (1 - root**2).sqrt() * v, x0, atol=1e-5)  # x0 back from (x_t, v)
 
     def oracle(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a = alpha_bars[t][:, None, None, None]
-        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return a.sqrt() * eps - (1 - a).sqrt() * x0
 
     assert torch.allclose(ddim_sample(oracle, noise, alpha_bars, steps=7), x0, atol=1e-4)
 

@@ -59,21 +59,21 @@ class Id2FaceModel(nn.Module):
         """Unit identity codes u [N, id_dim] of canonical crops."""
         return identity_codes(self.recognizer(img), self.id_mean)
 
-    def eps(
+    def predict(
         self, x_t: torch.Tensor, t: torch.Tensor, u: torch.Tensor, z_attr: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(predicted noise [N,3,R,R], harmonizer gate [N, emb_dim]) for identity u and attributes z_attr."""
+        """(predicted velocity v [N,3,R,R], harmonizer gate [N, emb_dim]) for identity u and attributes z_attr."""
         t_emb = self.denoiser.time_embedding(t)
         cond, gate = self.harmonizer(u, z_attr, t_emb)
         return self.denoiser(x_t, t_emb + cond), gate
 
-    def guided_eps(
+    def guided(
         self, x_t: torch.Tensor, t: torch.Tensor, u: torch.Tensor, z_attr: torch.Tensor, guidance: float
     ) -> torch.Tensor:
-        """Noise with classifier-free identity guidance: eps(0) + guidance * (eps(u) - eps(0))."""
+        """Velocity with classifier-free identity guidance: v(0) + guidance * (v(u) - v(0))."""
         if guidance == 1.0:
-            return self.eps(x_t, t, u, z_attr)[0]
-        both, _ = self.eps(
+            return self.predict(x_t, t, u, z_attr)[0]
+        both, _ = self.predict(
             torch.cat([x_t, x_t]),
             torch.cat([t, t]),
             torch.cat([u, torch.zeros_like(u)]),
@@ -97,7 +97,7 @@ class Id2FaceModel(nn.Module):
         noise = torch.randn(1, 3, res, res, generator=gen).to(u.device).expand(len(u), -1, -1, -1)
         scale = self.config.guidance if guidance is None else guidance
         return ddim_sample(
-            lambda x, t: self.guided_eps(x, t, u, z_attr, scale),
+            lambda x, t: self.guided(x, t, u, z_attr, scale),
             noise,
             self.alpha_bars,
             steps if steps is not None else self.config.sample_steps,

@@ -3,7 +3,7 @@
     t_emb = time_embed(t)                                      [N, emb]
     cond, gate = Harmonizer(u, z_attr, t_emb)                  gate in [0, 1]^emb, per sample and timestep
         cond = gate * id_proj(u) + (1 - gate) * attr_proj(z_attr)
-    eps = Denoiser(x_t, t_emb + cond)                          every residual block is FiLM-modulated by it
+    v = Denoiser(x_t, t_emb + cond)                            every residual block is FiLM-modulated by it
 
 The gate decides, per channel of the condition and per noise level, how much of the condition comes from the
 identity and how much from the attributes, so the denoiser can take layout from the attributes at high noise
@@ -92,7 +92,7 @@ class SelfAttention(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """UNet predicting the noise eps [N,3,R,R] of x_t given the embedding (time + fused condition)."""
+    """UNet predicting the velocity v [N,3,R,R] of x_t (`diffusion`) given the embedding (time + condition)."""
 
     def __init__(self, channels: tuple[int, ...], emb_dim: int, attention: bool) -> None:
         super().__init__()
