@@ -82,6 +82,11 @@ def backend_parameters(name: str) -> set[str]:
     return set(inspect.signature(backend_factory(name)).parameters)
 
 
+def is_reversible(name: str) -> bool:
+    """Whether backend `name` restores from pixels, read from its class without building it (no model load)."""
+    return bool(getattr(backend_factory(name), "reversible", False))
+
+
 def get_backend(name: str, **options: Any) -> Backend:
     """Build a backend by registry name; `options` go to its constructor (`ValueError` names any it lacks)."""
     unknown = sorted(set(options) - backend_parameters(name))

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ifadit.backends.base import Backend, get_backend
+from ifadit.backends.base import Backend, get_backend, is_reversible
 from ifadit.errors import BackendUnavailable, InputError, ManifestError, NoFaceError
 from ifadit.faces.align import align_face
 from ifadit.faces.blend import paste_back
@@ -157,11 +157,11 @@ def inspect_input(vault: Vault, source: Path, options: RestoreOptions) -> Inspec
             raise InputError(
                 f"{source}: carries no manifest", hint="pass --key HANDLE to try a model restore"
             )
-        backend = get_backend(options.backend)
-        if not backend.reversible:
+        if not is_reversible(options.backend):
             raise BackendUnavailable(
                 f"backend {options.backend!r} is not reversible: nothing can be restored"
             )
+        backend = get_backend(options.backend)
         return Inspection(
             source,
             kind,
@@ -186,8 +186,7 @@ def inspect_input(vault: Vault, source: Path, options: RestoreOptions) -> Inspec
             f"{nothing} exactly: it carries no sealed originals",
             hint="only outputs anonymized with --seal-original restore exactly",
         )
-    model = None if options.exact else get_backend(manifest.backend)
-    if model is not None and not model.reversible:
+    if not options.exact and not is_reversible(manifest.backend):  # checked before any model is loaded
         if sealed:
             raise BackendUnavailable(
                 f"backend {manifest.backend!r} is not reversible",
@@ -196,6 +195,7 @@ def inspect_input(vault: Vault, source: Path, options: RestoreOptions) -> Inspec
         raise BackendUnavailable(
             f"{nothing}: backend {manifest.backend!r} is not reversible and it carries no sealed originals"
         )
+    model = None if options.exact else get_backend(manifest.backend)
     mode: Mode = "exact" if options.exact else "model"
     return Inspection(
         source,

@@ -130,3 +130,23 @@ def test_eval_model_dir_for_a_backend_not_evaluated_is_a_usage_error(tmp_path: P
     ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "--model-dir names reverse-personalization" in result.output
+
+
+def test_restore_says_not_reversible_without_loading_the_model(
+    lab: Lab, tmp_path: Path, photo: Path, astronaut: np.ndarray, sdxl_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab.require_approval(False)
+    done = lab.cli("anonymize", photo, "-o", tmp_path / "out.png", "--case", CASE, "--backend", BACKEND,
+                   "--model-dir", sdxl_dir, "--steps", "2", "--seal-original")
+    assert done.exit_code == 0, done.stderr
+    monkeypatch.delenv("IFADIT_SDXL_DIR", raising=False)  # restore has no model folder: it must not need one
+    refused = lab.cli("restore", tmp_path / "out.png", "-o", tmp_path / "back.png", "--case", CASE,
+                      "--reason", "test", user="ivan")
+    assert refused.exit_code == 1
+    assert "backend 'reverse-personalization' is not reversible (its sealed originals restore with --exact)" in (
+        refused.stderr
+    )
+    exact = lab.cli("restore", tmp_path / "out.png", "-o", tmp_path / "back.png", "--case", CASE,
+                    "--reason", "test", "--exact", user="ivan")
+    assert exact.exit_code == 0, exact.stderr
+    assert np.array_equal(read_image(tmp_path / "back.png"), astronaut)
