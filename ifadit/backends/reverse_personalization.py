@@ -68,6 +68,7 @@ class ReversePersonalizationBackend:
         if attributes is not None and not attributes.strip():
             raise ValueError("attributes must be a non-empty prompt, e.g. 'an elderly man'")
         self.model = SdxlIdentityModel(Path(model_dir), device)
+        self.model_id, self.model_sha256 = self.model.model_id, self.model.sha256  # cited by manifests
         self.crop_size = crop_size if crop_size is not None else self.model.native_size
         if self.crop_size < self.model.size_multiple or self.crop_size % self.model.size_multiple:
             raise ValueError(

@@ -14,10 +14,14 @@ Expected layout of the folder the user points `--model-dir` at (nothing is ever 
 Conditioning follows SDXL: the penultimate hidden states of both text encoders side by side, the pooled
 projection of text_encoder_2 and the six size/crop ids (crop, crop, 0, 0, crop, crop); the identity tokens
 are appended after the text tokens. Everything runs in float32.
+
+Provenance: `folder_sha256` hashes every file of the folder (sorted relative path and each file's sha256), so
+a manifest's model id `sdxl-identity-<12 hex>` names the exact weights, tokenizers and adapter used.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +35,7 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 from transformers.utils import logging as transformers_logging
 
 from ifadit.errors import BackendUnavailable, ModelError
+from ifadit.models.checkpoint import model_id, sha256_file
 from ifadit.models.identity_adapter import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -88,6 +93,14 @@ def _quiet_loading() -> Iterator[None]:
                 library.enable_progress_bar()
 
 
+def folder_sha256(folder: Path) -> str:
+    """Hex sha256 over every file under `folder`: its relative path and its own sha256, in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
 def _load(loader: Any, folder: Path) -> Any:
     try:
         with _quiet_loading():
@@ -118,6 +131,8 @@ class SdxlIdentityModel:
         self.prediction_type: str = scheduler.config.prediction_type
         self.adapter: IdentityAdapter = load_identity_adapter(folder).to(self.device)
         self._check(folder)
+        self.sha256 = folder_sha256(folder)
+        self.model_id = model_id("sdxl-identity", self.sha256)
         self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.native_size = int(self.unet.config.sample_size) * self.vae_factor  # SDXL: 128 x 8 = 1024
         self.size_multiple = self.vae_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)

@@ -61,6 +61,7 @@ def test_anonymize_with_options_replaces_the_face(
     assert not np.array_equal(plain, elderly) and np.array_equal(plain, again)
     manifest = read_manifest(tmp_path / "plain.png")
     assert manifest is not None and manifest.backend == BACKEND and len(manifest.faces) == 1
+    assert manifest.model_sha256 is not None and manifest.model_id == f"sdxl-identity-{manifest.model_sha256[:12]}"
 
 
 def test_anonymize_errors_are_one_line(lab: Lab, tmp_path: Path, photo: Path, sdxl_dir: Path) -> None:

@@ -16,6 +16,7 @@ from ifadit.errors import BackendUnavailable, ModelError
 from ifadit.faces.recognize import crops_to_img
 from ifadit.models.dpm_inversion import invert, regenerate
 from ifadit.models.identity_adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from ifadit.models.sdxl import folder_sha256
 from tests.diffusion.support import CROP_SIZE, TEXT_LENGTH
 
 STEPS = 6  # enough for a trajectory with second-order steps; the tiny model needs no more
@@ -36,6 +37,7 @@ def vae_round_trip(model: ReversePersonalizationBackend, crops: np.ndarray) -> n
 def test_crop_size_comes_from_the_model_folder(sdxl_dir: Path) -> None:
     model = backend(sdxl_dir)
     assert model.crop_size == CROP_SIZE and not model.reversible and model.name == "reverse-personalization"
+    assert model.model_sha256 == folder_sha256(sdxl_dir) and model.model_id.startswith("sdxl-identity-")
     assert backend(sdxl_dir, crop_size=2 * CROP_SIZE).crop_size == 2 * CROP_SIZE
     with pytest.raises(ValueError, match="multiple of 16"):
         backend(sdxl_dir, crop_size=CROP_SIZE + 8)
@@ -152,3 +154,13 @@ def test_invalid_parts_are_model_errors(sdxl_dir: Path, tmp_path: Path) -> None:
     (wide / ADAPTER_CONFIG).write_text(json.dumps({**config, "format": "other"}))
     with pytest.raises(ModelError, match="not an identity adapter config"):
         backend(wide)
+
+
+def test_folder_digest_names_every_file_and_its_content(sdxl_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(sdxl_dir, copy)
+    assert folder_sha256(copy) == folder_sha256(sdxl_dir)
+    (copy / "tokenizer_2" / "merges.txt").write_text("#version: 0.2\n\n")
+    changed = folder_sha256(copy)
+    (copy / "tokenizer_2" / "merges.txt").rename(copy / "tokenizer_2" / "merges2.txt")
+    assert len({folder_sha256(sdxl_dir), changed, folder_sha256(copy)}) == 3
