@@ -78,15 +78,21 @@ def stalled_batch_job(url: str, photos: str, out: str, checkpoint: int | None, s
 JOBS: dict[str, Callable[..., None]] = {"batch": batch_job, "append": append_job, "stalled-batch": stalled_batch_job}
 
 
+def _say(path: str, text: str) -> None:
+    """Write `text` to `path` atomically: the test polls for the file and must never read it half-written."""
+    Path(path + ".tmp").write_text(text)
+    os.replace(path + ".tmp", path)
+
+
 def _child(job: str, args: list[Any], done: str) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # stdout is the server's answer channel
     try:
         JOBS[job](*args)
     except BaseException:
-        Path(done).write_text(traceback.format_exc())
+        _say(done, traceback.format_exc())
         os._exit(1)
-    Path(done).write_text("done")
+    _say(done, "done")
     os._exit(0)
 
 

@@ -1,5 +1,6 @@
 """Threat 4 at random points: kill -9 a batch anonymize, or a loop of audited key actions, after a seeded
-random delay drawn from the measured duration of the same job unkilled, again and again on one vault.
+random delay drawn from the measured duration of the same job unkilled (the faster of two runs), again and
+again on one vault.
 
 After every kill: the vault opens, its audit log verifies strictly (export + offline `verify_bundle`) and its
 sequence numbers have no gap; every visible output is complete (its pixels are the unkilled run's) and
@@ -69,7 +70,7 @@ def check_log(opened: Vault, bundle: Path, why: str) -> list[AuditEntry]:
 def batch(
     tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray, server: JobServer
 ) -> tuple[Lab, Path, dict[str, np.ndarray], float]:
-    """The lab vault, the photos, the unkilled job's outputs (pixels by name) and its measured duration."""
+    """The lab vault, the photos, the unkilled job's outputs (pixels by name) and its duration (faster of 2 runs)."""
     tmp = tmp_path_factory.mktemp("kills")
     lab = make_lab(tmp)
     photos = tmp / "photos"
@@ -77,10 +78,12 @@ def batch(
     crop = astronaut[0:224, 112:336]
     for index in range(PHOTOS):
         write_image(photos / f"p{index}.png", np.roll(crop, 3 * index, axis=1))
-    done = server.run("batch", [lab.url, str(photos), str(tmp / "reference"), 1], None)
-    reference = {p.name: read_image(p) for p in sorted((tmp / "reference").glob("p*.png"))}
+    seconds = [server.run("batch", [lab.url, str(photos), str(tmp / f"reference{run}"), 1], None).seconds
+               for run in range(2)]
+    reference = {p.name: read_image(p) for p in sorted((tmp / "reference0").glob("p*.png"))}
     assert len(reference) == PHOTOS
-    return lab, photos, reference, done.seconds
+    assert all(np.array_equal(read_image(tmp / "reference1" / name), image) for name, image in reference.items())
+    return lab, photos, reference, min(seconds)
 
 
 def check_outputs(opened: Vault, out: Path, reference: dict[str, np.ndarray], entries: list[AuditEntry],
@@ -178,7 +181,7 @@ def check_keys(opened: Vault, entries: list[AuditEntry], why: str) -> None:
 
 def _kill_appends(server: JobServer, opened: Vault, seeds: list[int], tmp: Path) -> None:
     args = [opened.url, ADMIN, ADMIN_PASS.decode(), ROUNDS]
-    duration = server.run("append", args, None).seconds
+    duration = min(server.run("append", args, None).seconds for _ in range(2))
     killed = 0
     for seed in seeds:
         delay = random.Random(seed).uniform(0.0, duration)
