@@ -16,8 +16,11 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from ifadit.errors import ModelError
+from ifadit.faces.identity import TORCH_DLIB
+from ifadit.models.dlib_resnet import DAT_NAME, load_dlib_resnet, models_dir
 from ifadit.models.stylegan2.networks import Generator, GeneratorConfig
 
 WEIGHTS_FILE = "model.safetensors"
@@ -49,6 +52,108 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def write_model_folder(
+    folder: Path,
+    tensors: dict[str, torch.Tensor],
+    kind: str,
+    name: str,
+    fields: dict[str, Any],
+    card: dict[str, Any] | None = None,
+) -> str:
+    """Write a model folder and return its model id: `tensors` to model.safetensors (temporary file + rename),
+    config.json = kind, name, model id, sha256 and `fields`; `card` (when given) to model_card.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{WEIGHTS_FILE}.tmp"
+    save_file(tensors, str(tmp), metadata={"kind": kind})
+    os.replace(tmp, folder / WEIGHTS_FILE)
+    digest = sha256_file(folder / WEIGHTS_FILE)
+    mid = model_id(name, digest)
+    write_json(
+        folder / CONFIG_FILE, {"kind": kind, "name": name, "model_id": mid, "sha256": digest, **fields}
+    )
+    if card is not None:
+        write_json(folder / CARD_FILE, {"model_id": mid, "sha256": digest, **card})
+    return mid
+
+
+def cpu_tensors(
+    state: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32, skip: str | None = None
+) -> dict[str, torch.Tensor]:
+    """`state` as contiguous CPU tensors of `dtype`, without the keys that start with `skip`."""
+    return {
+        k: v.detach().to("cpu", dtype).contiguous()
+        for k, v in state.items()
+        if skip is None or not k.startswith(skip)
+    }
+
+
+def read_model_config(folder: Path, kind: str, hint: str) -> dict[str, Any]:
+    """The parsed config.json of a model folder of `kind`; ModelError names the missing or malformed file
+    (`hint` goes with a missing one)."""
+    path = Path(folder) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: missing", hint=hint) from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or data.get("kind") != kind or "config" not in data:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ModelError(f"{path}: not {article} {kind} config")
+    return data
+
+
+def checked_weights(
+    folder: Path,
+    data: dict[str, Any],
+    expected_sha256: str | None,
+    missing_hint: str | None = None,
+    what: str = "model",
+) -> tuple[Path, str]:
+    """(weights path, sha256) of a model folder whose config.json is `data`, after checking the sha256
+    against config.json and `expected_sha256`; ModelError when the file is missing or differs."""
+    weights = Path(folder) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"{weights}: missing", hint=missing_hint)
+    digest = sha256_file(weights)
+    for label, want in (("config.json", data.get("sha256")), ("expected", expected_sha256)):
+        if want is not None and want != digest:
+            raise ModelError(
+                f"{weights}: sha256 {digest[:12]}... does not match the {label} value {str(want)[:12]}...",
+                hint=f"the file is corrupt or was replaced; fetch the {what} again",
+            )
+    return weights, digest
+
+
+def recognizer_sha256(recognizer: str) -> str | None:
+    """sha256 of the built-in recognizer's weights file when `recognizer` names it, else None."""
+    return sha256_file(models_dir() / DAT_NAME) if recognizer == TORCH_DLIB else None
+
+
+def built_in_recognizer(recognizer: str, folder: Path, data: dict[str, Any]) -> nn.Module:
+    """The recognizer a model folder names (only the built-in one loads), checked against the sha256 its
+    config.json (`data`) recorded."""
+    if recognizer != TORCH_DLIB:
+        raise ModelError(f"{folder}: recognizer {recognizer!r} is not built in; pass the recognizer module")
+    dat = models_dir() / DAT_NAME
+    want = data.get("recognizer_sha256")
+    if want is not None and sha256_file(dat) != want:
+        raise ModelError(f"{dat}: sha256 differs from the one this model was trained with ({want[:12]}...)")
+    return load_dlib_resnet(dat)
+
+
+def load_weights(model: nn.Module, weights: Path, folder: Path, skip: str) -> None:
+    """Load `weights` into `model`; every tensor must fit except those starting with `skip` (not stored)."""
+    try:
+        missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    except (RuntimeError, SafetensorError) as exc:
+        raise ModelError(f"{folder}: weights do not match the architecture in config.json: {exc}") from None
+    missing = [k for k in missing if not k.startswith(skip)]
+    if missing or unexpected:
+        raise ModelError(f"{weights}: missing tensors {missing[:3]}, unexpected tensors {unexpected[:3]}")
+
+
 def save_generator(
     generator: Generator,
     folder: Path,
@@ -57,57 +162,24 @@ def save_generator(
     dtype: torch.dtype = torch.float32,
 ) -> str:
     """Write `generator` to `folder` (created) and return its model id; `card` goes to model_card.json."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in generator.state_dict().items()}
-    tmp = folder / f".{WEIGHTS_FILE}.tmp"
-    save_file(tensors, str(tmp), metadata={"kind": GENERATOR_KIND})
-    os.replace(tmp, folder / WEIGHTS_FILE)
-    digest = sha256_file(folder / WEIGHTS_FILE)
-    mid = model_id(name, digest)
-    config = {
-        "kind": GENERATOR_KIND,
-        "name": name,
-        "model_id": mid,
-        "sha256": digest,
-        "dtype": str(dtype).removeprefix("torch."),
-        "config": generator.config.to_dict(),
-    }
-    write_json(folder / CONFIG_FILE, config)
-    if card is not None:
-        write_json(folder / CARD_FILE, {"model_id": mid, "sha256": digest, **card})
-    return mid
+    fields = {"dtype": str(dtype).removeprefix("torch."), "config": generator.config.to_dict()}
+    return write_model_folder(
+        folder, cpu_tensors(generator.state_dict(), dtype), GENERATOR_KIND, name, fields, card
+    )
 
 
 def read_config(folder: Path) -> dict[str, Any]:
     """The parsed config.json of a checkpoint folder, with ModelError when absent or malformed."""
-    path = folder / CONFIG_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelError(
-            f"{path}: missing", hint="a checkpoint folder holds model.safetensors and config.json"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict) or data.get("kind") != GENERATOR_KIND or "config" not in data:
-        raise ModelError(f"{path}: not a {GENERATOR_KIND} config")
-    return data
+    return read_model_config(
+        folder, GENERATOR_KIND, hint="a checkpoint folder holds model.safetensors and config.json"
+    )
 
 
 def load_generator(folder: Path, expected_sha256: str | None = None) -> tuple[Generator, str]:
     """Load a generator checkpoint after checking its sha256; returns (generator in eval mode, model id)."""
     folder = Path(folder)
     data = read_config(folder)
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelError(f"{weights}: missing")
-    digest = sha256_file(weights)
-    for label, want in (("config.json", data.get("sha256")), ("expected", expected_sha256)):
-        if want is not None and want != digest:
-            raise ModelError(
-                f"{weights}: sha256 {digest[:12]}... does not match the {label} value {str(want)[:12]}...",
-                hint="the file is corrupt or was replaced; fetch the checkpoint again",
-            )
+    weights, digest = checked_weights(folder, data, expected_sha256, what="checkpoint")
     try:
         config = GeneratorConfig.from_dict(data["config"])
         generator = Generator(config)

