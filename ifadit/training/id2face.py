@@ -20,9 +20,6 @@ anonymized under 3 seeds. Run folder layout as `ifadit.training.runner` (model/ 
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,12 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
-from ifadit.errors import InputError
 from ifadit.faces.identity import TORCH_DLIB
-from ifadit.models.checkpoint import WEIGHTS_FILE, write_json
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.id2face.checkpoint import RECOGNIZER_PREFIX, save_id2face
 from ifadit.models.id2face.config import Id2FaceConfig
@@ -48,7 +42,13 @@ from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.options import Id2FaceOptions
 from ifadit.training.phase1 import grid_faces
 from ifadit.training.phase2 import augment_view
-from ifadit.training.runner import MODEL_DIR, grid_image, prepare_run, write_png
+from ifadit.training.runner import (
+    grid_image,
+    prepare_run,
+    read_checkpoint,
+    run_loop,
+    write_checkpoint,
+)
 
 GRID_SEEDS = (1, 2, 3)  # anonymization seeds of the sample grid's last three columns
 CHUNK = 64  # crops per recognizer call when filling the descriptor cache
@@ -237,12 +237,6 @@ def estimate_identity_mean(state: Id2FaceState, crops: torch.Tensor, samples: in
 
 def save_state(state: Id2FaceState, options: Id2FaceOptions) -> Path:
     """Write checkpoints/step-XXXXXXX/{model/, state.pt, state.json}, point latest.json at it, refresh model/."""
-    out = Path(options.out)
-    root = out / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final, tmp = root / f"step-{state.step:07d}", root / f".tmp-step-{state.step:07d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     card = {
         "steps": state.step,
         "vae_steps": min(state.step, options.vae_steps),
@@ -250,7 +244,6 @@ def save_state(state: Id2FaceState, options: Id2FaceOptions) -> Path:
         "wall_seconds": round(state.wall_seconds, 1),
         "data": options.data,
     }
-    save_id2face(state.model, tmp / MODEL_DIR, name=options.name, card=card)
     extra = {
         "vae_opt": state.vae_opt.state_dict(),
         "opt": state.opt.state_dict(),
@@ -258,40 +251,22 @@ def save_state(state: Id2FaceState, options: Id2FaceOptions) -> Path:
         "cache_values": state.cache.values,
         "cache_filled": state.cache.filled,
     }
-    torch.save(extra, tmp / "state.pt")
-    write_json(
-        tmp / "state.json", {"step": state.step, "nimg": state.nimg, "wall_seconds": state.wall_seconds}
+    return write_checkpoint(
+        state,
+        Path(options.out),
+        options.keep_states,
+        lambda folder: save_id2face(state.model, folder, name=options.name, card=card),
+        extra,
     )
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    write_json(root / "latest.json", {"step": state.step, "path": final.name})
-    export = out / f".{MODEL_DIR}.tmp"
-    shutil.rmtree(export, ignore_errors=True)
-    shutil.copytree(final / MODEL_DIR, export)
-    shutil.rmtree(out / MODEL_DIR, ignore_errors=True)
-    os.replace(export, out / MODEL_DIR)
-    for old in sorted(root.glob("step-*"))[: -max(options.keep_states, 1)]:
-        shutil.rmtree(old)
-    return final
 
 
 def load_state(state: Id2FaceState, out: Path) -> None:
     """Restore weights, optimizers, RNG, descriptor cache and counters from the newest checkpoint of `out`."""
-    latest = Path(out) / "checkpoints" / "latest.json"
-    if not latest.is_file():
-        raise InputError(f"{latest}: missing, nothing to resume in {out}")
-    folder = latest.parent / json.loads(latest.read_text())["path"]
-    tensors = load_file(str(folder / MODEL_DIR / WEIGHTS_FILE))
-    missing, unexpected = state.model.load_state_dict(tensors, strict=False)
-    if unexpected or any(not k.startswith(RECOGNIZER_PREFIX) for k in missing):
-        raise InputError(f"{folder}: its model does not match this run's architecture")
-    extra = torch.load(folder / "state.pt", weights_only=True)
+    extra = read_checkpoint(state, state.model, out, RECOGNIZER_PREFIX)
     state.vae_opt.load_state_dict(extra["vae_opt"])
     state.opt.load_state_dict(extra["opt"])
     torch.set_rng_state(extra["rng"])
     state.cache.values, state.cache.filled = extra["cache_values"], extra["cache_filled"]
-    info = json.loads((folder / "state.json").read_text())
-    state.step, state.nimg, state.wall_seconds = info["step"], info["nimg"], info["wall_seconds"]
 
 
 def train_id2face(
@@ -308,86 +283,34 @@ def train_id2face(
     `threads`: torch's intra-op CPU threads (None = default; 1 is fastest on a CPU shared with other jobs).
     """
     with torch_threads(threads):
-        return _train(options, resume, recognizer, on_step, clock, torch.device(device))
-
-
-def _train(
-    options: Id2FaceOptions,
-    resume: bool,
-    recognizer: nn.Module | None,
-    on_step: Callable[[int, dict[str, float]], None] | None,
-    clock: Callable[[], float],
-    device: torch.device,
-) -> Id2FaceState:
-    model = build_model(options, recognizer).to(device)
-    crops = load_crops(Path(options.data), options.resolution)
-    prepare_run(options, resume)
-    learning = [*model.encoder.parameters(), *model.harmonizer.parameters(), *model.denoiser.parameters()]
-    state = Id2FaceState(
-        model,
-        torch.optim.Adam(model.vae.parameters(), lr=options.vae_lr),
-        torch.optim.Adam(learning, lr=options.lr, betas=(0.9, 0.99)),
-        DescriptorCache(len(crops), options.id_dim),
-        device=device,
-    )
-    if resume:
-        load_state(state, Path(options.out))
-    else:
-        estimate_identity_mean(state, crops, options.stats_samples, options.seed)
-        torch.manual_seed(options.seed)
-    faces = grid_faces(crops, options.grid, options.seed).to(device)
-    return _loop(state, options, crops, faces, on_step, clock)
-
-
-def _loop(
-    state: Id2FaceState,
-    options: Id2FaceOptions,
-    crops: torch.Tensor,
-    faces: torch.Tensor,
-    on_step: Callable[[int, dict[str, float]], None] | None,
-    clock: Callable[[], float],
-) -> Id2FaceState:
-    """Step until `options.steps` (or KeyboardInterrupt), logging, sampling (phase 2) and checkpointing."""
-    out = Path(options.out)
-    metrics = out / "metrics.jsonl"
-    if metrics.is_file():  # drop lines written after the checkpoint a resumed run starts from
-        kept = [
-            ln
-            for ln in metrics.read_text().splitlines()
-            if ln.strip() and json.loads(ln)["step"] <= state.step
-        ]
-        metrics.write_text("".join(f"{ln}\n" for ln in kept))
-    window: dict[str, list[float]] = {}
-    last_ckpt = t_step = clock()
-    try:
-        while options.steps is None or state.step < options.steps:
-            stats = train_step(state, crops, options)
-            state.step += 1
-            state.nimg += options.vae_batch if stats["phase"] == 1.0 else options.batch
-            now = clock()
-            state.wall_seconds += now - t_step
-            stats["sec_per_step"] = now - t_step
-            t_step = now
-            for k, v in stats.items():
-                window.setdefault(k, []).append(v)
-            if state.step % options.log_every == 0:
-                line: dict[str, float] = {"step": state.step, "wall_seconds": round(state.wall_seconds, 1)}
-                line.update({k: float(np.mean(v)) for k, v in window.items()})
-                with metrics.open("a") as fh:
-                    fh.write(json.dumps(line) + "\n")
-                window = {}
-            if state.step > options.vae_steps and state.step % options.sample_every == 0:
-                grid = sample_grid(state.model, faces, options.grid_steps)
-                write_png(grid, out / "samples" / f"step-{state.step:07d}.png")
-                write_png(grid, out / "samples-latest.png")
-                t_step = clock()  # sampling time is not training time
-            if now - last_ckpt >= options.checkpoint_minutes * 60:
-                save_state(state, options)
-                last_ckpt = t_step = clock()
-            if on_step is not None:
-                on_step(state.step, stats)
-    except KeyboardInterrupt:
-        save_state(state, options)
-        raise
-    save_state(state, options)
+        model = build_model(options, recognizer).to(device)
+        crops = load_crops(Path(options.data), options.resolution)
+        prepare_run(options, resume)
+        learning = [*model.encoder.parameters(), *model.harmonizer.parameters(), *model.denoiser.parameters()]
+        state = Id2FaceState(
+            model,
+            torch.optim.Adam(model.vae.parameters(), lr=options.vae_lr),
+            torch.optim.Adam(learning, lr=options.lr, betas=(0.9, 0.99)),
+            DescriptorCache(len(crops), options.id_dim),
+            device=torch.device(device),
+        )
+        if resume:
+            load_state(state, Path(options.out))
+        else:
+            estimate_identity_mean(state, crops, options.stats_samples, options.seed)
+            torch.manual_seed(options.seed)
+        faces = grid_faces(crops, options.grid, options.seed).to(device)
+        run_loop(
+            state,
+            options,
+            train_step=lambda: train_step(state, crops, options),
+            sample_grid=lambda: (
+                sample_grid(model, faces, options.grid_steps) if state.step > options.vae_steps else None
+            ),
+            save=lambda: save_state(state, options),
+            on_step=on_step,
+            clock=clock,
+            images=lambda stats: options.vae_batch if stats["phase"] == 1.0 else options.batch,
+            exclude_sampling_time=True,
+        )
     return state

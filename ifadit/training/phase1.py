@@ -31,7 +31,9 @@ from ifadit.training.runner import (
     grid_image,
     load_state,
     prepare_run,
+    random_batch,
     run_loop,
+    save_state,
 )
 from ifadit.training.taps import FeatureTap
 
@@ -151,35 +153,25 @@ def train_phase1(
     `threads`: torch's intra-op CPU threads (None = default; 1 is fastest on a CPU shared with other jobs).
     """
     with torch_threads(threads):
-        return _train(options, resume, recognizer, on_step, clock, torch.device(device))
-
-
-def _train(
-    options: Phase1Options,
-    resume: bool,
-    recognizer: nn.Module | None,
-    on_step: Callable[[int, dict[str, float]], None] | None,
-    clock: Callable[[], float],
-    device: torch.device,
-) -> PhaseState:
-    model = build_model(options, recognizer).to(device)
-    crops = load_crops(Path(options.data), model.config.resolution)
-    prepare_run(options, resume)
-    learning = [*model.encoder.parameters(), *model.mapper.parameters()]
-    state = PhaseState(model, torch.optim.Adam(learning, lr=options.lr, betas=(0.9, 0.99)))
-    if resume:
-        load_state(state, Path(options.out))
-    else:
-        identity_statistics(model, crops, options.stats_samples, options.seed)
-        torch.manual_seed(options.seed)
-    tap = FeatureTap(model.recognizer, options.feature_layers)
-    faces = grid_faces(crops, options.grid, options.seed).to(device)
-    return run_loop(
-        state,
-        options,
-        next_batch=lambda: crops[torch.randint(0, len(crops), [options.batch])],
-        train_step=lambda batch: phase1_step(state, tap, batch, options),
-        sample_grid=lambda: phase1_grid(model, faces),
-        on_step=on_step,
-        clock=clock,
-    )
+        model = build_model(options, recognizer).to(device)
+        crops = load_crops(Path(options.data), model.config.resolution)
+        prepare_run(options, resume)
+        learning = [*model.encoder.parameters(), *model.mapper.parameters()]
+        state = PhaseState(model, torch.optim.Adam(learning, lr=options.lr, betas=(0.9, 0.99)))
+        if resume:
+            load_state(state, Path(options.out))
+        else:
+            identity_statistics(model, crops, options.stats_samples, options.seed)
+            torch.manual_seed(options.seed)
+        tap = FeatureTap(model.recognizer, options.feature_layers)
+        faces = grid_faces(crops, options.grid, options.seed).to(device)
+        run_loop(
+            state,
+            options,
+            train_step=lambda: phase1_step(state, tap, random_batch(crops, options.batch), options),
+            sample_grid=lambda: phase1_grid(model, faces),
+            save=lambda: save_state(state, options),
+            on_step=on_step,
+            clock=clock,
+        )
+    return state

@@ -44,7 +44,9 @@ from ifadit.training.runner import (
     load_state,
     model_folder,
     prepare_run,
+    random_batch,
     run_loop,
+    save_state,
 )
 
 TRAINING_MODEL_ID = "ifadit-training"  # model id in the HKDF info of training keys (any id gives N(0, I))
@@ -186,33 +188,25 @@ def train_phase2(
     `threads`: torch's intra-op CPU threads (None = default; 1 is fastest on a CPU shared with other jobs).
     """
     with torch_threads(threads):
-        return _train(options, resume, recognizer, on_step, clock, torch.device(device))
-
-
-def _train(
-    options: Phase2Options,
-    resume: bool,
-    recognizer: nn.Module | None,
-    on_step: Callable[[int, dict[str, float]], None] | None,
-    clock: Callable[[], float],
-    device: torch.device,
-) -> PhaseState:
-    model, _, _ = load_ifadit(model_folder(Path(options.encoder)), recognizer=recognizer)
-    model = model.to(device)
-    crops = load_crops(Path(options.data), model.config.resolution)
-    prepare_run(options, resume)
-    state = PhaseState(model, torch.optim.Adam(phase2_parameters(model), lr=options.lr, betas=(0.9, 0.99)))
-    if resume:
-        load_state(state, Path(options.out))
-    else:
-        torch.manual_seed(options.seed)
-    faces = grid_faces(crops, options.grid, options.seed).to(device)
-    return run_loop(
-        state,
-        options,
-        next_batch=lambda: crops[torch.randint(0, len(crops), [options.batch])],
-        train_step=lambda batch: phase2_step(state, batch, options),
-        sample_grid=lambda: phase2_grid(model, faces),
-        on_step=on_step,
-        clock=clock,
-    )
+        model, _, _ = load_ifadit(model_folder(Path(options.encoder)), recognizer=recognizer)
+        model = model.to(device)
+        crops = load_crops(Path(options.data), model.config.resolution)
+        prepare_run(options, resume)
+        state = PhaseState(
+            model, torch.optim.Adam(phase2_parameters(model), lr=options.lr, betas=(0.9, 0.99))
+        )
+        if resume:
+            load_state(state, Path(options.out))
+        else:
+            torch.manual_seed(options.seed)
+        faces = grid_faces(crops, options.grid, options.seed).to(device)
+        run_loop(
+            state,
+            options,
+            train_step=lambda: phase2_step(state, random_batch(crops, options.batch), options),
+            sample_grid=lambda: phase2_grid(model, faces),
+            save=lambda: save_state(state, options),
+            on_step=on_step,
+            clock=clock,
+        )
+    return state

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from torch import nn
 
 from ifadit.errors import InputError
 from ifadit.models.checkpoint import WEIGHTS_FILE, write_json
@@ -99,49 +100,82 @@ def grid_image(columns: list[torch.Tensor]) -> np.ndarray:
     return tiles.transpose(0, 2, 1, 3, 4).reshape(n * r, c * r, 3)
 
 
-def save_state(state: PhaseState, options: Schedule) -> Path:
-    """Write the model folder and training state under checkpoints/step-XXXXXXX; point latest.json at it."""
-    out = Path(options.out)
+class Counters(Protocol):
+    """The progress counters every run state carries (saved in state.json)."""
+
+    step: int
+    nimg: int
+    wall_seconds: float
+
+
+def write_checkpoint(
+    counters: Counters,
+    out: Path,
+    keep_states: int,
+    save_model: Callable[[Path], object],
+    extra: dict[str, Any],
+) -> Path:
+    """Write checkpoints/step-XXXXXXX/{model/ (by `save_model`), state.pt (`extra`), state.json} of run folder
+    `out` atomically, point latest.json at it, refresh `out/model/` and keep the newest `keep_states`."""
     root = out / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{state.step:07d}"
-    tmp = root / f".tmp-step-{state.step:07d}"
+    final = root / f"step-{counters.step:07d}"
+    tmp = root / f".tmp-step-{counters.step:07d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    card = {"steps": state.step, "kimg": state.nimg / 1000, "wall_seconds": round(state.wall_seconds, 1)}
-    save_ifadit(state.model, tmp / MODEL_DIR, name=options.name, card=card)
-    torch.save({"optimizer": state.optimizer.state_dict(), "rng": torch.get_rng_state()}, tmp / "state.pt")
+    save_model(tmp / MODEL_DIR)
+    torch.save(extra, tmp / "state.pt")
     write_json(
-        tmp / "state.json", {"step": state.step, "nimg": state.nimg, "wall_seconds": state.wall_seconds}
+        tmp / "state.json",
+        {"step": counters.step, "nimg": counters.nimg, "wall_seconds": counters.wall_seconds},
     )
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    write_json(root / "latest.json", {"step": state.step, "path": final.name})
+    write_json(root / "latest.json", {"step": counters.step, "path": final.name})
     export = out / f".{MODEL_DIR}.tmp"
     shutil.rmtree(export, ignore_errors=True)
     shutil.copytree(final / MODEL_DIR, export)
     shutil.rmtree(out / MODEL_DIR, ignore_errors=True)
     os.replace(export, out / MODEL_DIR)
-    for old in sorted(root.glob("step-*"))[: -max(options.keep_states, 1)]:
+    for old in sorted(root.glob("step-*"))[: -max(keep_states, 1)]:
         shutil.rmtree(old)
     return final
 
 
-def load_state(state: PhaseState, out: Path) -> None:
-    """Restore model weights, optimizer, RNG and counters from the newest checkpoint of run folder `out`."""
+def read_checkpoint(counters: Counters, model: nn.Module, out: Path, skip: str) -> dict[str, Any]:
+    """Load the newest checkpoint of run folder `out` into `model` (every tensor but those starting with
+    `skip`) and `counters`; returns its state.pt (optimizers, RNG, ...)."""
     latest = Path(out) / "checkpoints" / "latest.json"
     if not latest.is_file():
         raise InputError(f"{latest}: missing, nothing to resume in {out}")
     folder = latest.parent / json.loads(latest.read_text())["path"]
     tensors = load_file(str(folder / MODEL_DIR / WEIGHTS_FILE))
-    missing, unexpected = state.model.load_state_dict(tensors, strict=False)
-    if unexpected or any(not k.startswith(RECOGNIZER_PREFIX) for k in missing):
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if unexpected or any(not k.startswith(skip) for k in missing):
         raise InputError(f"{folder}: its model does not match this run's architecture")
-    extra = torch.load(folder / "state.pt", weights_only=True)
+    extra: dict[str, Any] = torch.load(folder / "state.pt", weights_only=True)
+    info = json.loads((folder / "state.json").read_text())
+    counters.step, counters.nimg, counters.wall_seconds = info["step"], info["nimg"], info["wall_seconds"]
+    return extra
+
+
+def save_state(state: PhaseState, options: Schedule) -> Path:
+    """Write the model folder and training state under checkpoints/step-XXXXXXX; point latest.json at it."""
+    card = {"steps": state.step, "kimg": state.nimg / 1000, "wall_seconds": round(state.wall_seconds, 1)}
+    return write_checkpoint(
+        state,
+        Path(options.out),
+        options.keep_states,
+        lambda folder: save_ifadit(state.model, folder, name=options.name, card=card),
+        {"optimizer": state.optimizer.state_dict(), "rng": torch.get_rng_state()},
+    )
+
+
+def load_state(state: PhaseState, out: Path) -> None:
+    """Restore model weights, optimizer, RNG and counters from the newest checkpoint of run folder `out`."""
+    extra = read_checkpoint(state, state.model, out, RECOGNIZER_PREFIX)
     state.optimizer.load_state_dict(extra["optimizer"])
     torch.set_rng_state(extra["rng"])
-    info = json.loads((folder / "state.json").read_text())
-    state.step, state.nimg, state.wall_seconds = info["step"], info["nimg"], info["wall_seconds"]
 
 
 def prepare_run(options: Any, resume: bool) -> None:
@@ -158,33 +192,51 @@ def prepare_run(options: Any, resume: bool) -> None:
     write_json(out / "options.json", dataclasses.asdict(options))
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
+def random_batch(crops: torch.Tensor, batch: int) -> torch.Tensor:
+    """`batch` crops drawn with replacement by torch's global generator."""
+    return crops[torch.randint(0, len(crops), [batch])]
+
+
+def truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines written after `step` (a run that died after its last checkpoint)."""
     if path.is_file():
         lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
         path.write_text("".join(f"{ln}\n" for ln in lines))
 
 
+def write_samples(grid: np.ndarray, out: Path, step: int) -> None:
+    """A sample grid as samples/step-XXXXXXX.png and samples-latest.png of run folder `out`."""
+    write_png(grid, out / "samples" / f"step-{step:07d}.png")
+    write_png(grid, out / "samples-latest.png")
+
+
 def run_loop(
-    state: PhaseState,
+    state: Counters,
     options: Schedule,
-    next_batch: Callable[[], torch.Tensor],
-    train_step: Callable[[torch.Tensor], dict[str, float]],
-    sample_grid: Callable[[], np.ndarray],
+    train_step: Callable[[], dict[str, float]],
+    sample_grid: Callable[[], np.ndarray | None],
+    save: Callable[[], object],
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
-) -> PhaseState:
-    """Step until `options.steps` (or KeyboardInterrupt), logging, sampling and checkpointing on the way."""
+    images: Callable[[dict[str, float]], int] | None = None,
+    exclude_sampling_time: bool = False,
+) -> None:
+    """Step until `options.steps` (or KeyboardInterrupt), logging, sampling and checkpointing (`save`) on the way.
+
+    `train_step` draws its batch and returns its stats; `images(stats)` is how many images it used (default
+    `options.batch`); `sample_grid` may return None (no grid at this step); `exclude_sampling_time` keeps the
+    time spent on grids out of `wall_seconds`.
+    """
     out = Path(options.out)
     metrics_path = out / "metrics.jsonl"
-    _truncate_metrics(metrics_path, state.step)
+    truncate_metrics(metrics_path, state.step)
     window: dict[str, list[float]] = {}
     last_ckpt = t_step = clock()
     try:
         while options.steps is None or state.step < options.steps:
-            stats = train_step(next_batch())
+            stats = train_step()
             state.step += 1
-            state.nimg += options.batch
+            state.nimg += options.batch if images is None else images(stats)
             now = clock()
             state.wall_seconds += now - t_step
             stats["sec_per_step"] = now - t_step
@@ -199,15 +251,16 @@ def run_loop(
                 window = {}
             if state.step % options.sample_every == 0:
                 grid = sample_grid()
-                write_png(grid, out / "samples" / f"step-{state.step:07d}.png")
-                write_png(grid, out / "samples-latest.png")
+                if grid is not None:
+                    write_samples(grid, out, state.step)
+                    if exclude_sampling_time:
+                        t_step = clock()
             if now - last_ckpt >= options.checkpoint_minutes * 60:
-                save_state(state, options)
+                save()
                 last_ckpt = t_step = clock()
             if on_step is not None:
                 on_step(state.step, stats)
     except KeyboardInterrupt:
-        save_state(state, options)
+        save()
         raise
-    save_state(state, options)
-    return state
+    save()
