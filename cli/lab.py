@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-import signal
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 from tqdm import tqdm
 
-from ifadit.training.options import TrainOptions, latest_step, read_options
+from cli.training_run import (
+    OUT_OPTION,
+    THREADS_OPTION,
+    checkpoint_minutes_option,
+    device_option,
+    run_with_progress,
+    steps_option,
+)
+from ifadit.training.options import TrainOptions, read_options
+
+if TYPE_CHECKING:
+    from ifadit.training.loop import TrainState
 
 _DEFAULTS = TrainOptions(data="", out="")
-
-
-def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """`kill PID` stops training like Ctrl-C: the loop writes a checkpoint first."""
-    raise KeyboardInterrupt
 
 
 @click.group("train")
@@ -36,12 +42,7 @@ def train_group() -> None:
     type=click.Path(exists=True, path_type=Path),
     help="Aligned-crop cache (.npz) or a folder of face photos (aligned once into --out).",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Run folder (checkpoints, samples, metrics).",
-)
+@OUT_OPTION
 @click.option(
     "--resolution",
     type=int,
@@ -54,13 +55,7 @@ def train_group() -> None:
     is_flag=True,
     help="Continue the run in --out from its newest checkpoint (its options.json wins).",
 )
-@click.option(
-    "--steps",
-    type=int,
-    default=None,
-    show_default="until interrupted",
-    help="Stop after this many steps in total.",
-)
+@steps_option("Stop after this many steps in total.")
 @click.option(
     "--batch", type=int, default=_DEFAULTS.batch, show_default=True, help="Images per step (multiple of 4)."
 )
@@ -141,27 +136,9 @@ def train_group() -> None:
     show_default=True,
     help="Steps between sample grids.",
 )
-@click.option(
-    "--checkpoint-minutes",
-    type=float,
-    default=_DEFAULTS.checkpoint_minutes,
-    show_default=True,
-    help="Wall minutes between checkpoints.",
-)
-@click.option(
-    "--threads",
-    type=int,
-    default=None,
-    show_default="torch default",
-    help="CPU threads; 1 is fastest on a CPU shared with other jobs.",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
-    show_default=True,
-    help="Where the networks run; checkpoints are portable between devices.",
-)
+@checkpoint_minutes_option(_DEFAULTS.checkpoint_minutes)
+@THREADS_OPTION
+@device_option("Where the networks run; checkpoints are portable between devices.")
 def train_generator(
     data: Path | None,
     out: Path,
@@ -228,37 +205,32 @@ def train_generator(
             init_generator=None if init_generator is None else str(init_generator),
             d_warmup_steps=d_warmup_steps,
         )
-    start = latest_step(Path(options.out)) if resume else 0
-    bar = tqdm(total=options.steps, initial=start, unit="step", dynamic_ncols=True)
-
-    def on_step(step: int, stats: dict[str, float]) -> None:
-        bar.set_postfix(
-            G=f"{stats.get('loss_G', float('nan')):.2f}",
-            D=f"{stats['loss_D']:.2f}",
-            p=f"{stats.get('ada_p', 0):.2f}",
-            refresh=False,
-        )
-        bar.update(step - bar.n)
-
-    align_bar = tqdm(unit="image", desc="aligning", leave=False, dynamic_ncols=True)
-
-    def on_align(done: int, total: int) -> None:
-        align_bar.total = total
-        align_bar.update(done - align_bar.n)
-
     from ifadit.training.loop import train  # torch loads here, not at every `ifadit` start-up
 
-    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
-    try:
-        with bar, align_bar:
-            state = train(
+    def run(on_step: Callable[[int, dict[str, float]], None]) -> TrainState:
+        with tqdm(unit="image", desc="aligning", leave=False, dynamic_ncols=True) as align_bar:
+
+            def on_align(done: int, total: int) -> None:
+                align_bar.total = total
+                align_bar.update(done - align_bar.n)
+
+            return train(
                 options, resume=resume, on_step=on_step, threads=threads, on_align=on_align, device=device
             )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+    state = run_with_progress(Path(options.out), options.steps, resume, _losses, run)
     click.echo(
         f"{options.out}: step {state.step}, {state.nimg / 1000:.1f} kimg, {state.wall_seconds / 60:.1f} min"
     )
+
+
+def _losses(stats: dict[str, float]) -> dict[str, str]:
+    """The progress bar's G and D losses and ADA probability."""
+    return {
+        "G": f"{stats.get('loss_G', float('nan')):.2f}",
+        "D": f"{stats['loss_D']:.2f}",
+        "p": f"{stats.get('ada_p', 0):.2f}",
+    }
 
 
 def register(group: click.Group) -> None:

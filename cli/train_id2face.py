@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
-import signal
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
 import click
-from tqdm import tqdm
 
 from cli.lab import train_group
-from ifadit.training.options import Id2FaceOptions, latest_step, read_id2face_options
+from cli.training_run import (
+    OUT_OPTION,
+    RESUME_OPTION,
+    THREADS_OPTION,
+    checkpoint_minutes_option,
+    device_option,
+    echo_model_run,
+    run_options,
+    run_with_progress,
+    steps_option,
+)
+from ifadit.training.options import Id2FaceOptions, read_id2face_options
 
 _DEFAULTS = Id2FaceOptions(data="", out="")
-
-
-def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """`kill PID` stops training like Ctrl-C: the loop writes a checkpoint first."""
-    raise KeyboardInterrupt
 
 
 @click.command("id2face")
@@ -27,20 +30,9 @@ def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Aligned-crop cache (.npz) at --resolution (required for a new run).",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Run folder (checkpoints, samples, metrics).",
-)
-@click.option("--resume", is_flag=True, help="Continue the run in --out (its options.json wins).")
-@click.option(
-    "--steps",
-    type=int,
-    default=None,
-    show_default="until interrupted",
-    help="Stop after this many steps in total.",
-)
+@OUT_OPTION
+@RESUME_OPTION
+@steps_option("Stop after this many steps in total.")
 @click.option(
     "--vae-steps",
     type=int,
@@ -82,42 +74,17 @@ def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
     show_default=True,
     help="Steps between sample grids (source | reconstruction | 3 anonymized), phase 2 only.",
 )
-@click.option(
-    "--checkpoint-minutes",
-    type=float,
-    default=_DEFAULTS.checkpoint_minutes,
-    show_default=True,
-    help="Wall minutes between checkpoints.",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
-    show_default=True,
-    help="Where the networks run; checkpoints are CPU tensors, so a run may change device on resume.",
-)
-@click.option(
-    "--threads",
-    type=int,
-    default=None,
-    show_default="torch default",
-    help="CPU threads; 1 is fastest on a CPU shared with other jobs.",
-)
+@checkpoint_minutes_option(_DEFAULTS.checkpoint_minutes)
+@device_option()
+@THREADS_OPTION
 def train_id2face_command(
     data: Path | None,
     out: Path,
     resume: bool,
     steps: int | None,
-    vae_steps: int,
-    vae_batch: int,
-    resolution: int,
-    batch: int,
-    lr: float,
-    seed: int,
-    sample_every: int,
-    checkpoint_minutes: float,
     device: str,
     threads: int | None,
+    **fields: Any,
 ) -> None:
     """Train the ID²Face anonymizer: identity VAE first, then attribute encoder, harmonizer and denoiser.
 
@@ -128,43 +95,26 @@ def train_id2face_command(
       ifadit train id2face --data cache/celeba-train-64.npz --out runs/id2face64 --threads 1
       ifadit train id2face --out runs/id2face64 --resume --steps 100000
     """
-    if resume:
-        options = dataclasses.replace(read_id2face_options(out), steps=steps)
-    else:
-        if data is None:
-            raise click.UsageError("--data is required for a new run")
-        options = Id2FaceOptions(
-            data=str(data),
-            out=str(out),
-            resolution=resolution,
-            batch=batch,
-            vae_steps=vae_steps,
-            vae_batch=vae_batch,
-            steps=steps,
-            seed=seed,
-            lr=lr,
-            sample_every=sample_every,
-            checkpoint_minutes=checkpoint_minutes,
-        )
+    options = run_options(
+        read_id2face_options,
+        lambda: Id2FaceOptions(data=str(data), out=str(out), steps=steps, **fields),
+        out,
+        resume,
+        steps,
+        required={"data": data},
+    )
     from ifadit.training.id2face import train_id2face  # torch loads here, not at every `ifadit` start-up
 
-    bar = tqdm(
-        total=options.steps, initial=latest_step(out) if resume else 0, unit="step", dynamic_ncols=True
+    state = run_with_progress(
+        out,
+        options.steps,
+        resume,
+        lambda stats: {"phase": int(stats["phase"]), "loss": f"{stats['loss']:.4f}"},
+        lambda on_step: train_id2face(
+            options, resume=resume, on_step=on_step, threads=threads, device=device
+        ),
     )
-
-    def on_step(step: int, stats: dict[str, float]) -> None:
-        bar.set_postfix(phase=int(stats["phase"]), loss=f"{stats['loss']:.4f}", refresh=False)
-        bar.update(step - bar.n)
-
-    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
-    try:
-        with bar:
-            state = train_id2face(options, resume=resume, on_step=on_step, threads=threads, device=device)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    click.echo(
-        f"{options.out}: step {state.step}, {state.wall_seconds / 60:.1f} min; model in {options.out}/model"
-    )
+    echo_model_run(options.out, state.step, state.wall_seconds)
 
 
 def register(group: click.Group) -> None:

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
-import signal
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
-from tqdm import tqdm
 
 from cli.lab import train_group
+from cli.training_run import (
+    OUT_OPTION,
+    RESUME_OPTION,
+    THREADS_OPTION,
+    Decorator,
+    checkpoint_minutes_option,
+    device_option,
+    echo_model_run,
+    run_options,
+    run_with_progress,
+    steps_option,
+)
 from ifadit.training.options import (
     Phase1Options,
     Phase2Options,
-    latest_step,
     read_phase1_options,
     read_phase2_options,
 )
@@ -28,28 +35,17 @@ _P1 = Phase1Options(generator="", data="", out="")
 _P2 = Phase2Options(encoder="", data="", out="")
 
 
-def _common(defaults: Phase1Options | Phase2Options) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _common(defaults: Phase1Options | Phase2Options) -> Decorator:
     """The options both phases share."""
-    options = [
+    options: list[Decorator] = [
         click.option(
             "--data",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
             help="Aligned-crop cache (.npz) at the generator's resolution (required for a new run).",
         ),
-        click.option(
-            "--out",
-            type=click.Path(path_type=Path),
-            required=True,
-            help="Run folder (checkpoints, samples, metrics).",
-        ),
-        click.option("--resume", is_flag=True, help="Continue the run in --out (its options.json wins)."),
-        click.option(
-            "--steps",
-            type=int,
-            default=None,
-            show_default="until interrupted",
-            help="Stop after this many steps.",
-        ),
+        OUT_OPTION,
+        RESUME_OPTION,
+        steps_option("Stop after this many steps."),
         click.option("--batch", type=int, default=defaults.batch, show_default=True, help="Faces per step."),
         click.option(
             "--seed",
@@ -66,27 +62,9 @@ def _common(defaults: Phase1Options | Phase2Options) -> Callable[[Callable[..., 
             show_default=True,
             help="Steps between sample grids.",
         ),
-        click.option(
-            "--checkpoint-minutes",
-            type=float,
-            default=defaults.checkpoint_minutes,
-            show_default=True,
-            help="Wall minutes between checkpoints.",
-        ),
-        click.option(
-            "--device",
-            type=click.Choice(["cpu", "cuda"]),
-            default="cpu",
-            show_default=True,
-            help="Where the networks run; checkpoints are CPU tensors, so a run may change device on resume.",
-        ),
-        click.option(
-            "--threads",
-            type=int,
-            default=None,
-            show_default="torch default",
-            help="CPU threads; 1 is fastest on a CPU shared with other jobs.",
-        ),
+        checkpoint_minutes_option(defaults.checkpoint_minutes),
+        device_option(),
+        THREADS_OPTION,
     ]
 
     def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -97,31 +75,18 @@ def _common(defaults: Phase1Options | Phase2Options) -> Callable[[Callable[..., 
     return apply
 
 
-def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """`kill PID` stops training like Ctrl-C: the loop writes a checkpoint first."""
-    raise KeyboardInterrupt
-
-
 def _run(
     train: Callable[..., PhaseState], options: Any, resume: bool, threads: int | None, device: str
 ) -> None:
     """Run a phase with a progress bar on stderr, then print where it stopped."""
-    start = latest_step(Path(options.out)) if resume else 0
-    bar = tqdm(total=options.steps, initial=start, unit="step", dynamic_ncols=True)
-
-    def on_step(step: int, stats: dict[str, float]) -> None:
-        bar.set_postfix(loss=f"{stats['loss']:.3f}", refresh=False)
-        bar.update(step - bar.n)
-
-    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
-    try:
-        with bar:
-            state = train(options, resume=resume, on_step=on_step, threads=threads, device=device)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    click.echo(
-        f"{options.out}: step {state.step}, {state.wall_seconds / 60:.1f} min; model in {options.out}/model"
+    state = run_with_progress(
+        Path(options.out),
+        options.steps,
+        resume,
+        lambda stats: {"loss": f"{stats['loss']:.3f}"},
+        lambda on_step: train(options, resume=resume, on_step=on_step, threads=threads, device=device),
     )
+    echo_model_run(options.out, state.step, state.wall_seconds)
 
 
 @click.command("encoder")
@@ -144,14 +109,9 @@ def train_encoder(
     out: Path,
     resume: bool,
     steps: int | None,
-    batch: int,
-    seed: int,
-    lr: float,
-    sample_every: int,
-    checkpoint_minutes: float,
     device: str,
     threads: int | None,
-    stats_samples: int,
+    **fields: Any,
 ) -> None:
     """Phase 1: train the attribute encoder and mapper around a frozen generator and dlib recognizer.
 
@@ -161,23 +121,14 @@ def train_encoder(
         --data cache/celeba-train-64.npz --out runs/enc64 --threads 1
       ifadit train encoder --out runs/enc64 --resume --steps 20000
     """
-    if resume:
-        options = dataclasses.replace(read_phase1_options(out), steps=steps)
-    else:
-        if generator is None or data is None:
-            raise click.UsageError("--generator and --data are required for a new run")
-        options = Phase1Options(
-            generator=str(generator),
-            data=str(data),
-            out=str(out),
-            batch=batch,
-            steps=steps,
-            seed=seed,
-            lr=lr,
-            stats_samples=stats_samples,
-            sample_every=sample_every,
-            checkpoint_minutes=checkpoint_minutes,
-        )
+    options = run_options(
+        read_phase1_options,
+        lambda: Phase1Options(generator=str(generator), data=str(data), out=str(out), steps=steps, **fields),
+        out,
+        resume,
+        steps,
+        required={"generator": generator, "data": data},
+    )
     from ifadit.training.phase1 import train_phase1  # torch loads here, not at every `ifadit` start-up
 
     _run(train_phase1, options, resume, threads, device)
@@ -203,14 +154,9 @@ def train_flow(
     out: Path,
     resume: bool,
     steps: int | None,
-    batch: int,
-    seed: int,
-    lr: float,
-    sample_every: int,
-    checkpoint_minutes: float,
     device: str,
     threads: int | None,
-    margin: float,
+    **fields: Any,
 ) -> None:
     """Phase 2: train the key-conditioned flow and the re-read correction on random 256-bit keys.
 
@@ -219,23 +165,14 @@ def train_flow(
       ifadit train flow --encoder runs/enc64 --data cache/celeba-train-64.npz --out runs/flow64 --threads 1
       ifadit train flow --out runs/flow64 --resume --steps 20000
     """
-    if resume:
-        options = dataclasses.replace(read_phase2_options(out), steps=steps)
-    else:
-        if encoder is None or data is None:
-            raise click.UsageError("--encoder and --data are required for a new run")
-        options = Phase2Options(
-            encoder=str(encoder),
-            data=str(data),
-            out=str(out),
-            batch=batch,
-            steps=steps,
-            seed=seed,
-            lr=lr,
-            margin=margin,
-            sample_every=sample_every,
-            checkpoint_minutes=checkpoint_minutes,
-        )
+    options = run_options(
+        read_phase2_options,
+        lambda: Phase2Options(encoder=str(encoder), data=str(data), out=str(out), steps=steps, **fields),
+        out,
+        resume,
+        steps,
+        required={"encoder": encoder, "data": data},
+    )
     from ifadit.training.phase2 import train_phase2  # torch and FrEIA load here, not at every start-up
 
     _run(train_phase2, options, resume, threads, device)
