@@ -13,38 +13,34 @@ when it is not there, `BackendUnavailable` says how to train one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ifadit.backends import crop_model
 from ifadit.backends.base import check_crops, not_reversible
 from ifadit.errors import BackendUnavailable
-from ifadit.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from ifadit.models.id2face.checkpoint import load_id2face
 from ifadit.models.id2face.model import Id2FaceModel
 from keyvault.envelope import hkdf_sha256
 
 MODEL_NAME = "id2face-64"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED_INFO = b"ifadit/id2face/seed/v1"  # HKDF info prefix; the model id follows after "|"
 UNKEYED = b"ifadit/id2face/no-key"  # stands in for key material in runs without a key
 
 
 def default_model_dir() -> Path:
     """`$IFADIT_PRETRAINED/id2face-64`, else `pretrained/id2face-64` in the source tree."""
-    root = os.environ.get("IFADIT_PRETRAINED")
-    return (Path(root) if root else REPO_ROOT / "pretrained") / MODEL_NAME
+    return crop_model.default_model_dir(MODEL_NAME)
 
 
 def _missing(folder: Path) -> BackendUnavailable | None:
-    absent = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
-    if not absent:
+    absent = crop_model.absent_files(folder)
+    if absent is None:
         return None
     return BackendUnavailable(
-        f"ID²Face model not found: {', '.join(str(folder / n) for n in absent)} missing",
+        f"ID²Face model not found: {absent}",
         hint="train one with `ifadit train id2face --data cache/celeba-train-64.npz --out runs/id2face64` "
         f"and copy runs/id2face64/model to {folder}",
     )
@@ -95,19 +91,13 @@ class Id2FaceBackend:
         """[N,S,S,3] uint8 -> the same faces (attributes) with new identities drawn under `key`."""
         check_crops(crops)
         seed = seed_from_key(key, self.model_id)
-        size, side = self.crop_size, crops.shape[1]
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(crops), self.batch_size):
-                chunk = torch.from_numpy(np.ascontiguousarray(crops[start : start + self.batch_size]))
-                img = chunk.to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
-                if side != size:
-                    img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True)
-                img = self.model.anonymize(img, seed, self.steps)
-                if side != size:
-                    img = F.interpolate(img, size=(side, side), mode="bilinear", antialias=side < size)
-                out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
-        return torch.cat(out).numpy() if out else crops.copy()
+        return crop_model.map_crops(
+            crops,
+            self.crop_size,
+            self.batch_size,
+            self.device,
+            lambda img: self.model.anonymize(img, seed, self.steps),
+        )
 
     def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
         """Always refuses: the source identity is not in the output (use --seal-original for exact restore)."""

@@ -9,36 +9,32 @@ is missing and how to produce it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ifadit.backends import crop_model
 from ifadit.backends.base import check_crops
 from ifadit.errors import ModelError
-from ifadit.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from ifadit.models.flow import condition_from_key
 from ifadit.models.ifadit_checkpoint import load_ifadit
 from ifadit.models.ifadit_model import IfaditModel
 
 MODEL_NAME = "ifadit-64"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_model_dir() -> Path:
     """`$IFADIT_PRETRAINED/ifadit-64`, else `pretrained/ifadit-64` in the source tree."""
-    root = os.environ.get("IFADIT_PRETRAINED")
-    return (Path(root) if root else REPO_ROOT / "pretrained") / MODEL_NAME
+    return crop_model.default_model_dir(MODEL_NAME)
 
 
 def _missing(folder: Path) -> ModelError | None:
-    absent = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
-    if not absent:
+    absent = crop_model.absent_files(folder)
+    if absent is None:
         return None
     return ModelError(
-        f"iFADIT model not shipped: {', '.join(str(folder / n) for n in absent)} missing",
+        f"iFADIT model not shipped: {absent}",
         hint="train it (`ifadit train encoder`, then `ifadit train flow`) and copy the flow run's "
         f"model/ folder to {folder}",
     )
@@ -87,19 +83,12 @@ class IfaditBackend:
     def _run(self, crops: np.ndarray, key: bytes | None, restore: bool) -> np.ndarray:
         check_crops(crops)
         c = self._condition(key)
-        size, side = self.crop_size, crops.shape[1]
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(crops), self.batch_size):
-                chunk = torch.from_numpy(np.ascontiguousarray(crops[start : start + self.batch_size]))
-                img = chunk.to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
-                if side != size:
-                    img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True)
-                img = self.model.restore(img, c) if restore else self.model.anonymize(img, c)
-                if side != size:
-                    img = F.interpolate(img, size=(side, side), mode="bilinear", antialias=side < size)
-                out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
-        return torch.cat(out).numpy() if out else crops.copy()
+        net = (
+            (lambda img: self.model.restore(img, c))
+            if restore
+            else (lambda img: self.model.anonymize(img, c))
+        )
+        return crop_model.map_crops(crops, self.crop_size, self.batch_size, self.device, net)
 
     def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
         """[N,S,S,3] uint8 -> the same faces with surrogate identities under `key`."""

@@ -1,0 +1,52 @@
+"""What the model backends on canonical crops share: where their model folder is by default, which of its files
+are missing, and running a network over crops in batches at the network's own resolution."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ifadit.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_model_dir(name: str) -> Path:
+    """`$IFADIT_PRETRAINED/<name>`, else `pretrained/<name>` in the source tree."""
+    root = os.environ.get("IFADIT_PRETRAINED")
+    return (Path(root) if root else REPO_ROOT / "pretrained") / name
+
+
+def absent_files(folder: Path) -> str | None:
+    """'<path>, <path> missing' for the files of a model folder that are not there, or None when none is."""
+    absent = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+    return f"{', '.join(str(folder / n) for n in absent)} missing" if absent else None
+
+
+def map_crops(
+    crops: np.ndarray,
+    size: int,
+    batch_size: int,
+    device: torch.device,
+    net: Callable[[torch.Tensor], torch.Tensor],
+) -> np.ndarray:
+    """[N,S,S,3] uint8 -> `net` applied to batches of img in [-1, 1] at `size` px (resized there and back when
+    S differs) -> [N,S,S,3] uint8."""
+    side = crops.shape[1]
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(crops), batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(crops[start : start + batch_size]))
+            img = chunk.to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+            if side != size:
+                img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True)
+            img = net(img)
+            if side != size:
+                img = F.interpolate(img, size=(side, side), mode="bilinear", antialias=side < size)
+            out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
+    return torch.cat(out).numpy() if out else crops.copy()
