@@ -27,6 +27,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "model_card.json"
 GENERATOR_KIND = "stylegan2-generator"
+RECOGNIZER_PREFIX = "recognizer."  # tensors of a model's recognizer, not stored in its folder
 
 
 def sha256_file(path: Path) -> str:

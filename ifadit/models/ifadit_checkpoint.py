@@ -16,6 +16,7 @@ from torch import nn
 from ifadit.errors import ModelError
 from ifadit.models.checkpoint import (
     CONFIG_FILE,
+    RECOGNIZER_PREFIX,
     WEIGHTS_FILE,
     built_in_recognizer,
     checked_weights,
@@ -30,7 +31,6 @@ from ifadit.models.ifadit_model import IfaditConfig, IfaditModel
 from ifadit.models.stylegan2.networks import Generator
 
 IFADIT_KIND = "ifadit-model"
-RECOGNIZER_PREFIX = "recognizer."
 
 
 def save_ifadit(

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from ifadit.errors import InputError
@@ -43,6 +42,7 @@ from ifadit.training.augment import AdaController, AugmentPipe
 from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, prepare_crops, to_model_range
 from ifadit.training.options import TrainOptions
+from ifadit.training.runner import truncate_metrics, write_samples
 
 
 def generator_config(options: TrainOptions) -> GeneratorConfig:
@@ -258,12 +258,6 @@ def sample_grid(G: Generator, options: TrainOptions) -> np.ndarray:
     return img.reshape(n, n, 3, r, r).permute(0, 3, 1, 4, 2).reshape(n * r, n * r, 3).numpy()
 
 
-def _write_png(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
 def save_checkpoint(state: TrainState, options: TrainOptions) -> Path:
     """Write the full state under checkpoints/step-XXXXXXX (atomically) and point latest.json at it."""
     root = Path(options.out) / "checkpoints"
@@ -336,14 +330,6 @@ def load_checkpoint(state: TrainState, options: TrainOptions) -> None:
         state.augment.p.fill_(state.ada.p)
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after `step` (a run that died after its last checkpoint)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    path.write_text("".join(f"{ln}\n" for ln in lines))
-
-
 def train(
     options: TrainOptions,
     resume: bool = False,
@@ -389,7 +375,7 @@ def _train(
     metrics_path = out / "metrics.jsonl"
     if resume:
         load_checkpoint(state, options)
-        _truncate_metrics(metrics_path, state.step)
+        truncate_metrics(metrics_path, state.step)
     else:
         if (out / "checkpoints" / "latest.json").exists():
             raise InputError(
@@ -425,8 +411,7 @@ def _train(
                 window = {}
             if state.step % options.sample_every == 0:
                 grid = sample_grid(state.G_ema, options)
-                _write_png(grid, out / "samples" / f"step-{state.step:07d}.png")
-                _write_png(grid, out / "samples-latest.png")
+                write_samples(grid, out, state.step)
             if now - last_ckpt >= options.checkpoint_minutes * 60:
                 save_checkpoint(state, options)
                 last_ckpt = clock()

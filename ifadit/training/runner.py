@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -32,9 +32,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ifadit.errors import InputError
-from ifadit.models.checkpoint import WEIGHTS_FILE, write_json
-from ifadit.models.ifadit_checkpoint import RECOGNIZER_PREFIX, save_ifadit
-from ifadit.models.ifadit_model import IfaditModel
+from ifadit.models.checkpoint import RECOGNIZER_PREFIX, WEIGHTS_FILE, write_json
+
+if TYPE_CHECKING:
+    from ifadit.models.ifadit_model import IfaditModel
 
 MODEL_DIR = "model"
 
@@ -161,6 +162,8 @@ def read_checkpoint(counters: Counters, model: nn.Module, out: Path, skip: str) 
 
 def save_state(state: PhaseState, options: Schedule) -> Path:
     """Write the model folder and training state under checkpoints/step-XXXXXXX; point latest.json at it."""
+    from ifadit.models.ifadit_checkpoint import save_ifadit  # FrEIA loads for iFADIT runs only
+
     card = {"steps": state.step, "kimg": state.nimg / 1000, "wall_seconds": round(state.wall_seconds, 1)}
     return write_checkpoint(
         state,

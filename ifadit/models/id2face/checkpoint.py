@@ -17,6 +17,7 @@ from torch import nn
 from ifadit.errors import ModelError
 from ifadit.models.checkpoint import (
     CONFIG_FILE,
+    RECOGNIZER_PREFIX,
     WEIGHTS_FILE,
     built_in_recognizer,
     checked_weights,
@@ -31,7 +32,6 @@ from ifadit.models.id2face.config import Id2FaceConfig
 from ifadit.models.id2face.model import Id2FaceModel
 
 ID2FACE_KIND = "id2face-model"
-RECOGNIZER_PREFIX = "recognizer."
 
 
 def model_tensors(model: Id2FaceModel) -> dict[str, torch.Tensor]:
