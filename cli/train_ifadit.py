@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -27,9 +28,6 @@ from ifadit.training.options import (
     read_phase1_options,
     read_phase2_options,
 )
-
-if TYPE_CHECKING:
-    from ifadit.training.runner import PhaseState
 
 _P1 = Phase1Options(generator="", data="", out="")
 _P2 = Phase2Options(encoder="", data="", out="")
@@ -75,10 +73,32 @@ def _common(defaults: Phase1Options | Phase2Options) -> Decorator:
     return apply
 
 
-def _run(
-    train: Callable[..., PhaseState], options: Any, resume: bool, threads: int | None, device: str
+def _train_phase(
+    phase: str,
+    read: Callable[[Path], Any],
+    make: Callable[..., Any],
+    source: dict[str, Path | None],
+    data: Path | None,
+    out: Path,
+    resume: bool,
+    steps: int | None,
+    device: str,
+    threads: int | None,
+    **fields: Any,
 ) -> None:
-    """Run a phase with a progress bar on stderr, then print where it stopped."""
+    """Options of a new or resumed run of `phase` ('phase1', 'phase2'; `source` names its starting model),
+    then the run with a progress bar on stderr and a line saying where it stopped."""
+    required = {**source, "data": data}
+    options = run_options(
+        read,
+        lambda: make(**{k: str(v) for k, v in required.items()}, out=str(out), steps=steps, **fields),
+        out,
+        resume,
+        steps,
+        required,
+    )
+    module = importlib.import_module(f"ifadit.training.{phase}")  # torch loads here, not at every start-up
+    train = getattr(module, f"train_{phase}")
     state = run_with_progress(
         Path(options.out),
         options.steps,
@@ -103,16 +123,7 @@ def _run(
     show_default=True,
     help="Training crops used to estimate the identity-code statistics.",
 )
-def train_encoder(
-    generator: Path | None,
-    data: Path | None,
-    out: Path,
-    resume: bool,
-    steps: int | None,
-    device: str,
-    threads: int | None,
-    **fields: Any,
-) -> None:
+def train_encoder(generator: Path | None, **common: Any) -> None:
     """Phase 1: train the attribute encoder and mapper around a frozen generator and dlib recognizer.
 
     \b
@@ -121,17 +132,7 @@ def train_encoder(
         --data cache/celeba-train-64.npz --out runs/enc64 --threads 1
       ifadit train encoder --out runs/enc64 --resume --steps 20000
     """
-    options = run_options(
-        read_phase1_options,
-        lambda: Phase1Options(generator=str(generator), data=str(data), out=str(out), steps=steps, **fields),
-        out,
-        resume,
-        steps,
-        required={"generator": generator, "data": data},
-    )
-    from ifadit.training.phase1 import train_phase1  # torch loads here, not at every `ifadit` start-up
-
-    _run(train_phase1, options, resume, threads, device)
+    _train_phase("phase1", read_phase1_options, Phase1Options, {"generator": generator}, **common)
 
 
 @click.command("flow")
@@ -148,16 +149,7 @@ def train_encoder(
     show_default=True,
     help="Hinge margin above dlib's 0.6 threshold for anonymity, diversity and wrong-key distances.",
 )
-def train_flow(
-    encoder: Path | None,
-    data: Path | None,
-    out: Path,
-    resume: bool,
-    steps: int | None,
-    device: str,
-    threads: int | None,
-    **fields: Any,
-) -> None:
+def train_flow(encoder: Path | None, **common: Any) -> None:
     """Phase 2: train the key-conditioned flow and the re-read correction on random 256-bit keys.
 
     \b
@@ -165,17 +157,7 @@ def train_flow(
       ifadit train flow --encoder runs/enc64 --data cache/celeba-train-64.npz --out runs/flow64 --threads 1
       ifadit train flow --out runs/flow64 --resume --steps 20000
     """
-    options = run_options(
-        read_phase2_options,
-        lambda: Phase2Options(encoder=str(encoder), data=str(data), out=str(out), steps=steps, **fields),
-        out,
-        resume,
-        steps,
-        required={"encoder": encoder, "data": data},
-    )
-    from ifadit.training.phase2 import train_phase2  # torch and FrEIA load here, not at every start-up
-
-    _run(train_phase2, options, resume, threads, device)
+    _train_phase("phase2", read_phase2_options, Phase2Options, {"encoder": encoder}, **common)
 
 
 def register(group: click.Group) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -65,7 +65,7 @@ def run_options(
     out: Path,
     resume: bool,
     steps: int | None,
-    required: dict[str, object],
+    required: Mapping[str, object],
 ) -> T:
     """A resumed run's options (its options.json, with --steps) or a new run's (`make()`), after checking that
     the `required` options (name -> value) were given."""
