@@ -42,7 +42,7 @@ from ifadit.training.augment import AdaController, AugmentPipe
 from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, prepare_crops, to_model_range
 from ifadit.training.options import TrainOptions
-from ifadit.training.runner import truncate_metrics, write_samples
+from ifadit.training.runner import MetricsLog, random_batch, truncate_metrics, write_samples
 
 
 def generator_config(options: TrainOptions) -> GeneratorConfig:
@@ -386,29 +386,24 @@ def _train(
             warm_start(state, Path(options.init_generator))
     write_json(out / "options.json", dataclasses.asdict(options))
 
-    window: dict[str, list[float]] = {}
+    metrics = MetricsLog(metrics_path)
     last_ckpt = clock()
     t_step = clock()
     try:
         while options.steps is None or state.step < options.steps:
-            idx = torch.randint(0, crops.shape[0], [options.batch])
-            stats = train_step(state, crops[idx], options)
+            stats = train_step(state, random_batch(crops, options.batch), options)
             now = clock()
             state.wall_seconds += now - t_step
             stats["sec_per_step"] = now - t_step
             t_step = now
-            for k, v in stats.items():
-                window.setdefault(k, []).append(v)
+            metrics.add(stats)
             if state.step % options.log_every == 0:
-                line = {
+                head = {
                     "step": state.step,
                     "kimg": state.nimg / 1000,
                     "wall_seconds": round(state.wall_seconds, 1),
                 }
-                line.update({k: float(np.mean(v)) for k, v in window.items()})
-                with metrics_path.open("a") as fh:
-                    fh.write(json.dumps(line) + "\n")
-                window = {}
+                metrics.write(head)
             if state.step % options.sample_every == 0:
                 grid = sample_grid(state.G_ema, options)
                 write_samples(grid, out, state.step)

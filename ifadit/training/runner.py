@@ -207,6 +207,26 @@ def truncate_metrics(path: Path, step: int) -> None:
         path.write_text("".join(f"{ln}\n" for ln in lines))
 
 
+class MetricsLog:
+    """Per-step stats, averaged over the steps since the last line and appended to metrics.jsonl as one line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.window: dict[str, list[float]] = {}
+
+    def add(self, stats: dict[str, float]) -> None:
+        """Collect one step's stats."""
+        for k, v in stats.items():
+            self.window.setdefault(k, []).append(v)
+
+    def write(self, head: dict[str, float]) -> None:
+        """Append `head` followed by the means of the collected stats; start a new window."""
+        line = {**head, **{k: float(np.mean(v)) for k, v in self.window.items()}}
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(line) + "\n")
+        self.window = {}
+
+
 def write_samples(grid: np.ndarray, out: Path, step: int) -> None:
     """A sample grid as samples/step-XXXXXXX.png and samples-latest.png of run folder `out`."""
     write_png(grid, out / "samples" / f"step-{step:07d}.png")
@@ -231,9 +251,8 @@ def run_loop(
     time spent on grids out of `wall_seconds`.
     """
     out = Path(options.out)
-    metrics_path = out / "metrics.jsonl"
-    truncate_metrics(metrics_path, state.step)
-    window: dict[str, list[float]] = {}
+    metrics = MetricsLog(out / "metrics.jsonl")
+    truncate_metrics(metrics.path, state.step)
     last_ckpt = t_step = clock()
     try:
         while options.steps is None or state.step < options.steps:
@@ -244,14 +263,9 @@ def run_loop(
             state.wall_seconds += now - t_step
             stats["sec_per_step"] = now - t_step
             t_step = now
-            for k, v in stats.items():
-                window.setdefault(k, []).append(v)
+            metrics.add(stats)
             if state.step % options.log_every == 0:
-                line: dict[str, float] = {"step": state.step, "wall_seconds": round(state.wall_seconds, 1)}
-                line.update({k: float(np.mean(v)) for k, v in window.items()})
-                with metrics_path.open("a") as fh:
-                    fh.write(json.dumps(line) + "\n")
-                window = {}
+                metrics.write({"step": state.step, "wall_seconds": round(state.wall_seconds, 1)})
             if state.step % options.sample_every == 0:
                 grid = sample_grid()
                 if grid is not None:
