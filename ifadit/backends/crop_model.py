@@ -28,6 +28,16 @@ def absent_files(folder: Path) -> str | None:
     return f"{', '.join(str(folder / n) for n in absent)} missing" if absent else None
 
 
+def model_folder(model_dir: Path | None, name: str, not_found: Callable[[Path, str], Exception]) -> Path:
+    """`model_dir` (default `default_model_dir(name)`) once its files are there; else raise
+    `not_found(folder, what is missing)`."""
+    folder = Path(model_dir) if model_dir is not None else default_model_dir(name)
+    absent = absent_files(folder)
+    if absent is not None:
+        raise not_found(folder, absent)
+    return folder
+
+
 def map_crops(
     crops: np.ndarray,
     size: int,

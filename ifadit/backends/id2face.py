@@ -35,10 +35,7 @@ def default_model_dir() -> Path:
     return crop_model.default_model_dir(MODEL_NAME)
 
 
-def _missing(folder: Path) -> BackendUnavailable | None:
-    absent = crop_model.absent_files(folder)
-    if absent is None:
-        return None
+def _not_found(folder: Path, absent: str) -> BackendUnavailable:
     return BackendUnavailable(
         f"ID²Face model not found: {absent}",
         hint="train one with `ifadit train id2face --data cache/celeba-train-64.npz --out runs/id2face64` "
@@ -75,11 +72,7 @@ class Id2FaceBackend:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if model is None:
-            folder = Path(model_dir) if model_dir is not None else default_model_dir()
-            error = _missing(folder)
-            if error is not None:
-                raise error
-            model = load_id2face(folder)
+            model = load_id2face(crop_model.model_folder(model_dir, MODEL_NAME, _not_found))
         net, self.model_id, self.model_sha256 = model
         self.device = torch.device(device)
         self.model = net.eval().to(self.device)

@@ -29,10 +29,7 @@ def default_model_dir() -> Path:
     return crop_model.default_model_dir(MODEL_NAME)
 
 
-def _missing(folder: Path) -> ModelError | None:
-    absent = crop_model.absent_files(folder)
-    if absent is None:
-        return None
+def _not_shipped(folder: Path, absent: str) -> ModelError:
     return ModelError(
         f"iFADIT model not shipped: {absent}",
         hint="train it (`ifadit train encoder`, then `ifadit train flow`) and copy the flow run's "
@@ -42,7 +39,7 @@ def _missing(folder: Path) -> ModelError | None:
 
 def is_shipped(model_dir: Path | None = None) -> bool:
     """Whether the model files are in place (the CLI can default to this backend only then)."""
-    return _missing(Path(model_dir) if model_dir is not None else default_model_dir()) is None
+    return crop_model.absent_files(Path(model_dir) if model_dir is not None else default_model_dir()) is None
 
 
 class IfaditBackend:
@@ -64,11 +61,7 @@ class IfaditBackend:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if model is None:
-            folder = Path(model_dir) if model_dir is not None else default_model_dir()
-            error = _missing(folder)
-            if error is not None:
-                raise error
-            model = load_ifadit(folder)
+            model = load_ifadit(crop_model.model_folder(model_dir, MODEL_NAME, _not_shipped))
         net, self.model_id, self.model_sha256 = model
         self.device = torch.device(device)
         self.model = net.eval().to(self.device)
