@@ -10,8 +10,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -27,6 +28,19 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "model_card.json"
 GENERATOR_KIND = "stylegan2-generator"
+
+
+class RecognizerConfig(Protocol):
+    """The config of a model built around a recognizer: names it, and serialises."""
+
+    @property
+    def recognizer(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+C = TypeVar("C", bound=RecognizerConfig)
+M = TypeVar("M", bound=nn.Module)
 RECOGNIZER_PREFIX = "recognizer."  # tensors of a model's recognizer, not stored in its folder
 
 
@@ -153,6 +167,52 @@ def load_weights(model: nn.Module, weights: Path, folder: Path, skip: str) -> No
     missing = [k for k in missing if not k.startswith(skip)]
     if missing or unexpected:
         raise ModelError(f"{weights}: missing tensors {missing[:3]}, unexpected tensors {unexpected[:3]}")
+
+
+def save_recognizer_model(
+    model: nn.Module,
+    config: RecognizerConfig,
+    folder: Path,
+    kind: str,
+    name: str,
+    card: dict[str, Any] | None = None,
+) -> str:
+    """Write a model built around a recognizer (its `config` names it; its weights are not stored, the
+    built-in one's sha256 is) to `folder` and return its model id."""
+    fields = {"recognizer_sha256": recognizer_sha256(config.recognizer), "config": config.to_dict()}
+    tensors = cpu_tensors(model.state_dict(), skip=RECOGNIZER_PREFIX)
+    return write_model_folder(folder, tensors, kind, name, fields, card)
+
+
+def load_recognizer_model(
+    folder: Path,
+    kind: str,
+    label: str,
+    parse: Callable[[dict[str, Any]], C],
+    build: Callable[[C, nn.Module], M],
+    recognizer: nn.Module | None,
+    expected_sha256: str | None,
+) -> tuple[M, str, str]:
+    """Load a folder written by `save_recognizer_model` after checking sha256s: `parse` reads its config,
+    `build(config, recognizer)` makes the network (`recognizer` None: the built-in one the folder names);
+    returns (model in eval mode, model id, weights sha256). `label` names the model in messages; the
+    model id's name defaults to `kind` without its '-model' suffix."""
+    folder = Path(folder)
+    data = read_model_config(
+        folder, kind, hint=f"an {label} model folder holds {WEIGHTS_FILE} and {CONFIG_FILE}"
+    )
+    weights, digest = checked_weights(
+        folder, data, expected_sha256, missing_hint=f"{CONFIG_FILE} is there but the weights are not"
+    )
+    try:
+        config = parse(data["config"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f"{folder / CONFIG_FILE}: not a valid {label} config ({exc})") from None
+    if recognizer is None:
+        recognizer = built_in_recognizer(config.recognizer, folder, data)
+    model = build(config, recognizer)
+    load_weights(model, weights, folder, RECOGNIZER_PREFIX)
+    return model.eval(), model_id(str(data.get("name", kind.removesuffix("-model"))), digest), digest
 
 
 def save_generator(

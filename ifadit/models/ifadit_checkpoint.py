@@ -13,19 +13,12 @@ from typing import Any
 
 from torch import nn
 
-from ifadit.errors import ModelError
 from ifadit.models.checkpoint import (
     CONFIG_FILE,
-    RECOGNIZER_PREFIX,
     WEIGHTS_FILE,
-    built_in_recognizer,
-    checked_weights,
-    cpu_tensors,
-    load_weights,
-    model_id,
+    load_recognizer_model,
     read_model_config,
-    recognizer_sha256,
-    write_model_folder,
+    save_recognizer_model,
 )
 from ifadit.models.ifadit_model import IfaditConfig, IfaditModel
 from ifadit.models.stylegan2.networks import Generator
@@ -37,12 +30,7 @@ def save_ifadit(
     model: IfaditModel, folder: Path, name: str = "ifadit", card: dict[str, Any] | None = None
 ) -> str:
     """Write `model` to `folder` (created) and return its model id; `card` goes to model_card.json."""
-    fields = {
-        "recognizer_sha256": recognizer_sha256(model.config.recognizer),
-        "config": model.config.to_dict(),
-    }
-    tensors = cpu_tensors(model.state_dict(), skip=RECOGNIZER_PREFIX)
-    return write_model_folder(folder, tensors, IFADIT_KIND, name, fields, card)
+    return save_recognizer_model(model, model.config, folder, IFADIT_KIND, name, card)
 
 
 def read_ifadit_config(folder: Path) -> dict[str, Any]:
@@ -59,17 +47,12 @@ def load_ifadit(
 
     `recognizer` replaces the stored recognizer name (tests pass small stand-ins; production passes None).
     """
-    folder = Path(folder)
-    data = read_ifadit_config(folder)
-    weights, digest = checked_weights(
-        folder, data, expected_sha256, missing_hint=f"{CONFIG_FILE} is there but the weights are not"
+    return load_recognizer_model(
+        folder,
+        IFADIT_KIND,
+        "iFADIT",
+        IfaditConfig.from_dict,
+        lambda config, rec: IfaditModel(config, Generator(config.generator), rec),
+        recognizer,
+        expected_sha256,
     )
-    try:
-        config = IfaditConfig.from_dict(data["config"])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ModelError(f"{folder / CONFIG_FILE}: not a valid iFADIT config ({exc})") from None
-    if recognizer is None:
-        recognizer = built_in_recognizer(config.recognizer, folder, data)
-    model = IfaditModel(config, Generator(config.generator), recognizer)
-    load_weights(model, weights, folder, RECOGNIZER_PREFIX)
-    return model.eval(), model_id(str(data.get("name", "ifadit")), digest), digest

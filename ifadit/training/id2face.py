@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ifadit.faces.identity import TORCH_DLIB
+from ifadit.models.checkpoint import RECOGNIZER_PREFIX
 from ifadit.models.dlib_resnet import load_dlib_resnet
-from ifadit.models.id2face.checkpoint import RECOGNIZER_PREFIX, save_id2face
+from ifadit.models.id2face.checkpoint import save_id2face
 from ifadit.models.id2face.config import Id2FaceConfig
 from ifadit.models.id2face.diffusion import add_noise, velocity
 from ifadit.models.id2face.identity import identity_codes

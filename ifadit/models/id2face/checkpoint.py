@@ -11,22 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from ifadit.errors import ModelError
 from ifadit.models.checkpoint import (
-    CONFIG_FILE,
-    RECOGNIZER_PREFIX,
-    WEIGHTS_FILE,
-    built_in_recognizer,
-    checked_weights,
-    cpu_tensors,
-    load_weights,
-    model_id,
-    read_model_config,
-    recognizer_sha256,
-    write_model_folder,
+    load_recognizer_model,
+    save_recognizer_model,
 )
 from ifadit.models.id2face.config import Id2FaceConfig
 from ifadit.models.id2face.model import Id2FaceModel
@@ -34,27 +23,11 @@ from ifadit.models.id2face.model import Id2FaceModel
 ID2FACE_KIND = "id2face-model"
 
 
-def model_tensors(model: Id2FaceModel) -> dict[str, torch.Tensor]:
-    """The saved tensors of `model` (everything but the recognizer), as contiguous float32 CPU tensors."""
-    return cpu_tensors(model.state_dict(), skip=RECOGNIZER_PREFIX)
-
-
 def save_id2face(
     model: Id2FaceModel, folder: Path, name: str = "id2face", card: dict[str, Any] | None = None
 ) -> str:
     """Write `model` to `folder` (created) and return its model id; `card` goes to model_card.json."""
-    fields = {
-        "recognizer_sha256": recognizer_sha256(model.config.recognizer),
-        "config": model.config.to_dict(),
-    }
-    return write_model_folder(folder, model_tensors(model), ID2FACE_KIND, name, fields, card)
-
-
-def read_id2face_config(folder: Path) -> dict[str, Any]:
-    """config.json of an ID²Face model folder; ModelError names the missing or malformed file."""
-    return read_model_config(
-        folder, ID2FACE_KIND, hint=f"an ID²Face model folder holds {WEIGHTS_FILE} and {CONFIG_FILE}"
-    )
+    return save_recognizer_model(model, model.config, folder, ID2FACE_KIND, name, card)
 
 
 def load_id2face(
@@ -64,17 +37,6 @@ def load_id2face(
 
     `recognizer` replaces the stored recognizer name (tests pass small stand-ins; production passes None).
     """
-    folder = Path(folder)
-    data = read_id2face_config(folder)
-    weights, digest = checked_weights(
-        folder, data, expected_sha256, missing_hint=f"{CONFIG_FILE} is there but the weights are not"
+    return load_recognizer_model(
+        folder, ID2FACE_KIND, "ID²Face", Id2FaceConfig.from_dict, Id2FaceModel, recognizer, expected_sha256
     )
-    try:
-        config = Id2FaceConfig.from_dict(data["config"])
-    except (ValueError, TypeError) as exc:
-        raise ModelError(f"{folder / CONFIG_FILE}: not a valid ID²Face config ({exc})") from None
-    model = Id2FaceModel(
-        config, recognizer if recognizer is not None else built_in_recognizer(config.recognizer, folder, data)
-    )
-    load_weights(model, weights, folder, RECOGNIZER_PREFIX)
-    return model.eval(), model_id(str(data.get("name", "id2face")), digest), digest
