@@ -2,10 +2,11 @@
 
 A fresh SQLite vault in `demo-out/`, four people with separate roles, one case key, the public-domain
 astronaut photo from scikit-image: anonymize (with and without sealed originals), a restore that waits
-for a second person's approval, an exact restore, a wrong-key attempt when the reversible model is
-shipped, revoke and destroy with the refusals they cause, and an offline audit verification. Every step
-is a subprocess running `ifadit`, so what you see is what a lab would type. Passphrases are demo values
-passed through the environment and never printed.
+for a second person's approval, an exact restore; when the reversible model is shipped, a model restore on
+the manifest's boxes and a wrong-key attempt on a copy without manifest; revoke and destroy with the
+refusals they cause, and an offline audit verification. Every step is a subprocess running `ifadit`, so
+what you see is what a lab would type. Passphrases are demo values passed through the environment and
+never printed.
 """
 
 from __future__ import annotations
@@ -69,6 +70,50 @@ def model_shipped() -> bool:
     from ifadit.pipeline.batch import default_backend
 
     return default_backend() == "ifadit"
+
+
+def approved_restore(source: Path, target: Path, case: str, *extra: str, note: str, expect: int = 0) -> None:
+    """An investigator's model restore of `source`: filed, approved by a second person, then run."""
+    args = ["restore", str(source), "-o", str(target), "--case", case, "--reason", REASON, *extra]
+    request = ifadit("ivan", *args, "--request-only", note="filed for an approver")
+    ifadit("alice", "approve", request)
+    ifadit("ivan", *args, expect=expect, note=note)
+
+
+def finds_a_face(path: Path) -> bool:
+    """Whether the default detector finds a face in `path` (what a restore without manifest relies on)."""
+    from ifadit.faces.detect import get_detector
+    from ifadit.media.image import read_image
+
+    return bool(get_detector("hog").detect(read_image(path)))
+
+
+def model_restores() -> None:
+    """3b: the reversible model run backwards, with the right key and with a wrong one."""
+    from ifadit.media.image import read_image, write_image
+
+    section("3b. Model restore from pixels, and a wrong key")
+    surrogate = OUT / "released/surrogate.png"
+    approved_restore(
+        surrogate,
+        OUT / "restored/surrogate.png",
+        CASE,
+        note="the manifest's boxes and key: no face detection needed",
+    )
+    copy = OUT / "released/surrogate-copy.png"
+    write_image(copy, read_image(surrogate))  # pixels only: a re-encoded copy that lost its manifest
+    print(f"\n  {copy} is a copy without manifest (pixels only), as a re-encoding website would leave it.")
+    other = ifadit("admin", "keys", "issue", "--case", "C-99", "--purpose", "another case")
+    wrong = OUT / "restored/wrong-key.png"
+    if finds_a_face(copy):
+        note = "a wrong key is no error: it yields another plausible face"
+        approved_restore(copy, wrong, "C-99", "--key", other, note=note)
+    else:
+        print(
+            "  The detector finds no face in the surrogate (a barely trained model's surrogates are not yet\n"
+            "  faces), so a restore without manifest has nothing to restore; it must fail cleanly:"
+        )
+        approved_restore(copy, wrong, "C-99", "--key", other, expect=1, note="no face: nothing restored")
 
 
 def side_by_side(paths: list[Path], target: Path) -> None:
@@ -189,23 +234,7 @@ def main() -> None:
     ifadit("ivan", *restore, note="bit-exact original face, checked against its keyed commitment")
     ifadit("ivan", *restore, expect=3, note="an approval is single-use")
     if reversible:
-        section("3b. Model restore from pixels, and a wrong key")
-        other = ifadit("admin", "keys", "issue", "--case", "C-99", "--purpose", "another case")
-        ifadit(
-            "ivan",
-            "restore",
-            str(OUT / "released/surrogate.png"),
-            "-o",
-            str(OUT / "restored/wrong-key.png"),
-            "--case",
-            "C-99",
-            "--reason",
-            REASON,
-            "--key",
-            other,
-            "--request-only",
-            note="a wrong key is no error: it yields another plausible face",
-        )
+        model_restores()
 
     section("4. Revoke, then destroy: restores are refused, naming the key's state")
     ifadit("admin", "keys", "revoke", key, "--reason", "case closed", "--yes")
@@ -220,12 +249,18 @@ def main() -> None:
     ifadit("audrey", "audit", "verify", str(bundle), "--public-key", str(public))
 
     picture = OUT / "side-by-side.png"
-    side_by_side(
-        [photo, OUT / "released/blurred.png", OUT / "released/sealed.png", OUT / "restored/sealed.png"],
-        picture,
-    )
+    panels = {
+        "original": photo,
+        "blurred": OUT / "released/blurred.png",
+        "pixelated (sealed)": OUT / "released/sealed.png",
+        "exact restore": OUT / "restored/sealed.png",
+    }
+    if reversible:
+        panels["surrogate"] = OUT / "released/surrogate.png"
+        panels["model restore"] = OUT / "restored/surrogate.png"
+    side_by_side(list(panels.values()), picture)
     section("Done")
-    print(f"  original | blurred | pixelated (sealed) | exact restore: {picture}")
+    print(f"  {' | '.join(panels)}: {picture}")
     print(f"  outputs in {OUT}/released, restores in {OUT}/restored, audit bundle {bundle}")
 
 
