@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from ifadit.errors import ModelError
 from ifadit.models.flow import condition_from_key
 from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
-from ifadit.models.ifadit_model import IfaditConfig
+from ifadit.models.ifadit_model import PLAUSIBLE_NORM, IfaditConfig, plausible_code
 from tests.ifadit_support import ID_DIM, RES, TinyRecognizer, astronaut_crops, tiny_model, to_img
 
 
@@ -129,3 +129,13 @@ def test_production_path_loads_the_torch_dlib_recognizer(tmp_path: Path, faces: 
     loaded, _, _ = load_ifadit(tmp_path / "m")
     assert type(loaded.recognizer).__name__ == "DlibResNet"
     assert len(json.loads((tmp_path / "m" / "config.json").read_text())["recognizer_sha256"]) == 64
+
+
+def test_plausible_code_keeps_real_codes_and_pulls_far_ones_onto_the_sphere() -> None:
+    torch.manual_seed(0)
+    real = torch.randn(64, 128)  # standardised codes of real faces: norms near sqrt(128) = 11.3
+    assert torch.equal(plausible_code(real), real)
+    far = torch.randn(8, 128) * torch.tensor([1e1, 1e2, 1e3, 1e4, 2, 3, 5, 7])[:, None]
+    kept = plausible_code(far)
+    assert torch.allclose(kept.norm(dim=1), torch.full((8,), PLAUSIBLE_NORM * 128**0.5))
+    assert torch.allclose(torch.nn.functional.cosine_similarity(kept, far), torch.ones(8))  # direction kept
