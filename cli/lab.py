@@ -123,6 +123,13 @@ def train_group() -> None:
     help="First steps train only D, so a fresh D catches up with a trained G (use with --init-generator).",
 )
 @click.option(
+    "--lr",
+    type=float,
+    default=_DEFAULTS.lr,
+    show_default=True,
+    help="Adam learning rate of G and D (a warm start may want less).",
+)
+@click.option(
     "--seed",
     type=int,
     default=_DEFAULTS.seed,
@@ -155,6 +162,7 @@ def train_generator(
     noise_mode: str,
     init_generator: Path | None,
     d_warmup_steps: int,
+    lr: float,
     seed: int,
     sample_every: int,
     checkpoint_minutes: float,
@@ -204,6 +212,7 @@ def train_generator(
             noise_mode=noise_mode,
             init_generator=None if init_generator is None else str(init_generator),
             d_warmup_steps=d_warmup_steps,
+            lr=lr,
         )
     from ifadit.training.loop import train  # torch loads here, not at every `ifadit` start-up
 
