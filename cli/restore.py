@@ -84,6 +84,11 @@ def restore_command(source: Path, output: Path, vault_args: VaultArgs, case_id: 
             return
         report = restoring.restore_path(vault, source, output, options)
     emit(report.as_dict() if as_json else report, as_json, _restore_text)
+    if report.mode == "model" and not as_json:
+        from ifadit.backends.ifadit import default_model_dir
+        from ifadit.backends.measured import restore_caveat
+
+        click.echo(restore_caveat(default_model_dir(), report.model_id), err=True)
 
 
 
