@@ -92,3 +92,13 @@ def test_key_must_be_vault_material(backend: IfaditBackend, crops: np.ndarray) -
         backend.restore_crops(crops, b"short")
     with pytest.raises(ValueError, match="uint8 crops"):
         backend.anonymize_crops(crops.astype(np.float32), KEY)
+
+
+def test_a_process_loads_a_model_folder_once_while_its_weights_are_unchanged(tmp_path: Path) -> None:
+    folder = tmp_path / "ifadit-64"
+    save_ifadit(tiny_model(seed=1, recognizer=load_dlib_resnet()), folder, name="tiny-ifadit")
+    first, second = IfaditBackend(model_dir=folder), IfaditBackend(model_dir=folder)
+    assert first.model is second.model  # read, hashed and built once
+    save_ifadit(tiny_model(seed=2, recognizer=load_dlib_resnet()), folder, name="tiny-ifadit")  # replaced
+    third = IfaditBackend(model_dir=folder)
+    assert third.model is not first.model and third.model_sha256 != first.model_sha256
