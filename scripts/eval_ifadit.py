@@ -6,7 +6,8 @@ dlib (C++ reference, threshold 0.6) and faceres (independent, never used in trai
 set; `--json` writes the figures. faceres needs `python scripts/fetch_faceres.py` first.
 
 Example:
-    python scripts/eval_ifadit.py --data ../shared/data/reid --model pretrained/ifadit-64 --json runs/ifadit-eval.json
+    python scripts/eval_ifadit.py --data ../shared/data/reid --model pretrained/ifadit-64 --key-sets 4 \\
+        --json runs/ifadit-eval.json
 """
 
 from __future__ import annotations
@@ -24,12 +25,29 @@ SETS = ("deepface", "dlib-johns")
 WANT = "want: anonymized <= 0.05, restored >= 0.90, random/near key <= 0.05, keys differ >= 0.95"
 
 
+def mean_report(rows: list[dict[str, float | int | str]]) -> dict[str, float | int | str]:
+    """The per-key-set reports of one recognizer averaged field by field (fractions), with their spread."""
+    fractions = [k for k, v in rows[0].items() if isinstance(v, float)]
+    mean: dict[str, float | int | str] = {k: v for k, v in rows[0].items() if k not in fractions}
+    for key in fractions:
+        values = [float(row[key]) for row in rows]
+        mean[key] = sum(values) / len(values)
+        mean[f"{key}_range"] = f"{min(values):.3f}-{max(values):.3f}"
+    return mean
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/reid"))
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped one)")
     parser.add_argument("--recognizers", default="dlib,faceres")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation keys")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the (first) evaluation key set")
+    parser.add_argument(
+        "--key-sets",
+        type=int,
+        default=1,
+        help="average over this many key sets (seeds seed..seed+N-1): one key pair is a noisy estimate",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     backend = IfaditBackend(model_dir=args.model)
@@ -38,8 +56,8 @@ def main() -> None:
     print(f"model {backend.model_id}; {WANT}")
     for name in SETS:
         faces = load_reid_set(args.data / name, size=backend.crop_size)
-        images = reversible_images(backend, faces.crops, seed=args.seed)
-        results[name] = [score(images, recognizer).to_dict() for recognizer in recognizers]
+        runs = [reversible_images(backend, faces.crops, seed=args.seed + i) for i in range(args.key_sets)]
+        results[name] = [mean_report([score(images, r).to_dict() for images in runs]) for r in recognizers]
         print(f"\n{name} ({len(faces.crops)} faces)")
         print(f"  {'recognizer':<12} anonymized restored random-key near-key keys-differ")
         for row in results[name]:
@@ -49,7 +67,13 @@ def main() -> None:
             )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model_id": backend.model_id, "sets": results}, indent=2) + "\n")
+        summary = {
+            "model_id": backend.model_id,
+            "key_sets": args.key_sets,
+            "seed": args.seed,
+            "sets": results,
+        }
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -89,6 +89,7 @@ def card_markdown(
     model_id: str, phase1: dict[str, Any], phase2: dict[str, Any], evaluation: dict[str, Any]
 ) -> str:
     generator = phase1["options"]["generator"]
+    key_sets = int(evaluation.get("key_sets", 1))
     return f"""# {NAME}
 
 The reversible iFADIT anonymizer for ifadit's canonical 64 px face crop (`{model_id}`): identity code from the
@@ -111,7 +112,8 @@ and the re-read correction used by restore. Architecture and losses: [docs/model
   run, no GPU.
 
 ## Measured on data never used in training
-`python scripts/eval_ifadit.py --data ../shared/data/reid --model pretrained/{NAME}` (seed 0): every face of
+`python scripts/eval_ifadit.py --data ../shared/data/reid --model pretrained/{NAME} --key-sets {key_sets}`
+(key sets of seeds 0..{key_sets - 1}, figures averaged over them, range in `model_card.json`): every face of
 `reid/deepface` and `reid/dlib-johns`, aligned at 64 px; fraction of faces that a recognizer verifies as the
 original (dlib: L2 < 0.6; faceres, the independent recognizer never used in training: its calibrated cosine
 threshold) after anonymizing (key 1), restoring with key 1, with a random key and with key 1 one bit off;
