@@ -1,6 +1,10 @@
 """Copy a phase-2 run's iFADIT model into `pretrained/ifadit-64` with its model card, sample grid and index entry.
 
-    python scripts/ship_ifadit.py runs/flow64 --encoder-run runs/enc64 --eval runs/ifadit-eval.json
+    python scripts/ship_ifadit.py runs/flow64 --encoder-run runs/enc64 --eval runs/ifadit-eval.json \\
+        [--model runs/flow64/model16]
+
+Shipped files stay under 16 MiB each: ship a float16 copy of the run's model (`save_ifadit(..., dtype=
+torch.float16)`) and measure that copy, since its weights, and so its model id, are the shipped ones.
 
 The card records both phases (steps, images seen, wall time, hardware, the run options), the training data and
 its terms (`training_data`, which `ifadit eval` checks so no figure is reported on training images), and the
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from ifadit.models.checkpoint import sha256_file
 from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config, save_ifadit
@@ -34,6 +39,12 @@ DATA = (
 )
 COLUMNS = ("anonymized", "restored", "random-key", "near-key", "keys-differ")
 FIELDS = ("anonymized_match", "restored_match", "random_key_match", "near_key_match", "keys_differ")
+
+
+def stored_dtype(weights: Path) -> torch.dtype:
+    """The precision a weights file stores (shipping keeps it, so the model id stays the measured one)."""
+    with safe_open(str(weights), "pt") as tensors:
+        return tensors.get_tensor(next(iter(tensors.keys()))).dtype
 
 
 def run_summary(run: Path) -> dict[str, Any]:
@@ -146,6 +157,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("run", type=Path, help="phase-2 run folder (its model/)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model folder to ship (default: the run's model/), e.g. a float16 copy",
+    )
     parser.add_argument("--encoder-run", type=Path, required=True, help="phase-1 run folder")
     parser.add_argument("--eval", type=Path, required=True, help="JSON written by scripts/eval_ifadit.py")
     parser.add_argument("--test-cache", type=Path, default=Path("cache/celeba-test-64.npz"))
@@ -154,8 +171,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    model, run_model_id, _ = load_ifadit(args.run / "model")
-    name = str(read_ifadit_config(args.run / "model").get("name", "ifadit"))
+    source = args.model or args.run / "model"
+    model, run_model_id, _ = load_ifadit(source)
+    name = str(read_ifadit_config(source).get("name", "ifadit"))
     evaluation = json.loads(args.eval.read_text())
     if evaluation["model_id"] != run_model_id:
         raise SystemExit(
@@ -171,7 +189,9 @@ def main() -> None:
         "acceptance": evaluation["sets"],
     }
     folder = args.pretrained / NAME
-    model_id = save_ifadit(model, folder, name=name, card=card)
+    model_id = save_ifadit(
+        model, folder, name=name, card=card, dtype=stored_dtype(source / "model.safetensors")
+    )
     if model_id != run_model_id:
         raise SystemExit(f"{folder}: shipped weights hash to {model_id}, the run's to {run_model_id}")
     faces = load_crops(args.test_cache, model.config.generator.img_resolution)[:8]

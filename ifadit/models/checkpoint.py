@@ -176,11 +176,13 @@ def save_recognizer_model(
     kind: str,
     name: str,
     card: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> str:
     """Write a model built around a recognizer (its `config` names it; its weights are not stored, the
-    built-in one's sha256 is) to `folder` and return its model id."""
+    built-in one's sha256 is) to `folder` and return its model id. `dtype` is the stored precision (the
+    loader copies the tensors into the model's float32 parameters)."""
     fields = {"recognizer_sha256": recognizer_sha256(config.recognizer), "config": config.to_dict()}
-    tensors = cpu_tensors(model.state_dict(), skip=RECOGNIZER_PREFIX)
+    tensors = cpu_tensors(model.state_dict(), dtype=dtype, skip=RECOGNIZER_PREFIX)
     return write_model_folder(folder, tensors, kind, name, fields, card)
 
 

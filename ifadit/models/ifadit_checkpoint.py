@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ifadit.models.checkpoint import (
@@ -27,10 +28,15 @@ IFADIT_KIND = "ifadit-model"
 
 
 def save_ifadit(
-    model: IfaditModel, folder: Path, name: str = "ifadit", card: dict[str, Any] | None = None
+    model: IfaditModel,
+    folder: Path,
+    name: str = "ifadit",
+    card: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> str:
-    """Write `model` to `folder` (created) and return its model id; `card` goes to model_card.json."""
-    return save_recognizer_model(model, model.config, folder, IFADIT_KIND, name, card)
+    """Write `model` to `folder` (created) and return its model id; `card` goes to model_card.json, `dtype`
+    is the stored precision (float16 halves a shipped file; loading gives float32 either way)."""
+    return save_recognizer_model(model, model.config, folder, IFADIT_KIND, name, card, dtype)
 
 
 def read_ifadit_config(folder: Path) -> dict[str, Any]:
