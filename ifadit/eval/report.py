@@ -176,20 +176,42 @@ def _plot_anonymity(document: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+MARKERS = "osD^vP*Xph"  # one per backend, named in the legend (text labels beside points overlap)
+
+
+def _privacy_axis(document: dict[str, Any]) -> tuple[str, str]:
+    """The anonymity figure on the trade-off plot's y axis: rank-1 re-identification against a gallery when
+    the set has identities (it shows what verification hides: blur fails verification yet is identified),
+    verification against the own original otherwise. Returns (metric key, axis label)."""
+    if document["backends"] and document["backends"][0]["anonymity"][0]["rank1"] is not None:
+        return "rank1", "rank-1 re-identification"
+    return "verification", "verification as the original"
+
+
 def _plot_tradeoff(document: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4))
-    recognizer = document["recognizers"][0]["name"]
-    for metrics in document["backends"]:
-        x = metrics["utility"]["landmark_nme"]
-        y = _by_recognizer(metrics)[recognizer]["verification"]
-        ax.scatter([x], [y])
-        ax.annotate(metrics["backend"], (x, y), textcoords="offset points", xytext=(4, 4))
-    ax.set_xlabel("landmark NME (utility loss; lower is better)")
-    ax.set_ylabel(f"{recognizer} verification (privacy loss; lower is better)")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_title("privacy / utility")
+    names = [r["name"] for r in document["recognizers"]]
+    key, label = _privacy_axis(document)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for i, metrics in enumerate(document["backends"]):
+            row = _by_recognizer(metrics)[name]
+            ax.scatter(
+                [metrics["utility"]["landmark_nme"]],
+                [row[key]],
+                marker=MARKERS[i % len(MARKERS)],
+                s=60,
+                label=metrics["backend"],
+            )
+        chance = _by_recognizer(document["backends"][0])[name]["chance"] if document["backends"] else None
+        if key == "rank1" and chance is not None:
+            ax.axhline(chance, color="k", linestyle="--", linewidth=1, label="chance")
+        ax.set_xlabel("landmark NME (utility loss; lower is better)")
+        ax.set_ylabel(f"{name} {label} (lower is better)")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"privacy / utility ({name})")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -8,6 +8,7 @@ any `Recognizer` (faces.recognize) scores them, the independent one included. Ke
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -19,19 +20,20 @@ from ifadit.faces.recognize import Recognizer
 
 @dataclass(frozen=True)
 class ReversibleImages:
-    """The crops an evaluation scores, all [N,S,S,3] uint8."""
+    """The crops an evaluation scores, all [N,S,S,3] uint8. The wrong-key rows hold one array per wrong key:
+    one key pair is a noisy estimate, so `score` averages over all of them."""
 
     original: np.ndarray
-    anonymized: np.ndarray  # under key 1
-    anonymized_other: np.ndarray  # under key 2
-    restored: np.ndarray  # anonymized, restored with key 1
-    restored_random: np.ndarray  # restored with an unrelated key
-    restored_near: np.ndarray  # restored with key 1 one bit off
+    anonymized: np.ndarray  # under the evaluated key
+    anonymized_other: tuple[np.ndarray, ...]  # under each other key
+    restored: np.ndarray  # anonymized, restored with the evaluated key
+    restored_random: tuple[np.ndarray, ...]  # restored with each unrelated key
+    restored_near: tuple[np.ndarray, ...]  # restored with each one-bit-off copy of the evaluated key
 
 
 @dataclass(frozen=True)
 class ReversibleReport:
-    """Fractions of faces (0..1) for one recognizer."""
+    """Fractions of faces (0..1) for one recognizer; wrong-key fractions are means over the wrong keys."""
 
     recognizer: str
     faces: int
@@ -48,7 +50,14 @@ class ReversibleReport:
 def evaluation_keys(seed: int) -> tuple[bytes, bytes, bytes, bytes]:
     """(key 1, key 2, unrelated key, key 1 with bit 0 flipped) for `seed`."""
     k1, k2, k3 = (hashlib.sha256(f"ifadit evaluation key {seed}/{i}".encode()).digest() for i in range(3))
-    return k1, k2, k3, bytes([k1[0] ^ 1]) + k1[1:]
+    return k1, k2, k3, flip_bit(k1, 0)
+
+
+def flip_bit(key: bytes, bit: int) -> bytes:
+    """`key` with bit `bit` (0 = lowest bit of the first byte) flipped."""
+    flipped = bytearray(key)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    return bytes(flipped)
 
 
 def reversible_images(backend: Backend, crops: np.ndarray, seed: int = 0) -> ReversibleImages:
@@ -58,20 +67,46 @@ def reversible_images(backend: Backend, crops: np.ndarray, seed: int = 0) -> Rev
     return ReversibleImages(
         original=crops,
         anonymized=anonymized,
-        anonymized_other=backend.anonymize_crops(crops, k2),
+        anonymized_other=(backend.anonymize_crops(crops, k2),),
         restored=backend.restore_crops(anonymized, k1),
-        restored_random=backend.restore_crops(anonymized, k_random),
-        restored_near=backend.restore_crops(anonymized, k_near),
+        restored_random=(backend.restore_crops(anonymized, k_random),),
+        restored_near=(backend.restore_crops(anonymized, k_near),),
     )
 
 
-def score(images: ReversibleImages, recognizer: Recognizer) -> ReversibleReport:
-    """The acceptance fractions of `images` under `recognizer`'s metric and threshold."""
-    emb = {f.name: recognizer.embed(getattr(images, f.name)) for f in fields(images)}
+Embeddings = dict[str, list[np.ndarray]]  # ReversibleImages field -> one [N,D] array per crop array
+
+
+def embed_images(
+    images: ReversibleImages, recognizer: Recognizer, known: Mapping[str, np.ndarray] | None = None
+) -> Embeddings:
+    """`recognizer`'s embeddings of every crop array of `images`, by field; `known` holds embeddings of
+    single-array fields the caller computed already (e.g. {"original": ...})."""
+    embedded: Embeddings = {name: [value] for name, value in (known or {}).items()}
+    for f in fields(images):
+        if f.name in embedded:
+            continue
+        value = getattr(images, f.name)
+        arrays = value if isinstance(value, tuple) else (value,)
+        embedded[f.name] = [recognizer.embed(a) for a in arrays]
+    return embedded
+
+
+def score(
+    images: ReversibleImages, recognizer: Recognizer, embedded: Embeddings | None = None
+) -> ReversibleReport:
+    """The acceptance fractions of `images` under `recognizer`'s metric and threshold (`embedded`: the
+    embeddings of `images` when the caller has them already)."""
+    emb = embedded if embedded is not None else embed_images(images, recognizer)
 
     def match(a: str, b: str) -> float:
-        distances = np.asarray(paired_distances(emb[a], emb[b], recognizer.metric))
-        return float(np.mean(distances < recognizer.threshold))
+        """Mean verification rate of every array of field `a` against the single array of field `b`."""
+        (target,) = emb[b]
+        rates = [
+            np.mean(np.asarray(paired_distances(e, target, recognizer.metric)) < recognizer.threshold)
+            for e in emb[a]
+        ]
+        return float(np.mean(rates))
 
     return ReversibleReport(
         recognizer=recognizer.name,
@@ -80,5 +115,5 @@ def score(images: ReversibleImages, recognizer: Recognizer) -> ReversibleReport:
         restored_match=match("restored", "original"),
         random_key_match=match("restored_random", "original"),
         near_key_match=match("restored_near", "original"),
-        keys_differ=1.0 - match("anonymized", "anonymized_other"),
+        keys_differ=1.0 - match("anonymized_other", "anonymized"),
     )

@@ -24,13 +24,14 @@ from ifadit.eval.metrics import frechet_distance, paired_distances
 from ifadit.eval.provenance import training_warning
 from ifadit.eval.recovery import identity_cosine, recovery
 from ifadit.eval.reid import ReidSet
-from ifadit.eval.reversible import ReversibleImages, score
+from ifadit.eval.reversible import ReversibleImages, embed_images, flip_bit, score
 from ifadit.eval.utility import utility
 from ifadit.faces.recognize import Recognizer, get_recognizer
 
 FRECHET_RECOGNIZER = "faceres"  # the independent recognizer's features give the Fréchet distance
 MIN_REVERSIBLE_KEYS = 3  # the evaluation key, a second key and an unrelated key
 SAMPLE_FACES = 8  # faces shown in the report's sample grid
+NEAR_KEY_BITS = (0, 127, 255)  # one-bit-off keys flip the first, a middle and the last bit of the material
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,6 @@ def random_keys(count: int, seed: int) -> list[bytes]:
     return [rng.bytes(32) for _ in range(count)]
 
 
-def near_key(key: bytes) -> bytes:
-    """`key` with its first bit flipped."""
-    return bytes([key[0] ^ 1]) + key[1:]
-
-
 def load_set(options: EvalOptions, size: int) -> ReidSet:
     """Step 1: the set's faces as canonical crops of `size` px."""
     return load_eval_set(options.data, size=size, limit=options.limit)
@@ -85,6 +81,7 @@ def _reversible(
     labels: Sequence[str],
     recognizers: Sequence[Recognizer],
     originals: dict[str, np.ndarray],
+    anonymized_embedded: dict[str, np.ndarray],
     keys: Sequence[bytes],
     options: EvalOptions,
 ) -> tuple[dict[str, Any], np.ndarray, float]:
@@ -93,16 +90,15 @@ def _reversible(
         raise ValueError(f"a reversible backend needs at least {MIN_REVERSIBLE_KEYS} keys, got {len(keys)}")
     key, wrong = keys[0], list(keys[1:])
     restored, restore_ms = _timed(lambda: backend.restore_crops(anonymized, key), len(crops))
+    wrong_restores = tuple(backend.restore_crops(anonymized, k) for k in wrong)
     images = ReversibleImages(
         original=crops,
         anonymized=anonymized,
-        anonymized_other=backend.anonymize_crops(crops, wrong[0]),
+        anonymized_other=tuple(backend.anonymize_crops(crops, k) for k in wrong),
         restored=restored,
-        restored_random=backend.restore_crops(anonymized, wrong[1]),
-        restored_near=backend.restore_crops(anonymized, near_key(key)),
+        restored_random=wrong_restores,
+        restored_near=tuple(backend.restore_crops(anonymized, flip_bit(key, bit)) for bit in NEAR_KEY_BITS),
     )
-    wrong_restores = [backend.restore_crops(anonymized, k) for k in wrong]
-    surrogates = [anonymized] + [backend.anonymize_crops(crops, k) for k in wrong]
     averaged = average_crops(wrong_restores)
     half = max(1, len(crops) // 2)  # the attacker's training faces; the rest are the test faces
     known = wrong[: max(1, len(wrong) - 1)]
@@ -117,21 +113,25 @@ def _reversible(
     inverted_target = crops[half:] if half < len(crops) else crops
     per: dict[str, dict[str, Any]] = {}
     for recognizer in recognizers:
-        embed, original = recognizer.embed, originals[recognizer.name]
+        original = originals[recognizer.name]
+        already = {"original": original, "anonymized": anonymized_embedded[recognizer.name]}
+        embedded = embed_images(images, recognizer, already)
         metric, threshold = recognizer.metric, recognizer.threshold
-        surrogate_emb = [embed(s) for s in surrogates]
         per[recognizer.name] = {
-            **score(images, recognizer).to_dict(),
-            "identity_cosine": identity_cosine(original, embed(restored)),
-            "key_diversity": key_diversity(surrogate_emb, metric, threshold),
-            "consistency": consistency(surrogate_emb[0], labels, metric, threshold),
-            "key_search": key_search_rate(original, [embed(r) for r in wrong_restores], metric, threshold),
-            "averaging": _match(recognizer, original, embed(averaged)),
-            "inversion": _match(recognizer, embed(inverted_target), embed(inverted)),
+            **score(images, recognizer, embedded).to_dict(),
+            "identity_cosine": identity_cosine(original, embedded["restored"][0]),
+            "key_diversity": key_diversity(
+                embedded["anonymized"] + embedded["anonymized_other"], metric, threshold
+            ),
+            "consistency": consistency(embedded["anonymized"][0], labels, metric, threshold),
+            "key_search": key_search_rate(original, embedded["restored_random"], metric, threshold),
+            "averaging": _match(recognizer, original, recognizer.embed(averaged)),
+            "inversion": _match(recognizer, recognizer.embed(inverted_target), recognizer.embed(inverted)),
         }
     metrics = {
         "recovery": recovery(crops, restored).to_dict(),
         "wrong_keys": len(wrong),
+        "near_keys": len(NEAR_KEY_BITS),
         "inversion_known_keys": len(known),
         "inversion_test_faces": len(inverted),
         "by_recognizer": per,
@@ -174,7 +174,7 @@ def evaluate_backend(
     samples = {"original": crops[:SAMPLE_FACES], "anonymized": anonymized[:SAMPLE_FACES]}
     if backend.reversible:
         reversible, restored, restore_ms = _reversible(
-            backend, crops, anonymized, labels, recognizers, originals, keys, options
+            backend, crops, anonymized, labels, recognizers, originals, embedded, keys, options
         )
         metrics["reversible_metrics"] = reversible
         metrics["speed"]["restore_ms_per_face"] = restore_ms

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ifadit.backends.ifadit import IfaditBackend
-from ifadit.eval.reversible import evaluation_keys, reversible_images, score
+from ifadit.eval.reversible import ReversibleImages, evaluation_keys, flip_bit, reversible_images, score
 from ifadit.faces.recognize import TorchDlibRecognizer
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from tests.ifadit_support import astronaut_crops, tiny_model
@@ -74,6 +74,32 @@ def test_keys_are_reproducible_and_the_near_key_is_one_bit_off() -> None:
     k1, k2, k3, near = evaluation_keys(3)
     assert evaluation_keys(3) == (k1, k2, k3, near) and len({k1, k2, k3, near}) == 4
     assert sum(bin(a ^ b).count("1") for a, b in zip(k1, near, strict=True)) == 1
+
+
+def test_wrong_key_fractions_average_over_every_wrong_key(
+    people: np.ndarray, recognizer: TorchDlibRecognizer
+) -> None:
+    """One wrong key that restores the person and three that give others: the wrong-key rates are 1/4."""
+    others = [np.roll(people, r, axis=0) for r in (1, 2, 3)]
+    images = ReversibleImages(
+        original=people,
+        anonymized=others[0],
+        anonymized_other=(others[0], others[1]),
+        restored=people,
+        restored_random=(people, *others),
+        restored_near=(others[2], people),
+    )
+    report = score(images, recognizer)
+    assert report.random_key_match == 0.25 and report.near_key_match == 0.5
+    assert report.keys_differ == 0.5 and report.restored_match == 1.0 and report.anonymized_match == 0.0
+
+
+def test_flip_bit_changes_exactly_the_named_bit() -> None:
+    key = bytes(range(32))
+    for bit in (0, 7, 127, 255):
+        flipped = flip_bit(key, bit)
+        diff = int.from_bytes(key, "little") ^ int.from_bytes(flipped, "little")
+        assert diff == 1 << bit
 
 
 def test_runs_on_the_ifadit_backend(astronaut: np.ndarray, recognizer: TorchDlibRecognizer) -> None:
