@@ -102,6 +102,8 @@ def report_markdown(document: dict[str, Any]) -> str:
     ]
     for metrics in document["backends"]:
         out += [f"## {metrics['backend']}", ""]
+        if metrics.get("model_id"):
+            out += [f"Model: `{metrics['model_id']}`.", ""]
         rows = [["recognizer", "faces", "verification", "rank-1", "rank-1 originals", "chance"]]
         rows += [
             [

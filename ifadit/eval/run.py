@@ -164,6 +164,7 @@ def evaluate_backend(
     )
     metrics: dict[str, Any] = {
         "backend": backend.name,
+        "model_id": getattr(backend, "model_id", None),  # model backends: the weights these figures belong to
         "reversible": backend.reversible,
         "crop_size": crops.shape[1],
         "anonymity": anonymity_rows,

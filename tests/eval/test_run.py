@@ -85,7 +85,8 @@ def test_reversible_backend_gets_recovery_keys_and_attacks(
     document, results = evaluate(options, [tiny_backend], [recognizer], keys)
     metrics = document["backends"][0]
     reversible = metrics["reversible_metrics"]
-    assert metrics["crop_size"] == 16 and reversible["wrong_keys"] == 3
+    assert metrics["crop_size"] == 16 and reversible["wrong_keys"] == 3 and reversible["near_keys"] == 3
+    assert metrics["model_id"] == "tiny-0123"  # the figures name the weights they belong to
     assert reversible["inversion_known_keys"] == 2 and reversible["inversion_test_faces"] == 3
     row = reversible["by_recognizer"]["torch-dlib"]
     for name in (
@@ -109,7 +110,7 @@ def test_reversible_backend_gets_recovery_keys_and_attacks(
     assert sorted(p.name for p in written) == sorted([METRICS_FILE, REPORT_FILE, *PLOTS])
     assert json.loads((tmp_path / "report" / METRICS_FILE).read_text())["backends"][0]["backend"] == "ifadit"
     text = (tmp_path / "report" / REPORT_FILE).read_text()
-    assert "Recovery (right key, face crop)" in text and "inversion" in text
+    assert "Recovery (right key, face crop)" in text and "inversion" in text and "`tiny-0123`" in text
     assert all((tmp_path / "report" / p).read_bytes()[:4] == b"\x89PNG" for p in PLOTS)
 
 
