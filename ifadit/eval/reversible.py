@@ -16,6 +16,7 @@ import numpy as np
 from ifadit.backends.base import Backend
 from ifadit.eval.metrics import paired_distances
 from ifadit.faces.recognize import Recognizer
+from ifadit.models.flow import flip_bit
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,6 @@ def evaluation_keys(seed: int) -> tuple[bytes, bytes, bytes, bytes]:
     """(key 1, key 2, unrelated key, key 1 with bit 0 flipped) for `seed`."""
     k1, k2, k3 = (hashlib.sha256(f"ifadit evaluation key {seed}/{i}".encode()).digest() for i in range(3))
     return k1, k2, k3, flip_bit(k1, 0)
-
-
-def flip_bit(key: bytes, bit: int) -> bytes:
-    """`key` with bit `bit` (0 = lowest bit of the first byte) flipped."""
-    flipped = bytearray(key)
-    flipped[bit // 8] ^= 1 << (bit % 8)
-    return bytes(flipped)
 
 
 def reversible_images(backend: Backend, crops: np.ndarray, seed: int = 0) -> ReversibleImages:

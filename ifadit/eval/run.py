@@ -24,9 +24,10 @@ from ifadit.eval.metrics import frechet_distance, paired_distances
 from ifadit.eval.provenance import training_warning
 from ifadit.eval.recovery import identity_cosine, recovery
 from ifadit.eval.reid import ReidSet
-from ifadit.eval.reversible import ReversibleImages, embed_images, flip_bit, score
+from ifadit.eval.reversible import ReversibleImages, embed_images, score
 from ifadit.eval.utility import utility
 from ifadit.faces.recognize import Recognizer, get_recognizer
+from ifadit.models.flow import flip_bit
 
 FRECHET_RECOGNIZER = "faceres"  # the independent recognizer's features give the Fréchet distance
 MIN_REVERSIBLE_KEYS = 3  # the evaluation key, a second key and an unrelated key

@@ -95,6 +95,13 @@ class KeyedFlow(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
 
+def flip_bit(key: bytes, bit: int) -> bytes:
+    """`key` with bit `bit` (0 = lowest bit of byte 0) flipped."""
+    out = bytearray(key)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)
+
+
 def condition_from_key(material: bytes, model_id: str, cond_dim: int) -> torch.Tensor:
     """The standard-normal condition vector c(k) [cond_dim] for 256-bit key `material` and a model.
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ifadit.models.flow import condition_from_key
+from ifadit.models.flow import condition_from_key, flip_bit
 from ifadit.models.ifadit_checkpoint import load_ifadit
 from ifadit.models.ifadit_model import IfaditModel
 from ifadit.training import ifadit_losses as L
@@ -55,13 +55,6 @@ TRAINING_MODEL_ID = "ifadit-training"  # model id in the HKDF info of training k
 def random_keys(count: int) -> list[bytes]:
     """`count` keys of 32 random bytes from torch's global generator."""
     return [bytes(row.tolist()) for row in torch.randint(0, 256, (count, 32), dtype=torch.uint8)]
-
-
-def flip_bit(key: bytes, bit: int) -> bytes:
-    """`key` with bit `bit` (0 = lowest bit of byte 0) flipped."""
-    out = bytearray(key)
-    out[bit // 8] ^= 1 << (bit % 8)
-    return bytes(out)
 
 
 def conditions(keys: list[bytes], cond_dim: int, model_id: str = TRAINING_MODEL_ID) -> torch.Tensor:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from ifadit.backends.ifadit import IfaditBackend
-from ifadit.eval.reversible import ReversibleImages, evaluation_keys, flip_bit, reversible_images, score
+from ifadit.eval.reversible import ReversibleImages, evaluation_keys, reversible_images, score
 from ifadit.faces.recognize import TorchDlibRecognizer
 from ifadit.models.dlib_resnet import load_dlib_resnet
+from ifadit.models.flow import flip_bit
 from tests.ifadit_support import astronaut_crops, tiny_model
 from tests.recognizer_support import reid_set
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from ifadit.models.flow import flip_bit
 from ifadit.models.ifadit_checkpoint import save_ifadit
 from ifadit.training import ifadit_losses as L
 from ifadit.training.options import read_phase2_options
@@ -19,7 +20,6 @@ from ifadit.training.phase2 import (
     Phase2Options,
     augment_view,
     conditions,
-    flip_bit,
     phase2_losses,
     phase2_parameters,
     quantize,
