@@ -115,6 +115,12 @@ def _train_phase(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Generator checkpoint folder (model.safetensors + config.json), kept frozen (required for a new run).",
 )
+@click.option(
+    "--init",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="iFADIT model folder to continue training from (e.g. pretrained/ifadit-64 or a run's model/): its "
+    "weights, identity statistics, architecture and generator; replaces --generator.",
+)
 @_common(_P1)
 @click.option(
     "--stats-samples",
@@ -123,7 +129,7 @@ def _train_phase(
     show_default=True,
     help="Training crops used to estimate the identity-code statistics.",
 )
-def train_encoder(generator: Path | None, **common: Any) -> None:
+def train_encoder(generator: Path | None, init: Path | None, **common: Any) -> None:
     """Phase 1: train the attribute encoder and mapper around a frozen generator and dlib recognizer.
 
     \b
@@ -131,8 +137,13 @@ def train_encoder(generator: Path | None, **common: Any) -> None:
       ifadit train encoder --generator runs/gen64/checkpoints/step-0020000/G_ema \\
         --data cache/celeba-train-64.npz --out runs/enc64 --threads 1
       ifadit train encoder --out runs/enc64 --resume --steps 20000
+      ifadit train encoder --init pretrained/ifadit-64 --data cache/celeba-train-64.npz --out runs/enc64b
     """
-    _train_phase("phase1", read_phase1_options, Phase1Options, {"generator": generator}, **common)
+    if init is not None and generator is not None:
+        raise click.UsageError("--init brings its own generator: leave --generator out")
+    source = {"generator": init if init is not None else generator}
+    init_folder = None if init is None else str(init)
+    _train_phase("phase1", read_phase1_options, Phase1Options, source, init=init_folder, **common)
 
 
 @click.command("flow")

@@ -21,6 +21,7 @@ from torch import nn
 from ifadit.models.checkpoint import load_generator
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.flow import FlowConfig
+from ifadit.models.ifadit_checkpoint import load_ifadit
 from ifadit.models.ifadit_model import RENDER_NOISE_MODE, TORCH_DLIB, IfaditConfig, IfaditModel
 from ifadit.training import ifadit_losses as L
 from ifadit.training.cpu import torch_threads
@@ -39,7 +40,12 @@ from ifadit.training.taps import FeatureTap
 
 
 def build_model(options: Phase1Options, recognizer: nn.Module | None = None) -> IfaditModel:
-    """A fresh model around the frozen generator, seeded from `options.seed`."""
+    """A fresh model around the frozen generator, seeded from `options.seed`; with `options.init`, that iFADIT
+    model in float32 (its architecture, generator, weights and identity statistics: training continues it)."""
+    if options.init is not None:
+        model, _, _ = load_ifadit(Path(options.init), recognizer)
+        torch.manual_seed(options.seed)
+        return model.float()
     generator, _ = load_generator(Path(options.generator))
     if recognizer is None:
         if options.recognizer != TORCH_DLIB:
@@ -160,7 +166,7 @@ def train_phase1(
         state = PhaseState(model, torch.optim.Adam(learning, lr=options.lr, betas=(0.9, 0.99)))
         if resume:
             load_state(state, Path(options.out))
-        else:
+        elif options.init is None:  # an initial model brings its statistics
             identity_statistics(model, crops, options.stats_samples, options.seed)
             torch.manual_seed(options.seed)
         tap = FeatureTap(model.recognizer, options.feature_layers)

@@ -46,11 +46,30 @@ def test_encoder_then_flow_then_resume(inputs: tuple[Path, Path], tmp_path: Path
     assert json.loads((flow / "checkpoints" / "latest.json").read_text())["step"] == 2
     assert json.loads((flow / "options.json").read_text())["encoder"] == str(enc)
 
+    more = tmp_path / "enc-more"  # phase 1 continued from the first run's model
+    args = ["train", "encoder", "--init", enc / "model", "--data", data, "--out", more, "--steps", "1"]
+    continued = runner.invoke(cli, [str(a) for a in [*args, *FAST]])
+    assert continued.exit_code == 0, continued.output
+    options = json.loads((more / "options.json").read_text())
+    assert options["init"] == options["generator"] == str(enc / "model")
+
 
 def test_new_runs_need_their_inputs(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     runner = CliRunner()
     missing = runner.invoke(cli, ["train", "encoder", "--out", str(tmp_path / "x"), "--data", str(inputs[1])])
     assert missing.exit_code == 2 and "--generator and --data are required" in missing.output
+    both = [
+        "train",
+        "encoder",
+        "--out",
+        str(tmp_path / "w"),
+        "--init",
+        str(tmp_path),
+        "--generator",
+        str(inputs[0]),
+    ]
+    clash = runner.invoke(cli, [*both, "--data", str(inputs[1])])
+    assert clash.exit_code == 2 and "--init brings its own generator" in clash.output
     missing = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "y")])
     assert missing.exit_code == 2 and "--encoder and --data are required" in missing.output
     nothing = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "z"), "--resume"])

@@ -170,3 +170,17 @@ def test_interrupt_writes_a_checkpoint_to_resume_from(setup: tuple[Path, Path], 
     assert json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())["step"] == 2
     resumed = train_phase1(dataclasses.replace(options, steps=3), resume=True, recognizer=TinyRecognizer())
     assert resumed.step == 3
+
+
+def test_init_continues_from_a_model_folder(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """A run started with `init` begins at that model: with a zero learning rate its weights and identity
+    statistics come out unchanged (nothing re-estimated), and the architecture is the initial model's."""
+    first = tiny_options(setup, tmp_path / "first")
+    train_phase1(first, recognizer=TinyRecognizer())
+    init = tmp_path / "first" / "model"
+    options = tiny_options(setup, tmp_path / "second", init=str(init), lr=0.0, steps=2, stats_samples=1)
+    train_phase1(options, recognizer=TinyRecognizer())
+    a = load_file(str(init / "model.safetensors"))
+    b = load_file(str(tmp_path / "second" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_phase1_options(tmp_path / "second").init == str(init)
