@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
-from ifadit.models.checkpoint import sha256_file
+from ifadit.models.checkpoint import sha256_file, stored_dtype
 from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config, save_ifadit
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.phase2 import phase2_grid
@@ -39,12 +38,6 @@ DATA = (
 )
 COLUMNS = ("anonymized", "restored", "random-key", "near-key", "keys-differ")
 FIELDS = ("anonymized_match", "restored_match", "random_key_match", "near_key_match", "keys_differ")
-
-
-def stored_dtype(weights: Path) -> torch.dtype:
-    """The precision a weights file stores (shipping keeps it, so the model id stays the measured one)."""
-    with safe_open(str(weights), "pt") as tensors:
-        return tensors.get_tensor(next(iter(tensors.keys()))).dtype
 
 
 def run_summary(run: Path) -> dict[str, Any]:

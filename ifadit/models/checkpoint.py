@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -51,6 +51,13 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def stored_dtype(weights: Path) -> torch.dtype:
+    """The precision a weights file stores (a shipped copy keeps it, so its model id stays the measured one)."""
+    with safe_open(str(weights), "pt") as tensors:
+        dtype: torch.dtype = tensors.get_tensor(next(iter(tensors.keys()))).dtype
+        return dtype
 
 
 def model_id(name: str, sha256: str) -> str:

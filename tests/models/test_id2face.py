@@ -142,6 +142,17 @@ def test_anonymize_is_seeded_per_face_and_its_identity_is_orthogonal(astronaut: 
     assert torch.allclose(u_new.norm(dim=1), torch.ones(4), atol=1e-5)
 
 
+def test_float16_copy_loads_as_float32_rounded_weights(tmp_path: Path) -> None:
+    model = tiny_id2face()
+    save_id2face(model, tmp_path / "m16", dtype=torch.float16)
+    loaded, _, _ = load_id2face(tmp_path / "m16", recognizer=TinyRecognizer())
+    theirs = loaded.state_dict()
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not name.startswith("recognizer."):
+            assert theirs[name].dtype == torch.float32, name
+            assert torch.equal(theirs[name], tensor.half().float()), name
+
+
 def test_save_load_round_trip_and_a_corrupt_file_is_refused(tmp_path: Path) -> None:
     model = tiny_id2face()
     model.id_mean.copy_(torch.linspace(-1, 1, model.config.id_dim))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ifadit.models.checkpoint import (
@@ -24,10 +25,15 @@ ID2FACE_KIND = "id2face-model"
 
 
 def save_id2face(
-    model: Id2FaceModel, folder: Path, name: str = "id2face", card: dict[str, Any] | None = None
+    model: Id2FaceModel,
+    folder: Path,
+    name: str = "id2face",
+    card: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> str:
-    """Write `model` to `folder` (created) and return its model id; `card` goes to model_card.json."""
-    return save_recognizer_model(model, model.config, folder, ID2FACE_KIND, name, card)
+    """Write `model` to `folder` (created) and return its model id; `card` goes to model_card.json, `dtype`
+    is the stored precision (float16 halves a shipped file; loading gives float32 either way)."""
+    return save_recognizer_model(model, model.config, folder, ID2FACE_KIND, name, card, dtype)
 
 
 def load_id2face(

@@ -1,0 +1,48 @@
+"""Write a float16 copy of an iFADIT or ID²Face model folder, so a shipped weights file stays under 16 MiB.
+
+    python scripts/float16_copy.py runs/id2face64/model runs/id2face64/model16
+
+The copy keeps the name, config and model card; its weights (and so its sha256 and model id) are new, so
+measure the copy itself before shipping it (scripts/ship_ifadit.py and scripts/ship_id2face.py check that the
+figures belong to the shipped weights). Loading gives float32 parameters holding the rounded values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ifadit.models.checkpoint import CONFIG_FILE
+from ifadit.models.id2face.checkpoint import ID2FACE_KIND, load_id2face, save_id2face
+from ifadit.models.ifadit_checkpoint import IFADIT_KIND, load_ifadit, save_ifadit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("source", type=Path, help="model folder (model.safetensors + config.json)")
+    parser.add_argument("target", type=Path, help="folder to write the float16 copy to (created)")
+    args = parser.parse_args()
+    config = json.loads((args.source / CONFIG_FILE).read_text())
+    card_path = args.source / "model_card.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else None
+    name = str(config["name"])
+    if config.get("kind") == IFADIT_KIND:
+        model, source_id, _ = load_ifadit(args.source)
+        copy_id = save_ifadit(model, args.target, name=name, card=card, dtype=torch.float16)
+    elif config.get("kind") == ID2FACE_KIND:
+        id2face, source_id, _ = load_id2face(args.source)
+        copy_id = save_id2face(id2face, args.target, name=name, card=card, dtype=torch.float16)
+    else:
+        raise SystemExit(
+            f"{args.source / CONFIG_FILE}: not an iFADIT or ID²Face model (kind {config.get('kind')!r})"
+        )
+    print(f"{source_id} -> {copy_id} in {args.target}")
+
+
+if __name__ == "__main__":
+    main()
