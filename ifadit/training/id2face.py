@@ -14,16 +14,21 @@ The crop set has no identity labels, so a face and its mirror image are the "two
        under (identity of b, attributes of a): v-prediction MSE at random timesteps. The identity condition is
        zeroed with probability id_dropout, which trains the unconditional branch of classifier-free guidance.
 Descriptors of each crop and its mirror are computed once, when a batch first needs them, and kept in the
-training state (so a resumed run continues bit-exactly). Sample grids (phase 2): source | reconstruction |
-anonymized under 3 seeds. Run folder layout as `ifadit.training.runner` (model/ is an ID²Face model folder).
+training state (so a resumed run continues bit-exactly). As in diffusion and StyleGAN practice, an exponential
+moving average of the weights (`ema_decay`, ramped up over the first denoiser steps) is what the sample grids
+and the model folders hold; the raw training weights live in the checkpoint's state.pt. Sample grids (phase 2):
+source | reconstruction | anonymized under 3 seeds. Run folder layout as `ifadit.training.runner` (model/ is
+an ID²Face model folder).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,6 +100,43 @@ class Id2FaceState:
     nimg: int = 0
     wall_seconds: float = 0.0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    ema: dict[str, torch.Tensor] = field(default_factory=dict)  # averaged weights (all but the recognizer)
+
+
+def trained_tensors(model: Id2FaceModel) -> dict[str, torch.Tensor]:
+    """The model's floating-point weights and buffers but the frozen recognizer's (what the average covers)."""
+    return {
+        k: v
+        for k, v in model.state_dict().items()
+        if v.is_floating_point() and not k.startswith(RECOGNIZER_PREFIX)
+    }
+
+
+def ema_decay(denoiser_steps: int, target: float) -> float:
+    """Decay of the weight average after `denoiser_steps` denoiser steps: 0 (a copy) during the VAE phase,
+    then min(target, (1 + n) / (10 + n)) so the average forgets the untrained start quickly."""
+    return 0.0 if denoiser_steps <= 0 else min(target, (1 + denoiser_steps) / (10 + denoiser_steps))
+
+
+def update_ema(state: Id2FaceState, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * weights, for every averaged tensor (decay 0: a copy)."""
+    with torch.no_grad():
+        for name, value in trained_tensors(state.model).items():
+            if name not in state.ema or decay == 0.0:
+                state.ema[name] = value.detach().clone()
+            else:
+                state.ema[name].lerp_(value.detach(), 1.0 - decay)
+
+
+@contextmanager
+def averaged_weights(state: Id2FaceState) -> Iterator[Id2FaceModel]:
+    """The model holding the averaged weights inside the block, its training weights again after it."""
+    raw = {k: v.detach().clone() for k, v in trained_tensors(state.model).items()}
+    state.model.load_state_dict(state.ema or raw, strict=False)
+    try:
+        yield state.model
+    finally:
+        state.model.load_state_dict(raw, strict=False)
 
 
 def model_config(options: Id2FaceOptions) -> Id2FaceConfig:
@@ -213,6 +255,7 @@ def train_step(state: Id2FaceState, crops: torch.Tensor, options: Id2FaceOptions
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+    update_ema(state, ema_decay(state.step + 1 - options.vae_steps, options.ema_decay))
     stats["phase"] = 1.0 if vae_phase else 2.0
     return stats
 
@@ -226,6 +269,12 @@ def sample_grid(model: Id2FaceModel, faces: torch.Tensor, steps: int) -> np.ndar
     return grid_image(columns)
 
 
+def _averaged_grid(state: Id2FaceState, faces: torch.Tensor, options: Id2FaceOptions) -> np.ndarray:
+    with averaged_weights(state) as model:
+        grid = sample_grid(model, faces, options.grid_steps)
+    return grid
+
+
 def estimate_identity_mean(state: Id2FaceState, crops: torch.Tensor, samples: int, seed: int) -> None:
     """Store the mean descriptor of up to `samples` crops and their mirrors (chosen with `seed`)."""
     idx = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed))[:samples]
@@ -237,7 +286,8 @@ def estimate_identity_mean(state: Id2FaceState, crops: torch.Tensor, samples: in
 
 
 def save_state(state: Id2FaceState, options: Id2FaceOptions) -> Path:
-    """Write checkpoints/step-XXXXXXX/{model/, state.pt, state.json}, point latest.json at it, refresh model/."""
+    """Write checkpoints/step-XXXXXXX/{model/ (averaged weights), state.pt (training weights, optimizers, ...),
+    state.json}, point latest.json at it, refresh model/."""
     card = {
         "steps": state.step,
         "vae_steps": min(state.step, options.vae_steps),
@@ -246,6 +296,7 @@ def save_state(state: Id2FaceState, options: Id2FaceOptions) -> Path:
         "data": options.data,
     }
     extra = {
+        "weights": {k: v.detach().clone() for k, v in trained_tensors(state.model).items()},
         "vae_opt": state.vae_opt.state_dict(),
         "opt": state.opt.state_dict(),
         "rng": torch.get_rng_state(),
@@ -256,14 +307,23 @@ def save_state(state: Id2FaceState, options: Id2FaceOptions) -> Path:
         state,
         Path(options.out),
         options.keep_states,
-        lambda folder: save_id2face(state.model, folder, name=options.name, card=card),
+        lambda folder: _save_averaged(state, folder, options.name, card),
         extra,
     )
 
 
+def _save_averaged(state: Id2FaceState, folder: Path, name: str, card: dict[str, Any]) -> str:
+    with averaged_weights(state) as model:
+        return save_id2face(model, folder, name=name, card=card)
+
+
 def load_state(state: Id2FaceState, out: Path) -> None:
-    """Restore weights, optimizers, RNG, descriptor cache and counters from the newest checkpoint of `out`."""
+    """Restore weights, average, optimizers, RNG, descriptor cache and counters from the newest checkpoint of
+    `out` (a checkpoint written before averaging existed starts the average at its weights)."""
     extra = read_checkpoint(state, state.model, out, RECOGNIZER_PREFIX)
+    state.ema = {k: v.detach().clone() for k, v in trained_tensors(state.model).items()}
+    if "weights" in extra:
+        state.model.load_state_dict(extra["weights"], strict=False)
     state.vae_opt.load_state_dict(extra["vae_opt"])
     state.opt.load_state_dict(extra["opt"])
     torch.set_rng_state(extra["rng"])
@@ -306,7 +366,7 @@ def train_id2face(
             options,
             train_step=lambda: train_step(state, crops, options),
             sample_grid=lambda: (
-                sample_grid(model, faces, options.grid_steps) if state.step > options.vae_steps else None
+                _averaged_grid(state, faces, options) if state.step > options.vae_steps else None
             ),
             save=lambda: save_state(state, options),
             on_step=on_step,

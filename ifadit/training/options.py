@@ -151,6 +151,7 @@ class Id2FaceOptions:
     guidance: float = 2.0  # classifier-free identity guidance at inference (saved in the model config)
     vae_lr: float = 1e-3  # Adam learning rate of the identity VAE
     lr: float = 2e-4  # Adam learning rate of encoder, harmonizer and denoiser
+    ema_decay: float = 0.999  # moving average of the weights that samples and model/ use (0 = off)
     kl_weight: float = 0.01  # beta of the VAE's KL term
     w_cross: float = 1.0  # weight of the bidirectional cross-reconstruction (mirror <-> original)
     w_align: float = 1.0  # weight of the latent alignment of the two views' posterior means

@@ -16,7 +16,7 @@ from PIL import Image
 from cli.main import cli
 from ifadit.errors import InputError
 from ifadit.models.id2face import load_id2face
-from ifadit.training.id2face import build_model, denoiser_losses, train_id2face, vae_losses
+from ifadit.training.id2face import build_model, denoiser_losses, ema_decay, train_id2face, vae_losses
 from ifadit.training.options import Id2FaceOptions, read_id2face_options
 from tests.id2face_support import TINY
 from tests.ifadit_support import ID_DIM, RES, STANDIN, TinyRecognizer, astronaut_crops, crops_npz, to_img
@@ -130,9 +130,33 @@ def test_resume_is_bit_exact(data: Path, tmp_path: Path) -> None:
     ours, theirs = straight.model.state_dict(), resumed.model.state_dict()
     for name, tensor in ours.items():
         assert torch.equal(tensor, theirs[name]), name
+    assert straight.ema.keys() == resumed.ema.keys()
+    assert all(torch.equal(straight.ema[k], resumed.ema[k]) for k in straight.ema)
     assert torch.equal(straight.cache.values, resumed.cache.values)
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_model_folder_holds_the_weight_average(data: Path, tmp_path: Path) -> None:
+    """The saved model is the moving average, not the last weights: with the ramp-up (1 + n) / (10 + n) the
+    first denoiser step gives decay 2/11, so after 2 denoiser steps the average lags the weights."""
+    assert [ema_decay(n, 0.999) for n in (-1, 0, 1, 2)] == [0.0, 0.0, 2 / 11, 3 / 12]
+    assert ema_decay(10**6, 0.999) == 0.999 and ema_decay(5, 0.0) == 0.0
+    out = tmp_path / "run"
+    state = train_id2face(tiny_options(data, out, steps=4), recognizer=TinyRecognizer())
+    saved, _, _ = load_id2face(out / "model", recognizer=TinyRecognizer())
+    weights, averaged = state.model.state_dict(), saved.state_dict()
+    assert all(torch.equal(averaged[k], state.ema[k]) for k in state.ema)
+    lagging = [k for k in state.ema if not torch.equal(averaged[k], weights[k])]
+    assert lagging and all(k.split(".")[0] in ("encoder", "harmonizer", "denoiser") for k in lagging)
+    name = lagging[0]
+    vae = next(k for k in state.ema if k.startswith("vae."))  # frozen after phase 1: its average is itself
+    assert torch.equal(averaged[vae], weights[vae])
+    off = train_id2face(
+        tiny_options(data, tmp_path / "off", steps=4, ema_decay=0.0), recognizer=TinyRecognizer()
+    )
+    plain, _, _ = load_id2face(tmp_path / "off" / "model", recognizer=TinyRecognizer())
+    assert torch.equal(plain.state_dict()[name], off.model.state_dict()[name])
 
 
 def test_cli_trains_resumes_and_refuses_bad_runs(data: Path, tmp_path: Path) -> None:
