@@ -65,6 +65,13 @@ _DEFAULTS = Id2FaceOptions(data="", out="")
     help="Adam learning rate of the denoiser phase.",
 )
 @click.option(
+    "--ema-decay",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=_DEFAULTS.ema_decay,
+    show_default=True,
+    help="Decay of the weight average that sample grids and model/ hold (0 = the last weights).",
+)
+@click.option(
     "--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Seed of weights, batches and noise."
 )
 @click.option(
