@@ -52,7 +52,9 @@ class PixelateBackend:
 
     def __post_init__(self) -> None:
         if self.block < 2 or self.crop_size < self.block:
-            raise ValueError(f"need 2 <= block <= crop_size, got block={self.block}, crop_size={self.crop_size}")
+            raise ValueError(
+                f"need 2 <= block <= crop_size, got block={self.block}, crop_size={self.crop_size}"
+            )
 
     def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
         check_crops(crops)

@@ -71,10 +71,11 @@ class Id2FaceBackend:
         (model, model id, sha256). `steps`: DDIM steps (default: the model config's)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if model is None:
-            model = load_id2face(crop_model.model_folder(model_dir, MODEL_NAME, _not_found))
-        net, self.model_id, self.model_sha256 = model
         self.device = torch.device(device)
+        if model is None:
+            folder = crop_model.model_folder(model_dir, MODEL_NAME, _not_found)
+            model = crop_model.loaded_once(folder, load_id2face, self.device)
+        net, self.model_id, self.model_sha256 = model
         self.model = net.eval().to(self.device)
         self.batch_size = batch_size
         self.steps = steps

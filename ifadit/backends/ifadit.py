@@ -9,8 +9,6 @@ is missing and how to produce it.
 
 from __future__ import annotations
 
-import copy
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,6 @@ import torch
 from ifadit.backends import crop_model
 from ifadit.backends.base import check_crops
 from ifadit.errors import ModelError
-from ifadit.models.checkpoint import WEIGHTS_FILE
 from ifadit.models.flow import condition_from_key
 from ifadit.models.ifadit_checkpoint import load_ifadit
 from ifadit.models.ifadit_model import IfaditModel
@@ -38,22 +35,6 @@ def _not_shipped(folder: Path, absent: str) -> ModelError:
         hint="train it (`ifadit train encoder`, then `ifadit train flow`) and copy the flow run's "
         f"model/ folder to {folder}",
     )
-
-
-def loaded_model(folder: Path) -> tuple[IfaditModel, str, str]:
-    """`load_ifadit(folder)` once per process while its weights file is unchanged (same inode, size, mtime).
-
-    A lab service restores request after request; reading and hashing the weights and building the networks
-    (about 0.35 s on the 2-core CPU) then happens once, not per request. The model is shared read-only:
-    inference never changes it.
-    """
-    stat = (Path(folder) / WEIGHTS_FILE).stat()
-    return _load_once(str(Path(folder).resolve()), (stat.st_ino, stat.st_size, stat.st_mtime_ns))
-
-
-@functools.lru_cache(maxsize=2)
-def _load_once(folder: str, file_stamp: tuple[int, int, int]) -> tuple[IfaditModel, str, str]:
-    return load_ifadit(Path(folder))
 
 
 def is_shipped(model_dir: Path | None = None) -> bool:
@@ -81,9 +62,8 @@ class IfaditBackend:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
         if model is None:
-            model = loaded_model(crop_model.model_folder(model_dir, MODEL_NAME, _not_shipped))
-            if self.device.type != "cpu":  # the cached CPU model stays where other backends share it
-                model = (copy.deepcopy(model[0]), model[1], model[2])
+            folder = crop_model.model_folder(model_dir, MODEL_NAME, _not_shipped)
+            model = crop_model.loaded_once(folder, load_ifadit, self.device)
         net, self.model_id, self.model_sha256 = model
         self.model = net.eval().to(self.device)
         self.batch_size = batch_size

@@ -130,3 +130,15 @@ def test_eval_cli_reports_it(pretrained: Path, shared_dir: Path, tmp_path: Path)
     assert row["backend"] == "id2face" and row["reversible"] is False and row["reversible_metrics"] is None
     assert 0.0 <= row["anonymity"][0]["verification"] <= 1.0
     assert "id2face" in result.stdout.splitlines()[1]
+
+
+def test_a_process_loads_a_model_folder_once_while_its_weights_are_unchanged(tmp_path: Path) -> None:
+    folder = tmp_path / "id2face-64"
+    save_id2face(tiny_id2face(recognizer=load_dlib_resnet()), folder, name="tiny-id2face")
+    first, second = Id2FaceBackend(model_dir=folder), Id2FaceBackend(model_dir=folder)
+    assert first.model is second.model  # read, hashed and built once
+    replaced = tiny_id2face(recognizer=load_dlib_resnet())
+    replaced.id_mean.fill_(0.5)
+    save_id2face(replaced, folder, name="tiny-id2face")
+    third = Id2FaceBackend(model_dir=folder)
+    assert third.model is not first.model and third.model_sha256 != first.model_sha256
