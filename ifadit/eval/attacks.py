@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ifadit.eval.metrics import Metric, paired_distances
+from ifadit.faces.recognize import crops_to_img
 
 
 def key_search_rate(
@@ -52,10 +53,6 @@ class InversionNet(nn.Module):
         return (img + self.body(img)).clamp(-1.0, 1.0)
 
 
-def _to_img(crops: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 def train_inversion(
     anonymized: np.ndarray, original: np.ndarray, steps: int = 300, batch: int = 16, seed: int = 0
 ) -> InversionNet:
@@ -66,7 +63,7 @@ def train_inversion(
     torch.manual_seed(seed)
     net = InversionNet()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    source, target = _to_img(anonymized), _to_img(original)
+    source, target = crops_to_img(anonymized), crops_to_img(original)
     for _ in range(steps):
         index = torch.randint(len(source), (min(batch, len(source)),), generator=generator)
         loss = (net(source[index]) - target[index]).abs().mean()
@@ -79,5 +76,5 @@ def train_inversion(
 def invert(net: InversionNet, crops: np.ndarray) -> np.ndarray:
     """The network's guess of the originals of anonymized uint8 crops, as uint8 [N,S,S,3]."""
     with torch.no_grad():
-        img = net(_to_img(crops))
+        img = net(crops_to_img(crops))
     return ((img + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -53,8 +53,8 @@ def check_crops(crops: np.ndarray) -> None:
 
 
 def crops_to_img(crops: np.ndarray) -> torch.Tensor:
-    """uint8 [N,S,S,3] -> `img` float32 [N,3,S,S] in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    """uint8 [N,S,S,3] -> `img` float32 [N,3,S,S] in [-1, 1] (read-only arrays too: the crops are copied)."""
+    return torch.from_numpy(np.array(crops, order="C", copy=True)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 class _Thresholded:
