@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ifadit.models.checkpoint import load_generator, save_generator, sha256_file
+from ifadit.models.checkpoint import load_generator, save_generator
+from ifadit.models.pretrained_index import record_shipped
 
 PRETRAINED = Path("pretrained")
 DATA = (
@@ -119,14 +120,7 @@ def main() -> None:
     config = json.loads((folder / "config.json").read_text())["config"]
     (folder / "MODEL_CARD.md").write_text(card_markdown(args.name, config, state, trend, floor, params))
 
-    index_path = PRETRAINED / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    index[args.name] = {
-        "model_id": model_id,
-        "folder": args.name,
-        "files": {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.is_file()},
-    }
-    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    record_shipped(PRETRAINED, args.name, model_id)
     print(f"shipped {model_id} to {folder}")
 
 

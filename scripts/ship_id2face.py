@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
-from ifadit.models.checkpoint import WEIGHTS_FILE, sha256_file, stored_dtype
+from ifadit.models.checkpoint import WEIGHTS_FILE, stored_dtype
 from ifadit.models.id2face.checkpoint import load_id2face, save_id2face
+from ifadit.models.pretrained_index import record_shipped
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.id2face import sample_grid
 from ifadit.training.runner import write_png
@@ -205,14 +206,7 @@ def main() -> None:
         card_markdown(model_id, run, rows, str(dtype).removeprefix("torch."))
     )
 
-    index_path = args.pretrained / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    index[NAME] = {
-        "model_id": model_id,
-        "folder": NAME,
-        "files": {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.is_file()},
-    }
-    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    record_shipped(args.pretrained, NAME, model_id)
     print(f"shipped {model_id} to {folder}")
 
 

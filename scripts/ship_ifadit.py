@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from ifadit.models.checkpoint import sha256_file, stored_dtype
+from ifadit.models.checkpoint import stored_dtype
 from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config, save_ifadit
+from ifadit.models.pretrained_index import record_shipped
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.phase2 import phase2_grid
 from ifadit.training.runner import write_png
@@ -192,14 +193,7 @@ def main() -> None:
         write_png(phase2_grid(model, to_model_range(faces)), folder / "samples.png")
     (folder / "MODEL_CARD.md").write_text(card_markdown(model_id, phase1, phase2, evaluation))
 
-    index_path = args.pretrained / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    index[NAME] = {
-        "model_id": model_id,
-        "folder": NAME,
-        "files": {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.is_file()},
-    }
-    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    record_shipped(args.pretrained, NAME, model_id)
     print(f"shipped {model_id} to {folder}")
 
 
