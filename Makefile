@@ -24,6 +24,7 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check ifadit keyvault cli tests benchmarks scripts
+	$(BIN)/ruff format --check ifadit keyvault cli tests benchmarks scripts
 	$(BIN)/mypy ifadit keyvault cli
 	$(BIN)/cog --check docs/cli.md
 

@@ -48,7 +48,9 @@ def _resized(image: np.ndarray) -> np.ndarray:
 def make_images(folder: Path, count: int) -> int:
     """Write `count` ~320 px face photos into `folder`; returns how many came from the deepface set."""
     folder.mkdir(parents=True)
-    photos = [_resized(read_image(path)) for path in sorted(DEEPFACE.rglob("*.jpg"))] if DEEPFACE.is_dir() else []
+    photos = (
+        [_resized(read_image(path)) for path in sorted(DEEPFACE.rglob("*.jpg"))] if DEEPFACE.is_dir() else []
+    )
     astronaut = data.astronaut()
     for index in range(count):
         if index % 3 == 2 and photos:
@@ -65,7 +67,9 @@ def run(url: str, inputs: Path, output: Path, engine: Engine) -> float:
     """Seconds for one audited job over `inputs`."""
     with open_vault(url, "olga", b"olga") as vault:
         start = time.perf_counter()
-        report = anonymize_paths(vault, [inputs], output, AnonymizeOptions(backend="blur"), case=CASE, engine=engine)
+        report = anonymize_paths(
+            vault, [inputs], output, AnonymizeOptions(backend="blur"), case=CASE, engine=engine
+        )
         seconds = time.perf_counter() - start
     if report.failed:
         raise SystemExit(f"{len(report.failed)} images failed: {report.failed[0].error}")
@@ -106,7 +110,9 @@ def main() -> None:
     print(f"{'engine':<22}{'seconds':>9}{'images/s':>10}")
     print(f"{'serial (baseline)':<22}{serial:>9.1f}{args.images / serial:>10.1f}")
     print(f"{f'ray, {args.workers} workers':<22}{parallel:>9.1f}{args.images / parallel:>10.1f}")
-    print(f"ratio ray / serial (images/s): {serial / parallel:.2f}x; Ray start-up (not included): {startup:.1f} s")
+    print(
+        f"ratio ray / serial (images/s): {serial / parallel:.2f}x; Ray start-up (not included): {startup:.1f} s"
+    )
     print(f"outputs pixel-identical: {same}")
 
 

@@ -87,7 +87,9 @@ def stage_blur_path(detector: Detector, image: np.ndarray) -> np.ndarray:
 
 def speed(repeat: int) -> None:
     image = one_megapixel_photo()
-    print(f"image: {BENCH_PHOTO} resized to {image.shape[1]}x{image.shape[0]} ({image.shape[0] * image.shape[1]:,} px)")
+    print(
+        f"image: {BENCH_PHOTO} resized to {image.shape[1]}x{image.shape[0]} ({image.shape[0] * image.shape[1]:,} px)"
+    )
     print(f"cv2 threads: {cv2.getNumThreads()}, CPUs: {os.cpu_count()}")
     baseline = best_of(repeat, lambda: stage_baseline(image))
     hog = get_detector("hog")
@@ -98,7 +100,10 @@ def speed(repeat: int) -> None:
         ("detect hog (upsample 0) + 5 landmarks", best_of(repeat, lambda: stage_detect(hog, image))),
         ("detect cnn (MMOD) + 5 landmarks", best_of(max(1, repeat // 2), lambda: stage_detect(cnn, image))),
         ("align 64 px (per face)", best_of(repeat, lambda: stage_align(image, faces[:1]))),
-        ("blur path: hog + align 128 + blur + paste_back", best_of(repeat, lambda: stage_blur_path(hog, image))),
+        (
+            "blur path: hog + align 128 + blur + paste_back",
+            best_of(repeat, lambda: stage_blur_path(hog, image)),
+        ),
     ]
     print(f"\n{'stage':<50} {'ms':>9} {'baseline ms':>12} {'ratio':>8}")
     for name, ms in rows:
@@ -139,7 +144,9 @@ def embed_speed(repeat: int) -> None:
         for name, model in models:
             model(img[:1])  # warm-up
             rows.append((f"embed {name} batch 1", best_of(repeat, lambda m=model: m(img[:1])), baseline))
-            rows.append((f"embed {name} batch 32 (per face)", best_of(repeat, lambda m=model: m(img)) / 32, baseline))
+            rows.append(
+                (f"embed {name} batch 32 (per face)", best_of(repeat, lambda m=model: m(img)) / 32, baseline)
+            )
     rows.append(("embed torch-dlib fwd+bwd batch 32 (per face)", best_of(repeat, backward) / 32, baseline))
 
     def path(recognizer: DlibRecognizer | TorchDlibRecognizer) -> None:
@@ -149,7 +156,9 @@ def embed_speed(repeat: int) -> None:
         ("path: hog + align 150 + embed torch-dlib (per image)", best_of(repeat, lambda: path(torch_rec)),
          best_of(repeat, lambda: path(dlib_rec)))
     )  # fmt: skip
-    print(f"\n{'embed stage (torch threads ' + str(torch.get_num_threads()) + ')':<52} {'ms':>9} {'dlib C++ ms':>12} {'ratio':>6}")
+    print(
+        f"\n{'embed stage (torch threads ' + str(torch.get_num_threads()) + ')':<52} {'ms':>9} {'dlib C++ ms':>12} {'ratio':>6}"
+    )
     for name, ms, base in rows:
         print(f"{name:<52} {ms:9.2f} {base:12.2f} {ms / base:6.2f}")
 
@@ -159,7 +168,9 @@ def recall(max_pixels: int) -> None:
         "reid/deepface": sorted((SHARED / "data/reid/deepface").glob("*/*.jpg")),
         "reid/orl": sorted((SHARED / "data/reid/orl").glob("*/*.pgm")),
     }
-    print(f"\n{'detector':<10} {'set':<15} {'found':>9} {'recall':>7} {'>1 box':>7} {'s':>7}  (images <= {max_pixels:,} px)")
+    print(
+        f"\n{'detector':<10} {'set':<15} {'found':>9} {'recall':>7} {'>1 box':>7} {'s':>7}  (images <= {max_pixels:,} px)"
+    )
     for set_name, paths in sets.items():
         images = [resize_to_pixels(read_image(path), max_pixels) for path in paths]
         for name in ("hog", "cnn"):
@@ -177,7 +188,9 @@ def recall(max_pixels: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per stage; the best counts")
-    parser.add_argument("--recall-max-pixels", type=int, default=1_000_000, help="shrink recall images to this")
+    parser.add_argument(
+        "--recall-max-pixels", type=int, default=1_000_000, help="shrink recall images to this"
+    )
     parser.add_argument("--no-recall", action="store_true", help="skip the recall measurement")
     args = parser.parse_args()
     speed(args.repeat)

@@ -112,8 +112,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--backends", default=",".join(name for name in ("blur", "pixelate", "mask", "ifadit")
-                                                         if name in BACKENDS))
+    parser.add_argument(
+        "--backends",
+        default=",".join(name for name in ("blur", "pixelate", "mask", "ifadit") if name in BACKENDS),
+    )
     args = parser.parse_args()
     names = ["blur"]
     for name in args.backends.split(","):
@@ -138,17 +140,23 @@ def main() -> None:
         with open_vault(f"sqlite:///{work / 'vault.sqlite3'}", "admin2", b"x") as vault:
             rows = [measure(vault, key, name, inputs, work, args.repeat) for name in names]
     base = rows[0]
-    print(f"{args.images} images {SIDE}x{SIDE} (1.05 MP), one face each; HOG detector; best of {args.repeat}; "
-          "ratio = time per image / blur's (baseline, same run)")
-    print(f"{'backend':<10}{'anonymize --seal-original':>34}{'restore --exact':>34}{'restore (model)':>34}"
-          f"{'restore/anonymize':>20}")
+    print(
+        f"{args.images} images {SIDE}x{SIDE} (1.05 MP), one face each; HOG detector; best of {args.repeat}; "
+        "ratio = time per image / blur's (baseline, same run)"
+    )
+    print(
+        f"{'backend':<10}{'anonymize --seal-original':>34}{'restore --exact':>34}{'restore (model)':>34}"
+        f"{'restore/anonymize':>20}"
+    )
     for row in rows:
         per_image = row.faces / args.images
         restore_s = row.restore_model if row.restore_model is not None else row.restore_exact
-        print(f"{row.backend:<10}  {_cell(row.anonymize, per_image, base.anonymize)}"
-              f"  {_cell(row.restore_exact, per_image, base.restore_exact)}"
-              f"  {_cell(row.restore_model, per_image, None)}"
-              f"{restore_s / row.anonymize:18.2f}x")
+        print(
+            f"{row.backend:<10}  {_cell(row.anonymize, per_image, base.anonymize)}"
+            f"  {_cell(row.restore_exact, per_image, base.restore_exact)}"
+            f"  {_cell(row.restore_model, per_image, None)}"
+            f"{restore_s / row.anonymize:18.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ class ScaleType(click.ParamType):
 
     name = "WxH"
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, int]:
         if isinstance(value, tuple):
             return value
         try:
@@ -56,7 +58,9 @@ def _render_table(report: DetectionReport) -> str:
 
 @click.command("detect")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON array (file, size, faces) instead of a table.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON array (file, size, faces) instead of a table."
+)
 @click.option(
     "--detector",
     type=click.Choice(sorted(DETECTORS)),
@@ -104,7 +108,9 @@ def _render_table(report: DetectionReport) -> str:
     help="Write <file name>.faces.png with boxes, landmarks and scores into this folder.",
 )
 @click.option(
-    "--require-face", is_flag=True, help="Treat a file with no face as an error (non-zero exit) instead of '0 faces'."
+    "--require-face",
+    is_flag=True,
+    help="Treat a file with no face as an error (non-zero exit) instead of '0 faces'.",
 )
 @click.option(
     "--max-pixels",
@@ -139,7 +145,9 @@ def detect_command(
     if insightface_pack is not None and detector != "insightface":
         raise click.UsageError("--insightface-pack applies to --detector insightface only")
     with usage_errors():
-        finder = get_detector(detector, thresh=thresh, scale=scale, upsample=upsample, pack_dir=insightface_pack)
+        finder = get_detector(
+            detector, thresh=thresh, scale=scale, upsample=upsample, pack_dir=insightface_pack
+        )
     results, exit_code = [], 0
     for path in images:
         try:

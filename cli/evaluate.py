@@ -156,7 +156,12 @@ def eval_command(
     with usage_errors():
         folders = model_folders(model_dirs, backends)
         document, results = run_eval(
-            options, backends, recognizers, random_keys, material, model_dir=folders.pop("ifadit", None),
+            options,
+            backends,
+            recognizers,
+            random_keys,
+            material,
+            model_dir=folders.pop("ifadit", None),
             progress=progress,
             backend_options={name: {"model_dir": folder} for name, folder in folders.items()},
         )

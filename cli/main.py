@@ -15,7 +15,17 @@ from ifadit.errors import IfaditError
 from keyvault.errors import VaultError
 
 # Each module exposes `register(group: click.Group) -> None` and adds its commands to the root group.
-COMMAND_MODULES: tuple[str, ...] = ("cli.detect", "cli.lab", "cli.train_ifadit", "cli.train_id2face", "cli.admin", "cli.audit", "cli.anonymize", "cli.restore", "cli.evaluate")
+COMMAND_MODULES: tuple[str, ...] = (
+    "cli.detect",
+    "cli.lab",
+    "cli.train_ifadit",
+    "cli.train_id2face",
+    "cli.admin",
+    "cli.audit",
+    "cli.anonymize",
+    "cli.restore",
+    "cli.evaluate",
+)
 
 
 class IfaditGroup(click.Group):

@@ -16,8 +16,10 @@ REQUEST_STATES = ("pending", "approved", "used")
 
 
 def _request_line(request: RequestInfo) -> str:
-    return (f"{request.handle}  {request.state:<8}  case {request.case_id}  by {request.requester}  "
-            f"{short_time(request.created)}  {request.reason}")
+    return (
+        f"{request.handle}  {request.state:<8}  case {request.case_id}  by {request.requester}  "
+        f"{short_time(request.created)}  {request.reason}"
+    )
 
 
 def _request_text(request: RequestInfo) -> str:
@@ -31,39 +33,84 @@ def _request_text(request: RequestInfo) -> str:
         f"key      {request.key_handle or '-'}",
     ]
     for approval in request.approvals:
-        lines.append(f"  approved by {approval.approver} at {short_time(approval.created)}, "
-                     f"expires {short_time(approval.expires)}, used {short_time(approval.used)}")
+        lines.append(
+            f"  approved by {approval.approver} at {short_time(approval.created)}, "
+            f"expires {short_time(approval.expires)}, used {short_time(approval.used)}"
+        )
     return "\n".join(lines)
 
 
 def _restore_text(report: RestoreReport) -> str:
-    return (f"restored {report.faces_restored} of {report.faces_listed} faces ({report.mode}) into {report.output} "
-            f"with key {report.key_handle} v{report.key_version}; audit entry {report.audit_seq}; "
-            f"report {report.output}.restore.json")
+    return (
+        f"restored {report.faces_restored} of {report.faces_listed} faces ({report.mode}) into {report.output} "
+        f"with key {report.key_handle} v{report.key_version}; audit entry {report.audit_seq}; "
+        f"report {report.output}.restore.json"
+    )
 
 
 @click.command("restore")
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Restored file to write (a video restores to .mkv losslessly, or .mp4).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Restored file to write (a video restores to .mkv losslessly, or .mp4).",
+)
 @vault_options
 @click.option("--case", "case_id", required=True, help="Case the restore is for (must own the key).")
-@click.option("--reason", required=True, help="Why the identity is needed (kept in the request and the audit log).")
-@click.option("--key", "key_handle", default=None, show_default="the key the manifest names",
-              help="Key to try on a copy that lost its manifest (a wrong key gives a wrong face, not an error).")
-@click.option("--exact", is_flag=True, default=False, show_default=True,
-              help="Unseal the original face regions (--seal-original outputs) bit for bit instead of running "
-              "the model backwards.")
-@click.option("--request-only", is_flag=True, default=False, show_default=True,
-              help="Only file a restore request for an approver and print its id.")
-@click.option("--backend", default="ifadit", show_default=True,
-              help="Reversible backend for a copy without manifest (a manifest names its own).")
-@click.option("--mask-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Model restore: the --mask-scale the output was anonymized with.")
+@click.option(
+    "--reason", required=True, help="Why the identity is needed (kept in the request and the audit log)."
+)
+@click.option(
+    "--key",
+    "key_handle",
+    default=None,
+    show_default="the key the manifest names",
+    help="Key to try on a copy that lost its manifest (a wrong key gives a wrong face, not an error).",
+)
+@click.option(
+    "--exact",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Unseal the original face regions (--seal-original outputs) bit for bit instead of running "
+    "the model backwards.",
+)
+@click.option(
+    "--request-only",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Only file a restore request for an approver and print its id.",
+)
+@click.option(
+    "--backend",
+    default="ifadit",
+    show_default=True,
+    help="Reversible backend for a copy without manifest (a manifest names its own).",
+)
+@click.option(
+    "--mask-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Model restore: the --mask-scale the output was anonymized with.",
+)
 @json_option
-def restore_command(source: Path, output: Path, vault_args: VaultArgs, case_id: str, reason: str,
-                    key_handle: str | None, exact: bool, request_only: bool, backend: str, mask_scale: float,
-                    as_json: bool) -> None:
+def restore_command(
+    source: Path,
+    output: Path,
+    vault_args: VaultArgs,
+    case_id: str,
+    reason: str,
+    key_handle: str | None,
+    exact: bool,
+    request_only: bool,
+    backend: str,
+    mask_scale: float,
+    as_json: bool,
+) -> None:
     """Restore the faces of an anonymized output; investigator role, audited.
 
     When the vault's policy requires an approval, the first call files a request, prints its id and
@@ -74,8 +121,9 @@ def restore_command(source: Path, output: Path, vault_args: VaultArgs, case_id: 
     Example:
       ifadit restore released/cam1.png -o cam1.restored.png --case C-17 --reason "warrant 2026/114" --exact
     """
-    options = RestoreOptions(case=case_id, reason=reason, key=key_handle, exact=exact, backend=backend,
-                             mask_scale=mask_scale)
+    options = RestoreOptions(
+        case=case_id, reason=reason, key=key_handle, exact=exact, backend=backend, mask_scale=mask_scale
+    )
     with vault_args.open() as vault, usage_errors():
         if request_only:
             request = restoring.request_only(vault, source, options)
@@ -89,7 +137,6 @@ def restore_command(source: Path, output: Path, vault_args: VaultArgs, case_id: 
         from ifadit.backends.measured import restore_caveat
 
         click.echo(restore_caveat(default_model_dir(), report.model_id), err=True)
-
 
 
 @click.command("approve")
@@ -121,8 +168,13 @@ def requests_group() -> None:
 @requests_group.command("list")
 @vault_options
 @click.option("--case", "case_id", default=None, show_default="all cases", help="Only requests of this case.")
-@click.option("--state", type=click.Choice(REQUEST_STATES), default=None, show_default="all states",
-              help="Only requests in this state.")
+@click.option(
+    "--state",
+    type=click.Choice(REQUEST_STATES),
+    default=None,
+    show_default="all states",
+    help="Only requests in this state.",
+)
 @json_option
 def requests_list(vault_args: VaultArgs, case_id: str | None, state: str | None, as_json: bool) -> None:
     """List restore requests, newest first (investigator, approver, admin or auditor).

@@ -52,7 +52,9 @@ class SealedDataError(VaultError):
 
     exit_code = 4
 
-    def __init__(self, message: str = "sealed data failed authentication", *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str = "sealed data failed authentication", *, hint: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
 
 

@@ -169,7 +169,9 @@ class _Chain:
                 i,
                 f"entry {i} was altered: it does not link to entry {i - 1}, which a signed tree head covers",
             )
-        if i == len(self.link_ok):  # the newest entry: nothing after it, and no head over entry i - 1, tells which
+        if i == len(
+            self.link_ok
+        ):  # the newest entry: nothing after it, and no head over entry i - 1, tells which
             return i - 1, f"entry {i - 1} or entry {i} was altered: entry {i} does not link to entry {i - 1}"
         return i - 1, f"entry {i - 1} was altered: its hash does not match the link recorded in entry {i}"
 

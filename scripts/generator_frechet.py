@@ -65,7 +65,9 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--noise-mode", default="none", choices=["none", "const", "random"])
-    parser.add_argument("--after", type=int, default=-1, help="only checkpoints after this step (resume a trend)")
+    parser.add_argument(
+        "--after", type=int, default=-1, help="only checkpoints after this step (resume a trend)"
+    )
     parser.add_argument("--every", type=int, default=1, help="evaluate every k-th checkpoint (and the last)")
     args = parser.parse_args()
 

@@ -34,7 +34,9 @@ def _crop_ellipse(aligned: AlignedFace, mask_scale: float) -> tuple[np.ndarray, 
     return center, axes
 
 
-def _support_box(aligned: AlignedFace, image_shape: tuple[int, ...], mask_scale: float) -> tuple[int, int, int, int]:
+def _support_box(
+    aligned: AlignedFace, image_shape: tuple[int, ...], mask_scale: float
+) -> tuple[int, int, int, int]:
     """Integer image box (x0, y0, x1, y1), clipped, that contains the mask's support."""
     center, axes = _crop_ellipse(aligned, mask_scale)
     corners = center + np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * axes

@@ -128,7 +128,9 @@ class _DlibDetector(abc.ABC):
             raise ValueError(f"upsample must be >= 0, got {upsample}")
         if scale is not None and (len(scale) != 2 or min(scale) < 1):
             raise ValueError(f"scale must be (width, height) with both >= 1, got {scale}")
-        self.upsample = int(upsample)  # image doublings before detection: finds smaller faces, ~4x slower each
+        self.upsample = int(
+            upsample
+        )  # image doublings before detection: finds smaller faces, ~4x slower each
         self.thresh = float(thresh)  # drop detections whose score is below this
         self.scale = (int(scale[0]), int(scale[1])) if scale else None  # (W, H) to detect at, None: full size
         self._load()

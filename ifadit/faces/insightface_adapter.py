@@ -355,10 +355,13 @@ def find_model(folder: str | Path | None, role: str, name: str | None = None) ->
     return found[0]
 
 
-def find_pack(folder: str | Path | None, *, detector: str | None = None, recognizer: str | None = None) -> ModelPack:
+def find_pack(
+    folder: str | Path | None, *, detector: str | None = None, recognizer: str | None = None
+) -> ModelPack:
     """Pick the detector and the recognizer among a pack's `.onnx` files, or take the ones named."""
     return ModelPack(
-        detector=find_model(folder, "detector", detector), recognizer=find_model(folder, "recognizer", recognizer)
+        detector=find_model(folder, "detector", detector),
+        recognizer=find_model(folder, "recognizer", recognizer),
     )
 
 

@@ -220,7 +220,9 @@ def _from_plain(raw: Any, source: str) -> Manifest:
     faces = raw.get("faces", [])
     if not isinstance(faces, list):
         raise fail("manifest field 'faces' must be a list")
-    fields: dict[str, Any] = {name: raw.get(name) for name in (*_REQUIRED_STR, *_OPTIONAL_STR, *_OPTIONAL_INT)}
+    fields: dict[str, Any] = {
+        name: raw.get(name) for name in (*_REQUIRED_STR, *_OPTIONAL_STR, *_OPTIONAL_INT)
+    }
     return Manifest(
         **fields,
         faces=tuple(_face_from_plain(face, i, fail) for i, face in enumerate(faces)),

@@ -53,7 +53,9 @@ class AnonymizeOptions:
     thresh: float | None = None  # detector score threshold (None: the detector's own); lower finds more faces
     scale: tuple[int, int] | None = None  # (W, H) to detect at, or None for full resolution
     upsample: int = 0  # image doublings before detection (smaller faces, slower)
-    insightface_pack: Path | None = None  # "insightface" detector's model pack; None: $IFADIT_INSIGHTFACE_PACK
+    insightface_pack: Path | None = (
+        None  # "insightface" detector's model pack; None: $IFADIT_INSIGHTFACE_PACK
+    )
     mask_scale: float = 1.0  # size of the pasted face ellipse; > 1 also covers hair line and chin
     keep_audio: bool = False  # copy a video's audio packets unchanged
     lossless: bool = False  # video: FFV1 in .mkv (bit-exact frames) instead of H.264
@@ -67,7 +69,9 @@ class AnonymizeOptions:
         if self.detector not in DETECTORS:
             raise ValueError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
         if self.insightface_pack is not None and self.detector != "insightface":
-            raise ValueError(f"an insightface pack applies to the insightface detector only, not {self.detector!r}")
+            raise ValueError(
+                f"an insightface pack applies to the insightface detector only, not {self.detector!r}"
+            )
         if self.mask_scale <= 0:
             raise ValueError(f"mask_scale must be > 0, got {self.mask_scale}")
         if self.upsample < 0 or self.max_pixels < 1:

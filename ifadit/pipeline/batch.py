@@ -187,7 +187,9 @@ class SerialEngine:
 ENGINES = ("serial", "ray")
 
 
-def engine_for(name: str, *, address: str | None = None, workers: int = 2, gpus_per_worker: float = 0.0) -> Engine:
+def engine_for(
+    name: str, *, address: str | None = None, workers: int = 2, gpus_per_worker: float = 0.0
+) -> Engine:
     """The engine called `name` ("serial" or "ray"); Ray is imported only when a Ray run starts."""
     if name == "serial":
         if address is not None or gpus_per_worker:

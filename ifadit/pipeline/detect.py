@@ -56,7 +56,13 @@ def draw_faces(image: np.ndarray, faces: list[Face]) -> np.ndarray:
             cv2.circle(out, (int(round(x)), int(round(y))), thickness + 1, LANDMARK_COLOUR, -1)
         label_y = y0 - 4 if y0 > 12 * thickness else y1 + 12 * thickness
         cv2.putText(
-            out, f"{face.score:.2f}", (x0, label_y), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, BOX_COLOUR, thickness
+            out,
+            f"{face.score:.2f}",
+            (x0, label_y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness,
+            BOX_COLOUR,
+            thickness,
         )
     return out
 
@@ -74,9 +80,13 @@ def detect_file(
     image = read_image(path, max_pixels=max_pixels)  # 1
     faces = detector.detect(image)  # 2
     if require_face and not faces:  # 3
-        raise NoFaceError(f"{path}: no face found", hint="lower --thresh, raise --upsample or try --detector cnn")
+        raise NoFaceError(
+            f"{path}: no face found", hint="lower --thresh, raise --upsample or try --detector cnn"
+        )
     preview = None
     if preview_dir is not None:  # 4
         Path(preview_dir).mkdir(parents=True, exist_ok=True)
         preview = write_image(Path(preview_dir) / f"{path.name}.faces.png", draw_faces(image, faces))
-    return DetectionReport(path=path, width=image.shape[1], height=image.shape[0], faces=faces, preview=preview)
+    return DetectionReport(
+        path=path, width=image.shape[1], height=image.shape[0], faces=faces, preview=preview
+    )

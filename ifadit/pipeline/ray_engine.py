@@ -83,7 +83,9 @@ class _Anonymizer:
             try:
                 result = anonymize_item(item, self.ctx, Path(staged))
             except IfaditError as exc:
-                result = ItemResult(item.source, item.target, item.kind, error=str(exc), exit_code=exc.exit_code)
+                result = ItemResult(
+                    item.source, item.target, item.kind, error=str(exc), exit_code=exc.exit_code
+                )
             results.append(pickle.dumps(result))
         return {"index": batch["index"], "result": np.array(results, dtype=object)}
 
@@ -175,4 +177,3 @@ class RayEngine:
         finally:
             ray.kill(holder)
         return [found[index] for index in range(len(rows))]
-

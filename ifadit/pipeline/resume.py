@@ -83,10 +83,13 @@ class Journal:
                 raw = json.loads(path.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise ManifestError(
-                    f"{path}: resume journal is not valid JSON", hint="delete it to anonymize everything again"
+                    f"{path}: resume journal is not valid JSON",
+                    hint="delete it to anonymize everything again",
                 ) from None
             if not isinstance(raw, dict) or raw.get("format") != JOURNAL_FORMAT:
-                raise ManifestError(f"{path}: not an {JOURNAL_FORMAT} journal", hint="delete it to start over")
+                raise ManifestError(
+                    f"{path}: not an {JOURNAL_FORMAT} journal", hint="delete it to start over"
+                )
             entries = dict(raw.get("outputs", {}))
         return cls(Path(root), journal_key(vault), entries)
 
@@ -203,7 +206,11 @@ def recover_committed(journal: Journal, committed: Callable[[int, str], bool]) -
     for pending in sorted(journal.root.glob(f"{STAGING_PREFIX}*/{PENDING_NAME}")):
         try:
             record = json.loads(pending.read_text(encoding="utf-8"))
-            seq, digest, outputs = int(record["audit_seq"]), str(record["outputs_digest"]), list(record["outputs"])
+            seq, digest, outputs = (
+                int(record["audit_seq"]),
+                str(record["outputs_digest"]),
+                list(record["outputs"]),
+            )
             moves = [(pending.parent / out["staged"], journal.root / out["target"], out) for out in outputs]
         except (ValueError, KeyError, TypeError):
             continue  # not a record this version wrote: leave the folder for a person to look at

@@ -61,7 +61,9 @@ class Phase1Options:
     generator: str  # generator checkpoint folder (ifadit.models.checkpoint), frozen; with `init`, that folder
     data: str  # .npz crop cache at the generator's resolution
     out: str  # run folder
-    init: str | None = None  # iFADIT model folder to continue from (weights, statistics, architecture, generator)
+    init: str | None = (
+        None  # iFADIT model folder to continue from (weights, statistics, architecture, generator)
+    )
     batch: int = 8  # faces per step (each also swapped with its neighbour)
     steps: int | None = None  # stop after this many steps in total, None = until interrupted
     seed: int = 0  # seeds weights, batches and the sample grid

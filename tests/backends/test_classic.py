@@ -40,7 +40,9 @@ def test_backend_contract(crops: np.ndarray, name: str) -> None:
     out = backend.anonymize_crops(crops, None)
     assert out.shape == crops.shape and out.dtype == np.uint8
     assert not np.array_equal(out, crops)
-    np.testing.assert_array_equal(backend.anonymize_crops(crops, b"k" * 32), out)  # key ignored, deterministic
+    np.testing.assert_array_equal(
+        backend.anonymize_crops(crops, b"k" * 32), out
+    )  # key ignored, deterministic
     np.testing.assert_array_equal(backend.anonymize_crops(crops[1:2], None), out[1:2])  # per crop, batch-free
     with pytest.raises(BackendUnavailable, match=f"backend '{name}' is not reversible"):
         backend.restore_crops(out, b"k" * 32)
@@ -62,7 +64,10 @@ def test_pixelate_makes_flat_cells_of_the_mean_colour(crops: np.ndarray) -> None
             for x in range(0, 128, 16):
                 cell = after[y : y + 16, x : x + 16].reshape(-1, 3)
                 assert (cell == cell[0]).all()
-                assert np.abs(cell[0].astype(float) - before[y : y + 16, x : x + 16].mean(axis=(0, 1))).max() <= 1
+                assert (
+                    np.abs(cell[0].astype(float) - before[y : y + 16, x : x + 16].mean(axis=(0, 1))).max()
+                    <= 1
+                )
     coarse = PixelateBackend(block=32).anonymize_crops(crops, None)
     assert len(np.unique(coarse[0].reshape(-1, 3), axis=0)) <= 16
 

@@ -34,18 +34,42 @@ def photo(tmp_path: Path, astronaut: np.ndarray) -> Path:
 
 
 @pytest.mark.parametrize("backend", ["blur", "pixelate", "mask"])
-def test_round_trip_through_the_cli(lab: Lab, tmp_path: Path, photo: Path, astronaut: np.ndarray, backend: str) -> None:
-    done = lab.cli("anonymize", photo, "-o", tmp_path / "out", "--case", CASE, "--backend", backend,
-                   "--seal-original", "--json")
+def test_round_trip_through_the_cli(
+    lab: Lab, tmp_path: Path, photo: Path, astronaut: np.ndarray, backend: str
+) -> None:
+    done = lab.cli(
+        "anonymize",
+        photo,
+        "-o",
+        tmp_path / "out",
+        "--case",
+        CASE,
+        "--backend",
+        backend,
+        "--seal-original",
+        "--json",
+    )
     assert done.exit_code == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["backend"] == backend and summary["files"] == 1 and summary["faces"] == 1
     assert summary["key_handle"] == lab.key and summary["sealed_originals"] is True
     anonymized = tmp_path / "out" / "astronaut.png"
-    assert summary["items"][0]["output"] == str(anonymized) and not np.array_equal(read_image(anonymized), astronaut)
+    assert summary["items"][0]["output"] == str(anonymized) and not np.array_equal(
+        read_image(anonymized), astronaut
+    )
 
-    restored = lab.cli("restore", anonymized, "-o", tmp_path / "restored.png", "--case", CASE,
-                       "--reason", "court order 7", "--exact", user="ivan")
+    restored = lab.cli(
+        "restore",
+        anonymized,
+        "-o",
+        tmp_path / "restored.png",
+        "--case",
+        CASE,
+        "--reason",
+        "court order 7",
+        "--exact",
+        user="ivan",
+    )
     assert restored.exit_code == 0, restored.stderr
     assert "restored 1 of 1 faces (exact)" in restored.stdout
     assert np.array_equal(read_image(tmp_path / "restored.png"), astronaut)
@@ -64,8 +88,17 @@ def test_text_output_names_files_key_and_audit_entry(lab: Lab, tmp_path: Path, p
 
 def test_bad_files_are_reported_and_the_rest_done(lab: Lab, tmp_path: Path, photo: Path) -> None:
     (tmp_path / "notes.png").write_text("not an image")
-    done = lab.cli("anonymize", photo, tmp_path / "notes.png", tmp_path / "missing.jpg", "-o", tmp_path / "out",
-                   "--case", CASE, "--json")
+    done = lab.cli(
+        "anonymize",
+        photo,
+        tmp_path / "notes.png",
+        tmp_path / "missing.jpg",
+        "-o",
+        tmp_path / "out",
+        "--case",
+        CASE,
+        "--json",
+    )
     assert done.exit_code == 1
     assert done.stderr.strip().splitlines() == [
         f"Error: {tmp_path / 'notes.png'}: not a recognised image file",
@@ -89,19 +122,34 @@ def test_refusals_and_usage_errors(lab: Lab, tmp_path: Path, photo: Path) -> Non
     assert [e.outcome for e in audit_entries(lab, "anonymize")] == ["refused"]
 
 
-def test_kill_9_mid_batch_leaves_no_output_and_a_sound_vault(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+def test_kill_9_mid_batch_leaves_no_output_and_a_sound_vault(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray
+) -> None:
     folder, out = tmp_path / "seized", tmp_path / "out"
     folder.mkdir()
     for index in range(6):
         write_image(folder / f"img{index:02d}.png", np.roll(astronaut, 9 * index, axis=1))
     env = {**os.environ, "IFADIT_VAULT": lab.url, "IFADIT_USER": "olga", "IFADIT_PASSPHRASE": "olga"}
-    command = [sys.executable, "-c", "from cli.main import cli; cli()", "anonymize", str(folder), "-o", str(out),
-               "--case", CASE]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-c",
+        "from cli.main import cli; cli()",
+        "anonymize",
+        str(folder),
+        "-o",
+        str(out),
+        "--case",
+        CASE,
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(out.glob(f"{STAGING_PREFIX}*/*/*.png")):  # the run is midway: some outputs staged
-            assert process.poll() is None and time.monotonic() < deadline, "the run ended before it was killed"
+            assert process.poll() is None and time.monotonic() < deadline, (
+                "the run ended before it was killed"
+            )
             time.sleep(0.05)
         os.kill(process.pid, signal.SIGKILL)
     finally:

@@ -59,7 +59,9 @@ def test_json_output(files: dict[str, Path]) -> None:
 def test_no_face_is_an_error_only_with_require_face(files: dict[str, Path]) -> None:
     result = run("--require-face", str(files["noface"]))
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines() == [f"Error: {files['noface']}: no face found (lower --thresh, raise --upsample or try --detector cnn)"]
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {files['noface']}: no face found (lower --thresh, raise --upsample or try --detector cnn)"
+    ]
     assert run("--require-face", str(files["face"])).exit_code == 0
 
 
@@ -79,7 +81,10 @@ def test_json_lists_errors_too(files: dict[str, Path]) -> None:
     result = run("--json", str(files["face"]), str(files["text"]))
     assert result.exit_code == 1
     records = json.loads(result.stdout)
-    assert records[1] == {"file": str(files["text"]), "error": f"{files['text']}: not a recognised image file"}
+    assert records[1] == {
+        "file": str(files["text"]),
+        "error": f"{files['text']}: not a recognised image file",
+    }
 
 
 def test_decompression_bomb_limit(files: dict[str, Path]) -> None:

@@ -70,7 +70,9 @@ def test_detect_errors_name_what_is_missing(pack: Path, photo: Path, tmp_path: P
     assert absent.exit_code == 1
     assert f"Error: {tmp_path / 'absent'}: model-pack folder not found" in absent.stderr
     wrong = detect(photo, "--insightface-pack", pack)  # the default hog detector takes no pack
-    assert wrong.exit_code == 2 and "--insightface-pack applies to --detector insightface only" in wrong.stderr
+    assert (
+        wrong.exit_code == 2 and "--insightface-pack applies to --detector insightface only" in wrong.stderr
+    )
     upsample = detect(photo, "--detector", "insightface", "--insightface-pack", pack, "--upsample", "1")
     assert upsample.exit_code == 2 and "upsample applies to the dlib detectors" in upsample.stderr
 
@@ -80,13 +82,36 @@ def test_anonymize_with_the_insightface_detector(
 ) -> None:
     monkeypatch.delenv(PACK_ENV, raising=False)
     lab = make_lab(tmp_path)
-    done = lab.cli("anonymize", photo, "-o", tmp_path / "out", "--case", CASE, "--backend", "blur",
-                   "--detector", "insightface", "--insightface-pack", pack, "--json")
+    done = lab.cli(
+        "anonymize",
+        photo,
+        "-o",
+        tmp_path / "out",
+        "--case",
+        CASE,
+        "--backend",
+        "blur",
+        "--detector",
+        "insightface",
+        "--insightface-pack",
+        pack,
+        "--json",
+    )
     assert done.exit_code == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["faces"] == 2 and (tmp_path / "out" / "astronaut.png").is_file()
-    refused = lab.cli("anonymize", photo, "-o", tmp_path / "out2", "--case", CASE, "--backend", "blur",
-                      "--insightface-pack", pack)
+    refused = lab.cli(
+        "anonymize",
+        photo,
+        "-o",
+        tmp_path / "out2",
+        "--case",
+        CASE,
+        "--backend",
+        "blur",
+        "--insightface-pack",
+        pack,
+    )
     assert refused.exit_code == 2 and "applies to the insightface detector only, not 'hog'" in refused.stderr
     assert not (tmp_path / "out2").exists()
 
@@ -96,5 +121,7 @@ def test_default_imports_do_not_load_onnxruntime() -> None:
         "import sys, ifadit.faces.detect, ifadit.faces.recognize, cli.detect, cli.anonymize\n"
         "print(sorted({'onnx', 'onnxruntime', 'ifadit.faces.insightface_adapter'} & set(sys.modules)))"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
     assert done.stdout.strip() == "[]"

@@ -28,8 +28,9 @@ def lab(tmp_path: Path) -> Lab:
 @pytest.fixture
 def anonymized(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> Path:
     write_image(tmp_path / "astronaut.png", astronaut)
-    done = lab.cli("anonymize", tmp_path / "astronaut.png", "-o", tmp_path / "out.png", "--case", CASE,
-                   "--seal-original")
+    done = lab.cli(
+        "anonymize", tmp_path / "astronaut.png", "-o", tmp_path / "out.png", "--case", CASE, "--seal-original"
+    )
     assert done.exit_code == 0, done.stderr
     return tmp_path / "out.png"
 
@@ -71,8 +72,9 @@ def test_self_approval_is_refused(lab: Lab, anonymized: Path, tmp_path: Path) ->
         from keyvault import access
 
         access.add_user(vault, "sam", ["investigator", "approver"], b"sam")
-    filed = lab.cli("restore", anonymized, "-o", tmp_path / "r.png", *RESTORE, "--exact", "--request-only",
-                    user="sam")
+    filed = lab.cli(
+        "restore", anonymized, "-o", tmp_path / "r.png", *RESTORE, "--exact", "--request-only", user="sam"
+    )
     assert filed.exit_code == 0 and filed.stdout.strip().startswith("rq_")
     request = filed.stdout.strip()
     own = lab.cli("approve", request, user="sam")
@@ -80,7 +82,9 @@ def test_self_approval_is_refused(lab: Lab, anonymized: Path, tmp_path: Path) ->
     assert audit_entries(lab, "restore.approve")[-1].outcome == "refused"
 
 
-@pytest.mark.parametrize("field", ["backend", "key_version", "audit_seq", "pixels_sha256", "faces", "signature"])
+@pytest.mark.parametrize(
+    "field", ["backend", "key_version", "audit_seq", "pixels_sha256", "faces", "signature"]
+)
 def test_tampered_manifest_exits_4(lab: Lab, anonymized: Path, tmp_path: Path, field: str) -> None:
     manifest = read_manifest(anonymized)
     assert manifest is not None
@@ -100,17 +104,24 @@ def test_tampered_manifest_exits_4(lab: Lab, anonymized: Path, tmp_path: Path, f
     assert audit_entries(lab, "restore")[-1].outcome == "failed"
 
 
-@pytest.mark.parametrize(("verbs", "state"), [(["suspend"], "suspended"), (["revoke"], "revoked"),
-                                              (["revoke", "destroy"], "destroyed")])
-def test_key_states_are_named(lab: Lab, anonymized: Path, tmp_path: Path, verbs: list[str], state: str) -> None:
+@pytest.mark.parametrize(
+    ("verbs", "state"),
+    [(["suspend"], "suspended"), (["revoke"], "revoked"), (["revoke", "destroy"], "destroyed")],
+)
+def test_key_states_are_named(
+    lab: Lab, anonymized: Path, tmp_path: Path, verbs: list[str], state: str
+) -> None:
     lab.require_approval(False)
     for verb in verbs:
-        changed = lab.cli("keys", verb, lab.key, "--reason", "test", *(["--yes"] if verb != "suspend" else []),
-                          user="admin")
+        changed = lab.cli(
+            "keys", verb, lab.key, "--reason", "test", *(["--yes"] if verb != "suspend" else []), user="admin"
+        )
         assert changed.exit_code == 0, changed.stderr
     refused = lab.cli("restore", anonymized, "-o", tmp_path / "r.png", *RESTORE, "--exact", user="ivan")
     assert refused.exit_code == 1
-    assert f"key {lab.key} is {state}: restore refused" in refused.stderr and not (tmp_path / "r.png").exists()
+    assert (
+        f"key {lab.key} is {state}: restore refused" in refused.stderr and not (tmp_path / "r.png").exists()
+    )
 
 
 def test_wrong_role_is_refused_and_audited(lab: Lab, anonymized: Path, tmp_path: Path) -> None:
@@ -120,9 +131,13 @@ def test_wrong_role_is_refused_and_audited(lab: Lab, anonymized: Path, tmp_path:
     assert [(e["action"], e["actor"], e["outcome"]) for e in shown][-1] == ("restore", "olga", "refused")
 
 
-def test_non_reversible_output_says_nothing_can_be_restored(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+def test_non_reversible_output_says_nothing_can_be_restored(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray
+) -> None:
     write_image(tmp_path / "in.png", astronaut)
-    blurred = lab.cli("anonymize", tmp_path / "in.png", "-o", tmp_path / "blurred.png", "--case", CASE, "--backend", "blur")
+    blurred = lab.cli(
+        "anonymize", tmp_path / "in.png", "-o", tmp_path / "blurred.png", "--case", CASE, "--backend", "blur"
+    )
     assert blurred.exit_code == 0
     refused = lab.cli("restore", tmp_path / "blurred.png", "-o", tmp_path / "r.png", *RESTORE, user="ivan")
     assert refused.exit_code == 1
@@ -130,18 +145,39 @@ def test_non_reversible_output_says_nothing_can_be_restored(lab: Lab, tmp_path: 
 
 
 def test_reversible_backend_and_copy_without_manifest(
-    lab: Lab, tmp_path: Path, astronaut: np.ndarray, keyed_backend: str  # noqa: F811
+    lab: Lab,
+    tmp_path: Path,
+    astronaut: np.ndarray,
+    keyed_backend: str,  # noqa: F811
 ) -> None:
     lab.require_approval(False)
     write_image(tmp_path / "in.png", astronaut)
-    done = lab.cli("anonymize", tmp_path / "in.png", "-o", tmp_path / "out.png", "--case", CASE,
-                   "--backend", keyed_backend)
+    done = lab.cli(
+        "anonymize",
+        tmp_path / "in.png",
+        "-o",
+        tmp_path / "out.png",
+        "--case",
+        CASE,
+        "--backend",
+        keyed_backend,
+    )
     assert done.exit_code == 0, done.stderr
     write_image(tmp_path / "copy.png", read_image(tmp_path / "out.png"))  # re-shared: manifest lost
     missing = lab.cli("restore", tmp_path / "copy.png", "-o", tmp_path / "r.png", *RESTORE, user="ivan")
     assert missing.exit_code == 1 and "carries no manifest" in missing.stderr and "--key" in missing.stderr
-    restored = lab.cli("restore", tmp_path / "copy.png", "-o", tmp_path / "r.png", *RESTORE, "--key", lab.key,
-                       "--backend", keyed_backend, user="ivan")
+    restored = lab.cli(
+        "restore",
+        tmp_path / "copy.png",
+        "-o",
+        tmp_path / "r.png",
+        *RESTORE,
+        "--key",
+        lab.key,
+        "--backend",
+        keyed_backend,
+        user="ivan",
+    )
     assert restored.exit_code == 0, restored.stderr
     core = (slice(100, 150), slice(195, 245))
     error = np.abs(read_image(tmp_path / "r.png")[core].astype(float) - astronaut[core]).mean()
@@ -151,13 +187,30 @@ def test_reversible_backend_and_copy_without_manifest(
 def test_audit_chain_verifies_after_a_full_story(lab: Lab, anonymized: Path, tmp_path: Path) -> None:
     pending = lab.cli("restore", anonymized, "-o", tmp_path / "r.png", *RESTORE, "--exact", user="ivan")
     assert lab.cli("approve", _pending_request(pending.stderr), user="alice").exit_code == 0
-    assert lab.cli("restore", anonymized, "-o", tmp_path / "r.png", *RESTORE, "--exact", user="ivan").exit_code == 0
+    assert (
+        lab.cli("restore", anonymized, "-o", tmp_path / "r.png", *RESTORE, "--exact", user="ivan").exit_code
+        == 0
+    )
     assert lab.cli("restore", anonymized, "-o", tmp_path / "r.png", *RESTORE, user="olga").exit_code == 1
-    exported = lab.cli("audit", "export", "-o", tmp_path / "audit.jsonl", "--public-key-out", tmp_path / "audit.pub",
-                       user="audrey")
+    exported = lab.cli(
+        "audit",
+        "export",
+        "-o",
+        tmp_path / "audit.jsonl",
+        "--public-key-out",
+        tmp_path / "audit.pub",
+        user="audrey",
+    )
     assert exported.exit_code == 0, exported.stderr
-    verified = lab.cli("audit", "verify", tmp_path / "audit.jsonl", "--public-key", tmp_path / "audit.pub", "--json",
-                       user="audrey")
+    verified = lab.cli(
+        "audit",
+        "verify",
+        tmp_path / "audit.jsonl",
+        "--public-key",
+        tmp_path / "audit.pub",
+        "--json",
+        user="audrey",
+    )
     assert verified.exit_code == 0, verified.stderr
     actions = [json.loads(line).get("action") for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert {"anonymize", "restore.request", "restore.approve", "restore"} <= set(actions)
@@ -168,21 +221,38 @@ def test_video_with_audio_round_trip_through_the_cli(lab: Lab, tmp_path: Path, s
     sprites = [Sprite(deepface_patch(shared_dir, "person01/img28.jpg"), linear_path((20, 30), (150, 80), 8))]
     clip = _with_audio(tmp_path / "clip.mp4", render(sprites, 8))
     original = list(read_frames(clip))
-    done = lab.cli("anonymize", clip, "-o", tmp_path / "out", "--case", CASE, "--lossless", "--seal-original",
-                   "--keep-audio", "--json")
+    done = lab.cli(
+        "anonymize",
+        clip,
+        "-o",
+        tmp_path / "out",
+        "--case",
+        CASE,
+        "--lossless",
+        "--seal-original",
+        "--keep-audio",
+        "--json",
+    )
     assert done.exit_code == 0, done.stderr
     anonymized = tmp_path / "out" / "clip.mkv"
     assert json.loads(done.stdout)["faces"] == 8 and (tmp_path / "out" / "clip.mkv.ifadit.json").is_file()
     assert probe_video(anonymized).has_audio
-    restored = lab.cli("restore", anonymized, "-o", tmp_path / "restored.mkv", *RESTORE, "--exact", user="ivan")
+    restored = lab.cli(
+        "restore", anonymized, "-o", tmp_path / "restored.mkv", *RESTORE, "--exact", user="ivan"
+    )
     assert restored.exit_code == 0, restored.stderr
     frames = list(read_frames(tmp_path / "restored.mkv"))
     assert len(frames) == 8 and all(np.array_equal(a, b) for a, b in zip(frames, original, strict=True))
 
     # Lossy H.264 output: its manifest digests the decoded frames, so the manifest checks pass and the
     # restore stops only because blur cannot be undone.
-    assert lab.cli("anonymize", clip, "-o", tmp_path / "lossy", "--case", CASE, "--backend", "blur").exit_code == 0
-    refused = lab.cli("restore", tmp_path / "lossy" / "clip.mp4", "-o", tmp_path / "r.mp4", *RESTORE, user="ivan")
+    assert (
+        lab.cli("anonymize", clip, "-o", tmp_path / "lossy", "--case", CASE, "--backend", "blur").exit_code
+        == 0
+    )
+    refused = lab.cli(
+        "restore", tmp_path / "lossy" / "clip.mp4", "-o", tmp_path / "r.mp4", *RESTORE, user="ivan"
+    )
     assert refused.exit_code == 1 and "nothing can be restored" in refused.stderr
     unsealable = lab.cli("anonymize", clip, "-o", tmp_path / "x", "--case", CASE, "--seal-original")
     assert unsealable.exit_code == 1 and "--seal-original on a video needs --lossless" in unsealable.stderr

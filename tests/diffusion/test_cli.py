@@ -61,7 +61,10 @@ def test_anonymize_with_options_replaces_the_face(
     assert not np.array_equal(plain, elderly) and np.array_equal(plain, again)
     manifest = read_manifest(tmp_path / "plain.png")
     assert manifest is not None and manifest.backend == BACKEND and len(manifest.faces) == 1
-    assert manifest.model_sha256 is not None and manifest.model_id == f"sdxl-identity-{manifest.model_sha256[:12]}"
+    assert (
+        manifest.model_sha256 is not None
+        and manifest.model_id == f"sdxl-identity-{manifest.model_sha256[:12]}"
+    )
 
 
 def test_anonymize_errors_are_one_line(lab: Lab, tmp_path: Path, photo: Path, sdxl_dir: Path) -> None:
@@ -134,20 +137,58 @@ def test_eval_model_dir_for_a_backend_not_evaluated_is_a_usage_error(tmp_path: P
 
 
 def test_restore_says_not_reversible_without_loading_the_model(
-    lab: Lab, tmp_path: Path, photo: Path, astronaut: np.ndarray, sdxl_dir: Path, monkeypatch: pytest.MonkeyPatch
+    lab: Lab,
+    tmp_path: Path,
+    photo: Path,
+    astronaut: np.ndarray,
+    sdxl_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lab.require_approval(False)
-    done = lab.cli("anonymize", photo, "-o", tmp_path / "out.png", "--case", CASE, "--backend", BACKEND,
-                   "--model-dir", sdxl_dir, "--steps", "2", "--seal-original")
+    done = lab.cli(
+        "anonymize",
+        photo,
+        "-o",
+        tmp_path / "out.png",
+        "--case",
+        CASE,
+        "--backend",
+        BACKEND,
+        "--model-dir",
+        sdxl_dir,
+        "--steps",
+        "2",
+        "--seal-original",
+    )
     assert done.exit_code == 0, done.stderr
     monkeypatch.delenv("IFADIT_SDXL_DIR", raising=False)  # restore has no model folder: it must not need one
-    refused = lab.cli("restore", tmp_path / "out.png", "-o", tmp_path / "back.png", "--case", CASE,
-                      "--reason", "test", user="ivan")
-    assert refused.exit_code == 1
-    assert "backend 'reverse-personalization' is not reversible (its sealed originals restore with --exact)" in (
-        refused.stderr
+    refused = lab.cli(
+        "restore",
+        tmp_path / "out.png",
+        "-o",
+        tmp_path / "back.png",
+        "--case",
+        CASE,
+        "--reason",
+        "test",
+        user="ivan",
     )
-    exact = lab.cli("restore", tmp_path / "out.png", "-o", tmp_path / "back.png", "--case", CASE,
-                    "--reason", "test", "--exact", user="ivan")
+    assert refused.exit_code == 1
+    assert (
+        "backend 'reverse-personalization' is not reversible (its sealed originals restore with --exact)"
+        in (refused.stderr)
+    )
+    exact = lab.cli(
+        "restore",
+        tmp_path / "out.png",
+        "-o",
+        tmp_path / "back.png",
+        "--case",
+        CASE,
+        "--reason",
+        "test",
+        "--exact",
+        user="ivan",
+    )
     assert exact.exit_code == 0, exact.stderr
     assert np.array_equal(read_image(tmp_path / "back.png"), astronaut)

@@ -62,7 +62,9 @@ def test_matches_the_training_crop_recipe(shared_dir: Path) -> None:
     detections = dlib.get_frontal_face_detector()(image, 1)
     shape = _shape_predictor()(image, detections[0])
     landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-    np.testing.assert_array_equal(align_face(image, landmarks, 64).crop, dlib.get_face_chip(image, shape, 64, 0.25))
+    np.testing.assert_array_equal(
+        align_face(image, landmarks, 64).crop, dlib.get_face_chip(image, shape, 64, 0.25)
+    )
 
 
 @pytest.mark.parametrize("size", (150, 256))

@@ -23,7 +23,9 @@ def noise_crop(size: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("size", (64, 128, 256))
-def test_pixels_off_the_mask_are_bit_identical(astronaut: np.ndarray, landmarks: np.ndarray, size: int) -> None:
+def test_pixels_off_the_mask_are_bit_identical(
+    astronaut: np.ndarray, landmarks: np.ndarray, size: int
+) -> None:
     aligned = align_face(astronaut, landmarks, size)
     for mask_scale in (0.8, 1.0, 1.4):
         out = paste_back(astronaut, aligned, noise_crop(size), mask_scale=mask_scale)
@@ -50,13 +52,21 @@ def test_pasting_the_own_crop_back_is_nearly_lossless(
     inside = face_mask(aligned, astronaut.shape) > 0
     assert np.abs(out.astype(int) - astronaut)[inside].mean() < limit
     shifted = AlignedFace(
-        crop=aligned.crop, matrix=aligned.matrix + [[0, 0, 2.0], [0, 0, 0]], size=size, padding=aligned.padding
+        crop=aligned.crop,
+        matrix=aligned.matrix + [[0, 0, 2.0], [0, 0, 0]],
+        size=size,
+        padding=aligned.padding,
     )
     off = paste_back(astronaut, shifted, np.asarray(aligned.crop))
-    assert np.abs(off.astype(int) - astronaut)[inside].mean() > np.abs(out.astype(int) - astronaut)[inside].mean()
+    assert (
+        np.abs(off.astype(int) - astronaut)[inside].mean()
+        > np.abs(out.astype(int) - astronaut)[inside].mean()
+    )
 
 
-def test_crop_of_another_size_pastes_into_the_same_place(astronaut: np.ndarray, landmarks: np.ndarray) -> None:
+def test_crop_of_another_size_pastes_into_the_same_place(
+    astronaut: np.ndarray, landmarks: np.ndarray
+) -> None:
     small = align_face(astronaut, landmarks, 64)
     large = align_face(astronaut, landmarks, 256)
     out = paste_back(astronaut, small, np.asarray(large.crop))  # e.g. a 256 px generator on a 64 px alignment
@@ -89,7 +99,9 @@ def test_mask_scale_and_feather(astronaut: np.ndarray, landmarks: np.ndarray) ->
         face_mask(aligned, astronaut.shape, mask_scale=0)
 
 
-def test_colour_matching_hides_a_colour_cast_at_the_seam(astronaut: np.ndarray, landmarks: np.ndarray) -> None:
+def test_colour_matching_hides_a_colour_cast_at_the_seam(
+    astronaut: np.ndarray, landmarks: np.ndarray
+) -> None:
     aligned = align_face(astronaut, landmarks, 128)
     cast = np.clip(aligned.crop.astype(int) + [40, 0, -25], 0, 255).astype(np.uint8)  # a generator's tint
     mask = face_mask(aligned, astronaut.shape)

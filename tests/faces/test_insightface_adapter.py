@@ -47,6 +47,7 @@ onnx = pytest.importorskip("onnx", reason="the [insightface] extra (onnx, onnxru
 pytestmark = pytest.mark.filterwarnings(*EXPORT_WARNINGS)
 pytest.importorskip("onnxruntime", reason="the [insightface] extra (onnx, onnxruntime) is not installed")
 
+
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pack like buffalo_l: detector, recognizer, and an attribute model (96 px) that must be skipped."""
@@ -249,9 +250,7 @@ def test_registries_build_the_packs_detector_and_recognizer(pack: Path, astronau
     recognizer = get_recognizer("insightface", pack_dir=pack)
     assert isinstance(recognizer, ArcFaceRecognizer) and recognizer.path == pack / "w600k_r50.onnx"
     _, loaded = load_pack(pack)
-    np.testing.assert_array_equal(
-        recognizer.embed(astronaut_crop[None]), loaded.embed(astronaut_crop[None])
-    )
+    np.testing.assert_array_equal(recognizer.embed(astronaut_crop[None]), loaded.embed(astronaut_crop[None]))
 
 
 def test_pack_folder_defaults_to_the_environment(
@@ -269,7 +268,9 @@ def test_pack_folder_defaults_to_the_environment(
 def test_missing_pieces_are_named(pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PACK_ENV, raising=False)
     for build in (lambda: get_detector("insightface"), lambda: get_recognizer("insightface")):
-        with pytest.raises(ModelError, match="insightface needs a model-pack folder and none was given") as err:
+        with pytest.raises(
+            ModelError, match="insightface needs a model-pack folder and none was given"
+        ) as err:
             build()
         assert f"--insightface-pack DIR or set {PACK_ENV}" in str(err.value)
     monkeypatch.setenv(PACK_ENV, "")  # set but empty: the same as unset

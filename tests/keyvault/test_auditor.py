@@ -31,7 +31,10 @@ def _export(vault: Vault, path: Path) -> Path:
 
 def _export_tampered(vault: Vault, path: Path) -> Path:
     """Export a log that no longer matches its signed heads: refused to sign, bundle written for the verifier."""
-    with open_vault(vault.url, ADMIN, ADMIN_PASS) as again, pytest.raises(IntegrityError, match="written anyway"):
+    with (
+        open_vault(vault.url, ADMIN, ADMIN_PASS) as again,
+        pytest.raises(IntegrityError, match="written anyway"),
+    ):
         again.export_audit(path)
     return path
 
@@ -147,6 +150,8 @@ def test_vault_refuses_to_sign_over_rewritten_history(vault: Vault) -> None:
     rows = _rows(vault)
     execute(vault.url, "DELETE FROM audit_entries WHERE seq = :s", s=rows[-1]["seq"])
     with pytest.raises(IntegrityError, match="size 10"), open_vault(vault.url, ADMIN, ADMIN_PASS) as again:
-        keys.issue(again, "C-9", "after the tamper")  # the issue commits; signing its head at close is refused
+        keys.issue(
+            again, "C-9", "after the tamper"
+        )  # the issue commits; signing its head at close is refused
     forged = _rows(vault)
     assert forged[-1]["seq"] == 10  # the new entry took the deleted entry's place

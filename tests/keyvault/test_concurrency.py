@@ -40,4 +40,6 @@ def test_concurrent_appends_keep_one_chain(vault: Vault, tmp_path: Path) -> None
     report = verify_bundle(tmp_path / "bundle.jsonl", vault.public_key, strict=True)
     assert report.entries == count == len(entries) + 1
     assert report.signed_size == count  # the export's own head covers everything
-    assert len(table_rows(vault.url, "tree_heads")) >= PROCESSES + 1  # one per worker's close, one for the export
+    assert (
+        len(table_rows(vault.url, "tree_heads")) >= PROCESSES + 1
+    )  # one per worker's close, one for the export

@@ -29,7 +29,9 @@ def _config() -> Config:
 
 def _revisions() -> list[str]:
     """Every revision, oldest first."""
-    return [script.revision for script in reversed(list(ScriptDirectory.from_config(_config()).walk_revisions()))]
+    return [
+        script.revision for script in reversed(list(ScriptDirectory.from_config(_config()).walk_revisions()))
+    ]
 
 
 def _upgrade_to(url: str, revision: str) -> None:

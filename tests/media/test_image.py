@@ -116,7 +116,12 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
         return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
 
     ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])  # 8-bit grey
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
     path.write_bytes(data)
     return path
 
@@ -124,7 +129,9 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
 def test_decompression_bomb_refused_from_header(tmp_path: Path) -> None:
     # Were the pixels decoded, the few data bytes would give "truncated"; the header check answers first.
     path = _png_header_only(tmp_path / "bomb.png", 5000, 4000)
-    with pytest.raises(InputError, match=r"bomb\.png: image is 5000x4000 = 20,000,000 pixels, over the limit of 1,000,000"):
+    with pytest.raises(
+        InputError, match=r"bomb\.png: image is 5000x4000 = 20,000,000 pixels, over the limit of 1,000,000"
+    ):
         read_image(path, max_pixels=1_000_000)
     with pytest.raises(InputError, match=r"bomb\.png: truncated or corrupt image"):
         read_image(path)  # under the default limit it is decoded and found short
@@ -133,7 +140,9 @@ def test_decompression_bomb_refused_from_header(tmp_path: Path) -> None:
 def test_decompression_bomb_beyond_pil_limit(tmp_path: Path) -> None:
     path = _png_header_only(tmp_path / "huge.png", 40000, 40000)
     # PIL's own guard (2 x Image.MAX_IMAGE_PIXELS) fires inside Image.open; it is mapped to InputError too.
-    with pytest.raises(InputError, match=r"huge\.png: image too large, refused before decoding .*1600000000 pixels"):
+    with pytest.raises(
+        InputError, match=r"huge\.png: image too large, refused before decoding .*1600000000 pixels"
+    ):
         read_image(path, max_pixels=10**10)
 
 

@@ -49,7 +49,9 @@ def _changed(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("backend", ["blur", "pixelate", "mask"])
-def test_faces_replaced_only_inside_their_mask(lab: Lab, tmp_path: Path, astronaut: np.ndarray, backend: str) -> None:
+def test_faces_replaced_only_inside_their_mask(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray, backend: str
+) -> None:
     write_image(tmp_path / "in.png", astronaut)
     report = _run(lab, [tmp_path / "in.png"], tmp_path / "out", backend=backend)
     out = read_image(tmp_path / "out" / "in.png")
@@ -67,7 +69,9 @@ def test_manifest_is_signed_names_key_not_case(lab: Lab, tmp_path: Path, astrona
     manifest = read_manifest(tmp_path / "out.png")
     assert manifest is not None
     with lab.open("olga") as vault:
-        verify_manifest(manifest, lambda sig, data: verify_detached(vault.public_key, MANIFEST_PURPOSE, data, sig))
+        verify_manifest(
+            manifest, lambda sig, data: verify_detached(vault.public_key, MANIFEST_PURPOSE, data, sig)
+        )
         assert manifest.vault_id == vault.id
     assert manifest.key_handle == lab.key and manifest.key_version == 1
     assert manifest.audit_seq == report.audit_seq and manifest.backend == "blur"
@@ -91,7 +95,9 @@ def test_same_input_and_key_give_identical_pixels(lab: Lab, tmp_path: Path, astr
 def test_folder_is_recursive_and_a_bad_file_is_skipped(lab: Lab, tmp_path: Path, photos: Path) -> None:
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     report = _run(lab, [photos], tmp_path / "out")
-    outputs = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    outputs = sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()
+    )
     assert outputs == ["astronaut.png", "person01/img28.jpg"]
     assert [item.source.name for item in report.failed] == ["broken.png"]
     assert "broken.png" in (report.failed[0].error or "") and report.exit_code == 1
@@ -148,7 +154,9 @@ def test_crash_mid_batch_leaves_no_output(
     assert entry.outcome == "failed" and entry.details["error"] == "RuntimeError"
 
 
-def test_operator_role_is_required_and_refusal_audited(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+def test_operator_role_is_required_and_refusal_audited(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray
+) -> None:
     write_image(tmp_path / "in.png", astronaut)
     with lab.open("ivan") as vault, pytest.raises(PermissionDenied, match="lacks the role operator"):
         anonymize_paths(vault, [tmp_path / "in.png"], tmp_path / "out", AnonymizeOptions(), key=lab.key)
@@ -165,12 +173,17 @@ def test_revoked_key_refuses_and_sealing_needs_a_key(lab: Lab, tmp_path: Path, a
         keys.revoke(vault, lab.key, reason="case closed")
     with pytest.raises(KeyStateError, match=f"case {CASE} has no active key"):
         _run(lab, [tmp_path / "in.png"], tmp_path / "out")
-    with lab.open("olga") as vault, pytest.raises(KeyStateError, match=f"key {lab.key} is revoked: anonymize refused"):
+    with (
+        lab.open("olga") as vault,
+        pytest.raises(KeyStateError, match=f"key {lab.key} is revoked: anonymize refused"),
+    ):
         anonymize_paths(vault, [tmp_path / "in.png"], tmp_path / "out", AnonymizeOptions(), key=lab.key)
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
-def test_output_folder_inside_the_input_folder_is_not_read_back(lab: Lab, tmp_path: Path, photos: Path) -> None:
+def test_output_folder_inside_the_input_folder_is_not_read_back(
+    lab: Lab, tmp_path: Path, photos: Path
+) -> None:
     first = _run(lab, [photos], photos / "released")
     second = _run(lab, [photos], photos / "released")
     assert len(first.items) == len(second.items) == 2
@@ -185,7 +198,9 @@ def test_a_run_holds_no_vault_lock_while_it_works(lab: Lab, tmp_path: Path, phot
             issued.append(keys.issue(admin, "C-99", "issued during a run").handle)
 
     with lab.open("olga") as vault:
-        report = anonymize_paths(vault, [photos], tmp_path / "out", AnonymizeOptions(), case=CASE, on_item=meanwhile)
+        report = anonymize_paths(
+            vault, [photos], tmp_path / "out", AnonymizeOptions(), case=CASE, on_item=meanwhile
+        )
     assert len(issued) == 2 and report.exit_code == 0
     entries = audit_entries(lab)
     assert entries[-1].action == "anonymize" and entries[-1].seq == report.audit_seq

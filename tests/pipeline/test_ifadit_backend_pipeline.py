@@ -22,7 +22,9 @@ from tests.pipeline.support import CASE, Lab, make_lab
 
 @pytest.fixture
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lab:
-    save_ifadit(tiny_model(recognizer=load_dlib_resnet()), tmp_path / "pretrained" / "ifadit-64", name="tiny-ifadit")
+    save_ifadit(
+        tiny_model(recognizer=load_dlib_resnet()), tmp_path / "pretrained" / "ifadit-64", name="tiny-ifadit"
+    )
     monkeypatch.setenv("IFADIT_PRETRAINED", str(tmp_path / "pretrained"))
     monkeypatch.setitem(base.BACKENDS, "ifadit", "ifadit.backends.ifadit:IfaditBackend")
     made = make_lab(tmp_path)
@@ -30,11 +32,14 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lab:
     return made
 
 
-def test_ifadit_backend_plugs_into_anonymize_and_restore(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
+def test_ifadit_backend_plugs_into_anonymize_and_restore(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray
+) -> None:
     write_image(tmp_path / "in.png", astronaut)
     with lab.open("olga") as vault:
-        run = anonymize_paths(vault, [tmp_path / "in.png"], tmp_path / "out.png", AnonymizeOptions(backend="ifadit"),
-                              case=CASE)
+        run = anonymize_paths(
+            vault, [tmp_path / "in.png"], tmp_path / "out.png", AnonymizeOptions(backend="ifadit"), case=CASE
+        )
     assert run.exit_code == 0 and run.items[0].faces == 1
     manifest = read_manifest(tmp_path / "out.png")
     assert manifest is not None and manifest.backend == "ifadit"
@@ -54,8 +59,12 @@ def test_ifadit_backend_plugs_into_anonymize_and_restore(lab: Lab, tmp_path: Pat
     # not faces, so this restore fails clearly (a trained model's are, see test_restore.py's keyed backend).
     write_image(tmp_path / "copy.png", anonymized)
     with lab.open("ivan") as vault, pytest.raises(NoFaceError, match="no anonymized face was found"):
-        restore_path(vault, tmp_path / "copy.png", tmp_path / "copy_restored.png",
-                     RestoreOptions(case=CASE, reason="test", key=lab.key))
+        restore_path(
+            vault,
+            tmp_path / "copy.png",
+            tmp_path / "copy_restored.png",
+            RestoreOptions(case=CASE, reason="test", key=lab.key),
+        )
     assert not (tmp_path / "copy_restored.png").exists()
 
 

@@ -47,11 +47,15 @@ def analyst_worker(url: str, index: int, photo: str, out: str, barrier: Any) -> 
             report = anonymize_paths(session, [Path(photo)], anonymized, options, key=handle, case=case)
             assert report.items[0].faces == 1 and not report.failed
             restored = Path(out) / f"{index}-{round_}.restored.png"
-            restore_path(session, anonymized, restored, RestoreOptions(case=case, reason="load test", exact=True))
+            restore_path(
+                session, anonymized, restored, RestoreOptions(case=case, reason="load test", exact=True)
+            )
             assert np.array_equal(read_image(restored), original)
 
 
-def test_analysts_at_once_keep_one_verifiable_chain(vault: Vault, tmp_path: Path, astronaut: np.ndarray) -> None:
+def test_analysts_at_once_keep_one_verifiable_chain(
+    vault: Vault, tmp_path: Path, astronaut: np.ndarray
+) -> None:
     access.add_user(vault, USER, ["admin", "operator", "investigator"], USER.encode(), kdf=cheap_kdf())
     access.set_policy(vault, require_approval=False)  # approvals are tested elsewhere; here: raw concurrency
     photo = tmp_path / "face.png"

@@ -26,7 +26,8 @@ from keyvault import keys
 from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
 
 ray = pytest.importorskip(
-    "ray", reason="the Ray engine tests need ray[data]==2.52.1, in the dev and ray extras (pip install -e '.[dev]')"
+    "ray",
+    reason="the Ray engine tests need ray[data]==2.52.1, in the dev and ray extras (pip install -e '.[dev]')",
 )
 
 DEEPFACE = ["person01/img28.jpg", "person02/img47.jpg", "person03/img53.jpg"]
@@ -80,12 +81,18 @@ def _comparable(manifest: Manifest | None) -> Manifest:
     return replace(manifest, audit_seq=None, signature=None, faces=faces)
 
 
-def test_ray_outputs_match_the_serial_engine(ray_session: Path, lab: Lab, photos: Path, tmp_path: Path) -> None:
+def test_ray_outputs_match_the_serial_engine(
+    ray_session: Path, lab: Lab, photos: Path, tmp_path: Path
+) -> None:
     serial = _run(lab, photos, tmp_path / "serial", None)
     parallel = _run(lab, photos, tmp_path / "ray", RayEngine(workers=2))
 
-    assert [item.as_dict()["input"] for item in parallel.items] == [item.as_dict()["input"] for item in serial.items]
-    assert [item.source.name for item in parallel.failed] == ["broken.png"]  # a bad input is skipped, as serially
+    assert [item.as_dict()["input"] for item in parallel.items] == [
+        item.as_dict()["input"] for item in serial.items
+    ]
+    assert [item.source.name for item in parallel.failed] == [
+        "broken.png"
+    ]  # a bad input is skipped, as serially
     assert "broken.png" in (parallel.failed[0].error or "") and parallel.exit_code == serial.exit_code == 1
     names = ["astronaut.png", *DEEPFACE]
     for name in names:
@@ -93,8 +100,10 @@ def test_ray_outputs_match_the_serial_engine(ray_session: Path, lab: Lab, photos
         assert np.array_equal(read_image(ours), read_image(theirs)), name
         assert _comparable(read_manifest(ours)) == _comparable(read_manifest(theirs)), name
     assert sum(item.faces for item in parallel.items) == sum(item.faces for item in serial.items) >= 4
-    published = {kind: sorted(p.relative_to(tmp_path / kind).as_posix() for p in (tmp_path / kind).rglob("*"))
-                 for kind in ("ray", "serial")}
+    published = {
+        kind: sorted(p.relative_to(tmp_path / kind).as_posix() for p in (tmp_path / kind).rglob("*"))
+        for kind in ("ray", "serial")
+    }
     assert published["ray"] == published["serial"]  # same files and sidecars; no staging folder, no journal
     assert not any(name.startswith(".") for name in published["ray"]) and set(names) <= set(published["ray"])
 
@@ -130,7 +139,9 @@ def test_key_material_never_reaches_ray_storage_or_logs(
     assert any(p.suffix in {".log", ".out", ".err"} for p in ray_session.rglob("*"))
 
 
-def test_ray_job_resumes_without_repeating_entries(ray_session: Path, lab: Lab, photos: Path, tmp_path: Path) -> None:
+def test_ray_job_resumes_without_repeating_entries(
+    ray_session: Path, lab: Lab, photos: Path, tmp_path: Path
+) -> None:
     # every batch starts an actor pool (~4 s here), so batches of 3: two batches, then one on the rerun
     first = _run(lab, photos, tmp_path / "out", RayEngine(workers=2), checkpoint=3)
     assert len(first.audit_seqs) == 2  # 5 items in batches of 3; broken.png (2nd in plan order) fails

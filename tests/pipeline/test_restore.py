@@ -117,7 +117,9 @@ def test_reversible_backend_round_trip_uses_the_key(
     def error(image: np.ndarray) -> float:
         return float(np.abs(image[core].astype(float) - astronaut[core]).mean())
 
-    assert error(read_image(tmp_path / "restored.png")) < 7 < 10 < error(anonymized)  # bounds: 5.2 and 14 over 150 random keys
+    assert (
+        error(read_image(tmp_path / "restored.png")) < 7 < 10 < error(anonymized)
+    )  # bounds: 5.2 and 14 over 150 random keys
 
     # A copy without manifest restores with --key; a wrong key gives a wrong face and no error.
     write_image(tmp_path / "copy.png", anonymized)
@@ -320,6 +322,9 @@ def test_an_expired_approval_does_not_restore(lab: Lab, anonymized: Path, tmp_pa
     with lab.open("alice") as vault:
         access.approve(vault, request)
     later = FakeClock(datetime.now(UTC) + timedelta(hours=25))  # the default approval TTL is 24 h
-    with open_vault(lab.url, "ivan", b"ivan", clock=later) as vault, pytest.raises(ApprovalPending, match="expired"):
+    with (
+        open_vault(lab.url, "ivan", b"ivan", clock=later) as vault,
+        pytest.raises(ApprovalPending, match="expired"),
+    ):
         restore_path(vault, anonymized, tmp_path / "r.png", replace(OPTIONS, exact=True))
     assert not (tmp_path / "r.png").exists()

@@ -17,8 +17,14 @@ from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import RunReport, anonymize_paths
 from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
 
-PHOTOS = ["person01/img28.jpg", "person01/img42.jpg", "person02/img47.jpg", "person02/img8.jpg",
-          "person03/img53.jpg", "person03/img3.jpg"]
+PHOTOS = [
+    "person01/img28.jpg",
+    "person01/img42.jpg",
+    "person02/img47.jpg",
+    "person02/img8.jpg",
+    "person03/img53.jpg",
+    "person03/img3.jpg",
+]
 
 # Runs the job in batches of 2 and, once the 3rd item (in the 2nd batch) is staged, says so and hangs.
 KILLED_JOB = """
@@ -52,13 +58,17 @@ def photos(tmp_path: Path, shared_dir: Path) -> Path:
     folder = tmp_path / "photos"
     folder.mkdir()
     for index, name in enumerate(PHOTOS):
-        (folder / f"p{index}.jpg").write_bytes((shared_dir / "data" / "reid" / "deepface" / name).read_bytes())
+        (folder / f"p{index}.jpg").write_bytes(
+            (shared_dir / "data" / "reid" / "deepface" / name).read_bytes()
+        )
     return folder
 
 
 def _run(lab: Lab, photos: Path, out: Path, checkpoint: int | None = 2) -> RunReport:
     with lab.open("olga") as vault:
-        return anonymize_paths(vault, [photos], out, AnonymizeOptions(backend="blur"), case=CASE, checkpoint=checkpoint)
+        return anonymize_paths(
+            vault, [photos], out, AnonymizeOptions(backend="blur"), case=CASE, checkpoint=checkpoint
+        )
 
 
 def _published(out: Path) -> list[str]:
@@ -88,12 +98,17 @@ def test_killed_job_resumes_without_redoing_or_reauditing(lab: Lab, photos: Path
     entries = audit_entries(lab, "anonymize")
     assert [e.details["files"] for e in entries] == [2, 2, 2]  # six outputs, each audited exactly once
     for name, stat in first_batch.items():  # not rewritten
-        assert ((out / name).stat().st_ino, (out / name).stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+        assert ((out / name).stat().st_ino, (out / name).stat().st_mtime_ns) == (
+            stat.st_ino,
+            stat.st_mtime_ns,
+        )
 
     fresh = _run(lab, photos, tmp_path / "fresh", checkpoint=None)  # one uninterrupted job
     assert fresh.audit_seqs == (fresh.audit_seq,)
     for index in range(6):
-        assert np.array_equal(read_image(out / f"p{index}.jpg"), read_image(tmp_path / "fresh" / f"p{index}.jpg"))
+        assert np.array_equal(
+            read_image(out / f"p{index}.jpg"), read_image(tmp_path / "fresh" / f"p{index}.jpg")
+        )
 
     again = _run(lab, photos, out)  # nothing left to do: no entry at all
     assert all(item.resumed for item in again.items) and again.audit_seqs == ()
@@ -111,7 +126,9 @@ def test_only_verified_outputs_are_skipped(lab: Lab, photos: Path, tmp_path: Pat
     redone = sorted(item.target.name for item in report.items if not item.resumed)
     assert redone == ["p1.jpg", "p2.jpg", "p3.jpg"]
     assert audit_entries(lab, "anonymize")[-1].details["files"] == 1  # batches of 2 over 3 items: 2 + 1
-    assert np.array_equal(read_image(out / "p2.jpg"), read_image(out / "p5.jpg"))  # p2 now anonymizes p5's photo
+    assert np.array_equal(
+        read_image(out / "p2.jpg"), read_image(out / "p5.jpg")
+    )  # p2 now anonymizes p5's photo
 
 
 def test_no_checkpoint_means_no_journal(lab: Lab, photos: Path, tmp_path: Path) -> None:

@@ -56,13 +56,19 @@ def append_job(url: str, user: str, passphrase: str, rounds: int, ready: str) ->
             keys.resume(vault, handle, reason="kill test")
 
 
-def stalled_batch_job(url: str, photos: str, out: str, checkpoint: int | None, stall: str, ready: str) -> None:
+def stalled_batch_job(
+    url: str, photos: str, out: str, checkpoint: int | None, stall: str, ready: str
+) -> None:
     """`batch_job` that says it is ready and stalls for good at `stall`, a fixed point to kill it at.
 
     "append": inside the batch's transaction, as its audit entry is appended (the commit never happens);
     "journal": after the commit, before the journal is written; "publish": before the outputs are renamed.
     """
-    owner, name = {"append": (ledger, "append"), "journal": (Journal, "save"), "publish": (Staging, "publish")}[stall]
+    owner, name = {
+        "append": (ledger, "append"),
+        "journal": (Journal, "save"),
+        "publish": (Staging, "publish"),
+    }[stall]
     original = getattr(owner, name)
 
     def stall_point(*args: Any, **kwargs: Any) -> Any:
@@ -75,7 +81,11 @@ def stalled_batch_job(url: str, photos: str, out: str, checkpoint: int | None, s
     batch_job(url, photos, out, checkpoint, ready=os.devnull)
 
 
-JOBS: dict[str, Callable[..., None]] = {"batch": batch_job, "append": append_job, "stalled-batch": stalled_batch_job}
+JOBS: dict[str, Callable[..., None]] = {
+    "batch": batch_job,
+    "append": append_job,
+    "stalled-batch": stalled_batch_job,
+}
 
 
 def _say(path: str, text: str) -> None:
@@ -128,8 +138,14 @@ class JobServer:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.reliability.kill_jobs"], cwd=REPO_ROOT,
-                                        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability.kill_jobs"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self._answer() == "up", "the fork server did not start"
 
     def _answer(self) -> str:

@@ -29,8 +29,12 @@ PHOTOS = 4
     [("journal", 3, 3), ("publish", 3, 3), ("publish", None, 4), ("append", 3, 0)],
 )
 def test_rerun_publishes_what_the_killed_batch_committed(
-    server: JobServer, tmp_path: Path, astronaut: np.ndarray, stall: str, checkpoint: int | None,
-    committed_files: int
+    server: JobServer,
+    tmp_path: Path,
+    astronaut: np.ndarray,
+    stall: str,
+    checkpoint: int | None,
+    committed_files: int,
 ) -> None:
     lab = make_lab(tmp_path)
     photos, out = tmp_path / "photos", tmp_path / "out"
@@ -41,7 +45,9 @@ def test_rerun_publishes_what_the_killed_batch_committed(
     assert ended.killed
 
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []  # nothing visible yet
-    assert [e.details["files"] for e in audit_entries(lab, "anonymize")] == ([committed_files] if committed_files else [])
+    assert [e.details["files"] for e in audit_entries(lab, "anonymize")] == (
+        [committed_files] if committed_files else []
+    )
     [record] = out.glob(f"{STAGING_PREFIX}*/{PENDING_NAME}")  # the commit record, committed or not
 
     with lab.open("olga") as vault:
@@ -50,7 +56,9 @@ def test_rerun_publishes_what_the_killed_batch_committed(
     entries = audit_entries(lab, "anonymize")
     assert sum(e.details["files"] for e in entries) == PHOTOS  # every output audited exactly once
     assert sum(item.resumed for item in report.items) == committed_files
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [f"p{i}.png" for i in range(PHOTOS)]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        f"p{i}.png" for i in range(PHOTOS)
+    ]
     seqs = [read_manifest(out / f"p{i}.png").audit_seq for i in range(PHOTOS)]  # type: ignore[union-attr]
     if committed_files:
         assert seqs[:committed_files] == [entries[0].seq] * committed_files  # the killed job's entry

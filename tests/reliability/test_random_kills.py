@@ -57,8 +57,10 @@ def check_log(opened: Vault, bundle: Path, why: str) -> list[AuditEntry]:
     count = opened.export_audit(bundle)
     report = verify_bundle(bundle, opened.public_key, strict=True)
     assert report.entries == count, why
-    entries = [AuditEntry.from_canonical(bytes(row["canonical"]))
-               for row in sorted(table_rows(opened.url, "audit_entries"), key=lambda r: r["seq"])]
+    entries = [
+        AuditEntry.from_canonical(bytes(row["canonical"]))
+        for row in sorted(table_rows(opened.url, "audit_entries"), key=lambda r: r["seq"])
+    ]
     assert [entry.seq for entry in entries] == list(range(1, len(entries) + 1)), f"{why}: gap in the chain"
     return entries
 
@@ -78,27 +80,39 @@ def batch(
     crop = astronaut[0:224, 112:336]
     for index in range(PHOTOS):
         write_image(photos / f"p{index}.png", np.roll(crop, 3 * index, axis=1))
-    seconds = [server.run("batch", [lab.url, str(photos), str(tmp / f"reference{run}"), 1], None).seconds
-               for run in range(2)]
+    seconds = [
+        server.run("batch", [lab.url, str(photos), str(tmp / f"reference{run}"), 1], None).seconds
+        for run in range(2)
+    ]
     reference = {p.name: read_image(p) for p in sorted((tmp / "reference0").glob("p*.png"))}
     assert len(reference) == PHOTOS
-    assert all(np.array_equal(read_image(tmp / "reference1" / name), image) for name, image in reference.items())
+    assert all(
+        np.array_equal(read_image(tmp / "reference1" / name), image) for name, image in reference.items()
+    )
     return lab, photos, reference, min(seconds)
 
 
-def check_outputs(opened: Vault, out: Path, reference: dict[str, np.ndarray], entries: list[AuditEntry],
-                  why: str) -> dict[int, list[Path]]:
+def check_outputs(
+    opened: Vault, out: Path, reference: dict[str, np.ndarray], entries: list[AuditEntry], why: str
+) -> dict[int, list[Path]]:
     """Every visible file is a complete, signed output audited by an existing entry; grouped by entry."""
     by_seq = {entry.seq: entry for entry in entries}
     groups: dict[int, list[Path]] = defaultdict(list)
-    visible = [p for p in out.rglob("*")
-               if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)]
+    visible = [
+        p
+        for p in out.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)
+    ]
     for path in visible:
         assert path.name in reference, f"{why}: unexpected file {path.name}"
-        assert np.array_equal(read_image(path), reference[path.name]), f"{why}: {path.name} is not the full output"
+        assert np.array_equal(read_image(path), reference[path.name]), (
+            f"{why}: {path.name} is not the full output"
+        )
         manifest = read_manifest(path)
         assert manifest is not None, f"{why}: {path.name} has no manifest"
-        verify_manifest(manifest, lambda sig, data: verify_detached(opened.public_key, MANIFEST_PURPOSE, data, sig))
+        verify_manifest(
+            manifest, lambda sig, data: verify_detached(opened.public_key, MANIFEST_PURPOSE, data, sig)
+        )
         entry = by_seq.get(manifest.audit_seq or 0)
         assert entry is not None and (entry.action, entry.outcome) == ("anonymize", "ok"), (
             f"{why}: {path.name} names audit entry {manifest.audit_seq}, which is not an ok anonymize entry"
@@ -107,8 +121,15 @@ def check_outputs(opened: Vault, out: Path, reference: dict[str, np.ndarray], en
     return groups
 
 
-def kill_batch_once(server: JobServer, lab: Lab, photos: Path, reference: dict[str, np.ndarray],
-                    duration: float, seed: int, tmp: Path) -> bool:
+def kill_batch_once(
+    server: JobServer,
+    lab: Lab,
+    photos: Path,
+    reference: dict[str, np.ndarray],
+    duration: float,
+    seed: int,
+    tmp: Path,
+) -> bool:
     rng = random.Random(seed)
     checkpoint = rng.choice([1, 3, None])
     delay = rng.uniform(0.0, duration)
@@ -122,10 +143,13 @@ def kill_batch_once(server: JobServer, lab: Lab, photos: Path, reference: dict[s
         left = check_outputs(auditor, out, reference, entries, why) if out.exists() else {}
     complete = sum(len(group) for group in left.values()) == PHOTOS  # the kill came after the last publish
 
-    if not (complete and checkpoint is None):  # finish the job (a finished job without a journal is not resumed:
+    if not (
+        complete and checkpoint is None
+    ):  # finish the job (a finished job without a journal is not resumed:
         with lab.open("olga") as operator:  # its rerun would be a new job, by design)
-            report = anonymize_paths(operator, [photos], out, AnonymizeOptions(backend="blur"), case=CASE,
-                                     checkpoint=checkpoint)
+            report = anonymize_paths(
+                operator, [photos], out, AnonymizeOptions(backend="blur"), case=CASE, checkpoint=checkpoint
+            )
         assert not report.failed, why
     with lab.open("audrey") as auditor:
         entries = check_log(auditor, tmp / "finished.jsonl", why)
@@ -140,23 +164,27 @@ def kill_batch_once(server: JobServer, lab: Lab, photos: Path, reference: dict[s
     return ended.killed and not complete
 
 
-def _kill_batches(server: JobServer, batch: tuple[Lab, Path, dict[str, np.ndarray], float], seeds: list[int],
-                  tmp: Path) -> None:
+def _kill_batches(
+    server: JobServer, batch: tuple[Lab, Path, dict[str, np.ndarray], float], seeds: list[int], tmp: Path
+) -> None:
     lab, photos, reference, duration = batch
     killed = sum(kill_batch_once(server, lab, photos, reference, duration, seed, tmp) for seed in seeds)
-    print(f"batch anonymize: {killed} of {len(seeds)} jobs killed mid-run (job takes {duration:.2f} s)")  # -s shows it
+    print(
+        f"batch anonymize: {killed} of {len(seeds)} jobs killed mid-run (job takes {duration:.2f} s)"
+    )  # -s shows it
     assert killed >= len(seeds) // 2, f"only {killed} of {len(seeds)} jobs were killed before they ended"
 
 
-def test_batch_killed_at_random_points(server: JobServer, batch: tuple[Lab, Path, dict[str, np.ndarray], float],
-                                       tmp_path: Path) -> None:
+def test_batch_killed_at_random_points(
+    server: JobServer, batch: tuple[Lab, Path, dict[str, np.ndarray], float], tmp_path: Path
+) -> None:
     _kill_batches(server, batch, _seeds(DEFAULT_SEEDS), tmp_path)
 
 
 @pytest.mark.slow
-def test_batch_killed_at_many_random_points(server: JobServer,
-                                            batch: tuple[Lab, Path, dict[str, np.ndarray], float],
-                                            tmp_path: Path) -> None:
+def test_batch_killed_at_many_random_points(
+    server: JobServer, batch: tuple[Lab, Path, dict[str, np.ndarray], float], tmp_path: Path
+) -> None:
     _kill_batches(server, batch, list(SLOW_SEEDS), tmp_path)
 
 
@@ -172,11 +200,15 @@ def check_keys(opened: Vault, entries: list[AuditEntry], why: str) -> None:
     for handle, info in found.items():
         mine = [e for e in ok if e.key_handle == handle]
         rotations = sum(e.action == "key.rotate" for e in mine)
-        assert [v.version for v in info.versions] == list(range(1, rotations + 2)), f"{why}: {handle} versions"
+        assert [v.version for v in info.versions] == list(range(1, rotations + 2)), (
+            f"{why}: {handle} versions"
+        )
         last = [e.action for e in mine if e.action in ("key.issue", "key.suspend", "key.resume")][-1]
         assert info.state == ("suspended" if last == "key.suspend" else "active"), f"{why}: {handle} state"
     versions = table_rows(opened.url, "key_versions")
-    assert all(row["material_sealed"] for row in versions), f"{why}: a key version without its sealed material"
+    assert all(row["material_sealed"] for row in versions), (
+        f"{why}: a key version without its sealed material"
+    )
 
 
 def _kill_appends(server: JobServer, opened: Vault, seeds: list[int], tmp: Path) -> None:
@@ -192,8 +224,10 @@ def _kill_appends(server: JobServer, opened: Vault, seeds: list[int], tmp: Path)
             handle = keys.issue(again, "C-kill", "after the kill").handle  # the vault takes writes again
             keys.rotate(again, handle)
             check_keys(again, check_log(again, tmp / "after.jsonl", why), why)
-    print(f"audit appends ({opened.url.partition(':')[0]}): {killed} of {len(seeds)} jobs killed mid-run "
-          f"(job takes {duration:.2f} s)")  # -s shows it
+    print(
+        f"audit appends ({opened.url.partition(':')[0]}): {killed} of {len(seeds)} jobs killed mid-run "
+        f"(job takes {duration:.2f} s)"
+    )  # -s shows it
     assert killed >= len(seeds) // 2, f"only {killed} of {len(seeds)} jobs were killed before they ended"
     with open_vault(opened.url, ADMIN, ADMIN_PASS) as again:
         actions = [e.action for e in check_log(again, tmp / "end.jsonl", "end")]
@@ -206,6 +240,9 @@ def test_audit_appends_killed_at_random_points(server: JobServer, vault: Vault, 
 
 
 @pytest.mark.slow
-def test_audit_appends_killed_at_many_random_points(server: JobServer, vault: Vault,  # noqa: F811
-                                                    tmp_path: Path) -> None:
+def test_audit_appends_killed_at_many_random_points(
+    server: JobServer,
+    vault: Vault,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     _kill_appends(server, vault, list(SLOW_SEEDS), tmp_path)
