@@ -294,8 +294,9 @@ FAILURES: dict[str, Callable[[], object]] = {
     "gcm decrypt bad tag": lambda: envelope.aes_gcm_decrypt(KEY, bytes(12), bytes(32), b""),
     "gcm short key": lambda: envelope.aes_gcm_encrypt(KEY[:20], bytes(12), b"x", b""),
     "argon2id str passphrase": lambda: envelope.derive_wrapping_key(
-        PASS.decode(), envelope.KdfParams.generate(8192, 1, 1)
-    ),  # type: ignore[arg-type]
+        PASS.decode(),  # type: ignore[arg-type]  # the wrong type on purpose
+        envelope.KdfParams.generate(8192, 1, 1),
+    ),
     "kdf params bad salt": lambda: envelope.KdfParams.from_dict(
         {
             "salt": KEY.hex() + "!",
