@@ -3,7 +3,10 @@
 For each `G_ema` checkpoint of a training run, draws N faces from fixed seeds, embeds them with
 `faceres` (never used in training) and measures the Fréchet distance to the real `celeba-crops/test`
 faces aligned to the same canonical crop. The real-vs-real distance (validation vs test) is printed
-beside it as the floor. One JSON line per checkpoint goes to stdout; progress goes to stderr.
+beside it as the floor. Each line also gives the identity diversity: the fraction of pairs of the first
+DIVERSITY_SAMPLES faces that faceres does not verify as one person (real faces: near 1; a generator whose
+samples look like one person: near 0, and then no key of the iFADIT flow can give surrogates that differ).
+One JSON line per checkpoint goes to stdout; progress goes to stderr.
 
     python scripts/generator_frechet.py runs/gen64 --real ../shared/data/celeba-crops/test \
         --real-baseline ../shared/data/celeba-crops/validation --samples 1000 --every 3
@@ -19,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ifadit.eval.diversity import pair_diversity
 from ifadit.eval.metrics import frechet_distance
 from ifadit.faces.recognize import FaceresRecognizer
 from ifadit.models.checkpoint import load_generator
 from ifadit.training.data import prepare_crops
 
 CACHE = Path("cache")
+DIVERSITY_SAMPLES = 200  # faces whose pairs (19,900) give the identity diversity
 
 
 def real_features(folder: Path, resolution: int, recognizer: FaceresRecognizer) -> np.ndarray:
@@ -43,6 +48,10 @@ def generated_features(
             img = generator(z[start : start + 32], noise_mode=noise_mode)
             crops.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
     return recognizer.embed(np.concatenate(crops)), mid
+
+
+def diversity(features: np.ndarray, recognizer: FaceresRecognizer) -> float:
+    return pair_diversity(features[:DIVERSITY_SAMPLES], recognizer.metric, recognizer.threshold)
 
 
 def checkpoints(run: Path, every: int, after: int) -> list[Path]:
@@ -77,6 +86,7 @@ def main() -> None:
     if args.real_baseline is not None:
         floor = frechet_distance(real_features(args.real_baseline, args.resolution, recognizer), real)
         print(json.dumps({"real_vs_real": round(floor, 4), "real": len(real)}), flush=True)
+    print(json.dumps({"real_identity_diversity": round(diversity(real, recognizer), 4)}), flush=True)
     for folder in checkpoints(args.run, args.every, args.after):
         state = (
             json.loads((folder.parent / "state.json").read_text())
@@ -90,6 +100,7 @@ def main() -> None:
             "kimg": state.get("kimg"),
             "model_id": mid,
             "frechet_faceres": round(frechet_distance(features, real), 4),
+            "identity_diversity": round(diversity(features, recognizer), 4),
         }
         print(json.dumps(row), flush=True)
         print(f"{folder.parent.name}: {row['frechet_faceres']}", file=sys.stderr)

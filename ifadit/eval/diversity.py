@@ -28,6 +28,16 @@ def key_diversity(surrogates: Sequence[np.ndarray], metric: Metric, threshold: f
     return float(np.mean(differ))
 
 
+def pair_diversity(embeddings: np.ndarray, metric: Metric, threshold: float) -> float:
+    """Fraction of pairs among `embeddings` [N,D] (N >= 2) that do NOT verify as one person: how many
+    different people a set of faces holds. Real face sets score near 1; a generator whose samples share one
+    identity scores near 0 (and then no key can give surrogates that differ)."""
+    if len(embeddings) < 2:
+        raise ValueError(f"pair diversity needs at least 2 faces, got {len(embeddings)}")
+    i, j = np.triu_indices(len(embeddings), k=1)
+    return float((pairwise_distances(embeddings, embeddings, metric)[i, j] >= threshold).mean())
+
+
 def consistency(
     surrogates: np.ndarray, labels: Sequence[str], metric: Metric, threshold: float
 ) -> float | None:

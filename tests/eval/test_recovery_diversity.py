@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from ifadit.eval.diversity import consistency, key_diversity
+from ifadit.eval.diversity import consistency, key_diversity, pair_diversity
 from ifadit.eval.recovery import PSNR_CAP, identity_cosine, recovery
 
 
@@ -39,3 +39,11 @@ def test_consistency_over_same_person_pairs() -> None:
     surrogates = np.array([[0.0], [0.1], [5.0], [9.0]])
     assert consistency(surrogates, ["a", "a", "b", "b"], "l2", 0.5) == 0.5
     assert consistency(surrogates, ["a", "b", "c", "d"], "l2", 0.5) is None
+
+
+def test_pair_diversity_counts_pairs_of_different_people() -> None:
+    assert pair_diversity(np.zeros((5, 3)), "l2", 0.5) == 0.0  # one person five times
+    assert pair_diversity(np.eye(3) * 5, "l2", 0.5) == 1.0
+    assert pair_diversity(np.array([[0.0], [0.1], [5.0]]), "l2", 0.5) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="at least 2 faces"):
+        pair_diversity(np.zeros((1, 3)), "l2", 0.5)
