@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ifadit.eval.report import REVERSIBLE_COLUMNS
+
 
 def fmt(value: Any, digits: int = 3) -> str:
     if value is None:
@@ -57,21 +59,6 @@ def headline(document: dict[str, Any]) -> str:
     return table(header, rows)
 
 
-REVERSIBLE = (
-    ("anonymized_match", "anonymized"),
-    ("restored_match", "restored"),
-    ("random_key_match", "random key"),
-    ("near_key_match", "1-bit-off key"),
-    ("keys_differ", "keys differ"),
-    ("key_diversity", "diversity"),
-    ("consistency", "consistency"),
-    ("identity_cosine", "id cosine"),
-    ("key_search", "key search"),
-    ("averaging", "averaging"),
-    ("inversion", "inversion"),
-)
-
-
 def reversible(document: dict[str, Any]) -> str:
     parts = []
     for metrics in document["backends"]:
@@ -80,14 +67,15 @@ def reversible(document: dict[str, Any]) -> str:
             continue
         recovery, speed = rev["recovery"], metrics["speed"]
         rows = [
-            [name] + [fmt(r.get(key)) for key, _ in REVERSIBLE] for name, r in rev["by_recognizer"].items()
+            [name] + [fmt(r.get(key)) for key, _ in REVERSIBLE_COLUMNS]
+            for name, r in rev["by_recognizer"].items()
         ]
         parts += [
             f"{backend_label(metrics)}: {rev['wrong_keys']} wrong keys, {rev.get('near_keys', 1)} one-bit-off "
             f"keys; right-key restore of the face crop PSNR {fmt(recovery['psnr'], 1)} dB, SSIM "
             f"{fmt(recovery['ssim'], 2)}; restore {fmt(speed['restore_ms_per_face'], 2)} ms/face.",
             "",
-            table(["recognizer"] + [label for _, label in REVERSIBLE], rows),
+            table(["recognizer"] + [label for _, label in REVERSIBLE_COLUMNS], rows),
             "",
         ]
     return "\n".join(parts)
