@@ -130,6 +130,21 @@ def train_group() -> None:
     help="Adam learning rate of G and D (a warm start may want less).",
 )
 @click.option(
+    "--identity-weight",
+    type=click.FloatRange(min=0.0),
+    default=_DEFAULTS.identity_weight,
+    show_default=True,
+    help="Weight of the identity-spread term: pushes generated faces that the torch dlib recognizer sees as "
+    "one person apart (0 = off). A generator whose samples share few identities caps iFADIT's key diversity.",
+)
+@click.option(
+    "--identity-margin",
+    type=float,
+    default=_DEFAULTS.identity_margin,
+    show_default=True,
+    help="dlib distance the identity-spread term asks between samples (dlib's same-person threshold is 0.6).",
+)
+@click.option(
     "--seed",
     type=int,
     default=_DEFAULTS.seed,
@@ -163,6 +178,8 @@ def train_generator(
     init_generator: Path | None,
     d_warmup_steps: int,
     lr: float,
+    identity_weight: float,
+    identity_margin: float,
     seed: int,
     sample_every: int,
     checkpoint_minutes: float,
@@ -213,6 +230,8 @@ def train_generator(
             init_generator=None if init_generator is None else str(init_generator),
             d_warmup_steps=d_warmup_steps,
             lr=lr,
+            identity_weight=identity_weight,
+            identity_margin=identity_margin,
         )
     from ifadit.training.loop import train  # torch loads here, not at every `ifadit` start-up
 

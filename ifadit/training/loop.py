@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from ifadit.errors import InputError
 from ifadit.models.checkpoint import load_generator, save_generator, write_json
+from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.stylegan2.networks import (
     Discriminator,
     DiscriminatorConfig,
@@ -80,6 +82,7 @@ class TrainState:
     ada: AdaController | None
     pl: losses.PathLengthRegularizer
     device: torch.device
+    recognizer: nn.Module | None = None  # frozen, for the identity-spread term (identity_weight > 0)
     step: int = 0
     nimg: int = 0
     wall_seconds: float = 0.0
@@ -104,6 +107,9 @@ def build_state(options: TrainOptions, device: str | torch.device = "cpu") -> Tr
         ada = AdaController(
             target=options.ada_target, interval=options.ada_interval, speed_kimg=options.ada_kimg
         )
+    recognizer = None
+    if options.identity_weight > 0:
+        recognizer = load_dlib_resnet().eval().requires_grad_(False).to(device)
     return TrainState(
         G=G,
         D=D,
@@ -114,6 +120,7 @@ def build_state(options: TrainOptions, device: str | torch.device = "cpu") -> Tr
         ada=ada,
         pl=losses.PathLengthRegularizer(device),
         device=device,
+        recognizer=recognizer,
     )
 
 
@@ -151,10 +158,14 @@ def _generator_step(state: TrainState, batch: int, options: TrainOptions, stats:
     img, _ = _generate(G, torch.randn(batch, G.z_dim).to(device), options)
     fake_logits = D(aug(img))
     loss_g = losses.g_nonsaturating(fake_logits)
+    stats["loss_G"] = float(loss_g.detach())
+    if state.recognizer is not None:  # identity spread: neighbouring samples should be different people
+        spread = losses.identity_spread(state.recognizer(img), options.identity_margin)
+        loss_g = loss_g + options.identity_weight * spread
+        stats["identity_spread"] = float(spread.detach())
     state.opt_G.zero_grad(set_to_none=True)
     loss_g.backward()
     state.opt_G.step()
-    stats["loss_G"] = float(loss_g.detach())
 
     # 2. Lazy path-length regularization.
     if options.pl_weight > 0 and state.step % options.pl_interval == 0:

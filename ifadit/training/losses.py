@@ -1,4 +1,5 @@
-"""StyleGAN2 losses: non-saturating logistic GAN loss, R1 gradient penalty, path-length regularization."""
+"""StyleGAN2 losses: non-saturating logistic GAN loss, R1 gradient penalty, path-length regularization, and an
+optional identity-spread term that keeps generated faces apart by a frozen face recognizer."""
 
 from __future__ import annotations
 
@@ -22,6 +23,16 @@ def r1_penalty(real_img: torch.Tensor, real_logits: torch.Tensor) -> torch.Tenso
     """Per-sample squared gradient norm of D's logits w.r.t. the real images ([N]); `real_img` needs grad."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real_img, create_graph=True)
     return grad.square().sum(dim=[1, 2, 3])
+
+
+def identity_spread(descriptors: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mode-seeking hinge on identity: mean of relu(margin - |d_i - d_{i+1}|) over neighbouring samples of the
+    batch (`descriptors` [N,D], N >= 2, recognizer units, e.g. dlib L2). Pairs already `margin` apart give
+    nothing, so only faces that look like one person are pushed apart; the discriminator keeps them faces."""
+    if descriptors.shape[0] < 2:
+        raise ValueError(f"identity spread needs at least 2 samples, got {descriptors.shape[0]}")
+    distances = (descriptors - descriptors.roll(1, dims=0)).norm(dim=1)
+    return F.relu(margin - distances).mean()
 
 
 class PathLengthRegularizer:

@@ -52,6 +52,8 @@ class TrainOptions:
     noise_mode: str = "random"  # G's noise inputs in training: 'random', or 'none' as iFADIT renders
     init_generator: str | None = None  # generator folder G and G_ema start from (D starts fresh)
     d_warmup_steps: int = 0  # first steps train D only (G frozen): lets a fresh D catch up with a trained G
+    identity_weight: float = 0.0  # weight of the identity-spread hinge on G (0 = off; torch dlib recognizer)
+    identity_margin: float = 0.7  # dlib L2 distance the hinge asks of neighbouring samples (threshold 0.6)
 
 
 @dataclass(frozen=True)
