@@ -23,9 +23,9 @@ from ifadit.models.pretrained_index import record_shipped
 
 PRETRAINED = Path("pretrained")
 DATA = (
-    "CelebA-derived colour face crops (`celeba-crops/train`, 5,000 images, via the public 'Face Mask ~12K' "
-    "set, no-mask part), aligned by ifadit's face stage to the canonical 64 px crop (dlib HOG + 5 landmarks, "
-    "face-chip geometry with padding 0.25); 4,711 crops kept. Terms: CelebA, non-commercial research only."
+    "CelebA-derived colour face crops (`celeba-crops/train`, 5,023 images, via the public 'Face Mask ~12K' set, "
+    "no-mask part), aligned by ifadit's face stage to the canonical 64 px crop (dlib HOG upsample 1 + 5 "
+    "landmarks, face-chip geometry with padding 0.25): 4,718 crops. Terms: CelebA, non-commercial research only."
 )
 
 
@@ -39,13 +39,64 @@ def sample_grid(generator: torch.nn.Module, path: Path, noise_mode: str, seed: i
     Image.fromarray(np.ascontiguousarray(grid)).save(path)
 
 
+def trend_table(trend: list[dict]) -> str:
+    """Markdown rows: checkpoint, step, kimg, Fréchet distance, identity diversity (when measured)."""
+    rows = [
+        f"| {r.get('stage', '')} | {r['checkpoint']} | {r['step']} | {r['kimg']} | {r['frechet_faceres']} | "
+        f"{r.get('identity_diversity', '-')} |"
+        for r in trend
+    ]
+    header = "| stage | checkpoint | step | kimg | Fréchet (faceres) | identity diversity (faceres) |"
+    return "\n".join([header, "|---|---|---|---|---|---|", *rows])
+
+
+def run_command(options: dict) -> str:
+    """The `ifadit train generator` command line of a run's options.json."""
+    parts = [
+        f"ifadit train generator --data {options['data']} --out {options['out']} --batch {options['batch']}",
+        f"--lr {options['lr']} --noise-mode {options['noise_mode']} --seed {options['seed']}",
+    ]
+    if options.get("init_generator"):
+        parts.append(
+            f"--init-generator {options['init_generator']} --d-warmup-steps {options['d_warmup_steps']}"
+        )
+    else:
+        parts.append(
+            f"--resolution {options['resolution']} --channel-base {options['channel_base']} --channel-max "
+            f"{options['channel_max']} --z-dim {options['z_dim']} --mapping-layers {options['mapping_layers']}"
+        )
+    if options.get("identity_weight", 0.0) > 0:
+        parts.append(
+            f"--identity-weight {options['identity_weight']} --identity-margin {options['identity_margin']}"
+        )
+    return " ".join(parts)
+
+
 def card_markdown(
-    name: str, config: dict, state: dict, trend: list[dict], floor: float | None, params: int
+    name: str,
+    config: dict,
+    state: dict,
+    options: dict,
+    trend: list[dict],
+    floor: float | None,
+    params: int,
+    previous: dict | None,
 ) -> str:
-    rows = "\n".join(
-        f"| {r['checkpoint']} | {r['step']} | {r['kimg']} | {r['frechet_faceres']} |" for r in trend
-    )
     floor_line = f"Real-vs-real floor (validation vs test, same features): **{floor}**.\n" if floor else ""
+    identity = (
+        f", identity spread (torch dlib, weight {options['identity_weight']}, margin {options['identity_margin']})"
+        if options.get("identity_weight", 0.0) > 0
+        else ""
+    )
+    earlier = ""
+    if previous is not None:
+        earlier = (
+            f"- Stage 1: `{previous['model_id']}`, shipped earlier under this name (its card is in git history): "
+            f"{previous['step']} steps, {previous['kimg']} kimg from scratch with random noise inputs (on the "
+            "alignment of its time: 4,711 crops of 5,000).\n"
+            f"- Stage 2 (these weights): warm start of G and G_ema from stage 1 with a fresh D "
+            f"({options['d_warmup_steps']} D-only steps first).\n"
+        )
     return f"""# {name}
 
 StyleGAN2 generator (our implementation in NVIDIA stylegan2-ada-pytorch's layout) for ifadit's canonical
@@ -56,31 +107,29 @@ StyleGAN2 generator (our implementation in NVIDIA stylegan2-ada-pytorch's layout
 
 ## Training
 - Data: {DATA}
-- Steps: {state.get("step")}, images seen: {state.get("nimg")} ({state.get("kimg")} kimg), wall time
+{earlier}- This run: {state.get("step")} steps, {state.get("kimg")} kimg, wall time
   {state.get("wall_seconds", 0) / 3600:.2f} h on {platform.machine()} CPU (2 cores shared with other work,
-  1 thread, niced), no GPU.
-- Loss: non-saturating logistic, lazy R1 (gamma 0.1 every 16 steps), EMA of G, style mixing 0.9, x-flips and
-  ADA (target 0.6). Command: `ifadit train generator --data cache/celeba-train-64.npz --resolution 64
-  --out runs/gen64 --batch 16 --channel-base 2048 --channel-max 128 --z-dim 256 --mapping-layers 2
-  --r1-gamma 0.1 --ada-target 0.6 --seed 0`.
+  1 thread, niced), no GPU; noise inputs `{options["noise_mode"]}` in training.
+- Loss: non-saturating logistic, lazy R1 (gamma {options["r1_gamma"]} every {options["r1_interval"]} steps),
+  EMA of G, style mixing {options["style_mixing"]}, x-flips and ADA (target {options["ada_target"]}){identity}.
+  Command: `{run_command(options)}`.
 
 ## Measured quality
 Fréchet distance between 1,000 generated faces (fixed seeds, `noise_mode='none'`) and the 484 aligned
 `celeba-crops/test` faces (never used for training), on the 1024-D features of the independent `faceres`
-recognizer (never used in training). Lower is better. {floor_line}
-| checkpoint | step | kimg | Fréchet (faceres) |
-|---|---|---|---|
-{rows}
+recognizer (never used in training); lower is better. Identity diversity: the fraction of pairs of the first
+200 of those faces that faceres does not verify as one person (real test faces: 0.990; higher is better: the
+iFADIT surrogates can differ only as much as this generator's faces do). {floor_line}
+{trend_table(trend)}
 
-Measured with `python scripts/generator_frechet.py runs/gen64 --real ../shared/data/celeba-crops/test
---real-baseline ../shared/data/celeba-crops/validation --samples 1000 --every 3` (then `--after 1500
---every 2` for the later checkpoints).
+Measured with `python scripts/generator_frechet.py RUN --real ../shared/data/celeba-crops/test --samples 1000`
+over each run's checkpoints (stage 1's last row re-measured with the same command on its shipped folder).
 
 ## Limits
-A short CPU run: faces are blurry and low in detail. The noise inputs still add a fixed per-pixel texture
-(`noise_mode='const'` and `'random'`; `'none'` gives clean faces), so the samples and the Fréchet distances
-here use `noise_mode='none'`, as does the iFADIT model (`RENDER_NOISE_MODE` in ifadit/models/ifadit_model.py).
-Training continues in later sessions (GPU when available); each shipped version must measure better.
+A short CPU run: faces are low in detail, and the identity-spread term (when on) also sharpens eye and mouth
+regions into visible artifacts that the discriminator has not yet removed. The samples and the Fréchet
+distances use `noise_mode='none'`, as does the iFADIT model (`RENDER_NOISE_MODE` in
+ifadit/models/ifadit_model.py). Each shipped version must measure better than the one before.
 
 ## Files
 `model.safetensors` (fp32), `config.json` (architecture, sha256, model id), `samples.png` (64 fixed seeds).
@@ -95,32 +144,49 @@ def main() -> None:
     parser.add_argument("--name", default="stylegan2-celeba-64")
     parser.add_argument("--frechet", type=Path, required=True, help="JSON lines from generator_frechet.py")
     parser.add_argument("--checkpoint", help="checkpoint folder name (default: the newest)")
+    parser.add_argument("--pretrained", type=Path, default=PRETRAINED, help="where shipped models live")
     args = parser.parse_args()
 
     checkpoints = args.run / "checkpoints"
     chosen = args.checkpoint or json.loads((checkpoints / "latest.json").read_text())["path"]
     generator, _ = load_generator(checkpoints / chosen / "G_ema")
     state = json.loads((checkpoints / chosen / "state.json").read_text())
+    options = json.loads((args.run / "options.json").read_text())
     lines = [json.loads(line) for line in args.frechet.read_text().splitlines() if line.strip()]
+    measured = [r for r in lines if "frechet_faceres" in r]
+    previous = None
+    trend = [{"stage": "1", **r} for r in measured]
+    if options.get("init_generator"):  # read before the folder is overwritten (it may be the same one)
+        previous = json.loads((Path(options["init_generator"]) / "model_card.json").read_text())
+        base_sha = previous["sha256"][:12]  # a re-measured stage-1 row names the base model
+        trend = [{"stage": "1", **r} for r in previous.get("frechet_faceres", [])] + [
+            {"stage": "1" if r["model_id"].endswith(base_sha) else "2", **r} for r in measured
+        ]
     floor = next((r["real_vs_real"] for r in lines if "real_vs_real" in r), None)
-    trend = [r for r in lines if "frechet_faceres" in r]
+    if floor is None and previous is not None:
+        floor = previous.get("real_vs_real")
 
-    folder = PRETRAINED / args.name
+    folder = args.pretrained / args.name
     params = sum(p.numel() for p in generator.parameters())
     card = {
         "data": DATA,
         "step": state.get("step"),
         "kimg": state.get("kimg"),
+        "wall_seconds": state.get("wall_seconds"),
+        "options": options,
         "frechet_faceres": trend,
         "real_vs_real": floor,
         "noise_mode": "none",
+        "previous": None if previous is None else {k: previous.get(k) for k in ("model_id", "step", "kimg")},
     }
     model_id = save_generator(generator, folder, args.name, card=card)
     sample_grid(generator, folder / "samples.png", noise_mode="none")
     config = json.loads((folder / "config.json").read_text())["config"]
-    (folder / "MODEL_CARD.md").write_text(card_markdown(args.name, config, state, trend, floor, params))
+    (folder / "MODEL_CARD.md").write_text(
+        card_markdown(args.name, config, state, options, trend, floor, params, previous)
+    )
 
-    record_shipped(PRETRAINED, args.name, model_id)
+    record_shipped(args.pretrained, args.name, model_id)
     print(f"shipped {model_id} to {folder}")
 
 
