@@ -95,7 +95,7 @@ def write_model_folder(
         folder / CONFIG_FILE, {"kind": kind, "name": name, "model_id": mid, "sha256": digest, **fields}
     )
     if card is not None:
-        write_json(folder / CARD_FILE, {"model_id": mid, "sha256": digest, **card})
+        write_json(folder / CARD_FILE, {**card, "model_id": mid, "sha256": digest})  # these weights, always
     return mid
 
 

@@ -144,7 +144,11 @@ def test_anonymize_is_seeded_per_face_and_its_identity_is_orthogonal(astronaut: 
 
 def test_float16_copy_loads_as_float32_rounded_weights(tmp_path: Path) -> None:
     model = tiny_id2face()
-    save_id2face(model, tmp_path / "m16", dtype=torch.float16)
+    first = save_id2face(model, tmp_path / "m32", card={"steps": 3})
+    copied_card = json.loads((tmp_path / "m32" / "model_card.json").read_text())
+    copy_id = save_id2face(model, tmp_path / "m16", card=copied_card, dtype=torch.float16)
+    card = json.loads((tmp_path / "m16" / "model_card.json").read_text())
+    assert copy_id != first and card["model_id"] == copy_id and card["steps"] == 3  # the copy's own id
     loaded, _, _ = load_id2face(tmp_path / "m16", recognizer=TinyRecognizer())
     theirs = loaded.state_dict()
     for name, tensor in model.state_dict().items():
