@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from cli.detect import INSIGHTFACE_PACK_HELP, THRESH_DEFAULTS, ScaleType
+from cli.detect import detection_options
 from cli.options import VaultArgs, emit, json_option, usage_errors, vault_options
 from ifadit.backends.base import BACKENDS
-from ifadit.faces.detect import DETECTORS
 from ifadit.media.image import DEFAULT_MAX_PIXELS
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult
 from ifadit.pipeline.batch import ENGINES, RunReport, anonymize_paths, default_backend, engine_for
@@ -119,43 +118,7 @@ def _text(report: RunReport) -> str:
     help="Seal each original face region (AES-256-GCM under the case key) into the manifest, so an "
     "authorized `restore --exact` gets it back bit for bit. Outputs grow by the sealed pixels.",
 )
-@click.option(
-    "--detector",
-    type=click.Choice(sorted(DETECTORS)),
-    default="hog",
-    show_default=True,
-    help="hog: fast, frontal faces of ~80 px and up. cnn: finds more (small, turned) at ~80x the time. "
-    "insightface: the detector of your own insightface model pack (--insightface-pack).",
-)
-@click.option(
-    "--insightface-pack",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    show_default="$IFADIT_INSIGHTFACE_PACK",
-    help=INSIGHTFACE_PACK_HELP,
-)
-@click.option(
-    "--thresh",
-    type=float,
-    default=None,
-    show_default=THRESH_DEFAULTS,
-    help="Detection threshold: lower catches more faces (and more false positives), higher fewer.",
-)
-@click.option(
-    "--scale",
-    type=ScaleType(),
-    default=None,
-    show_default="full resolution (insightface: 640x640)",
-    help="Detect on a WxH resized copy: faster on large frames, misses small faces. insightface: the "
-    "network input, in multiples of its largest stride (32 for SCRFD).",
-)
-@click.option(
-    "--upsample",
-    type=click.IntRange(0, 4),
-    default=0,
-    show_default=True,
-    help="Double the image this many times before detection: finds smaller faces, slower.",
-)
+@detection_options
 @click.option(
     "--mask-scale",
     type=click.FloatRange(min=0, min_open=True),

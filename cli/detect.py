@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -42,6 +44,56 @@ INSIGHTFACE_PACK_HELP = (
 THRESH_DEFAULTS = "0 for hog, cnn (SVM margin, MMOD confidence); 0.5 for insightface (probability)"
 
 
+DETECTION_OPTIONS = [  # shared by every command that detects faces (detect, anonymize)
+    click.option(
+        "--detector",
+        type=click.Choice(sorted(DETECTORS)),
+        default="hog",
+        show_default=True,
+        help="hog: fast CPU HOG+SVM, frontal faces of ~80 px and up. cnn: dlib MMOD CNN, finds more "
+        "(small, turned, blurred faces) at about 80x the time. insightface: the SCRFD/RetinaFace detector of "
+        "your own insightface model pack (--insightface-pack; needs pip install 'ifadit[insightface]').",
+    ),
+    click.option(
+        "--insightface-pack",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        show_default="$IFADIT_INSIGHTFACE_PACK",
+        help=INSIGHTFACE_PACK_HELP,
+    ),
+    click.option(
+        "--thresh",
+        type=float,
+        default=None,
+        show_default=THRESH_DEFAULTS,
+        help="Detection score threshold: lower finds more faces and more false positives, higher fewer of both.",
+    ),
+    click.option(
+        "--scale",
+        type=ScaleType(),
+        default=None,
+        show_default="full resolution (insightface: 640x640)",
+        help="Resize to WxH before detection (faster on large images, misses small faces); boxes map back. "
+        "insightface: the network input, in multiples of its largest stride (32 for SCRFD); a model with a fixed "
+        "input refuses another size.",
+    ),
+    click.option(
+        "--upsample",
+        type=click.IntRange(0, 4),
+        default=0,
+        show_default=True,
+        help="Double the image this many times before detection: finds smaller faces, 4x slower per step.",
+    ),
+]
+
+
+def detection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --detector, --insightface-pack, --thresh, --scale and --upsample to `command`."""
+    for option in reversed(DETECTION_OPTIONS):
+        command = option(command)
+    return command
+
+
 def _render_table(report: DetectionReport) -> str:
     count = len(report.faces)
     lines = [f"{report.path}: {count} face{'' if count == 1 else 's'} ({report.width}x{report.height})"]
@@ -61,45 +113,7 @@ def _render_table(report: DetectionReport) -> str:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON array (file, size, faces) instead of a table."
 )
-@click.option(
-    "--detector",
-    type=click.Choice(sorted(DETECTORS)),
-    default="hog",
-    show_default=True,
-    help="hog: fast CPU HOG+SVM, frontal faces of ~80 px and up. cnn: dlib MMOD CNN, finds more "
-    "(small, turned, blurred faces) at about 80x the time. insightface: the SCRFD/RetinaFace detector of "
-    "your own insightface model pack (--insightface-pack; needs pip install 'ifadit[insightface]').",
-)
-@click.option(
-    "--insightface-pack",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    show_default="$IFADIT_INSIGHTFACE_PACK",
-    help=INSIGHTFACE_PACK_HELP,
-)
-@click.option(
-    "--thresh",
-    type=float,
-    default=None,
-    show_default=THRESH_DEFAULTS,
-    help="Detection score threshold: lower finds more faces and more false positives, higher fewer of both.",
-)
-@click.option(
-    "--scale",
-    type=ScaleType(),
-    default=None,
-    show_default="full resolution (insightface: 640x640)",
-    help="Resize to WxH before detection (faster on large images, misses small faces); boxes map back. "
-    "insightface: the network input, in multiples of its largest stride (32 for SCRFD); a model with a fixed "
-    "input refuses another size.",
-)
-@click.option(
-    "--upsample",
-    type=click.IntRange(0, 4),
-    default=0,
-    show_default=True,
-    help="Double the image this many times before detection: finds smaller faces, 4x slower per step.",
-)
+@detection_options
 @click.option(
     "--preview-dir",
     type=click.Path(file_okay=False, path_type=Path),
