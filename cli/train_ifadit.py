@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,23 @@ from ifadit.training.options import (
 
 _P1 = Phase1Options(generator="", data="", out="")
 _P2 = Phase2Options(encoder="", data="", out="")
+_P2_TERMS = {f.name[2:]: getattr(_P2, f.name) for f in dataclasses.fields(_P2) if f.name.startswith("w_")}
+
+
+def _loss_weights(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
+    """`--weight TERM=VALUE` pairs as {"w_TERM": VALUE}, with a usage error naming a bad pair."""
+    weights: dict[str, float] = {}
+    for pair in values:
+        term, _, value = pair.partition("=")
+        if term not in _P2_TERMS:
+            raise click.BadParameter(f"{pair!r}: unknown term {term!r} (one of {', '.join(_P2_TERMS)})")
+        try:
+            weights[f"w_{term}"] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{pair!r}: the weight must be a number, as in {term}=2.0") from None
+        if weights[f"w_{term}"] < 0:
+            raise click.BadParameter(f"{pair!r}: a weight cannot be negative")
+    return weights
 
 
 def _common(defaults: Phase1Options | Phase2Options) -> Decorator:
@@ -160,15 +178,28 @@ def train_encoder(generator: Path | None, init: Path | None, **common: Any) -> N
     show_default=True,
     help="Hinge margin above dlib's 0.6 threshold for anonymity, diversity and wrong-key distances.",
 )
-def train_flow(encoder: Path | None, **common: Any) -> None:
+@click.option(
+    "--weight",
+    "weights",
+    multiple=True,
+    metavar="TERM=VALUE",
+    callback=_loss_weights,
+    help="Weight of one loss term, repeatable (defaults: "
+    + ", ".join(f"{k}={v:g}" for k, v in _P2_TERMS.items())
+    + ").",
+)
+def train_flow(encoder: Path | None, weights: dict[str, float], **common: Any) -> None:
     """Phase 2: train the key-conditioned flow and the re-read correction on random 256-bit keys.
 
     \b
     Example:
       ifadit train flow --encoder runs/enc64 --data cache/celeba-train-64.npz --out runs/flow64 --threads 1
       ifadit train flow --out runs/flow64 --resume --steps 20000
+      ifadit train flow --encoder runs/enc64 --data cache/celeba-train-64.npz --out runs/flow64b \
+        --weight recoverability=4 --weight fidelity=2
     """
-    _train_phase("phase2", read_phase2_options, Phase2Options, {"encoder": encoder}, **common)
+    fields: dict[str, Any] = {**common, **weights}
+    _train_phase("phase2", read_phase2_options, Phase2Options, {"encoder": encoder}, **fields)
 
 
 def register(group: click.Group) -> None:

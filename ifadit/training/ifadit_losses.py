@@ -3,8 +3,8 @@
 Phase 1 (disentangling reconstruction; E_attr and M learn, G and the recognizer are frozen):
 `pixel_loss`, `perceptual_loss`, `identity_loss`, `coarse_loss`, `attribute_cycle_loss`, `offset_loss`.
 Phase 2 (key-aware flow training; F and the re-read correction learn):
-`anonymity_loss`, `diversity_loss`, `naturalness_loss`, `moment_loss`, `recoverability_loss`, `wrong_key_loss`,
-`consistency_loss`.
+`anonymity_loss`, `diversity_loss`, `naturalness_loss`, `moment_loss`, `recoverability_loss`, `fidelity_loss`,
+`wrong_key_loss`, `consistency_loss`.
 Descriptors are the recognizer's raw outputs (dlib: same person when L2 < 0.6); codes are standardised.
 """
 
@@ -114,6 +114,12 @@ def moment_loss(surrogate: torch.Tensor) -> torch.Tensor:
 def recoverability_loss(restored_code: torch.Tensor, original_code: torch.Tensor) -> torch.Tensor:
     """Mean squared error between F^-1(correction(re-read surrogate)) and the original identity code."""
     return F.mse_loss(restored_code, original_code)
+
+
+def fidelity_loss(reread: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    """Mean descriptor distance between what the recognizer reads from a rendered surrogate and the surrogate
+    code it was rendered from: 0 when the generator draws exactly the identity the flow asked for."""
+    return (reread - code).norm(dim=1).mean()
 
 
 def consistency_loss(surrogate_a: torch.Tensor, surrogate_b: torch.Tensor) -> torch.Tensor:

@@ -119,6 +119,7 @@ class Phase2Options:
     w_naturalness: float = 1.0
     w_moments: float = 1.0
     w_recoverability: float = 1.0
+    w_fidelity: float = 1.0
     w_wrong_key: float = 1.0
     w_consistency: float = 0.1
     log_every: int = 10  # steps per metrics line
@@ -204,7 +205,9 @@ def read_phase1_options(out: Path) -> Phase1Options:
 
 
 def read_phase2_options(out: Path) -> Phase2Options:
-    return Phase2Options(**read_options_json(out))
+    data = read_options_json(out)
+    data.setdefault("w_fidelity", 0.0)  # runs saved before the fidelity term existed trained without it
+    return Phase2Options(**data)
 
 
 def latest_step(out: Path) -> int:

@@ -13,6 +13,10 @@ v1, v2 of each face (shift, brightness, contrast) are encoded; then
   moments         surrogate codes keep the per-dimension mean 0 / variance 1 of standardised real codes
   recoverability  F^-1(correction(z_id(published)); c_k) ≈ z_id(v1), where `published` is the surrogate image
                   rounded to uint8, shifted and colour-jittered as paste-back, re-detection and colour matching do
+  fidelity        the recognizer reads from `published` the surrogate code it was rendered from (descriptor
+                  distance): restore starts from that re-read, and F^-1 amplifies its error (measured on the
+                  first shipped model: re-read error 0.47 for surrogates against 0.35 for real codes, and
+                  0.54-0.65 once inverted)
   wrong key       F^-1(correction(...); c_k') is ≥ threshold + margin from v1 in descriptor space
   consistency     F(z_id(v1); c_k) ≈ F(z_id(v2); c_k)
 Sample grid columns: original | anonymized under 3 keys | restored (key 1) | restored with key 1 one bit off.
@@ -119,6 +123,7 @@ def phase2_losses(
         "naturalness": L.naturalness_loss(torch.cat([sur, sur2]), torch.cat([z1, z2])),
         "moments": L.moment_loss(torch.cat([sur, sur2])),
         "recoverability": L.recoverability_loss(z_back, z1),
+        "fidelity": L.fidelity_loss(desc_anon, code),
         "wrong_key": L.wrong_key_loss(desc_wrong, desc1, thr, margin),
         "consistency": L.consistency_loss(sur, model.flow(z2, c)),
     }

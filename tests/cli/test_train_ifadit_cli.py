@@ -34,8 +34,10 @@ def test_encoder_then_flow_then_resume(inputs: tuple[Path, Path], tmp_path: Path
     assert model.config.flow.dim == 128 and type(model.recognizer).__name__ == "DlibResNet"
 
     args = ["train", "flow", "--encoder", enc, "--data", data, "--out", flow, "--steps", "1"]
-    done = runner.invoke(cli, [str(a) for a in [*args, *FAST]])
+    done = runner.invoke(cli, [str(a) for a in [*args, *FAST, "--weight", "fidelity=2.5"]])
     assert done.exit_code == 0, done.output
+    flow_options = json.loads((flow / "options.json").read_text())
+    assert flow_options["w_fidelity"] == 2.5 and flow_options["w_anonymity"] == 1.0
     again = runner.invoke(cli, [str(a) for a in [*args, *FAST]])
     assert again.exit_code == 1 and "already holds a run" in again.output
     resumed = runner.invoke(
@@ -70,6 +72,10 @@ def test_new_runs_need_their_inputs(inputs: tuple[Path, Path], tmp_path: Path) -
     ]
     clash = runner.invoke(cli, [*both, "--data", str(inputs[1])])
     assert clash.exit_code == 2 and "--init brings its own generator" in clash.output
+    for bad, says in [("looks=1", "unknown term 'looks'"), ("fidelity=much", "must be a number")]:
+        refused = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "v"), "--weight", bad])
+        assert refused.exit_code == 2 and says in refused.output
+    assert not (tmp_path / "v").exists()
     missing = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "y")])
     assert missing.exit_code == 2 and "--encoder and --data are required" in missing.output
     nothing = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "z"), "--resume"])

@@ -96,6 +96,22 @@ def test_recoverability_and_consistency_are_squared_code_errors() -> None:
     assert L.consistency_loss(z, z - 1).item() == pytest.approx(1.0)
 
 
+def test_fidelity_is_the_mean_descriptor_distance_of_re_read_and_code() -> None:
+    code = torch.randn(4, 128)
+    assert L.fidelity_loss(code, code) == 0
+    shifted = code.clone()
+    shifted[:, 0] += 0.3  # every row 0.3 away from its code
+    assert L.fidelity_loss(shifted, code).item() == pytest.approx(0.3, abs=1e-6)
+
+
+def test_runs_saved_before_the_fidelity_term_resume_without_it(tmp_path: Path) -> None:
+    (tmp_path / "options.json").write_text(json.dumps({"encoder": "e", "data": "d", "out": str(tmp_path)}))
+    assert read_phase2_options(tmp_path).w_fidelity == 0.0
+    new = dataclasses.asdict(tiny_options((tmp_path, tmp_path), tmp_path))
+    (tmp_path / "options.json").write_text(json.dumps(new))
+    assert read_phase2_options(tmp_path).w_fidelity == 1.0
+
+
 def test_keys_one_bit_apart_give_unrelated_conditions() -> None:
     torch.manual_seed(0)
     [key] = random_keys(1)
