@@ -1,12 +1,16 @@
-"""Where does an iFADIT restore lose the identity? Descriptor distances (dlib units) along the restore path.
+"""Descriptor distances (dlib units) along iFADIT's anonymize and restore paths: where identity is lost or kept.
 
 For every face of `reid/deepface` and `reid/dlib-johns` (never used in training), aligned at the model's crop
-size, under evaluation key set 0: the phase-1 reconstruction, the re-read of the rendered surrogate, the
-inverse flow with and without the re-read correction and with the exact surrogate code. Prints median,
-90th percentile and the fraction under dlib's 0.6 for each; the table in docs/model.md comes from here.
+size, under evaluation key set 0:
+- restore path: the phase-1 reconstruction, the re-read of the rendered surrogate, the inverse flow with and
+  without the re-read correction and with the exact surrogate code (against the original);
+- key diversity: the surrogate codes of keys 1 and 2 and their renders (against each other), and the render
+  of another face's real code with this face's attributes (against this face's reconstruction), which bounds
+  how far apart any two identity codes can be drawn.
+Prints median, 90th percentile and the fraction under dlib's 0.6; the tables in docs/model.md come from here.
 
 Example:
-    python scripts/restore_errors.py --model runs/flow64/model
+    python scripts/identity_distances.py --model runs/flow64/model
 """
 
 from __future__ import annotations
@@ -32,20 +36,23 @@ def distance(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return (a - b).norm(dim=1).numpy()
 
 
-def restore_path_distances(backend: IfaditBackend, crops: np.ndarray, key: bytes) -> dict[str, np.ndarray]:
-    """Per-face descriptor distances at each stage of anonymize -> restore under `key`."""
+def path_distances(
+    backend: IfaditBackend, crops: np.ndarray, key: bytes, key2: bytes
+) -> dict[str, np.ndarray]:
+    """Per-face descriptor distances at each stage of anonymize -> restore under `key`, and between keys."""
     m = backend.model
-    c = condition_from_key(key, backend.model_id, m.config.flow.cond_dim)
+    c, c2 = (condition_from_key(k, backend.model_id, m.config.flow.cond_dim) for k in (key, key2))
     x = to_model_range(torch.from_numpy(crops).permute(0, 3, 1, 2))
     original = m.descriptor(x)
     z, z_attr = m.standardise(original), m.encoder(x)
     surrogate = m.surrogate(z, c)
     read = m.descriptor(quantize(m.render(surrogate, z_attr)))
     corrected = m.correction(m.standardise(read))
+    surrogate2 = m.surrogate(z, c2)
+    reconstruction = m.descriptor(quantize(m.render(z, z_attr)))
+    other_person = torch.roll(z, 1, dims=0)  # the next face's real code
     return {
-        "reconstruction, re-read vs original": distance(
-            m.descriptor(quantize(m.render(z, z_attr))), original
-        ),
+        "reconstruction, re-read vs original": distance(reconstruction, original),
         "anonymized, re-read vs original": distance(read, original),
         "surrogate, re-read vs its code": distance(read, m.destandardise(surrogate)),
         "F^-1(re-read) vs original": distance(
@@ -57,6 +64,13 @@ def restore_path_distances(backend: IfaditBackend, crops: np.ndarray, key: bytes
         "F^-1(exact surrogate code) vs original": distance(
             m.destandardise(m.flow.inverse(surrogate, c)), original
         ),
+        "keys 1 and 2: surrogate codes": distance(m.destandardise(surrogate), m.destandardise(surrogate2)),
+        "keys 1 and 2: rendered, re-read": distance(
+            read, m.descriptor(quantize(m.render(surrogate2, z_attr)))
+        ),
+        "next face's real code rendered vs recon.": distance(
+            m.descriptor(quantize(m.render(other_person, z_attr))), reconstruction
+        ),
     }
 
 
@@ -66,12 +80,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped one)")
     args = parser.parse_args()
     backend = IfaditBackend(model_dir=args.model)
-    key = evaluation_keys(0)[0]
+    keys = evaluation_keys(0)[:2]
     rows: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         for name in SETS:
             crops = load_reid_set(args.data / name, size=backend.crop_size).crops
-            for stage, values in restore_path_distances(backend, crops, key).items():
+            for stage, values in path_distances(backend, crops, *keys).items():
                 rows.setdefault(stage, []).append(values)
     print(f"model {backend.model_id}; {', '.join(SETS)}; key set 0")
     for stage, parts in rows.items():
