@@ -5,7 +5,7 @@ size, under evaluation key set 0:
 - restore path: the phase-1 reconstruction, the re-read of the rendered surrogate, the inverse flow with and
   without the re-read correction and with the exact surrogate code (against the original);
 - key diversity: the surrogate codes of keys 1 and 2 and their renders (against each other), and the render
-  of another face's real code with this face's attributes (against this face's reconstruction), which bounds
+  of another person's real code with this face's attributes (against this face's reconstruction), which bounds
   how far apart any two identity codes can be drawn.
 Prints median, 90th percentile and the fraction under dlib's 0.6; the tables in docs/model.md come from here.
 
@@ -36,8 +36,14 @@ def distance(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return (a - b).norm(dim=1).numpy()
 
 
+def other_person(labels: list[str]) -> list[int]:
+    """For each face, the index of the next face (cyclically) with another identity label."""
+    n = len(labels)
+    return [next(j % n for j in range(i + 1, i + n) if labels[j % n] != labels[i]) for i in range(n)]
+
+
 def path_distances(
-    backend: IfaditBackend, crops: np.ndarray, key: bytes, key2: bytes
+    backend: IfaditBackend, crops: np.ndarray, labels: list[str], key: bytes, key2: bytes
 ) -> dict[str, np.ndarray]:
     """Per-face descriptor distances at each stage of anonymize -> restore under `key`, and between keys."""
     m = backend.model
@@ -50,7 +56,7 @@ def path_distances(
     corrected = m.correction(m.standardise(read))
     surrogate2 = m.surrogate(z, c2)
     reconstruction = m.descriptor(quantize(m.render(z, z_attr)))
-    other_person = torch.roll(z, 1, dims=0)  # the next face's real code
+    other_code = z[other_person(labels)]  # another person's real code
     return {
         "reconstruction, re-read vs original": distance(reconstruction, original),
         "anonymized, re-read vs original": distance(read, original),
@@ -68,8 +74,8 @@ def path_distances(
         "keys 1 and 2: rendered, re-read": distance(
             read, m.descriptor(quantize(m.render(surrogate2, z_attr)))
         ),
-        "next face's real code rendered vs recon.": distance(
-            m.descriptor(quantize(m.render(other_person, z_attr))), reconstruction
+        "another person's code rendered vs recon.": distance(
+            m.descriptor(quantize(m.render(other_code, z_attr))), reconstruction
         ),
     }
 
@@ -84,8 +90,8 @@ def main() -> None:
     rows: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         for name in SETS:
-            crops = load_reid_set(args.data / name, size=backend.crop_size).crops
-            for stage, values in path_distances(backend, crops, *keys).items():
+            faces = load_reid_set(args.data / name, size=backend.crop_size)
+            for stage, values in path_distances(backend, faces.crops, faces.labels, *keys).items():
                 rows.setdefault(stage, []).append(values)
     print(f"model {backend.model_id}; {', '.join(SETS)}; key set 0")
     for stage, parts in rows.items():
