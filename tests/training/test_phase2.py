@@ -129,6 +129,24 @@ def test_augmented_views_stay_in_range_and_are_identity_when_off() -> None:
     assert view.shape == x.shape and view.min() >= -1 and view.max() <= 1 and not torch.equal(view, x)
 
 
+def test_surrogate_distances_ignore_the_re_read_augmentation(
+    astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the second key equal to the first, the two surrogates are one image: the key distance that the
+    diversity term sees is 0 although the re-read (published) copy is shifted and jittered."""
+    model = tiny_model(trained_like=False)
+    x = to_img(astronaut_crops(astronaut, 4))
+    with torch.no_grad():
+        desc = model.descriptor(x)
+        model.set_identity_stats(desc.mean(0), desc.std(0))
+    same = random_keys(4)
+    monkeypatch.setattr("ifadit.training.phase2.random_keys", lambda count: same)
+    torch.manual_seed(5)
+    _, stats = phase2_losses(model.eval(), x, Phase2Options(encoder="", data="", out="", shift=2, jitter=0.1))
+    assert stats["key_dist"] == 0 and stats["key_code_dist"] == 0
+    assert stats["fidelity"] > 0  # the re-read copy is augmented
+
+
 def test_one_step_lowers_the_phase2_loss_on_a_fixed_batch(astronaut: np.ndarray) -> None:
     """The weighted phase-2 loss on the same 4 crops with the same keys and views (torch seeded before each
     evaluation), before vs after one Adam step of the flow and the correction."""
