@@ -23,10 +23,12 @@ from typing import Any
 
 import torch
 
-from ifadit.models.checkpoint import stored_dtype
+from ifadit.models.checkpoint import load_generator, stored_dtype
 from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config, save_ifadit
+from ifadit.models.ifadit_model import IfaditModel
 from ifadit.models.pretrained_index import record_shipped
 from ifadit.training.data import load_crops, to_model_range
+from ifadit.training.options import Phase2Options
 from ifadit.training.phase2 import phase2_grid
 from ifadit.training.runner import write_png
 
@@ -52,6 +54,36 @@ def run_summary(run: Path) -> dict[str, Any]:
         "wall_hours": round(float(final["wall_seconds"]) / 3600, 2),
         "options": options,
     }
+
+
+def generator_model_id(model: IfaditModel, folder: Path) -> str:
+    """The model id of generator folder `folder`, after checking that `model` carries exactly its weights (the
+    folder may have been replaced by a later version since phase 1 read it)."""
+    generator, generator_id = load_generator(folder)
+    ours, theirs = model.generator.state_dict(), generator.state_dict()
+    if ours.keys() != theirs.keys() or any(not torch.equal(ours[k].float(), theirs[k]) for k in ours):
+        raise SystemExit(f"{folder}: not the generator inside this model; name the folder phase 1 read")
+    return generator_id
+
+
+def phase2_command(options: dict[str, Any], steps: int) -> str:
+    """`ifadit train flow` as the run was started: options that differ from the defaults are spelled out."""
+    defaults = Phase2Options(encoder="", data="", out="")
+    extra = [
+        f"--weight {name[2:]}={value:g}"
+        for name, value in options.items()
+        if name.startswith("w_") and value != getattr(defaults, name)
+    ]
+    extra += [
+        f"--{name} {options[name]:g}" for name in ("margin", "lr") if options[name] != getattr(defaults, name)
+    ]
+    return " ".join(
+        [
+            "ifadit train flow --encoder runs/enc64 --data cache/celeba-train-64.npz --out runs/flow64 --threads 1",
+            f"--steps {steps}",
+            *extra,
+        ]
+    )
 
 
 TARGETS = (  # issue 6's acceptance: (field, what it measures, wanted side, bound)
@@ -91,7 +123,11 @@ def figures_table(evaluation: dict[str, Any]) -> str:
 
 
 def card_markdown(
-    model_id: str, phase1: dict[str, Any], phase2: dict[str, Any], evaluation: dict[str, Any]
+    model_id: str,
+    generator_id: str,
+    phase1: dict[str, Any],
+    phase2: dict[str, Any],
+    evaluation: dict[str, Any],
 ) -> str:
     generator = phase1["options"]["generator"]
     key_sets = int(evaluation.get("key_sets", 1))
@@ -99,7 +135,7 @@ def card_markdown(
 
 The reversible iFADIT anonymizer for ifadit's canonical 64 px face crop (`{model_id}`): identity code from the
 torch port of dlib's ResNet (frozen), attribute encoder and mapper to the W+ space of the frozen StyleGAN2
-decoder `{generator}` (a copy is inside these weights), a key-conditioned FrEIA flow on the identity code,
+decoder `{generator_id}` (read from `{generator}`; a copy is inside these weights), a key-conditioned FrEIA flow on the identity code,
 and the re-read correction used by restore. Architecture and losses: [docs/model.md](../../docs/model.md).
 
 ## Training
@@ -111,8 +147,7 @@ and the re-read correction used by restore. Architecture and losses: [docs/model
   --threads 1 --steps {phase1["steps"]}`.
 - Phase 2 (keyed flow + re-read correction, random 256-bit keys): {phase2["steps"]} steps of batch
   {phase2["options"]["batch"]} ({phase2["images_seen"]:,} images seen), {phase2["wall_hours"]} h.
-  Command: `ifadit train flow --encoder runs/enc64 --data cache/celeba-train-64.npz --out runs/flow64
-  --threads 1 --steps {phase2["steps"]}`.
+  Command: `{phase2_command(phase2["options"], phase2["steps"])}`.
 - Hardware: {platform.machine()} CPU, 2 cores shared with other training and test jobs, 1 torch thread per
   run, no GPU.
 
@@ -174,12 +209,14 @@ def main() -> None:
             f"{args.eval}: measured {evaluation['model_id']}, not this run's model {run_model_id}"
         )
     phase1, phase2 = run_summary(args.encoder_run), run_summary(args.run)
+    generator_id = generator_model_id(model, Path(phase1["options"]["generator"]))
     card = {
         "training_data": TRAINING_DATA,
         "data": DATA,
         "phase1": {k: v for k, v in phase1.items() if k != "options"},
         "phase2": {k: v for k, v in phase2.items() if k != "options"},
         "generator": phase1["options"]["generator"],
+        "generator_model_id": generator_id,
         "acceptance": evaluation["sets"],
     }
     folder = args.pretrained / NAME
@@ -191,7 +228,7 @@ def main() -> None:
     faces = load_crops(args.test_cache, model.config.generator.img_resolution)[:8]
     with torch.no_grad():
         write_png(phase2_grid(model, to_model_range(faces)), folder / "samples.png")
-    (folder / "MODEL_CARD.md").write_text(card_markdown(model_id, phase1, phase2, evaluation))
+    (folder / "MODEL_CARD.md").write_text(card_markdown(model_id, generator_id, phase1, phase2, evaluation))
 
     record_shipped(args.pretrained, NAME, model_id)
     print(f"shipped {model_id} to {folder}")
