@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ from ifadit.training.options import (
 
 _P1 = Phase1Options(generator="", data="", out="")
 _P2 = Phase2Options(encoder="", data="", out="")
-_P2_TERMS = {f.name[2:]: getattr(_P2, f.name) for f in dataclasses.fields(_P2) if f.name.startswith("w_")}
+_P2_TERMS = _P2.loss_weights()
 
 
 def _loss_weights(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:

@@ -28,7 +28,7 @@ from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config, sav
 from ifadit.models.ifadit_model import IfaditModel
 from ifadit.models.pretrained_index import record_shipped
 from ifadit.training.data import load_crops, to_model_range
-from ifadit.training.options import Phase2Options
+from ifadit.training.options import Phase2Options, read_phase2_options
 from ifadit.training.phase2 import phase2_grid
 from ifadit.training.runner import write_png
 
@@ -66,16 +66,16 @@ def generator_model_id(model: IfaditModel, folder: Path) -> str:
     return generator_id
 
 
-def phase2_command(options: dict[str, Any], steps: int) -> str:
-    """`ifadit train flow` as the run was started: options that differ from the defaults are spelled out."""
-    defaults = Phase2Options(encoder="", data="", out="")
-    extra = [
-        f"--weight {name[2:]}={value:g}"
-        for name, value in options.items()
-        if name.startswith("w_") and value != getattr(defaults, name)
-    ]
+def phase2_command(run: Path, steps: int) -> str:
+    """`ifadit train flow` as the run in `run` was started: options that differ from the defaults are spelled
+    out."""
+    options, defaults = read_phase2_options(run), Phase2Options(encoder="", data="", out="")
+    weights, default_weights = options.loss_weights(), defaults.loss_weights()
+    extra = [f"--weight {term}={w:g}" for term, w in weights.items() if w != default_weights[term]]
     extra += [
-        f"--{name} {options[name]:g}" for name in ("margin", "lr") if options[name] != getattr(defaults, name)
+        f"--{name} {getattr(options, name):g}"
+        for name in ("margin", "lr")
+        if getattr(options, name) != getattr(defaults, name)
     ]
     return " ".join(
         [
@@ -147,7 +147,7 @@ and the re-read correction used by restore. Architecture and losses: [docs/model
   --threads 1 --steps {phase1["steps"]}`.
 - Phase 2 (keyed flow + re-read correction, random 256-bit keys): {phase2["steps"]} steps of batch
   {phase2["options"]["batch"]} ({phase2["images_seen"]:,} images seen), {phase2["wall_hours"]} h.
-  Command: `{phase2_command(phase2["options"], phase2["steps"])}`.
+  Command: `{phase2["command"]}`.
 - Hardware: {platform.machine()} CPU, 2 cores shared with other training and test jobs, 1 torch thread per
   run, no GPU.
 
@@ -209,6 +209,7 @@ def main() -> None:
             f"{args.eval}: measured {evaluation['model_id']}, not this run's model {run_model_id}"
         )
     phase1, phase2 = run_summary(args.encoder_run), run_summary(args.run)
+    phase2["command"] = phase2_command(args.run, phase2["steps"])
     generator_id = generator_model_id(model, Path(phase1["options"]["generator"]))
     card = {
         "training_data": TRAINING_DATA,

@@ -114,7 +114,10 @@ class Phase2Options:
     margin: float = 0.1  # hinge margin above the threshold
     shift: int = 2  # max px translation of the augmented views
     jitter: float = 0.1  # max relative brightness / contrast change of the views
+    spread_keys: int = 8  # keys per face in the key-spread term
+    spread_reference: int = 512  # real training codes the key-spread term compares each face's surrogates to
     w_anonymity: float = 1.0
+    w_key_spread: float = 1.0
     w_diversity: float = 1.0
     w_naturalness: float = 1.0
     w_moments: float = 1.0
@@ -127,6 +130,10 @@ class Phase2Options:
     checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
     keep_states: int = 2  # checkpoints kept
     grid: int = 8  # faces (rows) in the sample grid
+
+    def loss_weights(self) -> dict[str, float]:
+        """{term: weight} of the phase-2 loss, from the `w_*` fields."""
+        return {name[2:]: value for name, value in vars(self).items() if name.startswith("w_")}
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,7 @@ def read_phase1_options(out: Path) -> Phase1Options:
 def read_phase2_options(out: Path) -> Phase2Options:
     data = read_options_json(out)
     data.setdefault("w_fidelity", 0.0)  # runs saved before the fidelity term existed trained without it
+    data.setdefault("w_key_spread", 0.0)  # ... or the key-spread term
     return Phase2Options(**data)
 
 

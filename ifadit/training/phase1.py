@@ -69,12 +69,18 @@ def build_model(options: Phase1Options, recognizer: nn.Module | None = None) -> 
     return IfaditModel(config, generator, recognizer)
 
 
-def identity_statistics(model: IfaditModel, crops: torch.Tensor, samples: int, seed: int) -> None:
-    """Estimate and store descriptor mean/std on up to `samples` crops (uint8 NCHW) chosen with `seed`."""
+def real_descriptors(model: IfaditModel, crops: torch.Tensor, samples: int, seed: int) -> torch.Tensor:
+    """Recognizer descriptors of up to `samples` crops (uint8 NCHW) chosen with `seed` (torch's global
+    generator is left untouched)."""
     order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed))[:samples]
     with torch.no_grad():
         device = model.id_mean.device
-        desc = torch.cat([model.descriptor(to_model_range(crops[idx].to(device))) for idx in order.split(32)])
+        return torch.cat([model.descriptor(to_model_range(crops[idx].to(device))) for idx in order.split(32)])
+
+
+def identity_statistics(model: IfaditModel, crops: torch.Tensor, samples: int, seed: int) -> None:
+    """Estimate and store descriptor mean/std on up to `samples` crops (uint8 NCHW) chosen with `seed`."""
+    desc = real_descriptors(model, crops, samples, seed)
     model.set_identity_stats(desc.mean(0), desc.std(0) if len(desc) > 1 else torch.ones_like(desc[0]))
 
 

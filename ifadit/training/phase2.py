@@ -11,6 +11,10 @@ v1, v2 of each face (shift, brightness, contrast) are encoded; then
                   key-dependent even while the mapper barely follows z_id; measured on a fresh 128-D flow, that
                   signal alone moves two keys' surrogates from 0 to 0.16 apart in 200 steps at lr 1e-4)
   naturalness     MMD between surrogate codes and real codes (z_id of v1 and v2)
+  key spread      per face, the surrogate codes under `spread_keys` more keys (flow only, nothing rendered) are
+                  compared by MMD with `spread_reference` real training codes drawn at the start of the run: the
+                  keys of one face must spread over identities as real people do (without it the flow sent each
+                  face to 4-8 identities over 32 keys, so keys differed only by luck)
   moments         surrogate codes keep the per-dimension mean 0 / variance 1 of standardised real codes
   recoverability  F^-1(correction(z_id(published)); c_k) ≈ z_id(v1), where `published` is the surrogate image
                   rounded to uint8, shifted and colour-jittered as paste-back, re-detection and colour matching do
@@ -42,7 +46,7 @@ from ifadit.training import ifadit_losses as L
 from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.options import Phase2Options
-from ifadit.training.phase1 import grid_faces
+from ifadit.training.phase1 import grid_faces, real_descriptors
 from ifadit.training.runner import (
     PhaseState,
     grid_image,
@@ -87,9 +91,10 @@ def quantize(img: torch.Tensor) -> torch.Tensor:
 
 
 def phase2_losses(
-    model: IfaditModel, x: torch.Tensor, options: Phase2Options
+    model: IfaditModel, x: torch.Tensor, options: Phase2Options, reference: torch.Tensor
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted phase-2 loss on images `x` [N,3,R,R] (keys and views drawn here) and its terms."""
+    """Weighted phase-2 loss on images `x` [N,3,R,R] (keys and views drawn here) and its terms; `reference`
+    holds real standardised identity codes [M, D] for the key-spread term."""
     n, cond_dim = len(x), model.config.flow.cond_dim
     keys, keys2 = random_keys(n), random_keys(n)
     bits = torch.randint(0, 256, (n,)).tolist()
@@ -98,12 +103,16 @@ def phase2_losses(
         flip_bit(k, b) if i % 2 == 0 else f for i, (k, b, f) in enumerate(zip(keys, bits, fresh, strict=True))
     ]
     c, c2, c_wrong = (conditions(k, cond_dim).to(x.device) for k in (keys, keys2, wrong))
+    c_spread = conditions(random_keys(n * options.spread_keys), cond_dim).to(x.device)
     v1, v2 = augment_view(x, options.shift, options.jitter), augment_view(x, options.shift, options.jitter)
     with torch.no_grad():
         desc1, desc2 = model.descriptor(torch.cat([v1, v2])).chunk(2)
         z1, z2 = model.standardise(desc1), model.standardise(desc2)
         z_attr = model.encoder(v1)
     sur, sur2 = model.flow(torch.cat([z1, z1]), torch.cat([c, c2])).chunk(2)
+    spread = model.flow(z1.repeat_interleave(options.spread_keys, 0), c_spread).view(
+        n, options.spread_keys, -1
+    )
     anon, anon2 = model.render(torch.cat([sur, sur2]), torch.cat([z_attr, z_attr])).chunk(2)
     published = augment_view(quantize(anon), options.shift, options.jitter)  # what restore will read back
     # `published` is for re-reading only: its shift and jitter alone move a descriptor, so a distance between
@@ -124,21 +133,31 @@ def phase2_losses(
         )
         / 2,
         "naturalness": L.naturalness_loss(torch.cat([sur, sur2]), torch.cat([z1, z2])),
+        "key_spread": L.key_spread_loss(spread, reference),
         "moments": L.moment_loss(torch.cat([sur, sur2])),
         "recoverability": L.recoverability_loss(z_back, z1),
         "fidelity": L.fidelity_loss(desc_published, code),
         "wrong_key": L.wrong_key_loss(desc_wrong, desc1, thr, margin),
         "consistency": L.consistency_loss(sur, model.flow(z2, c)),
     }
-    loss = sum((getattr(options, f"w_{k}") * v for k, v in terms.items()), torch.zeros([]))
+    weights = options.loss_weights()
+    loss = sum((weights[k] * v for k, v in terms.items()), torch.zeros([]))
     stats = {k: float(v.detach()) for k, v in terms.items()}
     stats["loss"] = float(loss.detach())
     stats["anon_dist"] = float((desc_anon - desc1).norm(dim=1).mean().detach())
     stats["key_dist"] = float((desc_anon - desc_anon2).norm(dim=1).mean().detach())
     stats["key_code_dist"] = float((code - code2).norm(dim=1).mean().detach())
+    stats["spread_far"] = far_key_pairs(model.destandardise(spread.detach()), thr)
     stats["restore_dist"] = float((model.destandardise(z_back) - desc1).norm(dim=1).mean().detach())
     stats["wrong_dist"] = float((desc_wrong - desc1).norm(dim=1).mean().detach())
     return loss, stats
+
+
+def far_key_pairs(codes: torch.Tensor, threshold: float) -> float:
+    """Share of key pairs whose surrogate codes of one face [F, K, D] (as descriptors) are ≥ `threshold` apart."""
+    dist = torch.cdist(codes, codes)
+    pairs = ~torch.eye(codes.shape[1], dtype=torch.bool, device=codes.device)
+    return float((dist[:, pairs] >= threshold).float().mean())
 
 
 def phase2_parameters(model: IfaditModel) -> list[nn.Parameter]:
@@ -148,11 +167,13 @@ def phase2_parameters(model: IfaditModel) -> list[nn.Parameter]:
     return [*model.flow.trainable_parameters(), *model.correction.parameters()]
 
 
-def phase2_step(state: PhaseState, batch_u8: torch.Tensor, options: Phase2Options) -> dict[str, float]:
+def phase2_step(
+    state: PhaseState, batch_u8: torch.Tensor, options: Phase2Options, reference: torch.Tensor
+) -> dict[str, float]:
     """One Adam step of the flow and the correction on a uint8 NCHW batch."""
     state.model.train()
     x = to_model_range(batch_u8.to(state.model.id_mean.device))
-    loss, stats = phase2_losses(state.model, x, options)
+    loss, stats = phase2_losses(state.model, x, options, reference)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.optimizer.step()
@@ -202,10 +223,11 @@ def train_phase2(
         else:
             torch.manual_seed(options.seed)
         faces = grid_faces(crops, options.grid, options.seed).to(device)
+        reference = model.standardise(real_descriptors(model, crops, options.spread_reference, options.seed))
         run_loop(
             state,
             options,
-            train_step=lambda: phase2_step(state, random_batch(crops, options.batch), options),
+            train_step=lambda: phase2_step(state, random_batch(crops, options.batch), options, reference),
             sample_grid=lambda: phase2_grid(model, faces),
             save=lambda: save_state(state, options),
             on_step=on_step,

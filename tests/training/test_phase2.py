@@ -20,6 +20,7 @@ from ifadit.training.phase2 import (
     Phase2Options,
     augment_view,
     conditions,
+    far_key_pairs,
     phase2_losses,
     phase2_parameters,
     quantize,
@@ -80,6 +81,29 @@ def test_naturalness_is_zero_on_the_real_set_and_grows_with_drift() -> None:
     assert L.naturalness_loss(3 * torch.randn(64, 16), real).item() > values[0]  # too spread out
 
 
+def test_key_spread_penalises_faces_whose_keys_collapse_onto_few_identities() -> None:
+    """Per face, 8 keys' surrogates drawn like the real codes score low; the same faces sent to 1 or 2
+    identities whatever the key score higher, although pooled over faces they still look real."""
+    torch.manual_seed(0)
+    reference = torch.randn(512, 16)
+    spread = torch.randn(6, 8, 16)
+    one = torch.randn(6, 1, 16).expand(6, 8, 16)
+    two = torch.randn(6, 2, 16).repeat_interleave(4, dim=1)
+    values = [L.key_spread_loss(s, reference).item() for s in (spread, two, one)]
+    assert values[0] < values[1] < values[2]
+    assert (
+        L.naturalness_loss(one.reshape(-1, 16), reference).item() < values[2]
+    )  # what naturalness alone sees
+
+
+def test_far_key_pairs_counts_pairs_of_one_face_at_or_beyond_the_threshold() -> None:
+    codes = torch.zeros(2, 3, 4)
+    codes[0, 1, 0] = 0.7  # face 0: key 1 is 0.7 from keys 0 and 2; keys 0 and 2 coincide
+    codes[1, :, 1] = torch.tensor([0.0, 1.0, 2.0])  # face 1: every pair >= 1 apart
+    assert far_key_pairs(codes, 0.6) == pytest.approx((2 / 3 + 1) / 2)
+    assert far_key_pairs(codes, 1.5) == pytest.approx((0 + 1 / 3) / 2)
+
+
 def test_moments_pull_back_codes_at_any_distance() -> None:
     torch.manual_seed(0)
     assert L.moment_loss(torch.randn(20000, 16)).item() < 1e-3
@@ -104,12 +128,13 @@ def test_fidelity_is_the_mean_descriptor_distance_of_re_read_and_code() -> None:
     assert L.fidelity_loss(shifted, code).item() == pytest.approx(0.3, abs=1e-6)
 
 
-def test_runs_saved_before_the_fidelity_term_resume_without_it(tmp_path: Path) -> None:
+def test_runs_saved_before_the_fidelity_and_key_spread_terms_resume_without_them(tmp_path: Path) -> None:
     (tmp_path / "options.json").write_text(json.dumps({"encoder": "e", "data": "d", "out": str(tmp_path)}))
-    assert read_phase2_options(tmp_path).w_fidelity == 0.0
+    old = read_phase2_options(tmp_path).loss_weights()
+    assert old["fidelity"] == 0.0 and old["key_spread"] == 0.0 and old["anonymity"] == 1.0
     new = dataclasses.asdict(tiny_options((tmp_path, tmp_path), tmp_path))
     (tmp_path / "options.json").write_text(json.dumps(new))
-    assert read_phase2_options(tmp_path).w_fidelity == 1.0
+    assert read_phase2_options(tmp_path).loss_weights() == Phase2Options("", "", "").loss_weights()
 
 
 def test_keys_one_bit_apart_give_unrelated_conditions() -> None:
@@ -140,9 +165,10 @@ def test_surrogate_distances_ignore_the_re_read_augmentation(
         desc = model.descriptor(x)
         model.set_identity_stats(desc.mean(0), desc.std(0))
     same = random_keys(4)
-    monkeypatch.setattr("ifadit.training.phase2.random_keys", lambda count: same)
+    monkeypatch.setattr("ifadit.training.phase2.random_keys", lambda count: (same * count)[:count])
     torch.manual_seed(5)
-    _, stats = phase2_losses(model.eval(), x, Phase2Options(encoder="", data="", out="", shift=2, jitter=0.1))
+    options = Phase2Options(encoder="", data="", out="", shift=2, jitter=0.1)
+    _, stats = phase2_losses(model.eval(), x, options, model.standardise(desc))
     assert stats["key_dist"] == 0 and stats["key_code_dist"] == 0
     assert stats["fidelity"] > 0  # the re-read copy is augmented
 
@@ -157,13 +183,16 @@ def test_one_step_lowers_the_phase2_loss_on_a_fixed_batch(astronaut: np.ndarray)
         model.set_identity_stats(desc.mean(0), desc.std(0))
     options = Phase2Options(encoder="", data="", out="")
     state = PhaseState(model.train(), torch.optim.Adam(phase2_parameters(model), lr=1e-3))
+    reference = model.standardise(desc)
     torch.manual_seed(5)
-    before, stats = phase2_losses(model, x, options)
+    before, stats = phase2_losses(model, x, options, reference)
     assert set(stats) >= {
         "moments",
         "anonymity",
         "diversity",
         "naturalness",
+        "key_spread",
+        "fidelity",
         "recoverability",
         "wrong_key",
         "consistency",
@@ -174,7 +203,7 @@ def test_one_step_lowers_the_phase2_loss_on_a_fixed_batch(astronaut: np.ndarray)
     assert all(p.grad is None for p in model.mapper.parameters())  # only F and the correction learn
     torch.manual_seed(5)
     with torch.no_grad():
-        after, _ = phase2_losses(model, x, options)
+        after, _ = phase2_losses(model, x, options, reference)
     assert after.item() < before.item()
 
 
