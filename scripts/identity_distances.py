@@ -28,7 +28,6 @@ from ifadit.backends.ifadit import IfaditBackend
 from ifadit.eval.reid import load_reid_set
 from ifadit.eval.reversible import evaluation_keys
 from ifadit.faces.identity import DLIB_THRESHOLD
-from ifadit.models.flow import condition_from_key
 from ifadit.training.data import to_model_range
 from ifadit.training.phase2 import quantize
 
@@ -46,13 +45,17 @@ def other_person(labels: list[str]) -> list[int]:
 
 
 def path_distances(
-    backend: IfaditBackend, crops: np.ndarray, labels: list[str], key: bytes, key2: bytes
+    backend: IfaditBackend,
+    x: torch.Tensor,
+    original: torch.Tensor,
+    labels: list[str],
+    key: bytes,
+    key2: bytes,
 ) -> dict[str, np.ndarray]:
-    """Per-face descriptor distances at each stage of anonymize -> restore under `key`, and between keys."""
+    """Per-face descriptor distances at each stage of anonymize -> restore under `key`, and between keys, for
+    faces `x` (model range, NCHW) whose descriptors are `original`."""
     m = backend.model
-    c, c2 = (condition_from_key(k, backend.model_id, m.config.flow.cond_dim) for k in (key, key2))
-    x = to_model_range(torch.from_numpy(crops).permute(0, 3, 1, 2))
-    original = m.descriptor(x)
+    c, c2 = backend.condition(key), backend.condition(key2)
     z, z_attr = m.standardise(original), m.encoder(x)
     surrogate = m.surrogate(z, c)
     read = m.descriptor(quantize(m.render(surrogate, z_attr)))
@@ -83,13 +86,13 @@ def path_distances(
     }
 
 
-def distinct_surrogates(backend: IfaditBackend, crops: np.ndarray, keys: int = 32) -> np.ndarray:
-    """Per face, the number of groups its surrogate codes under `keys` keys fall into, where a code joins the
-    first group whose founder is within dlib's threshold (descriptor units)."""
+def distinct_surrogates(backend: IfaditBackend, original: torch.Tensor, keys: int = 32) -> np.ndarray:
+    """Per face (descriptors `original`), the number of groups its surrogate codes under `keys` keys fall into,
+    where a code joins the first group whose founder is within dlib's threshold (descriptor units)."""
     m = backend.model
     materials = [hashlib.sha256(f"ifadit key-space probe {i}".encode()).digest() for i in range(keys)]
-    c = torch.stack([condition_from_key(k, backend.model_id, m.config.flow.cond_dim) for k in materials])
-    z = m.standardise(m.descriptor(to_model_range(torch.from_numpy(crops).permute(0, 3, 1, 2))))
+    c = torch.stack([backend.condition(k) for k in materials])
+    z = m.standardise(original)
     counts = []
     for code in z:
         surrogates = m.destandardise(m.flow(code.expand(keys, -1), c))
@@ -114,9 +117,11 @@ def main() -> None:
     with torch.no_grad():
         for name in SETS:
             faces = load_reid_set(args.data / name, size=backend.crop_size)
-            for stage, values in path_distances(backend, faces.crops, faces.labels, *keys).items():
+            x = to_model_range(torch.from_numpy(faces.crops).permute(0, 3, 1, 2))
+            original = backend.model.descriptor(x)
+            for stage, values in path_distances(backend, x, original, faces.labels, *keys).items():
                 rows.setdefault(stage, []).append(values)
-            groups.append(distinct_surrogates(backend, faces.crops))
+            groups.append(distinct_surrogates(backend, original))
     print(f"model {backend.model_id}; {', '.join(SETS)}; key set 0")
     for stage, parts in rows.items():
         values = np.concatenate(parts)

@@ -69,14 +69,15 @@ class IfaditBackend:
         self.batch_size = batch_size
         self.crop_size = net.config.resolution
 
-    def _condition(self, key: bytes | None) -> torch.Tensor:
+    def condition(self, key: bytes | None) -> torch.Tensor:
+        """The flow condition of 32-byte key material under this model's id (HKDF, see `condition_from_key`)."""
         if not isinstance(key, bytes) or len(key) != 32:
             raise ValueError("the ifadit backend needs the 32-byte key material of a vault key")
         return condition_from_key(key, self.model_id, self.model.config.flow.cond_dim).to(self.device)
 
     def _run(self, crops: np.ndarray, key: bytes | None, restore: bool) -> np.ndarray:
         check_crops(crops)
-        c = self._condition(key)
+        c = self.condition(key)
         net = (
             (lambda img: self.model.restore(img, c))
             if restore

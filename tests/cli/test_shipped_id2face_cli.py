@@ -16,8 +16,7 @@ from ifadit.faces.identity import DLIB_THRESHOLD
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest
 from ifadit.models.checkpoint import CONFIG_FILE
-from tests.cli.test_shipped_model_cli import identity_distance
-from tests.pipeline.support import CASE, Lab, make_lab
+from tests.pipeline.support import CASE, Lab, identity_distance, make_lab
 
 pytestmark = pytest.mark.skipif(
     crop_model.absent_files(default_model_dir()) is not None,

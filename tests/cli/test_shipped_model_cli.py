@@ -19,15 +19,12 @@ import numpy as np
 import pytest
 
 from ifadit.backends.ifadit import default_model_dir, is_shipped
-from ifadit.faces.align import align_face
-from ifadit.faces.detect import get_detector
 from ifadit.faces.identity import DLIB_THRESHOLD
-from ifadit.faces.recognize import get_recognizer
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest
 from ifadit.models.ifadit_checkpoint import read_ifadit_config
 from keyvault import keys
-from tests.pipeline.support import CASE, Lab, make_lab
+from tests.pipeline.support import CASE, Lab, identity_distance, make_lab
 
 pytestmark = pytest.mark.skipif(
     not is_shipped(), reason="pretrained/ifadit-64 is not shipped in this checkout"
@@ -41,15 +38,6 @@ def lab(tmp_path: Path) -> Lab:
     made = make_lab(tmp_path)
     made.require_approval(False)
     return made
-
-
-def identity_distance(original: np.ndarray, *others: np.ndarray) -> list[float]:  # torch-dlib, dlib's scale
-    """torch-dlib distances between the original's face and the same aligned region of each other image."""
-    face = get_detector("hog").detect(original)[0]
-    recognizer = get_recognizer("torch-dlib")
-    crops = [align_face(image, face.landmarks, size=64).crop for image in (original, *others)]
-    embeddings = recognizer.embed(np.stack(crops))
-    return [float(np.linalg.norm(embeddings[0] - e)) for e in embeddings[1:]]
 
 
 def test_shipped_model_anonymizes_restores_and_a_wrong_key_is_no_error(

@@ -1,4 +1,5 @@
-"""Test-only helpers for the pipeline tests: a keyed, invertible toy backend and vault/CLI plumbing.
+"""Test-only helpers for the pipeline tests: a keyed, invertible toy backend, vault/CLI plumbing, and identity
+distances between a photo's face and the same region of its outputs.
 
 `KeyedColourBackend` is NOT a product backend and is never registered outside a test: it proves that the
 key travels from the vault to `anonymize_crops` and `restore_crops` before the real reversible model
@@ -21,6 +22,9 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from ifadit.backends import base
+from ifadit.faces.align import align_face
+from ifadit.faces.detect import get_detector
+from ifadit.faces.recognize import get_recognizer
 from keyvault import access, auditor, keys
 from keyvault.audit import AuditEntry
 from keyvault.vault import Vault, open_vault
@@ -118,3 +122,12 @@ def audit_entries(lab: Lab, action: str | None = None) -> list[AuditEntry]:
     with lab.open("audrey") as vault:
         found = auditor.entries(vault)
     return [entry for entry in found if action is None or entry.action == action]
+
+
+def identity_distance(original: np.ndarray, *others: np.ndarray) -> list[float]:  # torch-dlib, dlib's scale
+    """torch-dlib distances between the original's face and the same aligned region of each other image."""
+    face = get_detector("hog").detect(original)[0]
+    recognizer = get_recognizer("torch-dlib")
+    crops = [align_face(image, face.landmarks, size=64).crop for image in (original, *others)]
+    embeddings = recognizer.embed(np.stack(crops))
+    return [float(np.linalg.norm(embeddings[0] - e)) for e in embeddings[1:]]
