@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from PIL import Image
 from skimage import data
 
@@ -30,7 +30,7 @@ def files(tmp_path: Path, astronaut: np.ndarray) -> dict[str, Path]:
     return paths
 
 
-def run(*args: str) -> object:
+def run(*args: str) -> Result:
     return CliRunner().invoke(cli, ["detect", *args], catch_exceptions=False)
 
 

@@ -115,7 +115,7 @@ def test_invalid_fields_are_refused(
         (lambda b: b.replace(b"\xc3\x9c", b"\\u00dc"), "canonical"),
     ],
 )
-def test_from_canonical_rejects_every_other_byte_form(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_from_canonical_rejects_every_other_byte_form(mutate, message: str) -> None:
     with pytest.raises(AuditVerificationError, match=message):
         AuditEntry.from_canonical(mutate(make_entry().canonical_bytes()))
 
@@ -135,7 +135,7 @@ _json = st.recursive(
     seq=st.integers(min_value=1, max_value=2**62),
 )
 @settings(max_examples=80, deadline=None)
-def test_canonical_round_trip(reason: str | None, actor: str | None, details: dict, seq: int) -> None:  # type: ignore[type-arg]
+def test_canonical_round_trip(reason: str | None, actor: str | None, details: dict, seq: int) -> None:
     try:
         entry = make_entry(reason=reason, actor=actor, details=details, seq=seq)
     except UnicodeEncodeError:

@@ -265,7 +265,7 @@ def _lines(path: Path) -> list[bytes]:
         (lambda ls: [*ls[:-1], b'{"tree_head":'], "line 6: not a valid JSON tree head line", None),
     ],
 )
-def test_malformed_lines_are_named(tmp_path: Path, mutate, message: str, seq: int | None) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_lines_are_named(tmp_path: Path, mutate, message: str, seq: int | None) -> None:
     entries = make_entries(4)
     path = write(tmp_path / "m.jsonl", entries, heads_for(entries, [4]))
     path.write_bytes(b"\n".join(mutate(_lines(path))) + b"\n")

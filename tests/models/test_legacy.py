@@ -31,7 +31,7 @@ INIT_KWARGS = {
 EVIL_SOURCE = "import pathlib\npathlib.Path({marker!r}).write_text('pwned')\n"
 
 
-class FakeEasyDict(dict):  # type: ignore[type-arg]
+class FakeEasyDict(dict):
     """Pickles as dnnlib.util.EasyDict (registered in a fake module by the `nvidia_modules` fixture)."""
 
     __module__ = "dnnlib.util"

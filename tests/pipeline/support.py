@@ -95,7 +95,7 @@ class Lab:
         """The vault unlocked as `user` (close it, or use it as a context manager)."""
         return open_vault(self.url, user, (ADMIN_PASS if user == "admin" else user.encode()))
 
-    def cli(self, *args: str, user: str = "olga") -> Result:
+    def cli(self, *args: str | Path, user: str = "olga") -> Result:
         """Run `ifadit ARGS` through click's runner as `user` against this vault."""
         passphrase = ADMIN_PASS.decode() if user == "admin" else user
         env = {"IFADIT_VAULT": self.url, "IFADIT_USER": user, "IFADIT_PASSPHRASE": passphrase}

@@ -268,7 +268,7 @@ def test_restore_writes_nothing_when_its_audit_entry_fails(
 ) -> None:
     append = ledger.append
 
-    def failing_append(session, **fields):  # type: ignore[no-untyped-def]
+    def failing_append(session, **fields):
         if fields["action"] == "restore" and fields["outcome"] == "ok":
             raise OSError("disk full")
         return append(session, **fields)

@@ -207,13 +207,13 @@ def test_mutated_sidecars_read_or_fail_with_manifest_error(data: bytes) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def lab(tmp_path_factory: pytest.TempPathFactory):
     return make_lab(tmp_path_factory.mktemp("lab"))
 
 
 @SLOWER
 @given(st.sampled_from(["png", "jpeg", "webp"]).flatmap(lambda name: mutations(SEEDS[name], max_ops=2)))
-def test_anonymize_over_mutated_input_writes_a_whole_output_or_nothing(lab, data: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_anonymize_over_mutated_input_writes_a_whole_output_or_nothing(lab, data: bytes) -> None:
     folder = _folder()
     (folder / "in.png").write_bytes(data)
     with lab.open("olga") as vault:

@@ -47,12 +47,12 @@ def two_cases(tmp_path: Path, astronaut: np.ndarray) -> tuple[Lab, str, Path, Pa
     return lab, other_key, tmp_path / "out_a.png", tmp_path / "out_b.png"
 
 
-def _restore(lab: Lab, source: Path, target: Path, **changes: object):  # type: ignore[no-untyped-def]
+def _restore(lab: Lab, source: Path, target: Path, **changes: object):
     with lab.open("ivan") as vault:
         return restore_path(vault, source, target, replace(OPTIONS, **changes))  # type: ignore[arg-type]
 
 
-def test_output_of_case_a_restored_under_case_b_is_refused_and_audited(two_cases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_output_of_case_a_restored_under_case_b_is_refused_and_audited(two_cases, tmp_path: Path) -> None:
     lab, other_key, out_a, out_b = two_cases
     with pytest.raises(PermissionDenied, match=f"does not belong to case {OTHER_CASE}"):
         _restore(lab, out_a, tmp_path / "r.png", case=OTHER_CASE)
@@ -66,7 +66,7 @@ def test_output_of_case_a_restored_under_case_b_is_refused_and_audited(two_cases
     )  # the right case works
 
 
-def test_manifest_of_case_b_on_pixels_of_case_a_is_refused(two_cases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_manifest_of_case_b_on_pixels_of_case_a_is_refused(two_cases, tmp_path: Path) -> None:
     """A genuinely signed manifest moved onto another case's output: the pixel digest no longer matches."""
     lab, _, out_a, out_b = two_cases
     from ifadit.media.image import read_image
@@ -86,7 +86,7 @@ def test_manifest_of_case_b_on_pixels_of_case_a_is_refused(two_cases, tmp_path: 
 
 def test_approval_for_one_output_does_not_restore_another(
     two_cases, tmp_path: Path, astronaut: np.ndarray
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     lab, _, out_a, _ = two_cases
     lab.require_approval(True)
     with pytest.raises(ApprovalPending) as pending:
@@ -118,7 +118,7 @@ def test_approval_for_one_output_does_not_restore_another(
     assert audit_entries(lab, "key.use")[-1].outcome == "refused"
 
 
-def test_used_approval_replayed_by_handle_is_refused_and_audited(two_cases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_used_approval_replayed_by_handle_is_refused_and_audited(two_cases, tmp_path: Path) -> None:
     lab, _, out_a, _ = two_cases
     lab.require_approval(True)
     with pytest.raises(ApprovalPending) as pending:
