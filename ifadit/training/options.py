@@ -114,6 +114,7 @@ class Phase2Options:
     margin: float = 0.1  # hinge margin above the threshold
     shift: int = 2  # max px translation of the augmented views
     jitter: float = 0.1  # max relative brightness / contrast change of the views
+    clip_grad: float = 1.0  # max gradient norm of a step (0 = off); a run without it diverged at step ~500
     spread_keys: int = 8  # keys per face in the key-spread term
     spread_reference: int = 512  # real training codes the key-spread term compares each face's surrogates to
     w_anonymity: float = 1.0
@@ -215,6 +216,7 @@ def read_phase2_options(out: Path) -> Phase2Options:
     data = read_options_json(out)
     data.setdefault("w_fidelity", 0.0)  # runs saved before the fidelity term existed trained without it
     data.setdefault("w_key_spread", 0.0)  # ... or the key-spread term
+    data.setdefault("clip_grad", 0.0)  # ... or gradient clipping
     return Phase2Options(**data)
 
 

@@ -176,6 +176,9 @@ def phase2_step(
     loss, stats = phase2_losses(state.model, x, options, reference)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if options.clip_grad > 0:
+        learning = [p for group in state.optimizer.param_groups for p in group["params"]]
+        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(learning, options.clip_grad))
     state.optimizer.step()
     return stats
 

@@ -23,6 +23,7 @@ from ifadit.training.phase2 import (
     far_key_pairs,
     phase2_losses,
     phase2_parameters,
+    phase2_step,
     quantize,
     random_keys,
     train_phase2,
@@ -128,13 +129,37 @@ def test_fidelity_is_the_mean_descriptor_distance_of_re_read_and_code() -> None:
     assert L.fidelity_loss(shifted, code).item() == pytest.approx(0.3, abs=1e-6)
 
 
-def test_runs_saved_before_the_fidelity_and_key_spread_terms_resume_without_them(tmp_path: Path) -> None:
+def test_runs_saved_before_fidelity_key_spread_and_clipping_resume_without_them(tmp_path: Path) -> None:
     (tmp_path / "options.json").write_text(json.dumps({"encoder": "e", "data": "d", "out": str(tmp_path)}))
-    old = read_phase2_options(tmp_path).loss_weights()
-    assert old["fidelity"] == 0.0 and old["key_spread"] == 0.0 and old["anonymity"] == 1.0
+    old = read_phase2_options(tmp_path)
+    weights = old.loss_weights()
+    assert weights["fidelity"] == 0.0 and weights["key_spread"] == 0.0 and weights["anonymity"] == 1.0
+    assert old.clip_grad == 0.0
     new = dataclasses.asdict(tiny_options((tmp_path, tmp_path), tmp_path))
     (tmp_path / "options.json").write_text(json.dumps(new))
     assert read_phase2_options(tmp_path).loss_weights() == Phase2Options("", "", "").loss_weights()
+    assert read_phase2_options(tmp_path).clip_grad == Phase2Options("", "", "").clip_grad > 0
+
+
+@pytest.mark.parametrize("clip", [1e-6, 0.0])
+def test_phase2_step_clips_the_gradient_norm_when_asked(astronaut: np.ndarray, clip: float) -> None:
+    """With clipping, the gradients Adam sees have at most the given norm and the step logs the norm before
+    clipping; with clip_grad 0 they are left alone."""
+    model = tiny_model(trained_like=False)
+    crops = astronaut_crops(astronaut, 4)
+    with torch.no_grad():
+        desc = model.descriptor(to_img(crops))
+        model.set_identity_stats(desc.mean(0), desc.std(0))
+    state = PhaseState(model, torch.optim.Adam(phase2_parameters(model), lr=1e-3))
+    options = Phase2Options(encoder="", data="", out="", clip_grad=clip)
+    torch.manual_seed(3)
+    stats = phase2_step(state, torch.from_numpy(crops).permute(0, 3, 1, 2), options, model.standardise(desc))
+    grads = [p.grad for p in phase2_parameters(model) if p.grad is not None]
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    if clip:
+        assert stats["grad_norm"] > clip and total.item() <= clip * 1.01
+    else:
+        assert "grad_norm" not in stats and total.item() > 1e-6
 
 
 def test_keys_one_bit_apart_give_unrelated_conditions() -> None:
