@@ -82,6 +82,14 @@ def wrong_key_loss(
     return _separation_hinge(restored_wrong, original, threshold, margin)
 
 
+def _kernel(a: torch.Tensor, b: torch.Tensor, bandwidths: Sequence[float]) -> torch.Tensor:
+    """Mean of Gaussian kernels between the rows of `a` and `b` (batched as `torch.cdist`), widths relative to
+    sqrt(dim)."""
+    scale = 2.0 * a.shape[-1]
+    d2 = torch.cdist(a, b).square()
+    return sum(torch.exp(-d2 / (scale * w * w)) for w in bandwidths) / len(bandwidths)  # type: ignore[return-value]
+
+
 def naturalness_loss(
     surrogate: torch.Tensor, real: torch.Tensor, bandwidths: Sequence[float] = (0.5, 1.0, 2.0, 4.0)
 ) -> torch.Tensor:
@@ -90,27 +98,27 @@ def naturalness_loss(
     Bandwidths are relative to sqrt(dim), the typical distance between standardised codes; 0 when both sets
     are the same, larger as the surrogates drift off the distribution of real identity codes.
     """
-    scale = 2.0 * surrogate.shape[1]
-
-    def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        d2 = torch.cdist(a, b).square()
-        return sum(torch.exp(-d2 / (scale * w * w)) for w in bandwidths) / len(bandwidths)  # type: ignore[return-value]
-
     return (
-        kernel(surrogate, surrogate).mean() + kernel(real, real).mean() - 2 * kernel(surrogate, real).mean()
+        _kernel(surrogate, surrogate, bandwidths).mean()
+        + _kernel(real, real, bandwidths).mean()
+        - 2 * _kernel(surrogate, real, bandwidths).mean()
     )
 
 
-def key_spread_loss(surrogates: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def key_spread_loss(
+    surrogates: torch.Tensor, reference: torch.Tensor, bandwidths: Sequence[float] = (0.5, 1.0, 2.0, 4.0)
+) -> torch.Tensor:
     """Mean over faces of the MMD between one face's surrogate codes under many keys [F, K, D] and real
-    standardised codes [M, D] (`naturalness_loss` per face).
+    standardised codes [M, D] (`naturalness_loss` per face; the reference's own term is computed once).
 
     Naturalness only asks the pooled surrogates of a batch to look real; a flow can meet it while sending each
     face to a handful of surrogates whatever the key (measured: 4-8 distinct identities per face over 32 keys).
     Here the keys of one face must spread over identities as real people do, so two keys differ about as often
     as two strangers, and a wrong key lands on a random identity.
     """
-    return torch.stack([naturalness_loss(face, reference) for face in surrogates]).mean()
+    within = _kernel(surrogates, surrogates, bandwidths).mean(dim=(1, 2))
+    cross = _kernel(surrogates, reference.expand(len(surrogates), -1, -1), bandwidths).mean(dim=(1, 2))
+    return (within - 2 * cross).mean() + _kernel(reference, reference, bandwidths).mean()
 
 
 def moment_loss(surrogate: torch.Tensor) -> torch.Tensor:
