@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+MMD_BANDWIDTHS = (0.5, 1.0, 2.0, 4.0)  # Gaussian kernel widths of the MMD terms, relative to sqrt(dim)
+
 
 def pixel_loss(img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute pixel error (L1) between two image batches in [-1, 1]."""
@@ -91,7 +93,7 @@ def _kernel(a: torch.Tensor, b: torch.Tensor, bandwidths: Sequence[float]) -> to
 
 
 def naturalness_loss(
-    surrogate: torch.Tensor, real: torch.Tensor, bandwidths: Sequence[float] = (0.5, 1.0, 2.0, 4.0)
+    surrogate: torch.Tensor, real: torch.Tensor, bandwidths: Sequence[float] = MMD_BANDWIDTHS
 ) -> torch.Tensor:
     """Biased squared MMD between surrogate and real standardised codes (Gaussian kernels, several widths).
 
@@ -106,7 +108,7 @@ def naturalness_loss(
 
 
 def key_spread_loss(
-    surrogates: torch.Tensor, reference: torch.Tensor, bandwidths: Sequence[float] = (0.5, 1.0, 2.0, 4.0)
+    surrogates: torch.Tensor, reference: torch.Tensor, bandwidths: Sequence[float] = MMD_BANDWIDTHS
 ) -> torch.Tensor:
     """Mean over faces of the MMD between one face's surrogate codes under many keys [F, K, D] and real
     standardised codes [M, D] (`naturalness_loss` per face; the reference's own term is computed once).
