@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from ifadit.models.flow import flip_bit
 from ifadit.models.ifadit_checkpoint import save_ifadit
+from ifadit.models.ifadit_model import PLAUSIBLE_NORM, plausible_code
 from ifadit.training import ifadit_losses as L
 from ifadit.training.options import read_phase2_options
 from ifadit.training.phase2 import (
@@ -27,6 +28,7 @@ from ifadit.training.phase2 import (
     quantize,
     random_keys,
     train_phase2,
+    wrong_key_readings,
 )
 from ifadit.training.runner import PhaseState
 from tests.ifadit_support import RES, TinyRecognizer, astronaut_crops, crops_npz, tiny_model, to_img
@@ -265,3 +267,18 @@ def test_quantize_rounds_to_uint8_levels_and_passes_gradients() -> None:
     assert torch.allclose((q + 1) * 127.5, ((q + 1) * 127.5).round(), atol=1e-4) and q.min() >= -1
     q.sum().backward()
     assert x.grad is not None and torch.equal(x.grad, torch.ones(4))
+
+
+def test_wrong_key_readings_see_the_projected_code_restore_renders(astronaut: np.ndarray) -> None:
+    """A wrong key can throw F^-1's output far from every real code; restore projects it back before rendering,
+    so the wrong-key hinge must read the projected code (a far code would meet the hinge trivially)."""
+    torch.manual_seed(0)
+    model = tiny_model()
+    published = to_img(astronaut_crops(astronaut, 2))
+    far = 1e4 * torch.randn(2, model.config.flow.dim)
+    code, rendered = wrong_key_readings(model, far, published)
+    limit = PLAUSIBLE_NORM * model.config.flow.dim**0.5
+    assert torch.all(model.standardise(code).norm(dim=1) <= limit * (1 + 1e-5))
+    with torch.no_grad():
+        shown = model.render(plausible_code(far), model.encoder(published))
+        assert torch.allclose(rendered, model.descriptor(shown))
