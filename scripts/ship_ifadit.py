@@ -2,6 +2,11 @@
 
     python scripts/ship_ifadit.py runs/flow64 --encoder-run runs/enc64 --eval runs/ifadit-eval.json \\
         [--model runs/flow64/model16]
+    python scripts/ship_ifadit.py runs/ft1 runs/ft2 --base-model pretrained/ifadit-64 --eval runs/ft2-eval.json
+
+Phase 2 may come in stages: several runs in training order, each started (`--encoder`) from the one before's
+model/, the first from a phase-1 run (`--encoder-run`) or from a shipped model (`--base-model`, whose card
+gives phase 1 and the phase-2 steps before these runs; read before its folder is overwritten).
 
 Shipped files stay under 16 MiB each: ship a float16 copy of the run's model (`save_ifadit(..., dtype=
 torch.float16)`) and measure that copy, since its weights, and so its model id, are the shipped ones.
@@ -66,9 +71,18 @@ def generator_model_id(model: IfaditModel, folder: Path) -> str:
     return generator_id
 
 
+def base_generator_id(model: IfaditModel, base_folder: Path, base_card: dict[str, Any]) -> str:
+    """The generator model id of a shipped base model, after checking that `model` carries its generator."""
+    base_model, _, _ = load_ifadit(base_folder)
+    ours, theirs = model.generator.state_dict(), base_model.generator.state_dict()
+    if any(not torch.equal(ours[k].float(), theirs[k].float()) for k in theirs):
+        raise SystemExit(f"{base_folder}: its generator is not the one inside this model")
+    return str(base_card["generator_model_id"])
+
+
 def phase2_command(run: Path, steps: int) -> str:
-    """`ifadit train flow` as the run in `run` was started: options that differ from the defaults are spelled
-    out."""
+    """`ifadit train flow` as the run in `run` was started (its encoder, data and out): options that differ
+    from the defaults are spelled out."""
     options, defaults = read_phase2_options(run), Phase2Options(encoder="", data="", out="")
     weights, default_weights = options.loss_weights(), defaults.loss_weights()
     extra = [f"--weight {term}={w:g}" for term, w in weights.items() if w != default_weights[term]]
@@ -79,11 +93,46 @@ def phase2_command(run: Path, steps: int) -> str:
     ]
     return " ".join(
         [
-            "ifadit train flow --encoder runs/enc64 --data cache/celeba-train-64.npz --out runs/flow64 --threads 1",
+            f"ifadit train flow --encoder {options.encoder} --data {options.data} --out {options.out}",
             f"--steps {steps}",
             *extra,
         ]
     )
+
+
+def phase2_stages(start: Path, runs: list[Path], base: dict[str, Any] | None) -> dict[str, Any]:
+    """Phase 2 over its stages: the base model's phase 2 (if any), then each run in `runs`, the first started
+    from `start` (the phase-1 run or the base model folder), each later one from the one before; with totals."""
+    stages: list[dict[str, Any]] = []
+    if base is not None:
+        stages.append({"model_id": base["model_id"], **base["phase2"]})
+    for before, run in zip([start, *runs[:-1]], runs, strict=True):
+        summary = run_summary(run)
+        if Path(summary["options"]["encoder"]) not in (before, before / "model"):
+            raise SystemExit(f"{run}: started from {summary['options']['encoder']}, not from {before}")
+        summary["command"] = phase2_command(run, summary["steps"])
+        stages.append({k: v for k, v in summary.items() if k != "options"})
+    return {
+        "steps": sum(int(stage["steps"]) for stage in stages),
+        "images_seen": sum(int(stage["images_seen"]) for stage in stages),
+        "wall_hours": round(sum(float(stage["wall_hours"]) for stage in stages), 2),
+        "batch": run_summary(runs[-1])["options"]["batch"],
+        "stages": stages,
+    }
+
+
+def phase2_markdown(phase2: dict[str, Any]) -> str:
+    """The card's phase-2 lines: totals, then one line per stage (a base model's stages by their model id)."""
+    lines = [
+        f"- Phase 2 (keyed flow + re-read correction, random 256-bit keys): {phase2['steps']} steps of batch "
+        f"{phase2['batch']} ({phase2['images_seen']:,} images seen), {phase2['wall_hours']} h"
+        + (", in stages:" if len(phase2["stages"]) > 1 else ".")
+    ]
+    for stage in phase2["stages"]:
+        source = f"`{stage['command']}`" if "command" in stage else f"as shipped in `{stage['model_id']}`"
+        prefix = "  - " if len(phase2["stages"]) > 1 else "  Command: "
+        lines.append(f"{prefix}{stage['steps']} steps, {stage['wall_hours']} h: {source}")
+    return "\n".join(lines)
 
 
 TARGETS = (  # issue 6's acceptance: (field, what it measures, wanted side, bound)
@@ -128,8 +177,10 @@ def card_markdown(
     phase1: dict[str, Any],
     phase2: dict[str, Any],
     evaluation: dict[str, Any],
+    note: str = "",
 ) -> str:
-    generator = phase1["options"]["generator"]
+    generator = phase1["generator"]
+    note = f"\n- {note}" if note else ""
     key_sets = int(evaluation.get("key_sets", 1))
     return f"""# {NAME}
 
@@ -141,15 +192,12 @@ and the re-read correction used by restore. Architecture and losses: [docs/model
 ## Training
 - Data: {DATA} Listed as `training_data` in `model_card.json`, so `ifadit eval` refuses to report figures
   on it.
-- Phase 1 (attribute encoder + mapper): {phase1["steps"]} steps of batch {phase1["options"]["batch"]}
-  ({phase1["images_seen"]:,} images seen), {phase1["wall_hours"]} h.
+- Phase 1 (attribute encoder + mapper): {phase1["steps"]} steps ({phase1["images_seen"]:,} images seen),
+  {phase1["wall_hours"]} h.
   Command: `ifadit train encoder --generator {generator} --data cache/celeba-train-64.npz --out runs/enc64
   --threads 1 --steps {phase1["steps"]}`.
-- Phase 2 (keyed flow + re-read correction, random 256-bit keys): {phase2["steps"]} steps of batch
-  {phase2["options"]["batch"]} ({phase2["images_seen"]:,} images seen), {phase2["wall_hours"]} h.
-  Command: `{phase2["command"]}`.
-- Hardware: {platform.machine()} CPU, 2 cores shared with other training and test jobs, 1 torch thread per
-  run, no GPU.
+{phase2_markdown(phase2)}
+- Hardware: {platform.machine()} CPU, 2 cores, 1-2 torch threads per run, no GPU.{note}
 
 ## Measured on data never used in training
 `python scripts/eval_ifadit.py --data ../shared/data/reid --model pretrained/{NAME} --key-sets {key_sets}`
@@ -185,22 +233,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("run", type=Path, help="phase-2 run folder (its model/)")
+    parser.add_argument(
+        "runs", type=Path, nargs="+", help="phase-2 run folders in training order; the last one's model ships"
+    )
     parser.add_argument(
         "--model",
         type=Path,
         default=None,
         help="model folder to ship (default: the run's model/), e.g. a float16 copy",
     )
-    parser.add_argument("--encoder-run", type=Path, required=True, help="phase-1 run folder")
+    lineage = parser.add_mutually_exclusive_group(required=True)
+    lineage.add_argument("--encoder-run", type=Path, help="phase-1 run folder the first run started from")
+    lineage.add_argument("--base-model", type=Path, help="shipped model folder the first run continued from")
     parser.add_argument("--eval", type=Path, required=True, help="JSON written by scripts/eval_ifadit.py")
     parser.add_argument("--test-cache", type=Path, default=Path("cache/celeba-test-64.npz"))
     parser.add_argument(
         "--pretrained", type=Path, default=Path("pretrained"), help="where shipped models live"
     )
+    parser.add_argument("--note", default="", help="one more line for the card's Training section")
     args = parser.parse_args()
 
-    source = args.model or args.run / "model"
+    source = args.model or args.runs[-1] / "model"
     model, run_model_id, _ = load_ifadit(source)
     name = str(read_ifadit_config(source).get("name", "ifadit"))
     evaluation = json.loads(args.eval.read_text())
@@ -208,15 +261,23 @@ def main() -> None:
         raise SystemExit(
             f"{args.eval}: measured {evaluation['model_id']}, not this run's model {run_model_id}"
         )
-    phase1, phase2 = run_summary(args.encoder_run), run_summary(args.run)
-    phase2["command"] = phase2_command(args.run, phase2["steps"])
-    generator_id = generator_model_id(model, Path(phase1["options"]["generator"]))
+    if args.encoder_run is not None:
+        encoder_run = run_summary(args.encoder_run)
+        phase1 = {k: v for k, v in encoder_run.items() if k != "options"}
+        phase1["generator"] = encoder_run["options"]["generator"]
+        generator_id = generator_model_id(model, Path(phase1["generator"]))
+        base = None
+    else:
+        base = json.loads((args.base_model / "model_card.json").read_text())
+        phase1 = {**base["phase1"], "generator": base["generator"]}
+        generator_id = base_generator_id(model, args.base_model, base)
+    phase2 = phase2_stages(args.encoder_run or args.base_model, args.runs, base)
     card = {
         "training_data": TRAINING_DATA,
         "data": DATA,
-        "phase1": {k: v for k, v in phase1.items() if k != "options"},
-        "phase2": {k: v for k, v in phase2.items() if k != "options"},
-        "generator": phase1["options"]["generator"],
+        "phase1": {k: v for k, v in phase1.items() if k != "generator"},
+        "phase2": phase2,
+        "generator": phase1["generator"],
         "generator_model_id": generator_id,
         "acceptance": evaluation["sets"],
     }
@@ -229,7 +290,9 @@ def main() -> None:
     faces = load_crops(args.test_cache, model.config.generator.img_resolution)[:8]
     with torch.no_grad():
         write_png(phase2_grid(model, to_model_range(faces)), folder / "samples.png")
-    (folder / "MODEL_CARD.md").write_text(card_markdown(model_id, generator_id, phase1, phase2, evaluation))
+    (folder / "MODEL_CARD.md").write_text(
+        card_markdown(model_id, generator_id, phase1, phase2, evaluation, args.note)
+    )
 
     record_shipped(args.pretrained, NAME, model_id)
     print(f"shipped {model_id} to {folder}")
