@@ -122,9 +122,10 @@ def _text(report: RunReport) -> str:
 @click.option(
     "--mask-scale",
     type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Size of the replaced face ellipse: above 1 also covers hair line, ears and chin.",
+    default=None,
+    show_default="1.3 for a reversible backend, else 1.0",
+    help="Size of the replaced face ellipse: above 1 also covers hair line, ears and chin. A reversible "
+    "backend needs its surrogate to cover the whole face that restore reads back.",
 )
 @click.option(
     "--keep-audio",
@@ -201,7 +202,7 @@ def anonymize_command(
     thresh: float | None,
     scale: tuple[int, int] | None,
     upsample: int,
-    mask_scale: float,
+    mask_scale: float | None,
     keep_audio: bool,
     lossless: bool,
     max_pixels: int,

@@ -93,8 +93,8 @@ def _restore_text(report: RestoreReport) -> str:
 @click.option(
     "--mask-scale",
     type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
+    default=None,
+    show_default="1.3, the anonymize default of a reversible backend",
     help="Model restore: the --mask-scale the output was anonymized with.",
 )
 @json_option
@@ -108,7 +108,7 @@ def restore_command(
     exact: bool,
     request_only: bool,
     backend: str,
-    mask_scale: float,
+    mask_scale: float | None,
     as_json: bool,
 ) -> None:
     """Restore the faces of an anonymized output; investigator role, audited.

@@ -14,13 +14,18 @@ from ifadit.backends import base
 from ifadit.faces.detect import get_detector
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest, verify_manifest
-from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions
+from ifadit.pipeline.anonymize import (
+    MANIFEST_PURPOSE,
+    REVERSIBLE_MASK_SCALE,
+    AnonymizeOptions,
+    default_mask_scale,
+)
 from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.outputs import file_sha256, list_digest
 from keyvault import keys
 from keyvault.errors import KeyStateError, PermissionDenied
 from keyvault.vault import verify_detached
-from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
+from tests.pipeline.support import CASE, Lab, audit_entries, keyed_backend, make_lab  # noqa: F401
 
 
 @pytest.fixture
@@ -61,6 +66,24 @@ def test_faces_replaced_only_inside_their_mask(
     ys, xs = np.nonzero(changed)
     assert ys.min() > y0 - 60 and ys.max() < y1 + 60 and xs.min() > x0 - 60 and xs.max() < x1 + 60
     assert report.exit_code == 0 and report.items[0].faces == 1 and report.backend == backend
+
+
+def test_a_reversible_backend_covers_more_of_the_face_by_default(
+    lab: Lab,
+    tmp_path: Path,
+    astronaut: np.ndarray,
+    keyed_backend: str,  # noqa: F811
+) -> None:
+    """Restore reads the surrogate back from the pasted pixels, so a reversible backend's default ellipse is
+    `REVERSIBLE_MASK_SCALE`, not the 1.0 of the one-way baselines (which leaves the original's outer face)."""
+    write_image(tmp_path / "in.png", astronaut)
+    areas = {}
+    for name, scale in (("default", None), ("explicit", REVERSIBLE_MASK_SCALE), ("plain", 1.0)):
+        report = _run(lab, [tmp_path / "in.png"], tmp_path / name, backend=keyed_backend, mask_scale=scale)
+        assert report.exit_code == 0
+        areas[name] = int(_changed(astronaut, read_image(tmp_path / name / "in.png")).sum())
+    assert areas["default"] == areas["explicit"] > 1.3 * areas["plain"]
+    assert default_mask_scale(base.get_backend("blur")) == 1.0
 
 
 def test_manifest_is_signed_names_key_not_case(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
