@@ -61,12 +61,17 @@ def run_summary(run: Path) -> dict[str, Any]:
     }
 
 
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two modules hold the same tensors under the same names (compared in float32)."""
+    ours, theirs = a.state_dict(), b.state_dict()
+    return ours.keys() == theirs.keys() and all(torch.equal(ours[k].float(), theirs[k].float()) for k in ours)
+
+
 def generator_model_id(model: IfaditModel, folder: Path) -> str:
     """The model id of generator folder `folder`, after checking that `model` carries exactly its weights (the
     folder may have been replaced by a later version since phase 1 read it)."""
     generator, generator_id = load_generator(folder)
-    ours, theirs = model.generator.state_dict(), generator.state_dict()
-    if ours.keys() != theirs.keys() or any(not torch.equal(ours[k].float(), theirs[k]) for k in ours):
+    if not same_weights(model.generator, generator):
         raise SystemExit(f"{folder}: not the generator inside this model; name the folder phase 1 read")
     return generator_id
 
@@ -74,8 +79,7 @@ def generator_model_id(model: IfaditModel, folder: Path) -> str:
 def base_generator_id(model: IfaditModel, base_folder: Path, base_card: dict[str, Any]) -> str:
     """The generator model id of a shipped base model, after checking that `model` carries its generator."""
     base_model, _, _ = load_ifadit(base_folder)
-    ours, theirs = model.generator.state_dict(), base_model.generator.state_dict()
-    if any(not torch.equal(ours[k].float(), theirs[k].float()) for k in theirs):
+    if not same_weights(model.generator, base_model.generator):
         raise SystemExit(f"{base_folder}: its generator is not the one inside this model")
     return str(base_card["generator_model_id"])
 
@@ -106,8 +110,10 @@ def phase2_stages(start: Path, runs: list[Path], base: dict[str, Any] | None) ->
     stages: list[dict[str, Any]] = []
     if base is not None:
         stages.append({"model_id": base["model_id"], **base["phase2"]})
+    batch = 0
     for before, run in zip([start, *runs[:-1]], runs, strict=True):
         summary = run_summary(run)
+        batch = int(summary["options"]["batch"])
         if Path(summary["options"]["encoder"]) not in (before, before / "model"):
             raise SystemExit(f"{run}: started from {summary['options']['encoder']}, not from {before}")
         summary["command"] = phase2_command(run, summary["steps"])
@@ -116,7 +122,7 @@ def phase2_stages(start: Path, runs: list[Path], base: dict[str, Any] | None) ->
         "steps": sum(int(stage["steps"]) for stage in stages),
         "images_seen": sum(int(stage["images_seen"]) for stage in stages),
         "wall_hours": round(sum(float(stage["wall_hours"]) for stage in stages), 2),
-        "batch": run_summary(runs[-1])["options"]["batch"],
+        "batch": batch,  # of the last run
         "stages": stages,
     }
 
