@@ -25,21 +25,11 @@ from ifadit.backends.ifadit import IfaditBackend
 from ifadit.eval.metrics import paired_distances
 from ifadit.eval.reid import load_reid_set
 from ifadit.eval.reversible import evaluation_keys
-from ifadit.faces.recognize import get_recognizer
+from ifadit.faces.recognize import crops_to_img, get_recognizer
 from ifadit.models.ifadit_model import IfaditModel, plausible_code
-from ifadit.training.data import to_model_range
+from ifadit.training.runner import to_uint8
 
 SETS = ("deepface", "dlib-johns")
-
-
-def as_model_input(crops: np.ndarray) -> torch.Tensor:
-    """uint8 crops [N,R,R,3] as model-range images [N,3,R,R]."""
-    return to_model_range(torch.from_numpy(crops).permute(0, 3, 1, 2))
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """Model-range crops [N,3,R,R] as uint8 [N,R,R,3], rounded as the backend does."""
-    return ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def invert(
@@ -76,9 +66,9 @@ def main() -> None:
     for name in SETS:
         crops = load_reid_set(args.data / name, size=backend.crop_size).crops
         original = dlib.embed(crops)
-        anonymized = as_model_input(backend.anonymize_crops(crops, k1))
+        anonymized = crops_to_img(backend.anonymize_crops(crops, k1))
         with torch.no_grad():
-            exact = model.surrogate(model.encode(as_model_input(crops))[0], backend.condition(k1))
+            exact = model.surrogate(model.encode(crops_to_img(crops))[0], backend.condition(k1))
         for steps in (int(s) for s in args.steps.split(",")):
             start = time.monotonic()
             z_sur, z_attr, mse = invert(model, anonymized, steps, args.lr)
