@@ -4,7 +4,7 @@ For every second photo of a re-identification set (never used in training): dete
 anonymize the crop with one fixed key, paste it back with colour matching at each mask scale, re-detect the
 face in the pasted photo, align it again and restore with the same key. Prints the share of faces dlib
 verifies as the original (L2 < 0.6): on the crops alone, after paste-back (anonymized), and restored after
-paste-back and re-detection. The tables behind `ifadit.pipeline.anonymize.default_mask_scale` come from here.
+paste-back and re-detection. The tables behind `ifadit.pipeline.anonymize.mask_scale_for` come from here.
 
 Example:
     python scripts/paste_back_restore.py --data ../shared/data/reid/deepface --scales 1.0,1.2,1.3,1.5

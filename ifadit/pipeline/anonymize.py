@@ -41,7 +41,7 @@ from ifadit.pipeline.sealing import changed_region, seal_context, seal_face
 from keyvault.keys import UnsealedKey
 
 MANIFEST_PURPOSE = "manifest"  # purpose of the vault's detached signature over a manifest
-REVERSIBLE_MASK_SCALE = 1.3  # face ellipse of a reversible backend's surrogates (`default_mask_scale`)
+REVERSIBLE_MASK_SCALE = 1.3  # face ellipse of a reversible backend's surrogates (`mask_scale_for`)
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class AnonymizeOptions:
         None  # "insightface" detector's model pack; None: $IFADIT_INSIGHTFACE_PACK
     )
     mask_scale: float | None = None  # size of the pasted face ellipse (> 1 also covers hair line and chin);
-    # None: the backend's `default_mask_scale`
+    # None: the backend's default (`mask_scale_for`)
     keep_audio: bool = False  # copy a video's audio packets unchanged
     lossless: bool = False  # video: FFV1 in .mkv (bit-exact frames) instead of H.264
     max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger images before decoding
@@ -109,8 +109,9 @@ class ManifestStamp:
         )
 
 
-def default_mask_scale(backend: Backend) -> float:
-    """The face ellipse a backend's crops are pasted with unless the user names one.
+def mask_scale_for(backend: Backend, chosen: float | None = None) -> float:
+    """The face ellipse a backend's crops are pasted with: `chosen` when the user named one, else the backend's
+    default (1.0, or `REVERSIBLE_MASK_SCALE` for a reversible backend).
 
     A reversible backend's surrogate must cover all of the face that restore reads back: at 1.0 the outer
     face (jaw, brow, hair line) stays the original's, the recognizer reads a blend of both people, and right-
@@ -119,6 +120,8 @@ def default_mask_scale(backend: Backend) -> float:
     1.2, 39 / 50 % at 1.3, 48 / 46 % at 1.5, against 71 / 79 % on the crops alone; at 1.0, 13 % of the
     pasted deepface surrogates still verified as the original).
     """
+    if chosen is not None:
+        return chosen
     return REVERSIBLE_MASK_SCALE if backend.reversible else 1.0
 
 
@@ -135,9 +138,7 @@ class RunContext:
     @property
     def mask_scale(self) -> float:
         """The face ellipse this run pastes: the option, or the backend's default."""
-        return (
-            default_mask_scale(self.backend) if self.options.mask_scale is None else self.options.mask_scale
-        )
+        return mask_scale_for(self.backend, self.options.mask_scale)
 
     @property
     def material(self) -> bytes | None:

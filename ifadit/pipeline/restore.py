@@ -32,7 +32,7 @@ from ifadit.faces.detect import Detector, get_detector, landmarks5
 from ifadit.media.image import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image, write_image
 from ifadit.media.manifest import FaceRecord, Manifest, pixels_digest, read_manifest, verify_manifest
 from ifadit.media.video import VideoCodec, VideoWriter, probe_video, read_frames, read_timed_frames
-from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, default_mask_scale
+from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, mask_scale_for
 from ifadit.pipeline.inputs import ItemKind, kind_of
 from ifadit.pipeline.outputs import file_sha256, frames_digest
 from ifadit.pipeline.sealing import seal_context, unseal_face
@@ -57,7 +57,9 @@ class RestoreOptions:
     exact: bool = False  # open the sealed originals instead of running the backend backwards
     backend: str = "ifadit"  # reversible backend for a copy without manifest
     detector: str = "hog"
-    mask_scale: float | None = None  # as used when anonymizing (None: the backend's `default_mask_scale`)
+    mask_scale: float | None = (
+        None  # as used when anonymizing (None: the backend's default, `mask_scale_for`)
+    )
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def check(self) -> None:
@@ -287,8 +289,7 @@ def _restore_frame(
             image, listed, manifest, key, pixels_digest(image), source=str(inspection.source)
         )
     assert backend is not None
-    mask_scale = default_mask_scale(backend) if options.mask_scale is None else options.mask_scale
-    return restore_model(image, listed, backend, detector, key, mask_scale)
+    return restore_model(image, listed, backend, detector, key, mask_scale_for(backend, options.mask_scale))
 
 
 def restore_into(staged: Path, inspection: Inspection, key: UnsealedKey, options: RestoreOptions) -> int:

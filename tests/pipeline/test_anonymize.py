@@ -18,7 +18,7 @@ from ifadit.pipeline.anonymize import (
     MANIFEST_PURPOSE,
     REVERSIBLE_MASK_SCALE,
     AnonymizeOptions,
-    default_mask_scale,
+    mask_scale_for,
 )
 from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.outputs import file_sha256, list_digest
@@ -83,7 +83,7 @@ def test_a_reversible_backend_covers_more_of_the_face_by_default(
         assert report.exit_code == 0
         areas[name] = int(_changed(astronaut, read_image(tmp_path / name / "in.png")).sum())
     assert areas["default"] == areas["explicit"] > 1.3 * areas["plain"]
-    assert default_mask_scale(base.get_backend("blur")) == 1.0
+    assert mask_scale_for(base.get_backend("blur")) == 1.0
 
 
 def test_manifest_is_signed_names_key_not_case(lab: Lab, tmp_path: Path, astronaut: np.ndarray) -> None:
