@@ -1,7 +1,12 @@
 """Write a float16 copy of an iFADIT or ID²Face model folder, so a shipped weights file stays under 16 MiB.
 
     python scripts/float16_copy.py runs/id2face64/model runs/id2face64/model16
+    python scripts/float16_copy.py runs/ft4/model runs/ft4/model16 --keep-float32 flow. --keep-float32 correction.
 
+`--keep-float32 PREFIX` keeps the tensors whose names start with PREFIX in float32: the iFADIT flow amplifies
+the rounding of its weights (a float16 flow gave other surrogates and other restore rates than the float32
+one it was copied from), so a model whose flow and correction were trained on a float16 base ships them in
+float32 and the copy computes exactly what was trained.
 The copy keeps the name, config and model card; its weights (and so its sha256 and model id) are new, so
 measure the copy itself before shipping it (scripts/ship_ifadit.py and scripts/ship_id2face.py check that the
 figures belong to the shipped weights). Loading gives float32 parameters holding the rounded values.
@@ -14,10 +19,21 @@ import json
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from ifadit.models.checkpoint import CONFIG_FILE
+from ifadit.models.checkpoint import CONFIG_FILE, precision_label
 from ifadit.models.id2face.checkpoint import ID2FACE_KIND, load_id2face, save_id2face
 from ifadit.models.ifadit_checkpoint import IFADIT_KIND, load_ifadit, save_ifadit
+
+
+def copy_precision(model: nn.Module, keep_float32: list[str]) -> dict[str, torch.dtype]:
+    """float16 for every tensor of `model`, float32 for those whose names start with one of `keep_float32`;
+    a prefix that names no tensor is an error (a typo would otherwise round the flow silently)."""
+    names = list(model.state_dict())
+    for prefix in keep_float32:
+        if not any(name.startswith(prefix) for name in names):
+            raise SystemExit(f"--keep-float32 {prefix!r}: no tensor of the model starts with it")
+    return {name: torch.float32 if name.startswith(tuple(keep_float32)) else torch.float16 for name in names}
 
 
 def main() -> None:
@@ -26,6 +42,13 @@ def main() -> None:
     )
     parser.add_argument("source", type=Path, help="model folder (model.safetensors + config.json)")
     parser.add_argument("target", type=Path, help="folder to write the float16 copy to (created)")
+    parser.add_argument(
+        "--keep-float32",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="keep tensors whose names start with PREFIX (e.g. 'flow.') in float32; repeatable",
+    )
     args = parser.parse_args()
     config = json.loads((args.source / CONFIG_FILE).read_text())
     card_path = args.source / "model_card.json"
@@ -33,15 +56,17 @@ def main() -> None:
     name = str(config["name"])
     if config.get("kind") == IFADIT_KIND:
         model, source_id, _ = load_ifadit(args.source)
-        copy_id = save_ifadit(model, args.target, name=name, card=card, dtype=torch.float16)
+        dtypes = copy_precision(model, args.keep_float32)
+        copy_id = save_ifadit(model, args.target, name=name, card=card, dtype=dtypes)
     elif config.get("kind") == ID2FACE_KIND:
         id2face, source_id, _ = load_id2face(args.source)
-        copy_id = save_id2face(id2face, args.target, name=name, card=card, dtype=torch.float16)
+        dtypes = copy_precision(id2face, args.keep_float32)
+        copy_id = save_id2face(id2face, args.target, name=name, card=card, dtype=dtypes)
     else:
         raise SystemExit(
             f"{args.source / CONFIG_FILE}: not an iFADIT or ID²Face model (kind {config.get('kind')!r})"
         )
-    print(f"{source_id} -> {copy_id} in {args.target}")
+    print(f"{source_id} -> {copy_id} in {args.target} ({precision_label(dtypes)})")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ifadit.models.checkpoint import WEIGHTS_FILE, stored_dtype
+from ifadit.models.checkpoint import WEIGHTS_FILE, precision_label, stored_dtypes
 from ifadit.models.id2face.checkpoint import load_id2face, save_id2face
 from ifadit.models.pretrained_index import record_shipped
 from ifadit.training.data import load_crops, to_model_range
@@ -196,15 +196,13 @@ def main() -> None:
         "evaluation": rows,
     }
     folder = args.pretrained / NAME
-    dtype = stored_dtype(source / WEIGHTS_FILE)
+    dtype = stored_dtypes(source / WEIGHTS_FILE)
     model_id = save_id2face(model, folder, name=model_id_name(run_model_id), card=card, dtype=dtype)
     if model_id != run_model_id:
         raise SystemExit(f"{folder}: shipped weights hash to {model_id}, the run's to {run_model_id}")
     faces = load_crops(args.test_cache, model.config.resolution)[:8]
     write_png(sample_grid(model, to_model_range(faces), model.config.sample_steps), folder / "samples.png")
-    (folder / "MODEL_CARD.md").write_text(
-        card_markdown(model_id, run, rows, str(dtype).removeprefix("torch."))
-    )
+    (folder / "MODEL_CARD.md").write_text(card_markdown(model_id, run, rows, precision_label(dtype)))
 
     record_shipped(args.pretrained, NAME, model_id)
     print(f"shipped {model_id} to {folder}")

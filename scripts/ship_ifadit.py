@@ -8,8 +8,10 @@ Phase 2 may come in stages: several runs in training order, each started (`--enc
 model/, the first from a phase-1 run (`--encoder-run`) or from a shipped model (`--base-model`, whose card
 gives phase 1 and the phase-2 steps before these runs; read before its folder is overwritten).
 
-Shipped files stay under 16 MiB each: ship a float16 copy of the run's model (`save_ifadit(..., dtype=
-torch.float16)`) and measure that copy, since its weights, and so its model id, are the shipped ones.
+Shipped files stay under 16 MiB each: ship a float16 copy of the run's model (`scripts/float16_copy.py`,
+with `--keep-float32 flow. --keep-float32 correction.` for a flow trained on a float16 base) and measure that
+copy, since its weights, and so its model id, are the shipped ones; the copy's precision, one or per tensor,
+is kept.
 
 The card records both phases (steps, images seen, wall time, hardware, the run options), the training data and
 its terms (`training_data`, which `ifadit eval` checks so no figure is reported on training images), and the
@@ -28,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ifadit.models.checkpoint import load_generator, stored_dtype
+from ifadit.models.checkpoint import load_generator, stored_dtypes
 from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config, save_ifadit
 from ifadit.models.ifadit_model import IfaditModel
 from ifadit.models.pretrained_index import record_shipped
@@ -289,7 +291,7 @@ def main() -> None:
     }
     folder = args.pretrained / NAME
     model_id = save_ifadit(
-        model, folder, name=name, card=card, dtype=stored_dtype(source / "model.safetensors")
+        model, folder, name=name, card=card, dtype=stored_dtypes(source / "model.safetensors")
     )
     if model_id != run_model_id:
         raise SystemExit(f"{folder}: shipped weights hash to {model_id}, the run's to {run_model_id}")

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +28,9 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "model_card.json"
 GENERATOR_KIND = "stylegan2-generator"
+
+Precision = torch.dtype | Mapping[str, torch.dtype]
+"""How a weights file stores its tensors: one dtype for all, or one per tensor name (a mixed copy)."""
 
 
 class RecognizerConfig(Protocol):
@@ -53,11 +56,27 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def stored_dtype(weights: Path) -> torch.dtype:
-    """The precision a weights file stores (a shipped copy keeps it, so its model id stays the measured one)."""
+def stored_dtypes(weights: Path) -> dict[str, torch.dtype]:
+    """The precision of each tensor a weights file stores (a shipped copy keeps them, so its model id stays the
+    measured one)."""
     with safe_open(str(weights), "pt") as tensors:
-        dtype: torch.dtype = tensors.get_tensor(next(iter(tensors.keys()))).dtype
-        return dtype
+        return {name: tensors.get_tensor(name).dtype for name in tensors.keys()}  # noqa: SIM118 (safe_open is not a dict)
+
+
+def precision_label(dtypes: Mapping[str, torch.dtype]) -> str:
+    """'float16' for a file stored in one precision; 'float16 + float32 (prefixes)' for a mixed one, naming the
+    top-level modules stored in the less common precision."""
+    counts: dict[torch.dtype, int] = {}
+    for dtype in dtypes.values():
+        counts[dtype] = counts.get(dtype, 0) + 1
+    names = [
+        str(dtype).removeprefix("torch.") for dtype in sorted(counts, key=counts.__getitem__, reverse=True)
+    ]
+    if len(names) == 1:
+        return names[0]
+    rare = min(counts, key=counts.__getitem__)
+    modules = sorted({name.split(".")[0] for name, dtype in dtypes.items() if dtype == rare})
+    return f"{' + '.join(names)} ({str(rare).removeprefix('torch.')}: {', '.join(modules)})"
 
 
 def model_id(name: str, sha256: str) -> str:
@@ -100,11 +119,12 @@ def write_model_folder(
 
 
 def cpu_tensors(
-    state: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32, skip: str | None = None
+    state: dict[str, torch.Tensor], dtype: Precision = torch.float32, skip: str | None = None
 ) -> dict[str, torch.Tensor]:
-    """`state` as contiguous CPU tensors of `dtype`, without the keys that start with `skip`."""
+    """`state` as contiguous CPU tensors of `dtype` (one for all, or one per name), without the keys that start
+    with `skip`."""
     return {
-        k: v.detach().to("cpu", dtype).contiguous()
+        k: v.detach().to("cpu", dtype if isinstance(dtype, torch.dtype) else dtype[k]).contiguous()
         for k, v in state.items()
         if skip is None or not k.startswith(skip)
     }
@@ -183,11 +203,11 @@ def save_recognizer_model(
     kind: str,
     name: str,
     card: dict[str, Any] | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: Precision = torch.float32,
 ) -> str:
     """Write a model built around a recognizer (its `config` names it; its weights are not stored, the
-    built-in one's sha256 is) to `folder` and return its model id. `dtype` is the stored precision (the
-    loader copies the tensors into the model's float32 parameters)."""
+    built-in one's sha256 is) to `folder` and return its model id. `dtype` is the stored precision, one or per
+    tensor (the loader copies the tensors into the model's float32 parameters)."""
     fields = {"recognizer_sha256": recognizer_sha256(config.recognizer), "config": config.to_dict()}
     tensors = cpu_tensors(model.state_dict(), dtype=dtype, skip=RECOGNIZER_PREFIX)
     return write_model_folder(folder, tensors, kind, name, fields, card)

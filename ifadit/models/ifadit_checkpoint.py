@@ -17,6 +17,7 @@ from torch import nn
 from ifadit.models.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
+    Precision,
     load_recognizer_model,
     read_model_config,
     save_recognizer_model,
@@ -32,10 +33,10 @@ def save_ifadit(
     folder: Path,
     name: str = "ifadit",
     card: dict[str, Any] | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: Precision = torch.float32,
 ) -> str:
     """Write `model` to `folder` (created) and return its model id; `card` goes to model_card.json, `dtype`
-    is the stored precision (float16 halves a shipped file; loading gives float32 either way)."""
+    is the stored precision, one or per tensor (float16 halves a shipped file; loading gives float32 either way)."""
     return save_recognizer_model(model, model.config, folder, IFADIT_KIND, name, card, dtype)
 
 

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from ifadit.errors import ModelError
+from ifadit.models.checkpoint import precision_label, stored_dtypes
 from ifadit.models.flow import condition_from_key
 from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
 from ifadit.models.ifadit_model import PLAUSIBLE_NORM, IfaditConfig, plausible_code
@@ -107,6 +108,24 @@ def test_save_load_gives_identical_outputs_and_a_sha256_model_id(tmp_path: Path,
         assert torch.equal(loaded.anonymize(faces, _c(3)), model.anonymize(faces, _c(3)))
     with pytest.raises(ModelError, match="does not match the expected"):
         load_ifadit(tmp_path / "m", recognizer=TinyRecognizer(), expected_sha256="0" * 64)
+
+
+def test_mixed_precision_copy_keeps_the_flow_exact_and_rounds_the_rest(tmp_path: Path) -> None:
+    """A copy stored float16 except `flow.` loads the flow's float32 values bit for bit, the other modules as
+    their float16 roundings; `stored_dtypes` reads the per-tensor precision back so a re-save is identical."""
+    model = tiny_model()
+    names = [name for name in model.state_dict() if not name.startswith("recognizer.")]
+    dtypes = {name: torch.float32 if name.startswith("flow.") else torch.float16 for name in names}
+    mid = save_ifadit(model, tmp_path / "m", name="tiny", dtype=dtypes)
+    weights = tmp_path / "m" / "model.safetensors"
+    assert stored_dtypes(weights) == dtypes
+    assert precision_label(stored_dtypes(weights)) == "float16 + float32 (float32: flow)"
+    loaded, _, _ = load_ifadit(tmp_path / "m", recognizer=TinyRecognizer())
+    state, original = loaded.state_dict(), model.state_dict()
+    for name in names:
+        assert state[name].dtype == torch.float32
+        assert torch.equal(state[name], original[name].to(dtypes[name]).float()), name
+    assert save_ifadit(loaded, tmp_path / "again", name="tiny", dtype=stored_dtypes(weights)) == mid
 
 
 def test_load_errors_name_the_problem(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ifadit.models.checkpoint import (
+    Precision,
     load_recognizer_model,
     save_recognizer_model,
 )
@@ -29,10 +30,10 @@ def save_id2face(
     folder: Path,
     name: str = "id2face",
     card: dict[str, Any] | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: Precision = torch.float32,
 ) -> str:
     """Write `model` to `folder` (created) and return its model id; `card` goes to model_card.json, `dtype`
-    is the stored precision (float16 halves a shipped file; loading gives float32 either way)."""
+    is the stored precision, one or per tensor (float16 halves a shipped file; loading gives float32 either way)."""
     return save_recognizer_model(model, model.config, folder, ID2FACE_KIND, name, card, dtype)
 
 
