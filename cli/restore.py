@@ -94,8 +94,9 @@ def _restore_text(report: RestoreReport) -> str:
     "--mask-scale",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    show_default="1.3, the anonymize default of a reversible backend",
-    help="Model restore: the --mask-scale the output was anonymized with.",
+    show_default="the manifest's; without one, 1.3, the anonymize default of a reversible backend",
+    help="Model restore: size of the pasted face ellipse. The manifest records the one the output was "
+    "anonymized with; give it for a copy that lost its manifest.",
 )
 @json_option
 def restore_command(

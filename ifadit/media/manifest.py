@@ -1,6 +1,8 @@
 """The signed manifest every output carries: what was done to which faces, under which key and model.
 
-Format `ifadit-manifest/1`, canonical JSON (sorted keys, compact separators, UTF-8). It travels
+Format `ifadit-manifest/2`, canonical JSON (sorted keys, compact separators, UTF-8); version 2 added
+`mask_scale` (the pasted face ellipse, which restore pastes with too), and version 1 manifests are still read.
+It travels
 - in a PNG as an iTXt chunk with keyword ``ifadit-manifest``;
 - in a JPEG as one APP11 segment starting with ``IFADIT\\0`` (when it fits in a segment);
 - otherwise (video, large sealed payloads, other formats) in a sidecar ``<output>.ifadit.json``.
@@ -18,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,7 +32,8 @@ from PIL import Image, UnidentifiedImageError
 from ifadit.errors import InputError, ManifestError
 from ifadit.media.image import read_jpeg_app11
 
-MANIFEST_FORMAT = "ifadit-manifest/1"
+MANIFEST_FORMAT = "ifadit-manifest/2"
+READABLE_FORMATS = ("ifadit-manifest/1", MANIFEST_FORMAT)  # /1 has no mask_scale
 PNG_TEXT_KEY = "ifadit-manifest"
 JPEG_APP11_PREFIX = b"IFADIT\x00"
 JPEG_SEGMENT_LIMIT = 65533 - len(JPEG_APP11_PREFIX)  # APP payload bytes available after our prefix
@@ -75,6 +79,7 @@ class Manifest:
     key_handle: str | None = None
     key_version: int | None = None
     audit_seq: int | None = None
+    mask_scale: float | None = None  # face ellipse the replacements were pasted with (None: a /1 manifest)
     format: str = MANIFEST_FORMAT
     signature: str | None = field(default=None, compare=False)
 
@@ -185,8 +190,12 @@ def _canonical(value: Any) -> bytes:
 
 
 def _to_plain(manifest: Manifest) -> dict[str, Any]:
-    """Nested dicts; tuples stay tuples, which JSON writes as arrays."""
-    return asdict(manifest)
+    """Nested dicts; tuples stay tuples, which JSON writes as arrays. A manifest without `mask_scale` (format
+    1) leaves the field out, so the bytes its writer signed are the bytes verified."""
+    plain = asdict(manifest)
+    if plain["mask_scale"] is None:
+        del plain["mask_scale"]
+    return plain
 
 
 _REQUIRED_STR = ("backend", "vault_id", "signing_key_id", "pixels_sha256", "tool_version", "format")
@@ -201,12 +210,14 @@ def _from_plain(raw: Any, source: str) -> Manifest:
 
     if not isinstance(raw, Mapping):
         raise fail("manifest is not a JSON object")
-    known = {*_REQUIRED_STR, *_OPTIONAL_STR, *_OPTIONAL_INT, "faces"}
+    known = {*_REQUIRED_STR, *_OPTIONAL_STR, *_OPTIONAL_INT, "faces", "mask_scale"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise fail(f"unknown manifest field {unknown[0]!r}")
-    if raw.get("format") != MANIFEST_FORMAT:
-        raise fail(f"unsupported manifest format {raw.get('format')!r} (expected {MANIFEST_FORMAT})")
+    if raw.get("format") not in READABLE_FORMATS:
+        raise fail(
+            f"unsupported manifest format {raw.get('format')!r} (expected one of {', '.join(READABLE_FORMATS)})"
+        )
     for name in _REQUIRED_STR:
         if not isinstance(raw.get(name), str):
             raise fail(f"manifest field {name!r} must be a string")
@@ -217,6 +228,14 @@ def _from_plain(raw: Any, source: str) -> Manifest:
         value = raw.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise fail(f"manifest field {name!r} must be a non-negative integer or null")
+    mask_scale = raw.get("mask_scale")
+    if mask_scale is not None and (
+        not isinstance(mask_scale, int | float)
+        or isinstance(mask_scale, bool)
+        or not math.isfinite(mask_scale)
+        or mask_scale <= 0
+    ):
+        raise fail("manifest field 'mask_scale' must be a positive number or null")
     faces = raw.get("faces", [])
     if not isinstance(faces, list):
         raise fail("manifest field 'faces' must be a list")
@@ -225,6 +244,7 @@ def _from_plain(raw: Any, source: str) -> Manifest:
     }
     return Manifest(
         **fields,
+        mask_scale=None if mask_scale is None else float(mask_scale),
         faces=tuple(_face_from_plain(face, i, fail) for i, face in enumerate(faces)),
     )
 

@@ -91,6 +91,7 @@ class ManifestStamp:
     key_version: int | None = None
     model_id: str | None = None
     model_sha256: str | None = None
+    mask_scale: float | None = None  # the face ellipse this run pastes (`mask_scale_for`)
     tool_version: str = __version__
 
     def manifest(self, pixels_sha256: str, faces: Sequence[FaceRecord]) -> Manifest:
@@ -106,6 +107,7 @@ class ManifestStamp:
             model_sha256=self.model_sha256,
             key_handle=self.key_handle,
             key_version=self.key_version,
+            mask_scale=self.mask_scale,
         )
 
 

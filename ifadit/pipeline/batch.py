@@ -50,6 +50,7 @@ from ifadit.pipeline.anonymize import (
     RunContext,
     anonymize_item,
     finish_item,
+    mask_scale_for,
 )
 from ifadit.pipeline.inputs import Item, plan_items
 from ifadit.pipeline.outputs import list_digest
@@ -327,6 +328,7 @@ def anonymize_paths(
         key_version=unsealed.version if unsealed else None,
         model_id=getattr(backend, "model_id", None),
         model_sha256=getattr(backend, "model_sha256", None),
+        mask_scale=mask_scale_for(backend, options.mask_scale),
     )
     ctx = RunContext(options=options, backend=backend, detector=detector, stamp=stamp, key=unsealed)
     root = Path(output).parent if len(items) == 1 and items[0].target == Path(output) else Path(output)

@@ -57,9 +57,7 @@ class RestoreOptions:
     exact: bool = False  # open the sealed originals instead of running the backend backwards
     backend: str = "ifadit"  # reversible backend for a copy without manifest
     detector: str = "hog"
-    mask_scale: float | None = (
-        None  # as used when anonymizing (None: the backend's default, `mask_scale_for`)
-    )
+    mask_scale: float | None = None  # None: the manifest's, else the backend's default (`restore_mask_scale`)
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def check(self) -> None:
@@ -272,6 +270,14 @@ def restore_model(
     return out, len(landmarks)
 
 
+def restore_mask_scale(manifest: Manifest | None, backend: Backend, options: RestoreOptions) -> float:
+    """The face ellipse restored crops are pasted with: `--mask-scale` when given, else the one the manifest
+    records the anonymization used, else (a /1 manifest, or none) the backend's default."""
+    if options.mask_scale is None and manifest is not None and manifest.mask_scale is not None:
+        return manifest.mask_scale
+    return mask_scale_for(backend, options.mask_scale)
+
+
 def _restore_frame(
     image: np.ndarray,
     frame: int | None,
@@ -289,7 +295,9 @@ def _restore_frame(
             image, listed, manifest, key, pixels_digest(image), source=str(inspection.source)
         )
     assert backend is not None
-    return restore_model(image, listed, backend, detector, key, mask_scale_for(backend, options.mask_scale))
+    return restore_model(
+        image, listed, backend, detector, key, restore_mask_scale(manifest, backend, options)
+    )
 
 
 def restore_into(staged: Path, inspection: Inspection, key: UnsealedKey, options: RestoreOptions) -> int:

@@ -120,11 +120,14 @@ class Journal:
             )
         except ManifestError:
             return None
-        if (manifest.vault_id, manifest.key_handle, manifest.key_version, manifest.backend) != (
+        ran = (manifest.vault_id, manifest.key_handle, manifest.key_version, manifest.backend)
+        if (*ran, manifest.model_id, manifest.mask_scale) != (
             vault.id,
             stamp.key_handle,
             stamp.key_version,
             stamp.backend,
+            stamp.model_id,
+            stamp.mask_scale,
         ):
             return None
         input_sha256 = file_sha256(item.source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 
@@ -42,6 +43,7 @@ def _manifest() -> Manifest:
         key_handle="kh_9f",
         key_version=2,
         audit_seq=41,
+        mask_scale=1.3,
     )
 
 
@@ -91,6 +93,7 @@ def test_other_vault_key_is_refused(signing_key) -> None:
         {"key_version": 1},
         {"audit_seq": 40},
         {"model_id": "gen-000"},
+        {"mask_scale": 1.0},
         {"faces": ()},
     ],
     ids=lambda c: next(iter(c)),
@@ -133,6 +136,9 @@ def test_every_face_field_is_covered_by_the_signature(signing_key, path, value) 
         (lambda raw: raw.update(key_version=-1), "'key_version' must be a non-negative integer"),
         (lambda raw: raw.update(audit_seq=True), "'audit_seq' must be a non-negative integer"),
         (lambda raw: raw.update(faces={}), "'faces' must be a list"),
+        (lambda raw: raw.update(mask_scale=0), "'mask_scale' must be a positive number"),
+        (lambda raw: raw.update(mask_scale="1.3"), "'mask_scale' must be a positive number"),
+        (lambda raw: raw.update(mask_scale=True), "'mask_scale' must be a positive number"),
         (lambda raw: raw["faces"][0].update(index=7), "face 0: index must be 0"),
         (lambda raw: raw["faces"][0].update(box=[5, 5, 1, 1]), "face 0: box must be four integers"),
         (lambda raw: raw["faces"][0]["sealed"].pop("commitment"), "face 0: sealed payload is malformed"),
@@ -143,6 +149,21 @@ def test_malformed_manifests_name_the_problem(signing_key, mutate, message) -> N
     mutate(raw)
     with pytest.raises(ManifestError, match=message):
         Manifest.from_json(json.dumps(raw), source="out.png")
+
+
+def test_a_version_1_manifest_without_mask_scale_is_still_read(signing_key) -> None:
+    """Outputs written before format 2 keep restoring: no mask_scale, and their signature still verifies."""
+    old = replace(_manifest(), mask_scale=None, format="ifadit-manifest/1")
+    raw = json.loads(old.to_json())
+    assert "mask_scale" not in raw  # a version-1 writer had no such field, and so signed none
+    raw.pop("signature")
+    private, _ = signing_key
+    signature = envelope.sign(private, json.dumps(raw, sort_keys=True, separators=(",", ":")).encode())
+    raw["signature"] = base64.b64encode(signature).decode()
+    parsed = Manifest.from_json(json.dumps(raw))
+    assert parsed.mask_scale is None and parsed.format == "ifadit-manifest/1"
+    verify_manifest(parsed, _verifier(signing_key))
+    assert parsed.to_json() == json.dumps(raw, sort_keys=True, separators=(",", ":"))
 
 
 def test_not_json_names_the_source() -> None:

@@ -82,6 +82,8 @@ def test_a_reversible_backend_covers_more_of_the_face_by_default(
         report = _run(lab, [tmp_path / "in.png"], tmp_path / name, backend=keyed_backend, mask_scale=scale)
         assert report.exit_code == 0
         areas[name] = int(_changed(astronaut, read_image(tmp_path / name / "in.png")).sum())
+        manifest = read_manifest(tmp_path / name / "in.png")
+        assert manifest is not None and manifest.mask_scale == (scale or REVERSIBLE_MASK_SCALE)
     assert areas["default"] == areas["explicit"] > 1.3 * areas["plain"]
     assert mask_scale_for(base.get_backend("blur")) == 1.0
 

@@ -14,7 +14,7 @@ from ifadit.errors import BackendUnavailable, ManifestError
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import Manifest, embedding_for, read_manifest, sign_manifest
 from ifadit.media.video import VideoWriter, read_frames
-from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions
+from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, REVERSIBLE_MASK_SCALE, AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.restore import RestoreOptions, report_path, restore_path
 from keyvault import access, keys, ledger
@@ -132,6 +132,25 @@ def test_reversible_backend_round_trip_uses_the_key(
     assert [e.key_handle for e in audit_entries(lab, "restore")][-1] == other
 
 
+def test_model_restore_pastes_with_the_mask_scale_the_manifest_records(
+    lab: Lab,
+    tmp_path: Path,
+    astronaut: np.ndarray,
+    keyed_backend: str,  # noqa: F811
+) -> None:
+    """An output anonymized with --mask-scale 1.6 restores with 1.6 unless restore is told otherwise."""
+    write_image(tmp_path / "in.png", astronaut)
+    _anonymize(lab, tmp_path / "in.png", tmp_path / "out.png", backend=keyed_backend, mask_scale=1.6)
+    manifest = read_manifest(tmp_path / "out.png")
+    assert manifest is not None and manifest.mask_scale == 1.6
+    restored = {}
+    for name, scale in (("recorded", None), ("explicit", 1.6), ("default", REVERSIBLE_MASK_SCALE)):
+        _restore(lab, tmp_path / "out.png", tmp_path / f"{name}.png", mask_scale=scale)
+        restored[name] = read_image(tmp_path / f"{name}.png")
+    assert np.array_equal(restored["recorded"], restored["explicit"])
+    assert not np.array_equal(restored["recorded"], restored["default"])
+
+
 def _rewrite_manifest(path: Path, manifest: Manifest) -> None:
     write_image(path, read_image(path), **embedding_for(path, manifest))
 
@@ -157,7 +176,8 @@ EDITS = {
     "key_handle": lambda m: replace(m, key_handle="kh_000000000000000000000000"),
     "key_version": lambda m: replace(m, key_version=2),
     "audit_seq": lambda m: replace(m, audit_seq=1),
-    "format": lambda m: replace(m, format="ifadit-manifest/2"),
+    "format": lambda m: replace(m, format="ifadit-manifest/1"),  # still readable, but not what was signed
+    "mask_scale": lambda m: replace(m, mask_scale=2.0),
     "signature removed": lambda m: replace(m, signature=None),
     "faces removed": lambda m: replace(m, faces=()),
     "face index": lambda m: _face(m, index=1),

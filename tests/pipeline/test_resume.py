@@ -64,11 +64,12 @@ def photos(tmp_path: Path, shared_dir: Path) -> Path:
     return folder
 
 
-def _run(lab: Lab, photos: Path, out: Path, checkpoint: int | None = 2) -> RunReport:
+def _run(
+    lab: Lab, photos: Path, out: Path, checkpoint: int | None = 2, mask_scale: float | None = None
+) -> RunReport:
+    options = AnonymizeOptions(backend="blur", mask_scale=mask_scale)
     with lab.open("olga") as vault:
-        return anonymize_paths(
-            vault, [photos], out, AnonymizeOptions(backend="blur"), case=CASE, checkpoint=checkpoint
-        )
+        return anonymize_paths(vault, [photos], out, options, case=CASE, checkpoint=checkpoint)
 
 
 def _published(out: Path) -> list[str]:
@@ -129,6 +130,17 @@ def test_only_verified_outputs_are_skipped(lab: Lab, photos: Path, tmp_path: Pat
     assert np.array_equal(
         read_image(out / "p2.jpg"), read_image(out / "p5.jpg")
     )  # p2 now anonymizes p5's photo
+
+
+def test_a_resumed_run_with_another_mask_scale_redoes_everything(
+    lab: Lab, photos: Path, tmp_path: Path
+) -> None:
+    """The journal's outputs were pasted with another face ellipse (their manifests say so): none is kept."""
+    out = tmp_path / "out"
+    _run(lab, photos, out)
+    report = _run(lab, photos, out, mask_scale=1.4)
+    assert not any(item.resumed for item in report.items) and len(report.items) == 6
+    assert {item.manifest.mask_scale for item in report.items if item.manifest} == {1.4}
 
 
 def test_no_checkpoint_means_no_journal(lab: Lab, photos: Path, tmp_path: Path) -> None:
