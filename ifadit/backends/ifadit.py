@@ -73,7 +73,7 @@ class IfaditBackend:
         """The flow condition of 32-byte key material under this model's id (HKDF, see `condition_from_key`)."""
         if not isinstance(key, bytes) or len(key) != 32:
             raise ValueError("the ifadit backend needs the 32-byte key material of a vault key")
-        return condition_from_key(key, self.model_id, self.model.config.flow.cond_dim).to(self.device)
+        return condition_from_key(key, self.model_id, self.model.config.flow.condition_size).to(self.device)
 
     def _run(self, crops: np.ndarray, key: bytes | None, restore: bool) -> np.ndarray:
         check_crops(crops)

@@ -9,6 +9,12 @@ stay secrets and the same key always gives the same condition.
 Each coupling subnet's last layer starts at zero (FrEIA's stacked blocks diverge otherwise, see
 ENVIRONMENT.md), so a fresh flow is a fixed orthogonal permutation of its input: training (phase 2)
 is what makes surrogates differ per key.
+
+With `rotation_dim` m > 0 the flow first applies a keyed rotation (`KeyedRotation`): the top m principal
+directions of the whitened identity codes are turned by an orthogonal matrix drawn from the key (the last
+m*m entries of the condition), the other directions pass unchanged. It needs no training, sends every key
+to a fresh point of the code distribution, and carries the re-read error of a rendered surrogate back
+unamplified; m keeps the rotation inside the directions the decoder renders (docs/model.md, session 7).
 """
 
 from __future__ import annotations
@@ -37,6 +43,16 @@ class FlowConfig:
     blocks: int = 8  # AllInOneBlock coupling blocks
     hidden: int = 256  # hidden width of each coupling subnet
     clamp: float = 2.0  # soft clamp of the affine log-scales
+    rotation_dim: int = 0  # principal directions turned by the keyed rotation (0: no rotation)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rotation_dim <= self.dim:
+            raise ValueError(f"rotation_dim must be in 0..{self.dim}, got {self.rotation_dim}")
+
+    @property
+    def condition_size(self) -> int:
+        """Length of a condition vector: the coupling blocks' part, then the rotation's m*m entries."""
+        return self.cond_dim + self.rotation_dim**2
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -54,12 +70,57 @@ def _subnet(hidden: int) -> Callable[[int, int], nn.Module]:
     return build
 
 
+def haar_orthogonal(gaussian: torch.Tensor) -> torch.Tensor:
+    """Orthogonal matrices [N, m, m], Haar-distributed when `gaussian` [N, m, m] holds standard normals (QR in
+    float64 with the signs of R's diagonal moved into Q, so the map is deterministic)."""
+    q, r = torch.linalg.qr(gaussian.double())
+    return (q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)).to(gaussian.dtype)
+
+
+class KeyedRotation(nn.Module):
+    """z -> z + C_m (Q - I) W_m (z - mean): the top m whitened principal coordinates turned by Q.
+
+    W_m [m, dim] are the top m rows of the whitening of the codes it was fitted on, C_m [dim, m] the matching
+    columns of its inverse (W_m C_m = I), so the map is exactly invertible with Q transposed and touches only
+    the span of C_m. Unfitted (fresh) it is the identity map.
+    """
+
+    code_mean: torch.Tensor  # [dim] mean of the fitted codes
+    whiten_top: torch.Tensor  # [m, dim] W_m
+    colour_top: torch.Tensor  # [dim, m] C_m
+
+    def __init__(self, dim: int, m: int) -> None:
+        super().__init__()
+        self.m = m
+        self.register_buffer("code_mean", torch.zeros(dim))
+        self.register_buffer("whiten_top", torch.zeros(m, dim))
+        self.register_buffer("colour_top", torch.zeros(dim, m))
+
+    def fit(self, codes: torch.Tensor) -> None:
+        """Whitening from identity codes [N, dim] (N > dim), e.g. standardised codes of training faces."""
+        mean = codes.double().mean(0)
+        values, vectors = torch.linalg.eigh(torch.cov((codes.double() - mean).T))
+        top_values, top_vectors = values.flip(0)[: self.m], vectors.flip(1)[:, : self.m]
+        with torch.no_grad():
+            self.code_mean.copy_(mean)
+            self.whiten_top.copy_((top_vectors / top_values.sqrt()).T)
+            self.colour_top.copy_(top_vectors * top_values.sqrt())
+
+    def turn(self, z: torch.Tensor, rotation: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        """`z` [N, dim] with its top coordinates turned by `rotation` [N, m, m] (transposed when `inverse`)."""
+        u = (z - self.code_mean) @ self.whiten_top.T
+        q = rotation.transpose(-1, -2) if inverse else rotation
+        turned = torch.einsum("nij,nj->ni", q, u)
+        return z + (turned - u) @ self.colour_top.T
+
+
 class KeyedFlow(nn.Module):
-    """Invertible map of identity codes [N, dim] conditioned on key vectors [N, cond_dim]."""
+    """Invertible map of identity codes [N, dim] conditioned on key vectors [N, condition_size]."""
 
     def __init__(self, config: FlowConfig = FlowConfig()) -> None:
         super().__init__()
         self.config = config
+        self.rotation = KeyedRotation(config.dim, config.rotation_dim) if config.rotation_dim else None
         self.inn = Ff.SequenceINN(config.dim)
         for _ in range(config.blocks):
             self.inn.append(
@@ -74,21 +135,35 @@ class KeyedFlow(nn.Module):
     def _check(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.config.dim:
             raise ValueError(f"identity codes must be [N, {self.config.dim}], got {tuple(z.shape)}")
+        size = self.config.condition_size
         if c.ndim == 1:
             c = c.expand(z.shape[0], -1)
-        if c.shape != (z.shape[0], self.config.cond_dim):
-            raise ValueError(f"conditions must be [N, {self.config.cond_dim}] or [{self.config.cond_dim}]")
+        if c.shape != (z.shape[0], size):
+            raise ValueError(f"conditions must be [N, {size}] or [{size}]")
         return c
 
+    def _rotation(self, c: torch.Tensor) -> torch.Tensor:
+        m = self.config.rotation_dim
+        return haar_orthogonal(c[:, self.config.cond_dim :].reshape(-1, m, m))
+
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Surrogate codes F(z ; c)."""
-        out, _ = self.inn(z, c=[self._check(z, c)], jac=False)
-        return out
+        """Surrogate codes F(z ; c): the keyed rotation (if any), then the coupling blocks."""
+        c = self._check(z, c)
+        if self.rotation is not None:
+            z = self.rotation.turn(z, self._rotation(c))
+        if self.config.blocks:
+            z, _ = self.inn(z, c=[c[:, : self.config.cond_dim]], jac=False)
+        return z
 
     def inverse(self, z_surrogate: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Original codes F⁻¹(z' ; c)."""
-        out, _ = self.inn(z_surrogate, c=[self._check(z_surrogate, c)], rev=True, jac=False)
-        return out
+        c = self._check(z_surrogate, c)
+        z = z_surrogate
+        if self.config.blocks:
+            z, _ = self.inn(z, c=[c[:, : self.config.cond_dim]], rev=True, jac=False)
+        if self.rotation is not None:
+            z = self.rotation.turn(z, self._rotation(c), inverse=True)
+        return z
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters that learn (FrEIA keeps its fixed permutations as frozen parameters)."""

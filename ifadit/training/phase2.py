@@ -99,7 +99,7 @@ def phase2_losses(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted phase-2 loss on images `x` [N,3,R,R] (keys and views drawn here) and its terms; `reference`
     holds real standardised identity codes [M, D] for the key-spread term."""
-    n, cond_dim = len(x), model.config.flow.cond_dim
+    n, cond_dim = len(x), model.config.flow.condition_size
     keys, keys2 = random_keys(n), random_keys(n)
     bits = torch.randint(0, 256, (n,)).tolist()
     fresh = random_keys(n)
@@ -212,7 +212,7 @@ def phase2_grid(model: IfaditModel, faces: torch.Tensor) -> np.ndarray:
     """original | anonymized under 3 keys | restored with key 1 | restored with key 1 one bit off."""
     model.eval()
     keys = sample_keys(3)
-    c = conditions([*keys, flip_bit(keys[0], 0)], model.config.flow.cond_dim).to(faces.device)
+    c = conditions([*keys, flip_bit(keys[0], 0)], model.config.flow.condition_size).to(faces.device)
     with torch.no_grad():
         anon = [model.anonymize(faces, c[i]) for i in range(3)]
         restored = model.restore(anon[0], c[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ifadit.models.flow import FlowConfig, KeyedFlow, condition_from_key
+from ifadit.models.flow import FlowConfig, KeyedFlow, condition_from_key, haar_orthogonal
 
 CONFIG = FlowConfig(dim=16, cond_dim=8, blocks=4, hidden=32)
 
@@ -71,3 +71,68 @@ def test_bad_inputs_are_refused() -> None:
         flow(torch.zeros(2, 15), torch.zeros(8))
     with pytest.raises(ValueError, match="conditions must be"):
         flow(torch.zeros(2, 16), torch.zeros(3, 8))
+
+
+ROTATING = FlowConfig(dim=16, cond_dim=8, blocks=2, hidden=32, rotation_dim=4)
+
+
+def _codes(n: int = 400, dim: int = 16) -> torch.Tensor:
+    """Correlated Gaussian codes with a few dominant directions, like standardised identity codes."""
+    torch.manual_seed(3)
+    mixing = torch.randn(dim, dim) * torch.linspace(3.0, 0.2, dim)
+    return torch.randn(n, dim) @ mixing.T + 0.5
+
+
+def _rotating_flow() -> KeyedFlow:
+    flow = KeyedFlow(ROTATING)
+    assert flow.rotation is not None
+    flow.rotation.fit(_codes())
+    return flow
+
+
+def _conditions(n: int, size: int = ROTATING.condition_size) -> torch.Tensor:
+    return torch.stack([condition_from_key(_key(i % 5), "m1", size) for i in range(n)])
+
+
+def test_keyed_rotation_round_trip_is_exact_and_stays_in_the_top_directions() -> None:
+    flow = _rotating_flow()
+    assert flow.rotation is not None and ROTATING.condition_size == 8 + 16
+    z = _codes(64)
+    c = _conditions(64)
+    assert (flow.inverse(flow(z, c), c) - z).abs().max().item() <= 1e-5
+    turned = flow.rotation.turn(z, flow._rotation(c))
+    span = flow.rotation.colour_top  # [dim, m]
+    residual = (turned - z) - (turned - z) @ torch.linalg.pinv(span).T @ span.T
+    assert residual.abs().max().item() <= 1e-4  # only the top-m span moved
+    whitened = (z - flow.rotation.code_mean) @ flow.rotation.whiten_top.T
+    whitened_turned = (turned - flow.rotation.code_mean) @ flow.rotation.whiten_top.T
+    assert torch.allclose(whitened.norm(dim=1), whitened_turned.norm(dim=1), atol=1e-4)  # an isometry there
+
+
+def test_keyed_rotation_separates_keys_without_training() -> None:
+    """A fresh flow with a fitted rotation already gives each key its own surrogate, and a wrong key's
+    inverse lands far from the original, where a fresh flow without rotation is key-independent."""
+    flow = _rotating_flow()
+    z = _codes(32)
+    right, wrong = _conditions(1)[0], condition_from_key(_key(9), "m1", ROTATING.condition_size)
+    surrogate = flow(z, right)
+    assert (flow(z, wrong) - surrogate).norm(dim=1).median().item() > 1.0
+    assert (flow.inverse(surrogate, wrong) - z).norm(dim=1).median().item() > 1.0
+    assert torch.equal(flow(z, right), surrogate)  # deterministic
+
+
+def test_haar_orthogonal_is_orthogonal_and_deterministic() -> None:
+    gaussian = torch.randn(3, 5, 5)
+    q = haar_orthogonal(gaussian)
+    assert torch.allclose(q @ q.transpose(1, 2), torch.eye(5).expand(3, 5, 5), atol=1e-5)
+    assert torch.equal(q, haar_orthogonal(gaussian.clone()))
+
+
+def test_unfitted_rotation_is_the_identity_and_bad_sizes_are_refused() -> None:
+    flow = KeyedFlow(FlowConfig(dim=16, cond_dim=8, blocks=0, hidden=32, rotation_dim=4))
+    z = torch.randn(4, 16)
+    assert torch.equal(flow(z, _conditions(4)), z)
+    with pytest.raises(ValueError, match=r"conditions must be \[N, 24\]"):
+        flow(z, torch.zeros(4, 8))
+    with pytest.raises(ValueError, match="rotation_dim must be in 0..16"):
+        FlowConfig(dim=16, rotation_dim=17)

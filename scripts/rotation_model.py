@@ -1,0 +1,81 @@
+"""Build an iFADIT model whose keyed flow is the keyed rotation alone, on the phase-1 parts of a trained model.
+
+    python scripts/rotation_model.py pretrained/ifadit-64 runs/rot32/model --rotation-dim 32
+
+The new model keeps the base model's attribute encoder, mapper, identity statistics and generator; its flow
+has no coupling blocks and a `KeyedRotation` of the top `--rotation-dim` principal directions, fitted on the
+standardised identity codes of the first `--fit-faces` crops of the training cache; its re-read correction is
+the identity map (the base's was trained for the base's flow). Nothing is trained, so the build is quick and
+deterministic (same base and faces, same model id). Tensors are stored float16 except the flow's (float32), like `float16_copy.py --keep-float32
+flow.`; measure the result with scripts/eval_ifadit.py before shipping it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ifadit.models.checkpoint import precision_label
+from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
+from ifadit.models.ifadit_model import IfaditModel
+from ifadit.training.data import load_crops, to_model_range
+
+
+def rotation_model(base: IfaditModel, rotation_dim: int, faces: torch.Tensor) -> IfaditModel:
+    """`base`'s phase-1 parts with a fresh rotation-only flow fitted on the identity codes of `faces`."""
+    flow = replace(base.config.flow, blocks=0, rotation_dim=rotation_dim)
+    torch.manual_seed(
+        0
+    )  # the fresh correction's hidden layers (its output is exactly 0): same build, same id
+    model = IfaditModel(replace(base.config, flow=flow), base.generator, base.recognizer)
+    for name in ("encoder", "mapper"):
+        getattr(model, name).load_state_dict(getattr(base, name).state_dict())
+    model.set_identity_stats(base.id_mean, base.id_std)
+    with torch.no_grad():
+        codes = torch.cat([model.encode(batch)[0] for batch in faces.split(64)])
+    assert model.flow.rotation is not None
+    model.flow.rotation.fit(codes)
+    return model.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("base", type=Path, help="trained iFADIT model folder whose phase-1 parts are kept")
+    parser.add_argument("target", type=Path, help="folder to write the new model to (created)")
+    parser.add_argument("--rotation-dim", type=int, default=32, help="principal directions the key turns")
+    parser.add_argument("--train-cache", type=Path, default=Path("cache/celeba-train-64.npz"))
+    parser.add_argument(
+        "--fit-faces", type=int, default=2000, help="training crops the whitening is fitted on"
+    )
+    args = parser.parse_args()
+    base, base_id, _ = load_ifadit(args.base)
+    crops = load_crops(args.train_cache, base.config.generator.img_resolution)[: args.fit_faces]
+    model = rotation_model(base, args.rotation_dim, to_model_range(crops))
+    dtypes = {
+        name: torch.float32 if name.startswith("flow.") else torch.float16
+        for name in model.state_dict()
+        if not name.startswith("recognizer.")
+    }
+    card = {
+        "rotation": {
+            "base_model_id": base_id,
+            "rotation_dim": args.rotation_dim,
+            "fit_faces": len(crops),
+            "train_cache": str(args.train_cache),
+            "command": "python scripts/rotation_model.py "
+            f"{args.base} {args.target} --rotation-dim {args.rotation_dim} --fit-faces {args.fit_faces}",
+        },
+    }
+    model_id = save_ifadit(model, args.target, name="ifadit", card=card, dtype=dtypes)
+    print(f"{base_id} -> {model_id} in {args.target} ({precision_label(dtypes)})")
+    print(json.dumps(card["rotation"]))
+
+
+if __name__ == "__main__":
+    main()
