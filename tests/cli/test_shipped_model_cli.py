@@ -5,9 +5,8 @@ wrong key. Identities are compared with the torch recognizer on 64 px crops alig
 landmarks (the pipeline keeps the face geometry, so the same alignment applies to every output).
 
 Whether a right-key restore brings the identity back is a property of the model's training, measured on
-held-out sets in its model card (`scripts/eval_ifadit.py`); the first shipped model misses that target
-(right-key and random-key restores verify about equally often), so this test asserts what the pipeline and
-every shipped model must guarantee, not recovery.
+held-out sets in its model card (`scripts/eval_ifadit.py`); the shipped model misses that target (67-84 % of
+faces), so this test asserts what the pipeline and every shipped model must guarantee, not recovery.
 """
 
 from __future__ import annotations
@@ -41,8 +40,15 @@ def lab(tmp_path: Path) -> Lab:
 
 
 def test_shipped_model_anonymizes_restores_and_a_wrong_key_is_no_error(
-    lab: Lab, tmp_path: Path, astronaut: np.ndarray
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The case's newest key, with material fixed here once (not searched for): whether one photo's surrogate
+    is far enough from it depends on the key. With `ifadit-4cc63db86f55`, 7 of 100 random keys left the
+    astronaut within dlib's threshold (torch dlib, pasted at 1.3; the model before: 0 of 100), against
+    1.4-1.8 % of faces on the held-out sets (model card)."""
+    release = issue_with_material(
+        lab, "release", hashlib.sha256(b"ifadit test key: release").digest(), monkeypatch
+    )
     write_image(tmp_path / "in.png", astronaut)
     done = lab.cli("anonymize", tmp_path / "in.png", "-o", tmp_path / "out.png", "--case", CASE)
     assert done.exit_code == 0, done.stderr
@@ -50,6 +56,7 @@ def test_shipped_model_anonymizes_restores_and_a_wrong_key_is_no_error(
     shipped = read_ifadit_config(default_model_dir())
     assert manifest is not None and manifest.backend == "ifadit"  # the CLI's default once the model ships
     assert manifest.model_sha256 == shipped["sha256"] and manifest.model_id == shipped["model_id"]
+    assert manifest.key_handle == release  # the case's newest key
 
     restored = lab.cli(
         "restore", tmp_path / "out.png", "-o", tmp_path / "restored.png", *RESTORE, user="ivan"
@@ -71,7 +78,7 @@ def test_shipped_model_anonymizes_restores_and_a_wrong_key_is_no_error(
     )
     assert wrong.exit_code == 0, wrong.stderr  # a wrong key is not an error: it gives another face
 
-    again = lab.cli("anonymize", tmp_path / "in.png", "-o", tmp_path / "again.png", "--key", lab.key)
+    again = lab.cli("anonymize", tmp_path / "in.png", "-o", tmp_path / "again.png", "--key", release)
     assert again.exit_code == 0, again.stderr
 
     anonymized, right, other = (read_image(tmp_path / n) for n in ("out.png", "restored.png", "wrong.png"))
