@@ -32,6 +32,9 @@ from torch import nn
 from keyvault.envelope import hkdf_sha256
 
 CONDITION_INFO = b"ifadit/flow-condition/v1"
+MAX_CONDITION_SIZE = (
+    2040  # HKDF-SHA256 derives at most 255 * 32 bytes: 1,020 Box-Muller pairs of 32-bit words
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class FlowConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.rotation_dim <= self.dim:
             raise ValueError(f"rotation_dim must be in 0..{self.dim}, got {self.rotation_dim}")
+        if self.condition_size > MAX_CONDITION_SIZE:
+            raise ValueError(
+                f"cond_dim + rotation_dim**2 = {self.condition_size} exceeds the {MAX_CONDITION_SIZE} numbers one "
+                f"HKDF derivation gives a condition (rotation_dim <= {int((MAX_CONDITION_SIZE - self.cond_dim) ** 0.5)}"
+                f" with cond_dim {self.cond_dim})"
+            )
 
     @property
     def condition_size(self) -> int:

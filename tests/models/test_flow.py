@@ -136,3 +136,7 @@ def test_unfitted_rotation_is_the_identity_and_bad_sizes_are_refused() -> None:
         flow(z, torch.zeros(4, 8))
     with pytest.raises(ValueError, match="rotation_dim must be in 0..16"):
         FlowConfig(dim=16, rotation_dim=17)
+    with pytest.raises(ValueError, match=r"exceeds the 2040 numbers .*rotation_dim <= 44 with cond_dim 64"):
+        FlowConfig(dim=128, cond_dim=64, rotation_dim=45)
+    longest = FlowConfig(dim=128, cond_dim=64, rotation_dim=44)
+    assert condition_from_key(_key(1), "m1", longest.condition_size).shape == (longest.condition_size,)
