@@ -21,19 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ifadit.models.checkpoint import CONFIG_FILE, precision_label
+from ifadit.models.checkpoint import CONFIG_FILE, float16_except, precision_label
 from ifadit.models.id2face.checkpoint import ID2FACE_KIND, load_id2face, save_id2face
 from ifadit.models.ifadit_checkpoint import IFADIT_KIND, load_ifadit, save_ifadit
-
-
-def copy_precision(model: nn.Module, keep_float32: list[str]) -> dict[str, torch.dtype]:
-    """float16 for every tensor of `model`, float32 for those whose names start with one of `keep_float32`;
-    a prefix that names no tensor is an error (a typo would otherwise round the flow silently)."""
-    names = list(model.state_dict())
-    for prefix in keep_float32:
-        if not any(name.startswith(prefix) for name in names):
-            raise SystemExit(f"--keep-float32 {prefix!r}: no tensor of the model starts with it")
-    return {name: torch.float32 if name.startswith(tuple(keep_float32)) else torch.float16 for name in names}
 
 
 def main() -> None:
@@ -50,17 +40,24 @@ def main() -> None:
         help="keep tensors whose names start with PREFIX (e.g. 'flow.') in float32; repeatable",
     )
     args = parser.parse_args()
+
+    def copy_precision(model: nn.Module) -> dict[str, torch.dtype]:
+        try:
+            return float16_except(model, args.keep_float32)
+        except ValueError as exc:
+            raise SystemExit(f"--keep-float32: {exc}") from None
+
     config = json.loads((args.source / CONFIG_FILE).read_text())
     card_path = args.source / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else None
     name = str(config["name"])
     if config.get("kind") == IFADIT_KIND:
         model, source_id, _ = load_ifadit(args.source)
-        dtypes = copy_precision(model, args.keep_float32)
+        dtypes = copy_precision(model)
         copy_id = save_ifadit(model, args.target, name=name, card=card, dtype=dtypes)
     elif config.get("kind") == ID2FACE_KIND:
         id2face, source_id, _ = load_id2face(args.source)
-        dtypes = copy_precision(id2face, args.keep_float32)
+        dtypes = copy_precision(id2face)
         copy_id = save_id2face(id2face, args.target, name=name, card=card, dtype=dtypes)
     else:
         raise SystemExit(

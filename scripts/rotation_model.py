@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ifadit.models.checkpoint import precision_label
+from ifadit.models.checkpoint import float16_except, precision_label
 from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
 from ifadit.models.ifadit_model import IfaditModel
 from ifadit.training.data import load_crops, to_model_range
@@ -57,11 +57,7 @@ def main() -> None:
     base, base_id, _ = load_ifadit(args.base)
     crops = load_crops(args.train_cache, base.config.generator.img_resolution)[: args.fit_faces]
     model = rotation_model(base, args.rotation_dim, to_model_range(crops))
-    dtypes = {
-        name: torch.float32 if name.startswith("flow.") else torch.float16
-        for name in model.state_dict()
-        if not name.startswith("recognizer.")
-    }
+    dtypes = float16_except(model, ["flow."])
     card = {
         "rotation": {
             "base_model_id": base_id,

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -61,6 +61,16 @@ def stored_dtypes(weights: Path) -> dict[str, torch.dtype]:
     measured one)."""
     with safe_open(str(weights), "pt") as tensors:
         return {name: tensors.get_tensor(name).dtype for name in tensors.keys()}  # noqa: SIM118 (safe_open is not a dict)
+
+
+def float16_except(model: nn.Module, keep_float32: Sequence[str]) -> dict[str, torch.dtype]:
+    """A per-tensor precision for `model`: float16, float32 for the tensors whose names start with one of
+    `keep_float32`. A prefix that names no tensor raises ValueError (a typo would round the flow silently)."""
+    names = list(model.state_dict())
+    for prefix in keep_float32:
+        if not any(name.startswith(prefix) for name in names):
+            raise ValueError(f"no tensor of the model starts with {prefix!r}")
+    return {name: torch.float32 if name.startswith(tuple(keep_float32)) else torch.float16 for name in names}
 
 
 def precision_label(dtypes: Mapping[str, torch.dtype]) -> str:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from ifadit.errors import ModelError
-from ifadit.models.checkpoint import precision_label, stored_dtypes
+from ifadit.models.checkpoint import float16_except, precision_label, stored_dtypes
 from ifadit.models.flow import condition_from_key
 from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
 from ifadit.models.ifadit_model import PLAUSIBLE_NORM, IfaditConfig, plausible_code
@@ -116,6 +116,9 @@ def test_mixed_precision_copy_keeps_the_flow_exact_and_rounds_the_rest(tmp_path:
     model = tiny_model()
     names = [name for name in model.state_dict() if not name.startswith("recognizer.")]
     dtypes = {name: torch.float32 if name.startswith("flow.") else torch.float16 for name in names}
+    assert {k: v for k, v in float16_except(model, ["flow."]).items() if k in dtypes} == dtypes
+    with pytest.raises(ValueError, match="no tensor of the model starts with 'flw.'"):
+        float16_except(model, ["flw."])
     mid = save_ifadit(model, tmp_path / "m", name="tiny", dtype=dtypes)
     weights = tmp_path / "m" / "model.safetensors"
     assert stored_dtypes(weights) == dtypes
