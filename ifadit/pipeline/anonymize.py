@@ -87,11 +87,11 @@ class ManifestStamp:
     backend: str
     vault_id: str
     signing_key_id: str  # fingerprint of the vault's Ed25519 public key
+    mask_scale: float  # the face ellipse this run pastes (`mask_scale_for`), recorded in every manifest
     key_handle: str | None = None
     key_version: int | None = None
     model_id: str | None = None
     model_sha256: str | None = None
-    mask_scale: float | None = None  # the face ellipse this run pastes (`mask_scale_for`)
     tool_version: str = __version__
 
     def manifest(self, pixels_sha256: str, faces: Sequence[FaceRecord]) -> Manifest:
@@ -139,8 +139,8 @@ class RunContext:
 
     @property
     def mask_scale(self) -> float:
-        """The face ellipse this run pastes: the option, or the backend's default."""
-        return mask_scale_for(self.backend, self.options.mask_scale)
+        """The face ellipse this run pastes: the one its manifests record (the stamp's)."""
+        return self.stamp.mask_scale
 
     @property
     def material(self) -> bytes | None:
