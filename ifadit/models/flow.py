@@ -151,27 +151,30 @@ class KeyedFlow(nn.Module):
             raise ValueError(f"conditions must be [N, {size}] or [{size}]")
         return c
 
-    def _rotation(self, c: torch.Tensor) -> torch.Tensor:
+    def _rotation(self, c: torch.Tensor, n: int) -> torch.Tensor:
+        """The rotations [n, m, m] of conditions `c` (checked): one QR for a single condition [size] shared by
+        the batch, one per row for [n, size]."""
         m = self.config.rotation_dim
-        return haar_orthogonal(c[:, self.config.cond_dim :].reshape(-1, m, m))
+        gaussian = c[..., self.config.cond_dim :].reshape(-1, m, m)
+        return haar_orthogonal(gaussian).expand(n, m, m) if c.ndim == 1 else haar_orthogonal(gaussian)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Surrogate codes F(z ; c): the keyed rotation (if any), then the coupling blocks."""
-        c = self._check(z, c)
+        rows = self._check(z, c)
         if self.rotation is not None:
-            z = self.rotation.turn(z, self._rotation(c))
+            z = self.rotation.turn(z, self._rotation(c, len(z)))
         if self.config.blocks:
-            z, _ = self.inn(z, c=[c[:, : self.config.cond_dim]], jac=False)
+            z, _ = self.inn(z, c=[rows[:, : self.config.cond_dim]], jac=False)
         return z
 
     def inverse(self, z_surrogate: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Original codes F⁻¹(z' ; c)."""
-        c = self._check(z_surrogate, c)
+        rows = self._check(z_surrogate, c)
         z = z_surrogate
         if self.config.blocks:
-            z, _ = self.inn(z, c=[c[:, : self.config.cond_dim]], rev=True, jac=False)
+            z, _ = self.inn(z, c=[rows[:, : self.config.cond_dim]], rev=True, jac=False)
         if self.rotation is not None:
-            z = self.rotation.turn(z, self._rotation(c), inverse=True)
+            z = self.rotation.turn(z, self._rotation(c, len(z)), inverse=True)
         return z
 
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -100,7 +100,7 @@ def test_keyed_rotation_round_trip_is_exact_and_stays_in_the_top_directions() ->
     z = _codes(64)
     c = _conditions(64)
     assert (flow.inverse(flow(z, c), c) - z).abs().max().item() <= 1e-5
-    turned = flow.rotation.turn(z, flow._rotation(c))
+    turned = flow.rotation.turn(z, flow._rotation(c, len(z)))
     span = flow.rotation.colour_top  # [dim, m]
     residual = (turned - z) - (turned - z) @ torch.linalg.pinv(span).T @ span.T
     assert residual.abs().max().item() <= 1e-4  # only the top-m span moved
