@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ifadit.models.flow import haar_orthogonal
+
 LOGVAR_RANGE = (-10.0, 4.0)  # clamp of the posterior log-variance, keeps exp() finite early in training
 
 
@@ -90,5 +92,4 @@ def keyed_rotation(seed: int, dim: int) -> torch.Tensor:
     """A random rotation [dim, dim] (Haar-distributed orthogonal matrix) determined by `seed`."""
     gen = torch.Generator().manual_seed(seed)
     gauss = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
-    q, r = torch.linalg.qr(gauss)
-    return (q * torch.sign(torch.diagonal(r))).to(torch.float32)
+    return haar_orthogonal(gauss[None])[0].to(torch.float32)
