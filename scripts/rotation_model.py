@@ -28,9 +28,8 @@ from ifadit.training.data import load_crops, to_model_range
 def rotation_model(base: IfaditModel, rotation_dim: int, faces: torch.Tensor) -> IfaditModel:
     """`base`'s phase-1 parts with a fresh rotation-only flow fitted on the identity codes of `faces`."""
     flow = replace(base.config.flow, blocks=0, rotation_dim=rotation_dim)
-    torch.manual_seed(
-        0
-    )  # the fresh correction's hidden layers (its output is exactly 0): same build, same id
+    # Seeds the fresh correction's hidden layers (its output is exactly 0): same build, same model id.
+    torch.manual_seed(0)
     model = IfaditModel(replace(base.config, flow=flow), base.generator, base.recognizer)
     for name in ("encoder", "mapper"):
         getattr(model, name).load_state_dict(getattr(base, name).state_dict())
