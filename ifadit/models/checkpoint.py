@@ -73,6 +73,15 @@ def float16_except(model: nn.Module, keep_float32: Sequence[str]) -> dict[str, t
     return {name: torch.float32 if name.startswith(tuple(keep_float32)) else torch.float16 for name in names}
 
 
+def round_to_precision(model: nn.Module, dtypes: Mapping[str, torch.dtype]) -> None:
+    """Round `model`'s tensors in place to the precision `dtypes` will store them at, so that what is measured or
+    fitted on the model is what its saved copy computes (the recognizer, never stored, is left alone)."""
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not name.startswith(RECOGNIZER_PREFIX) and tensor.is_floating_point() and name in dtypes:
+                tensor.copy_(tensor.to(dtypes[name]))
+
+
 def precision_label(dtypes: Mapping[str, torch.dtype]) -> str:
     """'float16' for a file stored in one precision; 'float16 + float32 (prefixes)' for a mixed one, naming the
     top-level modules stored in the less common precision."""

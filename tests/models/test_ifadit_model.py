@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from ifadit.errors import ModelError
-from ifadit.models.checkpoint import float16_except, precision_label, stored_dtypes
+from ifadit.models.checkpoint import float16_except, precision_label, round_to_precision, stored_dtypes
 from ifadit.models.flow import condition_from_key
 from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
 from ifadit.models.ifadit_model import PLAUSIBLE_NORM, IfaditConfig, plausible_code
@@ -161,3 +161,25 @@ def test_plausible_code_keeps_real_codes_and_pulls_far_ones_onto_the_sphere() ->
     kept = plausible_code(far)
     assert torch.allclose(kept.norm(dim=1), torch.full((8,), PLAUSIBLE_NORM * 128**0.5))
     assert torch.allclose(torch.nn.functional.cosine_similarity(kept, far), torch.ones(8))  # direction kept
+
+
+def test_round_to_precision_gives_the_values_a_saved_copy_loads(tmp_path: Path) -> None:
+    """Rounding in place to a per-tensor precision yields exactly what the copy saved at that precision loads,
+    and leaves the (never stored) recognizer alone."""
+    model = tiny_model()
+    dtypes = float16_except(model, ["flow."])
+    recognizer_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("recognizer.")}
+    save_ifadit(model, tmp_path / "m", name="tiny", dtype=dtypes)
+    round_to_precision(model, dtypes)
+    loaded, _, _ = load_ifadit(tmp_path / "m", recognizer=TinyRecognizer())
+    state, rounded = loaded.state_dict(), model.state_dict()
+    assert any(
+        not torch.equal(rounded[k], v)
+        for k, v in tiny_model().state_dict().items()
+        if k.startswith("mapper.")
+    )
+    for name, value in state.items():
+        if not name.startswith("recognizer."):
+            assert torch.equal(value, rounded[name]), name
+    for name, value in recognizer_before.items():
+        assert torch.equal(rounded[name], value), name
