@@ -1,27 +1,33 @@
 """Build an iFADIT model whose keyed flow is the keyed rotation alone, on the phase-1 parts of a trained model.
 
     python scripts/rotation_model.py pretrained/ifadit-64 runs/rot32/model --rotation-dim 32
+    python scripts/rotation_model.py runs/enc64/model runs/rot40c/model --rotation-dim 40 --correction-draws 2
 
 The new model keeps the base model's attribute encoder, mapper, identity statistics and generator; its flow
 has no coupling blocks and a `KeyedRotation` of the top `--rotation-dim` principal directions, fitted on the
 standardised identity codes of the first `--fit-faces` crops of the training cache; its re-read correction is
-the identity map (the base's was trained for the base's flow). Nothing is trained, so the build is quick and
-deterministic (same base and faces, same model id). Tensors are stored float16 except the flow's (float32), like `float16_copy.py --keep-float32
-flow.`; measure the result with scripts/eval_ifadit.py before shipping it.
+the identity map (the base's was trained for the base's flow), or with `--correction-draws N` fitted by
+regression on every training crop rendered under N random keys (`ifadit.training.correction`: the one trained
+part, with a held-out split of the faces). The build is deterministic (same base and faces, same model id).
+Tensors are stored float16 except the flow's (float32), and the correction's when fitted, like
+`float16_copy.py --keep-float32 flow. [--keep-float32 correction.]`; measure the result with
+scripts/eval_ifadit.py before shipping it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from ifadit.models.checkpoint import float16_except, precision_label
+from ifadit.models.checkpoint import float16_except, precision_label, round_to_precision
 from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
 from ifadit.models.ifadit_model import IfaditModel
+from ifadit.training.correction import correction_pairs, fit_correction
 from ifadit.training.data import load_crops, to_model_range
 
 
@@ -52,21 +58,41 @@ def main() -> None:
     parser.add_argument(
         "--fit-faces", type=int, default=2000, help="training crops the whitening is fitted on"
     )
+    parser.add_argument(
+        "--correction-draws",
+        type=int,
+        default=0,
+        help="random keys per training crop for fitting the re-read correction (0: identity map)",
+    )
+    parser.add_argument("--correction-steps", type=int, default=3000, help="Adam steps of that fit")
     args = parser.parse_args()
     base, base_id, _ = load_ifadit(args.base)
-    crops = load_crops(args.train_cache, base.config.generator.img_resolution)[: args.fit_faces]
-    model = rotation_model(base, args.rotation_dim, to_model_range(crops))
-    dtypes = float16_except(model, ["flow."])
-    card = {
-        "rotation": {
-            "base_model_id": base_id,
-            "rotation_dim": args.rotation_dim,
-            "fit_faces": len(crops),
-            "train_cache": str(args.train_cache),
-            "command": "python scripts/rotation_model.py "
-            f"{args.base} {args.target} --rotation-dim {args.rotation_dim} --fit-faces {args.fit_faces}",
-        },
+    # The new model stores its phase-1 parts in float16: fit the rotation and correction on those values.
+    round_to_precision(base, float16_except(base, ["flow."]))
+    crops = load_crops(args.train_cache, base.config.generator.img_resolution)
+    model = rotation_model(base, args.rotation_dim, to_model_range(crops[: args.fit_faces]))
+    command = (
+        f"python scripts/rotation_model.py {args.base} {args.target} --rotation-dim {args.rotation_dim} "
+        f"--fit-faces {args.fit_faces}"
+    )
+    rotation: dict[str, object] = {
+        "base_model_id": base_id,
+        "rotation_dim": args.rotation_dim,
+        "fit_faces": min(args.fit_faces, len(crops)),
+        "train_cache": str(args.train_cache),
     }
+    if args.correction_draws:
+        with tqdm(total=len(crops) * args.correction_draws, desc="render pairs", unit="face") as bar:
+            pairs = correction_pairs(model, crops, args.correction_draws, base_id, on_batch=bar.update)
+        fit = fit_correction(model, pairs, steps=args.correction_steps)
+        rotation["correction"] = {
+            "draws": args.correction_draws,
+            "steps": args.correction_steps,
+            **asdict(fit),
+        }
+        command += f" --correction-draws {args.correction_draws} --correction-steps {args.correction_steps}"
+    card = {"rotation": {**rotation, "command": command}}
+    dtypes = float16_except(model, ["flow.", "correction."] if args.correction_draws else ["flow."])
     model_id = save_ifadit(model, args.target, name="ifadit", card=card, dtype=dtypes)
     print(f"{base_id} -> {model_id} in {args.target} ({precision_label(dtypes)})")
     print(json.dumps(card["rotation"]))

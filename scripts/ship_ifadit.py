@@ -4,12 +4,14 @@
         [--model runs/flow64/model16]
     python scripts/ship_ifadit.py runs/ft1 runs/ft2 --base-model pretrained/ifadit-64 --eval runs/ft2-eval.json
     python scripts/ship_ifadit.py --model runs/rot32/model --base-model pretrained/ifadit-64 --eval runs/rot32.json
+    python scripts/ship_ifadit.py --model runs/rot40c/model --encoder-run runs/enc64 --eval runs/rot40c.json
 
 Phase 2 may come in stages: several runs in training order, each started (`--encoder`) from the one before's
 model/, the first from a phase-1 run (`--encoder-run`) or from a shipped model (`--base-model`, whose card
 gives phase 1 and the phase-2 steps before these runs; read before its folder is overwritten). With no runs,
-`--model` is a rotation model built by scripts/rotation_model.py on `--base-model`'s phase-1 parts: its keyed
-rotation replaces phase 2, and the card says so.
+`--model` is a rotation model built by scripts/rotation_model.py on the phase-1 parts of `--base-model` or of
+the phase-1 run `--encoder-run`: its keyed rotation (and fitted correction, if any) replaces phase 2, and the
+card says so.
 
 Shipped files stay under 16 MiB each: ship a float16 copy of the run's model (`scripts/float16_copy.py`,
 with `--keep-float32 flow. --keep-float32 correction.` for a flow trained on a float16 base) and measure that
@@ -137,11 +139,20 @@ def phase2_markdown(phase2: dict[str, Any]) -> str:
     a rotation model, how its keyed rotation was fitted instead."""
     if "rotation" in phase2:
         rotation = phase2["rotation"]
+        fitted = rotation.get("correction")
+        correction = (
+            f"the re-read correction was fitted by regression on every training crop rendered under "
+            f"{fitted['draws']} random keys ({fitted['fit_pairs']:,} pairs, best of {fitted['steps']} steps at "
+            f"step {fitted['best_step']}; median held-out re-read error {fitted['heldout_before']:.3f} -> "
+            f"{fitted['heldout_after']:.3f} descriptor units)"
+            if fitted
+            else "the re-read correction is the identity map"
+        )
         return (
             f"- No phase 2: the keyed flow is a keyed rotation of the top {rotation['rotation_dim']} principal "
-            f"directions of the whitened identity code (no coupling blocks, nothing trained), fitted on the codes "
-            f"of {rotation['fit_faces']:,} training crops; the re-read correction is the identity map. Encoder, "
-            f"mapper and generator are those of `{rotation['base_model_id']}` (phase 1 above).\n"
+            f"directions of the whitened identity code (no coupling blocks), fitted on the codes of "
+            f"{rotation['fit_faces']:,} training crops; {correction}. Encoder, mapper and generator are those of "
+            f"`{rotation['base_model_id']}` (phase 1 above).\n"
             f"  Command: `{rotation['command']}`"
         )
     lines = [
@@ -286,8 +297,8 @@ def main() -> None:
     )
     parser.add_argument("--note", default="", help="one more line for the card's Training section")
     args = parser.parse_args()
-    if not args.runs and (args.model is None or args.base_model is None):
-        parser.error("without phase-2 runs, name the rotation model (--model) and its --base-model")
+    if not args.runs and args.model is None:
+        parser.error("without phase-2 runs, name the rotation model (--model)")
 
     source = args.model or args.runs[-1] / "model"
     model, run_model_id, _ = load_ifadit(source)
@@ -311,6 +322,12 @@ def main() -> None:
         phase2 = phase2_stages(args.encoder_run or args.base_model, args.runs, base)
     else:
         phase2 = {"rotation": json.loads((source / "model_card.json").read_text())["rotation"]}
+        lineage_folder = args.base_model or args.encoder_run / "model"
+        lineage_id = load_ifadit(lineage_folder)[1]
+        if phase2["rotation"]["base_model_id"] != lineage_id:
+            raise SystemExit(
+                f"{source}: built on {phase2['rotation']['base_model_id']}, not on {lineage_folder} ({lineage_id})"
+            )
     card = {
         "training_data": TRAINING_DATA,
         "data": DATA,
