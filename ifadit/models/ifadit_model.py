@@ -13,6 +13,7 @@ buffers estimated on training crops (saved with the model). Rendering uses no pe
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,23 @@ def plausible_code(z_id: torch.Tensor) -> torch.Tensor:
     return z_id * (limit / z_id.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
 
 
+def uint8_levels(img: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] rounded to the 256 levels a published uint8 image has."""
+    return ((img.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
+def refine_reading(
+    observed: torch.Tensor, read_back: Callable[[torch.Tensor], torch.Tensor], steps: int
+) -> torch.Tensor:
+    """`steps` fixed-point steps e <- e + observed - read_back(e) from e = observed, towards the code whose
+    read-back is `observed`; they converge where `read_back` is close enough to the identity (the spectral
+    radius of I minus its Jacobian below 1), as the 64 px render-and-read is for surrogate codes."""
+    estimate = observed
+    for _ in range(steps):
+        estimate = estimate + observed - read_back(estimate)
+    return estimate
+
+
 @dataclass(frozen=True)
 class IfaditConfig:
     """Architecture of an `IfaditModel`; saved as config.json beside the weights."""
@@ -58,8 +76,14 @@ class IfaditConfig:
     flow: FlowConfig
     correction_hidden: int = 256  # hidden width of the re-read correction
     recognizer: str = TORCH_DLIB  # frozen identity recognizer; only TORCH_DLIB loads without being passed in
+    # Restore: times the re-read surrogate code is refined by rendering it again (`IfaditModel.reread`). Not
+    # part of the model id (the weights' digest): it changes how closely a restore comes back, not what a key
+    # means, and it needs no key.
+    reread_refinements: int = 0
 
     def __post_init__(self) -> None:
+        if self.reread_refinements < 0:
+            raise ValueError(f"reread_refinements must be 0 or more, got {self.reread_refinements}")
         res, id_dim = self.generator.img_resolution, self.flow.dim
         if self.encoder.resolution != res:
             raise ValueError(f"encoder resolution {self.encoder.resolution} != generator resolution {res}")
@@ -174,9 +198,21 @@ class IfaditModel(nn.Module):
         return self.flow(z_id, c)
 
     def reread(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(corrected surrogate code, z_attr) read back from anonymized crops."""
+        """(surrogate code, z_attr) read back from anonymized crops.
+
+        The corrected re-read, then `config.reread_refinements` fixed-point steps on render-and-read: the
+        estimate is rendered with the crops' attributes, rounded to uint8 as published, and moved by what
+        separates that render's corrected re-read from the crops'. Measured on `ifadit-0cf8c635a3ae` (reid sets,
+        one key per face): median code error 0.375 / 0.406 (descriptor units) read once, 0.322 / 0.342 after
+        two steps. Only public parts take part (no key), so a wrong key gains nothing from it.
+        """
         z_read, z_attr = self.encode(img)
-        return self.correction(z_read), z_attr
+
+        def read_back(code: torch.Tensor) -> torch.Tensor:
+            published = uint8_levels(self.render(code, z_attr))
+            return self.correction(self.standardise(self.descriptor(published)))
+
+        return refine_reading(self.correction(z_read), read_back, self.config.reread_refinements), z_attr
 
     def anonymize(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Anonymized crops under condition `c`: same attributes, surrogate identity."""

@@ -45,7 +45,7 @@ from torch import nn
 
 from ifadit.models.flow import condition_from_key, flip_bit
 from ifadit.models.ifadit_checkpoint import load_ifadit
-from ifadit.models.ifadit_model import IfaditModel, plausible_code
+from ifadit.models.ifadit_model import IfaditModel, plausible_code, uint8_levels
 from ifadit.training import ifadit_losses as L
 from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, to_model_range
@@ -90,8 +90,7 @@ def augment_view(x: torch.Tensor, shift: int, jitter: float) -> torch.Tensor:
 
 def quantize(img: torch.Tensor) -> torch.Tensor:
     """Round to the 256 levels of a uint8 image; gradients pass straight through."""
-    levels = ((img.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
-    return img + (levels - img).detach()
+    return img + (uint8_levels(img) - img).detach()
 
 
 def phase2_losses(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,7 +15,14 @@ from ifadit.errors import ModelError
 from ifadit.models.checkpoint import float16_except, precision_label, round_to_precision, stored_dtypes
 from ifadit.models.flow import condition_from_key
 from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
-from ifadit.models.ifadit_model import PLAUSIBLE_NORM, IfaditConfig, plausible_code
+from ifadit.models.ifadit_model import (
+    PLAUSIBLE_NORM,
+    IfaditConfig,
+    IfaditModel,
+    plausible_code,
+    refine_reading,
+    uint8_levels,
+)
 from tests.ifadit_support import ID_DIM, RES, TinyRecognizer, astronaut_crops, tiny_model, to_img
 
 
@@ -183,3 +191,44 @@ def test_round_to_precision_gives_the_values_a_saved_copy_loads(tmp_path: Path) 
             assert torch.equal(value, rounded[name]), name
     for name, value in recognizer_before.items():
         assert torch.equal(rounded[name], value), name
+
+
+def test_refine_reading_solves_a_contracting_read_back() -> None:
+    """On a linear read-back A e + b with A near the identity, each step shrinks the distance to the code whose
+    read-back is the observation, geometrically; zero steps return the observation itself."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.eye(6, dtype=torch.float64) * 0.8 + 0.05 * torch.randn(
+        6, 6, generator=generator, dtype=torch.float64
+    )
+    b = torch.randn(6, generator=generator, dtype=torch.float64)
+    truth = torch.randn(3, 6, generator=generator, dtype=torch.float64)
+    observed = truth @ a.T + b
+
+    def read_back(code: torch.Tensor) -> torch.Tensor:
+        return code @ a.T + b
+
+    assert torch.equal(refine_reading(observed, read_back, 0), observed)
+    errors = [float((refine_reading(observed, read_back, k) - truth).norm()) for k in range(6)]
+    assert all(later < 0.5 * earlier for earlier, later in zip(errors, errors[1:], strict=False))
+
+
+def test_reread_refinements_run_the_model_render_and_read() -> None:
+    """`reread_refinements` = 1 moves the corrected re-read by the gap between it and the corrected re-read of
+    its own published render; 0 is one corrected read; old configs without the field load with 0."""
+    base = tiny_model()
+    faces = to_img(np.full((2, RES, RES, 3), 90, np.uint8))
+    config = dataclasses.replace(base.config, reread_refinements=1)
+    refined = IfaditModel(config, base.generator, base.recognizer)
+    refined.load_state_dict(base.state_dict())
+    refined.eval()
+    with torch.no_grad():
+        z_read, z_attr = base.encode(faces)
+        once = base.correction(z_read)
+        again = base.correction(base.standardise(base.descriptor(uint8_levels(base.render(once, z_attr)))))
+        assert torch.equal(base.reread(faces)[0], once)
+        assert torch.allclose(refined.reread(faces)[0], 2 * once - again, atol=1e-6)
+        assert not torch.allclose(refined.reread(faces)[0], once, atol=1e-4)
+    old = {k: v for k, v in base.config.to_dict().items() if k != "reread_refinements"}
+    assert IfaditConfig.from_dict(old).reread_refinements == 0
+    with pytest.raises(ValueError, match="reread_refinements must be 0 or more"):
+        dataclasses.replace(base.config, reread_refinements=-1)
