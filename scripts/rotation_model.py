@@ -4,16 +4,17 @@
     python scripts/rotation_model.py runs/enc64/model runs/rot40c/model --rotation-dim 40 --correction-draws 2 \\
         --reread-refinements 2
 
-The new model keeps the base model's attribute encoder, mapper, identity statistics and generator; its flow
-has no coupling blocks and a `KeyedRotation` of the top `--rotation-dim` principal directions, fitted on the
-standardised identity codes of the first `--fit-faces` crops of the training cache; its re-read correction is
-the identity map (the base's was trained for the base's flow), or with `--correction-draws N` fitted by
-regression on every training crop rendered under N random keys (`ifadit.training.correction`: the one trained
-part, with a held-out split of the faces); `--reread-refinements K` sets how many render-and-read steps restore
-spends on the re-read surrogate code (`IfaditModel.reread`; config only, not part of the model id). The
-build is deterministic (same base and faces, same model id). Tensors are stored float16 except the flow's
-(float32), and the correction's when fitted, like `float16_copy.py --keep-float32 flow. [--keep-float32
-correction.]`; measure the result with scripts/eval_ifadit.py before shipping it.
+The new model keeps the base model's attribute encoder, mapper, identity statistics and generator. Its flow
+has no coupling blocks and a `KeyedRotation` of the top `--rotation-dim` principal directions, lengthened
+`--rotation-gain` times, fitted on the standardised identity codes of the first `--fit-faces` crops of the
+training cache. Its re-read correction is the identity map (the base's was trained for the base's flow), or
+with `--correction-draws N` fitted by regression on every training crop rendered under N random keys
+(`ifadit.training.correction`: the one trained part, with a held-out split of the faces).
+`--reread-refinements K` sets how many render-and-read steps restore spends on the re-read surrogate code
+(`IfaditModel.reread`; config only, not part of the model id). The build is deterministic (same base and
+faces, same model id). Tensors are stored float16 except the flow's (float32), and the correction's when
+fitted, like `float16_copy.py --keep-float32 flow. [--keep-float32 correction.]`; measure the result with
+scripts/eval_ifadit.py before shipping it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ from ifadit.training.data import load_crops, to_model_range
 
 
 def rotation_model(
-    base: IfaditModel, rotation_dim: int, faces: torch.Tensor, reread_refinements: int = 0
+    base: IfaditModel,
+    rotation_dim: int,
+    faces: torch.Tensor,
+    reread_refinements: int = 0,
+    rotation_gain: float = 1.0,
 ) -> IfaditModel:
     """`base`'s phase-1 parts with a fresh rotation-only flow fitted on the identity codes of `faces`."""
     flow = replace(base.config.flow, blocks=0, rotation_dim=rotation_dim)
@@ -48,7 +53,7 @@ def rotation_model(
     with torch.no_grad():
         codes = torch.cat([model.encode(batch)[0] for batch in faces.split(64)])
     assert model.flow.rotation is not None
-    model.flow.rotation.fit(codes)
+    model.flow.rotation.fit(codes, rotation_gain)
     return model.eval()
 
 
@@ -59,6 +64,12 @@ def main() -> None:
     parser.add_argument("base", type=Path, help="trained iFADIT model folder whose phase-1 parts are kept")
     parser.add_argument("target", type=Path, help="folder to write the new model to (created)")
     parser.add_argument("--rotation-dim", type=int, default=32, help="principal directions the key turns")
+    parser.add_argument(
+        "--rotation-gain",
+        type=float,
+        default=1.0,
+        help="length factor of the turned coordinates (1: a pure rotation; >1: more distinctive surrogates)",
+    )
     parser.add_argument("--train-cache", type=Path, default=Path("cache/celeba-train-64.npz"))
     parser.add_argument(
         "--fit-faces", type=int, default=2000, help="training crops the whitening is fitted on"
@@ -82,15 +93,20 @@ def main() -> None:
     round_to_precision(base, float16_except(base, ["flow."]))
     crops = load_crops(args.train_cache, base.config.generator.img_resolution)
     model = rotation_model(
-        base, args.rotation_dim, to_model_range(crops[: args.fit_faces]), args.reread_refinements
+        base,
+        args.rotation_dim,
+        to_model_range(crops[: args.fit_faces]),
+        args.reread_refinements,
+        args.rotation_gain,
     )
     command = (
         f"python scripts/rotation_model.py {args.base} {args.target} --rotation-dim {args.rotation_dim} "
-        f"--fit-faces {args.fit_faces} --reread-refinements {args.reread_refinements}"
+        f"--rotation-gain {args.rotation_gain:g} --fit-faces {args.fit_faces} --reread-refinements {args.reread_refinements}"
     )
     rotation: dict[str, object] = {
         "base_model_id": base_id,
         "rotation_dim": args.rotation_dim,
+        "rotation_gain": args.rotation_gain,
         "fit_faces": min(args.fit_faces, len(crops)),
         "train_cache": str(args.train_cache),
         "reread_refinements": args.reread_refinements,

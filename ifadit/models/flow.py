@@ -14,7 +14,10 @@ With `rotation_dim` m > 0 the flow first applies a keyed rotation (`KeyedRotatio
 directions of the whitened identity codes are turned by an orthogonal matrix drawn from the key (the last
 m*m entries of the condition), the other directions pass unchanged. It needs no training, sends every key
 to a fresh point of the code distribution, and carries the re-read error of a rendered surrogate back
-unamplified; m keeps the rotation inside the directions the decoder renders (docs/model.md, session 7).
+unamplified; m keeps the rotation inside the directions the decoder renders (docs/model.md, session 7). A
+gain s ≥ 1 (a stored buffer, so part of the model id) lengthens the turned coordinates s times: surrogates
+a little more distinctive than the average face, so two keys' surrogates and the original lie further
+apart, and a re-read error comes back divided by s (docs/model.md, session 8).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import FrEIA.framework as Ff
 import FrEIA.modules as Fm
@@ -87,16 +91,17 @@ def haar_orthogonal(gaussian: torch.Tensor) -> torch.Tensor:
 
 
 class KeyedRotation(nn.Module):
-    """z -> z + C_m (Q - I) W_m (z - mean): the top m whitened principal coordinates turned by Q.
+    """z -> z + C_m (s Q - I) W_m (z - mean): the top m whitened principal coordinates turned by Q, times s.
 
     W_m [m, dim] are the top m rows of the whitening of the codes it was fitted on, C_m [dim, m] the matching
-    columns of its inverse (W_m C_m = I), so the map is exactly invertible with Q transposed and touches only
-    the span of C_m. Unfitted (fresh) it is the identity map.
+    columns of its inverse (W_m C_m = I), so the map is exactly invertible (Q transposed, divided by the gain
+    s) and touches only the span of C_m. Unfitted (fresh) it is the identity map.
     """
 
     code_mean: torch.Tensor  # [dim] mean of the fitted codes
     whiten_top: torch.Tensor  # [m, dim] W_m
     colour_top: torch.Tensor  # [dim, m] C_m
+    gain: torch.Tensor  # [] s, 1 for a pure rotation
 
     def __init__(self, dim: int, m: int) -> None:
         super().__init__()
@@ -104,9 +109,17 @@ class KeyedRotation(nn.Module):
         self.register_buffer("code_mean", torch.zeros(dim))
         self.register_buffer("whiten_top", torch.zeros(m, dim))
         self.register_buffer("colour_top", torch.zeros(dim, m))
+        self.register_buffer("gain", torch.ones(()))
 
-    def fit(self, codes: torch.Tensor) -> None:
+    def _load_from_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any) -> None:
+        # Models saved before the gain existed stored none: they are pure rotations.
+        state_dict.setdefault(prefix + "gain", torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def fit(self, codes: torch.Tensor, gain: float = 1.0) -> None:
         """Whitening from identity codes [N, dim] (N > dim), e.g. standardised codes of training faces."""
+        if gain < 1.0:
+            raise ValueError(f"the rotation gain must be at least 1 (a pure rotation), got {gain}")
         mean = codes.double().mean(0)
         values, vectors = torch.linalg.eigh(torch.cov((codes.double() - mean).T))
         top_values, top_vectors = values.flip(0)[: self.m], vectors.flip(1)[:, : self.m]
@@ -114,12 +127,16 @@ class KeyedRotation(nn.Module):
             self.code_mean.copy_(mean)
             self.whiten_top.copy_((top_vectors / top_values.sqrt()).T)
             self.colour_top.copy_(top_vectors * top_values.sqrt())
+            self.gain.fill_(gain)
 
     def turn(self, z: torch.Tensor, rotation: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-        """`z` [N, dim] with its top coordinates turned by `rotation` [N, m, m] (transposed when `inverse`)."""
+        """`z` [N, dim] with its top coordinates turned by `rotation` [N, m, m] and scaled by the gain (both
+        undone when `inverse`)."""
         u = (z - self.code_mean) @ self.whiten_top.T
-        q = rotation.transpose(-1, -2) if inverse else rotation
-        turned = torch.einsum("nij,nj->ni", q, u)
+        if inverse:
+            turned = torch.einsum("nij,nj->ni", rotation.transpose(-1, -2), u / self.gain)
+        else:
+            turned = self.gain * torch.einsum("nij,nj->ni", rotation, u)
         return z + (turned - u) @ self.colour_top.T
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -140,3 +142,39 @@ def test_unfitted_rotation_is_the_identity_and_bad_sizes_are_refused() -> None:
         FlowConfig(dim=128, cond_dim=64, rotation_dim=45)
     longest = FlowConfig(dim=128, cond_dim=64, rotation_dim=44)
     assert condition_from_key(_key(1), "m1", longest.condition_size).shape == (longest.condition_size,)
+
+
+def test_rotation_gain_scales_the_turned_coordinates_and_still_inverts() -> None:
+    """With gain s the top-m whitened coordinates come out s times longer (turned), the inverse is exact, and
+    a re-read error added to a surrogate comes back divided by s there."""
+    flow = KeyedFlow(dataclasses.replace(ROTATING, blocks=0))
+    assert flow.rotation is not None
+    flow.rotation.fit(_codes(), gain=1.5)
+    z, c = _codes(64), _conditions(64)
+    surrogate = flow(z, c)
+    assert (flow.inverse(surrogate, c) - z).abs().max().item() <= 1e-5
+    rotation = flow.rotation
+
+    def whitened(codes: torch.Tensor) -> torch.Tensor:
+        return (codes - rotation.code_mean) @ rotation.whiten_top.T
+
+    assert torch.allclose(whitened(surrogate).norm(dim=1), 1.5 * whitened(z).norm(dim=1), atol=1e-4)
+    error = 0.1 * rotation.colour_top @ torch.randn(rotation.m)  # a re-read error inside the turned span
+    restored = flow.inverse(surrogate + error, c)
+    assert torch.allclose(
+        whitened(restored - z + rotation.code_mean).norm(dim=1),
+        whitened(error + rotation.code_mean).norm().expand(64) / 1.5,
+        atol=1e-4,
+    )
+    with pytest.raises(ValueError, match="gain must be at least 1"):
+        rotation.fit(_codes(), gain=0.9)
+
+
+def test_rotation_saved_before_the_gain_loads_as_a_pure_rotation() -> None:
+    flow = _rotating_flow()
+    state = {k: v for k, v in flow.state_dict().items() if k != "rotation.gain"}
+    fresh = KeyedFlow(ROTATING)
+    fresh.load_state_dict(state)
+    assert fresh.rotation is not None and fresh.rotation.gain.item() == 1.0
+    z, c = _codes(8), _conditions(8)
+    assert torch.equal(fresh(z, c), flow(z, c))
