@@ -35,7 +35,12 @@ from typing import Any
 
 import torch
 
-from ifadit.models.checkpoint import load_generator, precision_label, stored_dtypes
+from ifadit.models.checkpoint import (
+    load_generator,
+    precision_label,
+    round_to_precision,
+    stored_dtypes,
+)
 from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config, save_ifadit
 from ifadit.models.ifadit_model import IfaditModel
 from ifadit.models.pretrained_index import record_shipped
@@ -74,10 +79,15 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return ours.keys() == theirs.keys() and all(torch.equal(ours[k].float(), theirs[k].float()) for k in ours)
 
 
-def generator_model_id(model: IfaditModel, folder: Path) -> str:
-    """The model id of generator folder `folder`, after checking that `model` carries exactly its weights (the
-    folder may have been replaced by a later version since phase 1 read it)."""
+def generator_model_id(model: IfaditModel, folder: Path, stored: dict[str, torch.dtype]) -> str:
+    """The model id of generator folder `folder`, after checking that `model` carries exactly its weights, at
+    the precision the model stores them (`stored`, per tensor; the folder may have been replaced by a later
+    version since phase 1 read it)."""
     generator, generator_id = load_generator(folder)
+    prefix = "generator."
+    round_to_precision(
+        generator, {k.removeprefix(prefix): v for k, v in stored.items() if k.startswith(prefix)}
+    )
     if not same_weights(model.generator, generator):
         raise SystemExit(f"{folder}: not the generator inside this model; name the folder phase 1 read")
     return generator_id
@@ -148,11 +158,19 @@ def phase2_markdown(phase2: dict[str, Any]) -> str:
             if fitted
             else "the re-read correction is the identity map"
         )
+        gain = float(rotation.get("rotation_gain", 1.0))
+        refinements = int(rotation.get("reread_refinements", 0))
         return (
             f"- No phase 2: the keyed flow is a keyed rotation of the top {rotation['rotation_dim']} principal "
-            f"directions of the whitened identity code (no coupling blocks), fitted on the codes of "
-            f"{rotation['fit_faces']:,} training crops; {correction}. Encoder, mapper and generator are those of "
-            f"`{rotation['base_model_id']}` (phase 1 above).\n"
+            f"directions of the whitened identity code (no coupling blocks"
+            + (f"; turned coordinates lengthened {gain:g} times" if gain != 1.0 else "")
+            + f"), fitted on the codes of {rotation['fit_faces']:,} training crops; {correction}"
+            + (
+                f"; restore refines the re-read surrogate code with {refinements} render-and-read steps"
+                if refinements
+                else ""
+            )
+            + f". Encoder, mapper and generator are those of `{rotation['base_model_id']}` (phase 1 above).\n"
             f"  Command: `{rotation['command']}`"
         )
     lines = [
@@ -227,7 +245,7 @@ def card_markdown(
 
 The reversible iFADIT anonymizer for ifadit's canonical 64 px face crop (`{model_id}`): identity code from the
 torch port of dlib's ResNet (frozen), attribute encoder and mapper to the W+ space of the frozen StyleGAN2
-decoder `{generator_id}` (phase 1 read it from `{generator}`; a copy is inside these weights), {flow_text},
+decoder `{generator_id}` (phase 1 read it from `{generator}`; a copy is inside these weights, at their precision), {flow_text},
 and the re-read correction used by restore. Architecture and losses: [docs/model.md](../../docs/model.md).
 
 ## Training
@@ -302,6 +320,7 @@ def main() -> None:
 
     source = args.model or args.runs[-1] / "model"
     model, run_model_id, _ = load_ifadit(source)
+    dtypes = stored_dtypes(source / "model.safetensors")
     name = str(read_ifadit_config(source).get("name", "ifadit"))
     evaluation = json.loads(args.eval.read_text())
     if evaluation["model_id"] != run_model_id:
@@ -312,7 +331,7 @@ def main() -> None:
         encoder_run = run_summary(args.encoder_run)
         phase1 = {k: v for k, v in encoder_run.items() if k != "options"}
         phase1["generator"] = encoder_run["options"]["generator"]
-        generator_id = generator_model_id(model, Path(phase1["generator"]))
+        generator_id = generator_model_id(model, Path(phase1["generator"]), dtypes)
         base = None
     else:
         base = json.loads((args.base_model / "model_card.json").read_text())
@@ -338,7 +357,6 @@ def main() -> None:
         "acceptance": evaluation["sets"],
     }
     folder = args.pretrained / NAME
-    dtypes = stored_dtypes(source / "model.safetensors")
     model_id = save_ifadit(model, folder, name=name, card=card, dtype=dtypes)
     if model_id != run_model_id:
         raise SystemExit(f"{folder}: shipped weights hash to {model_id}, the run's to {run_model_id}")
