@@ -82,13 +82,6 @@ def main() -> None:
     )
     parser.add_argument("--correction-steps", type=int, default=3000, help="Adam steps of that fit")
     parser.add_argument(
-        "--correction-paste-scale",
-        type=float,
-        default=None,
-        help="paste the augmented draws' renders into their crops at this face-ellipse scale, as the "
-        "pipeline does (e.g. 1.3, the reversible default)",
-    )
-    parser.add_argument(
         "--reread-refinements",
         type=int,
         default=0,
@@ -108,8 +101,7 @@ def main() -> None:
     )
     command = (
         f"python scripts/rotation_model.py {args.base} {args.target} --rotation-dim {args.rotation_dim} "
-        f"--rotation-gain {args.rotation_gain:g} --fit-faces {args.fit_faces} "
-        f"--reread-refinements {args.reread_refinements}"
+        f"--rotation-gain {args.rotation_gain:g} --fit-faces {args.fit_faces} --reread-refinements {args.reread_refinements}"
     )
     rotation: dict[str, object] = {
         "base_model_id": base_id,
@@ -121,14 +113,7 @@ def main() -> None:
     }
     if args.correction_draws:
         with tqdm(total=len(crops) * args.correction_draws, desc="render pairs", unit="face") as bar:
-            pairs = correction_pairs(
-                model,
-                crops,
-                args.correction_draws,
-                base_id,
-                on_batch=bar.update,
-                paste_scale=args.correction_paste_scale,
-            )
+            pairs = correction_pairs(model, crops, args.correction_draws, base_id, on_batch=bar.update)
         fit = fit_correction(model, pairs, steps=args.correction_steps)
         rotation["correction"] = {
             "draws": args.correction_draws,
@@ -136,9 +121,6 @@ def main() -> None:
             **asdict(fit),
         }
         command += f" --correction-draws {args.correction_draws} --correction-steps {args.correction_steps}"
-        if args.correction_paste_scale is not None:
-            rotation["correction"]["paste_scale"] = args.correction_paste_scale  # type: ignore[index]
-            command += f" --correction-paste-scale {args.correction_paste_scale:g}"
     card = {"rotation": {**rotation, "command": command}}
     dtypes = float16_except(model, ["flow.", "correction."] if args.correction_draws else ["flow."])
     model_id = save_ifadit(model, args.target, name="ifadit", card=card, dtype=dtypes)

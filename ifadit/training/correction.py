@@ -9,10 +9,7 @@ from a fixed set of examples instead of a fresh render per step:
 
   pairs     for every training crop and each of `draws` random keys: the surrogate code F(z_id; c_k), its render
             (original attributes) rounded to uint8 as published, on odd draws also shifted and colour-jittered as
-            re-detection does, and with `paste_scale` first pasted into the face's own crop as the pipeline
-            pastes it into the photo (`ifadit.faces.blend.paste_back`: the face ellipse at that scale,
-            feathered, colour-matched; outside it the original's hair and background stay), and the code the
-            recognizer reads from it
+            paste-back and re-detection do, and the code the recognizer reads from it
   fit       Adam on the squared error, in descriptor units (what dlib's 0.6 measures), between
             correction(re-read) and the surrogate code; the faces are split into fit and held-out parts and the
             state with the lowest held-out error is kept (the correction overfits a few thousand faces within
@@ -25,16 +22,12 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from ifadit.faces.align import CANONICAL_PADDING, AlignedFace
-from ifadit.faces.blend import paste_back
 from ifadit.models.ifadit_model import IfaditModel
 from ifadit.training.data import to_model_range
 from ifadit.training.phase2 import augment_view, conditions, quantize, random_keys
-from ifadit.training.runner import to_uint8
 
 
 @dataclass(frozen=True)
@@ -67,7 +60,6 @@ def correction_pairs(
     jitter: float = 0.1,
     batch: int = 64,
     on_batch: Callable[[int], None] | None = None,
-    paste_scale: float | None = None,
 ) -> CorrectionPairs:
     """Pairs from uint8 NCHW `crops` under `draws` random keys each (keys from `seed`; see the module notes)."""
     if draws < 1:
@@ -85,8 +77,6 @@ def correction_pairs(
                     surrogate = model.surrogate(z_id, conditions(random_keys(len(x)), size, model_id))
                     published = quantize(model.render(surrogate, z_attr))
                     if draw % 2:
-                        if paste_scale is not None:
-                            published = pasted_into(crops[start : start + batch], published, paste_scale)
                         published = augment_view(published, shift, jitter)
                     reread.append(model.encode(published)[0])
                     target.append(surrogate)
@@ -96,17 +86,6 @@ def correction_pairs(
     finally:
         torch.set_rng_state(generator_state)
     return CorrectionPairs(torch.cat(reread), torch.cat(target), torch.cat(face))
-
-
-def pasted_into(crops: torch.Tensor, renders: torch.Tensor, mask_scale: float) -> torch.Tensor:
-    """`renders` [N,3,R,R] in [-1, 1] pasted into uint8 NCHW `crops` as the pipeline pastes a surrogate into the
-    photo, seen in the canonical crop (its own alignment): the crop the pipeline re-reads, in [-1, 1]."""
-    frame = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    pasted = []
-    for crop, render in zip(crops.permute(0, 2, 3, 1).numpy(), to_uint8(renders), strict=True):
-        aligned = AlignedFace(crop=crop, matrix=frame, size=crop.shape[0], padding=CANONICAL_PADDING)
-        pasted.append(paste_back(crop, aligned, render, mask_scale=mask_scale))
-    return to_model_range(torch.from_numpy(np.stack(pasted)).permute(0, 3, 1, 2))
 
 
 def _median_error(

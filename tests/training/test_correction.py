@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ifadit.training.correction import CorrectionPairs, correction_pairs, fit_correction, pasted_into
-from ifadit.training.data import to_model_range
+from ifadit.training.correction import CorrectionPairs, correction_pairs, fit_correction
 from tests.ifadit_support import astronaut_crops, tiny_model, to_img
 
 
@@ -56,21 +55,3 @@ def test_fit_refuses_a_split_with_nothing_held_out() -> None:
     pairs = CorrectionPairs(codes, codes, torch.arange(6))
     with pytest.raises(ValueError, match="both sides of the held-out split"):
         fit_correction(model, pairs, steps=1, heldout_every=1)
-
-
-def test_pasted_draws_keep_the_original_outside_the_face_ellipse(crops: torch.Tensor) -> None:
-    """`pasted_into` sees a surrogate as the pipeline leaves it in a photo: the crop's corners (outside the
-    ellipse) are the original's pixels, its centre is the render's (colour-matched)."""
-    grey = torch.zeros(len(crops), 3, crops.shape[2], crops.shape[3])  # a flat mid-grey render
-    pasted = pasted_into(crops, grey, mask_scale=1.0)
-    original = to_model_range(crops)
-    corner, centre = (slice(0, 2), slice(0, 2)), (slice(7, 9), slice(7, 9))
-    assert torch.equal(pasted[:, :, corner[0], corner[1]], original[:, :, corner[0], corner[1]])
-    centre_pasted = pasted[:, :, centre[0], centre[1]]
-    assert (centre_pasted - centre_pasted.mean(dim=(2, 3), keepdim=True)).abs().max() < 0.05  # flat, as drawn
-    assert not torch.allclose(centre_pasted, original[:, :, centre[0], centre[1]], atol=0.05)
-    model = tiny_model()
-    plain = correction_pairs(model, crops, draws=2, model_id="tiny-test", seed=2)
-    with_paste = correction_pairs(model, crops, draws=2, model_id="tiny-test", seed=2, paste_scale=1.3)
-    assert torch.equal(with_paste.reread[:12], plain.reread[:12])  # even draws are published as rendered
-    assert not torch.allclose(with_paste.reread[12:], plain.reread[12:], atol=1e-4)
