@@ -5,7 +5,7 @@ wrong key. Identities are compared with the torch recognizer on 64 px crops alig
 landmarks (the pipeline keeps the face geometry, so the same alignment applies to every output).
 
 Whether a right-key restore brings the identity back is a property of the model's training, measured on
-held-out face crops in its model card (`scripts/eval_ifadit.py`: 97-100 % of faces for `ifadit-eb0e6c580a68`).
+held-out face crops in its model card (`scripts/eval_ifadit.py`: 96-100 % of faces for `ifadit-eb0e6c580a68`).
 Through a photo it is less: the surrogate is pasted back inside an ellipse with colour matching, and restore
 reads that blend; on the astronaut, 67 of 100 keys restored within dlib's threshold through paste-back
 and re-detection (39 of 40 from the bare crop; `python scripts/astronaut_keys.py`). So this test asserts what the pipeline and every shipped
