@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ifadit.models.ifadit_model import IfaditModel
+from ifadit.models.ifadit_model import IfaditModel, uint8_levels
 from ifadit.training.data import to_model_range
-from ifadit.training.phase2 import augment_view, conditions, quantize, random_keys
+from ifadit.training.phase2 import augment_view, conditions, random_keys
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,10 @@ def correction_pairs(
                     x = to_model_range(crops[start : start + batch])
                     z_id, z_attr = model.encode(x)
                     surrogate = model.surrogate(z_id, conditions(random_keys(len(x)), size, model_id))
-                    published = quantize(model.render(surrogate, z_attr))
+                    published = uint8_levels(model.render(surrogate, z_attr))
                     if draw % 2:
                         published = augment_view(published, shift, jitter)
-                    reread.append(model.encode(published)[0])
+                    reread.append(model.standardise(model.descriptor(published)))
                     target.append(surrogate)
                     face.append(torch.arange(start, start + len(x)))
                     if on_batch is not None:
