@@ -62,7 +62,10 @@ def main() -> None:
         again = align_face(anonymized, found[0].landmarks, size=backend.crop_size)
         restored, wrong_restored = (
             paste_back(
-                anonymized, again, backend.restore_crops(again.crop[None], k)[0], mask_scale=args.mask_scale
+                anonymized,
+                again,
+                backend.restore_crops(again.crop[None], k, pasted_at=args.mask_scale)[0],
+                mask_scale=args.mask_scale,
             )
             for k in (key, wrong)
         )

@@ -60,7 +60,7 @@ def main() -> None:
                 restored[scale].append(float("inf"))  # a face restore cannot find is not restored
                 continue
             again = align_face(out, found[0].landmarks, size=backend.crop_size).crop
-            restored[scale].append(distance(backend.restore_crops(again[None], KEY)[0]))
+            restored[scale].append(distance(backend.restore_crops(again[None], KEY, pasted_at=scale)[0]))
 
     def verified(distances: list[float]) -> float:
         return float(np.mean(np.asarray(distances) < dlib.threshold))

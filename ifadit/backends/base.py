@@ -38,8 +38,12 @@ class Backend(Protocol):
         """[N, S, S, 3] uint8 -> [N, S, S, 3] uint8 anonymized crops."""
         ...
 
-    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
-        """Undo `anonymize_crops` with the same key; `BackendUnavailable` for non-reversible backends."""
+    def restore_crops(
+        self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
+    ) -> np.ndarray:
+        """Undo `anonymize_crops` with the same key; `BackendUnavailable` for non-reversible backends.
+        `pasted_at`: the face-ellipse scale paste-back used when these crops were re-cut from a photo (None:
+        they are the backend's own output), for backends that model how their output was published."""
         ...
 
 

@@ -36,7 +36,9 @@ class BlurBackend:
             [cv2.GaussianBlur(crop, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT) for crop in crops]
         ).reshape(crops.shape)
 
-    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+    def restore_crops(
+        self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
+    ) -> np.ndarray:
         raise not_reversible(self.name)
 
 
@@ -66,7 +68,9 @@ class PixelateBackend:
             out[i] = cv2.resize(small, (side, side), interpolation=cv2.INTER_NEAREST)
         return out
 
-    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+    def restore_crops(
+        self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
+    ) -> np.ndarray:
         raise not_reversible(self.name)
 
 
@@ -90,5 +94,7 @@ class MaskBackend:
         out[...] = np.array(self.colour, dtype=np.uint8)
         return out
 
-    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+    def restore_crops(
+        self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
+    ) -> np.ndarray:
         raise not_reversible(self.name)

@@ -84,5 +84,10 @@ def map_crops(
             img = net(img)
             if side != size:
                 img = F.interpolate(img, size=(side, side), mode="bilinear", antialias=side < size)
-            out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
-    return torch.cat(out).numpy() if out else crops.copy()
+            out.append(uint8_crops(img))
+    return np.concatenate(out) if out else crops.copy()
+
+
+def uint8_crops(img: torch.Tensor) -> np.ndarray:
+    """img [N,3,S,S] in [-1, 1] -> [N,S,S,3] uint8 crops."""
+    return ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

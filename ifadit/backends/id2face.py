@@ -93,6 +93,8 @@ class Id2FaceBackend:
             lambda img: self.model.anonymize(img, seed, self.steps),
         )
 
-    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+    def restore_crops(
+        self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
+    ) -> np.ndarray:
         """Always refuses: the source identity is not in the output (use --seal-original for exact restore)."""
         raise not_reversible(self.name)

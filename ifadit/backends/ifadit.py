@@ -9,6 +9,7 @@ is missing and how to produce it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,10 @@ import torch
 from ifadit.backends import crop_model
 from ifadit.backends.base import check_crops
 from ifadit.errors import ModelError
+from ifadit.faces.blend import paste_in_crop
 from ifadit.models.flow import condition_from_key
 from ifadit.models.ifadit_checkpoint import load_ifadit
-from ifadit.models.ifadit_model import IfaditModel
+from ifadit.models.ifadit_model import IfaditModel, Publish
 
 MODEL_NAME = "ifadit-64"
 
@@ -40,6 +42,24 @@ def _not_shipped(folder: Path, absent: str) -> ModelError:
 def is_shipped(model_dir: Path | None = None) -> bool:
     """Whether the model files are in place (the CLI can default to this backend only then)."""
     return crop_model.absent_files(Path(model_dir) if model_dir is not None else default_model_dir()) is None
+
+
+def pasted_publish(mask_scale: float, colour_match: bool) -> Publish:
+    """A `Publish` step for crops re-cut from a photo: each render pasted into its observed crop with the face
+    ellipse at `mask_scale` (and colour matching), as `paste_back` pasted the surrogate. Photos pasted at 1.3
+    and re-detected (`scripts/paste_back_restore.py`, one key) restored for 0.935 / 0.643 of reid/deepface /
+    dlib-johns with uint8 rounding as the step, 1.000 / 0.929 with this one (docs/model.md, "Session 8")."""
+
+    def publish(renders: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        pasted = [
+            paste_in_crop(seen, new, mask_scale=mask_scale, colour_match=colour_match)
+            for seen, new in zip(
+                crop_model.uint8_crops(observed), crop_model.uint8_crops(renders), strict=True
+            )
+        ]
+        return torch.from_numpy(np.stack(pasted)).to(renders.device).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    return publish
 
 
 class IfaditBackend:
@@ -75,20 +95,21 @@ class IfaditBackend:
             raise ValueError("the ifadit backend needs the 32-byte key material of a vault key")
         return condition_from_key(key, self.model_id, self.model.config.flow.condition_size).to(self.device)
 
-    def _run(self, crops: np.ndarray, key: bytes | None, restore: bool) -> np.ndarray:
-        check_crops(crops)
-        c = self.condition(key)
-        net = (
-            (lambda img: self.model.restore(img, c))
-            if restore
-            else (lambda img: self.model.anonymize(img, c))
-        )
+    def _map(self, crops: np.ndarray, net: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
         return crop_model.map_crops(crops, self.crop_size, self.batch_size, self.device, net)
 
     def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
         """[N,S,S,3] uint8 -> the same faces with surrogate identities under `key`."""
-        return self._run(crops, key, restore=False)
+        check_crops(crops)
+        c = self.condition(key)
+        return self._map(crops, lambda img: self.model.anonymize(img, c))
 
-    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
-        """Undo `anonymize_crops` with the same key (a wrong key gives another plausible face)."""
-        return self._run(crops, key, restore=True)
+    def restore_crops(
+        self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
+    ) -> np.ndarray:
+        """Undo `anonymize_crops` with the same key (a wrong key gives another plausible face); with
+        `pasted_at`, restore's refinements paste their renders into the crops as paste-back did at that scale."""
+        check_crops(crops)
+        c = self.condition(key)
+        publish = None if pasted_at is None else pasted_publish(pasted_at, self.colour_match)
+        return self._map(crops, lambda img: self.model.restore(img, c, publish))

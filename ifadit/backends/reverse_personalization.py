@@ -146,5 +146,7 @@ class ReversePersonalizationBackend:
                 out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
         return torch.cat(out).numpy() if out else crops.copy()
 
-    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+    def restore_crops(
+        self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
+    ) -> np.ndarray:
         raise not_reversible(self.name)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ifadit.faces.align import AlignedFace
+from ifadit.faces.align import CANONICAL_PADDING, AlignedFace
 from ifadit.media.image import check_image
 
 # Face ellipse in dlib's unit face template (padding 0): centre and semi-axes, as fractions of the template.
@@ -151,3 +151,20 @@ def paste_back(
     region = out[y0:y1, x0:x1]
     region[touched] = np.clip(np.round(blended[touched]), 0, 255).astype(np.uint8)
     return out
+
+
+def paste_in_crop(
+    crop: np.ndarray,
+    new_crop: np.ndarray,
+    *,
+    mask_scale: float = 1.0,
+    feather: float = DEFAULT_FEATHER,
+    colour_match: bool = True,
+) -> np.ndarray:
+    """`new_crop` pasted into `crop` as `paste_back` pastes it into a frame, both square crops of one canonical
+    geometry: what the canonical crop re-cut from such a frame holds (outside the mask, `crop`'s pixels)."""
+    frame = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    aligned = AlignedFace(crop=crop, matrix=frame, size=crop.shape[0], padding=CANONICAL_PADDING)
+    return paste_back(
+        crop, aligned, new_crop, mask_scale=mask_scale, feather=feather, colour_match=colour_match
+    )

@@ -49,6 +49,10 @@ def plausible_code(z_id: torch.Tensor) -> torch.Tensor:
     return z_id * (limit / z_id.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
 
 
+Publish = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(renders, observed crops) -> the renders as the observed crops were published, all [N,3,R,R] in [-1, 1]."""
+
+
 def uint8_levels(img: torch.Tensor) -> torch.Tensor:
     """Images in [-1, 1] rounded to the 256 levels a published uint8 image has."""
     return ((img.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
@@ -197,19 +201,21 @@ class IfaditModel(nn.Module):
         """F(z_id ; c)."""
         return self.flow(z_id, c)
 
-    def reread(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def reread(self, img: torch.Tensor, publish: Publish | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(surrogate code, z_attr) read back from anonymized crops.
 
         The corrected re-read, then `config.reread_refinements` fixed-point steps on render-and-read: the
-        estimate is rendered with the crops' attributes, rounded to uint8 as published, and moved by what
-        separates that render's corrected re-read from the crops'. Measured on `ifadit-0cf8c635a3ae` (reid sets,
-        one key per face): median code error 0.375 / 0.406 (descriptor units) read once, 0.322 / 0.342 after
-        two steps. Only public parts take part (no key), so a wrong key gains nothing from it.
+        estimate is rendered with the crops' attributes, published as the crops were (`publish(render, img)`;
+        default: rounded to uint8), and moved by what separates that render's corrected re-read from the
+        crops'. Measured on `ifadit-0cf8c635a3ae` (reid sets, one key per face): median code error 0.375 / 0.406
+        (descriptor units) read once, 0.322 / 0.342 after two steps. Only public parts take part (no key), so
+        a wrong key gains nothing from it.
         """
         z_read, z_attr = self.encode(img)
+        published_as = publish if publish is not None else lambda render, _: uint8_levels(render)
 
         def read_back(code: torch.Tensor) -> torch.Tensor:
-            published = uint8_levels(self.render(code, z_attr))
+            published = published_as(self.render(code, z_attr), img)
             return self.correction(self.standardise(self.descriptor(published)))
 
         return refine_reading(self.correction(z_read), read_back, self.config.reread_refinements), z_attr
@@ -219,9 +225,10 @@ class IfaditModel(nn.Module):
         z_id, z_attr = self.encode(img)
         return self.render(self.surrogate(z_id, c), z_attr)
 
-    def restore(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Restored crops from anonymized crops; a wrong `c` renders a plausible wrong identity (`plausible_code`)."""
-        z_surrogate, z_attr = self.reread(img)
+    def restore(self, img: torch.Tensor, c: torch.Tensor, publish: Publish | None = None) -> torch.Tensor:
+        """Restored crops from anonymized crops; a wrong `c` renders a plausible wrong identity (`plausible_code`).
+        `publish`: how the crops were published (see `reread`)."""
+        z_surrogate, z_attr = self.reread(img, publish)
         return self.render(plausible_code(self.flow.inverse(z_surrogate, c)), z_attr)
 
     def learning_modules(self) -> dict[str, nn.Module]:

@@ -243,12 +243,14 @@ def restore_model(
     detector: Detector,
     key: UnsealedKey,
     mask_scale: float,
+    pasted_at: float | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Run the backend backwards on the faces of `image`.
+    """Run the backend backwards on the faces of `image`, pasting the restored crops at `mask_scale`.
 
     With a manifest, on the boxes it lists, with the 5 landmarks re-read inside each box from the anonymized
     pixels (no detection needed, so a surrogate the detector would miss is still restored); without one,
-    on the faces the detector finds.
+    on the faces the detector finds. `pasted_at`: the scale the anonymization pasted with, for backends that
+    model it (`Backend.restore_crops`).
     """
     if faces is None:
         landmarks = [face.landmarks for face in detector.detect(image)]
@@ -257,7 +259,7 @@ def restore_model(
     if not landmarks:
         return image, 0
     aligned = [align_face(image, points, size=backend.crop_size) for points in landmarks]
-    crops = backend.restore_crops(np.stack([a.crop for a in aligned]), key.material)
+    crops = backend.restore_crops(np.stack([a.crop for a in aligned]), key.material, pasted_at=pasted_at)
     out = image
     for face_crop, crop in zip(aligned, crops, strict=True):
         out = paste_back(
@@ -270,12 +272,20 @@ def restore_model(
     return out, len(landmarks)
 
 
-def restore_mask_scale(manifest: Manifest | None, backend: Backend, options: RestoreOptions) -> float:
-    """The face ellipse restored crops are pasted with: `--mask-scale` when given, else the one the manifest
-    records the anonymization used, else (a /1 manifest, or none) the backend's default."""
-    if options.mask_scale is None and manifest is not None and manifest.mask_scale is not None:
+def anonymized_mask_scale(manifest: Manifest | None, backend: Backend) -> float:
+    """The face ellipse the anonymization pasted its crops with: the manifest's record, else (a /1 manifest, or
+    none) the backend's default."""
+    if manifest is not None and manifest.mask_scale is not None:
         return manifest.mask_scale
-    return mask_scale_for(backend, options.mask_scale)
+    return mask_scale_for(backend)
+
+
+def restore_mask_scale(manifest: Manifest | None, backend: Backend, options: RestoreOptions) -> float:
+    """The face ellipse restored crops are pasted with: `--mask-scale` when given, else the one the
+    anonymization used (`anonymized_mask_scale`)."""
+    if options.mask_scale is not None:
+        return mask_scale_for(backend, options.mask_scale)
+    return anonymized_mask_scale(manifest, backend)
 
 
 def _restore_frame(
@@ -296,7 +306,13 @@ def _restore_frame(
         )
     assert backend is not None
     return restore_model(
-        image, listed, backend, detector, key, restore_mask_scale(manifest, backend, options)
+        image,
+        listed,
+        backend,
+        detector,
+        key,
+        restore_mask_scale(manifest, backend, options),
+        pasted_at=anonymized_mask_scale(manifest, backend),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from ifadit.backends import base
 from ifadit.backends.ifadit import IfaditBackend, default_model_dir, is_shipped
 from ifadit.errors import ModelError
 from ifadit.models.dlib_resnet import load_dlib_resnet
-from ifadit.models.ifadit_checkpoint import save_ifadit
+from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
+from ifadit.models.ifadit_model import IfaditModel
 from tests.ifadit_support import RES, astronaut_crops, tiny_model
 
 KEY = bytes(range(32))
@@ -102,3 +104,26 @@ def test_a_process_loads_a_model_folder_once_while_its_weights_are_unchanged(tmp
     save_ifadit(tiny_model(seed=2, recognizer=load_dlib_resnet()), folder, name="tiny-ifadit")  # replaced
     third = IfaditBackend(model_dir=folder)
     assert third.model is not first.model and third.model_sha256 != first.model_sha256
+
+
+def test_restore_of_crops_recut_from_a_photo_publishes_as_paste_back_did(
+    model_dir: Path, tmp_path: Path, crops: np.ndarray
+) -> None:
+    """With restore refinements, `pasted_at` makes them paste their renders into the crops (face ellipse at that
+    scale, colour-matched) before re-reading, and so changes the restore; without refinements it changes
+    nothing (one read of the crops)."""
+    model, _, _ = load_ifadit(model_dir, recognizer=load_dlib_resnet())
+    refined = tmp_path / "refined"
+    with_steps = IfaditModel(
+        dataclasses.replace(model.config, reread_refinements=2), model.generator, model.recognizer
+    )
+    with_steps.load_state_dict(model.state_dict())
+    save_ifadit(with_steps, refined, name="tiny-ifadit")
+    plain, stepped = IfaditBackend(model_dir=model_dir), IfaditBackend(model_dir=refined)
+    anonymized = plain.anonymize_crops(crops, KEY)
+    assert np.array_equal(
+        plain.restore_crops(anonymized, KEY, pasted_at=1.3), plain.restore_crops(anonymized, KEY)
+    )
+    recut = stepped.restore_crops(anonymized, KEY, pasted_at=1.3)
+    assert recut.shape == anonymized.shape and recut.dtype == np.uint8
+    assert not np.array_equal(recut, stepped.restore_crops(anonymized, KEY))

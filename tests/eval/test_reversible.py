@@ -31,7 +31,9 @@ class RollBackend:
         assert key is not None
         return np.roll(crops, self.rolls[key], axis=0)
 
-    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+    def restore_crops(
+        self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
+    ) -> np.ndarray:
         assert key is not None
         return np.roll(crops, -self.rolls[key], axis=0)
 

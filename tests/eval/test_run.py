@@ -24,7 +24,9 @@ class IdentityBackend:
     def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
         return crops.copy()
 
-    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+    def restore_crops(
+        self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
+    ) -> np.ndarray:
         raise AssertionError("not reversible")
 
 

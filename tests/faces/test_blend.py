@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ifadit.faces.align import AlignedFace, align_face
-from ifadit.faces.blend import face_mask, paste_back
+from ifadit.faces.blend import face_mask, paste_back, paste_in_crop
 from ifadit.faces.detect import DlibHogDetector
 from ifadit.media.image import read_image
 
@@ -143,3 +143,17 @@ def test_rejects_bad_crops(astronaut: np.ndarray, landmarks: np.ndarray) -> None
         paste_back(astronaut, aligned, np.zeros((64, 32, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="RGB uint8"):
         paste_back(astronaut, aligned, np.zeros((64, 64, 3), dtype=np.float32))
+
+
+def test_paste_in_crop_keeps_the_crop_off_the_mask_and_takes_the_new_face_inside(
+    astronaut: np.ndarray,
+) -> None:
+    """What a canonical crop re-cut from a pasted frame holds: the new crop inside the face ellipse, the old
+    crop's pixels where the mask is zero."""
+    old = np.ascontiguousarray(astronaut[40:104, 160:224])
+    new = np.full_like(old, 90)
+    pasted = paste_in_crop(old, new, mask_scale=1.0, colour_match=False)
+    assert np.array_equal(pasted[:3, :3], old[:3, :3]) and np.array_equal(pasted[-3:, -3:], old[-3:, -3:])
+    assert np.array_equal(pasted[28:36, 28:36], new[28:36, 28:36])
+    matched = paste_in_crop(old, new, mask_scale=1.0)
+    assert not np.array_equal(matched[28:36, 28:36], new[28:36, 28:36])  # colours matched to the old crop's

@@ -214,7 +214,8 @@ def test_refine_reading_solves_a_contracting_read_back() -> None:
 
 def test_reread_refinements_run_the_model_render_and_read() -> None:
     """`reread_refinements` = 1 moves the corrected re-read by the gap between it and the corrected re-read of
-    its own published render; 0 is one corrected read; old configs without the field load with 0."""
+    its own render, published as the crops were (rounded to uint8, or by a given step that sees the crops);
+    0 is one corrected read; old configs without the field load with 0."""
     base = tiny_model()
     faces = to_img(np.full((2, RES, RES, 3), 90, np.uint8))
     config = dataclasses.replace(base.config, reread_refinements=1)
@@ -228,6 +229,14 @@ def test_reread_refinements_run_the_model_render_and_read() -> None:
         assert torch.equal(base.reread(faces)[0], once)
         assert torch.allclose(refined.reread(faces)[0], 2 * once - again, atol=1e-6)
         assert not torch.allclose(refined.reread(faces)[0], once, atol=1e-4)
+
+    def shifted(renders: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:  # a publishing step
+        return uint8_levels(0.5 * renders + 0.5 * observed)
+
+    with torch.no_grad():
+        published = shifted(base.render(once, z_attr), faces)
+        again = base.correction(base.standardise(base.descriptor(published)))
+        assert torch.allclose(refined.reread(faces, shifted)[0], 2 * once - again, atol=1e-6)
     old = {k: v for k, v in base.config.to_dict().items() if k != "reread_refinements"}
     assert IfaditConfig.from_dict(old).reread_refinements == 0
     with pytest.raises(ValueError, match="reread_refinements must be 0 or more"):

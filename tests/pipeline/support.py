@@ -61,7 +61,9 @@ class KeyedColourBackend:
         out = crops[..., list(permutation)].astype(np.float64) * gain + offset
         return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
-    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+    def restore_crops(
+        self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
+    ) -> np.ndarray:
         base.check_crops(crops)
         permutation, gain, offset = _transform(key)
         plain = np.clip(np.round((crops.astype(np.float64) - offset) / gain), 0, 255).astype(np.uint8)

@@ -163,7 +163,9 @@ class ExplodingBackend:
             raise RuntimeError("backend crashed")
         return crops[:, ::-1].copy()
 
-    def restore_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
+    def restore_crops(
+        self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
+    ) -> np.ndarray:
         raise base.not_reversible(self.name)
 
 

@@ -16,12 +16,25 @@ from ifadit.media.manifest import Manifest, embedding_for, read_manifest, sign_m
 from ifadit.media.video import VideoWriter, read_frames
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, REVERSIBLE_MASK_SCALE, AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.restore import RestoreOptions, report_path, restore_path
+from ifadit.pipeline.restore import (
+    RestoreOptions,
+    anonymized_mask_scale,
+    report_path,
+    restore_mask_scale,
+    restore_path,
+)
 from keyvault import access, keys, ledger
 from keyvault.errors import ApprovalPending, KeyStateError, PermissionDenied, SealedDataError
 from keyvault.vault import open_vault
 from tests.keyvault.support import FakeClock
-from tests.pipeline.support import CASE, Lab, audit_entries, keyed_backend, make_lab  # noqa: F401
+from tests.pipeline.support import (  # noqa: F401
+    CASE,
+    KeyedColourBackend,
+    Lab,
+    audit_entries,
+    keyed_backend,
+    make_lab,
+)
 from tests.video_scenes import Sprite, deepface_patch, linear_path, render
 
 OPTIONS = RestoreOptions(case=CASE, reason="warrant 2026/114")
@@ -149,6 +162,27 @@ def test_model_restore_pastes_with_the_mask_scale_the_manifest_records(
         restored[name] = read_image(tmp_path / f"{name}.png")
     assert np.array_equal(restored["recorded"], restored["explicit"])
     assert not np.array_equal(restored["recorded"], restored["default"])
+
+
+def test_restore_tells_the_backend_the_scale_the_anonymization_pasted_with(
+    lab: Lab,
+    tmp_path: Path,
+    astronaut: np.ndarray,
+    keyed_backend: str,  # noqa: F811
+) -> None:
+    """`pasted_at` (how the crops restore reads were published) is the manifest's scale, whatever scale the
+    restored crops are pasted with; without a recorded scale, the backend's default."""
+    write_image(tmp_path / "in.png", astronaut)
+    _anonymize(lab, tmp_path / "in.png", tmp_path / "out.png", backend=keyed_backend, mask_scale=1.6)
+    manifest = read_manifest(tmp_path / "out.png")
+    backend = KeyedColourBackend()
+    assert anonymized_mask_scale(manifest, backend) == 1.6
+    assert (
+        restore_mask_scale(manifest, backend, RestoreOptions(case=CASE, reason="check", mask_scale=1.1))
+        == 1.1
+    )
+    assert anonymized_mask_scale(None, backend) == REVERSIBLE_MASK_SCALE
+    assert anonymized_mask_scale(replace(manifest, mask_scale=None), backend) == REVERSIBLE_MASK_SCALE
 
 
 def _rewrite_manifest(path: Path, manifest: Manifest) -> None:
