@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ifadit.backends.base import check_crops, not_reversible
+from ifadit.backends.crop_model import uint8_crops
 from ifadit.errors import BackendUnavailable
 from ifadit.faces.recognize import TorchDlibRecognizer, crops_to_img
 from ifadit.models.dpm_inversion import Grid, invert, make_grid, regenerate
@@ -143,8 +144,8 @@ class ReversePersonalizationBackend:
                 img = self._anonymize_batch(crops_to_img(chunk).to(self.model.device), chunk, bar)
                 if side != size:
                     img = F.interpolate(img, size=(side, side), mode="bilinear", antialias=side < size)
-                out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
-        return torch.cat(out).numpy() if out else crops.copy()
+                out.append(uint8_crops(img))
+        return np.concatenate(out) if out else crops.copy()
 
     def restore_crops(
         self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
