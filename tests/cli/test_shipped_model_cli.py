@@ -27,7 +27,7 @@ from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest
 from ifadit.models.ifadit_checkpoint import read_ifadit_config
 from keyvault import keys
-from tests.pipeline.support import CASE, Lab, identity_distance, make_lab
+from tests.pipeline.support import CASE, Lab, identity_distance, issue_with_material, make_lab
 
 pytestmark = pytest.mark.skipif(
     not is_shipped(), reason="pretrained/ifadit-64 is not shipped in this checkout"
@@ -90,15 +90,6 @@ def test_shipped_model_anonymizes_restores_and_a_wrong_key_is_no_error(
     assert not np.array_equal(right, anonymized) and not np.array_equal(right, other)
     (d_anonymized,) = identity_distance(astronaut, anonymized)
     assert d_anonymized >= DLIB_THRESHOLD  # the surrogate is not the original person
-
-
-def issue_with_material(lab: Lab, purpose: str, material: bytes, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A vault key whose material is `material` instead of fresh random bytes, so the test does not depend on
-    which keys the OS draws (the shipped model's wrong-key figures vary from key to key)."""
-    with monkeypatch.context() as patch:
-        patch.setattr("keyvault.keys.random_key", lambda: material)
-        with lab.open("admin") as vault:
-            return keys.issue(vault, CASE, purpose).handle
 
 
 def test_shipped_model_restores_with_the_right_key_and_not_with_a_wrong_one(

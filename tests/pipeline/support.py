@@ -126,6 +126,15 @@ def audit_entries(lab: Lab, action: str | None = None) -> list[AuditEntry]:
     return [entry for entry in found if action is None or entry.action == action]
 
 
+def issue_with_material(lab: Lab, purpose: str, material: bytes, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A vault key whose material is `material` instead of fresh random bytes, so the test does not depend on
+    which keys the OS draws (what a shipped model does with one photo varies from key to key)."""
+    with monkeypatch.context() as patch:
+        patch.setattr("keyvault.keys.random_key", lambda: material)
+        with lab.open("admin") as vault:
+            return keys.issue(vault, CASE, purpose).handle
+
+
 def identity_distance(original: np.ndarray, *others: np.ndarray) -> list[float]:  # torch-dlib, dlib's scale
     """torch-dlib distances between the original's face and the same aligned region of each other image."""
     face = get_detector("hog").detect(original)[0]
