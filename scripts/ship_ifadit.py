@@ -73,6 +73,49 @@ def run_summary(run: Path) -> dict[str, Any]:
     }
 
 
+def phase1_command(options: dict[str, Any], steps: int) -> str:
+    """`ifadit train encoder` as the phase-1 run with `options` was started (a new run or one continued with
+    `--init`)."""
+    start = f"--init {options['init']}" if options.get("init") else f"--generator {options['generator']}"
+    return (
+        f"ifadit train encoder {start} --data {options['data']} --out {options['out']} --threads 1 "
+        f"--steps {steps}"
+    )
+
+
+def base_phase1(base: dict[str, Any]) -> dict[str, Any]:
+    """Phase 1 of the shipped model whose `model_card.json` is `base`, with its generator folder; cards written
+    before the commands were recorded get the command with the run folder left open (RUN)."""
+    before = base["phase1"]
+    commands = before.get("commands") or [
+        f"ifadit train encoder --generator {base['generator']} --data cache/celeba-train-64.npz "
+        f"--out RUN --threads 1 --steps {before['steps']}"
+    ]
+    return {**before, "commands": commands, "generator": base["generator"]}
+
+
+def phase1_summary(encoder_run: Path) -> dict[str, Any]:
+    """Phase 1 of a model built on the run in `encoder_run`: its steps, images seen, wall time, commands and
+    generator folder, including the shipped model's phase 1 when the run continued one (`--init`; read
+    before that folder is overwritten)."""
+    run = run_summary(encoder_run)
+    options = run.pop("options")
+    command = phase1_command(options, run["steps"])
+    if not options.get("init"):
+        return {**run, "commands": [command], "generator": options["generator"]}
+    base = json.loads((Path(options["init"]) / "model_card.json").read_text())
+    before = base_phase1(base)
+    earlier = before["commands"]
+    return {
+        "steps": before["steps"] + run["steps"],
+        "images_seen": before["images_seen"] + run["images_seen"],
+        "wall_hours": round(before["wall_hours"] + run["wall_hours"], 2),
+        "commands": [*earlier, command],
+        "generator": base["generator"],
+        "init_model_id": base["model_id"],
+    }
+
+
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     """Whether two modules hold the same tensors under the same names (compared in float32)."""
     ours, theirs = a.state_dict(), b.state_dict()
@@ -232,6 +275,8 @@ def card_markdown(
 ) -> str:
     generator = phase1["generator"]
     note = f"\n- {note}" if note else ""
+    commands = "Commands, in order: " if len(phase1["commands"]) > 1 else "Command: "
+    commands += "; ".join(f"`{c}`" for c in phase1["commands"])
     key_sets, seed = int(evaluation.get("key_sets", 1)), int(evaluation.get("seed", 0))
     flow_text = (
         "a keyed rotation of the identity code's top principal directions (the condition's rotation part)"
@@ -252,9 +297,7 @@ and the re-read correction used by restore. Architecture and losses: [docs/model
 - Data: {DATA} Listed as `training_data` in `model_card.json`, so `ifadit eval` refuses to report figures
   on it.
 - Phase 1 (attribute encoder + mapper): {phase1["steps"]} steps ({phase1["images_seen"]:,} images seen),
-  {phase1["wall_hours"]} h.
-  Command: `ifadit train encoder --generator {generator} --data cache/celeba-train-64.npz --out runs/enc64
-  --threads 1 --steps {phase1["steps"]}`.
+  {phase1["wall_hours"]} h. {commands}
 {phase2_markdown(phase2)}
 - Hardware: {platform.machine()} CPU, 2 cores, 1-2 torch threads per run, no GPU.{note}
 
@@ -328,14 +371,12 @@ def main() -> None:
             f"{args.eval}: measured {evaluation['model_id']}, not this run's model {run_model_id}"
         )
     if args.encoder_run is not None:
-        encoder_run = run_summary(args.encoder_run)
-        phase1 = {k: v for k, v in encoder_run.items() if k != "options"}
-        phase1["generator"] = encoder_run["options"]["generator"]
+        phase1 = phase1_summary(args.encoder_run)
         generator_id = generator_model_id(model, Path(phase1["generator"]), dtypes)
         base = None
     else:
         base = json.loads((args.base_model / "model_card.json").read_text())
-        phase1 = {**base["phase1"], "generator": base["generator"]}
+        phase1 = base_phase1(base)
         generator_id = base_generator_id(model, args.base_model, base)
     if args.runs:
         phase2 = phase2_stages(args.encoder_run or args.base_model, args.runs, base)
