@@ -96,8 +96,8 @@ def base_phase1(base: dict[str, Any]) -> dict[str, Any]:
 
 def phase1_summary(encoder_run: Path) -> dict[str, Any]:
     """Phase 1 of a model built on the run in `encoder_run`: its steps, images seen, wall time, commands and
-    generator folder, including the shipped model's phase 1 when the run continued one (`--init`; read
-    before that folder is overwritten)."""
+    generator folder, including the shipped model's phase 1 when the run continued one (`--init`). The run
+    records that folder, not its model id: ship before the folder holds another model."""
     run = run_summary(encoder_run)
     options = run.pop("options")
     command = phase1_command(options, run["steps"])
