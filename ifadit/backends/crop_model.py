@@ -77,7 +77,8 @@ def map_crops(
     out = []
     with torch.no_grad():
         for start in range(0, len(crops), batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(crops[start : start + batch_size]))
+            # a writable C-ordered view, or a copy of a read-only array (torch warns on those)
+            chunk = torch.from_numpy(np.require(crops[start : start + batch_size], requirements=["C", "W"]))
             img = chunk.to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
             if side != size:
                 img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True)
