@@ -96,14 +96,20 @@ def base_phase1(base: dict[str, Any]) -> dict[str, Any]:
 
 def phase1_summary(encoder_run: Path) -> dict[str, Any]:
     """Phase 1 of a model built on the run in `encoder_run`: its steps, images seen, wall time, commands and
-    generator folder, including the shipped model's phase 1 when the run continued one (`--init`). The run
-    records that folder, not its model id: ship before the folder holds another model."""
+    generator folder, including the shipped model's phase 1 when the run continued one (`--init`; the folder
+    must still hold the model the run recorded as `init_model_id`)."""
     run = run_summary(encoder_run)
     options = run.pop("options")
     command = phase1_command(options, run["steps"])
     if not options.get("init"):
         return {**run, "commands": [command], "generator": options["generator"]}
     base = json.loads((Path(options["init"]) / "model_card.json").read_text())
+    started_from = options.get("init_model_id")  # runs started before it was recorded name only the folder
+    if started_from is not None and started_from != base["model_id"]:
+        raise SystemExit(
+            f"{encoder_run}: continued {started_from}, but {options['init']} now holds {base['model_id']}; "
+            "put the model it continued back in that folder (git history) to ship it"
+        )
     before = base_phase1(base)
     earlier = before["commands"]
     return {

@@ -66,6 +66,7 @@ class Phase1Options:
     init: str | None = (
         None  # iFADIT model folder to continue from (weights, statistics, architecture, generator)
     )
+    init_model_id: str | None = None  # model id `init` held when the run started (set by train_phase1)
     batch: int = 8  # faces per step (each also swapped with its neighbour)
     steps: int | None = None  # stop after this many steps in total, None = until interrupted
     seed: int = 0  # seeds weights, batches and the sample grid

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from torch import nn
 from ifadit.models.checkpoint import load_generator
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.flow import FlowConfig
-from ifadit.models.ifadit_checkpoint import load_ifadit
+from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config
 from ifadit.models.ifadit_model import RENDER_NOISE_MODE, TORCH_DLIB, IfaditConfig, IfaditModel
 from ifadit.training import ifadit_losses as L
 from ifadit.training.cpu import torch_threads
@@ -166,6 +167,8 @@ def train_phase1(
     """
     with torch_threads(threads):
         model = build_model(options, recognizer).to(device)
+        if options.init is not None and not resume:  # the folder may later hold another model
+            options = replace(options, init_model_id=str(read_ifadit_config(Path(options.init))["model_id"]))
         crops = load_crops(Path(options.data), model.config.resolution)
         prepare_run(options, resume)
         learning = [*model.encoder.parameters(), *model.mapper.parameters()]

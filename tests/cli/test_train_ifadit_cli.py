@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from ifadit.models.ifadit_checkpoint import load_ifadit
+from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config
 from tests.ifadit_support import astronaut_crops, crops_npz, save_tiny_generator
 
 FAST = ["--batch", "2", "--threads", "1", "--sample-every", "1"]
@@ -54,6 +54,7 @@ def test_encoder_then_flow_then_resume(inputs: tuple[Path, Path], tmp_path: Path
     assert continued.exit_code == 0, continued.output
     options = json.loads((more / "options.json").read_text())
     assert options["init"] == options["generator"] == str(enc / "model")
+    assert options["init_model_id"] == read_ifadit_config(enc / "model")["model_id"]  # lineage for the card
 
 
 def test_new_runs_need_their_inputs(inputs: tuple[Path, Path], tmp_path: Path) -> None:
