@@ -4,7 +4,8 @@ For every second photo of a re-identification set (never used in training): dete
 anonymize the crop with each of `--keys` fixed keys, paste it back with colour matching at each mask scale,
 re-detect the face in the pasted photo, align it again and restore with the same key. Prints, over photos and
 keys, the share of faces dlib verifies as the original (L2 < 0.6): on the crops alone, after paste-back
-(anonymized), and restored after paste-back and re-detection. The tables behind `ifadit.pipeline.anonymize.mask_scale_for` come from here.
+(anonymized), and restored after paste-back and re-detection. The tables behind
+`ifadit.pipeline.anonymize.mask_scale_for` come from here.
 
 Example:
     python scripts/paste_back_restore.py --data ../shared/data/reid/deepface --scales 1.0,1.2,1.3,1.5

@@ -87,10 +87,8 @@ def base_phase1(base: dict[str, Any]) -> dict[str, Any]:
     """Phase 1 of the shipped model whose `model_card.json` is `base`, with its generator folder; cards written
     before the commands were recorded get the command with the run folder left open (RUN)."""
     before = base["phase1"]
-    commands = before.get("commands") or [
-        f"ifadit train encoder --generator {base['generator']} --data cache/celeba-train-64.npz "
-        f"--out RUN --threads 1 --steps {before['steps']}"
-    ]
+    legacy = {"generator": base["generator"], "data": "cache/celeba-train-64.npz", "out": "RUN"}
+    commands = before.get("commands") or [phase1_command(legacy, before["steps"])]
     return {**before, "commands": commands, "generator": base["generator"]}
 
 
@@ -111,12 +109,11 @@ def phase1_summary(encoder_run: Path) -> dict[str, Any]:
             "put the model it continued back in that folder (git history) to ship it"
         )
     before = base_phase1(base)
-    earlier = before["commands"]
     return {
         "steps": before["steps"] + run["steps"],
         "images_seen": before["images_seen"] + run["images_seen"],
         "wall_hours": round(before["wall_hours"] + run["wall_hours"], 2),
-        "commands": [*earlier, command],
+        "commands": [*before["commands"], command],
         "generator": base["generator"],
         "init_model_id": base["model_id"],
     }

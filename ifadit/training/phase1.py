@@ -22,7 +22,7 @@ from torch import nn
 from ifadit.models.checkpoint import load_generator
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.flow import FlowConfig
-from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config
+from ifadit.models.ifadit_checkpoint import load_ifadit
 from ifadit.models.ifadit_model import RENDER_NOISE_MODE, TORCH_DLIB, IfaditConfig, IfaditModel
 from ifadit.training import ifadit_losses as L
 from ifadit.training.cpu import torch_threads
@@ -40,13 +40,16 @@ from ifadit.training.runner import (
 from ifadit.training.taps import FeatureTap
 
 
-def build_model(options: Phase1Options, recognizer: nn.Module | None = None) -> IfaditModel:
-    """A fresh model around the frozen generator, seeded from `options.seed`; with `options.init`, that iFADIT
-    model in float32 (its architecture, generator, weights and identity statistics: training continues it)."""
+def build_model(
+    options: Phase1Options, recognizer: nn.Module | None = None
+) -> tuple[IfaditModel, str | None]:
+    """(model, the model id it continues or None): a fresh model around the frozen generator, seeded from
+    `options.seed`; with `options.init`, that iFADIT model in float32 (its architecture, generator, weights and
+    identity statistics: training continues it) and its checked model id."""
     if options.init is not None:
-        model, _, _ = load_ifadit(Path(options.init), recognizer)
+        model, init_model_id, _ = load_ifadit(Path(options.init), recognizer)
         torch.manual_seed(options.seed)
-        return model.float()
+        return model.float(), init_model_id
     generator, _ = load_generator(Path(options.generator))
     if recognizer is None:
         if options.recognizer != TORCH_DLIB:
@@ -67,7 +70,7 @@ def build_model(options: Phase1Options, recognizer: nn.Module | None = None) -> 
     )
     torch.manual_seed(options.seed)
     np.random.seed(options.seed)  # FrEIA draws the flow's fixed rotations from numpy's global generator
-    return IfaditModel(config, generator, recognizer)
+    return IfaditModel(config, generator, recognizer), None
 
 
 def real_descriptors(model: IfaditModel, crops: torch.Tensor, samples: int, seed: int) -> torch.Tensor:
@@ -166,9 +169,10 @@ def train_phase1(
     `threads`: torch's intra-op CPU threads (None = default; 1 is fastest on a CPU shared with other jobs).
     """
     with torch_threads(threads):
-        model = build_model(options, recognizer).to(device)
-        if options.init is not None and not resume:  # the folder may later hold another model
-            options = replace(options, init_model_id=str(read_ifadit_config(Path(options.init))["model_id"]))
+        model, init_model_id = build_model(options, recognizer)
+        model = model.to(device)
+        if init_model_id is not None and not resume:  # the folder may later hold another model
+            options = replace(options, init_model_id=init_model_id)
         crops = load_crops(Path(options.data), model.config.resolution)
         prepare_run(options, resume)
         learning = [*model.encoder.parameters(), *model.mapper.parameters()]

@@ -110,7 +110,7 @@ def test_one_step_lowers_the_phase1_loss_on_a_fixed_batch(
 ) -> None:
     """The weighted phase-1 loss on the same 4 crops (no mirroring), before vs after one Adam step."""
     options = tiny_options(setup, tmp_path, lr=1e-3, mirror=False)
-    model = build_model(options, TinyRecognizer())
+    model, _ = build_model(options, TinyRecognizer())
     x = to_img(astronaut_crops(astronaut, 4))
     with torch.no_grad():
         desc = model.descriptor(x)
