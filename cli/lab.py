@@ -64,7 +64,7 @@ def train_group() -> None:
     type=int,
     default=_DEFAULTS.channel_base,
     show_default=True,
-    help="Channels at res r = min(base // r, max): width of G and D.",
+    help="Channels at res r = min(base // r, max): width of G, and of D unless --d-channel-base is set.",
 )
 @click.option(
     "--channel-max",
@@ -72,6 +72,25 @@ def train_group() -> None:
     default=_DEFAULTS.channel_max,
     show_default=True,
     help="Cap on channels of any layer.",
+)
+@click.option(
+    "--d-channel-base",
+    type=click.IntRange(min=1),
+    default=None,
+    help="D's channel base when D should be wider than G (default: --channel-base). Kept with --init-generator.",
+)
+@click.option(
+    "--d-channel-max",
+    type=click.IntRange(min=1),
+    default=None,
+    help="D's cap on channels (default: --channel-max).",
+)
+@click.option(
+    "--ema-kimg",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Half-life of G's moving average in thousands of images (default: batch * 10 / 32, i.e. 5 at batch 16, "
+    "as stylegan2-ada-pytorch). A longer one smooths a warm start at a plateau.",
 )
 @click.option(
     "--z-dim",
@@ -170,6 +189,9 @@ def train_generator(
     batch: int,
     channel_base: int,
     channel_max: int,
+    d_channel_base: int | None,
+    d_channel_max: int | None,
+    ema_kimg: float | None,
     z_dim: int,
     mapping_layers: int,
     r1_gamma: float,
@@ -222,6 +244,9 @@ def train_generator(
             mapping_layers=mapping_layers,
             channel_base=channel_base,
             channel_max=channel_max,
+            d_channel_base=d_channel_base,
+            d_channel_max=d_channel_max,
+            ema_kimg=ema_kimg,
             r1_gamma=r1_gamma,
             ada_target=ada_target if ada_target > 0 else None,
             sample_every=sample_every,

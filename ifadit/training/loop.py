@@ -63,8 +63,8 @@ def discriminator_config(options: TrainOptions) -> DiscriminatorConfig:
     """Architecture of the run's discriminator."""
     return DiscriminatorConfig(
         img_resolution=options.resolution,
-        channel_base=options.channel_base,
-        channel_max=options.channel_max,
+        channel_base=options.d_channel_base or options.channel_base,
+        channel_max=options.d_channel_max or options.channel_max,
         mbstd_group_size=options.mbstd_group,
     )
 

@@ -28,8 +28,10 @@ class TrainOptions:
     z_dim: int = 256  # latent Z size
     w_dim: int = 256  # latent W size
     mapping_layers: int = 2  # mapping network depth
-    channel_base: int = 2048  # channels at r = min(channel_base // r, channel_max), G and D
+    channel_base: int = 2048  # channels at r = min(channel_base // r, channel_max), G (and D unless d_*)
     channel_max: int = 128  # cap on channels, G and D
+    d_channel_base: int | None = None  # D's channel_base when it differs from G's (None = channel_base)
+    d_channel_max: int | None = None  # D's channel_max when it differs from G's (None = channel_max)
     lr: float = 0.0025  # Adam learning rate of G and D
     r1_gamma: float = 0.1  # R1 weight, 0 = off
     r1_interval: int = 16  # lazy R1: every N steps

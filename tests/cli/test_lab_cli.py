@@ -66,6 +66,22 @@ def test_train_then_resume(npz: Path, tmp_path: Path) -> None:
     assert json.loads((run / "options.json").read_text())["channel_max"] == 16  # the run's own options
 
 
+def test_discriminator_width_and_ema_half_life_reach_the_run_options(npz: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    extra = ["--d-channel-base", "256", "--d-channel-max", "32", "--ema-kimg", "2.5"]
+    result = CliRunner().invoke(
+        cli, ["train", "generator", "--data", str(npz), "--out", str(run), "--steps", "1", *TINY, *extra]
+    )
+    assert result.exit_code == 0, result.output
+    options = json.loads((run / "options.json").read_text())
+    assert (options["d_channel_base"], options["d_channel_max"], options["ema_kimg"]) == (256, 32, 2.5)
+    assert (options["channel_base"], options["channel_max"]) == (128, 16)
+    bad = CliRunner().invoke(
+        cli, ["train", "generator", "--data", str(npz), "--out", str(tmp_path / "x"), "--ema-kimg", "0"]
+    )
+    assert bad.exit_code == 2 and "--ema-kimg" in bad.output
+
+
 def test_new_run_needs_data(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["train", "generator", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "--data is required" in result.output

@@ -19,7 +19,7 @@ from ifadit.models.stylegan2.networks import Discriminator, DiscriminatorConfig,
 from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
 from ifadit.training.data import load_crops, to_model_range
-from ifadit.training.loop import TrainOptions, train
+from ifadit.training.loop import TrainOptions, TrainState, train
 from ifadit.training.options import read_options
 
 RES = 16
@@ -309,3 +309,51 @@ def test_identity_spread_trains_g_with_the_real_recognizer(crops_npz: Path, tmp_
         loss.backward()
         optimizer.step()
     assert spreads[-1] < spreads[0]
+
+
+def test_a_wider_discriminator_trains_beside_a_warm_started_g_and_resumes(
+    crops_npz: Path, tmp_path: Path
+) -> None:
+    """d_channel_base / d_channel_max widen only D; G keeps the checkpoint's width and the run resumes."""
+    source = train(tiny_options(crops_npz, tmp_path / "source", steps=1))
+    save_generator(source.G_ema, tmp_path / "init", name="init")
+    options = tiny_options(
+        crops_npz,
+        tmp_path / "wide",
+        steps=2,
+        init_generator=str(tmp_path / "init"),
+        d_channel_base=256,
+        d_channel_max=32,
+    )
+    state = train(options)
+    assert state.D.config.channel_max == 32 and state.G.config == source.G.config
+    assert sum(p.numel() for p in state.D.parameters()) > sum(p.numel() for p in source.D.parameters())
+    resumed = train(dataclasses.replace(read_options(tmp_path / "wide"), steps=3), resume=True)
+    assert resumed.step == 3 and resumed.D.config.channel_base == 256
+
+
+def test_ema_half_life_sets_how_closely_g_ema_follows_g(crops_npz: Path, tmp_path: Path) -> None:
+    """A vanishing half-life copies G into G_ema; a very long one leaves G_ema at the warm-start weights."""
+    source = train(tiny_options(crops_npz, tmp_path / "source", steps=1))
+    save_generator(source.G_ema, tmp_path / "init", name="init")
+    start = {n: t.clone() for n, t in source.G_ema.named_parameters()}
+
+    def run(name: str, ema_kimg: float) -> TrainState:
+        return train(
+            tiny_options(
+                crops_npz,
+                tmp_path / name,
+                steps=3,
+                init_generator=str(tmp_path / "init"),
+                ema_kimg=ema_kimg,
+                ema_rampup=None,
+            )
+        )
+
+    follows, lags = run("short", 1e-9), run("long", 1e6)
+    assert all(
+        torch.equal(t, dict(follows.G.named_parameters())[n]) for n, t in follows.G_ema.named_parameters()
+    )
+    moved = max(float((t - start[n]).abs().max()) for n, t in lags.G.named_parameters())
+    lag = max(float((t - start[n]).abs().max()) for n, t in lags.G_ema.named_parameters())
+    assert moved > 1e-3 and lag < moved * 1e-3
