@@ -65,11 +65,45 @@ def run_command(options: dict) -> str:
             f"--resolution {options['resolution']} --channel-base {options['channel_base']} --channel-max "
             f"{options['channel_max']} --z-dim {options['z_dim']} --mapping-layers {options['mapping_layers']}"
         )
+    for key in ("d_channel_base", "d_channel_max", "ema_kimg"):
+        if options.get(key) is not None:
+            parts.append(f"--{key.replace('_', '-')} {options[key]}")
     if options.get("identity_weight", 0.0) > 0:
         parts.append(
             f"--identity-weight {options['identity_weight']} --identity-margin {options['identity_margin']}"
         )
     return " ".join(parts)
+
+
+def earlier_stages(previous: dict | None) -> list[dict]:
+    """The training stages behind the generator a run started from, oldest first (none for a run from scratch).
+
+    Cards written since stage 3 list them under "stages" (the newest without its model id, which is the
+    card's own); the stage-2 card (`3f666e323d55`) names only its
+    own run and, under "previous", the stage-1 model.
+    """
+    if previous is None:
+        return []
+    if "stages" in previous:  # the last one is the previous model itself, saved before its id was known
+        return [{"model_id": previous["model_id"], **st} for st in previous["stages"]]
+    first = previous["previous"]
+    return [
+        {
+            "stage": 1,
+            "model_id": first["model_id"],
+            "step": first["step"],
+            "kimg": first["kimg"],
+            "how": "from scratch with random noise inputs (on the alignment of its time: 4,711 crops of 5,000)",
+        },
+        {
+            "stage": 2,
+            "model_id": previous["model_id"],
+            "step": previous["step"],
+            "kimg": previous["kimg"],
+            "wall_hours": round(previous["wall_seconds"] / 3600, 2),
+            "how": f"warm start from stage 1; `{run_command(previous['options'])}`",
+        },
+    ]
 
 
 def card_markdown(
@@ -80,7 +114,7 @@ def card_markdown(
     trend: list[dict],
     floor: float | None,
     params: int,
-    previous: dict | None,
+    stages: list[dict],
 ) -> str:
     floor_line = f"Real-vs-real floor (validation vs test, same features): **{floor}**.\n" if floor else ""
     identity = (
@@ -88,14 +122,17 @@ def card_markdown(
         if options.get("identity_weight", 0.0) > 0
         else ""
     )
-    earlier = ""
-    if previous is not None:
-        earlier = (
-            f"- Stage 1: `{previous['model_id']}`, shipped earlier under this name (its card is in git history): "
-            f"{previous['step']} steps, {previous['kimg']} kimg from scratch with random noise inputs (on the "
-            "alignment of its time: 4,711 crops of 5,000).\n"
-            f"- Stage 2 (these weights): warm start of G and G_ema from stage 1 with a fresh D "
-            f"({options['d_warmup_steps']} D-only steps first).\n"
+    earlier = "".join(
+        f"- Stage {st['stage']}: `{st['model_id']}`, shipped earlier under this name (its card is in git "
+        f"history): {st['step']} steps, {st['kimg']} kimg"
+        + (f", {st['wall_hours']} h" if "wall_hours" in st else "")
+        + f", {st['how']}.\n"
+        for st in stages[:-1]
+    )
+    if len(stages) > 1:
+        earlier += (
+            f"- Stage {len(stages)} (these weights): warm start of G and G_ema from stage {len(stages) - 1} with a "
+            f"fresh D ({options['d_warmup_steps']} D-only steps first).\n"
         )
     return f"""# {name}
 
@@ -123,7 +160,8 @@ iFADIT surrogates can differ only as much as this generator's faces do). {floor_
 {trend_table(trend)}
 
 Measured with `python scripts/generator_frechet.py RUN --real ../shared/data/celeba-crops/test --samples 1000`
-over each run's checkpoints (stage 1's last row re-measured with the same command on its shipped folder).
+over each run's checkpoints (each stage's first row after the previous stage's last is that base re-measured
+with the same command on its shipped folder).
 
 ## Limits
 A short CPU run: faces are low in detail, and the identity-spread term (when on) also sharpens eye and mouth
@@ -155,13 +193,16 @@ def main() -> None:
     lines = [json.loads(line) for line in args.frechet.read_text().splitlines() if line.strip()]
     measured = [r for r in lines if "frechet_faceres" in r]
     previous = None
-    trend = [{"stage": "1", **r} for r in measured]
     if options.get("init_generator"):  # read before the folder is overwritten (it may be the same one)
         previous = json.loads((Path(options["init_generator"]) / "model_card.json").read_text())
-        base_sha = previous["sha256"][:12]  # a re-measured stage-1 row names the base model
-        trend = [{"stage": "1", **r} for r in previous.get("frechet_faceres", [])] + [
-            {"stage": "1" if r["model_id"].endswith(base_sha) else "2", **r} for r in measured
-        ]
+    stages = earlier_stages(previous)
+    stage = len(stages) + 1
+    trend = [{"stage": "1", **r} for r in (previous or {}).get("frechet_faceres", [])]
+    base_sha = None if previous is None else previous["sha256"][:12]  # a re-measured base row names the base
+    trend += [
+        {"stage": str(stage - 1 if base_sha and r["model_id"].endswith(base_sha) else stage), **r}
+        for r in measured
+    ]
     floor = next((r["real_vs_real"] for r in lines if "real_vs_real" in r), None)
     if floor is None and previous is not None:
         floor = previous.get("real_vs_real")
@@ -179,11 +220,16 @@ def main() -> None:
         "noise_mode": "none",
         "previous": None if previous is None else {k: previous.get(k) for k in ("model_id", "step", "kimg")},
     }
+    this_stage = {"stage": stage, "step": state.get("step"), "kimg": state.get("kimg")}
+    this_stage["wall_hours"] = round(state.get("wall_seconds", 0) / 3600, 2)
+    start = f"warm start from stage {stage - 1}" if previous is not None else "from scratch"
+    this_stage["how"] = f"{start}; `{run_command(options)}`"
+    card["stages"] = [*stages, this_stage]
     model_id = save_generator(generator, folder, args.name, card=card)
     sample_grid(generator, folder / "samples.png", noise_mode="none")
     config = json.loads((folder / "config.json").read_text())["config"]
     (folder / "MODEL_CARD.md").write_text(
-        card_markdown(args.name, config, state, options, trend, floor, params, previous)
+        card_markdown(args.name, config, state, options, trend, floor, params, card["stages"])
     )
 
     record_shipped(args.pretrained, args.name, model_id)
