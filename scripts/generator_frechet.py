@@ -30,6 +30,7 @@ from ifadit.training.data import prepare_crops
 
 CACHE = Path("cache")
 DIVERSITY_SAMPLES = 200  # faces whose pairs (19,900) give the identity diversity
+SAMPLE_SEED = 20261125  # latents of the generated faces: every trend in the model cards uses these
 
 
 def real_features(folder: Path, resolution: int, recognizer: FaceresRecognizer) -> np.ndarray:
@@ -38,10 +39,10 @@ def real_features(folder: Path, resolution: int, recognizer: FaceresRecognizer) 
 
 
 def generated_features(
-    folder: Path, samples: int, recognizer: FaceresRecognizer, noise_mode: str
+    folder: Path, samples: int, recognizer: FaceresRecognizer, noise_mode: str, seed: int = SAMPLE_SEED
 ) -> tuple[np.ndarray, str]:
     generator, mid = load_generator(folder)
-    z = torch.randn(samples, generator.z_dim, generator=torch.Generator().manual_seed(20261125))
+    z = torch.randn(samples, generator.z_dim, generator=torch.Generator().manual_seed(seed))
     crops = []
     with torch.no_grad():
         for start in range(0, samples, 32):
@@ -78,6 +79,12 @@ def main() -> None:
         "--after", type=int, default=-1, help="only checkpoints after this step (resume a trend)"
     )
     parser.add_argument("--every", type=int, default=1, help="evaluate every k-th checkpoint (and the last)")
+    parser.add_argument(
+        "--sample-seed",
+        type=int,
+        default=SAMPLE_SEED,
+        help="seed of the generated faces' latents; another seed shows the distance's sampling spread",
+    )
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -93,12 +100,15 @@ def main() -> None:
             if (folder.parent / "state.json").is_file()
             else {}
         )
-        features, mid = generated_features(folder, args.samples, recognizer, args.noise_mode)
+        features, mid = generated_features(
+            folder, args.samples, recognizer, args.noise_mode, args.sample_seed
+        )
         row = {
             "checkpoint": folder.parent.name,
             "step": state.get("step"),
             "kimg": state.get("kimg"),
             "model_id": mid,
+            "sample_seed": args.sample_seed,
             "frechet_faceres": round(frechet_distance(features, real), 4),
             "identity_diversity": round(diversity(features, recognizer), 4),
         }
