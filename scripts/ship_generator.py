@@ -115,7 +115,9 @@ def card_markdown(
     floor: float | None,
     params: int,
     stages: list[dict],
+    note: str = "",
 ) -> str:
+    note_block = f"\n{note}\n" if note else ""
     floor_line = f"Real-vs-real floor (validation vs test, same features): **{floor}**.\n" if floor else ""
     identity = (
         f", identity spread (torch dlib, weight {options['identity_weight']}, margin {options['identity_margin']})"
@@ -146,7 +148,7 @@ StyleGAN2 generator (our implementation in NVIDIA stylegan2-ada-pytorch's layout
 - Data: {DATA}
 {earlier}- This run: {state.get("step")} steps, {state.get("kimg")} kimg, wall time
   {state.get("wall_seconds", 0) / 3600:.2f} h on {platform.machine()} CPU (2 cores shared with other work,
-  1 thread, niced), no GPU; noise inputs `{options["noise_mode"]}` in training.
+  1 thread), no GPU; noise inputs `{options["noise_mode"]}` in training.
 - Loss: non-saturating logistic, lazy R1 (gamma {options["r1_gamma"]} every {options["r1_interval"]} steps),
   EMA of G, style mixing {options["style_mixing"]}, x-flips and ADA (target {options["ada_target"]}){identity}.
   Command: `{run_command(options)}`.
@@ -158,7 +160,7 @@ recognizer (never used in training); lower is better. Identity diversity: the fr
 200 of those faces that faceres does not verify as one person (real test faces: 0.990; higher is better: the
 iFADIT surrogates can differ only as much as this generator's faces do). {floor_line}
 {trend_table(trend)}
-
+{note_block}
 Measured with `python scripts/generator_frechet.py RUN --real ../shared/data/celeba-crops/test --samples 1000`
 over each run's checkpoints (each stage's first row after the previous stage's last is that base re-measured
 with the same command on its shipped folder).
@@ -183,6 +185,9 @@ def main() -> None:
     parser.add_argument("--frechet", type=Path, required=True, help="JSON lines from generator_frechet.py")
     parser.add_argument("--checkpoint", help="checkpoint folder name (default: the newest)")
     parser.add_argument("--pretrained", type=Path, default=PRETRAINED, help="where shipped models live")
+    parser.add_argument(
+        "--note", default="", help="a paragraph for the card after the trend (how it was chosen)"
+    )
     args = parser.parse_args()
 
     checkpoints = args.run / "checkpoints"
@@ -229,7 +234,7 @@ def main() -> None:
     sample_grid(generator, folder / "samples.png", noise_mode="none")
     config = json.loads((folder / "config.json").read_text())["config"]
     (folder / "MODEL_CARD.md").write_text(
-        card_markdown(args.name, config, state, options, trend, floor, params, card["stages"])
+        card_markdown(args.name, config, state, options, trend, floor, params, card["stages"], args.note)
     )
 
     record_shipped(args.pretrained, args.name, model_id)
