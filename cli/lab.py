@@ -77,7 +77,8 @@ def train_group() -> None:
     "--d-channel-base",
     type=click.IntRange(min=1),
     default=None,
-    help="D's channel base when D should be wider than G (default: --channel-base). Kept with --init-generator.",
+    help="D's channel base when D should be wider than G (default: --channel-base); also with --init-generator, "
+    "whose D starts fresh.",
 )
 @click.option(
     "--d-channel-max",

@@ -79,8 +79,7 @@ def earlier_stages(previous: dict | None) -> list[dict]:
     """The training stages behind the generator a run started from, oldest first (none for a run from scratch).
 
     Cards written since stage 3 list them under "stages" (the newest without its model id, which is the
-    card's own); the stage-2 card (`3f666e323d55`) names only its
-    own run and, under "previous", the stage-1 model.
+    card's own); the stage-2 card (`3f666e323d55`) names only its own run and, under "previous", stage 1.
     """
     if previous is None:
         return []
@@ -225,10 +224,14 @@ def main() -> None:
         "noise_mode": "none",
         "previous": None if previous is None else {k: previous.get(k) for k in ("model_id", "step", "kimg")},
     }
-    this_stage = {"stage": stage, "step": state.get("step"), "kimg": state.get("kimg")}
-    this_stage["wall_hours"] = round(state.get("wall_seconds", 0) / 3600, 2)
     start = f"warm start from stage {stage - 1}" if previous is not None else "from scratch"
-    this_stage["how"] = f"{start}; `{run_command(options)}`"
+    this_stage = {
+        "stage": stage,
+        "step": state.get("step"),
+        "kimg": state.get("kimg"),
+        "wall_hours": round(state.get("wall_seconds", 0) / 3600, 2),
+        "how": f"{start}; `{run_command(options)}`",
+    }
     card["stages"] = [*stages, this_stage]
     model_id = save_generator(generator, folder, args.name, card=card)
     sample_grid(generator, folder / "samples.png", noise_mode="none")
