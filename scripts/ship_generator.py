@@ -222,7 +222,6 @@ def main() -> None:
         "frechet_faceres": trend,
         "real_vs_real": floor,
         "noise_mode": "none",
-        "previous": None if previous is None else {k: previous.get(k) for k in ("model_id", "step", "kimg")},
     }
     start = f"warm start from stage {stage - 1}" if previous is not None else "from scratch"
     this_stage = {
