@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from ifadit.errors import InputError
+from ifadit.errors import IfaditError, InputError
 from ifadit.training.crop_pack import pack_crops, unpack_crops
 from ifadit.training.loop import train
 from ifadit.training.options import read_options
@@ -98,7 +98,7 @@ def main() -> None:
             print(f"{args.out}: {count} crops, {args.out.stat().st_size / 1e6:.1f} MB", flush=True)
         else:
             run(args.run, args.pack, args.minutes, args.device, args.export)
-    except InputError as exc:
+    except IfaditError as exc:
         sys.exit(f"error: {exc}")
 
 
