@@ -10,16 +10,14 @@ different pixels than one trained from the original cache, and says so through t
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ifadit.errors import InputError
-from ifadit.training.data import load_crops
+from ifadit.training.data import load_crops, write_npz
 
 PACK_KEYS = ("jpeg", "offsets", "names", "quality")
 
@@ -28,8 +26,8 @@ def pack_crops(cache: Path, out: Path, quality: int = 95) -> int:
     """Write the crops of `cache` (.npz crop cache) as a JPEG pack at `out`; returns the number of crops."""
     if not 1 <= quality <= 100:
         raise InputError(f"JPEG quality must be 1-100, got {quality}")
-    resolution, names = _cache_header(cache)
-    crops = load_crops(cache, resolution)
+    crops = load_crops(cache, resolution=None)
+    names = _cache_names(cache)
     if names is None or len(names) != len(crops):
         names = np.array([f"{i:06d}" for i in range(len(crops))])
     encoded = []
@@ -38,7 +36,7 @@ def pack_crops(cache: Path, out: Path, quality: int = 95) -> int:
         Image.fromarray(crop).save(buffer, format="JPEG", quality=quality)
         encoded.append(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
     offsets = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
-    _write_npz(out, jpeg=np.concatenate(encoded), offsets=offsets, names=names, quality=np.array(quality))
+    write_npz(out, jpeg=np.concatenate(encoded), offsets=offsets, names=names, quality=np.array(quality))
     return len(encoded)
 
 
@@ -60,25 +58,11 @@ def unpack_crops(pack: Path, out: Path) -> int:
         np.asarray(Image.open(io.BytesIO(jpeg[start:end].tobytes())).convert("RGB"))
         for start, end in zip(offsets[:-1], offsets[1:], strict=True)
     ]
-    _write_npz(out, images=np.stack(images), names=names)
+    write_npz(out, images=np.stack(images), names=names)
     return len(images)
 
 
-def _cache_header(cache: Path) -> tuple[int, np.ndarray | None]:
-    """The crop size and the names (None when absent) of a crop cache; InputError names the fault."""
-    try:
-        with np.load(cache, allow_pickle=False) as data:
-            size = int(data["images"].shape[1]) if "images" in data else 0
-            return size, data.get("names")
-    except FileNotFoundError:
-        raise InputError(f"{cache}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{cache}: not a readable .npz crop cache ({exc})") from None
-
-
-def _write_npz(out: Path, **arrays: Any) -> None:
-    """Write arrays to `out` atomically (a temporary file renamed into place)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, out)
+def _cache_names(cache: Path) -> np.ndarray | None:
+    """The `names` array of a crop cache already read once by `load_crops` (None when it has none)."""
+    with np.load(cache, allow_pickle=False) as data:
+        return data.get("names")

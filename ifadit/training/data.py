@@ -12,6 +12,7 @@ import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +25,11 @@ from ifadit.media.image import read_image
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".pgm", ".ppm", ".tif", ".tiff")
 
 
-def load_crops(path: Path, resolution: int) -> torch.Tensor:
-    """Aligned crops from an `.npz` cache as uint8 [N, 3, R, R]; InputError names the file and the fault."""
+def load_crops(path: Path, resolution: int | None) -> torch.Tensor:
+    """Aligned crops from an `.npz` cache as uint8 [N, 3, R, R]; InputError names the file and the fault.
+
+    `resolution` None takes the crops at the cache's own size.
+    """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -43,7 +47,7 @@ def load_crops(path: Path, resolution: int) -> torch.Tensor:
         raise InputError(
             f"{path}: 'images' must be uint8 [N, S, S, 3], got {images.dtype} {list(images.shape)}"
         )
-    if images.shape[1:3] != (resolution, resolution):
+    if resolution is not None and images.shape[1:3] != (resolution, resolution):
         raise InputError(
             f"{path}: crops are {images.shape[1]}x{images.shape[2]} px but the resolution is {resolution}",
             hint=f"use the {resolution} px cache or --resolution {images.shape[1]}",
@@ -89,11 +93,16 @@ def build_crop_cache(
             progress(done, len(files))
     if not crops:
         raise InputError(f"{folder}: no face found in any of {len(files)} images")
+    write_npz(out, images=np.stack(crops), names=np.array(names))
+    return len(crops)
+
+
+def write_npz(out: Path, **arrays: Any) -> None:
+    """Write arrays to the `.npz` file `out` atomically (a temporary file renamed into place)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez(tmp, images=np.stack(crops), names=np.array(names))
+    np.savez(tmp, **arrays)
     os.replace(tmp, out)
-    return len(crops)
 
 
 def folder_fingerprint(folder: Path) -> str:
