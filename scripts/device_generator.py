@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shutil
 import signal
 import sys
@@ -31,7 +30,7 @@ from types import FrameType
 from ifadit.errors import IfaditError, InputError
 from ifadit.training.crop_pack import pack_crops, unpack_crops
 from ifadit.training.loop import train
-from ifadit.training.options import read_options
+from ifadit.training.options import latest_checkpoint, read_options
 
 
 def stop_after(minutes: float) -> None:
@@ -46,9 +45,11 @@ def stop_after(minutes: float) -> None:
 
 def export_g_ema(folder: Path, export: Path) -> None:
     """Copy the G_ema folder of the run's newest checkpoint to `export`."""
-    latest = json.loads((folder / "checkpoints" / "latest.json").read_text())
-    shutil.copytree(folder / "checkpoints" / latest["path"] / "G_ema", export, dirs_exist_ok=True)
-    print(f"{export}: G_ema of {latest['path']}", flush=True)
+    newest = latest_checkpoint(folder)
+    if newest is None:
+        raise InputError(f"{folder}: no checkpoint to export")
+    shutil.copytree(newest / "G_ema", export, dirs_exist_ok=True)
+    print(f"{export}: G_ema of {newest.name}", flush=True)
 
 
 def run(folder: Path, pack: Path | None, minutes: float, device: str, export: Path | None) -> None:
@@ -58,7 +59,7 @@ def run(folder: Path, pack: Path | None, minutes: float, device: str, export: Pa
         if pack is None:
             raise InputError(f"{data}: missing, and no --pack to unpack it from")
         print(f"unpacked {unpack_crops(pack, data)} crops from {pack} to {data}", flush=True)
-    resume = (folder / "checkpoints" / "latest.json").exists()
+    resume = latest_checkpoint(folder) is not None
 
     def report(step: int, stats: dict[str, float]) -> None:
         if step % 100 == 0:

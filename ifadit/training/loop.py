@@ -43,7 +43,7 @@ from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
 from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, prepare_crops, to_model_range
-from ifadit.training.options import TrainOptions
+from ifadit.training.options import TrainOptions, latest_checkpoint
 from ifadit.training.runner import MetricsLog, random_batch, truncate_metrics, write_samples
 
 
@@ -319,11 +319,10 @@ def _prune_states(root: Path, keep: int) -> None:
 
 def load_checkpoint(state: TrainState, options: TrainOptions) -> None:
     """Restore `state` from the newest checkpoint of the run folder."""
-    root = Path(options.out) / "checkpoints"
-    latest = root / "latest.json"
-    if not latest.is_file():
+    folder = latest_checkpoint(Path(options.out))
+    if folder is None:
+        latest = Path(options.out) / "checkpoints" / "latest.json"
         raise InputError(f"{latest}: missing, nothing to resume in {options.out}")
-    folder = root / json.loads(latest.read_text())["path"]
     state.G.load_state_dict(load_file(str(folder / "G.safetensors")))
     state.D.load_state_dict(load_file(str(folder / "D.safetensors")))
     state.G_ema.load_state_dict(load_file(str(folder / "G_ema" / "model.safetensors")))

@@ -223,6 +223,12 @@ def read_phase2_options(out: Path) -> Phase2Options:
     return Phase2Options(**data)
 
 
+def latest_checkpoint(out: Path) -> Path | None:
+    """Folder of the newest complete checkpoint in run folder `out` (from latest.json), None when there is none."""
+    latest = Path(out) / "checkpoints" / "latest.json"
+    return latest.parent / json.loads(latest.read_text())["path"] if latest.is_file() else None
+
+
 def latest_step(out: Path) -> int:
     """Step of the newest checkpoint in run folder `out`, 0 when there is none."""
     latest = Path(out) / "checkpoints" / "latest.json"

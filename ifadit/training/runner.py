@@ -33,6 +33,7 @@ from torch import nn
 
 from ifadit.errors import InputError
 from ifadit.models.checkpoint import RECOGNIZER_PREFIX, WEIGHTS_FILE, write_json
+from ifadit.training.options import latest_checkpoint
 
 if TYPE_CHECKING:
     from ifadit.models.ifadit_model import IfaditModel
@@ -146,10 +147,10 @@ def write_checkpoint(
 def read_checkpoint(counters: Counters, model: nn.Module, out: Path, skip: str) -> dict[str, Any]:
     """Load the newest checkpoint of run folder `out` into `model` (every tensor but those starting with
     `skip`) and `counters`; returns its state.pt (optimizers, RNG, ...)."""
-    latest = Path(out) / "checkpoints" / "latest.json"
-    if not latest.is_file():
+    folder = latest_checkpoint(out)
+    if folder is None:
+        latest = Path(out) / "checkpoints" / "latest.json"
         raise InputError(f"{latest}: missing, nothing to resume in {out}")
-    folder = latest.parent / json.loads(latest.read_text())["path"]
     tensors = load_file(str(folder / MODEL_DIR / WEIGHTS_FILE))
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if unexpected or any(not k.startswith(skip) for k in missing):
