@@ -61,17 +61,16 @@ def train_group() -> None:
 )
 @click.option(
     "--channel-base",
-    type=int,
-    default=_DEFAULTS.channel_base,
-    show_default=True,
-    help="Channels at res r = min(base // r, max): width of G, and of D unless --d-channel-base is set.",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Channels at res r = min(base // r, max): width of G, and of D unless --d-channel-base is set "
+    f"[default: {_DEFAULTS.channel_base}, or the --init-generator checkpoint's; a wider value widens it].",
 )
 @click.option(
     "--channel-max",
-    type=int,
-    default=_DEFAULTS.channel_max,
-    show_default=True,
-    help="Cap on channels of any layer.",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Cap on channels of any layer [default: {_DEFAULTS.channel_max}, or the --init-generator checkpoint's].",
 )
 @click.option(
     "--d-channel-base",
@@ -133,7 +132,8 @@ def train_group() -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
     help="Start G from this generator checkpoint folder (e.g. pretrained/stylegan2-celeba-64) with a fresh D; "
-    "the architecture options come from the checkpoint.",
+    "the architecture options come from the checkpoint, except a wider --channel-base / --channel-max, which "
+    "starts from the checkpoint widened (same images at step 0, new channels to train).",
 )
 @click.option(
     "--d-warmup-steps",
@@ -188,8 +188,8 @@ def train_generator(
     resume: bool,
     steps: int | None,
     batch: int,
-    channel_base: int,
-    channel_max: int,
+    channel_base: int | None,
+    channel_max: int | None,
     d_channel_base: int | None,
     d_channel_max: int | None,
     ema_kimg: float | None,
@@ -227,12 +227,10 @@ def train_generator(
             from ifadit.models.checkpoint import read_config  # torch loads here, not at start-up
 
             arch = read_config(init_generator)["config"]
-            resolution, z_dim = arch["img_resolution"], arch["z_dim"]
-            mapping_layers, channel_base, channel_max = (
-                arch["mapping_layers"],
-                arch["channel_base"],
-                arch["channel_max"],
-            )
+            resolution, z_dim, mapping_layers = arch["img_resolution"], arch["z_dim"], arch["mapping_layers"]
+            # a wider --channel-base / --channel-max starts from the checkpoint widened (loop.warm_start)
+            channel_base = channel_base or arch["channel_base"]
+            channel_max = channel_max or arch["channel_max"]
         options = TrainOptions(
             data=str(data),
             out=str(out),
@@ -243,8 +241,8 @@ def train_generator(
             z_dim=z_dim,
             w_dim=z_dim,
             mapping_layers=mapping_layers,
-            channel_base=channel_base,
-            channel_max=channel_max,
+            channel_base=channel_base or _DEFAULTS.channel_base,
+            channel_max=channel_max or _DEFAULTS.channel_max,
             d_channel_base=d_channel_base,
             d_channel_max=d_channel_max,
             ema_kimg=ema_kimg,

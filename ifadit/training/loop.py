@@ -39,6 +39,7 @@ from ifadit.models.stylegan2.networks import (
     GeneratorConfig,
     style_mix,
 )
+from ifadit.models.stylegan2.widen import widen_generator
 from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
 from ifadit.training.cpu import torch_threads
@@ -124,17 +125,18 @@ def build_state(options: TrainOptions, device: str | torch.device = "cpu") -> Tr
     )
 
 
-def warm_start(state: TrainState, folder: Path) -> None:
+def warm_start(state: TrainState, folder: Path, seed: int = 0) -> None:
     """Start G and G_ema of a fresh run from the generator checkpoint in `folder` (D stays fresh).
 
-    InputError when the checkpoint's architecture differs from the run's.
+    A run wider than the checkpoint starts from its function-preserving widening (new channels drawn from `seed`).
+    InputError when the architectures differ in anything but a widening.
     """
     generator, _ = load_generator(folder)
     if generator.config != state.G.config:
-        raise InputError(
-            f"{folder}: generator architecture {generator.config.to_dict()} differs from the run's",
-            hint="leave the architecture options unset: --init-generator takes them from the checkpoint",
-        )
+        try:
+            generator = widen_generator(generator, state.G.config, seed=seed)
+        except InputError as exc:
+            raise InputError(f"{folder}: {exc.args[0]}", hint=exc.hint) from None
     weights = generator.state_dict()
     state.G.load_state_dict(weights)
     state.G_ema.load_state_dict(weights)
@@ -393,7 +395,7 @@ def _train(
             )
         metrics_path.unlink(missing_ok=True)
         if options.init_generator is not None:
-            warm_start(state, Path(options.init_generator))
+            warm_start(state, Path(options.init_generator), seed=options.seed)
     write_json(out / "options.json", dataclasses.asdict(options))
 
     metrics = MetricsLog(metrics_path)

@@ -82,6 +82,21 @@ def test_discriminator_width_and_ema_half_life_reach_the_run_options(npz: Path, 
     assert bad.exit_code == 2 and "--ema-kimg" in bad.output
 
 
+def test_init_generator_takes_its_width_unless_a_wider_one_is_given(npz: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(
+        cli, ["train", "generator", "--data", str(npz), "--out", str(tmp_path / "a"), "--steps", "1", *TINY]
+    )
+    assert first.exit_code == 0, first.output
+    init = tmp_path / "a" / "checkpoints" / "step-0000001" / "G_ema"
+    for name, extra, width in [("same", [], (128, 16)), ("wide", ["--channel-max", "32"], (128, 32))]:
+        args = ["train", "generator", "--data", str(npz), "--out", str(tmp_path / name), "--steps", "1"]
+        result = runner.invoke(cli, [*args, "--threads", "1", "--init-generator", str(init), *extra])
+        assert result.exit_code == 0, result.output
+        options = json.loads((tmp_path / name / "options.json").read_text())
+        assert (options["channel_base"], options["channel_max"]) == width
+
+
 def test_new_run_needs_data(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["train", "generator", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "--data is required" in result.output

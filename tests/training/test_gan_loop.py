@@ -267,6 +267,23 @@ def test_warm_start_refuses_a_generator_of_another_architecture(crops_npz: Path,
         train(tiny_options(crops_npz, tmp_path / "run", init_generator=str(tmp_path / "other")))
 
 
+def test_a_wider_run_starts_from_the_checkpoint_widened(crops_npz: Path, tmp_path: Path) -> None:
+    """A wider channel_base / channel_max than --init-generator's: same images at step 0, more parameters."""
+    source = train(tiny_options(crops_npz, tmp_path / "source", steps=1))
+    save_generator(source.G_ema, tmp_path / "init", name="init")
+    wide = tiny_options(crops_npz, tmp_path / "wide", steps=0, init_generator=str(tmp_path / "init"))
+    state = train(dataclasses.replace(wide, channel_base=256, channel_max=32))
+    sizes = [sum(p.numel() for p in g.parameters()) for g in (state.G_ema, source.G_ema)]
+    assert sizes[0] > sizes[1]
+    z = torch.randn(4, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = source.G_ema.eval()(z, noise_mode="none")
+        torch.testing.assert_close(state.G_ema.eval()(z, noise_mode="none"), expected, rtol=0, atol=1e-5)
+    narrower = dataclasses.replace(wide, out=str(tmp_path / "narrow"), channel_base=64)
+    with pytest.raises(InputError, match=r"init: .*fewer channels"):
+        train(narrower)
+
+
 def test_noise_mode_none_trains_and_samples_without_noise(crops_npz: Path, tmp_path: Path) -> None:
     """With noise_mode='none' G never sees its noise inputs, so their strengths get no gradient and stay 0."""
     state = train(tiny_options(crops_npz, tmp_path / "run", noise_mode="none"))
