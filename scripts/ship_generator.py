@@ -57,8 +57,9 @@ def run_command(options: dict) -> str:
         f"--lr {options['lr']} --noise-mode {options['noise_mode']} --seed {options['seed']}",
     ]
     if options.get("init_generator"):
-        parts.append(
-            f"--init-generator {options['init_generator']} --d-warmup-steps {options['d_warmup_steps']}"
+        parts.append(  # the width is the checkpoint's, or wider: a widening warm start
+            f"--init-generator {options['init_generator']} --d-warmup-steps {options['d_warmup_steps']} "
+            f"--channel-base {options['channel_base']} --channel-max {options['channel_max']}"
         )
     else:
         parts.append(
@@ -132,7 +133,7 @@ def card_markdown(
     )
     if len(stages) > 1:
         earlier += (
-            f"- Stage {len(stages)} (these weights): warm start of G and G_ema from stage {len(stages) - 1} with a "
+            f"- Stage {len(stages)} (these weights): {stages[-1]['how'].split('; `')[0]}, of G and G_ema, with a "
             f"fresh D ({options['d_warmup_steps']} D-only steps first).\n"
         )
     return f"""# {name}
@@ -224,6 +225,13 @@ def main() -> None:
         "noise_mode": "none",
     }
     start = f"warm start from stage {stage - 1}" if previous is not None else "from scratch"
+    if previous is not None:
+        before = (previous["options"]["channel_base"], previous["options"]["channel_max"])
+        if before != (options["channel_base"], options["channel_max"]):
+            start += (
+                f", widened from channel base / max {before[0]} / {before[1]} to {options['channel_base']} / "
+                f"{options['channel_max']} (same images at step 0: `ifadit.models.stylegan2.widen`)"
+            )
     this_stage = {
         "stage": stage,
         "step": state.get("step"),
