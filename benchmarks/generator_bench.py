@@ -4,8 +4,8 @@ Generation (G_ema in eval mode, fused modulated convs, noise_mode='const'), at 6
   baseline  a plain convolution generator of the same topology and FLOPs (learned 4x4 constant, per block a
             3x3 up-conv, a 3x3 conv, a 1x1 to-RGB and the FIR-upsampled skip image) without the mapping
             network, styles or (de)modulation: what the style machinery costs on top of the convolutions.
-  stylegan2 the shipped width (ifadit.training.loop.TrainOptions defaults: channel_base 2048,
-            channel_max 128, z/w 256, 2 mapping layers).
+  stylegan2 the shipped width (channel base / max, z / w and mapping depth from
+            pretrained/stylegan2-celeba-64/config.json; version 4: 4096 / 128, 256, 2 layers).
 Training at 64 px, batch 16 (one full `train_step`: G step, D step, EMA; R1 every 16 steps, so its cost is
 averaged over `--train-steps` steps starting with an R1 step):
   baseline  ADA probability 0 (the augment pipe is skipped: x-flips of the reals only),
@@ -19,12 +19,31 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from ifadit.models.checkpoint import read_config
 from ifadit.models.stylegan2 import ops
 from ifadit.models.stylegan2.networks import Conv2dLayer, Generator
 from ifadit.training.loop import TrainOptions, build_state, generator_config, train_step
+
+SHIPPED = Path(__file__).resolve().parents[1] / "pretrained" / "stylegan2-celeba-64"
+
+
+def shipped_options(**changes: object) -> TrainOptions:
+    """Training options with the shipped generator's architecture (its width, latent sizes, mapping depth)."""
+    arch = read_config(SHIPPED)["config"]
+    return TrainOptions(
+        data="",
+        out="",
+        z_dim=arch["z_dim"],
+        w_dim=arch["w_dim"],
+        mapping_layers=arch["mapping_layers"],
+        channel_base=arch["channel_base"],
+        channel_max=arch["channel_max"],
+        **changes,  # type: ignore[arg-type]
+    )
 
 
 class PlainGenerator(torch.nn.Module):
@@ -67,12 +86,12 @@ def best_time(fn: Callable[[], object], repeat: int) -> float:
 def bench_generation(repeat: int) -> None:
     print("generation, images/s (best of repeats; G_ema eval, fused modconv, const noise)")
     print(f"  {'res':>4} {'batch':>5} {'plain conv':>11} {'stylegan2':>10} {'ratio':>6}")
-    defaults = TrainOptions(data="", out="")
+    shipped = shipped_options()
     for res in (64, 128):
-        cfg = generator_config(TrainOptions(data="", out="", resolution=res))
+        cfg = generator_config(shipped_options(resolution=res))
         torch.manual_seed(0)
         G = Generator(cfg).eval().requires_grad_(False)
-        plain = PlainGenerator(res, defaults.channel_base, defaults.channel_max).eval().requires_grad_(False)
+        plain = PlainGenerator(res, shipped.channel_base, shipped.channel_max).eval().requires_grad_(False)
         for batch in (1, 16):
             z = torch.randn(batch, cfg.z_dim)
             with torch.no_grad():
@@ -83,7 +102,7 @@ def bench_generation(repeat: int) -> None:
 
 
 def bench_training(steps: int) -> None:
-    options = TrainOptions(data="", out="", ada_target=0.6)
+    options = shipped_options(ada_target=0.6)
     print(
         f"training at 64 px, batch {options.batch}, images/s over {steps} steps (R1 every 16, first step has R1)"
     )
