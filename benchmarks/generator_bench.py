@@ -25,7 +25,7 @@ import torch
 
 from ifadit.models.checkpoint import read_config
 from ifadit.models.stylegan2 import ops
-from ifadit.models.stylegan2.networks import Conv2dLayer, Generator
+from ifadit.models.stylegan2.networks import Conv2dLayer, Generator, channels_at
 from ifadit.training.loop import TrainOptions, build_state, generator_config, train_step
 
 SHIPPED = Path(__file__).resolve().parents[1] / "pretrained" / "stylegan2-celeba-64"
@@ -52,7 +52,7 @@ class PlainGenerator(torch.nn.Module):
     def __init__(self, resolution: int, channel_base: int, channel_max: int) -> None:
         super().__init__()
         self.resolutions = [2**i for i in range(2, resolution.bit_length())]
-        ch = {r: min(channel_base // r, channel_max) for r in self.resolutions}
+        ch = {r: channels_at(r, channel_base, channel_max) for r in self.resolutions}
         self.const = torch.nn.Parameter(torch.randn(ch[4], 4, 4))
         self.register_buffer("resample_filter", ops.setup_filter([1, 3, 3, 1]))
         self.layers = torch.nn.ModuleList()

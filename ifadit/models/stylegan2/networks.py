@@ -83,6 +83,11 @@ def _check_resolution(res: int) -> None:
         raise ValueError(f"img_resolution must be a power of two >= 4, got {res}")
 
 
+def channels_at(res: int, channel_base: int, channel_max: int) -> int:
+    """Feature channels of the blocks at resolution `res`: min(channel_base // res, channel_max), as NVIDIA's."""
+    return min(channel_base // res, channel_max)
+
+
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -437,7 +442,7 @@ class SynthesisNetwork(torch.nn.Module):
         self.img_resolution_log2 = int(np.log2(img_resolution))
         self.img_channels = img_channels
         self.block_resolutions = [2**i for i in range(2, self.img_resolution_log2 + 1)]
-        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        channels = {res: channels_at(res, channel_base, channel_max) for res in self.block_resolutions}
         self.num_ws = 0
         for res in self.block_resolutions:
             in_channels = channels[res // 2] if res > 4 else 0
@@ -649,7 +654,8 @@ class Discriminator(torch.nn.Module):
         log2 = int(np.log2(config.img_resolution))
         self.block_resolutions = [2**i for i in range(log2, 2, -1)]
         channels = {
-            res: min(config.channel_base // res, config.channel_max) for res in [*self.block_resolutions, 4]
+            res: channels_at(res, config.channel_base, config.channel_max)
+            for res in [*self.block_resolutions, 4]
         }
         for res in self.block_resolutions:
             block = DiscriminatorBlock(

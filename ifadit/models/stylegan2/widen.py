@@ -22,7 +22,7 @@ import math
 import torch
 
 from ifadit.errors import InputError
-from ifadit.models.stylegan2.networks import Generator, GeneratorConfig
+from ifadit.models.stylegan2.networks import Generator, GeneratorConfig, channels_at
 
 _WIDTH_FIELDS = ("channel_base", "channel_max")
 
@@ -38,16 +38,13 @@ def check_widenable(narrow: GeneratorConfig, wide: GeneratorConfig) -> None:
             hint="only --channel-base and --channel-max may differ from the --init-generator checkpoint",
         )
     for res in (2**i for i in range(2, int(math.log2(narrow.img_resolution)) + 1)):
-        if _channels(wide, res) < _channels(narrow, res):
+        before, after = (channels_at(res, c.channel_base, c.channel_max) for c in (narrow, wide))
+        if after < before:
             raise InputError(
                 f"generator width {wide.channel_base}/{wide.channel_max} has fewer channels at {res} px "
                 f"than the checkpoint's {narrow.channel_base}/{narrow.channel_max}",
                 hint="a warm start can widen a generator, not narrow it",
             )
-
-
-def _channels(config: GeneratorConfig, res: int) -> int:
-    return min(config.channel_base // res, config.channel_max)
 
 
 @torch.no_grad()
