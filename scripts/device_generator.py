@@ -14,7 +14,7 @@ this script, which imports only the training loop, runs it there:
 
 `run` unpacks the pack to the run's data path when that file is missing, starts the run afresh (or resumes
 it when it holds a checkpoint), stops after --minutes with a checkpoint, as Ctrl-C would, and copies the
-newest checkpoint's G_ema (safetensors + config, 5.5 MB at the shipped width) to --export.
+newest checkpoint's G_ema (safetensors + config, 6.9 MB at the shipped width) to --export.
 """
 
 from __future__ import annotations

@@ -115,6 +115,7 @@ def card_markdown(
     floor: float | None,
     params: int,
     stages: list[dict],
+    start: str,
     note: str = "",
 ) -> str:
     note_block = f"\n{note}\n" if note else ""
@@ -133,7 +134,7 @@ def card_markdown(
     )
     if len(stages) > 1:
         earlier += (
-            f"- Stage {len(stages)} (these weights): {stages[-1]['how'].split('; `')[0]}, of G and G_ema, with a "
+            f"- Stage {len(stages)} (these weights): {start}, of G and G_ema, with a "
             f"fresh D ({options['d_warmup_steps']} D-only steps first).\n"
         )
     return f"""# {name}
@@ -244,7 +245,9 @@ def main() -> None:
     sample_grid(generator, folder / "samples.png", noise_mode="none")
     config = json.loads((folder / "config.json").read_text())["config"]
     (folder / "MODEL_CARD.md").write_text(
-        card_markdown(args.name, config, state, options, trend, floor, params, card["stages"], args.note)
+        card_markdown(
+            args.name, config, state, options, trend, floor, params, card["stages"], start, args.note
+        )
     )
 
     record_shipped(args.pretrained, args.name, model_id)
