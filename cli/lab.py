@@ -165,6 +165,14 @@ def train_group() -> None:
     help="dlib distance the identity-spread term asks between samples (dlib's same-person threshold is 0.6).",
 )
 @click.option(
+    "--feature-d-weight",
+    type=click.FloatRange(min=0.0),
+    default=_DEFAULTS.feature_d_weight,
+    show_default=True,
+    help="Weight on G of a second discriminator: small heads that score the frozen torch dlib recognizer's "
+    "feature maps of reals and fakes (Projected / Vision-aided GAN; 0 = off).",
+)
+@click.option(
     "--seed",
     type=int,
     default=_DEFAULTS.seed,
@@ -203,6 +211,7 @@ def train_generator(
     lr: float,
     identity_weight: float,
     identity_margin: float,
+    feature_d_weight: float,
     seed: int,
     sample_every: int,
     checkpoint_minutes: float,
@@ -256,6 +265,7 @@ def train_generator(
             lr=lr,
             identity_weight=identity_weight,
             identity_margin=identity_margin,
+            feature_d_weight=feature_d_weight,
         )
     from ifadit.training.loop import train  # torch loads here, not at every `ifadit` start-up
 

@@ -73,6 +73,8 @@ def run_command(options: dict) -> str:
         parts.append(
             f"--identity-weight {options['identity_weight']} --identity-margin {options['identity_margin']}"
         )
+    if options.get("feature_d_weight", 0.0) > 0:
+        parts.append(f"--feature-d-weight {options['feature_d_weight']}")
     return " ".join(parts)
 
 
@@ -120,11 +122,16 @@ def card_markdown(
 ) -> str:
     note_block = f"\n{note}\n" if note else ""
     floor_line = f"Real-vs-real floor (validation vs test, same features): **{floor}**.\n" if floor else ""
-    identity = (
+    extra_terms = (
         f", identity spread (torch dlib, weight {options['identity_weight']}, margin {options['identity_margin']})"
         if options.get("identity_weight", 0.0) > 0
         else ""
     )
+    if options.get("feature_d_weight", 0.0) > 0:
+        extra_terms += (
+            f", a second discriminator on the torch dlib recognizer's feature maps of "
+            f"{', '.join(options['feature_d_layers'])} (1x1-conv heads, weight {options['feature_d_weight']})"
+        )
     earlier = "".join(
         f"- Stage {st['stage']}: `{st['model_id']}`, shipped earlier under this name (its card is in git "
         f"history): {st['step']} steps, {st['kimg']} kimg"
@@ -151,7 +158,7 @@ StyleGAN2 generator (our implementation in NVIDIA stylegan2-ada-pytorch's layout
   {state.get("wall_seconds", 0) / 3600:.2f} h on {platform.machine()} CPU (2 cores shared with other work,
   1 thread), no GPU; noise inputs `{options["noise_mode"]}` in training.
 - Loss: non-saturating logistic, lazy R1 (gamma {options["r1_gamma"]} every {options["r1_interval"]} steps),
-  EMA of G, style mixing {options["style_mixing"]}, x-flips and ADA (target {options["ada_target"]}){identity}.
+  EMA of G, style mixing {options["style_mixing"]}, x-flips and ADA (target {options["ada_target"]}){extra_terms}.
   Command: `{run_command(options)}`.
 
 ## Measured quality

@@ -6,7 +6,8 @@ Run folder layout (`TrainOptions.out`):
   samples-latest.png, samples/step-XXXXXXX.png   G_ema on fixed latents (fixed noise, or none)
   checkpoints/latest.json            {"step": ..., "path": ...} of the newest complete checkpoint
   checkpoints/step-XXXXXXX/G_ema/    model.safetensors + config.json (`ifadit.models.checkpoint.load_generator`)
-  checkpoints/step-XXXXXXX/{G,D}.safetensors, state.pt, state.json   full training state (newest `keep_states`)
+  checkpoints/step-XXXXXXX/{G,D}.safetensors, state.pt, state.json   full training state (newest `keep_states`;
+                                     F.safetensors too with the feature discriminator)
 All randomness comes from torch's global generator seeded once from `seed` and saved in every checkpoint, so
 N steps in one go and N/2 + resume + N/2 give bit-identical weights on the same CPU.
 """
@@ -44,6 +45,7 @@ from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
 from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, prepare_crops, to_model_range
+from ifadit.training.feature_discriminator import FeatureHeads, RecognizerFeatures
 from ifadit.training.options import TrainOptions, latest_checkpoint
 from ifadit.training.runner import MetricsLog, random_batch, truncate_metrics, write_samples
 
@@ -83,7 +85,10 @@ class TrainState:
     ada: AdaController | None
     pl: losses.PathLengthRegularizer
     device: torch.device
-    recognizer: nn.Module | None = None  # frozen, for the identity-spread term (identity_weight > 0)
+    recognizer: nn.Module | None = None  # frozen dlib ResNet, for the identity spread and the feature D
+    features: RecognizerFeatures | None = None  # the recognizer's tapped stages (feature_d_weight > 0)
+    F: FeatureHeads | None = None  # heads of the feature discriminator (feature_d_weight > 0)
+    opt_F: torch.optim.Adam | None = None
     step: int = 0
     nimg: int = 0
     wall_seconds: float = 0.0
@@ -108,9 +113,12 @@ def build_state(options: TrainOptions, device: str | torch.device = "cpu") -> Tr
         ada = AdaController(
             target=options.ada_target, interval=options.ada_interval, speed_kimg=options.ada_kimg
         )
-    recognizer = None
-    if options.identity_weight > 0:
+    recognizer = features = heads = None
+    if options.identity_weight > 0 or options.feature_d_weight > 0:
         recognizer = load_dlib_resnet().eval().requires_grad_(False).to(device)
+    if recognizer is not None and options.feature_d_weight > 0:
+        features = RecognizerFeatures(recognizer, options.feature_d_layers)
+        heads = FeatureHeads(features.channels).to(device).requires_grad_(False)
     return TrainState(
         G=G,
         D=D,
@@ -122,6 +130,9 @@ def build_state(options: TrainOptions, device: str | torch.device = "cpu") -> Tr
         pl=losses.PathLengthRegularizer(device),
         device=device,
         recognizer=recognizer,
+        features=features,
+        F=heads,
+        opt_F=adam(heads.parameters(), 0) if heads is not None else None,
     )
 
 
@@ -161,10 +172,16 @@ def _generator_step(state: TrainState, batch: int, options: TrainOptions, stats:
     fake_logits = D(aug(img))
     loss_g = losses.g_nonsaturating(fake_logits)
     stats["loss_G"] = float(loss_g.detach())
-    if state.recognizer is not None:  # identity spread: neighbouring samples should be different people
-        spread = losses.identity_spread(state.recognizer(img), options.identity_margin)
-        loss_g = loss_g + options.identity_weight * spread
-        stats["identity_spread"] = float(spread.detach())
+    if state.recognizer is not None:  # one recognizer pass serves both terms
+        descriptors, maps = _recognize(state, img)
+        if options.identity_weight > 0:  # identity spread: neighbouring samples should be different people
+            spread = losses.identity_spread(descriptors, options.identity_margin)
+            loss_g = loss_g + options.identity_weight * spread
+            stats["identity_spread"] = float(spread.detach())
+        if state.F is not None:
+            loss_f = sum((losses.g_nonsaturating(m) for m in state.F(maps)), torch.zeros([], device=device))
+            loss_g = loss_g + options.feature_d_weight * loss_f
+            stats["loss_G_feature"] = float(loss_f.detach())
     state.opt_G.zero_grad(set_to_none=True)
     loss_g.backward()
     state.opt_G.step()
@@ -178,6 +195,32 @@ def _generator_step(state: TrainState, batch: int, options: TrainOptions, stats:
         (img[:, 0, 0, 0] * 0 + loss_pl).mean().backward()
         state.opt_G.step()
         stats["pl_penalty"] = float(penalty.detach().mean())
+
+
+def _recognize(state: TrainState, img: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The recognizer's descriptors of `img`, and its tapped feature maps when the feature D is on."""
+    assert state.recognizer is not None
+    if state.features is None:
+        return state.recognizer(img), []
+    return state.features(img)
+
+
+def _feature_discriminator_step(
+    state: TrainState, real: torch.Tensor, fake: torch.Tensor, stats: dict[str, float]
+) -> None:
+    """Logistic loss of the feature heads on the frozen recognizer's maps of reals and fakes (no augmentation)."""
+    assert state.features is not None and state.F is not None and state.opt_F is not None
+    with torch.no_grad():
+        _, real_maps = state.features(real)
+        _, fake_maps = state.features(fake)
+    state.F.requires_grad_(True)
+    pairs = zip(state.F(real_maps), state.F(fake_maps), strict=True)
+    loss = sum((losses.d_logistic(r, f) for r, f in pairs), torch.zeros([], device=real.device))
+    state.opt_F.zero_grad(set_to_none=True)
+    loss.backward()
+    state.opt_F.step()
+    state.F.requires_grad_(False)
+    stats["loss_D_feature"] = float(loss.detach())
 
 
 def train_step(state: TrainState, reals_u8: torch.Tensor, options: TrainOptions) -> dict[str, float]:
@@ -231,6 +274,8 @@ def train_step(state: TrainState, reals_u8: torch.Tensor, options: TrainOptions)
         stats["r1_penalty"] = float(penalty.detach().mean())
     G.requires_grad_(False)
     D.requires_grad_(False)
+    if state.F is not None:
+        _feature_discriminator_step(state, real, img, stats)
 
     # 5. Exponential moving average of G.
     state.nimg += batch
@@ -281,7 +326,10 @@ def save_checkpoint(state: TrainState, options: TrainOptions) -> Path:
     tmp.mkdir()
     save_generator(state.G_ema, tmp / "G_ema", name=options.name)
     write_json(tmp / "D.json", {"kind": "stylegan2-discriminator", "config": state.D.config.to_dict()})
-    for label, net in (("G", state.G), ("D", state.D)):
+    nets: list[tuple[str, nn.Module]] = [("G", state.G), ("D", state.D)]
+    if state.F is not None:
+        nets.append(("F", state.F))
+    for label, net in nets:
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
             str(tmp / f"{label}.safetensors"),
@@ -293,6 +341,7 @@ def save_checkpoint(state: TrainState, options: TrainOptions) -> Path:
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state() if state.device.type == "cuda" else None,
             "pl_mean": state.pl.pl_mean.cpu(),
+            "opt_F": state.opt_F.state_dict() if state.opt_F is not None else None,
         },
         tmp / "state.pt",
     )
@@ -315,7 +364,7 @@ def _prune_states(root: Path, keep: int) -> None:
     """Drop G, D and optimizer state from all but the newest `keep` checkpoints (G_ema stays)."""
     full = sorted(p for p in root.glob("step-*") if (p / "state.pt").exists())
     for old in full[: max(len(full) - keep, 0)]:
-        for name in ("G.safetensors", "D.safetensors", "state.pt"):
+        for name in ("G.safetensors", "D.safetensors", "F.safetensors", "state.pt"):
             (old / name).unlink(missing_ok=True)
 
 
@@ -332,6 +381,12 @@ def load_checkpoint(state: TrainState, options: TrainOptions) -> None:
     state.opt_G.load_state_dict(extra["opt_G"])
     state.opt_D.load_state_dict(extra["opt_D"])
     state.pl.pl_mean = extra["pl_mean"].to(state.device)
+    if state.F is not None and state.opt_F is not None:
+        heads = folder / "F.safetensors"
+        if not heads.is_file() or extra.get("opt_F") is None:
+            raise InputError(f"{heads}: missing, but the run's options ask for a feature discriminator")
+        state.F.load_state_dict(load_file(str(heads)))
+        state.opt_F.load_state_dict(extra["opt_F"])
     torch.set_rng_state(extra["rng"])
     if state.device.type == "cuda" and extra.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(extra["cuda_rng"])

@@ -56,6 +56,8 @@ class TrainOptions:
     d_warmup_steps: int = 0  # first steps train D only (G frozen): lets a fresh D catch up with a trained G
     identity_weight: float = 0.0  # weight of the identity-spread hinge on G (0 = off; torch dlib recognizer)
     identity_margin: float = 0.7  # dlib L2 distance the hinge asks of neighbouring samples (threshold 0.6)
+    feature_d_weight: float = 0.0  # weight on G of the discriminator on dlib features (0 = off)
+    feature_d_layers: tuple[str, ...] = DLIB_FEATURE_LAYERS  # dlib stages the feature discriminator scores
 
 
 @dataclass(frozen=True)
@@ -185,14 +187,12 @@ class Id2FaceOptions:
 
 def read_options(out: Path) -> TrainOptions:
     """The options.json of an existing generator run folder."""
-    path = Path(out) / "options.json"
+    data = read_options_json(out)
+    data["feature_d_layers"] = tuple(data.get("feature_d_layers", DLIB_FEATURE_LAYERS))
     try:
-        data = json.loads(path.read_text())
         return TrainOptions(**data)
-    except FileNotFoundError:
-        raise InputError(f"{path}: missing, so {out} is not a run folder to resume") from None
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise InputError(f"{path}: not valid training options ({exc})") from None
+    except TypeError as exc:
+        raise InputError(f"{Path(out) / 'options.json'}: not valid training options ({exc})") from None
 
 
 def read_options_json(out: Path) -> dict[str, Any]:

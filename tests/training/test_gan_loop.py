@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from safetensors.torch import load_file
 
 from ifadit.errors import InputError
 from ifadit.models.checkpoint import load_generator, save_generator
@@ -19,57 +16,11 @@ from ifadit.models.stylegan2.networks import Discriminator, DiscriminatorConfig,
 from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
 from ifadit.training.data import load_crops, to_model_range
-from ifadit.training.loop import TrainOptions, TrainState, train
+from ifadit.training.loop import TrainState, train
 from ifadit.training.options import read_options
+from tests.training.gan_support import RES, checkpoint_tensors, crops_npz, one_torch_thread, tiny_options
 
-RES = 16
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core CPU, two torch threads mostly wait on each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def crops_npz(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Path:
-    """8 real 16 px crops around the astronaut's face (different offsets and sizes)."""
-    images = []
-    for i in range(8):
-        x0, y0, size = 150 + 6 * i, 50 + 4 * i, 120 + 5 * i
-        crop = Image.fromarray(astronaut[y0 : y0 + size, x0 : x0 + size]).resize((RES, RES), Image.BICUBIC)
-        images.append(np.asarray(crop))
-    path = tmp_path_factory.mktemp("data") / "crops-16.npz"
-    np.savez(path, images=np.stack(images), names=np.array([f"a{i}" for i in range(8)]))
-    return path
-
-
-def tiny_options(data: Path, out: Path, **changes: object) -> TrainOptions:
-    base = TrainOptions(
-        data=str(data),
-        out=str(out),
-        resolution=RES,
-        batch=4,
-        steps=4,
-        z_dim=16,
-        w_dim=16,
-        mapping_layers=2,
-        channel_base=128,
-        channel_max=16,
-        r1_interval=2,
-        pl_weight=1.0,
-        pl_interval=2,
-        ada_interval=1,
-        ada_kimg=0.5,
-        log_every=1,
-        sample_every=2,
-        checkpoint_minutes=1e9,
-        grid=2,
-    )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+__all__ = ["crops_npz", "one_torch_thread"]  # fixtures from gan_support
 
 
 def test_discriminator_and_generator_steps_lower_their_losses_on_a_fixed_batch(crops_npz: Path) -> None:
@@ -113,19 +64,6 @@ def test_r1_penalty_is_the_squared_input_gradient() -> None:
     torch.testing.assert_close(losses.r1_penalty(x, logits), torch.full([3], 16.0))
 
 
-def _tensors(run: Path) -> dict[str, torch.Tensor]:
-    folder = run / "checkpoints" / json.loads((run / "checkpoints" / "latest.json").read_text())["path"]
-    out = {}
-    for name in ("G.safetensors", "D.safetensors", "G_ema/model.safetensors"):
-        out.update({f"{name}:{k}": v for k, v in load_file(str(folder / name)).items()})
-    state = torch.load(folder / "state.pt", weights_only=True)
-    for opt in ("opt_G", "opt_D"):
-        for idx, slots in state[opt]["state"].items():
-            out.update({f"{opt}:{idx}:{k}": torch.as_tensor(v) for k, v in slots.items()})
-    out["rng"] = state["rng"]
-    return out
-
-
 def test_save_and_resume_is_bit_exact(crops_npz: Path, tmp_path: Path) -> None:
     """4 steps in one run == 2 steps + resume + 2 steps, compared tensor by tensor (weights, Adam slots, RNG)."""
     straight = tmp_path / "straight"
@@ -134,7 +72,7 @@ def test_save_and_resume_is_bit_exact(crops_npz: Path, tmp_path: Path) -> None:
     train(tiny_options(crops_npz, split, steps=2), threads=1)
     train(dataclasses.replace(read_options(split), steps=4), resume=True, threads=1)
 
-    a, b = _tensors(straight), _tensors(split)
+    a, b = checkpoint_tensors(straight), checkpoint_tensors(split)
     assert set(a) == set(b)
     for key in a:
         assert torch.equal(a[key], b[key]), key
