@@ -119,6 +119,7 @@ def card_markdown(
     stages: list[dict],
     start: str,
     note: str = "",
+    compute: str = "2 cores shared with other work, 1 thread",
 ) -> str:
     note_block = f"\n{note}\n" if note else ""
     floor_line = f"Real-vs-real floor (validation vs test, same features): **{floor}**.\n" if floor else ""
@@ -155,8 +156,8 @@ StyleGAN2 generator (our implementation in NVIDIA stylegan2-ada-pytorch's layout
 ## Training
 - Data: {DATA}
 {earlier}- This run: {state.get("step")} steps, {state.get("kimg")} kimg, wall time
-  {state.get("wall_seconds", 0) / 3600:.2f} h on {platform.machine()} CPU (2 cores shared with other work,
-  1 thread), no GPU; noise inputs `{options["noise_mode"]}` in training.
+  {state.get("wall_seconds", 0) / 3600:.2f} h on {platform.machine()} CPU ({compute}),
+  no GPU; noise inputs `{options["noise_mode"]}` in training.
 - Loss: non-saturating logistic, lazy R1 (gamma {options["r1_gamma"]} every {options["r1_interval"]} steps),
   EMA of G, style mixing {options["style_mixing"]}, x-flips and ADA (target {options["ada_target"]}){extra_terms}.
   Command: `{run_command(options)}`.
@@ -195,6 +196,11 @@ def main() -> None:
     parser.add_argument("--pretrained", type=Path, default=PRETRAINED, help="where shipped models live")
     parser.add_argument(
         "--note", default="", help="a paragraph for the card after the trend (how it was chosen)"
+    )
+    parser.add_argument(
+        "--compute",
+        default="2 cores shared with other work, 1 thread",
+        help="how the run used the CPU, for the card's wall-time line",
     )
     args = parser.parse_args()
 
@@ -253,7 +259,17 @@ def main() -> None:
     config = json.loads((folder / "config.json").read_text())["config"]
     (folder / "MODEL_CARD.md").write_text(
         card_markdown(
-            args.name, config, state, options, trend, floor, params, card["stages"], start, args.note
+            args.name,
+            config,
+            state,
+            options,
+            trend,
+            floor,
+            params,
+            card["stages"],
+            start,
+            args.note,
+            args.compute,
         )
     )
 
