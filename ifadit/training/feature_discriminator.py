@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ifadit.models.dlib_resnet import DlibResNet
+from ifadit.models.dlib_resnet import BLOCKS, DlibResNet
 from ifadit.training.taps import FeatureTap
 
-DLIB_TAP_CHANNELS = {"blocks.2": 32, "blocks.6": 64, "blocks.9": 128, "blocks.12": 256}
+STAGES = {f"blocks.{i}": out_ch for i, (out_ch, _) in enumerate(BLOCKS)}  # residual stage -> its channels
 
 
 class FeatureHeads(nn.Module):
@@ -41,18 +41,17 @@ class RecognizerFeatures:
     """The frozen recognizer's descriptor and its tapped feature maps, from one forward pass."""
 
     def __init__(self, recognizer: DlibResNet, layers: Sequence[str]) -> None:
-        unknown = [name for name in layers if name not in DLIB_TAP_CHANNELS]
+        unknown = [name for name in layers if name not in STAGES]
         if unknown:
             raise ValueError(
-                f"no feature discriminator tap for {unknown}; choose from {list(DLIB_TAP_CHANNELS)}"
+                f"no feature discriminator tap for {unknown}; choose residual stages blocks.0-13"
             )
-        self.recognizer = recognizer
         self.layers = tuple(layers)
         self.tap = FeatureTap(recognizer, self.layers)
 
     @property
     def channels(self) -> list[int]:
-        return [DLIB_TAP_CHANNELS[name] for name in self.layers]
+        return [STAGES[name] for name in self.layers]
 
     def __call__(self, img: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(descriptor [N,128], feature maps) of images `img` [N,3,S,S] in [-1, 1]."""
