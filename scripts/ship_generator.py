@@ -28,6 +28,8 @@ DATA = (
     "landmarks, face-chip geometry with padding 0.25): 4,718 crops. Terms: CelebA, non-commercial research only."
 )
 
+SHARED_CPU = "2 cores shared with other work, 1 thread"  # how most runs used the CPU (card wall-time line)
+
 
 def sample_grid(generator: torch.nn.Module, path: Path, noise_mode: str, seed: int = 20261125) -> None:
     z = torch.randn(64, generator.z_dim, generator=torch.Generator().manual_seed(seed))
@@ -119,7 +121,7 @@ def card_markdown(
     stages: list[dict],
     start: str,
     note: str = "",
-    compute: str = "2 cores shared with other work, 1 thread",
+    compute: str = SHARED_CPU,
 ) -> str:
     note_block = f"\n{note}\n" if note else ""
     floor_line = f"Real-vs-real floor (validation vs test, same features): **{floor}**.\n" if floor else ""
@@ -199,7 +201,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--compute",
-        default="2 cores shared with other work, 1 thread",
+        default=SHARED_CPU,
         help="how the run used the CPU, for the card's wall-time line",
     )
     args = parser.parse_args()
