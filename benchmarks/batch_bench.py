@@ -29,9 +29,7 @@ from ifadit.media.image import read_image, write_image
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import Engine, SerialEngine, anonymize_paths
 from ifadit.pipeline.ray_engine import RayEngine
-from keyvault import access, keys
-from keyvault.envelope import KdfParams
-from keyvault.vault import Vault, open_vault
+from keyvault import KdfParams, Vault, access, keys, open_vault
 
 SIDE = 320
 CASE = "BENCH"

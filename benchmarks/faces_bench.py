@@ -28,7 +28,8 @@ import numpy as np
 from ifadit.backends.base import get_backend
 from ifadit.faces.align import align_face
 from ifadit.faces.blend import paste_back
-from ifadit.faces.detect import Detector, Face, get_detector
+from ifadit.faces.detect import Detector, Face
+from ifadit.faces.registry import get_detector
 from ifadit.media.image import read_image
 
 SHARED = Path(os.environ.get("IFADIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))

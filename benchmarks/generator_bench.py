@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ifadit.models.checkpoint import read_config
 from ifadit.models.stylegan2 import ops
+from ifadit.models.stylegan2.checkpoint import read_config
 from ifadit.models.stylegan2.networks import Conv2dLayer, Generator, channels_at
 from ifadit.training.loop import TrainOptions, build_state, generator_config, train_step
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ifadit.models.checkpoint import save_generator
+from ifadit.models.stylegan2.checkpoint import save_generator
 from ifadit.models.stylegan2.networks import Generator, GeneratorConfig
 from ifadit.training.data import load_crops
 from ifadit.training.options import DLIB_FEATURE_LAYERS

@@ -31,9 +31,7 @@ from ifadit.media.image import write_image
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.restore import RestoreOptions, restore_path
-from keyvault import access, keys
-from keyvault.envelope import KdfParams
-from keyvault.vault import Vault, open_vault
+from keyvault import KdfParams, Vault, access, keys, open_vault
 
 SIDE = 1024
 CASE = "BENCH"

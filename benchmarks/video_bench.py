@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from skimage import data
 
-from ifadit.faces.detect import get_detector
+from ifadit.faces.registry import get_detector
 from ifadit.media.video import VideoCodec, VideoWriter, read_frames
 
 WIDTH, HEIGHT = 640, 480

@@ -21,12 +21,21 @@ from cli.options import (
     vault_options,
     vault_url_option,
 )
-from keyvault import access, db, keys
-from keyvault.audit import key_fingerprint
-from keyvault.envelope import KdfParams
-from keyvault.keys import KeyInfo
-from keyvault.schema import DEFAULT_UNLOCK_DELAY_MS, KEY_STATES, ROLES
-from keyvault.vault import MAX_UNLOCK_DELAY, UserInfo, Vault, upgrade_vault
+from keyvault import (
+    DEFAULT_UNLOCK_DELAY_MS,
+    KEY_STATES,
+    MAX_UNLOCK_DELAY,
+    ROLES,
+    KdfParams,
+    KeyInfo,
+    UserInfo,
+    Vault,
+    access,
+    display_url,
+    key_fingerprint,
+    keys,
+    upgrade_vault,
+)
 
 KDF_DEFAULTS = {f.name: f.default for f in dataclasses.fields(KdfParams)}  # the product defaults
 
@@ -137,7 +146,7 @@ def vault_init(
     ):
         result = {
             "vault_id": vault.id,
-            "url": db.display_url(vault.url),
+            "url": display_url(vault.url),
             "admin": admin_name,
             "audit_key_fingerprint": key_fingerprint(vault.public_key),
         }

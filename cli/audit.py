@@ -8,10 +8,17 @@ from pathlib import Path
 import click
 
 from cli.options import VaultArgs, emit, json_option, vault_options
-from keyvault import auditor
-from keyvault.audit import AuditEntry, InclusionProof, TreeHead
-from keyvault.errors import AuditVerificationError
-from keyvault.verify import format_public_key, load_public_key, verify_bundle, verify_inclusion_proof
+from keyvault import (
+    AuditEntry,
+    AuditVerificationError,
+    InclusionProof,
+    TreeHead,
+    auditor,
+    format_public_key,
+    load_public_key,
+    verify_bundle,
+    verify_inclusion_proof,
+)
 
 
 def _entry_line(entry: AuditEntry) -> str:

@@ -82,7 +82,7 @@ def approved_restore(source: Path, target: Path, case: str, *extra: str, note: s
 
 def finds_a_face(path: Path) -> bool:
     """Whether the default detector finds a face in `path` (what a restore without manifest relies on)."""
-    from ifadit.faces.detect import get_detector
+    from ifadit.faces.registry import get_detector
     from ifadit.media.image import read_image
 
     return bool(get_detector("hog").detect(read_image(path)))

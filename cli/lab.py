@@ -233,7 +233,7 @@ def train_generator(
         if data is None:
             raise click.UsageError("--data is required for a new run")
         if init_generator is not None:
-            from ifadit.models.checkpoint import read_config  # torch loads here, not at start-up
+            from ifadit.models.stylegan2.checkpoint import read_config
 
             arch = read_config(init_generator)["config"]
             resolution, z_dim, mapping_layers = arch["img_resolution"], arch["z_dim"], arch["mapping_layers"]

@@ -12,7 +12,7 @@ import click
 
 from ifadit import __version__
 from ifadit.errors import IfaditError
-from keyvault.errors import VaultError
+from keyvault import VaultError
 
 # Each module exposes `register(group: click.Group) -> None` and adds its commands to the root group.
 COMMAND_MODULES: tuple[str, ...] = (

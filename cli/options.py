@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from keyvault.vault import Vault, open_vault
+from keyvault import Vault, open_vault
 
 PASSPHRASE_ENV = "IFADIT_PASSPHRASE"
 NEW_PASSPHRASE_ENV = "IFADIT_NEW_PASSPHRASE"

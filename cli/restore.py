@@ -9,8 +9,7 @@ import click
 from cli.options import VaultArgs, emit, json_option, short_time, usage_errors, vault_options
 from ifadit.pipeline import restore as restoring
 from ifadit.pipeline.restore import RestoreOptions, RestoreReport
-from keyvault import access
-from keyvault.access import RequestInfo
+from keyvault import RequestInfo, access
 
 REQUEST_STATES = ("pending", "approved", "used")
 

@@ -8,9 +8,9 @@ database code; the vault names (`Vault`, `open_vault`, …) load SQLAlchemy and 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keyvault.audit import AuditEntry, InclusionProof, TreeHead
+from keyvault.audit import AuditEntry, InclusionProof, TreeHead, key_fingerprint
 from keyvault.envelope import KdfParams
 from keyvault.errors import (
     ApprovalPending,
@@ -25,7 +25,29 @@ from keyvault.errors import (
     VaultNotFound,
     VaultSchemaError,
 )
-from keyvault.verify import VerifyReport, verify_bundle
+from keyvault.material import KeyMaterial
+from keyvault.verify import (
+    VerifyReport,
+    format_public_key,
+    load_public_key,
+    verify_bundle,
+    verify_inclusion_proof,
+)
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers
+    from keyvault.access import ApprovalInfo, RequestInfo
+    from keyvault.db import display_url
+    from keyvault.keys import KeyInfo, UnsealedKey, VersionInfo
+    from keyvault.schema import DEFAULT_UNLOCK_DELAY_MS, KEY_STATES, ROLES
+    from keyvault.vault import (
+        MAX_UNLOCK_DELAY,
+        Policy,
+        UserInfo,
+        Vault,
+        open_vault,
+        upgrade_vault,
+        verify_detached,
+    )
 
 _DATABASE_NAMES = {
     "ApprovalInfo": "keyvault.access",
@@ -33,6 +55,13 @@ _DATABASE_NAMES = {
     "KeyInfo": "keyvault.keys",
     "UnsealedKey": "keyvault.keys",
     "VersionInfo": "keyvault.keys",
+    "DEFAULT_UNLOCK_DELAY_MS": "keyvault.schema",
+    "KEY_STATES": "keyvault.schema",
+    "ROLES": "keyvault.schema",
+    "display_url": "keyvault.db",
+    "MAX_UNLOCK_DELAY": "keyvault.vault",
+    "upgrade_vault": "keyvault.vault",
+    "verify_detached": "keyvault.vault",
     "Policy": "keyvault.vault",
     "UserInfo": "keyvault.vault",
     "Vault": "keyvault.vault",
@@ -56,6 +85,18 @@ __all__ = [
     "InclusionProof",
     "IntegrityError",
     "KdfParams",
+    "KeyMaterial",
+    "DEFAULT_UNLOCK_DELAY_MS",
+    "KEY_STATES",
+    "MAX_UNLOCK_DELAY",
+    "ROLES",
+    "display_url",
+    "format_public_key",
+    "key_fingerprint",
+    "load_public_key",
+    "upgrade_vault",
+    "verify_detached",
+    "verify_inclusion_proof",
     "KeyInfo",
     "KeyStateError",
     "NotFound",

@@ -11,7 +11,7 @@ module only inside an ``UnsealedKey`` whose repr hides it.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from keyvault import access
 from keyvault.envelope import random_key
 from keyvault.errors import KeyStateError, NotFound, PermissionDenied, VaultError
+from keyvault.material import KeyMaterial
 from keyvault.schema import KeyRow, KeyVersionRow
 from keyvault.vault import Action, Vault, aad
 
@@ -72,14 +73,13 @@ class KeyInfo:
         return self.versions[-1].version
 
 
-@dataclass(frozen=True)
-class UnsealedKey:
-    """Key material in memory for the pipeline; the repr never shows ``material``."""
+@dataclass(frozen=True, kw_only=True)
+class UnsealedKey(KeyMaterial):
+    """Key material in memory for the pipeline, with the key version it came from."""
 
     handle: str
     version: int
     case_id: str
-    material: bytes = field(repr=False)
 
 
 def new_handle() -> str:

@@ -24,9 +24,8 @@ from tqdm import tqdm
 from ifadit.backends.ifadit import IfaditBackend
 from ifadit.faces.align import align_face
 from ifadit.faces.blend import paste_back
-from ifadit.faces.detect import get_detector
-from ifadit.faces.identity import DLIB_THRESHOLD
-from ifadit.faces.recognize import get_recognizer
+from ifadit.faces.registry import get_detector, get_recognizer
+from ifadit.models.recognizer_names import DLIB_THRESHOLD
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from ifadit.backends.ifadit import IfaditBackend
 from ifadit.eval.reid import load_reid_set
 from ifadit.eval.reversible import reversible_images, score
-from ifadit.faces.recognize import get_recognizer
+from ifadit.faces.registry import get_recognizer
 
 SETS = ("deepface", "dlib-johns")
 WANT = "want: anonymized <= 0.05, restored >= 0.90, random/near key <= 0.05, keys differ >= 0.95"

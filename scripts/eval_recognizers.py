@@ -20,7 +20,8 @@ import numpy as np
 
 from ifadit.eval.metrics import choose_threshold, far_frr, pair_distances, rank1
 from ifadit.eval.reid import ReidSet, load_reid_set
-from ifadit.faces.recognize import Recognizer, get_recognizer
+from ifadit.faces.recognize import Recognizer
+from ifadit.faces.registry import get_recognizer
 
 SETS = ("deepface", "orl", "dlib-johns")
 CALIBRATION_SET = "dlib-johns"

@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ifadit.models.checkpoint import CONFIG_FILE, float16_except, precision_label
-from ifadit.models.id2face.checkpoint import ID2FACE_KIND, load_id2face, save_id2face
-from ifadit.models.ifadit_checkpoint import IFADIT_KIND, load_ifadit, save_ifadit
+from ifadit.models.id2face.checkpoint import ID2FACE_FORMAT, load_id2face, save_id2face
+from ifadit.models.ifadit.checkpoint import IFADIT_FORMAT, load_ifadit, save_ifadit
+from ifadit.models.model_folder import CONFIG_FILE
+from ifadit.models.precision import float16_except, precision_label
 
 
 def main() -> None:
@@ -51,11 +52,11 @@ def main() -> None:
     card_path = args.source / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else None
     name = str(config["name"])
-    if config.get("kind") == IFADIT_KIND:
+    if config.get("kind") == IFADIT_FORMAT.kind:
         model, source_id, _ = load_ifadit(args.source)
         dtypes = copy_precision(model)
         copy_id = save_ifadit(model, args.target, name=name, card=card, dtype=dtypes)
-    elif config.get("kind") == ID2FACE_KIND:
+    elif config.get("kind") == ID2FACE_FORMAT.kind:
         id2face, source_id, _ = load_id2face(args.source)
         dtypes = copy_precision(id2face)
         copy_id = save_id2face(id2face, args.target, name=name, card=card, dtype=dtypes)

@@ -25,7 +25,7 @@ import torch
 from ifadit.eval.diversity import pair_diversity
 from ifadit.eval.metrics import frechet_distance
 from ifadit.faces.recognize import FaceresRecognizer
-from ifadit.models.checkpoint import load_generator
+from ifadit.models.stylegan2.checkpoint import load_generator
 from ifadit.training.data import prepare_crops
 
 CACHE = Path("cache")

@@ -27,7 +27,7 @@ import torch
 from ifadit.backends.ifadit import IfaditBackend
 from ifadit.eval.reid import load_reid_set
 from ifadit.eval.reversible import evaluation_keys
-from ifadit.faces.identity import DLIB_THRESHOLD
+from ifadit.models.recognizer_names import DLIB_THRESHOLD
 from ifadit.training.data import to_model_range
 from ifadit.training.phase2 import quantize
 

@@ -22,8 +22,7 @@ import numpy as np
 from ifadit.backends.ifadit import IfaditBackend
 from ifadit.faces.align import align_face
 from ifadit.faces.blend import paste_back
-from ifadit.faces.detect import get_detector
-from ifadit.faces.recognize import get_recognizer
+from ifadit.faces.registry import get_detector, get_recognizer
 from ifadit.media.image import read_image
 
 KEY = hashlib.sha256(b"ifadit paste-back experiment key").digest()

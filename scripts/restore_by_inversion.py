@@ -22,11 +22,12 @@ import numpy as np
 import torch
 
 from ifadit.backends.ifadit import IfaditBackend
-from ifadit.eval.metrics import paired_distances
 from ifadit.eval.reid import load_reid_set
 from ifadit.eval.reversible import evaluation_keys
-from ifadit.faces.recognize import crops_to_img, get_recognizer
-from ifadit.models.ifadit_model import IfaditModel, plausible_code
+from ifadit.faces.distance import paired_distances
+from ifadit.faces.recognize import crops_to_img
+from ifadit.faces.registry import get_recognizer
+from ifadit.models.ifadit.model import IfaditModel, plausible_code
 from ifadit.training.runner import to_uint8
 
 SETS = ("deepface", "dlib-johns")

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ifadit.models.checkpoint import float16_except, precision_label, round_to_precision
-from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
-from ifadit.models.ifadit_model import IfaditModel
+from ifadit.models.ifadit.checkpoint import load_ifadit, save_ifadit
+from ifadit.models.ifadit.model import IfaditModel
+from ifadit.models.precision import float16_except, precision_label, round_to_precision
 from ifadit.training.correction import correction_pairs, fit_correction
 from ifadit.training.data import load_crops, to_model_range
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ifadit.models.checkpoint import load_generator, save_generator
 from ifadit.models.pretrained_index import record_shipped
+from ifadit.models.stylegan2.checkpoint import load_generator, save_generator
 
 PRETRAINED = Path("pretrained")
 DATA = (
@@ -180,7 +180,7 @@ with the same command on its shipped folder).
 A short CPU run: faces are low in detail, and the identity-spread term (when on) also sharpens eye and mouth
 regions into visible artifacts that the discriminator has not yet removed. The samples and the Fréchet
 distances use `noise_mode='none'`, as does the iFADIT model (`RENDER_NOISE_MODE` in
-ifadit/models/ifadit_model.py). Each shipped version must measure better than the one before.
+ifadit/models/ifadit/model.py). Each shipped version must measure better than the one before.
 
 ## Files
 `model.safetensors` (fp32), `config.json` (architecture, sha256, model id), `samples.png` (64 fixed seeds).

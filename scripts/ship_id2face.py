@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
-from ifadit.models.checkpoint import WEIGHTS_FILE, precision_label, stored_dtypes
 from ifadit.models.id2face.checkpoint import load_id2face, save_id2face
+from ifadit.models.model_folder import WEIGHTS_FILE
+from ifadit.models.precision import precision_label, stored_dtypes
 from ifadit.models.pretrained_index import record_shipped
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.id2face import sample_grid

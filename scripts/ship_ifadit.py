@@ -35,15 +35,11 @@ from typing import Any
 
 import torch
 
-from ifadit.models.checkpoint import (
-    load_generator,
-    precision_label,
-    round_to_precision,
-    stored_dtypes,
-)
-from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config, save_ifadit
-from ifadit.models.ifadit_model import IfaditModel
+from ifadit.models.ifadit.checkpoint import load_ifadit, read_ifadit_config, save_ifadit
+from ifadit.models.ifadit.model import IfaditModel
+from ifadit.models.precision import precision_label, round_to_precision, stored_dtypes
 from ifadit.models.pretrained_index import record_shipped
+from ifadit.models.stylegan2.checkpoint import load_generator
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.options import Phase2Options, read_phase2_options
 from ifadit.training.phase2 import phase2_grid

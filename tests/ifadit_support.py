@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ifadit.models.checkpoint import save_generator
-from ifadit.models.flow import FlowConfig
-from ifadit.models.ifadit_model import IfaditConfig, IfaditModel
+from ifadit.models.ifadit.flow import FlowConfig
+from ifadit.models.ifadit.model import IfaditConfig, IfaditModel
+from ifadit.models.stylegan2.checkpoint import save_generator
 from ifadit.models.stylegan2.networks import Generator, GeneratorConfig
 
 RES = 16

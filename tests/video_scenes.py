@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ifadit.faces.detect import get_detector
+from ifadit.faces.registry import get_detector
 from ifadit.media.image import read_image
 
 PATCH = 130  # patch side in pixels; the face inside is about 90 px, large enough for HOG without upsampling

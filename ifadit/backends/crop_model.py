@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ifadit.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from ifadit.models.model_folder import CONFIG_FILE, WEIGHTS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Loaded = TypeVar("Loaded", bound=tuple[torch.nn.Module, str, str])  # (model, model id, weights sha256)

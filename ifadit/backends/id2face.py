@@ -23,7 +23,7 @@ from ifadit.backends.base import check_crops, not_reversible
 from ifadit.errors import BackendUnavailable
 from ifadit.models.id2face.checkpoint import load_id2face
 from ifadit.models.id2face.model import Id2FaceModel
-from keyvault.envelope import hkdf_sha256
+from keyvault import KeyMaterial
 
 MODEL_NAME = "id2face-64"
 SEED_INFO = b"ifadit/id2face/seed/v1"  # HKDF info prefix; the model id follows after "|"
@@ -48,7 +48,7 @@ def seed_from_key(key: bytes | None, model_id: str) -> int:
     material = UNKEYED if key is None else key
     if not isinstance(material, bytes) or not material:
         raise ValueError("the id2face backend needs key bytes (or None for a run without a key)")
-    stream = hkdf_sha256(material, info=SEED_INFO + b"|" + model_id.encode("utf-8"), length=8)
+    stream = KeyMaterial(material).derive(SEED_INFO + b"|" + model_id.encode("utf-8"), 8)
     return int.from_bytes(stream, "big") >> 1
 
 

@@ -3,7 +3,7 @@
 `key` is the 32-byte material the vault unseals; the flow condition is `condition_from_key(material, model_id)`,
 so a key means something only together with this exact model. Restoring with a wrong key renders a plausible
 wrong face, never an error. The model is read from `pretrained/ifadit-64/` (or `IFADIT_PRETRAINED/ifadit-64`,
-or `model_dir`) through `ifadit.models.ifadit_checkpoint`; when it is not there, `ModelError` says which file
+or `model_dir`) through `ifadit.models.ifadit.checkpoint`; when it is not there, `ModelError` says which file
 is missing and how to produce it.
 """
 
@@ -19,9 +19,9 @@ from ifadit.backends import crop_model
 from ifadit.backends.base import check_crops
 from ifadit.errors import ModelError
 from ifadit.faces.blend import paste_in_crop
-from ifadit.models.flow import condition_from_key
-from ifadit.models.ifadit_checkpoint import load_ifadit
-from ifadit.models.ifadit_model import IfaditModel, Publish
+from ifadit.models.ifadit.checkpoint import load_ifadit
+from ifadit.models.ifadit.flow import condition_from_key
+from ifadit.models.ifadit.model import IfaditModel, Publish
 
 MODEL_NAME = "ifadit-64"
 

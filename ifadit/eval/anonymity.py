@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ifadit.eval.metrics import Metric, paired_distances, pairwise_distances
+from ifadit.faces.distance import Metric, paired_distances, pairwise_distances
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ifadit.eval.metrics import Metric, paired_distances
+from ifadit.faces.distance import Metric, paired_distances
 from ifadit.faces.recognize import crops_to_img
 
 

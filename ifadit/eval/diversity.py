@@ -11,7 +11,7 @@ from itertools import combinations
 
 import numpy as np
 
-from ifadit.eval.metrics import Metric, paired_distances, pairwise_distances
+from ifadit.faces.distance import Metric, paired_distances, pairwise_distances
 
 
 def key_diversity(surrogates: Sequence[np.ndarray], metric: Metric, threshold: float) -> float:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from ifadit.eval.metrics import paired_distances
+from ifadit.faces.distance import paired_distances
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ifadit.faces.align import align_face
-from ifadit.faces.detect import get_detector
+from ifadit.faces.registry import get_detector
 from ifadit.media.image import read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".webp")

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ifadit.backends.base import Backend
-from ifadit.eval.metrics import paired_distances
+from ifadit.faces.distance import paired_distances
 from ifadit.faces.recognize import Recognizer
-from ifadit.models.flow import flip_bit
+from ifadit.models.ifadit.flow import flip_bit
 
 
 @dataclass(frozen=True)

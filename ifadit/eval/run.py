@@ -20,14 +20,16 @@ from ifadit.eval.anonymity import anonymity
 from ifadit.eval.attacks import average_crops, invert, key_search_rate, train_inversion
 from ifadit.eval.dataset import load_eval_set
 from ifadit.eval.diversity import consistency, key_diversity
-from ifadit.eval.metrics import frechet_distance, paired_distances
+from ifadit.eval.metrics import frechet_distance
 from ifadit.eval.provenance import training_warning
 from ifadit.eval.recovery import identity_cosine, recovery
 from ifadit.eval.reid import ReidSet
 from ifadit.eval.reversible import ReversibleImages, embed_images, score
 from ifadit.eval.utility import utility
-from ifadit.faces.recognize import Recognizer, get_recognizer
-from ifadit.models.flow import flip_bit
+from ifadit.faces.distance import paired_distances
+from ifadit.faces.recognize import Recognizer
+from ifadit.faces.registry import get_recognizer
+from ifadit.models.ifadit.flow import flip_bit
 
 FRECHET_RECOGNIZER = "faceres"  # the independent recognizer's features give the Fréchet distance
 MIN_REVERSIBLE_KEYS = 3  # the evaluation key, a second key and an unrelated key
@@ -241,7 +243,7 @@ def run_eval(
     `backend_options[name]` go to backend `name`'s constructor (e.g. reverse-personalization's model_dir).
     """
     from ifadit.backends.ifadit import default_model_dir
-    from ifadit.models.checkpoint import CARD_FILE
+    from ifadit.models.model_folder import CARD_FILE
 
     chosen = backend_options or {}
     if random_key_count < 0:

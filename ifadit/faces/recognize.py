@@ -11,18 +11,17 @@ and resizes them to its own input. Four implementations:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ifadit.eval.metrics import Metric, paired_distances
-from ifadit.faces.identity import DLIB_THRESHOLD, FACERES_THRESHOLD
+from ifadit.faces.distance import Metric, paired_distances
 from ifadit.models.dlib_resnet import DAT_NAME, DlibResNet, load_dlib_resnet, models_dir
 from ifadit.models.faceres import FaceRes, load_faceres
+from ifadit.models.recognizer_names import DLIB_THRESHOLD, FACERES_THRESHOLD
 
 
 class Recognizer(Protocol):
@@ -139,30 +138,3 @@ class FaceresRecognizer(_TorchRecognizer):
     def __init__(self, path: Path | None = None, batch_size: int = 16) -> None:
         super().__init__(batch_size)
         self.model: FaceRes = load_faceres(path)
-
-
-def _insightface(**options: Any) -> Recognizer:
-    """insightface's ArcFace from the user's model pack; imported here, on use, as it needs the
-    `[insightface]` extra (`ifadit.faces.insightface_adapter.insightface_recognizer` takes `pack_dir=`)."""
-    from ifadit.faces.insightface_adapter import insightface_recognizer
-
-    return insightface_recognizer(**options)
-
-
-RECOGNIZERS: dict[str, Callable[..., Recognizer]] = {
-    "dlib": DlibRecognizer,
-    "torch-dlib": TorchDlibRecognizer,
-    "faceres": FaceresRecognizer,
-    "insightface": _insightface,
-}
-
-
-def get_recognizer(name: str, **options: Any) -> Recognizer:
-    """A recognizer by registry name ("dlib", "torch-dlib", "faceres", "insightface"); `options` go to its
-    constructor, and those set to None keep its default (`pack_dir` of "insightface":
-    $IFADIT_INSIGHTFACE_PACK). faceres and insightface raise `ModelError` without their weights."""
-    try:
-        factory = RECOGNIZERS[name]
-    except KeyError:
-        raise ValueError(f"unknown recognizer {name!r}; choose one of {', '.join(RECOGNIZERS)}") from None
-    return factory(**{key: value for key, value in options.items() if value is not None})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ifadit.models.checkpoint import sha256_file
+from ifadit.models.model_folder import sha256_file
 
 INDEX_FILE = "index.json"
 

@@ -35,13 +35,13 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 from transformers.utils import logging as transformers_logging
 
 from ifadit.errors import BackendUnavailable, ModelError
-from ifadit.models.checkpoint import model_id, sha256_file
 from ifadit.models.identity_adapter import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     IdentityAdapter,
     load_identity_adapter,
 )
+from ifadit.models.model_folder import model_id, sha256_file
 
 SUBFOLDERS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
 LAYOUT_HINT = "see docs/backends.md, 'Reverse Personalization', for the folder layout"

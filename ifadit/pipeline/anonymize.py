@@ -32,13 +32,14 @@ from ifadit import __version__
 from ifadit.backends.base import BACKENDS, Backend
 from ifadit.faces.align import AlignedFace, align_face
 from ifadit.faces.blend import paste_back
-from ifadit.faces.detect import DETECTORS, Detector, Face
+from ifadit.faces.detect import Detector, Face
+from ifadit.faces.registry import DETECTORS
 from ifadit.media.image import DEFAULT_MAX_PIXELS, read_image
 from ifadit.media.manifest import FaceRecord, Manifest, sign_manifest
 from ifadit.pipeline.inputs import Item, ItemKind
 from ifadit.pipeline.outputs import embed_manifest, file_sha256, write_pixels
 from ifadit.pipeline.sealing import changed_region, seal_context, seal_face
-from keyvault.keys import UnsealedKey
+from keyvault import UnsealedKey
 
 MANIFEST_PURPOSE = "manifest"  # purpose of the vault's detached signature over a manifest
 REVERSIBLE_MASK_SCALE = 1.3  # face ellipse of a reversible backend's surrogates (`mask_scale_for`)
@@ -50,7 +51,7 @@ class AnonymizeOptions:
 
     backend: str = "blur"  # registry name (ifadit.backends.base.BACKENDS)
     seal_original: bool = False  # seal each original face region into the manifest for an exact restore
-    detector: str = "hog"  # ifadit.faces.detect.DETECTORS
+    detector: str = "hog"  # ifadit.faces.registry.DETECTORS
     thresh: float | None = None  # detector score threshold (None: the detector's own); lower finds more faces
     scale: tuple[int, int] | None = None  # (W, H) to detect at, or None for full resolution
     upsample: int = 0  # image doublings before detection (smaller faces, slower)
@@ -258,15 +259,6 @@ def anonymize_image_item(item: Item, ctx: RunContext, staged: Path) -> ItemResul
         staged=staged,
         manifest=draft,
     )
-
-
-def anonymize_item(item: Item, ctx: RunContext, staged: Path) -> ItemResult:
-    """The per-item function every engine calls: steps 1-7 for one image or video into `staged`."""
-    if item.kind == "video":
-        from ifadit.pipeline.anonymize_video import anonymize_video_item
-
-        return anonymize_video_item(item, ctx, staged)
-    return anonymize_image_item(item, ctx, staged)
 
 
 def finish_item(result: ItemResult, audit_seq: int, signer: Callable[[bytes], bytes]) -> ItemResult:

@@ -41,26 +41,22 @@ from tqdm import tqdm
 
 from ifadit.backends.base import BACKENDS, get_backend
 from ifadit.errors import IfaditError
-from ifadit.faces.detect import get_detector
+from ifadit.faces.registry import get_detector
 from ifadit.pipeline.anonymize import (
     MANIFEST_PURPOSE,
     AnonymizeOptions,
     ItemResult,
     ManifestStamp,
     RunContext,
-    anonymize_item,
     finish_item,
     mask_scale_for,
 )
+from ifadit.pipeline.anonymize_item import anonymize_item
 from ifadit.pipeline.inputs import Item, plan_items
 from ifadit.pipeline.outputs import list_digest
 from ifadit.pipeline.resume import Journal, clear_pending, recover_committed, write_pending
 from ifadit.pipeline.staging import Staging
-from keyvault import keys, ledger
-from keyvault.audit import key_fingerprint
-from keyvault.errors import KeyStateError, PermissionDenied
-from keyvault.keys import UnsealedKey
-from keyvault.vault import Vault
+from keyvault import KeyStateError, PermissionDenied, UnsealedKey, Vault, key_fingerprint, keys, ledger
 
 
 @dataclass(frozen=True)

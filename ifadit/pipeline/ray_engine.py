@@ -31,11 +31,12 @@ import numpy as np
 
 from ifadit.backends.base import BACKENDS, Backend, backend_parameters, get_backend
 from ifadit.errors import EngineUnavailable, IfaditError
-from ifadit.faces.detect import get_detector
-from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult, ManifestStamp, RunContext, anonymize_item
+from ifadit.faces.registry import get_detector
+from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult, ManifestStamp, RunContext
+from ifadit.pipeline.anonymize_item import anonymize_item
 from ifadit.pipeline.inputs import Item
 from ifadit.pipeline.staging import Staging
-from keyvault.keys import UnsealedKey
+from keyvault import UnsealedKey
 
 
 def backend_for(name: str, *, gpu: bool, options: tuple[tuple[str, Any], ...] = ()) -> Backend:

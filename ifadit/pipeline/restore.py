@@ -28,7 +28,8 @@ from ifadit.backends.base import Backend, get_backend, is_reversible
 from ifadit.errors import BackendUnavailable, InputError, ManifestError, NoFaceError
 from ifadit.faces.align import align_face
 from ifadit.faces.blend import paste_back
-from ifadit.faces.detect import Detector, get_detector, landmarks5
+from ifadit.faces.detect import Detector, landmarks5
+from ifadit.faces.registry import get_detector
 from ifadit.media.image import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image, write_image
 from ifadit.media.manifest import FaceRecord, Manifest, pixels_digest, read_manifest, verify_manifest
 from ifadit.media.video import VideoCodec, VideoWriter, probe_video, read_frames, read_timed_frames
@@ -37,11 +38,16 @@ from ifadit.pipeline.inputs import ItemKind, kind_of
 from ifadit.pipeline.outputs import file_sha256, frames_digest
 from ifadit.pipeline.sealing import seal_context, unseal_face
 from ifadit.pipeline.staging import Staging
-from keyvault import access, keys, ledger
-from keyvault.audit import key_fingerprint
-from keyvault.errors import PermissionDenied
-from keyvault.keys import UnsealedKey
-from keyvault.vault import Vault, verify_detached
+from keyvault import (
+    PermissionDenied,
+    UnsealedKey,
+    Vault,
+    access,
+    key_fingerprint,
+    keys,
+    ledger,
+    verify_detached,
+)
 
 Mode = Literal["exact", "model"]
 REPORT_SUFFIX = ".restore.json"

@@ -42,7 +42,7 @@ from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, ItemResult, ManifestStam
 from ifadit.pipeline.inputs import Item
 from ifadit.pipeline.outputs import file_sha256
 from ifadit.pipeline.staging import STAGING_PREFIX, move_into_place
-from keyvault.vault import Vault, verify_detached
+from keyvault import Vault, verify_detached
 
 JOURNAL_NAME = ".ifadit-journal.json"
 JOURNAL_FORMAT = "ifadit-journal/1"

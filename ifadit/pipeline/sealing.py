@@ -19,7 +19,7 @@ from ifadit.errors import ManifestError
 from ifadit.faces.align import AlignedFace
 from ifadit.faces.blend import face_mask
 from ifadit.media.manifest import SealedRegion
-from keyvault.errors import SealedDataError
+from keyvault import SealedDataError
 from keyvault.evidence import SealedEvidence, seal_region, unseal_region
 
 SEAL_MARGIN = 2  # pixels added around the mask's support on each side

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ifadit.models.ifadit_model import IfaditModel, uint8_levels
+from ifadit.models.ifadit.model import IfaditModel, uint8_levels
 from ifadit.training.data import to_model_range
 from ifadit.training.phase2 import augment_view, conditions, random_keys
 

@@ -19,7 +19,7 @@ import torch
 
 from ifadit.errors import InputError
 from ifadit.faces.align import align_face
-from ifadit.faces.detect import get_detector
+from ifadit.faces.registry import get_detector
 from ifadit.media.image import read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".pgm", ".ppm", ".tif", ".tiff")

@@ -35,14 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ifadit.faces.identity import TORCH_DLIB
-from ifadit.models.checkpoint import RECOGNIZER_PREFIX
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.id2face.checkpoint import save_id2face
 from ifadit.models.id2face.config import Id2FaceConfig
 from ifadit.models.id2face.diffusion import add_noise, velocity
 from ifadit.models.id2face.identity import identity_codes
 from ifadit.models.id2face.model import Id2FaceModel
+from ifadit.models.recognizer_model import RECOGNIZER_PREFIX
+from ifadit.models.recognizer_names import TORCH_DLIB
 from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.options import Id2FaceOptions

@@ -5,7 +5,7 @@ Run folder layout (`TrainOptions.out`):
   metrics.jsonl                      one JSON object per `log_every` steps
   samples-latest.png, samples/step-XXXXXXX.png   G_ema on fixed latents (fixed noise, or none)
   checkpoints/latest.json            {"step": ..., "path": ...} of the newest complete checkpoint
-  checkpoints/step-XXXXXXX/G_ema/    model.safetensors + config.json (`ifadit.models.checkpoint.load_generator`)
+  checkpoints/step-XXXXXXX/G_ema/    model.safetensors + config.json (`ifadit.models.stylegan2.checkpoint.load_generator`)
   checkpoints/step-XXXXXXX/{G,D}.safetensors, state.pt, state.json   full training state (newest `keep_states`;
                                      F.safetensors too with the feature discriminator)
 All randomness comes from torch's global generator seeded once from `seed` and saved in every checkpoint, so
@@ -31,8 +31,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ifadit.errors import InputError
-from ifadit.models.checkpoint import load_generator, save_generator, write_json
 from ifadit.models.dlib_resnet import load_dlib_resnet
+from ifadit.models.model_folder import write_json
+from ifadit.models.stylegan2.checkpoint import load_generator, save_generator
 from ifadit.models.stylegan2.networks import (
     Discriminator,
     DiscriminatorConfig,

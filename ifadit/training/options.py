@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ifadit.errors import InputError
-from ifadit.faces.identity import DLIB_THRESHOLD, TORCH_DLIB
+from ifadit.models.recognizer_names import DLIB_THRESHOLD, TORCH_DLIB
 
 DLIB_FEATURE_LAYERS = ("blocks.2", "blocks.6", "blocks.9")  # dlib ResNet: 32 ch @ 35 px, 64 @ 18, 128 @ 9
 
@@ -64,7 +64,7 @@ class TrainOptions:
 class Phase1Options:
     """Everything that defines a phase-1 run (saved as options.json)."""
 
-    generator: str  # generator checkpoint folder (ifadit.models.checkpoint), frozen; with `init`, that folder
+    generator: str  # generator checkpoint folder (ifadit.models.stylegan2.checkpoint), frozen; with `init`, that folder
     data: str  # .npz crop cache at the generator's resolution
     out: str  # run folder
     init: str | None = (

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ifadit.models.checkpoint import load_generator
 from ifadit.models.dlib_resnet import load_dlib_resnet
-from ifadit.models.flow import FlowConfig
-from ifadit.models.ifadit_checkpoint import load_ifadit
-from ifadit.models.ifadit_model import RENDER_NOISE_MODE, TORCH_DLIB, IfaditConfig, IfaditModel
+from ifadit.models.ifadit.checkpoint import load_ifadit
+from ifadit.models.ifadit.flow import FlowConfig
+from ifadit.models.ifadit.model import RENDER_NOISE_MODE, TORCH_DLIB, IfaditConfig, IfaditModel
+from ifadit.models.stylegan2.checkpoint import load_generator
 from ifadit.training import ifadit_losses as L
 from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, to_model_range

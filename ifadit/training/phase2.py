@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ifadit.models.flow import condition_from_key, flip_bit
-from ifadit.models.ifadit_checkpoint import load_ifadit
-from ifadit.models.ifadit_model import IfaditModel, plausible_code, uint8_levels
+from ifadit.models.ifadit.checkpoint import load_ifadit
+from ifadit.models.ifadit.flow import condition_from_key, flip_bit
+from ifadit.models.ifadit.model import IfaditModel, plausible_code, uint8_levels
 from ifadit.training import ifadit_losses as L
 from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, to_model_range

@@ -5,7 +5,7 @@ Run folder layout (`options.out`):
   metrics.jsonl                       one JSON object per `log_every` steps
   samples-latest.png, samples/step-XXXXXXX.png   the phase's sample grid
   checkpoints/latest.json             {"step": ..., "path": ...} of the newest complete checkpoint
-  checkpoints/step-XXXXXXX/model/     an iFADIT model folder (`ifadit.models.ifadit_checkpoint.load_ifadit`)
+  checkpoints/step-XXXXXXX/model/     an iFADIT model folder (`ifadit.models.ifadit.checkpoint.load_ifadit`)
   checkpoints/step-XXXXXXX/state.pt, state.json   optimizer, torch RNG, counters (newest `keep_states` kept)
   model/                              copy of the newest checkpoint's model folder (what gets shipped)
 All randomness (batches, keys, augmentation) comes from torch's global CPU generator, saved in every
@@ -32,11 +32,12 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ifadit.errors import InputError
-from ifadit.models.checkpoint import RECOGNIZER_PREFIX, WEIGHTS_FILE, write_json
+from ifadit.models.model_folder import WEIGHTS_FILE, write_json
+from ifadit.models.recognizer_model import RECOGNIZER_PREFIX
 from ifadit.training.options import latest_checkpoint
 
 if TYPE_CHECKING:
-    from ifadit.models.ifadit_model import IfaditModel
+    from ifadit.models.ifadit.model import IfaditModel
 
 MODEL_DIR = "model"
 
@@ -163,7 +164,7 @@ def read_checkpoint(counters: Counters, model: nn.Module, out: Path, skip: str) 
 
 def save_state(state: PhaseState, options: Schedule) -> Path:
     """Write the model folder and training state under checkpoints/step-XXXXXXX; point latest.json at it."""
-    from ifadit.models.ifadit_checkpoint import save_ifadit  # FrEIA loads for iFADIT runs only
+    from ifadit.models.ifadit.checkpoint import save_ifadit
 
     card = {"steps": state.step, "kimg": state.nimg / 1000, "wall_seconds": round(state.wall_seconds, 1)}
     return write_checkpoint(

@@ -12,8 +12,8 @@ from ifadit.backends import base
 from ifadit.backends.ifadit import IfaditBackend, default_model_dir, is_shipped
 from ifadit.errors import ModelError
 from ifadit.models.dlib_resnet import load_dlib_resnet
-from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
-from ifadit.models.ifadit_model import IfaditModel
+from ifadit.models.ifadit.checkpoint import load_ifadit, save_ifadit
+from ifadit.models.ifadit.model import IfaditModel
 from tests.ifadit_support import RES, astronaut_crops, tiny_model
 
 KEY = bytes(range(32))

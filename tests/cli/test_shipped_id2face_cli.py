@@ -13,10 +13,10 @@ import pytest
 
 from ifadit.backends import crop_model
 from ifadit.backends.id2face import default_model_dir
-from ifadit.faces.identity import DLIB_THRESHOLD
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest
-from ifadit.models.checkpoint import CONFIG_FILE
+from ifadit.models.model_folder import CONFIG_FILE
+from ifadit.models.recognizer_names import DLIB_THRESHOLD
 from tests.pipeline.support import CASE, Lab, identity_distance, issue_with_material, make_lab
 
 pytestmark = pytest.mark.skipif(

@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 
 from ifadit.backends.ifadit import default_model_dir, is_shipped
-from ifadit.faces.identity import DLIB_THRESHOLD
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest
-from ifadit.models.ifadit_checkpoint import read_ifadit_config
+from ifadit.models.ifadit.checkpoint import read_ifadit_config
+from ifadit.models.recognizer_names import DLIB_THRESHOLD
 from keyvault import keys
 from tests.pipeline.support import CASE, Lab, identity_distance, issue_with_material, make_lab
 

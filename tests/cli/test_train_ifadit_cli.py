@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from ifadit.models.ifadit_checkpoint import load_ifadit, read_ifadit_config
+from ifadit.models.ifadit.checkpoint import load_ifadit, read_ifadit_config
 from tests.ifadit_support import astronaut_crops, crops_npz, save_tiny_generator
 
 FAST = ["--batch", "2", "--threads", "1", "--sample-every", "1"]

@@ -24,7 +24,7 @@ def face_crops() -> np.ndarray:
     from skimage import data
 
     from ifadit.faces.align import align_face
-    from ifadit.faces.detect import get_detector
+    from ifadit.faces.registry import get_detector
 
     image = data.astronaut()
     face = get_detector("hog").detect(image)[0]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ifadit.eval.anonymity import anonymity, chance_rank1, gallery_rank1, verification_rate
-from ifadit.faces.recognize import get_recognizer
+from ifadit.faces.registry import get_recognizer
 from tests.recognizer_support import reid_set
 
 

@@ -5,14 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ifadit.eval.metrics import (
-    choose_threshold,
-    far_frr,
-    pair_distances,
-    paired_distances,
-    pairwise_distances,
-    rank1,
-)
+from ifadit.eval.metrics import choose_threshold, far_frr, pair_distances, rank1
+from ifadit.faces.distance import paired_distances, pairwise_distances
 
 
 def test_pairwise_l2_and_cosine() -> None:

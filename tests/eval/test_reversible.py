@@ -11,7 +11,7 @@ from ifadit.backends.ifadit import IfaditBackend
 from ifadit.eval.reversible import ReversibleImages, evaluation_keys, reversible_images, score
 from ifadit.faces.recognize import TorchDlibRecognizer
 from ifadit.models.dlib_resnet import load_dlib_resnet
-from ifadit.models.flow import flip_bit
+from ifadit.models.ifadit.flow import flip_bit
 from tests.ifadit_support import astronaut_crops, tiny_model
 from tests.recognizer_support import reid_set
 

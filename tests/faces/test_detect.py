@@ -12,7 +12,8 @@ from skimage import data
 
 from ifadit.errors import ModelError
 from ifadit.faces import detect
-from ifadit.faces.detect import DlibCnnDetector, DlibHogDetector, Face, get_detector, model_path, models_dir
+from ifadit.faces.detect import DlibCnnDetector, DlibHogDetector, Face, model_path, models_dir
+from ifadit.faces.registry import get_detector
 from ifadit.media.image import read_image
 
 ASTRONAUT_FACE = (175, 76, 265, 166)

@@ -17,7 +17,7 @@ import torch
 
 from ifadit.errors import BackendUnavailable, ModelError
 from ifadit.faces.align import CANONICAL_PADDING, align_face
-from ifadit.faces.detect import get_detector, model_path
+from ifadit.faces.detect import model_path
 from ifadit.faces.insightface_adapter import (
     ARCFACE_TEMPLATE,
     KEYPOINTS_TEMPLATE,
@@ -29,7 +29,7 @@ from ifadit.faces.insightface_adapter import (
     load_pack,
     similarity_matrix,
 )
-from ifadit.faces.recognize import get_recognizer
+from ifadit.faces.registry import get_detector, get_recognizer
 from ifadit.media.image import read_image
 from tests.insightface_support import (
     EXPORT_WARNINGS,

@@ -7,15 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ifadit.eval.metrics import paired_distances, rank1
-from ifadit.faces.recognize import (
-    DLIB_THRESHOLD,
-    RECOGNIZERS,
-    DlibRecognizer,
-    Recognizer,
-    TorchDlibRecognizer,
-    get_recognizer,
-)
+from ifadit.eval.metrics import rank1
+from ifadit.faces.distance import paired_distances
+from ifadit.faces.recognize import DLIB_THRESHOLD, DlibRecognizer, Recognizer, TorchDlibRecognizer
+from ifadit.faces.registry import RECOGNIZERS, get_recognizer
 from tests.recognizer_support import faceres_weights, reid_set
 
 

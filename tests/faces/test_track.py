@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ifadit.faces.detect import Face, get_detector
-from ifadit.faces.recognize import Recognizer, get_recognizer
+from ifadit.faces.detect import Face
+from ifadit.faces.recognize import Recognizer
+from ifadit.faces.registry import get_detector, get_recognizer
 from ifadit.faces.track import FaceTracker, box_iou
 from ifadit.media.video import VideoWriter
 from ifadit.pipeline.track_video import track_video

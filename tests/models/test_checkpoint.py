@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ifadit.errors import ModelError
-from ifadit.models.checkpoint import load_generator, read_config, save_generator, sha256_file
+from ifadit.models.model_folder import sha256_file
+from ifadit.models.stylegan2.checkpoint import load_generator, read_config, save_generator
 from ifadit.models.stylegan2.networks import Generator, GeneratorConfig
 
 CONFIG = GeneratorConfig(

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from ifadit.models.flow import FlowConfig, KeyedFlow, condition_from_key, haar_orthogonal
+from ifadit.models.ifadit.flow import FlowConfig, KeyedFlow, condition_from_key, haar_orthogonal
 
 CONFIG = FlowConfig(dim=16, cond_dim=8, blocks=4, hidden=32)
 

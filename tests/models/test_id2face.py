@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from ifadit.errors import ModelError
-from ifadit.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from ifadit.models.id2face import (
     Id2FaceConfig,
     IdentityVAE,
@@ -28,6 +27,7 @@ from ifadit.models.id2face.diffusion import (
     velocity,
 )
 from ifadit.models.id2face.networks import Harmonizer
+from ifadit.models.model_folder import CONFIG_FILE, WEIGHTS_FILE
 from tests.id2face_support import tiny_config, tiny_id2face
 from tests.ifadit_support import RES, TinyRecognizer, astronaut_crops, to_img
 

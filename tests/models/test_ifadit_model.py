@@ -12,10 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from ifadit.errors import ModelError
-from ifadit.models.checkpoint import float16_except, precision_label, round_to_precision, stored_dtypes
-from ifadit.models.flow import condition_from_key
-from ifadit.models.ifadit_checkpoint import load_ifadit, save_ifadit
-from ifadit.models.ifadit_model import (
+from ifadit.models.ifadit.checkpoint import load_ifadit, save_ifadit
+from ifadit.models.ifadit.flow import condition_from_key
+from ifadit.models.ifadit.model import (
     PLAUSIBLE_NORM,
     IfaditConfig,
     IfaditModel,
@@ -23,6 +22,7 @@ from ifadit.models.ifadit_model import (
     refine_reading,
     uint8_levels,
 )
+from ifadit.models.precision import float16_except, precision_label, round_to_precision, stored_dtypes
 from tests.ifadit_support import ID_DIM, RES, TinyRecognizer, astronaut_crops, tiny_model, to_img
 
 

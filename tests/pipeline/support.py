@@ -23,8 +23,7 @@ from click.testing import CliRunner, Result
 from cli.main import cli
 from ifadit.backends import base
 from ifadit.faces.align import align_face
-from ifadit.faces.detect import get_detector
-from ifadit.faces.recognize import get_recognizer
+from ifadit.faces.registry import get_detector, get_recognizer
 from keyvault import access, auditor, keys
 from keyvault.audit import AuditEntry
 from keyvault.vault import Vault, open_vault

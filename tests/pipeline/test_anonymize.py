@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ifadit.backends import base
-from ifadit.faces.detect import get_detector
+from ifadit.faces.registry import get_detector
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest, verify_manifest
 from ifadit.pipeline.anonymize import (

@@ -12,7 +12,7 @@ from ifadit.errors import NoFaceError
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest
 from ifadit.models.dlib_resnet import load_dlib_resnet
-from ifadit.models.ifadit_checkpoint import save_ifadit
+from ifadit.models.ifadit.checkpoint import save_ifadit
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths, default_backend
 from ifadit.pipeline.restore import RestoreOptions, restore_path

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ifadit.faces.detect import get_detector
+from ifadit.faces.registry import get_detector
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.resume import Journal

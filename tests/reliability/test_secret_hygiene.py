@@ -33,7 +33,7 @@ from ifadit.backends import ifadit as ifadit_backend
 from ifadit.media.image import read_image, write_image
 from ifadit.models import flow
 from ifadit.models.dlib_resnet import load_dlib_resnet
-from ifadit.models.ifadit_checkpoint import save_ifadit
+from ifadit.models.ifadit.checkpoint import save_ifadit
 from keyvault import envelope, evidence, keys, vault
 from keyvault.errors import SealedDataError
 from tests.ifadit_support import tiny_model

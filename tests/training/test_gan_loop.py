@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ifadit.errors import InputError
-from ifadit.models.checkpoint import load_generator, save_generator
+from ifadit.models.stylegan2.checkpoint import load_generator, save_generator
 from ifadit.models.stylegan2.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe

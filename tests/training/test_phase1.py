@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ifadit.errors import InputError
-from ifadit.models.ifadit_checkpoint import load_ifadit
+from ifadit.models.ifadit.checkpoint import load_ifadit
 from ifadit.training import ifadit_losses as L
 from ifadit.training.options import read_phase1_options
 from ifadit.training.phase1 import (

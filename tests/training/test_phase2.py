@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from ifadit.models.flow import flip_bit
-from ifadit.models.ifadit_checkpoint import save_ifadit
-from ifadit.models.ifadit_model import PLAUSIBLE_NORM, plausible_code
+from ifadit.models.ifadit.checkpoint import save_ifadit
+from ifadit.models.ifadit.flow import flip_bit
+from ifadit.models.ifadit.model import PLAUSIBLE_NORM, plausible_code
 from ifadit.training import ifadit_losses as L
 from ifadit.training.options import read_phase2_options
 from ifadit.training.phase2 import (

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ifadit.faces.identity import TORCH_DLIB
-from ifadit.models.encoders import config_from_dict
+from ifadit.models.ifadit.encoders import config_from_dict
+from ifadit.models.recognizer_names import TORCH_DLIB
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ifadit.models.flow import haar_orthogonal
+from ifadit.models.ifadit.flow import haar_orthogonal
 
 LOGVAR_RANGE = (-10.0, 4.0)  # clamp of the posterior log-variance, keeps exp() finite early in training
 

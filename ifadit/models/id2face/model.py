@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ifadit.models.encoders import AttributeEncoder, EncoderConfig
 from ifadit.models.id2face.config import Id2FaceConfig
 from ifadit.models.id2face.diffusion import cosine_alpha_bars, ddim_sample
 from ifadit.models.id2face.identity import (
@@ -26,6 +25,7 @@ from ifadit.models.id2face.identity import (
     orthogonal_identity_mapping,
 )
 from ifadit.models.id2face.networks import Denoiser, Harmonizer
+from ifadit.models.ifadit.encoders import AttributeEncoder, EncoderConfig
 
 
 class Id2FaceModel(nn.Module):

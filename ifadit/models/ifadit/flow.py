@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from keyvault.envelope import hkdf_sha256
+from keyvault import KeyMaterial
 
 CONDITION_INFO = b"ifadit/flow-condition/v1"
 MAX_CONDITION_SIZE = (
@@ -215,7 +215,7 @@ def condition_from_key(material: bytes, model_id: str, cond_dim: int) -> torch.T
     if len(material) != 32:
         raise ValueError("key material must be 32 bytes")
     pairs = (cond_dim + 1) // 2
-    stream = hkdf_sha256(material, info=CONDITION_INFO + b"|" + model_id.encode("utf-8"), length=8 * pairs)
+    stream = KeyMaterial(material).derive(CONDITION_INFO + b"|" + model_id.encode("utf-8"), 8 * pairs)
     words = np.frombuffer(stream, dtype="<u4").astype(np.float64).reshape(pairs, 2)
     uniform = (words + 0.5) / 2.0**32  # strictly inside (0, 1)
     u1, u2 = uniform[:, 0], uniform[:, 1]

@@ -1,7 +1,7 @@
 """Identity recognizers at a glance: registry names and same-person thresholds.
 
 Plain constants with no torch or dlib import, so run options and the CLI can name them without loading a network
-(`ifadit.faces.recognize` holds the recognizers themselves).
+(`ifadit.faces.recognize` wraps the networks as recognizers).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Identity codes are the recognizer's 128-D descriptors standardised with per-dime
 buffers estimated on training crops (saved with the model). Rendering uses no per-pixel noise
 (`RENDER_NOISE_MODE`), so every method is deterministic and surrogates do not share one fixed noise texture
 (the shipped generator's constant noise paints the same pattern on every face, see its model card). Images are `img` [N,3,R,R] in [-1, 1]; conditions `c` are [cond_dim] or
-[N, cond_dim] (`ifadit.models.flow.condition_from_key`).
+[N, cond_dim] (`ifadit.models.ifadit.flow.condition_from_key`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ifadit.faces.identity import TORCH_DLIB
-from ifadit.models.encoders import (
+from ifadit.models.ifadit.encoders import (
     AttributeEncoder,
     EncoderConfig,
     Mapper,
@@ -29,7 +28,8 @@ from ifadit.models.encoders import (
     ReadCorrection,
     config_from_dict,
 )
-from ifadit.models.flow import FlowConfig, KeyedFlow
+from ifadit.models.ifadit.flow import FlowConfig, KeyedFlow
+from ifadit.models.recognizer_names import TORCH_DLIB
 from ifadit.models.stylegan2.networks import Generator, GeneratorConfig
 
 RENDER_NOISE_MODE = "none"  # generator noise inputs off: deterministic, no shared texture
