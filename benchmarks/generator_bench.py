@@ -5,7 +5,7 @@ Generation (G_ema in eval mode, fused modulated convs, noise_mode='const'), at 6
             3x3 up-conv, a 3x3 conv, a 1x1 to-RGB and the FIR-upsampled skip image) without the mapping
             network, styles or (de)modulation: what the style machinery costs on top of the convolutions.
   stylegan2 the shipped width (channel base / max, z / w and mapping depth from
-            pretrained/stylegan2-celeba-64/config.json; version 4: 4096 / 128, 256, 2 layers).
+            pretrained/stylegan2-celeba-64/config.json).
 Training at 64 px, batch 16 (one full `train_step`: G step, D step, EMA; R1 every 16 steps, so its cost is
 averaged over `--train-steps` steps starting with an R1 step):
   baseline  ADA probability 0 (the augment pipe is skipped: x-flips of the reals only),

@@ -277,7 +277,7 @@ def verify_tree_head(public_raw: bytes, head: TreeHead) -> bool:
 def thin_tree_heads(heads: Iterable[TreeHead], every: int = 1000) -> list[TreeHead]:
     """The heads worth exporting: the first at or past each multiple of ``every`` entries, and the newest.
 
-    Each head costs its verifier one Ed25519 verification (about 0.05-0.25 ms here), so a log with
+    Each head costs its verifier one Ed25519 verification (docs/history/defaults.md), so a log with
     a head per command would make ``verify_bundle`` slow; fewer heads only coarsen how precisely a
     rewrite of the whole chain tail is located (edits that break the chain are located exactly).
     """

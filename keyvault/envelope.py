@@ -98,9 +98,8 @@ class KdfParams:
     """Argon2id parameters, stored beside each keyslot so old slots stay openable after a change of defaults.
 
     Defaults follow OWASP's password-storage guidance for Argon2id (>= 19 MiB, we take more):
-    64 MiB memory, 3 passes, 4 lanes, 32-byte output. Measured on the 2-core development machine
-    (cryptography 50, Python 3.11, machine shared with other jobs): one derivation takes 0.13 s,
-    so an unlock costs about 0.13 s and an offline guesser pays 64 MiB and about 0.13 s per guess.
+    64 MiB memory, 3 passes, 4 lanes, 32-byte output. An unlock costs one derivation, and an offline
+    guesser pays the same 64 MiB and time per guess (docs/security.md, "Passphrase brute force").
     """
 
     salt: bytes  # 16 random bytes, fresh per keyslot

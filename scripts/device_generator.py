@@ -1,7 +1,7 @@
 """Train the generator on the lent GPU machine, where the `ifadit` CLI cannot start.
 
 The device image lacks PyAV, cryptography, SQLAlchemy and Alembic, which `cli.main` imports, and a call
-carries 64 MiB in all (docs/model.md, "What a GPU session must carry"). So the run is prepared here and
+carries 64 MiB in all (docs/model.md, "Training on a GPU machine"). So the run is prepared here and
 this script, which imports only the training loop, runs it there:
 
     # here: the run's options (a 0-step run writes options.json), a JPEG pack of the crops, the dlib wheel

@@ -9,7 +9,7 @@ size, under evaluation key set 0:
   how far apart any two identity codes can be drawn.
 - key space: how many different surrogate identities one face gets over 32 keys (surrogate codes greedily
   grouped at dlib's 0.6; a flow whose keys act like independent random people gives close to 32).
-Prints median, 90th percentile and the fraction under dlib's 0.6; the tables in docs/model.md come from here.
+Prints median, 90th percentile and the fraction under dlib's 0.6; the tables in docs/history/ifadit.md come from here.
 
 Example:
     python scripts/identity_distances.py --model runs/flow64/model

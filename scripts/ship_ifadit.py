@@ -2,9 +2,9 @@
 
     python scripts/ship_ifadit.py runs/flow64 --encoder-run runs/enc64 --eval runs/ifadit-eval.json \\
         [--model runs/flow64/model16]
-    python scripts/ship_ifadit.py runs/ft1 runs/ft2 --base-model pretrained/ifadit-64 --eval runs/ft2-eval.json
-    python scripts/ship_ifadit.py --model runs/rot32/model --base-model pretrained/ifadit-64 --eval runs/rot32.json
-    python scripts/ship_ifadit.py --model runs/rot40c/model --encoder-run runs/enc64 --eval runs/rot40c.json
+    python scripts/ship_ifadit.py runs/flowA runs/flowB --base-model pretrained/ifadit-64 --eval runs/flowB-eval.json
+    python scripts/ship_ifadit.py --model runs/rot/model --base-model pretrained/ifadit-64 --eval runs/rot-eval.json
+    python scripts/ship_ifadit.py --model runs/rot/model --encoder-run runs/enc64 --eval runs/rot-eval.json
 
 Phase 2 may come in stages: several runs in training order, each started (`--encoder`) from the one before's
 model/, the first from a phase-1 run (`--encoder-run`) or from a shipped model (`--base-model`, whose card

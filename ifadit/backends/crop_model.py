@@ -47,7 +47,7 @@ def loaded_once(folder: Path, load: Callable[[Path], Loaded], device: torch.devi
     """`load(folder)` once per process while its weights file is unchanged (same inode, size, mtime).
 
     A lab service anonymizes and restores request after request; reading and hashing the weights and building
-    the networks (about 0.35 s for iFADIT on the 2-core CPU) then happens once, not per request. The CPU model
+    the networks (a noticeable share of a request on CPU) then happens once, not per request. The CPU model
     is shared read-only (inference never changes it); another device gets its own copy.
     """
     stat = (Path(folder) / WEIGHTS_FILE).stat()

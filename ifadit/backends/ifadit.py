@@ -46,9 +46,9 @@ def is_shipped(model_dir: Path | None = None) -> bool:
 
 def pasted_publish(mask_scale: float, colour_match: bool) -> Publish:
     """A `Publish` step for crops re-cut from a photo: each render pasted into its observed crop with the face
-    ellipse at `mask_scale` (and colour matching), as `paste_back` pasted the surrogate. Photos pasted at 1.3
-    and re-detected (`scripts/paste_back_restore.py`, one key) restored for 0.935 / 0.643 of reid/deepface /
-    dlib-johns with uint8 rounding as the step, 1.000 / 0.929 with this one (docs/model.md, "Session 8")."""
+    ellipse at `mask_scale` (and colour matching), as `paste_back` pasted the surrogate. Restore refinements
+    that publish their renders so read a re-cut photo crop the way it was made, where uint8 rounding alone
+    misses the paste and the colour match (see docs/model.md, "Restore through a photo")."""
 
     def publish(renders: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         pasted = [

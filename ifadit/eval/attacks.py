@@ -1,4 +1,4 @@
-"""Attacks on a reversible backend (DESIGN.md threat model: the attacker has the model, not the key).
+"""Attacks on a reversible backend (docs/security.md threat model: the attacker has the model, not the key).
 
 (a) key search: restore under N random keys and keep the best; (b) learned inversion: a small network trained
 on (anonymized, original) pairs made under known keys, applied to faces anonymized under an unseen key;

@@ -173,8 +173,9 @@ class _DlibDetector(abc.ABC):
 class DlibHogDetector(_DlibDetector):
     """dlib's HOG + linear SVM frontal face detector: fast on CPU, frontal faces of about 80 px and up.
 
-    Default upsample 0: on reid/deepface and reid/orl it finds as many faces as upsample 1 or 2 (61/61 and
-    396/400) with no spurious boxes, where upsample 1 also boxes the mission patch on the astronaut photo.
+    Default upsample 0: on the shared re-identification photos it finds as many faces as upsample 1 or 2 with
+    no spurious boxes (docs/history/defaults.md), where upsample 1 also boxes the mission patch on the
+    astronaut photo.
     Scores are SVM margins; `thresh` below 0 admits weaker windows.
     """
 

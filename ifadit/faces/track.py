@@ -71,7 +71,7 @@ class FaceTracker:
         max_age: int = 5,  # frames a track survives without a match before its id retires
         metric: Metric = "l2",  # embedding distance: the recognizer's own metric
         # distance under which two embeddings are one identity: the recognizer's threshold (default: dlib's
-        # 128-D descriptor, L2 0.6; its one-person distances on reid/deepface average 0.40, others' 0.88)
+        # 128-D descriptor, L2 0.6, well between its one-person and other-person distances)
         max_embedding_distance: float = 0.6,
         embedding_weight: float = 0.5,  # share of identity (vs overlap) in the matching cost, 0..1
         embedding_momentum: float = 0.7,  # weight of a track's past in its running mean embedding

@@ -11,6 +11,6 @@ TORCH_DLIB = "torch-dlib"  # the production recognizer (ifadit.models.dlib_resne
 # threshold stored in dlib_face_recognition_resnet_model_v1.dat and used by dlib's examples.
 DLIB_THRESHOLD = 0.6
 # faceres threshold on the cosine distance (1 - cos), i.e. same person when cosine > 0.5971: the value that
-# minimises FAR + FRR on reid/dlib-johns (`python scripts/eval_recognizers.py`, 55 faces, 1,485 pairs).
-# Measured there: FAR 0.009, FRR 0.007; held out: deepface FAR 0.014, FRR 0.021; ORL FAR 0.007, FRR 0.011.
+# minimises FAR + FRR on reid/dlib-johns (`python scripts/eval_recognizers.py`; its error rates there and on
+# the held-out sets: docs/evaluation.md, "Recognizers").
 FACERES_THRESHOLD = 0.4029

@@ -118,10 +118,8 @@ def mask_scale_for(backend: Backend, chosen: float | None = None) -> float:
 
     A reversible backend's surrogate must cover all of the face that restore reads back: at 1.0 the outer
     face (jaw, brow, hair line) stays the original's, the recognizer reads a blend of both people, and right-
-    key restores fail (`scripts/paste_back_restore.py` on a candidate model, ifadit-7950f5638cbf, photos of
-    reid/deepface / reid/dlib-johns pasted back and re-detected: restored 32 / 18 % at 1.0, 42 / 54 % at
-    1.2, 39 / 50 % at 1.3, 48 / 46 % at 1.5, against 71 / 79 % on the crops alone; at 1.0, 13 % of the
-    pasted deepface surrogates still verified as the original).
+    key restores fail (`scripts/paste_back_restore.py` measures it; see docs/model.md, "Restore through a
+    photo").
     """
     if chosen is not None:
         return chosen

@@ -2,10 +2,9 @@
 
 Restore starts from the identity code the recognizer reads back from a published surrogate. That re-read is
 biased and noisy: at 64 px the generator draws the leading identity directions faithfully and the later ones
-shrunk (slope ~1.0 for the first principal direction, ~0.4 for the 40th, measured on the model shipped in
-session 7), and a keyed rotation mixes the two, so the restored code inherits the average error in every
-direction it turned. The correction is trained to undo that, the way phase 2's recoverability term asks, but
-from a fixed set of examples instead of a fresh render per step:
+shrunk (see docs/model.md, "Keyed rotation"), and a keyed rotation mixes the two, so the restored code
+inherits the average error in every direction it turned. The correction is trained to undo that, the way phase
+2's recoverability term asks, but from a fixed set of examples instead of a fresh render per step:
 
   pairs     for every training crop and each of `draws` random keys: the surrogate code F(z_id; c_k), its render
             (original attributes) rounded to uint8 as published, on odd draws also shifted and colour-jittered as

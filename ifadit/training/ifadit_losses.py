@@ -114,7 +114,7 @@ def key_spread_loss(
     standardised codes [M, D] (`naturalness_loss` per face; the reference's own term is computed once).
 
     Naturalness only asks the pooled surrogates of a batch to look real; a flow can meet it while sending each
-    face to a handful of surrogates whatever the key (measured: 4-8 distinct identities per face over 32 keys).
+    face to a handful of surrogates whatever the key (docs/history/ifadit.md counts them).
     Here the keys of one face must spread over identities as real people do, so two keys differ about as often
     as two strangers, and a wrong key lands on a random identity.
     """

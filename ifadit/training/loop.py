@@ -410,7 +410,7 @@ def train(
     """Train until `options.steps` (or KeyboardInterrupt), checkpointing on the way; returns the final state.
 
     `threads` sets torch's intra-op threads (None = torch's default); on a CPU shared with other jobs, one
-    thread is several times faster than two that wait on each other (measured: 1.1 s vs 5-13 s per G+D pass).
+    thread can be several times faster than two that wait on each other (docs/history/defaults.md).
     `device` ('cpu', 'cuda') holds the networks; checkpoints are CPU tensors, so a run may change device on
     resume (bit-exact resume holds on the same device). A folder given as `options.data` is aligned once
     into `out/crops-<res>-<fingerprint>.npz` (`on_align(done, total)` reports progress).

@@ -119,7 +119,7 @@ class Phase2Options:
     margin: float = 0.1  # hinge margin above the threshold
     shift: int = 2  # max px translation of the augmented views
     jitter: float = 0.1  # max relative brightness / contrast change of the views
-    clip_grad: float = 1.0  # max gradient norm of a step (0 = off); a run without it diverged at step ~500
+    clip_grad: float = 1.0  # max gradient norm of a step (0 = off); the key-spread term diverges without it
     spread_keys: int = 8  # keys per face in the key-spread term
     spread_reference: int = 512  # real training codes the key-spread term compares each face's surrogates to
     w_anonymity: float = 1.0

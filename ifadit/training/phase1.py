@@ -102,8 +102,7 @@ def phase1_losses(
     desc_out, feats_out = tap(out)
     desc_rec, desc_swap = desc_out.chunk(2)
     desc_y = desc_x.roll(1, 0)
-    # Cosines of centred descriptors separate people far better: on reid/dlib-johns (64 px) the mean cosine is
-    # 0.97 same / 0.81 different person raw, 0.88 / 0.16 centred on the CelebA mean.
+    # Cosines of centred descriptors separate people far better than raw ones (docs/model.md, "Phase 1").
     mean = model.id_mean
     n = len(x)
     terms = {

@@ -8,25 +8,22 @@ v1, v2 of each face (shift, brightness, contrast) are encoded; then
   diversity       the two surrogates are ≥ threshold + margin apart (as rendered; the augmented `published`
                   copy below is for re-reading only)
                   (both also on the surrogate codes themselves, read as descriptors: a direct signal that makes F
-                  key-dependent even while the mapper barely follows z_id; measured on a fresh 128-D flow, that
-                  signal alone moves two keys' surrogates from 0 to 0.16 apart in 200 steps at lr 1e-4)
+                  key-dependent even while the mapper barely follows z_id)
   naturalness     MMD between surrogate codes and real codes (z_id of v1 and v2)
   key spread      per face, the surrogate codes under `spread_keys` more keys (flow only, nothing rendered) are
                   compared by MMD with `spread_reference` real training codes drawn at the start of the run: the
-                  keys of one face must spread over identities as real people do (without it the flow sent each
-                  face to 4-8 identities over 32 keys, so keys differed only by luck)
+                  keys of one face must spread over identities as real people do (without it the flow sends each
+                  face to a handful of identities whatever the key, so keys differ only by luck)
   moments         surrogate codes keep the per-dimension mean 0 / variance 1 of standardised real codes
   recoverability  F^-1(correction(z_id(published)); c_k) ≈ z_id(v1), where `published` is the surrogate image
                   rounded to uint8, shifted and colour-jittered as paste-back, re-detection and colour matching do
   fidelity        the recognizer reads from `published` the surrogate code it was rendered from (descriptor
-                  distance): restore starts from that re-read, and F^-1 amplifies its error (measured on the
-                  first shipped model: re-read error 0.47 for surrogates against 0.35 for real codes, and
-                  0.54-0.65 once inverted)
+                  distance): restore starts from that re-read, and F^-1 amplifies its error (the generator draws
+                  surrogate codes less faithfully than real ones; docs/model.md, "Phase 2")
   wrong key       F^-1(correction(...); c_k'), projected by `plausible_code` as restore does, is ≥ threshold +
                   margin from v1, as a code and rendered with the attributes read from `published` (without the
-                  projection the hinge was met by codes thrown far out, which restore then pulls back near the
-                  original: in a run trained so, one-bit-off keys restored 35 % / 27 % of the faces of
-                  reid/deepface / reid/dlib-johns, docs/model.md "Session 6")
+                  projection the hinge is met by codes thrown far out, which restore then pulls back near the
+                  original, so wrong keys restore)
   consistency     F(z_id(v1); c_k) ≈ F(z_id(v2); c_k)
 Sample grid columns: original | anonymized under 3 keys | restored (key 1) | restored with key 1 one bit off.
 """

@@ -49,7 +49,7 @@ def test_shipped_model_anonymizes_restores_and_a_wrong_key_is_no_error(
     """The case's newest key, with material fixed here once (not searched for): whether one photo's surrogate
     is far enough from it depends on the key. With `ifadit-1381480e9bd9`, none of 100 fixed keys left the
     astronaut within dlib's threshold (torch dlib, pasted at 1.3; `ifadit-eb0e6c580a68`: 1 of 100,
-    `ifadit-4cc63db86f55`: 7), against 0.4-0.8 % of faces on the held-out sets (docs/model.md)."""
+    `ifadit-4cc63db86f55`: 7), against 0.4-0.8 % of faces on the held-out sets (docs/history/ifadit.md)."""
     release = issue_with_material(
         lab, "release", hashlib.sha256(b"ifadit test key: release").digest(), monkeypatch
     )

@@ -4,9 +4,8 @@ DDIM sampler.
 x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps (DDPM). The denoiser predicts the velocity
 v = sqrt(a_t) eps - sqrt(1 - a_t) x_0 (Salimans & Ho 2022) rather than eps: the cosine schedule ends at
 a_T ~ 0, where x_0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) divides eps errors by ~0 and an eps-model's first
-DDIM step is noise (measured on four 16 px crops after 1,500 fitting steps, 20 DDIM steps: MSE 0.13 with eps,
-0.010 with v, 0.083 for the mean image), while x_0 = sqrt(a_t) x_t - sqrt(1 - a_t) v stays well posed at every
-noise level. Sampling runs DDIM with eta = 0 over `steps` evenly spaced timesteps, so the output is a
+DDIM step is noise (docs/history/id2face.md has the comparison), while x_0 = sqrt(a_t) x_t - sqrt(1 - a_t) v
+stays well posed at every noise level. Sampling runs DDIM with eta = 0 over `steps` evenly spaced timesteps, so the output is a
 deterministic function of the starting noise and the condition; predicted x_0 is clipped to [-1, 1] at every
 step.
 """

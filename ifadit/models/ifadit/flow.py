@@ -6,18 +6,17 @@ derived from a vault key's 256-bit material by `condition_from_key` (HKDF-SHA256
 recipe layer, info naming the purpose and the model id) and mapped to a standard-normal vector, so keys
 stay secrets and the same key always gives the same condition.
 
-Each coupling subnet's last layer starts at zero (FrEIA's stacked blocks diverge otherwise, see
-ENVIRONMENT.md), so a fresh flow is a fixed orthogonal permutation of its input: training (phase 2)
-is what makes surrogates differ per key.
+Each coupling subnet's last layer starts at zero (FrEIA's stacked blocks diverge otherwise), so a fresh flow
+is a fixed orthogonal permutation of its input: training (phase 2) is what makes surrogates differ per key.
 
 With `rotation_dim` m > 0 the flow first applies a keyed rotation (`KeyedRotation`): the top m principal
-directions of the whitened identity codes are turned by an orthogonal matrix drawn from the key (the last
-m*m entries of the condition), the other directions pass unchanged. It needs no training, sends every key
-to a fresh point of the code distribution, and carries the re-read error of a rendered surrogate back
-unamplified; m keeps the rotation inside the directions the decoder renders (docs/model.md, session 7). A
-gain s ≥ 1 (a stored buffer, so part of the model id) lengthens the turned coordinates s times: surrogates
-a little more distinctive than the average face, so two keys' surrogates and the original lie further
-apart, and a re-read error comes back divided by s (docs/model.md, session 8).
+directions of the whitened identity codes are turned by an orthogonal matrix drawn from the key (the last m*m
+entries of the condition), the other directions pass unchanged. It needs no training, sends every key to a
+fresh point of the code distribution, and carries the re-read error of a rendered surrogate back unamplified;
+m keeps the rotation inside the directions the decoder renders (see docs/model.md, "Keyed rotation"). A gain
+s ≥ 1 (a stored buffer, so part of the model id) lengthens the turned coordinates s times: surrogates a little
+more distinctive than the average face, so two keys' surrogates and the original lie further apart, and a
+re-read error comes back divided by s (see docs/model.md, "Keyed rotation").
 """
 
 from __future__ import annotations

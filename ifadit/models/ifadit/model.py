@@ -39,11 +39,10 @@ PLAUSIBLE_NORM = 1.25  # restored identity codes are kept within 1.25 * sqrt(id_
 def plausible_code(z_id: torch.Tensor) -> torch.Tensor:
     """Scale identity codes longer than `PLAUSIBLE_NORM * sqrt(id_dim)` back onto that sphere.
 
-    Standardised codes of real faces have norms near sqrt(id_dim) (measured on celeba-crops/validation at
-    id_dim 128: 9.2-14.2, median 11.1, against the limit 14.1). Inverting the flow with a wrong key can throw a
-    code far outside (norms up to 2.6e4 measured), which the generator renders as no face at all; kept on the
-    sphere it renders a plausible wrong face. A right key's code is inside and passes unchanged, and every
-    key gets the same treatment, so the output does not tell keys apart.
+    Standardised codes of real faces have norms near sqrt(id_dim) (docs/history/defaults.md has their spread).
+    Inverting the flow with a wrong key can throw a code far outside, which the generator renders as no face
+    at all; kept on the sphere it renders a plausible wrong face. A right key's code is inside and passes
+    unchanged, and every key gets the same treatment, so the output does not tell keys apart.
     """
     limit = PLAUSIBLE_NORM * z_id.shape[1] ** 0.5
     return z_id * (limit / z_id.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
@@ -207,8 +206,7 @@ class IfaditModel(nn.Module):
         The corrected re-read, then `config.reread_refinements` fixed-point steps on render-and-read: the
         estimate is rendered with the crops' attributes, published as the crops were (`publish(render, img)`;
         default: rounded to uint8), and moved by what separates that render's corrected re-read from the
-        crops'. Measured on `ifadit-0cf8c635a3ae` (reid sets, one key per face): median code error 0.375 / 0.406
-        (descriptor units) read once, 0.322 / 0.342 after two steps. Only public parts take part (no key), so
+        crops' (why two steps: docs/model.md, "Restore refinements"). Only public parts take part (no key), so
         a wrong key gains nothing from it.
         """
         z_read, z_attr = self.encode(img)

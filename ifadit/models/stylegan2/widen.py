@@ -1,6 +1,6 @@
 """Function-preserving widening of a trained generator: a wider G that draws exactly the same images at the start.
 
-Training a wide G from scratch needs far more images than a CPU session shows it; widening a trained narrow G
+Training a wide G from scratch needs far more images than a CPU run shows it; widening a trained narrow G
 keeps what it learned and gives the new channels room to grow (Net2Net's idea, for StyleGAN2's modulated
 convolutions). Every tensor of the narrow G lands in the leading slice of the wide one; the rest keeps the wide
 G's fresh initialisation, except:
