@@ -3,7 +3,7 @@
 Per batch of canonical crops (steps numbered as in `anonymize_crops`):
   1. encode the crops with the VAE (posterior mean) and embed their identities with torch-dlib (128-D);
   2. invert the latents to noise with deterministic DPM-Solver++(2M) under the source prompt and the null
-     identity, keeping the trajectory (ifadit.models.dpm_inversion);
+     identity, keeping the trajectory (ifadit.models.reverse_personalization.dpm_inversion);
   3. regenerate along the trajectory with guidance
         d = d(text, null) + identity_scale * (d(text, id) - d(text, null))
             [+ (text_guidance - 1) * (d(text, null) - d(empty, null))],
@@ -12,7 +12,7 @@ Per batch of canonical crops (steps numbered as in `anonymize_crops`):
      trajectory;
   4. decode the regenerated latents.
 Deterministic: no noise is sampled, so the same crops and options give the same output on the same device.
-Not reversible; the key is ignored. The model folder layout is in ifadit.models.sdxl and docs/backends.md.
+Not reversible; the key is ignored. The model folder layout is in ifadit.models.reverse_personalization.sdxl and docs/backends.md.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from ifadit.backends.base import check_crops, not_reversible
 from ifadit.backends.crop_model import uint8_crops
 from ifadit.errors import BackendUnavailable
 from ifadit.faces.recognize import TorchDlibRecognizer, crops_to_img
-from ifadit.models.dpm_inversion import Grid, invert, make_grid, regenerate
-from ifadit.models.sdxl import LAYOUT_HINT, Condition, SdxlIdentityModel
+from ifadit.models.reverse_personalization.dpm_inversion import Grid, invert, make_grid, regenerate
+from ifadit.models.reverse_personalization.sdxl import LAYOUT_HINT, Condition, SdxlIdentityModel
 
 MODEL_DIR_ENV = "IFADIT_SDXL_DIR"  # default --model-dir
 SOURCE_PROMPT = "a close-up photo of a person's face"

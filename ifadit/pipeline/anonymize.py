@@ -1,4 +1,4 @@
-"""Anonymize one image or video under a vault key: the numbered steps and the per-item function.
+"""Anonymize one image under a vault key: the numbered steps, the run context and the per-item result.
 
 The steps, per still image (`anonymize_image_item`; videos run steps 2-5 per frame, see
 `ifadit.pipeline.anonymize_video`):

@@ -17,7 +17,11 @@ import torch
 from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from ifadit.models.identity_adapter import IdentityAdapter, IdentityAdapterConfig, save_identity_adapter
+from ifadit.models.reverse_personalization.identity_adapter import (
+    IdentityAdapter,
+    IdentityAdapterConfig,
+    save_identity_adapter,
+)
 
 CROP_SIZE = 64  # unet sample_size 8 x VAE factor 8
 TEXT_LENGTH = 16  # tokenizer model_max_length and text encoder positions

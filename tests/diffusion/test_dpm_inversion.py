@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ifadit.models.dpm_inversion import dpm_step, invert, make_grid, regenerate
+from ifadit.models.reverse_personalization.dpm_inversion import dpm_step, invert, make_grid, regenerate
 
 ALPHAS_CUMPROD = torch.cumprod(
     1 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2, 0

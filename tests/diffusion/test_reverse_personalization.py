@@ -14,9 +14,9 @@ from ifadit.backends.base import get_backend
 from ifadit.backends.reverse_personalization import MODEL_DIR_ENV, ReversePersonalizationBackend
 from ifadit.errors import BackendUnavailable, ModelError
 from ifadit.faces.recognize import crops_to_img
-from ifadit.models.dpm_inversion import invert, regenerate
-from ifadit.models.identity_adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from ifadit.models.sdxl import folder_sha256
+from ifadit.models.reverse_personalization.dpm_inversion import invert, regenerate
+from ifadit.models.reverse_personalization.identity_adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from ifadit.models.reverse_personalization.sdxl import folder_sha256
 from tests.diffusion.support import CROP_SIZE, TEXT_LENGTH
 
 STEPS = 6  # enough for a trajectory with second-order steps; the tiny model needs no more

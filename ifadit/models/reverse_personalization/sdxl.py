@@ -9,7 +9,7 @@ Expected layout of the folder the user points `--model-dir` at (nothing is ever 
     text_encoder_2/  config.json + model.safetensors                 CLIPTextModelWithProjection
     tokenizer/, tokenizer_2/                 CLIPTokenizer files (vocab.json, merges.txt, ...)
     scheduler/   scheduler_config.json       betas and prediction_type (epsilon or v_prediction)
-    identity_adapter.safetensors + identity_adapter.json   (ifadit.models.identity_adapter)
+    identity_adapter.safetensors + identity_adapter.json   (ifadit.models.reverse_personalization.identity_adapter)
 
 Conditioning follows SDXL: the penultimate hidden states of both text encoders side by side, the pooled
 projection of text_encoder_2 and the six size/crop ids (crop, crop, 0, 0, crop, crop); the identity tokens
@@ -35,13 +35,13 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 from transformers.utils import logging as transformers_logging
 
 from ifadit.errors import BackendUnavailable, ModelError
-from ifadit.models.identity_adapter import (
+from ifadit.models.model_folder import model_id, sha256_file
+from ifadit.models.reverse_personalization.identity_adapter import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     IdentityAdapter,
     load_identity_adapter,
 )
-from ifadit.models.model_folder import model_id, sha256_file
 
 SUBFOLDERS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
 LAYOUT_HINT = "see docs/backends.md, 'Reverse Personalization', for the folder layout"
