@@ -30,12 +30,19 @@ from ifadit.faces.align import align_face
 from ifadit.faces.blend import paste_back
 from ifadit.faces.detect import Detector, get_detector, landmarks5
 from ifadit.media.image import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image, write_image
-from ifadit.media.manifest import FaceRecord, Manifest, pixels_digest, read_manifest, verify_manifest
+from ifadit.media.manifest import (
+    LEGACY_SEAL_FORMATS,
+    FaceRecord,
+    Manifest,
+    pixels_digest,
+    read_manifest,
+    verify_manifest,
+)
 from ifadit.media.video import VideoCodec, VideoWriter, probe_video, read_frames, read_timed_frames
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, mask_scale_for
 from ifadit.pipeline.inputs import ItemKind, kind_of
 from ifadit.pipeline.outputs import file_sha256, frames_digest
-from ifadit.pipeline.sealing import seal_context, unseal_face
+from ifadit.pipeline.sealing import SealBinding, unseal_face
 from ifadit.pipeline.staging import Staging
 from keyvault import access, keys, ledger
 from keyvault.audit import key_fingerprint
@@ -186,6 +193,11 @@ def inspect_input(vault: Vault, source: Path, options: RestoreOptions) -> Inspec
             f"{nothing} exactly: it carries no sealed originals",
             hint="only outputs anonymized with --seal-original restore exactly",
         )
+    if options.exact and manifest.format in LEGACY_SEAL_FORMATS:
+        raise BackendUnavailable(
+            f"{nothing} exactly: its sealed originals ({manifest.format}) are not bound to where they belong",
+            hint="anyone able to re-sign could have moved them; anonymize the original again with --seal-original",
+        )
     if not options.exact and not is_reversible(manifest.backend):  # checked before any model is loaded
         if sealed:
             raise BackendUnavailable(
@@ -223,15 +235,28 @@ def restore_exact(
     *,
     source: str,
 ) -> tuple[np.ndarray, int]:
-    """Write the sealed original regions of `faces` back into `image` (commitments checked)."""
+    """Write the sealed original regions of `faces` back into `image` (commitments checked).
+
+    Each region opens only at the box, image shape and manifest identity it was sealed under
+    (`ifadit.pipeline.sealing`); anything else is the one opaque `SealedDataError`.
+    """
+    binding = SealBinding.of(manifest)
     out = image.copy()
     count = 0
     for face in faces:
         if face.sealed is None:
             continue
-        context = seal_context(pixels_sha256, face.index, face.frame, key.handle, key.version)
         x0, y0, x1, y1 = face.sealed.region
-        out[y0:y1, x0:x1] = unseal_face(key.material, face.sealed, context, image.shape, source=source)
+        out[y0:y1, x0:x1] = unseal_face(
+            key.material,
+            face.sealed,
+            binding,
+            image.shape,
+            pixels_sha256=pixels_sha256,
+            face=face.index,
+            frame=face.frame,
+            source=source,
+        )
         count += 1
     return out, count
 
