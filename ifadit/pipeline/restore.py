@@ -8,7 +8,8 @@ The steps (`restore_path`):
      what cannot be restored (a non-reversible backend without sealed originals);
   3. find or file the restore request when the vault's policy requires an approval;
   4. in ONE vault action: consume the approval, unseal the key (refusing suspended, revoked and destroyed
-     keys by name), compute the restored pixels into a staging folder, record the audit entry;
+     keys by name), compute the restored pixels into a staging folder, record the audit entry (the
+     restored output only by its keyed digest: it is original content);
   5. only after that entry has committed, move the output into place and write the restoration report
      (`<output>.restore.json`).
 A failure in step 1 or 2 is audited too (outcome failed/refused). A wrong key in model mode is not an
@@ -41,7 +42,7 @@ from ifadit.media.manifest import (
 from ifadit.media.video import VideoCodec, VideoWriter, probe_video, read_frames, read_timed_frames
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, mask_scale_for
 from ifadit.pipeline.inputs import ItemKind, kind_of
-from ifadit.pipeline.outputs import file_sha256, frames_digest
+from ifadit.pipeline.outputs import file_sha256, frames_digest, keyed_list_digest
 from ifadit.pipeline.sealing import SealBinding, unseal_face
 from ifadit.pipeline.staging import Staging
 from keyvault import access, keys, ledger
@@ -433,7 +434,7 @@ def restore_path(vault: Vault, source: Path, target: Path, options: RestoreOptio
                 raise PermissionDenied(f"key {key.handle} does not belong to case {options.case}")
             count = restore_into(staged, inspection, key, options)
             output_sha256 = file_sha256(staged)
-            act.digests["output"] = output_sha256
+            act.digests["output"] = keyed_list_digest(vault, [output_sha256])  # restored content: keyed
             act.details["faces"] = count
             # read in the same transaction: a later read could fail after the output is published
             approvals = access.request_in(act.session, request).approvals if request else ()

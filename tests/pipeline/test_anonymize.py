@@ -21,7 +21,7 @@ from ifadit.pipeline.anonymize import (
     mask_scale_for,
 )
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.outputs import file_sha256, list_digest
+from ifadit.pipeline.outputs import file_sha256, keyed_files_digest, list_digest
 from keyvault import keys
 from keyvault.errors import KeyStateError, PermissionDenied
 from keyvault.vault import verify_detached
@@ -133,8 +133,11 @@ def test_folder_is_recursive_and_a_bad_file_is_skipped(lab: Lab, tmp_path: Path,
     done = [item for item in report.items if item.error is None]
     assert entry.outcome == "ok" and entry.seq == report.audit_seq
     assert entry.details["files"] == 2 and entry.details["failed"] == 1 and entry.details["faces"] >= 2
+    with lab.open("admin") as vault:  # inputs keyed by the vault (a bundle reader cannot confirm them)
+        inputs = keyed_files_digest(vault, [item.source for item in done])
+    assert inputs.startswith("hmac-sha256:")
     assert entry.digests == {
-        "inputs": list_digest(file_sha256(item.source) for item in done),
+        "inputs": inputs,
         "outputs": list_digest(file_sha256(item.target) for item in done),
     }
     assert entry.key_handle == lab.key and entry.key_version == 1 and entry.case_id == CASE

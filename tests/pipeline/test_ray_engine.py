@@ -20,7 +20,7 @@ from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import Manifest, read_manifest
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import RunReport, anonymize_paths
-from ifadit.pipeline.outputs import list_digest
+from ifadit.pipeline.outputs import keyed_list_digest
 from ifadit.pipeline.ray_engine import RayEngine
 from keyvault import keys
 from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
@@ -110,7 +110,10 @@ def test_ray_outputs_match_the_serial_engine(
     first, second = audit_entries(lab, "anonymize")  # one entry per job, with the list digests
     assert second.seq == parallel.audit_seq and first.seq == serial.audit_seq
     done = [item for item in parallel.items if item.error is None]
-    assert second.digests["inputs"] == list_digest(item.input_sha256 or "" for item in done)
+    with lab.open("admin") as vault:
+        assert second.digests["inputs"] == keyed_list_digest(
+            vault, (item.input_sha256 or "" for item in done)
+        )
     assert second.digests["inputs"] == first.digests["inputs"]
     assert second.details["files"] == 4 and second.details["failed"] == 1
 

@@ -16,6 +16,7 @@ from ifadit.media.manifest import Manifest, embedding_for, read_manifest, sign_m
 from ifadit.media.video import VideoWriter, read_frames
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, REVERSIBLE_MASK_SCALE, AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
+from ifadit.pipeline.outputs import file_sha256, keyed_files_digest, list_digest
 from ifadit.pipeline.restore import (
     RestoreOptions,
     anonymized_mask_scale,
@@ -81,7 +82,32 @@ def test_exact_restore_gives_back_the_whole_original(
     assert written["audit_seq"] == report.audit_seq and written["anonymize_audit_seq"] is not None
     [entry] = audit_entries(lab, "restore")
     assert entry.seq == report.audit_seq and entry.outcome == "ok" and entry.case_id == CASE
-    assert entry.digests["output"] == report.output_sha256 and entry.reason == "warrant 2026/114"
+    assert entry.reason == "warrant 2026/114"
+    with lab.open("ivan") as vault:
+        assert entry.digests["output"] == keyed_files_digest(vault, [tmp_path / "restored.png"])
+
+
+def test_exported_bundle_holds_no_unkeyed_digest_of_the_original(
+    lab: Lab, anonymized: Path, tmp_path: Path
+) -> None:
+    """Issue 25: entries name the original (anonymize inputs, exact restore output) only by a vault-keyed HMAC."""
+    original = tmp_path / "in.png"
+    _restore(lab, anonymized, tmp_path / "restored.png", exact=True)
+    with lab.open("admin") as vault:
+        vault.export_audit(tmp_path / "bundle.jsonl")
+        keyed = keyed_files_digest(vault, [original])
+    with lab.open("ivan") as vault:  # another user, another unlock: the same file gives the same digest
+        assert keyed_files_digest(vault, [original]) == keyed
+        assert keyed_files_digest(vault, [tmp_path / "restored.png"]) == keyed  # bit-exact restore
+    bundle = (tmp_path / "bundle.jsonl").read_text()
+    sha = file_sha256(original)
+    assert file_sha256(tmp_path / "restored.png") == sha  # so an unkeyed output digest would leak it too
+    for unkeyed in (sha, list_digest([sha])):
+        assert unkeyed not in bundle
+    [anonymize] = audit_entries(lab, "anonymize")
+    [restore] = [e for e in audit_entries(lab, "restore") if e.outcome == "ok"]
+    assert anonymize.digests["inputs"] == restore.digests["output"] == keyed
+    assert keyed.startswith("hmac-sha256:") and keyed in bundle
 
 
 def test_jpeg_output_restores_the_face_regions_exactly(
