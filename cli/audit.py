@@ -1,4 +1,4 @@
-"""`ifadit audit show|export|verify|prove|consistency`: read, export and check the tamper-evident log."""
+"""`ifadit audit show|export|verify|prove|consistency|digest`: read, export and check the tamper-evident log."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.options import VaultArgs, emit, json_option, vault_options
+from ifadit.pipeline.outputs import keyed_files_digest
 from keyvault import (
     AuditEntry,
     AuditVerificationError,
@@ -216,6 +217,24 @@ def audit_consistency(vault_args: VaultArgs, old_size: int, new_size: int | None
             f"(consistency proof of {len(r['proof'])} hashes verified)"
         ),
     )
+
+
+@audit_group.command("digest")
+@vault_options
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def audit_digest(vault_args: VaultArgs, files: tuple[Path, ...]) -> None:
+    """Print the keyed digest (hmac-sha256:...) audit entries record for FILES, in the run's order (any role).
+
+    Entries name originals only by this vault-keyed HMAC, so a bundle reader cannot confirm a guessed
+    original; a vault user holding the files recomputes it here to match an anonymize run's `inputs` or a
+    restore's `output`. The check is audited.
+
+    \b
+    Example:
+      ifadit audit digest evidence/in.png
+    """
+    with vault_args.open() as vault:
+        click.echo(keyed_files_digest(vault, files))
 
 
 def register(group: click.Group) -> None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from keyvault import envelope, merkle
+from keyvault.digests import is_digest
 from keyvault.errors import AuditVerificationError
 
 GENESIS_HASH = "0" * 64  # prev_hash of entry 1
@@ -120,7 +121,8 @@ class AuditEntry:
     key_version: int | None = None  # 1, 2, … when a key version is involved
     case_id: str | None = None
     reason: str | None = None
-    digests: dict[str, str] = field(default_factory=dict)  # name -> SHA-256 hex of an input/output
+    digests: dict[str, str] = field(default_factory=dict)  # name -> SHA-256 hex of public content, or
+    # "hmac-sha256:<hex>" (keyvault.digests) of original content
     details: dict[str, Any] = field(default_factory=dict)  # small JSON context, never secrets
     prev_hash: str  # hex leaf hash of entry seq-1; GENESIS_HASH for seq 1
 
@@ -137,10 +139,11 @@ class AuditEntry:
         if self.key_version is not None and (type(self.key_version) is not int or self.key_version < 1):
             raise ValueError("key_version must be an integer >= 1 or None")
         if not isinstance(self.digests, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and _HEX64_RE.fullmatch(v)
-            for k, v in self.digests.items()
+            isinstance(k, str) and is_digest(v) for k, v in self.digests.items()
         ):
-            raise ValueError("digests must map names to lower-case SHA-256 hex strings")
+            raise ValueError(
+                "digests must map names to lower-case SHA-256 hex strings or 'hmac-sha256:' keyed digests"
+            )
         if not isinstance(self.details, dict):
             raise TypeError("details must be a dict")
         _check_json_value(self.details, "details")

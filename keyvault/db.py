@@ -4,6 +4,11 @@ A vault URL is a SQLAlchemy URL (``sqlite:///path``, ``postgresql+psycopg://user
 file path, which means SQLite. Without one, ``IFADIT_VAULT`` is used, then a SQLite file under the
 user's data directory. SQLite connections run in WAL mode with foreign keys on, a busy timeout, and
 ``BEGIN IMMEDIATE`` for every transaction, so concurrent writers queue instead of failing mid-way.
+
+A SQLite vault file holds every keyslot, so it is created owner-only (0600, its new folder 0700) before
+SQLite first opens it; SQLite gives its ``-wal``, ``-shm`` and ``-journal`` files the database file's mode.
+An existing file readable by others is tightened to 0600 when it is opened: any local account that could
+copy it could guess passphrases offline.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ DEFAULT_FILENAME = "vault.sqlite3"
 BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for another one before failing
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VAULT_TABLE = "ifadit_vault"
+FILE_MODE = 0o600  # SQLite vault files (and, through SQLite, their WAL, shared-memory and journal files)
+FOLDER_MODE = 0o700  # a folder created to hold a new vault file
+SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")  # files SQLite keeps beside the database
 
 
 def default_url() -> str:
@@ -66,13 +74,35 @@ def make_engine(url: str, *, create: bool = False) -> Engine:
     path = sqlite_path(url)
     if path is not None:
         if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+            create_private_file(path)
         elif not path.is_file():
             raise VaultNotFound(f"no vault at {path}", hint="run `ifadit vault init` or pass --vault")
+        restrict_mode(path)
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 whatever the umask (an existing file is left to ``restrict_mode``)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def restrict_mode(path: Path) -> None:
+    """Take group and other permissions off the vault file and SQLite's files beside it (owner's files only)."""
+    for candidate in (path, *(path.with_name(path.name + suffix) for suffix in SIDECAR_SUFFIXES)):
+        try:
+            status = candidate.stat()
+        except FileNotFoundError:
+            continue
+        if status.st_mode & 0o077 and status.st_uid == os.geteuid():
+            os.chmod(candidate, FILE_MODE)
 
 
 def _configure_sqlite(engine: Engine) -> None:

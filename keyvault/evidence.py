@@ -2,8 +2,10 @@
 
 Per sealed region:
 - a fresh 256-bit data key seals the region's bytes with AES-256-GCM; the associated data binds the
-  context the caller names (output digest, face index, key handle and version), so a payload moved to
-  another output, face or key version fails to open;
+  context the caller names (``ifadit.pipeline.sealing``: the region's box and the image shape, the output
+  digest, frame and face index, and the manifest's identity with key handle and version), so a payload
+  moved inside its image or to another output, face, manifest or key version fails to open, even under
+  a re-signed manifest;
 - the data key is sealed under a wrapping key derived from the case key's material with HKDF-SHA256
   (info ``ifadit/seal-original/v1``), never under the material itself;
 - a keyed commitment (HMAC-SHA256 under a second HKDF output of the data key) of the region lets a

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from keyvault import db, ledger
 from keyvault.audit import thin_tree_heads, write_bundle
+from keyvault.digests import digest_key, keyed_digest
 from keyvault.envelope import (
     KdfParams,
     derive_wrapping_key,
@@ -389,6 +390,14 @@ class Vault:
     def unseal_secret(self, blob: bytes, associated: bytes) -> bytes:
         """Open a blob sealed under the KEK; ``SealedDataError`` (opaque) when it was altered or moved."""
         return unseal(self._kek.reveal(), blob, associated)
+
+    def keyed_digest(self, sha256_hex: str) -> str:
+        """``hmac-sha256:<hex>``: the keyed digest audit entries record for content with that SHA-256.
+
+        Keyed under this vault's digest key (HKDF of the KEK, never stored; ``keyvault.digests``), so a bundle
+        reader cannot confirm a guessed original, while a vault user can recompute it for a file they hold.
+        """
+        return keyed_digest(digest_key(self._kek.reveal(), self.id), sha256_hex)
 
     def wrap_for_user(
         self, session: Session, user: UserRow, passphrase: bytes, kdf: KdfParams | None

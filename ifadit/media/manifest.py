@@ -1,7 +1,11 @@
 """The signed manifest every output carries: what was done to which faces, under which key and model.
 
-Format `ifadit-manifest/2`, canonical JSON (sorted keys, compact separators, UTF-8); version 2 added
-`mask_scale` (the pasted face ellipse, which restore pastes with too), and version 1 manifests are still read.
+Format `ifadit-manifest/3`, canonical JSON (sorted keys, compact separators, UTF-8). Version 2 added
+`mask_scale` (the pasted face ellipse, which restore pastes with too); version 3 added `manifest_id`, a random
+name given to each output before its faces are sealed, and seals every original region under associated data
+that binds the region's box, the image shape and the manifest's identity (`ifadit.pipeline.sealing`).
+Versions 1 and 2 are still read and verified, but their sealed regions are not bound to where they sit, so
+exact restore refuses them (`LEGACY_SEAL_FORMATS`): an insider able to re-sign could otherwise move them.
 It travels
 - in a PNG as an iTXt chunk with keyword ``ifadit-manifest``;
 - in a JPEG as one APP11 segment starting with ``IFADIT\\0`` (when it fits in a segment);
@@ -10,8 +14,8 @@ It travels
 The signature (Ed25519 by the vault's audit key, made through a callable so this module stays free of
 crypto) covers every other field. `pixels_sha256` binds the manifest to the anonymized pixels it
 describes; no unkeyed digest of the original content is ever stored here (a public viewer must not be able
-to confirm a guessed original). Run-specific fields (`audit_seq`, sealed payloads with their random
-nonces) make two manifests of the same input differ; the pixels do not.
+to confirm a guessed original). Run-specific fields (`audit_seq`, `manifest_id`, sealed payloads with
+their random nonces) make two manifests of the same input differ; the pixels do not.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import binascii
 import hashlib
 import json
 import math
+import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -32,8 +38,10 @@ from PIL import Image, UnidentifiedImageError
 from ifadit.errors import InputError, ManifestError
 from ifadit.media.image import read_jpeg_app11
 
-MANIFEST_FORMAT = "ifadit-manifest/2"
-READABLE_FORMATS = ("ifadit-manifest/1", MANIFEST_FORMAT)  # /1 has no mask_scale
+MANIFEST_FORMAT = "ifadit-manifest/3"
+LEGACY_SEAL_FORMATS = ("ifadit-manifest/1", "ifadit-manifest/2")  # sealed regions not bound to their box
+READABLE_FORMATS = (*LEGACY_SEAL_FORMATS, MANIFEST_FORMAT)  # /1 has no mask_scale, /1 and /2 no manifest_id
+MANIFEST_ID = re.compile(r"mf_[0-9a-f]{32}")  # `new_manifest_id`
 PNG_TEXT_KEY = "ifadit-manifest"
 JPEG_APP11_PREFIX = b"IFADIT\x00"
 JPEG_SEGMENT_LIMIT = 65533 - len(JPEG_APP11_PREFIX)  # APP payload bytes available after our prefix
@@ -80,6 +88,7 @@ class Manifest:
     key_version: int | None = None
     audit_seq: int | None = None
     mask_scale: float | None = None  # face ellipse the replacements were pasted with (None: a /1 manifest)
+    manifest_id: str | None = None  # this output's random name, bound into its sealed regions (None: /1, /2)
     format: str = MANIFEST_FORMAT
     signature: str | None = field(default=None, compare=False)
 
@@ -101,6 +110,11 @@ class Manifest:
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ManifestError(f"{source}: manifest is not valid JSON ({exc.__class__.__name__})") from None
         return _from_plain(raw, source)
+
+
+def new_manifest_id() -> str:
+    """A fresh random manifest identity (``mf_`` and 128 random bits in hex), drawn before faces are sealed."""
+    return "mf_" + secrets.token_hex(16)
 
 
 def pixels_digest(image: np.ndarray) -> str:
@@ -191,10 +205,12 @@ def _canonical(value: Any) -> bytes:
 
 def _to_plain(manifest: Manifest) -> dict[str, Any]:
     """Nested dicts; tuples stay tuples, which JSON writes as arrays. A manifest without `mask_scale` (format
-    1) leaves the field out, so the bytes its writer signed are the bytes verified."""
+    1) or `manifest_id` (formats 1, 2) leaves the field out, so the bytes its writer signed are the bytes
+    verified."""
     plain = asdict(manifest)
-    if plain["mask_scale"] is None:
-        del plain["mask_scale"]
+    for optional in ("mask_scale", "manifest_id"):
+        if plain[optional] is None:
+            del plain[optional]
     return plain
 
 
@@ -210,7 +226,7 @@ def _from_plain(raw: Any, source: str) -> Manifest:
 
     if not isinstance(raw, Mapping):
         raise fail("manifest is not a JSON object")
-    known = {*_REQUIRED_STR, *_OPTIONAL_STR, *_OPTIONAL_INT, "faces", "mask_scale"}
+    known = {*_REQUIRED_STR, *_OPTIONAL_STR, *_OPTIONAL_INT, "faces", "mask_scale", "manifest_id"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise fail(f"unknown manifest field {unknown[0]!r}")
@@ -236,6 +252,12 @@ def _from_plain(raw: Any, source: str) -> Manifest:
         or mask_scale <= 0
     ):
         raise fail("manifest field 'mask_scale' must be a positive number or null")
+    manifest_id = raw.get("manifest_id")
+    if raw["format"] in LEGACY_SEAL_FORMATS:
+        if manifest_id is not None:
+            raise fail(f"manifest field 'manifest_id' does not exist in format {raw['format']}")
+    elif not isinstance(manifest_id, str) or not MANIFEST_ID.fullmatch(manifest_id):
+        raise fail("manifest field 'manifest_id' must be 'mf_' and 32 lower-case hex digits")
     faces = raw.get("faces", [])
     if not isinstance(faces, list):
         raise fail("manifest field 'faces' must be a list")
@@ -245,6 +267,7 @@ def _from_plain(raw: Any, source: str) -> Manifest:
     return Manifest(
         **fields,
         mask_scale=None if mask_scale is None else float(mask_scale),
+        manifest_id=manifest_id,
         faces=tuple(_face_from_plain(face, i, fail) for i, face in enumerate(faces)),
     )
 

@@ -8,15 +8,16 @@ The steps, per still image (`anonymize_image_item`; videos run steps 2-5 per fra
   4. run the backend on the crops with the key material;
   5. paste the new crops back under the feathered face mask;
   6. write the pixels into the run's staging folder and digest what a reader will decode;
-  7. draft the manifest: face boxes, key handle + version, and with `--seal-original` each original face
-     region sealed under a context bound to that digest;
+  7. draft the manifest: a fresh manifest id, face boxes, key handle + version, and with `--seal-original`
+     each original face region sealed under a context bound to that digest, to the region's box and the
+     image shape, and to the manifest's identity (`ifadit.pipeline.sealing`);
   8. (`finish_item`, on the driver, inside the run's audited transaction) stamp the draft with the run's
      audit sequence number, sign it with the vault's key and embed it without touching the pixels.
 
 `anonymize_item` (steps 1-7) needs no vault: an engine may run it on workers holding the key material in
 memory; only `finish_item` signs. The serial engine is `ifadit.pipeline.batch.anonymize_paths`.
 Same input + same key + same options give identical output pixels; the manifests of two runs differ in
-their run-specific fields (`audit_seq`, and the random nonces of sealed payloads).
+their run-specific fields (`audit_seq`, `manifest_id`, and the random nonces of sealed payloads).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from ifadit.faces.blend import paste_back
 from ifadit.faces.detect import Detector, Face
 from ifadit.faces.registry import DETECTORS
 from ifadit.media.image import DEFAULT_MAX_PIXELS, read_image
-from ifadit.media.manifest import FaceRecord, Manifest, sign_manifest
+from ifadit.media.manifest import FaceRecord, Manifest, new_manifest_id, sign_manifest
 from ifadit.pipeline.inputs import Item, ItemKind
 from ifadit.pipeline.outputs import embed_manifest, file_sha256, write_pixels
-from ifadit.pipeline.sealing import changed_region, seal_context, seal_face
+from ifadit.pipeline.sealing import SealBinding, changed_region, seal_face
 from keyvault import UnsealedKey
 
 MANIFEST_PURPOSE = "manifest"  # purpose of the vault's detached signature over a manifest
@@ -95,7 +96,7 @@ class ManifestStamp:
     model_sha256: str | None = None
     tool_version: str = __version__
 
-    def manifest(self, pixels_sha256: str, faces: Sequence[FaceRecord]) -> Manifest:
+    def manifest(self, pixels_sha256: str, faces: Sequence[FaceRecord], manifest_id: str) -> Manifest:
         """An unsigned manifest draft for one output (`finish_item` adds the audit sequence number)."""
         return Manifest(
             backend=self.backend,
@@ -109,6 +110,19 @@ class ManifestStamp:
             key_handle=self.key_handle,
             key_version=self.key_version,
             mask_scale=self.mask_scale,
+            manifest_id=manifest_id,
+        )
+
+    def binding(self, manifest_id: str, key: UnsealedKey) -> SealBinding:
+        """What the sealed regions of the output named `manifest_id` are bound to (`ifadit.pipeline.sealing`)."""
+        return SealBinding(
+            manifest_id=manifest_id,
+            vault_id=self.vault_id,
+            backend=self.backend,
+            model_id=self.model_id,
+            model_sha256=self.model_sha256,
+            key_handle=key.handle,
+            key_version=key.version,
         )
 
 
@@ -214,6 +228,7 @@ def face_records(
     faces: Sequence[Face],
     aligned: Sequence[AlignedFace],
     ctx: RunContext,
+    manifest_id: str,
     *,
     first_index: int = 0,
     frame: int | None = None,
@@ -227,8 +242,15 @@ def face_records(
         if ctx.options.seal_original:
             assert ctx.key is not None, "sealing needs a key (checked when the run starts)"
             region = changed_region(face_crop, original.shape, ctx.mask_scale)
-            context = seal_context(pixels_sha256, index, frame, ctx.key.handle, ctx.key.version)
-            sealed = seal_face(ctx.key.material, original, region, context)
+            sealed = seal_face(
+                ctx.key.material,
+                original,
+                region,
+                ctx.stamp.binding(manifest_id, ctx.key),
+                pixels_sha256=pixels_sha256,
+                face=index,
+                frame=frame,
+            )
         records.append(
             FaceRecord(
                 index=index,
@@ -247,7 +269,10 @@ def anonymize_image_item(item: Item, ctx: RunContext, staged: Path) -> ItemResul
     faces = ctx.detector.detect(image)  # 2
     pixels, aligned = anonymize_frame(image, faces, ctx)  # 3-5
     digest = write_pixels(staged, pixels)  # 6
-    draft = ctx.stamp.manifest(digest, face_records(image, digest, faces, aligned, ctx))  # 7
+    manifest_id = new_manifest_id()  # 7
+    draft = ctx.stamp.manifest(
+        digest, face_records(image, digest, faces, aligned, ctx, manifest_id), manifest_id
+    )
     return ItemResult(
         item.source,
         item.target,

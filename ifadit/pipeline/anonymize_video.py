@@ -2,7 +2,7 @@
 
 Per frame: detect and track (stable track ids), align, run the backend, paste back, write the frame;
 with `--seal-original` each face's original region is sealed under a context binding that frame's output
-digest. The manifest (a sidecar `<video>.ifadit.json`) lists every face with its frame and track id, and
+digest, the region's box and the manifest's identity (one `manifest_id` per video). The manifest (a sidecar `<video>.ifadit.json`) lists every face with its frame and track id, and
 its `pixels_sha256` chains the digests of all decoded output frames (`outputs.frames_digest`). Lossy
 H.264 output is decoded once more to digest what a reader will see; sealing originals needs `--lossless`
 (FFV1), since an exact restore of a lossy video could not be bit-exact.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ifadit.errors import InputError
-from ifadit.media.manifest import FaceRecord, pixels_digest
+from ifadit.media.manifest import FaceRecord, new_manifest_id, pixels_digest
 from ifadit.media.video import VideoWriter, probe_video, read_frames
 from ifadit.pipeline.anonymize import ItemResult, RunContext, anonymize_frame, face_records
 from ifadit.pipeline.inputs import Item
@@ -39,6 +39,7 @@ def anonymize_video_item(item: Item, ctx: RunContext, staged: Path) -> ItemResul
     )
     records: list[FaceRecord] = []
     digests: list[str] = []
+    manifest_id = new_manifest_id()
     with writer:
         for number, (frame, tracked) in enumerate(track_video(item.source, ctx.detector)):
             faces = [t.face for t in tracked]
@@ -52,6 +53,7 @@ def anonymize_video_item(item: Item, ctx: RunContext, staged: Path) -> ItemResul
                 faces,
                 aligned,
                 ctx,
+                manifest_id,
                 first_index=len(records),
                 frame=number,
                 track_ids=[t.track_id for t in tracked],
@@ -65,5 +67,7 @@ def anonymize_video_item(item: Item, ctx: RunContext, staged: Path) -> ItemResul
         faces=len(records),
         input_sha256=file_sha256(item.source),
         staged=staged,
-        manifest=ctx.stamp.manifest(frames_digest(digests), records),  # its sidecar comes with finish_item
+        manifest=ctx.stamp.manifest(
+            frames_digest(digests), records, manifest_id
+        ),  # its sidecar comes with finish_item
     )

@@ -9,8 +9,8 @@ A run:
      reported and skipped, any other exception is audited as a failed run and leaves no output;
   4. in ONE transaction: unseals the key again (the audited key use, refused if the key was suspended,
      revoked or rotated meanwhile), reserves the run's audit sequence number, signs and embeds every
-     manifest (`finish_item`) and appends the run's single audit entry (digests of all inputs and outputs,
-     counts);
+     manifest (`finish_item`) and appends the run's single audit entry (the keyed digest of the inputs, so a
+     bundle reader cannot confirm a guessed original, the digest of the outputs, counts);
   5. only after that commit, records the outputs in the resume journal and publishes them (renames them
      into place).
 A kill at any point leaves no output under its name without its entry; at most the hidden staging folder.
@@ -53,7 +53,7 @@ from ifadit.pipeline.anonymize import (
 )
 from ifadit.pipeline.anonymize_item import anonymize_item
 from ifadit.pipeline.inputs import Item, plan_items
-from ifadit.pipeline.outputs import list_digest
+from ifadit.pipeline.outputs import keyed_list_digest, list_digest
 from ifadit.pipeline.resume import Journal, clear_pending, recover_committed, write_pending
 from ifadit.pipeline.staging import Staging
 from keyvault import KeyStateError, PermissionDenied, UnsealedKey, Vault, key_fingerprint, keys, ledger
@@ -269,7 +269,7 @@ class _Run:
             results = [finish_item(r, seq, signer) if r.error is None else r for r in results]
             done = [r for r in results if r.error is None]
             act.digests = {
-                "inputs": list_digest(r.input_sha256 or "" for r in done),
+                "inputs": keyed_list_digest(self.vault, (r.input_sha256 or "" for r in done)),
                 "outputs": list_digest(r.output_sha256 or "" for r in done),
             }
             act.details.update(

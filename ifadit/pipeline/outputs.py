@@ -6,6 +6,10 @@ gets an iTXt chunk inserted after its header, a JPEG APP11 segments inserted aft
 (video, WebP, a JPEG manifest too large for APP11) a sidecar. The pixels never change between the two
 phases, so the digest (and any sealed region's context bound to it) stays valid. Video digests chain the
 digests of every decoded frame.
+
+Audit entries name original content (an anonymize run's inputs, a restore's output) only by a keyed
+digest (`keyvault.digests`): the vault's HMAC of the `list_digest` of the files' SHA-256s, in order.
+`keyed_files_digest` recomputes it for files a vault user holds.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ifadit.media.image import atomic_write_bytes, insert_jpeg_app11, read_image, write_image
 from ifadit.media.manifest import Manifest, embedding_for, pixels_digest, sidecar_path
+
+if TYPE_CHECKING:
+    from keyvault import Vault
 
 LOSSLESS_IMAGE_SUFFIXES = frozenset({".png"})
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -43,6 +51,26 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 def list_digest(digests: Iterable[str]) -> str:
     """SHA-256 of a list of hex digests in order (what an audit entry stores for a batch)."""
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+def keyed_list_digest(vault: Vault, sha256s: Iterable[str]) -> str:
+    """What an audit entry records for original files with these SHA-256s, in order: ``hmac-sha256:<hex>``."""
+    return vault.keyed_digest(list_digest(sha256s))
+
+
+def keyed_files_digest(vault: Vault, paths: Sequence[str | os.PathLike[str]]) -> str:
+    """Recompute, for files a vault user holds (in the run's order), the keyed digest an audit entry records.
+
+    One file gives a single-file run's `inputs` or a restore's `output`. The files are hashed before the
+    vault is touched; the check itself is audited (`audit.digest`, any role), so who confirmed a file shows.
+    """
+    if not paths:
+        raise ValueError("name at least one file to digest")
+    sha256s = [file_sha256(path) for path in paths]
+    roles = ("admin", "operator", "investigator", "approver", "auditor")
+    with vault.action("audit.digest", role=roles, details={"files": len(sha256s)}) as act:
+        act.digests = {"files": keyed_list_digest(vault, sha256s)}
+    return act.digests["files"]
 
 
 def frames_digest(frame_digests: Iterable[str]) -> str:

@@ -8,7 +8,8 @@ The steps (`restore_path`):
      what cannot be restored (a non-reversible backend without sealed originals);
   3. find or file the restore request when the vault's policy requires an approval;
   4. in ONE vault action: consume the approval, unseal the key (refusing suspended, revoked and destroyed
-     keys by name), compute the restored pixels into a staging folder, record the audit entry;
+     keys by name), compute the restored pixels into a staging folder, record the audit entry (the
+     restored output only by its keyed digest: it is original content);
   5. only after that entry has committed, move the output into place and write the restoration report
      (`<output>.restore.json`).
 A failure in step 1 or 2 is audited too (outcome failed/refused). A wrong key in model mode is not an
@@ -31,12 +32,19 @@ from ifadit.faces.blend import paste_back
 from ifadit.faces.detect import Detector, landmarks5
 from ifadit.faces.registry import get_detector
 from ifadit.media.image import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image, write_image
-from ifadit.media.manifest import FaceRecord, Manifest, pixels_digest, read_manifest, verify_manifest
+from ifadit.media.manifest import (
+    LEGACY_SEAL_FORMATS,
+    FaceRecord,
+    Manifest,
+    pixels_digest,
+    read_manifest,
+    verify_manifest,
+)
 from ifadit.media.video import VideoCodec, VideoWriter, probe_video, read_frames, read_timed_frames
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, mask_scale_for
 from ifadit.pipeline.inputs import ItemKind, kind_of
-from ifadit.pipeline.outputs import file_sha256, frames_digest
-from ifadit.pipeline.sealing import seal_context, unseal_face
+from ifadit.pipeline.outputs import file_sha256, frames_digest, keyed_list_digest
+from ifadit.pipeline.sealing import SealBinding, unseal_face
 from ifadit.pipeline.staging import Staging
 from keyvault import (
     PermissionDenied,
@@ -192,6 +200,11 @@ def inspect_input(vault: Vault, source: Path, options: RestoreOptions) -> Inspec
             f"{nothing} exactly: it carries no sealed originals",
             hint="only outputs anonymized with --seal-original restore exactly",
         )
+    if options.exact and manifest.format in LEGACY_SEAL_FORMATS:
+        raise BackendUnavailable(
+            f"{nothing} exactly: its sealed originals ({manifest.format}) are not bound to where they belong",
+            hint="anyone able to re-sign could have moved them; anonymize the original again with --seal-original",
+        )
     if not options.exact and not is_reversible(manifest.backend):  # checked before any model is loaded
         if sealed:
             raise BackendUnavailable(
@@ -229,15 +242,28 @@ def restore_exact(
     *,
     source: str,
 ) -> tuple[np.ndarray, int]:
-    """Write the sealed original regions of `faces` back into `image` (commitments checked)."""
+    """Write the sealed original regions of `faces` back into `image` (commitments checked).
+
+    Each region opens only at the box, image shape and manifest identity it was sealed under
+    (`ifadit.pipeline.sealing`); anything else is the one opaque `SealedDataError`.
+    """
+    binding = SealBinding.of(manifest)
     out = image.copy()
     count = 0
     for face in faces:
         if face.sealed is None:
             continue
-        context = seal_context(pixels_sha256, face.index, face.frame, key.handle, key.version)
         x0, y0, x1, y1 = face.sealed.region
-        out[y0:y1, x0:x1] = unseal_face(key.material, face.sealed, context, image.shape, source=source)
+        out[y0:y1, x0:x1] = unseal_face(
+            key.material,
+            face.sealed,
+            binding,
+            image.shape,
+            pixels_sha256=pixels_sha256,
+            face=face.index,
+            frame=face.frame,
+            source=source,
+        )
         count += 1
     return out, count
 
@@ -414,7 +440,7 @@ def restore_path(vault: Vault, source: Path, target: Path, options: RestoreOptio
                 raise PermissionDenied(f"key {key.handle} does not belong to case {options.case}")
             count = restore_into(staged, inspection, key, options)
             output_sha256 = file_sha256(staged)
-            act.digests["output"] = output_sha256
+            act.digests["output"] = keyed_list_digest(vault, [output_sha256])  # restored content: keyed
             act.details["faces"] = count
             # read in the same transaction: a later read could fail after the output is published
             approvals = access.request_in(act.session, request).approvals if request else ()

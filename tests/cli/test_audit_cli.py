@@ -1,7 +1,8 @@
-"""`ifadit audit show|export|verify|prove|consistency` through click's runner; tampered bundles exit 4 naming the entry."""
+"""`ifadit audit show|export|verify|prove|consistency|digest` through click's runner; tampered bundles exit 4 naming the entry."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -93,3 +94,17 @@ def test_consistency(busy: Ifadit) -> None:
     result = json.loads(_ok(busy("audit", "consistency", "2", "5", "--json")))
     assert (result["old"]["size"], result["new"]["size"]) == (2, 5) and result["proof"]
     assert "no signed tree head of size 77" in _error(busy("audit", "consistency", "77"), 1)
+
+
+def test_digest_prints_the_vault_keyed_digest_of_files(busy: Ifadit, tmp_path: Path) -> None:
+    """`audit digest`: the same file under the same vault gives the same keyed digest, for any user; audited."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"pretend these are the bytes of an original photo")
+    first = _ok(busy("audit", "digest", str(photo))).strip()
+    again = _ok(busy("audit", "digest", str(photo), user="audrey", passphrase="audrey-pass")).strip()
+    assert first == again and first.startswith("hmac-sha256:") and len(first) == 12 + 64
+    assert hashlib.sha256(photo.read_bytes()).hexdigest() not in first
+    assert _ok(busy("audit", "digest", str(photo), str(photo))).strip() != first  # a list of two files
+    entries = json.loads(_ok(busy("audit", "show", "--json")))
+    assert [e["digests"] for e in entries if e["action"] == "audit.digest"][0] == {"files": first}
+    assert "does not exist" in _error(busy("audit", "digest", str(tmp_path / "absent.png")), 2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from sqlalchemy import text
 from keyvault import db
 from keyvault.errors import VaultNotFound, VaultSchemaError
 from keyvault.schema import Base
+from keyvault.vault import Vault, open_vault
+from tests.keyvault.support import ADMIN, ADMIN_PASS, cheap_kdf
 
 
 def test_bare_path_means_sqlite(tmp_path: Path) -> None:
@@ -90,3 +94,28 @@ def test_file_that_is_not_a_database(tmp_path: Path) -> None:
     url = f"sqlite:///{path}"
     with pytest.raises(VaultSchemaError, match="is not a readable ifadit vault"):
         db.check_revision(db.make_engine(url), url)
+
+
+def test_sqlite_vault_files_are_created_owner_only(tmp_path: Path) -> None:
+    """The vault file, its new folder and SQLite's WAL and shared-memory files are 0600 / 0700 under umask 022."""
+    path = tmp_path / "new-folder" / "vault.sqlite3"
+    previous = os.umask(0o022)
+    try:
+        vault = Vault.init(str(path), ADMIN, ADMIN_PASS, kdf=cheap_kdf(), unlock_delay=timedelta(0))
+        with open_vault(str(path), ADMIN, ADMIN_PASS) as again:  # a second connection while the first is open
+            modes = {p.name: os.stat(p).st_mode & 0o777 for p in path.parent.iterdir()}
+            assert again.id == vault.id
+        vault.close()
+    finally:
+        os.umask(previous)
+    assert {"vault.sqlite3", "vault.sqlite3-wal", "vault.sqlite3-shm"} <= set(modes)
+    assert set(modes.values()) == {0o600}, modes
+    assert os.stat(path.parent).st_mode & 0o777 == 0o700
+
+
+def test_an_existing_vault_file_readable_by_others_is_tightened_on_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    db.make_engine(url, create=True).dispose()
+    os.chmod(tmp_path / "v.db", 0o644)
+    db.make_engine(url).dispose()
+    assert os.stat(tmp_path / "v.db").st_mode & 0o777 == 0o600

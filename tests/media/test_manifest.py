@@ -44,6 +44,7 @@ def _manifest() -> Manifest:
         key_version=2,
         audit_seq=41,
         mask_scale=1.3,
+        manifest_id="mf_" + "0123456789abcdef" * 2,
     )
 
 
@@ -94,6 +95,7 @@ def test_other_vault_key_is_refused(signing_key) -> None:
         {"audit_seq": 40},
         {"model_id": "gen-000"},
         {"mask_scale": 1.0},
+        {"manifest_id": "mf_" + "f" * 32},
         {"faces": ()},
     ],
     ids=lambda c: next(iter(c)),
@@ -139,6 +141,12 @@ def test_every_face_field_is_covered_by_the_signature(signing_key, path, value) 
         (lambda raw: raw.update(mask_scale=0), "'mask_scale' must be a positive number"),
         (lambda raw: raw.update(mask_scale="1.3"), "'mask_scale' must be a positive number"),
         (lambda raw: raw.update(mask_scale=True), "'mask_scale' must be a positive number"),
+        (lambda raw: raw.pop("manifest_id"), "'manifest_id' must be 'mf_' and 32 lower-case hex digits"),
+        (lambda raw: raw.update(manifest_id="mf_ABC"), "'manifest_id' must be 'mf_' and 32 lower-case hex"),
+        (
+            lambda raw: raw.update(format="ifadit-manifest/2"),
+            "'manifest_id' does not exist in format ifadit-manifest/2",
+        ),
         (lambda raw: raw["faces"][0].update(index=7), "face 0: index must be 0"),
         (lambda raw: raw["faces"][0].update(box=[5, 5, 1, 1]), "face 0: box must be four integers"),
         (lambda raw: raw["faces"][0]["sealed"].pop("commitment"), "face 0: sealed payload is malformed"),
@@ -153,9 +161,9 @@ def test_malformed_manifests_name_the_problem(signing_key, mutate, message) -> N
 
 def test_a_version_1_manifest_without_mask_scale_is_still_read(signing_key) -> None:
     """Outputs written before format 2 keep restoring: no mask_scale, and their signature still verifies."""
-    old = replace(_manifest(), mask_scale=None, format="ifadit-manifest/1")
+    old = replace(_manifest(), mask_scale=None, manifest_id=None, format="ifadit-manifest/1")
     raw = json.loads(old.to_json())
-    assert "mask_scale" not in raw  # a version-1 writer had no such field, and so signed none
+    assert "mask_scale" not in raw and "manifest_id" not in raw  # a version-1 writer signed neither
     raw.pop("signature")
     private, _ = signing_key
     signature = envelope.sign(private, json.dumps(raw, sort_keys=True, separators=(",", ":")).encode())

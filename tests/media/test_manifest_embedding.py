@@ -25,6 +25,7 @@ MANIFEST = Manifest(
     pixels_sha256="0" * 64,
     tool_version="0.1.0",
     faces=(FaceRecord(index=0, box=(1, 2, 5, 7), track_id=3, frame=12),),
+    manifest_id="mf_" + "5" * 32,
     signature="c2ln",
 )
 

@@ -21,7 +21,7 @@ from ifadit.pipeline.anonymize import (
     mask_scale_for,
 )
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.outputs import file_sha256, list_digest
+from ifadit.pipeline.outputs import file_sha256, keyed_files_digest, list_digest
 from keyvault import keys
 from keyvault.errors import KeyStateError, PermissionDenied
 from keyvault.vault import verify_detached
@@ -112,8 +112,10 @@ def test_same_input_and_key_give_identical_pixels(lab: Lab, tmp_path: Path, astr
     first, second = read_manifest(tmp_path / "a" / "in.png"), read_manifest(tmp_path / "b" / "in.png")
     assert first is not None and second is not None
     assert first.audit_seq != second.audit_seq  # run-specific, documented
+    assert first.manifest_id != second.manifest_id  # drawn per output, bound into its sealed regions
     assert first.faces[0].sealed != second.faces[0].sealed  # fresh data key and nonces per run
-    assert replace(first, audit_seq=None, faces=()) == replace(second, audit_seq=None, faces=())
+    run_specific = {"audit_seq": None, "manifest_id": None, "faces": ()}
+    assert replace(first, **run_specific) == replace(second, **run_specific)
     assert first.faces[0].box == second.faces[0].box
 
 
@@ -131,8 +133,11 @@ def test_folder_is_recursive_and_a_bad_file_is_skipped(lab: Lab, tmp_path: Path,
     done = [item for item in report.items if item.error is None]
     assert entry.outcome == "ok" and entry.seq == report.audit_seq
     assert entry.details["files"] == 2 and entry.details["failed"] == 1 and entry.details["faces"] >= 2
+    with lab.open("admin") as vault:  # inputs keyed by the vault (a bundle reader cannot confirm them)
+        inputs = keyed_files_digest(vault, [item.source for item in done])
+    assert inputs.startswith("hmac-sha256:")
     assert entry.digests == {
-        "inputs": list_digest(file_sha256(item.source) for item in done),
+        "inputs": inputs,
         "outputs": list_digest(file_sha256(item.target) for item in done),
     }
     assert entry.key_handle == lab.key and entry.key_version == 1 and entry.case_id == CASE

@@ -20,7 +20,7 @@ from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import Manifest, read_manifest
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import RunReport, anonymize_paths
-from ifadit.pipeline.outputs import list_digest
+from ifadit.pipeline.outputs import keyed_list_digest
 from ifadit.pipeline.ray_engine import RayEngine
 from keyvault import keys
 from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
@@ -74,11 +74,12 @@ def _run(lab: Lab, photos: Path, out: Path, engine: RayEngine | None, **kwargs: 
 
 
 def _comparable(manifest: Manifest | None) -> Manifest:
-    """The manifest minus its run-specific fields (audit seq, signature, the sealed payloads' random bytes)."""
-    assert manifest is not None and manifest.signature
+    """The manifest minus its run-specific fields (audit seq, manifest id, signature, the sealed payloads' random
+    bytes)."""
+    assert manifest is not None and manifest.signature and manifest.manifest_id
     faces = tuple(replace(face, sealed=None) for face in manifest.faces)
     assert all(face.sealed is not None for face in manifest.faces)
-    return replace(manifest, audit_seq=None, signature=None, faces=faces)
+    return replace(manifest, audit_seq=None, manifest_id=None, signature=None, faces=faces)
 
 
 def test_ray_outputs_match_the_serial_engine(
@@ -110,7 +111,10 @@ def test_ray_outputs_match_the_serial_engine(
     first, second = audit_entries(lab, "anonymize")  # one entry per job, with the list digests
     assert second.seq == parallel.audit_seq and first.seq == serial.audit_seq
     done = [item for item in parallel.items if item.error is None]
-    assert second.digests["inputs"] == list_digest(item.input_sha256 or "" for item in done)
+    with lab.open("admin") as vault:
+        assert second.digests["inputs"] == keyed_list_digest(
+            vault, (item.input_sha256 or "" for item in done)
+        )
     assert second.digests["inputs"] == first.digests["inputs"]
     assert second.details["files"] == 4 and second.details["failed"] == 1
 

@@ -16,6 +16,7 @@ from ifadit.media.manifest import Manifest, embedding_for, read_manifest, sign_m
 from ifadit.media.video import VideoWriter, read_frames
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, REVERSIBLE_MASK_SCALE, AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
+from ifadit.pipeline.outputs import file_sha256, keyed_files_digest, list_digest
 from ifadit.pipeline.restore import (
     RestoreOptions,
     anonymized_mask_scale,
@@ -81,7 +82,32 @@ def test_exact_restore_gives_back_the_whole_original(
     assert written["audit_seq"] == report.audit_seq and written["anonymize_audit_seq"] is not None
     [entry] = audit_entries(lab, "restore")
     assert entry.seq == report.audit_seq and entry.outcome == "ok" and entry.case_id == CASE
-    assert entry.digests["output"] == report.output_sha256 and entry.reason == "warrant 2026/114"
+    assert entry.reason == "warrant 2026/114"
+    with lab.open("ivan") as vault:
+        assert entry.digests["output"] == keyed_files_digest(vault, [tmp_path / "restored.png"])
+
+
+def test_exported_bundle_holds_no_unkeyed_digest_of_the_original(
+    lab: Lab, anonymized: Path, tmp_path: Path
+) -> None:
+    """Issue 25: entries name the original (anonymize inputs, exact restore output) only by a vault-keyed HMAC."""
+    original = tmp_path / "in.png"
+    _restore(lab, anonymized, tmp_path / "restored.png", exact=True)
+    with lab.open("admin") as vault:
+        vault.export_audit(tmp_path / "bundle.jsonl")
+        keyed = keyed_files_digest(vault, [original])
+    with lab.open("ivan") as vault:  # another user, another unlock: the same file gives the same digest
+        assert keyed_files_digest(vault, [original]) == keyed
+        assert keyed_files_digest(vault, [tmp_path / "restored.png"]) == keyed  # bit-exact restore
+    bundle = (tmp_path / "bundle.jsonl").read_text()
+    sha = file_sha256(original)
+    assert file_sha256(tmp_path / "restored.png") == sha  # so an unkeyed output digest would leak it too
+    for unkeyed in (sha, list_digest([sha])):
+        assert unkeyed not in bundle
+    [anonymize] = audit_entries(lab, "anonymize")
+    [restore] = [e for e in audit_entries(lab, "restore") if e.outcome == "ok"]
+    assert anonymize.digests["inputs"] == restore.digests["output"] == keyed
+    assert keyed.startswith("hmac-sha256:") and keyed in bundle
 
 
 def test_jpeg_output_restores_the_face_regions_exactly(
@@ -212,6 +238,7 @@ EDITS = {
     "audit_seq": lambda m: replace(m, audit_seq=1),
     "format": lambda m: replace(m, format="ifadit-manifest/1"),  # still readable, but not what was signed
     "mask_scale": lambda m: replace(m, mask_scale=2.0),
+    "manifest_id": lambda m: replace(m, manifest_id="mf_" + "0" * 32),
     "signature removed": lambda m: replace(m, signature=None),
     "faces removed": lambda m: replace(m, faces=()),
     "face index": lambda m: _face(m, index=1),
@@ -273,6 +300,62 @@ def test_swapped_sealed_payloads_fail_even_when_re_signed(
         _restore(lab, tmp_path / "out_a.png", tmp_path / "r.png", exact=True)
     assert not (tmp_path / "r.png").exists()
     assert audit_entries(lab, "restore")[-1].outcome == "failed"
+
+
+def _resign(lab: Lab, path: Path, manifest: Manifest) -> None:
+    """What an insider holding the manifest signing key can do: edit the manifest and sign it again."""
+    with lab.open("admin") as vault:
+        signed = sign_manifest(manifest, lambda data: vault.sign_detached(MANIFEST_PURPOSE, data))
+    _rewrite_manifest(path, signed)
+
+
+def test_sealed_region_moved_40_px_and_re_signed_is_refused_and_nothing_is_written(
+    lab: Lab, anonymized: Path, tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    """Issue 25: the region's box is in the sealing's associated data, so moving it fails even when re-signed."""
+    manifest = read_manifest(anonymized)
+    assert manifest is not None and manifest.faces[0].sealed is not None
+    x0, y0, x1, y1 = manifest.faces[0].sealed.region
+    _resign(lab, anonymized, _sealed(manifest, region=(x0 + 40, y0, x1 + 40, y1)))
+    with pytest.raises(SealedDataError) as caught:
+        _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    assert str(caught.value) == str(SealedDataError()) and caught.value.exit_code == 4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("r.png")]
+    assert audit_entries(lab, "restore")[-1].outcome == "failed"
+    _resign(lab, anonymized, manifest)  # unchanged (re-signed as it was): bit-exact
+    _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    assert np.array_equal(read_image(tmp_path / "r.png"), astronaut)
+
+
+def test_sealed_face_transplanted_into_another_manifest_is_refused(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    """Same input anonymized twice: equal pixels, different manifest ids; a payload opens only in its own."""
+    write_image(tmp_path / "in.png", astronaut)
+    _anonymize(lab, tmp_path / "in.png", tmp_path / "out_a.png", seal_original=True)
+    _anonymize(lab, tmp_path / "in.png", tmp_path / "out_b.png", seal_original=True)
+    first, second = read_manifest(tmp_path / "out_a.png"), read_manifest(tmp_path / "out_b.png")
+    assert first is not None and second is not None
+    assert first.pixels_sha256 == second.pixels_sha256 and first.manifest_id != second.manifest_id
+    _resign(lab, tmp_path / "out_a.png", _face(first, sealed=second.faces[0].sealed))
+    with pytest.raises(SealedDataError):
+        _restore(lab, tmp_path / "out_a.png", tmp_path / "r.png", exact=True)
+    _resign(lab, tmp_path / "out_a.png", replace(first, manifest_id=second.manifest_id))
+    with pytest.raises(SealedDataError):
+        _restore(lab, tmp_path / "out_a.png", tmp_path / "r.png", exact=True)
+    assert not (tmp_path / "r.png").exists()
+
+
+def test_a_legacy_manifest_with_unbound_sealed_regions_is_not_restored_exactly(
+    lab: Lab, anonymized: Path, tmp_path: Path
+) -> None:
+    """Formats before ifadit-manifest/3 did not bind a region to its box: exact restore refuses them by name."""
+    manifest = read_manifest(anonymized)
+    assert manifest is not None
+    _resign(lab, anonymized, replace(manifest, format="ifadit-manifest/2", manifest_id=None))
+    with pytest.raises(BackendUnavailable, match=r"sealed originals \(ifadit-manifest/2\) are not bound"):
+        _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    assert not (tmp_path / "r.png").exists()
 
 
 @pytest.mark.parametrize("verb", ["suspend", "revoke", "destroy"])

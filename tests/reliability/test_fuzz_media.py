@@ -64,6 +64,7 @@ MANIFEST = Manifest(
     key_handle="kh_" + "1" * 24,
     key_version=2,
     audit_seq=9,
+    manifest_id="mf_" + "5" * 32,
     signature="c2ln",
 )
 MANIFEST_TEXT = MANIFEST.to_json().encode()
