@@ -109,6 +109,11 @@ def cosign(
     witness, private = load_key(key_path)
     state = load_state(state_path, log_key)
     new = checkpoint.open_checkpoint(new_note, state.log)
+    if state.last is not None and new.size < state.last.size:
+        raise WitnessRefused(
+            f"refusing to cosign: the checkpoint covers {new.size} entries but this witness cosigned "
+            f"{state.last.size}{_when(state.last, witness)}: history truncated"
+        )
     verify_bundle(bundle, state.log.public_key)
     exported = bundle_leaves(bundle)
     if checkpoint.origin_for(exported.vault_id) != state.log.name:
@@ -142,11 +147,6 @@ def _check_extends(
 ) -> None:
     old_size, size = last.size, new.size
     when = _when(last, witness)
-    if size < old_size:
-        raise WitnessRefused(
-            f"refusing to cosign: the checkpoint covers {size} entries but this witness cosigned {old_size}{when}: "
-            "history truncated"
-        )
     proof = merkle.consistency_proof(leaves, old_size) if old_size else []
     consistent = old_size == 0 or merkle.verify_consistency(
         old_size, size, last.checkpoint.root, new.checkpoint.root, proof
