@@ -167,6 +167,8 @@ def audit_verify(
     kept = checkpoints.read_all(since) if since is not None else []
     if witness_keys and since is None:
         raise click.UsageError("--witness needs --since")
+    if proof is not None and since is not None:
+        raise click.UsageError("--since checks a bundle or the live vault, not an inclusion proof")
     witnesses = [note.Verifier.decode(key) for key in witness_keys]
     if proof is not None:
         if pinned is None:

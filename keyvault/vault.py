@@ -475,7 +475,14 @@ class Vault:
                 now=self.clock(),
                 published=self._published(),
             )
-            checkpoints.append(self.checkpoints, self.checkpoint_note(head))
+            try:
+                checkpoints.append(self.checkpoints, self.checkpoint_note(head))
+            except OSError as exc:
+                raise VaultError(
+                    f"cannot publish the checkpoint to {self.checkpoints} ({exc.strerror}): "
+                    "refusing to sign a tree head that is not published",
+                    hint="set IFADIT_CHECKPOINTS to a writable file or folder",
+                ) from None
             return head
 
     def checkpoint_note(self, head: ledger.SignedHead) -> str:

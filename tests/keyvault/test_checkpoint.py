@@ -171,3 +171,13 @@ def test_ledger_times_never_go_backwards(vault: Vault) -> None:
     with vault.transaction() as session:
         times = [entry.time for entry in ledger.entries(session)]
     assert times == sorted(times)
+
+
+def test_unpublishable_checkpoint_is_refused_and_rolled_back(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    target = tmp_path / "a-file" / "vault.checkpoints"
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    created = Vault.init(url, ADMIN, ADMIN_PASS, kdf=cheap_kdf(), checkpoints=target)
+    with pytest.raises(VaultError, match=r"vault\.checkpoints.*\(Not a directory\)"):
+        created.close()
+    assert table_rows(url, "tree_heads") == []  # the head was not stored without its checkpoint
