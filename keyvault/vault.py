@@ -29,6 +29,7 @@ from typing import Any
 
 from platformdirs import user_data_dir
 from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from keyvault import checkpoint as checkpoints
@@ -264,6 +265,7 @@ class Vault:
         vault_id = secrets.token_hex(16)
         published = checkpoints_path(url, vault_id, checkpoints)
         if published.is_file() and published.stat().st_size:
+            _refuse_existing_vault(url)
             raise VaultError(
                 f"the checkpoint file {published} already holds another vault's checkpoints",
                 hint="move it away, or set IFADIT_CHECKPOINTS to a new file or a folder",
@@ -552,6 +554,23 @@ class Vault:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _refuse_existing_vault(url: str) -> None:
+    """Raise the "a vault already exists" error when ``url`` already holds a vault (checked before the file)."""
+    try:
+        engine = db.make_engine(url)
+    except VaultError:
+        return
+    try:
+        with Session(engine) as session:
+            existing = session.scalar(select(VaultRow.id))
+    except SQLAlchemyError:
+        existing = None
+    finally:
+        engine.dispose()
+    if existing is not None:
+        raise VaultError(f"a vault already exists at {db.display_url(url)}", hint="open it instead")
 
 
 def open_vault(
