@@ -218,24 +218,27 @@ def read_latest(path: Path) -> str | None:
     try:
         with path.open("rb") as handle:
             end = handle.seek(0, os.SEEK_END)
-            handle.seek(max(end - TAIL_BYTES, 0))
-            data = handle.read()
+            for window in (TAIL_BYTES // 16, TAIL_BYTES):  # one record is a few hundred bytes
+                handle.seek(max(end - window, 0))
+                data = handle.read()
+                if not data.strip():
+                    return None
+                if window >= end or _RECORD_RE.search(_as_text(data)):
+                    break
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read the checkpoint file ({exc.strerror})") from None
-    if not data.strip():
-        return None
     return _records(data, path)[-1]
 
 
+def _as_text(data: bytes) -> str:
+    text = data.decode("utf-8", errors="replace")  # a window cut inside a character: records stay intact
+    return text if text.endswith("\n\n") else text + "\n"
+
+
 def _records(data: bytes, path: Path) -> list[str]:
-    try:
-        text = data.decode("utf-8", errors="strict")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")  # a tail cut inside a character: records stay intact
-    if not text.endswith("\n\n"):
-        text += "\n"  # a single note as `audit checkpoint` prints it, without the separating blank line
+    text = _as_text(data)  # a single note as `audit checkpoint` prints it lacks the separating blank line
     found = [m.group(1) + "\n" + m.group(2) for m in _RECORD_RE.finditer(text)]
     if not found:
         raise CheckpointError(f"{path}: holds no complete checkpoint note")

@@ -181,3 +181,13 @@ def test_unpublishable_checkpoint_is_refused_and_rolled_back(tmp_path: Path) -> 
     with pytest.raises(VaultError, match=r"vault\.checkpoints.*\(Not a directory\)"):
         created.close()
     assert table_rows(url, "tree_heads") == []  # the head was not stored without its checkpoint
+
+
+def test_newest_record_is_found_past_the_first_read_window(tmp_path: Path) -> None:
+    path = tmp_path / "long.checkpoints"
+    for size in range(1, 41):  # about 10 KB: more than the first window read from the end
+        checkpoint.append(path, _note(size))
+    with path.open("ab") as handle:
+        handle.write(_note(41).encode()[:-20])  # torn
+    assert checkpoint.open_checkpoint(checkpoint.read_latest(path) or "", LOG).size == 40
+    assert len(checkpoint.read_all(path)) == 40
