@@ -1,8 +1,9 @@
-"""`ifadit audit show|export|verify|prove|consistency|digest`: read, export and check the tamper-evident log."""
+"""`ifadit audit show|export|verify|prove|consistency|digest|checkpoint|witness`: read, export, anchor and check the log."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -17,9 +18,13 @@ from keyvault import (
     auditor,
     format_public_key,
     load_public_key,
+    note,
     verify_bundle,
     verify_inclusion_proof,
+    witness,
 )
+from keyvault import checkpoint as checkpoints
+from keyvault.anchor import check_bundle_since
 
 
 def _entry_line(entry: AuditEntry) -> str:
@@ -132,6 +137,22 @@ def audit_export(vault_args: VaultArgs, output: Path, public_key_out: Path | Non
     help="Also re-validate the canonical form of every signed entry (about 10x slower; tamper detection "
     "is the same, since signed entries are authenticated byte for byte by the signed tree heads).",
 )
+@click.option(
+    "--since",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="none",
+    help="A checkpoint you kept (`audit checkpoint -o`, a witness's cosigned note, or the vault's checkpoint "
+    "file): the log must extend it, which catches entries deleted together with their tree heads.",
+)
+@click.option(
+    "--witness",
+    "witness_keys",
+    multiple=True,
+    metavar="VKEY",
+    help="With --since: a witness verifier key (`audit witness keygen`) that must have cosigned the newest "
+    "kept checkpoint (repeatable).  [default: none]",
+)
 @json_option
 def audit_verify(
     vault_args: VaultArgs,
@@ -139,15 +160,26 @@ def audit_verify(
     public_key: Path | None,
     proof: Path | None,
     strict: bool,
+    since: Path | None,
+    witness_keys: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Verify a bundle offline (or the live vault when no BUNDLE is given); exit 4 naming the first bad entry.
 
+    The live check (no BUNDLE, `--vault`) also compares the database's index columns (case_id, ...)
+    with each entry. With --since, the log must extend the checkpoint you kept.
+
     \b
     Example:
-      ifadit audit verify lab.audit.jsonl --public-key lab.pub
+      ifadit audit verify lab.audit.jsonl --public-key lab.pub --since kept.checkpoint
     """
     pinned = load_public_key(public_key) if public_key is not None else None
+    kept = checkpoints.read_all(since) if since is not None else []
+    if witness_keys and since is None:
+        raise click.UsageError("--witness needs --since")
+    if proof is not None and since is not None:
+        raise click.UsageError("--since checks a bundle or the live vault, not an inclusion proof")
+    witnesses = [note.Verifier.decode(key) for key in witness_keys]
     if proof is not None:
         if pinned is None:
             raise click.UsageError("--proof needs --public-key")
@@ -160,9 +192,11 @@ def audit_verify(
         return
     if bundle is not None:
         report = verify_bundle(bundle, pinned, strict=strict)
+        if kept:
+            report = check_bundle_since(bundle, report, kept, log_key=pinned, witnesses=witnesses)
     else:
         with vault_args.open() as vault:
-            report = auditor.verify_live(vault, pinned)
+            report = auditor.verify_live(vault, pinned, since=kept, witnesses=witnesses)
     emit(report, as_json, lambda r: r.summary())
 
 
@@ -235,6 +269,133 @@ def audit_digest(vault_args: VaultArgs, files: tuple[Path, ...]) -> None:
     """
     with vault_args.open() as vault:
         click.echo(keyed_files_digest(vault, files))
+
+
+@audit_group.command("checkpoint")
+@vault_options
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="stdout only",
+    help="Also write the note to this file (0600): keep it for `audit verify --since` or a witness.",
+)
+@click.option(
+    "--verifier-key",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Print the vault's checkpoint verifier key instead (what a witness pins with --log-key).",
+)
+def audit_checkpoint(vault_args: VaultArgs, output: Path | None, verifier_key: bool) -> None:
+    """Print the newest checkpoint (C2SP signed note: origin, size, root, vault signature; auditor or admin).
+
+    Every signed tree head is also appended to the checkpoint file outside the database
+    (IFADIT_CHECKPOINTS, default `<vault file>.checkpoints`).
+
+    \b
+    Example:
+      ifadit audit checkpoint -o kept.checkpoint && ifadit audit export -o lab.audit.jsonl
+    """
+    with vault_args.open() as vault:
+        text = vault.checkpoint_verifier() + "\n" if verifier_key else auditor.checkpoint(vault)
+    if output is not None:
+        checkpoints.write_private(output, text, overwrite=True)
+    click.echo(text, nl=False)
+
+
+@audit_group.group("witness")
+def witness_group() -> None:
+    """An auditor-held key that cosigns checkpoints only when they extend the last one it cosigned.
+
+    \b
+    Example:
+      ifadit audit witness keygen -o w1.key --name lab.example/w1
+    """
+
+
+@witness_group.command("keygen")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Private key file to create (0600; refuses to overwrite one).",
+)
+@click.option(
+    "--name",
+    required=True,
+    help="Witness name, a schema-less URL without spaces or '+' (e.g. lab.example/w1).",
+)
+def witness_keygen(output: Path, name: str) -> None:
+    """Create a witness Ed25519 key; print its verifier key (auditors pin it with `audit verify --witness`).
+
+    \b
+    Example:
+      ifadit audit witness keygen -o ~/.ifadit/w1.key --name lab.example/w1 > w1.vkey
+    """
+    try:
+        verifier = witness.keygen(output, note.check_name(name))
+    except (ValueError, FileExistsError) as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(verifier.encode())
+
+
+@witness_group.command("cosign")
+@click.argument("checkpoint_file", metavar="CHECKPOINT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Exported bundle holding at least the checkpoint's entries (the consistency proof is computed from it).",
+)
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Witness key file.",
+)
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Witness state file (created 0600 on first use; holds the last cosigned checkpoint).",
+)
+@click.option(
+    "--log-key",
+    metavar="VKEY",
+    default=None,
+    show_default="the key pinned in --state",
+    help="The vault's checkpoint verifier key (`audit checkpoint --verifier-key`); needed on first use.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="stdout only",
+    help="Also write the cosigned checkpoint to this file.",
+)
+def witness_cosign(
+    checkpoint_file: Path, bundle: Path, key_file: Path, state: Path, log_key: str | None, output: Path | None
+) -> None:
+    """Cosign CHECKPOINT after checking a consistency proof from the last checkpoint this witness cosigned.
+
+    Refuses (exit 4) a checkpoint that is smaller than, or inconsistent with, the last one.
+
+    \b
+    Example:
+      ifadit audit witness cosign kept.checkpoint --bundle lab.audit.jsonl --key w1.key --state w1.state
+    """
+    pinned = note.Verifier.decode(log_key) if log_key else None
+    texts = checkpoints.read_all(checkpoint_file)
+    cosigned = witness.cosign(state, key_file, texts[-1], bundle, now=int(time.time()), log_key=pinned)
+    text = cosigned.encode()
+    if output is not None:
+        checkpoints.write_private(output, text, overwrite=True)
+    click.echo(text, nl=False)
 
 
 def register(group: click.Group) -> None:

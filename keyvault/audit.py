@@ -91,6 +91,14 @@ def _check_json_value(value: object, name: str) -> None:
     )
 
 
+def entry_time(canonical: bytes) -> str | None:
+    """An entry's time read by position from its canonical bytes (``time`` is the last key); None if absent."""
+    if canonical[-38:-29] != b',"time":"' or not canonical.endswith(b'"}'):
+        return None
+    value = canonical[-29:-2].decode("ascii", errors="replace")
+    return value if _TIME_RE.fullmatch(value) else None
+
+
 def b64decode_strict(text: object) -> bytes:
     """Decode standard base64, accepting only the one canonical spelling (no stray bits, no whitespace)."""
     if not isinstance(text, str):

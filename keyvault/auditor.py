@@ -7,9 +7,11 @@ Reads need the auditor or admin role (a refusal is audited). Exporting a bundle 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from keyvault import ledger
+from keyvault import ledger, note
+from keyvault.anchor import check_bundle_since
 from keyvault.audit import AuditEntry, InclusionProof, TreeHead
 from keyvault.vault import Vault
 from keyvault.verify import VerifyReport, verify_bundle, verify_consistency_between, verify_inclusion_proof
@@ -29,12 +31,40 @@ def tree_heads(vault: Vault) -> list[TreeHead]:
         return ledger.tree_heads(act.session, vault.id)
 
 
-def verify_live(vault: Vault, public_key: bytes | None = None) -> VerifyReport:
-    """Export to a temporary bundle and verify it exactly as an offline auditor would."""
+def verify_live(
+    vault: Vault,
+    public_key: bytes | None = None,
+    *,
+    since: Sequence[str] = (),
+    witnesses: Sequence[note.Verifier] = (),
+) -> VerifyReport:
+    """Export to a temporary bundle and verify it as an offline auditor would, then the index columns.
+
+    ``since`` holds checkpoint notes the auditor kept (the log must extend each); ``witnesses`` must
+    have cosigned the newest. The database's indexed copies (``case_id``, ``leaf_hash``, ``seq``) are
+    checked against each canonical entry, which a bundle cannot show: an edited ``case_id`` hides an
+    entry from `audit show --case` without touching what is signed.
+    """
+    key = public_key or vault.public_key
     with tempfile.TemporaryDirectory(prefix="ifadit-audit-") as folder:
         bundle = Path(folder) / "audit.jsonl"
         vault.export_audit(bundle)
-        return verify_bundle(bundle, public_key or vault.public_key, strict=True)
+        report = verify_bundle(bundle, key, strict=True)
+        if since:
+            report = check_bundle_since(bundle, report, since, log_key=key, witnesses=witnesses)
+    with vault.action("audit.verify", role=AUDIT_ROLES, record=False) as act:
+        ledger.check_index_columns(act.session)
+    return report
+
+
+def checkpoint(vault: Vault) -> str:
+    """The vault's newest checkpoint note, signing (and publishing) a fresh one when entries are uncovered."""
+    with vault.action("audit.checkpoint", role=AUDIT_ROLES, record=False) as act:
+        current = ledger.signed_size(act.session) == ledger.next_seq(act.session) - 1
+        head = ledger.latest_head(act.session, vault.id) if current else None
+    if head is None:
+        head = vault.checkpoint()
+    return vault.checkpoint_note(head)
 
 
 def prove(vault: Vault, seq: int) -> InclusionProof:

@@ -72,3 +72,11 @@ class AuditVerificationError(VaultError):
     def __init__(self, message: str, *, seq: int | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.seq = seq
+
+
+class CheckpointError(AuditVerificationError):
+    """A signed note or checkpoint is malformed, unsigned by the expected key, or its signature fails."""
+
+
+class WitnessRefused(AuditVerificationError):
+    """A witness refused to cosign: the checkpoint does not extend the one it cosigned last (names both sizes)."""

@@ -9,6 +9,7 @@ key on ``seq`` turns any remaining race into a failed transaction rather than a 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -21,25 +22,34 @@ from keyvault.audit import (
     AuditEntry,
     InclusionProof,
     TreeHead,
+    entry_time,
     prove_consistency,
     prove_inclusion,
     sign_tree_head,
     utc_timestamp,
     verify_tree_head,
 )
-from keyvault.errors import IntegrityError, NotFound
+from keyvault.errors import AuditVerificationError, IntegrityError, NotFound
 from keyvault.schema import AuditEntryRow, TreeHeadRow
 
 AUDIT_LOCK_KEY = 0x1FAD17  # PostgreSQL advisory-lock key of the audit chain
 
 SignedHead = TreeHead
-_LAST = select(AuditEntryRow.seq, AuditEntryRow.leaf_hash).order_by(AuditEntryRow.seq.desc()).limit(1)
+_LAST = (
+    select(AuditEntryRow.seq, AuditEntryRow.leaf_hash, AuditEntryRow.canonical)
+    .order_by(AuditEntryRow.seq.desc())
+    .limit(1)
+)
 _INSERT = insert(AuditEntryRow)
 
 
-def _lock(session: Session) -> None:
+def lock(session: Session) -> None:
+    """Take the append lock for the rest of the transaction (SQLite's BEGIN IMMEDIATE already holds it)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+
+
+_lock = lock
 
 
 def next_seq(session: Session) -> int:
@@ -71,15 +81,19 @@ def append(
     """Append one entry inside the caller's transaction (it commits with the action it records).
 
     Runs on the session's connection with Core statements: the ORM's unit of work would cost more
-    than the append itself.
+    than the append itself. Entry times never go backwards: a clock stepped back (NTP) gets the
+    previous entry's time, so `audit verify` can treat a backwards time as tampering.
     """
     _lock(session)
     connection = session.connection()
     last = connection.execute(_LAST).first()
     seq, prev_hash = (1, GENESIS_HASH) if last is None else (last.seq + 1, bytes(last.leaf_hash).hex())
+    moment = utc_timestamp(now)
+    if last is not None:
+        moment = max(moment, entry_time(bytes(last.canonical)) or moment)
     entry = AuditEntry(
         seq=seq,
-        time=utc_timestamp(now),
+        time=moment,
         actor=actor,
         role=role,
         action=action,
@@ -109,12 +123,20 @@ def leaf_hashes(session: Session, size: int | None = None) -> list[bytes]:
 
 
 def checkpoint(
-    session: Session, *, signing_key: bytes, public_key: bytes, vault_id: str, now: datetime
+    session: Session,
+    *,
+    signing_key: bytes,
+    public_key: bytes,
+    vault_id: str,
+    now: datetime,
+    published: tuple[int, bytes, str] | None = None,
 ) -> TreeHead:
     """Sign a tree head over the whole log and store it (under the append lock, so size and root agree).
 
     Refuses (``IntegrityError``) when the log no longer extends the newest stored head, or that head's
-    signature fails: the vault never signs over history that was rewritten behind its back.
+    signature fails: the vault never signs over history that was rewritten behind its back. The
+    caller takes the lock first when it reads ``published`` (size, root, where) — the newest
+    checkpoint published outside the database — which the log must extend too.
     """
     _lock(session)
     hashes = leaf_hashes(session)
@@ -125,9 +147,30 @@ def checkpoint(
         if previous.size > len(hashes) or not verify_tree_head(public_key, previous):
             raise _rewritten(previous.size)
         sizes.add(previous.size)
+    if published is not None and published[0] <= len(hashes):
+        sizes.add(published[0])
     roots = merkle.prefix_roots(hashes, sizes)
     if previous is not None and roots[previous.size].hex() != previous.root:
         raise _rewritten(previous.size)
+    if published is not None:
+        size, root, where = published
+        if size > len(hashes):
+            fault = (
+                f"the audit log holds {len(hashes)} entries but the checkpoint published in {where} covers "
+                f"{size}: entries were removed together with their tree heads"
+            )
+        elif roots[size] != root:
+            fault = (
+                f"the audit log's first {size} entries no longer match the checkpoint published in {where}: "
+                "entries were rewritten together with their tree heads"
+            )
+        else:
+            fault = ""
+        if fault:
+            raise IntegrityError(
+                f"{fault}; refusing to sign a new tree head",
+                hint="`ifadit audit export` and `ifadit audit verify --since` with a kept checkpoint locate it",
+            )
     head = sign_tree_head(signing_key, vault_id, len(hashes), roots[len(hashes)], utc_timestamp(now))
     session.add(
         TreeHeadRow(size=head.size, root=bytes.fromhex(head.root), time=head.time, signature=head.signature)
@@ -141,6 +184,42 @@ def _rewritten(size: int) -> IntegrityError:
         f"the audit log no longer matches its signed tree head of size {size}: entries were altered, "
         "removed or reordered; refusing to sign a new tree head",
         hint="export it (`ifadit audit export`) and run `ifadit audit verify` on the bundle to locate the change",
+    )
+
+
+def check_index_columns(session: Session) -> None:
+    """Raise ``AuditVerificationError`` at the first row whose indexed copies contradict its canonical bytes.
+
+    ``audit show --case`` filters on the ``case_id`` column and appends chain on ``leaf_hash``; an edit
+    of either column alone leaves the signed entries intact, so it is checked here against the entry.
+    """
+    query = select(
+        AuditEntryRow.seq, AuditEntryRow.canonical, AuditEntryRow.leaf_hash, AuditEntryRow.case_id
+    ).order_by(AuditEntryRow.seq)
+    for row in session.execute(query):
+        canonical = bytes(row.canonical)
+        try:
+            entry = json.loads(canonical)
+            stored_seq, case_id = entry["seq"], entry["case_id"]
+        except (ValueError, KeyError, TypeError):
+            raise _column_fault(row.seq, "its canonical bytes are not an audit entry") from None
+        if stored_seq != row.seq:
+            raise _column_fault(row.seq, f"the seq column does not match the entry's seq {stored_seq}")
+        if row.case_id != case_id:
+            raise _column_fault(
+                row.seq, f"case_id column {_short(row.case_id)} does not match the entry ({_short(case_id)})"
+            )
+        if bytes(row.leaf_hash) != merkle.leaf_hash(canonical):
+            raise _column_fault(row.seq, "the leaf_hash column does not match the entry's bytes")
+
+
+def _short(value: object) -> str:
+    return "NULL" if value is None else repr(str(value)[:64])
+
+
+def _column_fault(seq: int, message: str) -> AuditVerificationError:
+    return AuditVerificationError(
+        f"entry {seq}: {message}", seq=seq, hint="an index column was edited in the database"
     )
 
 

@@ -7,7 +7,9 @@ and a wrong passphrase give the same ``AuthenticationError`` and the failed atte
 ``with vault.action("key.issue", role="admin") as act:`` runs one transaction that holds the action's
 writes and its audit entry, so there is never an action without its entry. A refused action (missing
 role, wrong key state, unknown handle) rolls back and is audited as outcome "refused" in its own
-transaction. Closing the vault writes a signed tree head when anything was appended.
+transaction. Closing the vault writes a signed tree head when anything was appended, and publishes
+it as a C2SP checkpoint in the checkpoint file outside the database (``checkpoints_path``), which
+every later tree head must extend.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from platformdirs import user_data_dir
 from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from keyvault import checkpoint as checkpoints
 from keyvault import db, ledger
 from keyvault.audit import thin_tree_heads, write_bundle
 from keyvault.digests import digest_key, keyed_digest
@@ -68,6 +73,24 @@ MAX_UNLOCK_DELAY = timedelta(minutes=1)
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}")  # what `users add` accepts
 _USER_ROLES = select(UserRow.roles, UserRow.disabled).where(UserRow.name == bindparam("name"))
 DETACHED_DOMAIN = b"ifadit-detached/1\n"  # prefix of detached signatures: never a tree head's bytes
+CHECKPOINTS_ENV = "IFADIT_CHECKPOINTS"  # checkpoint file, or a folder holding <vault id>.checkpoints
+
+
+def checkpoints_path(url: str, vault_id: str, explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where a vault's checkpoints are published: ``explicit``, else ``IFADIT_CHECKPOINTS``, else beside the DB.
+
+    A folder (existing, or named with a trailing slash) holds ``<vault id>.checkpoints``. Without a
+    setting, a SQLite vault publishes to ``<database file>.checkpoints`` and any other back end to
+    ``checkpoints/<vault id>.checkpoints`` in the user data folder.
+    """
+    chosen = os.fspath(explicit) if explicit is not None else os.environ.get(CHECKPOINTS_ENV)
+    if chosen:
+        path = Path(chosen).expanduser()
+        return path / f"{vault_id}.checkpoints" if path.is_dir() or chosen.endswith(os.sep) else path
+    database = db.sqlite_path(url)
+    if database is not None:
+        return database.with_name(database.name + ".checkpoints")
+    return Path(user_data_dir("ifadit")) / "checkpoints" / f"{vault_id}.checkpoints"
 
 
 def check_unlock_delay(delay: timedelta) -> None:
@@ -202,6 +225,7 @@ class Vault:
         signing_key: bytes,
         public_key: bytes,
         clock: Clock,
+        checkpoints: Path | None = None,
     ) -> None:
         self.url = url
         self.engine = engine
@@ -209,6 +233,7 @@ class Vault:
         self.user = user
         self.public_key = public_key
         self.clock = clock
+        self.checkpoints = checkpoints or checkpoints_path(url, vault_id)  # the published checkpoint file
         self._kek = Secret(kek)
         self._signing_key = Secret(signing_key)
         self._appended = False
@@ -228,19 +253,28 @@ class Vault:
         kdf: KdfParams | None = None,
         clock: Clock = utc_now,
         unlock_delay: timedelta = timedelta(milliseconds=DEFAULT_UNLOCK_DELAY_MS),
+        checkpoints: str | os.PathLike[str] | None = None,
     ) -> Vault:
         """Create a vault at ``url`` with its first admin; refuses a database that already holds one.
 
         ``kdf`` sets the admin keyslot's Argon2id cost (default: ``KdfParams`` defaults); ``unlock_delay``
-        the pause after a failed unlock (tests pass zero).
+        the pause after a failed unlock (tests pass zero); ``checkpoints`` the checkpoint file (see
+        ``checkpoints_path``), which must not hold another vault's checkpoints.
         """
         check_unlock_delay(unlock_delay)
         url = db.resolve_url(url)
+        vault_id = secrets.token_hex(16)
+        published = checkpoints_path(url, vault_id, checkpoints)
+        if published.is_file() and published.stat().st_size:
+            _refuse_existing_vault(url)
+            raise VaultError(
+                f"the checkpoint file {published} already holds another vault's checkpoints",
+                hint="move it away, or set IFADIT_CHECKPOINTS to a new file or a folder",
+            )
         engine = db.make_engine(url, create=True)
         db.upgrade(engine)
         db.check_revision(engine, url)
         kdf = kdf or KdfParams.generate()
-        vault_id = secrets.token_hex(16)
         kek = random_key()
         signing_key, public_key = generate_signing_key()
         now = clock()
@@ -281,6 +315,7 @@ class Vault:
             signing_key=signing_key,
             public_key=public_key,
             clock=clock,
+            checkpoints=published,
         )
         vault._appended = True
         return vault
@@ -433,20 +468,57 @@ class Vault:
         return Policy.from_row(session.scalars(select(VaultRow)).one())
 
     def checkpoint(self) -> ledger.SignedHead:
-        """Sign and store a tree head over every entry appended so far.
+        """Sign and store a tree head over every entry appended so far, and publish it as a checkpoint.
 
-        ``IntegrityError`` (exit 4) when the log no longer extends the newest signed head: rewritten history
-        is never signed over.
+        ``IntegrityError`` (exit 4) when the log no longer extends the newest signed head, or the newest
+        checkpoint in the checkpoint file: rewritten or truncated history is never signed over. The
+        checkpoint is appended inside the head's transaction (under the append lock), so the file
+        keeps the database's order; a failed append rolls the head back.
         """
         self._appended = False
         with self.transaction() as session:
-            return ledger.checkpoint(
+            ledger.lock(session)
+            head = ledger.checkpoint(
                 session,
                 signing_key=self._signing_key.reveal(),
                 public_key=self.public_key,
                 vault_id=self.id,
                 now=self.clock(),
+                published=self._published(),
             )
+            try:
+                checkpoints.append(self.checkpoints, self.checkpoint_note(head))
+            except OSError as exc:
+                raise VaultError(
+                    f"cannot publish the checkpoint to {self.checkpoints} ({exc.strerror}): "
+                    "refusing to sign a tree head that is not published",
+                    hint="set IFADIT_CHECKPOINTS to a writable file or folder",
+                ) from None
+            return head
+
+    def checkpoint_note(self, head: ledger.SignedHead) -> str:
+        """The C2SP checkpoint note of a signed tree head (Ed25519 is deterministic: as it was published)."""
+        return checkpoints.sign_checkpoint(
+            self._signing_key.reveal(), self.id, head.size, bytes.fromhex(head.root)
+        )
+
+    def checkpoint_verifier(self) -> str:
+        """The verifier key of this vault's checkpoints (``ifadit.vault/<id>+<key ID>+<base64 key>``)."""
+        return checkpoints.log_verifier(self.id, self.public_key).encode()
+
+    def _published(self) -> tuple[int, bytes, str] | None:
+        """(size, root, file) of the newest checkpoint in the checkpoint file, after checking its signature."""
+        latest = checkpoints.read_latest(self.checkpoints)
+        if latest is None:
+            return None
+        try:
+            signed = checkpoints.open_checkpoint(latest, checkpoints.log_verifier(self.id, self.public_key))
+        except VaultError as exc:
+            raise IntegrityError(
+                f"the newest checkpoint in {self.checkpoints} does not verify: {exc.args[0]}",
+                hint="the checkpoint file was edited, or belongs to another vault",
+            ) from None
+        return signed.size, signed.checkpoint.root, str(self.checkpoints)
 
     def export_audit(self, path: str | os.PathLike[str]) -> int:
         """Write the whole audit log and its signed tree heads to a bundle (atomically); return the entry count.
@@ -493,6 +565,23 @@ class Vault:
         self.close()
 
 
+def _refuse_existing_vault(url: str) -> None:
+    """Raise the "a vault already exists" error when ``url`` already holds a vault (checked before the file)."""
+    try:
+        engine = db.make_engine(url)
+    except VaultError:
+        return
+    try:
+        with Session(engine) as session:
+            existing = session.scalar(select(VaultRow.id))
+    except SQLAlchemyError:
+        existing = None
+    finally:
+        engine.dispose()
+    if existing is not None:
+        raise VaultError(f"a vault already exists at {db.display_url(url)}", hint="open it instead")
+
+
 def open_vault(
     url: str | None,
     user: str,
@@ -501,11 +590,12 @@ def open_vault(
     clock: Clock = utc_now,
     expected_vault_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    checkpoints: str | os.PathLike[str] | None = None,
 ) -> Vault:
     """Unlock the vault at ``url`` as ``user``; one ``AuthenticationError`` for unknown user or wrong passphrase.
 
     A failed unlock is audited, then waits the policy's unlock delay before raising (``sleep`` is
-    injectable for tests).
+    injectable for tests). ``checkpoints`` names the checkpoint file (see ``checkpoints_path``).
     """
     url = db.resolve_url(url)
     engine = db.make_engine(url)
@@ -551,6 +641,7 @@ def open_vault(
         signing_key=signing_key,
         public_key=public_key,
         clock=clock,
+        checkpoints=checkpoints_path(url, vault_id, checkpoints),
     )
     if info.disabled:
         with vault.transaction() as session:

@@ -6,6 +6,8 @@
 - line structure: every line JSON and newline-terminated, header first, entries, then tree heads
   (a malformed line is named by its line number);
 - order: entries numbered 1, 2, 3, … (a deleted, reordered or duplicated entry breaks this);
+- time: an entry's time is never earlier than the one before it (the vault never writes one that
+  is, see ``keyvault.ledger.append``), so a backwards time marks an entry moved or its time edited;
 - hash chain: each entry's ``prev_hash`` is the previous entry's leaf hash. The first broken link
   is blamed on the entry that changed: the later one when its own next link is broken too (its
   bytes changed), the earlier one being inserted when the later one links to the entry before it,
@@ -34,7 +36,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from keyvault import envelope, merkle
 from keyvault.audit import (
@@ -44,10 +46,14 @@ from keyvault.audit import (
     InclusionProof,
     TreeHead,
     b64decode_strict,
+    entry_time,
     key_fingerprint,
     verify_tree_head,
 )
 from keyvault.errors import AuditVerificationError
+
+if TYPE_CHECKING:
+    from keyvault.anchor import SinceReport
 
 _HEAD_PREFIX = b'{"tree_head":'
 
@@ -63,14 +69,16 @@ class VerifyReport:
     root: str  # hex Merkle root over all entries
     key_fingerprint: str  # SHA-256 hex of the raw Ed25519 public key
     signed_size: int  # entries covered by the largest signed tree head
+    since: SinceReport | None = None  # the kept checkpoints it extends (`audit verify --since`)
 
     def summary(self) -> str:
         """One line for `ifadit audit verify`."""
         tail = self.entries - self.signed_size
         unsigned = f", {tail} newest entries covered by the hash chain only" if tail else ""
+        since = f"; {self.since.summary()}" if self.since else ""
         return (
             f"audit log intact: {self.entries} entries, {self.tree_heads} signed tree heads{unsigned}; "
-            f"root {self.root[:16]}…, key {self.key_fingerprint[:16]}…"
+            f"root {self.root[:16]}…, key {self.key_fingerprint[:16]}…{since}"
         )
 
 
@@ -149,6 +157,7 @@ class _Chain:
         self.offsets: list[int] = []  # offsets[i]: file offset of entry i+1's line; one more at the end
         self.link_ok = bytearray()  # link_ok[i] == 1 when entry i+1's prev_hash matches entry i
         self.first_break: int | None = None  # seq of the first entry whose prev_hash does not match
+        self.backwards: tuple[int, str] | None = None  # (seq, message): first entry older than the one before
         self.break_to_grandparent = False  # that entry links to the entry two before it
 
     def blame(self, covered: int = 0) -> tuple[int, str]:
@@ -221,6 +230,7 @@ def _read_entries(lines: enumerate[bytes], chain: _Chain, strict: bool) -> list[
     """Consume entry lines into ``chain``; return the tree-head lines that follow."""
     hashes, link_ok, offsets, sha256 = chain.hashes, chain.link_ok, chain.offsets, hashlib.sha256
     prev_hex = GENESIS_HASH.encode()
+    prev_time = ""
     offset = offsets[0]
     for lineno, raw in lines:
         if raw.startswith(_HEAD_PREFIX):
@@ -232,8 +242,16 @@ def _read_entries(lines: enumerate[bytes], chain: _Chain, strict: bool) -> list[
         if strict:
             _parse_entry(data, lineno, expected)
         found = _fast_fields(data)
-        if found is None:
+        moment = entry_time(data)
+        if found is None or moment is None:
             raise _fail(f"line {lineno}: not an audit entry in canonical form", expected)
+        if moment < prev_time and chain.backwards is None:
+            chain.backwards = (
+                expected,
+                f"entry {expected}: its time {moment} is earlier than entry {expected - 1}'s {prev_time} "
+                "(times never go backwards: an entry was moved or its time edited)",
+            )
+        prev_time = moment
         seq, prev = found
         if seq != expected:
             if chain.first_break is not None:
@@ -323,6 +341,8 @@ def _check_heads(
         break
     if chain.first_break is not None:
         faults.append(chain.blame(covered))
+    if chain.backwards is not None:
+        faults.append(chain.backwards)
     if faults:
         seq, message = min(faults)
         raise _fail(message, seq)

@@ -62,11 +62,18 @@ def postgres_schema_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=BACKENDS)
-def vault_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a SQLite file in tmp_path, or a fresh PostgreSQL schema."""
+def vault_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """An empty database: a SQLite file in tmp_path, or a fresh PostgreSQL schema.
+
+    The checkpoint file goes beside the SQLite file, and into tmp_path for PostgreSQL (IFADIT_CHECKPOINTS).
+    """
     if request.param == "sqlite":
+        monkeypatch.delenv("IFADIT_CHECKPOINTS", raising=False)
         yield f"sqlite:///{tmp_path / 'vault.sqlite3'}"
     else:
+        monkeypatch.setenv("IFADIT_CHECKPOINTS", f"{tmp_path}{os.sep}")
         yield from postgres_schema_url()
 
 
