@@ -1,16 +1,19 @@
 """Detectors and recognizers by registry name: the one place that knows every implementation.
 
 Kept apart from `detect` and `recognize` so that the optional insightface adapter, which builds on both,
-is imported only here and only when asked for (it needs the `[insightface]` extra).
+is imported only here and only when asked for (it needs the `[insightface]` extra). Recognizers import
+torch, so their module is loaded on first use: a command that only detects starts without it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ifadit.faces.detect import Detector, DlibCnnDetector, DlibHogDetector
-from ifadit.faces.recognize import DlibRecognizer, FaceresRecognizer, Recognizer, TorchDlibRecognizer
+
+if TYPE_CHECKING:
+    from ifadit.faces.recognize import Recognizer
 
 T = TypeVar("T")
 
@@ -20,6 +23,18 @@ def _insightface_detector(**options: Any) -> Detector:
     from ifadit.faces.insightface_adapter import insightface_detector
 
     return insightface_detector(**options)
+
+
+def _torch_recognizer(class_name: str) -> Callable[..., Recognizer]:
+    """A factory that imports `ifadit.faces.recognize` (and torch) only when it builds `class_name`."""
+
+    def build(**options: Any) -> Recognizer:
+        from ifadit.faces import recognize
+
+        recognizer: Recognizer = getattr(recognize, class_name)(**options)
+        return recognizer
+
+    return build
 
 
 def _insightface_recognizer(**options: Any) -> Recognizer:
@@ -36,9 +51,9 @@ DETECTORS: dict[str, Callable[..., Detector]] = {
 }
 
 RECOGNIZERS: dict[str, Callable[..., Recognizer]] = {
-    "dlib": DlibRecognizer,
-    "torch-dlib": TorchDlibRecognizer,
-    "faceres": FaceresRecognizer,
+    "dlib": _torch_recognizer("DlibRecognizer"),
+    "torch-dlib": _torch_recognizer("TorchDlibRecognizer"),
+    "faceres": _torch_recognizer("FaceresRecognizer"),
     "insightface": _insightface_recognizer,
 }
 
