@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from ifadit.backends import crop_model
-from ifadit.backends.base import check_crops, not_reversible
+from ifadit.backends.base import not_reversible
 from ifadit.errors import BackendUnavailable
+from ifadit.faces.align import check_crops
 from ifadit.models.id2face.checkpoint import load_id2face
 from ifadit.models.id2face.model import Id2FaceModel
 from keyvault.envelope import hkdf_sha256

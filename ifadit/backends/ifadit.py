@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from ifadit.backends import crop_model
-from ifadit.backends.base import check_crops
 from ifadit.errors import ModelError
+from ifadit.faces.align import check_crops
 from ifadit.faces.blend import paste_in_crop
 from ifadit.models.flow import condition_from_key
 from ifadit.models.ifadit_checkpoint import load_ifadit
