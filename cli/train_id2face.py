@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from cli.lab import train_group
 from cli.training_run import (
     OUT_OPTION,
     RESUME_OPTION,
@@ -19,7 +18,7 @@ from cli.training_run import (
     run_with_progress,
     steps_option,
 )
-from ifadit.training.options import Id2FaceOptions, read_id2face_options
+from ifadit.training.options import Id2FaceOptions, RunControl, read_id2face_options
 
 _DEFAULTS = Id2FaceOptions(data="", out="")
 
@@ -112,18 +111,11 @@ def train_id2face_command(
     )
     from ifadit.training.id2face import train_id2face  # torch loads here, not at every `ifadit` start-up
 
+    control = RunControl(resume=resume, threads=threads, device=device)
     state = run_with_progress(
-        out,
-        options.steps,
-        resume,
+        train_id2face,
+        options,
+        control,
         lambda stats: {"phase": int(stats["phase"]), "loss": f"{stats['loss']:.4f}"},
-        lambda on_step: train_id2face(
-            options, resume=resume, on_step=on_step, threads=threads, device=device
-        ),
     )
     echo_model_run(options.out, state.step, state.wall_seconds)
-
-
-def register(group: click.Group) -> None:
-    """Add `id2face` to the `train` group (registered on the root by `cli.lab`)."""
-    train_group.add_command(train_id2face_command)

@@ -8,14 +8,25 @@ import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 from tqdm import tqdm
 
-from ifadit.training.options import latest_step
+from ifadit.training.options import RunControl, latest_step
+
+
+class RunOptions(Protocol):
+    """What the progress bar reads of a run's options."""
+
+    @property
+    def out(self) -> str: ...
+    @property
+    def steps(self) -> int | None: ...
+
 
 T = TypeVar("T")
+Opts = TypeVar("Opts", bound=RunOptions)
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 OUT_OPTION = click.option(
@@ -83,15 +94,16 @@ def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def run_with_progress(
-    out: Path,
-    steps: int | None,
-    resume: bool,
+    train: Callable[[Opts, RunControl], T],
+    options: Opts,
+    control: RunControl,
     postfix: Callable[[dict[str, float]], dict[str, Any]],
-    train: Callable[[Callable[[int, dict[str, float]], None]], T],
 ) -> T:
-    """`train(on_step)` with a step progress bar on stderr (`postfix(stats)` beside it); SIGTERM stops it like
-    Ctrl-C, so the loop checkpoints first."""
-    bar = tqdm(total=steps, initial=latest_step(out) if resume else 0, unit="step", dynamic_ncols=True)
+    """`train(options, control)`, the one signature of the `ifadit.training` loops, with a step progress bar on
+    stderr (`postfix(stats)` beside it) as `control.on_step`; SIGTERM stops it like Ctrl-C, so the loop
+    checkpoints first."""
+    initial = latest_step(Path(options.out)) if control.resume else 0
+    bar = tqdm(total=options.steps, initial=initial, unit="step", dynamic_ncols=True)
 
     def on_step(step: int, stats: dict[str, float]) -> None:
         bar.set_postfix(**postfix(stats), refresh=False)
@@ -100,7 +112,7 @@ def run_with_progress(
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         with bar:
-            return train(on_step)
+            return train(options, dataclasses.replace(control, on_step=on_step))
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -10,8 +10,6 @@ original | reconstruction | swap (identity of the next row) | next row's origina
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from ifadit.models.ifadit_model import RENDER_NOISE_MODE, TORCH_DLIB, IfaditConf
 from ifadit.training import ifadit_losses as L
 from ifadit.training.cpu import torch_threads
 from ifadit.training.data import load_crops, to_model_range
-from ifadit.training.options import Phase1Options
+from ifadit.training.options import Phase1Options, RunControl
 from ifadit.training.runner import (
     PhaseState,
     grid_image,
@@ -156,19 +154,16 @@ def grid_faces(crops: torch.Tensor, count: int, seed: int) -> torch.Tensor:
 
 
 def train_phase1(
-    options: Phase1Options,
-    resume: bool = False,
-    recognizer: nn.Module | None = None,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    threads: int | None = None,
-    device: str = "cpu",
+    options: Phase1Options, control: RunControl | None = None, recognizer: nn.Module | None = None
 ) -> PhaseState:
-    """Train (or resume) phase 1 in `options.out` on `device`; returns the final state (checkpoints on the way).
+    """Train (or resume) phase 1 in `options.out` on `control.device`; returns the final state (checkpoints on the way).
 
-    `threads`: torch's intra-op CPU threads (None = default; 1 is fastest on a CPU shared with other jobs).
+    `control`: resume, progress, CPU threads, device (default `RunControl()`); `recognizer`: a stand-in for
+    the torch dlib recognizer (tests pass small ones).
     """
-    with torch_threads(threads):
+    control = control if control is not None else RunControl()
+    resume, device = control.resume, control.device
+    with torch_threads(control.threads):
         model, init_model_id = build_model(options, recognizer)
         model = model.to(device)
         if init_model_id is not None and not resume:  # the folder may later hold another model
@@ -187,10 +182,9 @@ def train_phase1(
         run_loop(
             state,
             options,
+            control,
             train_step=lambda: phase1_step(state, tap, random_batch(crops, options.batch), options),
             sample_grid=lambda: phase1_grid(model, faces),
             save=lambda: save_state(state, options),
-            on_step=on_step,
-            clock=clock,
         )
     return state
