@@ -22,10 +22,10 @@ Ray is imported only when this engine runs.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult, ManifestStam
 from ifadit.pipeline.inputs import Item
 from ifadit.pipeline.staging import Staging
 from keyvault.keys import UnsealedKey
+
+if TYPE_CHECKING:
+    from ifadit.pipeline.batch import OnItem
 
 
 def backend_for(name: str, *, gpu: bool, options: tuple[tuple[str, Any], ...] = ()) -> Backend:
@@ -110,13 +113,7 @@ class RayEngine:
             raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
 
     def run(
-        self,
-        items: Sequence[Item],
-        ctx: RunContext,
-        staging: Staging,
-        *,
-        progress: bool = False,
-        on_item: Callable[[ItemResult], None] | None = None,
+        self, items: Sequence[Item], ctx: RunContext, staging: Staging, *, progress: bool, on_item: OnItem
     ) -> list[ItemResult]:
         """Anonymize `items` into `staging` on the actor pool; results in item order."""
         if not items:
