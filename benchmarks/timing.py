@@ -1,0 +1,19 @@
+"""Timing shared by the benchmarks: the fastest of several runs, the one least disturbed by other work on a
+shared machine. Imported by the benchmark scripts from their own folder (`python benchmarks/x_bench.py`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def best_of(repeat: int, run: Callable[[], object], warm_up: bool = False) -> float:
+    """Fastest of `repeat` calls of `run`, in seconds; with `warm_up`, after one untimed call."""
+    if warm_up:
+        run()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return min(times)
