@@ -13,12 +13,10 @@ from cli.training_run import (
     THREADS_OPTION,
     checkpoint_minutes_option,
     device_option,
-    echo_model_run,
-    run_options,
-    run_with_progress,
     steps_option,
+    train_model_run,
 )
-from ifadit.training.options import Id2FaceOptions, RunControl, read_id2face_options
+from ifadit.training.options import Id2FaceOptions, read_id2face_options
 
 _DEFAULTS = Id2FaceOptions(data="", out="")
 
@@ -83,15 +81,7 @@ _DEFAULTS = Id2FaceOptions(data="", out="")
 @checkpoint_minutes_option(_DEFAULTS.checkpoint_minutes)
 @device_option()
 @THREADS_OPTION
-def train_id2face_command(
-    data: Path | None,
-    out: Path,
-    resume: bool,
-    steps: int | None,
-    device: str,
-    threads: int | None,
-    **fields: Any,
-) -> None:
+def train_id2face_command(**fields: Any) -> None:
     """Train the ID²Face anonymizer: identity VAE first, then attribute encoder, harmonizer and denoiser.
 
     The run's model/ folder is what `ifadit anonymize --backend id2face` loads from pretrained/id2face-64.
@@ -101,21 +91,11 @@ def train_id2face_command(
       ifadit train id2face --data cache/celeba-train-64.npz --out runs/id2face64 --threads 1
       ifadit train id2face --out runs/id2face64 --resume --steps 100000
     """
-    options = run_options(
-        read_id2face_options,
-        lambda: Id2FaceOptions(data=str(data), out=str(out), steps=steps, **fields),
-        out,
-        resume,
-        steps,
-        required={"data": data},
-    )
     from ifadit.training.id2face import train_id2face  # torch loads here, not at every `ifadit` start-up
 
-    control = RunControl(resume=resume, threads=threads, device=device)
-    state = run_with_progress(
-        train_id2face,
-        options,
-        control,
-        lambda stats: {"phase": int(stats["phase"]), "loss": f"{stats['loss']:.4f}"},
-    )
-    echo_model_run(options.out, state.step, state.wall_seconds)
+    train_model_run(train_id2face, read_id2face_options, Id2FaceOptions, _postfix, {}, **fields)
+
+
+def _postfix(stats: dict[str, float]) -> dict[str, Any]:
+    """The progress bar's phase (1: identity VAE, 2: denoiser) and loss."""
+    return {"phase": int(stats["phase"]), "loss": f"{stats['loss']:.4f}"}

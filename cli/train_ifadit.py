@@ -15,15 +15,12 @@ from cli.training_run import (
     Decorator,
     checkpoint_minutes_option,
     device_option,
-    echo_model_run,
-    run_options,
-    run_with_progress,
     steps_option,
+    train_model_run,
 )
 from ifadit.training.options import (
     Phase1Options,
     Phase2Options,
-    RunControl,
     read_phase1_options,
     read_phase2_options,
 )
@@ -89,33 +86,9 @@ def _common(defaults: Phase1Options | Phase2Options) -> Decorator:
     return apply
 
 
-def _train_phase(
-    train: Callable[[Any, RunControl], Any],
-    read: Callable[[Path], Any],
-    make: Callable[..., Any],
-    source: dict[str, Path | None],
-    data: Path | None,
-    out: Path,
-    resume: bool,
-    steps: int | None,
-    device: str,
-    threads: int | None,
-    **fields: Any,
-) -> None:
-    """Options of a new or resumed run of a phase (`train`: its loop; `source` names its starting model),
-    then the run with a progress bar on stderr and a line saying where it stopped."""
-    required = {**source, "data": data}
-    options = run_options(
-        read,
-        lambda: make(**{k: str(v) for k, v in required.items()}, out=str(out), steps=steps, **fields),
-        out,
-        resume,
-        steps,
-        required,
-    )
-    control = RunControl(resume=resume, threads=threads, device=device)
-    state = run_with_progress(train, options, control, lambda stats: {"loss": f"{stats['loss']:.3f}"})
-    echo_model_run(options.out, state.step, state.wall_seconds)
+def _loss(stats: dict[str, float]) -> dict[str, str]:
+    """The progress bar's loss."""
+    return {"loss": f"{stats['loss']:.3f}"}
 
 
 @click.command("encoder")
@@ -154,7 +127,9 @@ def train_encoder(generator: Path | None, init: Path | None, **common: Any) -> N
 
     source = {"generator": init if init is not None else generator}
     init_folder = None if init is None else str(init)
-    _train_phase(train_phase1, read_phase1_options, Phase1Options, source, init=init_folder, **common)
+    train_model_run(
+        train_phase1, read_phase1_options, Phase1Options, _loss, source, init=init_folder, **common
+    )
 
 
 @click.command("flow")
@@ -194,4 +169,4 @@ def train_flow(encoder: Path | None, weights: dict[str, float], **common: Any) -
     from ifadit.training.phase2 import train_phase2  # torch loads here, not at every start-up
 
     fields: dict[str, Any] = {**common, **weights}
-    _train_phase(train_phase2, read_phase2_options, Phase2Options, {"encoder": encoder}, **fields)
+    train_model_run(train_phase2, read_phase2_options, Phase2Options, _loss, {"encoder": encoder}, **fields)

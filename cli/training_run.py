@@ -1,5 +1,6 @@
-"""What the `ifadit train ...` commands share: their common options, new-or-resumed run options, and the runner
-that shows a progress bar and turns `kill PID` into a checkpointed stop."""
+"""What the `ifadit train ...` commands share: their common options, new-or-resumed run options, the runner
+that shows a progress bar and turns `kill PID` into a checkpointed stop, and `train_model_run`, the whole
+command of a run that exports a model folder."""
 
 from __future__ import annotations
 
@@ -117,6 +118,34 @@ def run_with_progress(
         signal.signal(signal.SIGTERM, previous)
 
 
-def echo_model_run(out: str, step: int, wall_seconds: float) -> None:
-    """The closing line of a run that exports a model folder."""
-    click.echo(f"{out}: step {step}, {wall_seconds / 60:.1f} min; model in {out}/model")
+def train_model_run(
+    train: Callable[[Any, RunControl], Any],
+    read: Callable[[Path], Any],
+    make: Callable[..., Any],
+    postfix: Callable[[dict[str, float]], dict[str, Any]],
+    source: dict[str, Path | None],
+    data: Path | None,
+    out: Path,
+    resume: bool,
+    steps: int | None,
+    device: str,
+    threads: int | None,
+    **fields: Any,
+) -> None:
+    """A run that exports a model folder (iFADIT phases, ID²Face): its options, new (`make`, after checking
+    that `source`, the starting model if any, and `data` were given) or resumed (`read`), then `train` with a
+    progress bar on stderr (`postfix(stats)` beside it) and a line saying where it stopped."""
+    required = {**source, "data": data}
+    options = run_options(
+        read,
+        lambda: make(**{k: str(v) for k, v in required.items()}, out=str(out), steps=steps, **fields),
+        out,
+        resume,
+        steps,
+        required,
+    )
+    control = RunControl(resume=resume, threads=threads, device=device)
+    state = run_with_progress(train, options, control, postfix)
+    click.echo(
+        f"{options.out}: step {state.step}, {state.wall_seconds / 60:.1f} min; model in {options.out}/model"
+    )

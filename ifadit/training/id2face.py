@@ -42,7 +42,7 @@ from ifadit.models.id2face.config import Id2FaceConfig
 from ifadit.models.id2face.diffusion import add_noise, velocity
 from ifadit.models.id2face.identity import identity_codes
 from ifadit.models.id2face.model import Id2FaceModel
-from ifadit.training.cpu import torch_threads
+from ifadit.training.cpu import controlled
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.options import Id2FaceOptions, RunControl
 from ifadit.training.phase1 import grid_faces
@@ -334,12 +334,10 @@ def train_id2face(
 ) -> Id2FaceState:
     """Train (or resume) an ID²Face run in `options.out`; returns the final state (checkpoints on the way).
 
-    `control`: resume, progress, CPU threads, device (default `RunControl()`); `recognizer`: a stand-in for
-    the torch dlib recognizer (tests pass small ones).
+    `control`: how the run is driven (`RunControl`); `recognizer`: a stand-in for the torch dlib recognizer.
     """
-    control = control if control is not None else RunControl()
-    resume, device = control.resume, control.device
-    with torch_threads(control.threads):
+    with controlled(control) as run:
+        resume, device = run.resume, run.device
         model = build_model(options, recognizer).to(device)
         crops = load_crops(Path(options.data), options.resolution)
         prepare_run(options, resume)
@@ -360,7 +358,7 @@ def train_id2face(
         run_loop(
             state,
             options,
-            control,
+            run,
             train_step=lambda: train_step(state, crops, options),
             sample_grid=lambda: (
                 _averaged_grid(state, faces, options) if state.step > options.vae_steps else None

@@ -42,7 +42,7 @@ from ifadit.models.stylegan2.networks import (
 from ifadit.models.stylegan2.widen import widen_generator
 from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
-from ifadit.training.cpu import torch_threads
+from ifadit.training.cpu import controlled
 from ifadit.training.data import load_crops, prepare_crops, to_model_range
 from ifadit.training.feature_discriminator import FeatureHeads, RecognizerFeatures
 from ifadit.training.options import RunControl, TrainOptions, latest_checkpoint
@@ -409,8 +409,7 @@ def train_generator(
     same device). A folder given as `options.data` is aligned once into `out/crops-<res>-<fingerprint>.npz`
     (`on_align(done, total)` reports progress).
     """
-    control = control if control is not None else RunControl()
-    with torch_threads(control.threads):
+    with controlled(control) as run:
         # 1. The run folder, the crops, checked options and a new or resumed state.
         out = Path(options.out)
         (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -419,14 +418,14 @@ def train_generator(
             options.resolution,
         )
         _check_options(options)
-        state = build_state(options, control.device)
-        _start_or_resume(state, options, control.resume)
+        state = build_state(options, run.device)
+        _start_or_resume(state, options, run.resume)
         write_json(out / "options.json", dataclasses.asdict(options))
         # 2. The loop: the step counts itself; metrics lines carry kimg.
         run_loop(
             state,
             options,
-            control,
+            run,
             train_step=lambda: train_step(state, random_batch(crops, options.batch), options),
             sample_grid=lambda: sample_grid(state.G_ema, options),
             save=lambda: save_checkpoint(state, options),

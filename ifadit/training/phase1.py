@@ -23,7 +23,7 @@ from ifadit.models.flow import FlowConfig
 from ifadit.models.ifadit_checkpoint import load_ifadit
 from ifadit.models.ifadit_model import RENDER_NOISE_MODE, TORCH_DLIB, IfaditConfig, IfaditModel
 from ifadit.training import ifadit_losses as L
-from ifadit.training.cpu import torch_threads
+from ifadit.training.cpu import controlled
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.options import Phase1Options, RunControl
 from ifadit.training.runner import (
@@ -156,14 +156,12 @@ def grid_faces(crops: torch.Tensor, count: int, seed: int) -> torch.Tensor:
 def train_phase1(
     options: Phase1Options, control: RunControl | None = None, recognizer: nn.Module | None = None
 ) -> PhaseState:
-    """Train (or resume) phase 1 in `options.out` on `control.device`; returns the final state (checkpoints on the way).
+    """Train (or resume) phase 1 in `options.out`; returns the final state (checkpoints on the way).
 
-    `control`: resume, progress, CPU threads, device (default `RunControl()`); `recognizer`: a stand-in for
-    the torch dlib recognizer (tests pass small ones).
+    `control`: how the run is driven (`RunControl`); `recognizer`: a stand-in for the torch dlib recognizer.
     """
-    control = control if control is not None else RunControl()
-    resume, device = control.resume, control.device
-    with torch_threads(control.threads):
+    with controlled(control) as run:
+        resume, device = run.resume, run.device
         model, init_model_id = build_model(options, recognizer)
         model = model.to(device)
         if init_model_id is not None and not resume:  # the folder may later hold another model
@@ -182,7 +180,7 @@ def train_phase1(
         run_loop(
             state,
             options,
-            control,
+            run,
             train_step=lambda: phase1_step(state, tap, random_batch(crops, options.batch), options),
             sample_grid=lambda: phase1_grid(model, faces),
             save=lambda: save_state(state, options),

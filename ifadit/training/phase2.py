@@ -45,7 +45,7 @@ from ifadit.models.flow import condition_from_key, flip_bit
 from ifadit.models.ifadit_checkpoint import load_ifadit
 from ifadit.models.ifadit_model import IfaditModel, plausible_code, uint8_levels
 from ifadit.training import ifadit_losses as L
-from ifadit.training.cpu import torch_threads
+from ifadit.training.cpu import controlled
 from ifadit.training.data import load_crops, to_model_range
 from ifadit.training.options import Phase2Options, RunControl
 from ifadit.training.phase1 import grid_faces, real_descriptors
@@ -220,14 +220,12 @@ def phase2_grid(model: IfaditModel, faces: torch.Tensor) -> np.ndarray:
 def train_phase2(
     options: Phase2Options, control: RunControl | None = None, recognizer: nn.Module | None = None
 ) -> PhaseState:
-    """Train (or resume) phase 2 in `options.out` on `control.device` from a phase-1 model; returns the final state.
+    """Train (or resume) phase 2 in `options.out` from a phase-1 model; returns the final state.
 
-    `control`: resume, progress, CPU threads, device (default `RunControl()`); `recognizer`: a stand-in for
-    the torch dlib recognizer (tests pass small ones).
+    `control`: how the run is driven (`RunControl`); `recognizer`: a stand-in for the torch dlib recognizer.
     """
-    control = control if control is not None else RunControl()
-    resume, device = control.resume, control.device
-    with torch_threads(control.threads):
+    with controlled(control) as run:
+        resume, device = run.resume, run.device
         model, _, _ = load_ifadit(model_folder(Path(options.encoder)), recognizer=recognizer)
         model = model.to(device)
         crops = load_crops(Path(options.data), model.config.resolution)
@@ -244,7 +242,7 @@ def train_phase2(
         run_loop(
             state,
             options,
-            control,
+            run,
             train_step=lambda: phase2_step(state, random_batch(crops, options.batch), options, reference),
             sample_grid=lambda: phase2_grid(model, faces),
             save=lambda: save_state(state, options),
