@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from ifadit.backends.base import BACKENDS, Backend, get_backend
 from ifadit.errors import IfaditError
-from ifadit.faces.detect import Detector, get_detector
+from ifadit.faces.detect import Detector
 from ifadit.pipeline.anonymize import (
     MANIFEST_PURPOSE,
     AnonymizeOptions,
@@ -342,13 +342,7 @@ def _plan(
         raise ValueError(f"checkpoint must be >= 1 item, got {checkpoint}")
     items = plan_items(list(inputs), Path(output), lossless_video=options.lossless)
     backend = get_backend(options.backend, **dict(options.backend_options))
-    detector = get_detector(
-        options.detector,
-        thresh=options.thresh,
-        scale=options.scale,
-        upsample=options.upsample,
-        pack_dir=options.insightface_pack,
-    )
+    detector = options.build_detector()
     return items, backend, detector
 
 

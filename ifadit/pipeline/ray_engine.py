@@ -31,7 +31,6 @@ import numpy as np
 
 from ifadit.backends.base import BACKENDS, Backend, backend_parameters, get_backend
 from ifadit.errors import EngineUnavailable, IfaditError
-from ifadit.faces.detect import get_detector
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult, ManifestStamp, RunContext, anonymize_item
 from ifadit.pipeline.inputs import Item
 from ifadit.pipeline.staging import Staging
@@ -67,13 +66,7 @@ class _Anonymizer:
         import ray
 
         key = ray.get(holder.key.remote())
-        detector = get_detector(
-            options.detector,
-            thresh=options.thresh,
-            scale=options.scale,
-            upsample=options.upsample,
-            pack_dir=options.insightface_pack,
-        )
+        detector = options.build_detector()
         backend = backend_for(options.backend, gpu=bool(ray.get_gpu_ids()), options=options.backend_options)
         self.ctx = RunContext(options, backend, detector, stamp, key)
 
