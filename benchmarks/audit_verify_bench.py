@@ -17,9 +17,10 @@ import argparse
 import hashlib
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from timing import best_of
 
 from keyvault import envelope, merkle
 from keyvault.audit import AuditEntry, TreeHead, chain_next, sign_tree_head, utc_timestamp, write_bundle
@@ -71,15 +72,6 @@ def hash_lines(path: Path) -> int:
             hashlib.sha256(line[:-1]).digest()
             count += 1
     return count
-
-
-def best_of(repeat: int, run: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from timing import best_of
 
 from ifadit.backends.base import get_backend
 from ifadit.faces.align import align_face
@@ -36,14 +37,9 @@ SHARED = Path(os.environ.get("IFADIT_SHARED", Path(__file__).resolve().parents[2
 BENCH_PHOTO = "data/reid/deepface/person00/img1.jpg"  # a 1382x1868 portrait with one face
 
 
-def best_of(repeat: int, run: Callable[[], object]) -> float:
+def best_ms(repeat: int, run: Callable[[], object]) -> float:
     """Fastest of `repeat` runs, in milliseconds."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return 1000 * min(times)
+    return 1000 * best_of(repeat, run)
 
 
 def resize_to_pixels(image: np.ndarray, pixels: int) -> np.ndarray:
@@ -92,18 +88,18 @@ def speed(repeat: int) -> None:
         f"image: {BENCH_PHOTO} resized to {image.shape[1]}x{image.shape[0]} ({image.shape[0] * image.shape[1]:,} px)"
     )
     print(f"cv2 threads: {cv2.getNumThreads()}, CPUs: {os.cpu_count()}")
-    baseline = best_of(repeat, lambda: stage_baseline(image))
+    baseline = best_ms(repeat, lambda: stage_baseline(image))
     hog = get_detector("hog")
     cnn = get_detector("cnn")
     faces = stage_detect(hog, image)
     print(f"faces found by hog: {len(faces)}")
     rows = [
-        ("detect hog (upsample 0) + 5 landmarks", best_of(repeat, lambda: stage_detect(hog, image))),
-        ("detect cnn (MMOD) + 5 landmarks", best_of(max(1, repeat // 2), lambda: stage_detect(cnn, image))),
-        ("align 64 px (per face)", best_of(repeat, lambda: stage_align(image, faces[:1]))),
+        ("detect hog (upsample 0) + 5 landmarks", best_ms(repeat, lambda: stage_detect(hog, image))),
+        ("detect cnn (MMOD) + 5 landmarks", best_ms(max(1, repeat // 2), lambda: stage_detect(cnn, image))),
+        ("align 64 px (per face)", best_ms(repeat, lambda: stage_align(image, faces[:1]))),
         (
             "blur path: hog + align 128 + blur + paste_back",
-            best_of(repeat, lambda: stage_blur_path(hog, image)),
+            best_ms(repeat, lambda: stage_blur_path(hog, image)),
         ),
     ]
     print(f"\n{'stage':<50} {'ms':>9} {'baseline ms':>12} {'ratio':>8}")
@@ -129,7 +125,7 @@ def embed_speed(repeat: int) -> None:
     img = crops_to_img(crops)
     dlib_rec, torch_rec = DlibRecognizer(), TorchDlibRecognizer()
     dlib_rec.embed(crops[:1])
-    baseline = best_of(repeat, lambda: dlib_rec.embed(crops)) / 32
+    baseline = best_ms(repeat, lambda: dlib_rec.embed(crops)) / 32
 
     def backward() -> None:
         x = img.clone().requires_grad_(True)
@@ -144,18 +140,18 @@ def embed_speed(repeat: int) -> None:
     with torch.no_grad():
         for name, model in models:
             model(img[:1])  # warm-up
-            rows.append((f"embed {name} batch 1", best_of(repeat, lambda m=model: m(img[:1])), baseline))
+            rows.append((f"embed {name} batch 1", best_ms(repeat, lambda m=model: m(img[:1])), baseline))
             rows.append(
-                (f"embed {name} batch 32 (per face)", best_of(repeat, lambda m=model: m(img)) / 32, baseline)
+                (f"embed {name} batch 32 (per face)", best_ms(repeat, lambda m=model: m(img)) / 32, baseline)
             )
-    rows.append(("embed torch-dlib fwd+bwd batch 32 (per face)", best_of(repeat, backward) / 32, baseline))
+    rows.append(("embed torch-dlib fwd+bwd batch 32 (per face)", best_ms(repeat, backward) / 32, baseline))
 
     def path(recognizer: DlibRecognizer | TorchDlibRecognizer) -> None:
         recognizer.embed(np.stack(stage_align(image, hog.detect(image), 150)))
 
     rows.append(
-        ("path: hog + align 150 + embed torch-dlib (per image)", best_of(repeat, lambda: path(torch_rec)),
-         best_of(repeat, lambda: path(dlib_rec)))
+        ("path: hog + align 150 + embed torch-dlib (per image)", best_ms(repeat, lambda: path(torch_rec)),
+         best_ms(repeat, lambda: path(dlib_rec)))
     )  # fmt: skip
     print(
         f"\n{'embed stage (torch threads ' + str(torch.get_num_threads()) + ')':<52} {'ms':>9} {'dlib C++ ms':>12} {'ratio':>6}"

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from timing import best_of
 
 from ifadit.models.stylegan2 import ops
 from ifadit.models.stylegan2.checkpoint import read_config
@@ -73,16 +73,6 @@ class PlainGenerator(torch.nn.Module):
         return img
 
 
-def best_time(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def bench_generation(repeat: int) -> None:
     print("generation, images/s (best of repeats; G_ema eval, fused modconv, const noise)")
     print(f"  {'res':>4} {'batch':>5} {'plain conv':>11} {'stylegan2':>10} {'ratio':>6}")
@@ -95,8 +85,8 @@ def bench_generation(repeat: int) -> None:
         for batch in (1, 16):
             z = torch.randn(batch, cfg.z_dim)
             with torch.no_grad():
-                t_plain = best_time(lambda p=plain, b=batch: p(b), repeat)
-                t_g = best_time(lambda g=G, zz=z: g(zz, noise_mode="const"), repeat)
+                t_plain = best_of(repeat, lambda p=plain, b=batch: p(b), warm_up=True)
+                t_g = best_of(repeat, lambda g=G, zz=z: g(zz, noise_mode="const"), warm_up=True)
             ips_plain, ips_g = batch / t_plain, batch / t_g
             print(f"  {res:>4} {batch:>5} {ips_plain:>11.1f} {ips_g:>10.1f} {ips_g / ips_plain:>6.2f}")
 

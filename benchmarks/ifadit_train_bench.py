@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import run_times
 
 from ifadit.models.stylegan2.checkpoint import save_generator
 from ifadit.models.stylegan2.networks import Generator, GeneratorConfig
@@ -39,13 +39,7 @@ GEN64 = GeneratorConfig(
 
 def seconds(fn: Callable[[], object], repeat: int) -> float:
     """Median wall seconds of `fn` over `repeat` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(np.median(run_times(repeat, fn, warm_up=True)))
 
 
 def params(module: torch.nn.Module) -> int:

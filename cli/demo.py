@@ -125,7 +125,20 @@ def side_by_side(paths: list[Path], target: Path) -> None:
     write_image(target, np.concatenate(padded, axis=1))
 
 
-def main() -> None:
+def anonymize(user: str, photo: Path, name: str, *extra: str, expect: int = 0, note: str) -> None:
+    """`ifadit anonymize` of `photo` as `user` into released/`name` under the case key."""
+    output = str(OUT / f"released/{name}")
+    ifadit(user, "anonymize", str(photo), "-o", output, "--case", CASE, *extra, expect=expect, note=note)
+
+
+def restore_args(name: str, *extra: str) -> list[str]:
+    """`ifadit restore` of released/`name` into restored/`name` for the case, with the warrant as reason."""
+    source, target = str(OUT / f"released/{name}"), str(OUT / f"restored/{name}")
+    return ["restore", source, "-o", target, "--case", CASE, "--reason", REASON, *extra]
+
+
+def fresh_output() -> Path:
+    """An empty demo-out/ with released/ and restored/, and the astronaut photo in it."""
     from skimage import data
 
     from ifadit.media.image import write_image
@@ -136,96 +149,43 @@ def main() -> None:
     (OUT / "restored").mkdir()
     photo = OUT / "astronaut.png"
     write_image(photo, data.astronaut())
-    reversible = model_shipped()
+    return photo
 
+
+def vault_section() -> str:
+    """1: the vault, its people and the case key (returned)."""
     section("1. The vault: an admin, four people with separated roles, one key for the case")
     ifadit("admin", "vault", "init", "--admin", "admin")
     for user, role in PEOPLE.items():
         ifadit("admin", "users", "add", user, "--role", role, new_passphrase=passphrase(user))
     key = ifadit("admin", "keys", "issue", "--case", CASE, "--purpose", "CCTV release to the press")
     ifadit("admin", "keys", "list")
+    return key
 
+
+def anonymize_section(photo: Path, reversible: bool) -> None:
+    """2: a surrogate (when the model is shipped), the baselines, a sealed original, a refused operator."""
     section("2. Anonymize (operator)")
     if reversible:
-        ifadit(
-            "olga",
-            "anonymize",
-            str(photo),
-            "-o",
-            str(OUT / "released/surrogate.png"),
-            "--case",
-            CASE,
-            "--backend",
-            "ifadit",
-            note="a natural surrogate face under the case key",
-        )
+        note = "a natural surrogate face under the case key"
+        anonymize("olga", photo, "surrogate.png", "--backend", "ifadit", note=note)
     else:
         print(
             "\n  The reversible iFADIT model is not shipped yet (its generator is still training, issues 5-6):"
         )
         print("  this demo uses the baselines, and --seal-original for a bit-exact, authorized restore.")
-    ifadit(
-        "olga",
-        "anonymize",
-        str(photo),
-        "-o",
-        str(OUT / "released/blurred.png"),
-        "--case",
-        CASE,
-        "--backend",
-        "blur",
-        note="non-reversible baseline",
-    )
-    ifadit(
-        "olga",
-        "anonymize",
-        str(photo),
-        "-o",
-        str(OUT / "released/sealed.png"),
-        "--case",
-        CASE,
-        "--backend",
-        "pixelate",
-        "--seal-original",
-        note="original face sealed under the case key",
-    )
-    ifadit(
-        "ivan",
-        "anonymize",
-        str(photo),
-        "-o",
-        str(OUT / "released/x.png"),
-        "--case",
-        CASE,
-        expect=1,
-        note="an investigator may not anonymize",
-    )
+    anonymize("olga", photo, "blurred.png", "--backend", "blur", note="non-reversible baseline")
+    note = "original face sealed under the case key"
+    anonymize("olga", photo, "sealed.png", "--backend", "pixelate", "--seal-original", note=note)
+    anonymize("ivan", photo, "x.png", expect=1, note="an investigator may not anonymize")
 
+
+def restore_section(reversible: bool) -> list[str]:
+    """3: restores refused, awaiting approval, approved and exact, single-use; the exact restore's arguments."""
     section("3. Restore: request, a second person's approval, exact restore")
-    restore = [
-        "restore",
-        str(OUT / "released/sealed.png"),
-        "-o",
-        str(OUT / "restored/sealed.png"),
-        "--case",
-        CASE,
-        "--reason",
-        REASON,
-        "--exact",
-    ]
-    ifadit(
-        "ivan",
-        "restore",
-        str(OUT / "released/blurred.png"),
-        "-o",
-        str(OUT / "restored/blurred.png"),
-        "--case",
-        CASE,
-        "--reason",
-        REASON,
-        expect=1,
-        note="a blurred face without sealed original is gone",
-    )
+    restore = restore_args("sealed.png", "--exact")
+    note = "a blurred face without sealed original is gone"
+    ifadit("ivan", *restore_args("blurred.png"), expect=1, note=note)
     ifadit("ivan", *restore, expect=3, note="policy: an approver must agree first")
     pending = json.loads(ifadit("alice", "requests", "list", "--state", "pending", "--json"))
     request = pending[0]["handle"]
@@ -235,19 +195,30 @@ def main() -> None:
     ifadit("ivan", *restore, expect=3, note="an approval is single-use")
     if reversible:
         model_restores()
+    return restore
 
+
+def revoke_section(key: str, restore: list[str]) -> None:
+    """4: revoke, then destroy the case key; the exact restore is refused each time."""
     section("4. Revoke, then destroy: restores are refused, naming the key's state")
     ifadit("admin", "keys", "revoke", key, "--reason", "case closed", "--yes")
     ifadit("ivan", *restore, expect=1, note="revoked keys restore nothing")
     ifadit("admin", "keys", "destroy", key, "--reason", "retention period over", "--yes")
     ifadit("ivan", *restore, expect=1, note="destroyed: the anonymization is now permanent")
 
+
+def audit_section() -> Path:
+    """5: the auditor's export and offline verification; the bundle's path."""
     section("5. The auditor exports the log and verifies it offline with only the public key")
     bundle, public = OUT / "case.audit.jsonl", OUT / "vault.pub"
     ifadit("audrey", "audit", "export", "-o", str(bundle), "--public-key-out", str(public))
     ifadit("audrey", "audit", "show", "--case", CASE)
     ifadit("audrey", "audit", "verify", str(bundle), "--public-key", str(public))
+    return bundle
 
+
+def summary(photo: Path, reversible: bool, bundle: Path) -> None:
+    """The side-by-side picture of the outputs, and where everything is."""
     picture = OUT / "side-by-side.png"
     panels = {
         "original": photo,
@@ -262,6 +233,17 @@ def main() -> None:
     section("Done")
     print(f"  {' | '.join(panels)}: {picture}")
     print(f"  outputs in {OUT}/released, restores in {OUT}/restored, audit bundle {bundle}")
+
+
+def main() -> None:
+    photo = fresh_output()
+    reversible = model_shipped()
+    key = vault_section()
+    anonymize_section(photo, reversible)
+    restore = restore_section(reversible)
+    revoke_section(key, restore)
+    bundle = audit_section()
+    summary(photo, reversible, bundle)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ from keyvault import VaultError
 # Each module exposes `register(group: click.Group) -> None` and adds its commands to the root group.
 COMMAND_MODULES: tuple[str, ...] = (
     "cli.detect",
-    "cli.lab",
-    "cli.train_ifadit",
-    "cli.train_id2face",
+    "cli.train",
     "cli.admin",
     "cli.audit",
     "cli.anonymize",

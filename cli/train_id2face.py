@@ -7,17 +7,14 @@ from typing import Any
 
 import click
 
-from cli.lab import train_group
 from cli.training_run import (
     OUT_OPTION,
     RESUME_OPTION,
     THREADS_OPTION,
     checkpoint_minutes_option,
     device_option,
-    echo_model_run,
-    run_options,
-    run_with_progress,
     steps_option,
+    train_model_run,
 )
 from ifadit.training.options import Id2FaceOptions, read_id2face_options
 
@@ -84,15 +81,7 @@ _DEFAULTS = Id2FaceOptions(data="", out="")
 @checkpoint_minutes_option(_DEFAULTS.checkpoint_minutes)
 @device_option()
 @THREADS_OPTION
-def train_id2face_command(
-    data: Path | None,
-    out: Path,
-    resume: bool,
-    steps: int | None,
-    device: str,
-    threads: int | None,
-    **fields: Any,
-) -> None:
+def train_id2face_command(**fields: Any) -> None:
     """Train the ID²Face anonymizer: identity VAE first, then attribute encoder, harmonizer and denoiser.
 
     The run's model/ folder is what `ifadit anonymize --backend id2face` loads from pretrained/id2face-64.
@@ -102,28 +91,11 @@ def train_id2face_command(
       ifadit train id2face --data cache/celeba-train-64.npz --out runs/id2face64 --threads 1
       ifadit train id2face --out runs/id2face64 --resume --steps 100000
     """
-    options = run_options(
-        read_id2face_options,
-        lambda: Id2FaceOptions(data=str(data), out=str(out), steps=steps, **fields),
-        out,
-        resume,
-        steps,
-        required={"data": data},
-    )
     from ifadit.training.id2face import train_id2face  # torch loads here, not at every `ifadit` start-up
 
-    state = run_with_progress(
-        out,
-        options.steps,
-        resume,
-        lambda stats: {"phase": int(stats["phase"]), "loss": f"{stats['loss']:.4f}"},
-        lambda on_step: train_id2face(
-            options, resume=resume, on_step=on_step, threads=threads, device=device
-        ),
-    )
-    echo_model_run(options.out, state.step, state.wall_seconds)
+    train_model_run(train_id2face, read_id2face_options, Id2FaceOptions, _postfix, {}, **fields)
 
 
-def register(group: click.Group) -> None:
-    """Add `id2face` to the `train` group (registered on the root by `cli.lab`)."""
-    train_group.add_command(train_id2face_command)
+def _postfix(stats: dict[str, float]) -> dict[str, Any]:
+    """The progress bar's phase (1: identity VAE, 2: denoiser) and loss."""
+    return {"phase": int(stats["phase"]), "loss": f"{stats['loss']:.4f}"}

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from cli.lab import train_group
 from cli.training_run import (
     OUT_OPTION,
     RESUME_OPTION,
@@ -17,10 +15,8 @@ from cli.training_run import (
     Decorator,
     checkpoint_minutes_option,
     device_option,
-    echo_model_run,
-    run_options,
-    run_with_progress,
     steps_option,
+    train_model_run,
 )
 from ifadit.training.options import (
     Phase1Options,
@@ -90,40 +86,9 @@ def _common(defaults: Phase1Options | Phase2Options) -> Decorator:
     return apply
 
 
-def _train_phase(
-    phase: str,
-    read: Callable[[Path], Any],
-    make: Callable[..., Any],
-    source: dict[str, Path | None],
-    data: Path | None,
-    out: Path,
-    resume: bool,
-    steps: int | None,
-    device: str,
-    threads: int | None,
-    **fields: Any,
-) -> None:
-    """Options of a new or resumed run of `phase` ('phase1', 'phase2'; `source` names its starting model),
-    then the run with a progress bar on stderr and a line saying where it stopped."""
-    required = {**source, "data": data}
-    options = run_options(
-        read,
-        lambda: make(**{k: str(v) for k, v in required.items()}, out=str(out), steps=steps, **fields),
-        out,
-        resume,
-        steps,
-        required,
-    )
-    module = importlib.import_module(f"ifadit.training.{phase}")  # torch loads here, not at every start-up
-    train = getattr(module, f"train_{phase}")
-    state = run_with_progress(
-        Path(options.out),
-        options.steps,
-        resume,
-        lambda stats: {"loss": f"{stats['loss']:.3f}"},
-        lambda on_step: train(options, resume=resume, on_step=on_step, threads=threads, device=device),
-    )
-    echo_model_run(options.out, state.step, state.wall_seconds)
+def _loss(stats: dict[str, float]) -> dict[str, str]:
+    """The progress bar's loss."""
+    return {"loss": f"{stats['loss']:.3f}"}
 
 
 @click.command("encoder")
@@ -158,9 +123,13 @@ def train_encoder(generator: Path | None, init: Path | None, **common: Any) -> N
     """
     if init is not None and generator is not None:
         raise click.UsageError("--init brings its own generator: leave --generator out")
+    from ifadit.training.phase1 import train_phase1  # torch loads here, not at every start-up
+
     source = {"generator": init if init is not None else generator}
     init_folder = None if init is None else str(init)
-    _train_phase("phase1", read_phase1_options, Phase1Options, source, init=init_folder, **common)
+    train_model_run(
+        train_phase1, read_phase1_options, Phase1Options, _loss, source, init=init_folder, **common
+    )
 
 
 @click.command("flow")
@@ -197,11 +166,7 @@ def train_flow(encoder: Path | None, weights: dict[str, float], **common: Any) -
       ifadit train flow --encoder runs/enc64 --data cache/celeba-train-64.npz --out runs/flow64b \
         --weight recoverability=4 --weight fidelity=2
     """
+    from ifadit.training.phase2 import train_phase2  # torch loads here, not at every start-up
+
     fields: dict[str, Any] = {**common, **weights}
-    _train_phase("phase2", read_phase2_options, Phase2Options, {"encoder": encoder}, **fields)
-
-
-def register(group: click.Group) -> None:
-    """Add `encoder` and `flow` to the `train` group (registered on the root by `cli.lab`)."""
-    train_group.add_command(train_encoder)
-    train_group.add_command(train_flow)
+    train_model_run(train_phase2, read_phase2_options, Phase2Options, _loss, {"encoder": encoder}, **fields)

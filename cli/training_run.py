@@ -1,5 +1,6 @@
-"""What the `ifadit train ...` commands share: their common options, new-or-resumed run options, and the runner
-that shows a progress bar and turns `kill PID` into a checkpointed stop."""
+"""What the `ifadit train ...` commands share: their common options, new-or-resumed run options, the runner
+that shows a progress bar and turns `kill PID` into a checkpointed stop, and `train_model_run`, the whole
+command of a run that exports a model folder."""
 
 from __future__ import annotations
 
@@ -8,14 +9,25 @@ import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 from tqdm import tqdm
 
-from ifadit.training.options import latest_step
+from ifadit.training.options import RunControl, latest_step
+
+
+class RunOptions(Protocol):
+    """What the progress bar reads of a run's options."""
+
+    @property
+    def out(self) -> str: ...
+    @property
+    def steps(self) -> int | None: ...
+
 
 T = TypeVar("T")
+Opts = TypeVar("Opts", bound=RunOptions)
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 OUT_OPTION = click.option(
@@ -83,15 +95,16 @@ def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def run_with_progress(
-    out: Path,
-    steps: int | None,
-    resume: bool,
+    train: Callable[[Opts, RunControl], T],
+    options: Opts,
+    control: RunControl,
     postfix: Callable[[dict[str, float]], dict[str, Any]],
-    train: Callable[[Callable[[int, dict[str, float]], None]], T],
 ) -> T:
-    """`train(on_step)` with a step progress bar on stderr (`postfix(stats)` beside it); SIGTERM stops it like
-    Ctrl-C, so the loop checkpoints first."""
-    bar = tqdm(total=steps, initial=latest_step(out) if resume else 0, unit="step", dynamic_ncols=True)
+    """`train(options, control)`, the one signature of the `ifadit.training` loops, with a step progress bar on
+    stderr (`postfix(stats)` beside it) as `control.on_step`; SIGTERM stops it like Ctrl-C, so the loop
+    checkpoints first."""
+    initial = latest_step(Path(options.out)) if control.resume else 0
+    bar = tqdm(total=options.steps, initial=initial, unit="step", dynamic_ncols=True)
 
     def on_step(step: int, stats: dict[str, float]) -> None:
         bar.set_postfix(**postfix(stats), refresh=False)
@@ -100,11 +113,39 @@ def run_with_progress(
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         with bar:
-            return train(on_step)
+            return train(options, dataclasses.replace(control, on_step=on_step))
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def echo_model_run(out: str, step: int, wall_seconds: float) -> None:
-    """The closing line of a run that exports a model folder."""
-    click.echo(f"{out}: step {step}, {wall_seconds / 60:.1f} min; model in {out}/model")
+def train_model_run(
+    train: Callable[[Any, RunControl], Any],
+    read: Callable[[Path], Any],
+    make: Callable[..., Any],
+    postfix: Callable[[dict[str, float]], dict[str, Any]],
+    source: dict[str, Path | None],
+    data: Path | None,
+    out: Path,
+    resume: bool,
+    steps: int | None,
+    device: str,
+    threads: int | None,
+    **fields: Any,
+) -> None:
+    """A run that exports a model folder (iFADIT phases, ID²Face): its options, new (`make`, after checking
+    that `source`, the starting model if any, and `data` were given) or resumed (`read`), then `train` with a
+    progress bar on stderr (`postfix(stats)` beside it) and a line saying where it stopped."""
+    required = {**source, "data": data}
+    options = run_options(
+        read,
+        lambda: make(**{k: str(v) for k, v in required.items()}, out=str(out), steps=steps, **fields),
+        out,
+        resume,
+        steps,
+        required,
+    )
+    control = RunControl(resume=resume, threads=threads, device=device)
+    state = run_with_progress(train, options, control, postfix)
+    click.echo(
+        f"{options.out}: step {state.step}, {state.wall_seconds / 60:.1f} min; model in {options.out}/model"
+    )

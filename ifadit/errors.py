@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+# Deliberate mirror of keyvault.errors.VaultError (message + hint + exit code): keyvault never imports ifadit
+# (an auditor installs it alone), so the two roots cannot share a base; keep them alike by hand.
 class IfaditError(Exception):
     """Root of every error ifadit raises on purpose. `exit_code` follows the CLI convention."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+# Deliberate mirror of ifadit.errors.IfaditError (message + hint + exit code): keyvault never imports ifadit
+# (an auditor installs it alone), so the two roots cannot share a base; keep them alike by hand.
 class VaultError(Exception):
     """Root of every error the vault raises on purpose."""
 

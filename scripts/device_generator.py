@@ -29,8 +29,8 @@ from types import FrameType
 
 from ifadit.errors import IfaditError, InputError
 from ifadit.training.crop_pack import pack_crops, unpack_crops
-from ifadit.training.loop import train
-from ifadit.training.options import latest_checkpoint, read_options
+from ifadit.training.loop import train_generator
+from ifadit.training.options import RunControl, latest_checkpoint, read_options
 
 
 def stop_after(minutes: float) -> None:
@@ -69,7 +69,7 @@ def run(folder: Path, pack: Path | None, minutes: float, device: str, export: Pa
 
     stop_after(minutes)
     try:
-        state = train(options, resume=resume, on_step=report, device=device)
+        state = train_generator(options, RunControl(resume=resume, on_step=report, device=device))
         print(f"{folder}: step {state.step}, {state.nimg / 1000:.1f} kimg", flush=True)
     except KeyboardInterrupt:
         print(f"{folder}: stopped after {minutes} min with a checkpoint", flush=True)

@@ -13,6 +13,7 @@ import argparse
 import json
 import platform
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from PIL import Image
 
 from ifadit.models.pretrained_index import record_shipped
 from ifadit.models.stylegan2.checkpoint import load_generator, save_generator
+from ifadit.models.stylegan2.networks import Generator
 
 PRETRAINED = Path("pretrained")
 DATA = (
@@ -187,7 +189,7 @@ ifadit/models/ifadit/model.py). Each shipped version must measure better than th
 """
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -204,20 +206,32 @@ def main() -> None:
         default=SHARED_CPU,
         help="how the run used the CPU, for the card's wall-time line",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    checkpoints = args.run / "checkpoints"
-    chosen = args.checkpoint or json.loads((checkpoints / "latest.json").read_text())["path"]
+
+def read_run(
+    run: Path, checkpoint: str | None
+) -> tuple[Generator, dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """The run's G_ema at `checkpoint` (default: the newest), that checkpoint's state, the run's options, and
+    the model card of the generator it was warm-started from (None for a run from scratch)."""
+    checkpoints = run / "checkpoints"
+    chosen = checkpoint or json.loads((checkpoints / "latest.json").read_text())["path"]
     generator, _ = load_generator(checkpoints / chosen / "G_ema")
     state = json.loads((checkpoints / chosen / "state.json").read_text())
-    options = json.loads((args.run / "options.json").read_text())
-    lines = [json.loads(line) for line in args.frechet.read_text().splitlines() if line.strip()]
-    measured = [r for r in lines if "frechet_faceres" in r]
+    options = json.loads((run / "options.json").read_text())
     previous = None
     if options.get("init_generator"):  # read before the folder is overwritten (it may be the same one)
         previous = json.loads((Path(options["init_generator"]) / "model_card.json").read_text())
-    stages = earlier_stages(previous)
-    stage = len(stages) + 1
+    return generator, state, options, previous
+
+
+def frechet_trend(
+    frechet: Path, previous: dict[str, Any] | None, stage: int
+) -> tuple[list[dict[str, Any]], float | None]:
+    """The Fréchet rows of every stage so far (the base's from its card, this stage's from `frechet`), and the
+    real-vs-real floor (measured now, else the base's)."""
+    lines = [json.loads(line) for line in frechet.read_text().splitlines() if line.strip()]
+    measured = [r for r in lines if "frechet_faceres" in r]
     trend = [{"stage": "1", **r} for r in (previous or {}).get("frechet_faceres", [])]
     base_sha = None if previous is None else previous["sha256"][:12]  # a re-measured base row names the base
     trend += [
@@ -227,9 +241,31 @@ def main() -> None:
     floor = next((r["real_vs_real"] for r in lines if "real_vs_real" in r), None)
     if floor is None and previous is not None:
         floor = previous.get("real_vs_real")
+    return trend, floor
 
-    folder = args.pretrained / args.name
-    params = sum(p.numel() for p in generator.parameters())
+
+def start_line(previous: dict[str, Any] | None, options: dict[str, Any], stage: int) -> str:
+    """How this stage started: from scratch, or warm from the previous stage (widened, when it was)."""
+    start = f"warm start from stage {stage - 1}" if previous is not None else "from scratch"
+    if previous is not None:
+        before = (previous["options"]["channel_base"], previous["options"]["channel_max"])
+        if before != (options["channel_base"], options["channel_max"]):
+            start += (
+                f", widened from channel base / max {before[0]} / {before[1]} to {options['channel_base']} / "
+                f"{options['channel_max']} (same images at step 0: `ifadit.models.stylegan2.widen`)"
+            )
+    return start
+
+
+def main() -> None:
+    args = parse_args()
+    # 1. The run, its stage and the trend so far.
+    generator, state, options, previous = read_run(args.run, args.checkpoint)
+    stages = earlier_stages(previous)
+    stage = len(stages) + 1
+    trend, floor = frechet_trend(args.frechet, previous, stage)
+    start = start_line(previous, options, stage)
+    # 2. The card's facts, with this stage appended.
     card = {
         "data": DATA,
         "step": state.get("step"),
@@ -240,14 +276,6 @@ def main() -> None:
         "real_vs_real": floor,
         "noise_mode": "none",
     }
-    start = f"warm start from stage {stage - 1}" if previous is not None else "from scratch"
-    if previous is not None:
-        before = (previous["options"]["channel_base"], previous["options"]["channel_max"])
-        if before != (options["channel_base"], options["channel_max"]):
-            start += (
-                f", widened from channel base / max {before[0]} / {before[1]} to {options['channel_base']} / "
-                f"{options['channel_max']} (same images at step 0: `ifadit.models.stylegan2.widen`)"
-            )
     this_stage = {
         "stage": stage,
         "step": state.get("step"),
@@ -255,26 +283,28 @@ def main() -> None:
         "wall_hours": round(state.get("wall_seconds", 0) / 3600, 2),
         "how": f"{start}; `{run_command(options)}`",
     }
-    card["stages"] = [*stages, this_stage]
+    all_stages = [*stages, this_stage]
+    card["stages"] = all_stages
+    # 3. Weights, samples, MODEL_CARD.md and the index entry.
+    folder = args.pretrained / args.name
+    params = sum(p.numel() for p in generator.parameters())
     model_id = save_generator(generator, folder, args.name, card=card)
     sample_grid(generator, folder / "samples.png", noise_mode="none")
     config = json.loads((folder / "config.json").read_text())["config"]
-    (folder / "MODEL_CARD.md").write_text(
-        card_markdown(
-            args.name,
-            config,
-            state,
-            options,
-            trend,
-            floor,
-            params,
-            card["stages"],
-            start,
-            args.note,
-            args.compute,
-        )
+    markdown = card_markdown(
+        args.name,
+        config,
+        state,
+        options,
+        trend,
+        floor,
+        params,
+        all_stages,
+        start,
+        args.note,
+        args.compute,
     )
-
+    (folder / "MODEL_CARD.md").write_text(markdown)
     record_shipped(args.pretrained, args.name, model_id)
     print(f"shipped {model_id} to {folder}")
 

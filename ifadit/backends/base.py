@@ -47,15 +47,6 @@ class Backend(Protocol):
         ...
 
 
-def check_crops(crops: np.ndarray) -> None:
-    """Raise `ValueError` unless `crops` is a uint8 batch of square RGB crops [N, S, S, 3]."""
-    if not isinstance(crops, np.ndarray) or crops.dtype != np.uint8 or crops.ndim != 4:
-        got = f"{crops.dtype} {crops.shape}" if isinstance(crops, np.ndarray) else type(crops).__name__
-        raise ValueError(f"expected uint8 crops [N, S, S, 3], got {got}")
-    if crops.shape[1] != crops.shape[2] or crops.shape[3] != 3:
-        raise ValueError(f"expected square RGB crops [N, S, S, 3], got {crops.shape}")
-
-
 def not_reversible(name: str) -> BackendUnavailable:
     """The error a non-reversible backend raises from `restore_crops`."""
     return BackendUnavailable(

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ifadit.backends.base import check_crops, not_reversible
+from ifadit.backends.base import not_reversible
+from ifadit.faces.align import check_crops
 
 
 @dataclass(frozen=True)

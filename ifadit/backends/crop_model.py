@@ -1,6 +1,6 @@
 """What the model backends on canonical crops share: where their model folder is by default, which of its files
-are missing, loading a folder once per process, and running a network over crops in batches at the network's
-own resolution."""
+are missing, loading a folder once per process, running a network over crops in batches at the network's own
+resolution, and `CropModelBackend`, the constructor of every backend built on one such model folder."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import copy
 import functools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from ifadit.models.model_folder import CONFIG_FILE, WEIGHTS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Loaded = TypeVar("Loaded", bound=tuple[torch.nn.Module, str, str])  # (model, model id, weights sha256)
+Net = TypeVar("Net", bound=torch.nn.Module)  # a crop model with `config.resolution`
 
 
 def default_model_dir(name: str) -> Path:
@@ -92,3 +94,53 @@ def map_crops(
 def uint8_crops(img: torch.Tensor) -> np.ndarray:
     """img [N,3,S,S] in [-1, 1] -> [N,S,S,3] uint8 crops."""
     return ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+class _Architecture(Protocol):
+    resolution: int  # side of the crops the network works at, in pixels
+
+
+class _Configured(Protocol):
+    config: _Architecture  # the model's config.json, as its config dataclass
+
+
+@dataclass(frozen=True)
+class ModelFolder(Generic[Net]):
+    """Which model folder a `CropModelBackend` loads, how, and what it raises when the folder is not there."""
+
+    name: str  # folder under pretrained/, e.g. "ifadit-64"
+    load: Callable[[Path], tuple[Net, str, str]]  # folder -> (model, model id, weights sha256)
+    not_found: Callable[[Path, str], Exception]  # (folder, what is missing) -> the error to raise
+
+
+class CropModelBackend(Generic[Net]):
+    """A backend that runs one trained model folder over canonical crops at the model's resolution.
+
+    The constructor is the same for every such backend; a subclass names its `folder` (a `ModelFolder`).
+    """
+
+    folder: ClassVar[ModelFolder[Any]]
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 16,
+        model: tuple[Net, str, str] | None = None,
+    ) -> None:
+        """Load the model from `model_dir` (default `default_model_dir(folder.name)`), or take a loaded `model`
+        as (model, model id, sha256)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        if model is None:
+            path = model_folder(model_dir, self.folder.name, self.folder.not_found)
+            model = loaded_once(path, self.folder.load, self.device)
+        net, self.model_id, self.model_sha256 = model
+        self.model: Net = net.eval().to(self.device)
+        self.batch_size = batch_size
+        self.crop_size = cast(_Configured, net).config.resolution
+
+    def map_crops(self, crops: np.ndarray, net: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        """`map_crops` at this backend's resolution, batch size and device."""
+        return map_crops(crops, self.crop_size, self.batch_size, self.device, net)

@@ -16,11 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ifadit.backends import crop_model
-from ifadit.backends.base import check_crops, not_reversible
+from ifadit.backends.base import not_reversible
 from ifadit.errors import BackendUnavailable
+from ifadit.faces.align import check_crops
 from ifadit.models.id2face.checkpoint import load_id2face
 from ifadit.models.id2face.model import Id2FaceModel
 from keyvault import KeyMaterial
@@ -52,12 +52,13 @@ def seed_from_key(key: bytes | None, model_id: str) -> int:
     return int.from_bytes(stream, "big") >> 1
 
 
-class Id2FaceBackend:
+class Id2FaceBackend(crop_model.CropModelBackend[Id2FaceModel]):
     """Non-reversible anonymization of canonical crops with a trained `Id2FaceModel`."""
 
     name = "id2face"
     reversible = False
     colour_match = True  # generated faces get the frame's colours at the seam
+    folder = crop_model.ModelFolder(MODEL_NAME, load_id2face, _not_found)
 
     def __init__(
         self,
@@ -67,31 +68,16 @@ class Id2FaceBackend:
         steps: int | None = None,
         model: tuple[Id2FaceModel, str, str] | None = None,
     ) -> None:
-        """Load the model from `model_dir` (default `default_model_dir()`), or take a loaded `model` as
-        (model, model id, sha256). `steps`: DDIM steps (default: the model config's)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = torch.device(device)
-        if model is None:
-            folder = crop_model.model_folder(model_dir, MODEL_NAME, _not_found)
-            model = crop_model.loaded_once(folder, load_id2face, self.device)
-        net, self.model_id, self.model_sha256 = model
-        self.model = net.eval().to(self.device)
-        self.batch_size = batch_size
+        """`CropModelBackend`'s model (from `model_dir`, default `default_model_dir()`, or a loaded `model`)
+        and `steps`: DDIM steps (default: the model config's)."""
+        super().__init__(model_dir, device, batch_size, model)
         self.steps = steps
-        self.crop_size = net.config.resolution
 
     def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
         """[N,S,S,3] uint8 -> the same faces (attributes) with new identities drawn under `key`."""
         check_crops(crops)
         seed = seed_from_key(key, self.model_id)
-        return crop_model.map_crops(
-            crops,
-            self.crop_size,
-            self.batch_size,
-            self.device,
-            lambda img: self.model.anonymize(img, seed, self.steps),
-        )
+        return self.map_crops(crops, lambda img: self.model.anonymize(img, seed, self.steps))
 
     def restore_crops(
         self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None

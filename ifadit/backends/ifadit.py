@@ -9,15 +9,14 @@ is missing and how to produce it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ifadit.backends import crop_model
-from ifadit.backends.base import check_crops
 from ifadit.errors import ModelError
+from ifadit.faces.align import check_crops
 from ifadit.faces.blend import paste_in_crop
 from ifadit.models.ifadit.checkpoint import load_ifadit
 from ifadit.models.ifadit.flow import condition_from_key
@@ -62,32 +61,14 @@ def pasted_publish(mask_scale: float, colour_match: bool) -> Publish:
     return publish
 
 
-class IfaditBackend:
-    """Reversible anonymization of canonical crops with a trained `IfaditModel`."""
+class IfaditBackend(crop_model.CropModelBackend[IfaditModel]):
+    """Reversible anonymization of canonical crops with a trained `IfaditModel` (constructor: `CropModelBackend`:
+    `model_dir` default `default_model_dir()`, `device`, `batch_size`, or a loaded `model`)."""
 
     name = "ifadit"
     reversible = True
     colour_match = True  # generated faces get the frame's colours at the seam
-
-    def __init__(
-        self,
-        model_dir: Path | None = None,
-        device: str = "cpu",
-        batch_size: int = 16,
-        model: tuple[IfaditModel, str, str] | None = None,
-    ) -> None:
-        """Load the model from `model_dir` (default `default_model_dir()`), or take a loaded `model`
-        as (model, model id, sha256)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = torch.device(device)
-        if model is None:
-            folder = crop_model.model_folder(model_dir, MODEL_NAME, _not_shipped)
-            model = crop_model.loaded_once(folder, load_ifadit, self.device)
-        net, self.model_id, self.model_sha256 = model
-        self.model = net.eval().to(self.device)
-        self.batch_size = batch_size
-        self.crop_size = net.config.resolution
+    folder = crop_model.ModelFolder(MODEL_NAME, load_ifadit, _not_shipped)
 
     def condition(self, key: bytes | None) -> torch.Tensor:
         """The flow condition of 32-byte key material under this model's id (HKDF, see `condition_from_key`)."""
@@ -95,14 +76,11 @@ class IfaditBackend:
             raise ValueError("the ifadit backend needs the 32-byte key material of a vault key")
         return condition_from_key(key, self.model_id, self.model.config.flow.condition_size).to(self.device)
 
-    def _map(self, crops: np.ndarray, net: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
-        return crop_model.map_crops(crops, self.crop_size, self.batch_size, self.device, net)
-
     def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
         """[N,S,S,3] uint8 -> the same faces with surrogate identities under `key`."""
         check_crops(crops)
         c = self.condition(key)
-        return self._map(crops, lambda img: self.model.anonymize(img, c))
+        return self.map_crops(crops, lambda img: self.model.anonymize(img, c))
 
     def restore_crops(
         self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
@@ -112,4 +90,4 @@ class IfaditBackend:
         check_crops(crops)
         c = self.condition(key)
         publish = None if pasted_at is None else pasted_publish(pasted_at, self.colour_match)
-        return self._map(crops, lambda img: self.model.restore(img, c, publish))
+        return self.map_crops(crops, lambda img: self.model.restore(img, c, publish))

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ifadit.backends.base import check_crops, not_reversible
+from ifadit.backends.base import not_reversible
 from ifadit.backends.crop_model import uint8_crops
 from ifadit.errors import BackendUnavailable
+from ifadit.faces.align import check_crops
 from ifadit.faces.recognize import TorchDlibRecognizer, crops_to_img
 from ifadit.models.reverse_personalization.dpm_inversion import Grid, invert, make_grid, regenerate
 from ifadit.models.reverse_personalization.sdxl import LAYOUT_HINT, Condition, SdxlIdentityModel

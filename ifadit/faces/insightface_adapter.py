@@ -26,10 +26,9 @@ import cv2
 import numpy as np
 
 from ifadit.errors import BackendUnavailable, ModelError
-from ifadit.faces.align import CANONICAL_PADDING, TEMPLATE_5
+from ifadit.faces.align import CANONICAL_PADDING, TEMPLATE_5, check_crops
 from ifadit.faces.detect import Face, landmarks5
 from ifadit.faces.distance import Metric, paired_distances
-from ifadit.faces.recognize import check_crops
 from ifadit.media.image import check_image
 
 # Eye centres, nose tip and mouth corners (insightface's keypoint order: image-left eye first) on dlib's
@@ -257,7 +256,7 @@ class ArcFaceRecognizer:
 
     def arcface_crops(self, crops: np.ndarray) -> np.ndarray:
         """Canonical crops uint8 [N, S, S, 3] -> ArcFace-aligned crops uint8 [N, 112, 112, 3]."""
-        check_crops(crops)
+        check_crops(crops, allow_empty=False)
         matrix = canonical_to_arcface(crops.shape[1])
         return np.stack(
             [

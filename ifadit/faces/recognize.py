@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ifadit.faces.align import check_crops
 from ifadit.faces.distance import Metric, paired_distances
 from ifadit.models.dlib_resnet import DAT_NAME, DlibResNet, load_dlib_resnet, models_dir
 from ifadit.models.faceres import FaceRes, load_faceres
@@ -35,20 +36,6 @@ class Recognizer(Protocol):
     def embed(self, crops: np.ndarray) -> np.ndarray: ...
 
     def same_person(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | bool: ...
-
-
-def check_crops(crops: np.ndarray) -> None:
-    """Raise `ValueError` unless `crops` is uint8 [N,S,S,3] with N >= 1."""
-    if (
-        not isinstance(crops, np.ndarray)
-        or crops.dtype != np.uint8
-        or crops.ndim != 4
-        or crops.shape[1] != crops.shape[2]
-        or crops.shape[3] != 3
-        or len(crops) == 0
-    ):
-        got = f"{crops.dtype} {crops.shape}" if isinstance(crops, np.ndarray) else type(crops).__name__
-        raise ValueError(f"expected canonical crops uint8 [N,S,S,3], got {got}")
 
 
 def crops_to_img(crops: np.ndarray) -> torch.Tensor:
@@ -78,7 +65,7 @@ class _TorchRecognizer(_Thresholded):
         self.batch_size = batch_size  # crops per forward pass
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        check_crops(crops)
+        check_crops(crops, allow_empty=False)
         device = next(self.model.parameters()).device  # follows `model.to(...)`, e.g. a GPU in training
         out = []
         with torch.no_grad():
@@ -103,7 +90,7 @@ class DlibRecognizer(_Thresholded):
         )
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        check_crops(crops)
+        check_crops(crops, allow_empty=False)
         size = DlibResNet.input_size
         if crops.shape[1] != size:  # the same antialiased bilinear resize as the torch port, rounded to uint8
             img = F.interpolate(

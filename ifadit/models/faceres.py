@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ifadit.errors import ModelError
+from ifadit.models.recognizer_input import sized_img
 
 FETCH_COMMAND = "python scripts/fetch_faceres.py"
 WEIGHTS_NAME = "faceres.safetensors"
@@ -84,11 +85,7 @@ class FaceRes(nn.Module):
         self.layers = nn.ModuleDict(layers)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        if img.ndim != 4 or img.shape[1] != 3:
-            raise ValueError(f"expected img [N,3,H,W], got {tuple(img.shape)}")
-        size = self.input_size
-        if img.shape[2:] != (size, size):
-            img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        img = sized_img(img, self.input_size)
         x = self.conv1((img + 1.0) * 127.5)  # the model wants raw RGB 0..255
         for layer in self.layers.values():
             x = layer(x)

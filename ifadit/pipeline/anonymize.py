@@ -34,7 +34,7 @@ from ifadit.backends.base import BACKENDS, Backend
 from ifadit.faces.align import AlignedFace, align_face
 from ifadit.faces.blend import paste_back
 from ifadit.faces.detect import Detector, Face
-from ifadit.faces.registry import DETECTORS
+from ifadit.faces.registry import DETECTORS, get_detector
 from ifadit.media.image import DEFAULT_MAX_PIXELS, read_image
 from ifadit.media.manifest import FaceRecord, Manifest, new_manifest_id, sign_manifest
 from ifadit.pipeline.inputs import Item, ItemKind
@@ -80,6 +80,16 @@ class AnonymizeOptions:
             raise ValueError(f"mask_scale must be > 0, got {self.mask_scale}")
         if self.upsample < 0 or self.max_pixels < 1:
             raise ValueError("upsample must be >= 0 and max_pixels >= 1")
+
+    def build_detector(self) -> Detector:
+        """The run's face detector from these options (loads its model: once per process or worker)."""
+        return get_detector(
+            self.detector,
+            thresh=self.thresh,
+            scale=self.scale,
+            upsample=self.upsample,
+            pack_dir=self.insightface_pack,
+        )
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from ifadit.backends.base import BACKENDS, get_backend
+from ifadit.backends.base import BACKENDS, Backend, get_backend
 from ifadit.errors import IfaditError
-from ifadit.faces.registry import get_detector
+from ifadit.faces.detect import Detector
 from ifadit.pipeline.anonymize import (
     MANIFEST_PURPOSE,
     AnonymizeOptions,
@@ -57,6 +57,8 @@ from ifadit.pipeline.outputs import keyed_list_digest, list_digest
 from ifadit.pipeline.resume import Journal, clear_pending, recover_committed, write_pending
 from ifadit.pipeline.staging import Staging
 from keyvault import KeyStateError, PermissionDenied, UnsealedKey, Vault, key_fingerprint, keys, ledger
+
+OnItem = Callable[[ItemResult], None] | None  # called with each item's result as it comes in
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def run_serial(
     staging: Staging,
     *,
     progress: bool = False,
-    on_item: Callable[[ItemResult], None] | None = None,
+    on_item: OnItem = None,
 ) -> list[ItemResult]:
     """Step 3: `anonymize_item` over `items` in order; a bad input (IfaditError) is recorded and skipped."""
     results = []
@@ -153,14 +155,11 @@ class Engine(Protocol):
     def name(self) -> str: ...
 
     def run(
-        self,
-        items: Sequence[Item],
-        ctx: RunContext,
-        staging: Staging,
-        *,
-        progress: bool = False,
-        on_item: Callable[[ItemResult], None] | None = None,
-    ) -> list[ItemResult]: ...
+        self, items: Sequence[Item], ctx: RunContext, staging: Staging, *, progress: bool, on_item: OnItem
+    ) -> list[ItemResult]:
+        """`items` anonymized into `staging`, results in item order; a bar on stderr with `progress`,
+        `on_item(result)` as each item's result comes in."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -168,17 +167,7 @@ class SerialEngine:
     """Step 3 in this process, one item after the other (`run_serial`)."""
 
     name: str = "serial"
-
-    def run(
-        self,
-        items: Sequence[Item],
-        ctx: RunContext,
-        staging: Staging,
-        *,
-        progress: bool = False,
-        on_item: Callable[[ItemResult], None] | None = None,
-    ) -> list[ItemResult]:
-        return run_serial(items, ctx, staging, progress=progress, on_item=on_item)
+    run = staticmethod(run_serial)
 
 
 ENGINES = ("serial", "ray")
@@ -297,67 +286,33 @@ def anonymize_paths(
     `engine` runs step 3 (default `SerialEngine()`); `checkpoint=N` commits, journals and publishes every N
     items. Outputs journalled by an earlier run and verified are skipped (see `ifadit.pipeline.resume`).
     """
-    options.check()  # 1
-    if checkpoint is not None and checkpoint < 1:
-        raise ValueError(f"checkpoint must be >= 1 item, got {checkpoint}")
-    items = plan_items(list(inputs), Path(output), lossless_video=options.lossless)
-    backend = get_backend(options.backend, **dict(options.backend_options))
-    detector = get_detector(
-        options.detector,
-        thresh=options.thresh,
-        scale=options.scale,
-        upsample=options.upsample,
-        pack_dir=options.insightface_pack,
-    )
+    # 1. Plan the items and build the backend and detector; choose the key.
+    items, backend, detector = _plan(inputs, output, options, checkpoint)
     handle = choose_key(vault, key=key, case=case)
     if handle is None and (backend.reversible or options.seal_original):
         needs = "--seal-original" if options.seal_original else f"backend {backend.name!r}"
         raise ValueError(f"{needs} needs a key: pass --key HANDLE or --case CASE")
     details = {"backend": backend.name, "seal_original": options.seal_original, "lossless": options.lossless}
     run = _Run(vault, handle, case, details)
-    unsealed = run.authorize()  # 2
-    stamp = ManifestStamp(
-        backend=backend.name,
-        vault_id=vault.id,
-        signing_key_id=key_fingerprint(vault.public_key),
-        key_handle=unsealed.handle if unsealed else None,
-        key_version=unsealed.version if unsealed else None,
-        model_id=getattr(backend, "model_id", None),
-        model_sha256=getattr(backend, "model_sha256", None),
-        mask_scale=mask_scale_for(backend, options.mask_scale),
-    )
+    # 2. Authorize the operator and unseal the key (read-only).
+    unsealed = run.authorize()
+    stamp = _stamp(vault, backend, options, unsealed)
     ctx = RunContext(options=options, backend=backend, detector=detector, stamp=stamp, key=unsealed)
+    # Resume: publish what a killed run committed, skip the outputs an earlier run published.
     root = Path(output).parent if len(items) == 1 and items[0].target == Path(output) else Path(output)
     journal = Journal.load(vault, root)
     recover_committed(journal, run.committed)  # outputs a killed run committed but never published
-    done: dict[Path, ItemResult] = {}
-    todo = []
-    for item in items:
-        resumed = journal.skippable(vault, item, stamp)
-        if resumed is None:
-            todo.append(item)
-        else:
-            done[item.target] = resumed
-            if on_item is not None:
-                on_item(resumed)
+    done, todo = _skip_published(journal, vault, items, stamp, on_item)
+    # 3-5. Per batch: anonymize into staging, commit, journal, publish.
     runner = engine or SerialEngine()
     step = checkpoint or max(len(todo), 1)
     batches = [todo[start : start + step] for start in range(0, len(todo), step)] or ([] if done else [[]])
     seqs = []
     with Staging(root) as staging:
         for batch in batches:
-            try:
-                results = runner.run(batch, ctx, staging, progress=progress, on_item=on_item)  # 3
-            except Exception as exc:
-                run.fail(exc)
-                raise
-            assert staging.folder is not None
-            seq, results = run.commit(unsealed, results, partial(write_pending, staging.folder, journal))  # 4
-            if checkpoint is not None:  # 5
-                journal.record(results, seq)
-                journal.save()
-            staging.publish()
-            clear_pending(staging.folder)
+            seq, results = _run_batch(
+                run, runner, batch, ctx, staging, journal, checkpoint, progress, on_item
+            )
             seqs.append(seq)
             done.update((result.target, result) for result in results)
     previous = [
@@ -372,3 +327,77 @@ def anonymize_paths(
         sealed=options.seal_original,
         audit_seqs=tuple(seqs),
     )
+
+
+def _plan(
+    inputs: Sequence[Path], output: Path, options: AnonymizeOptions, checkpoint: int | None
+) -> tuple[list[Item], Backend, Detector]:
+    """Step 1: checked options, the items to write, and the run's backend and detector."""
+    options.check()
+    if checkpoint is not None and checkpoint < 1:
+        raise ValueError(f"checkpoint must be >= 1 item, got {checkpoint}")
+    items = plan_items(list(inputs), Path(output), lossless_video=options.lossless)
+    backend = get_backend(options.backend, **dict(options.backend_options))
+    detector = options.build_detector()
+    return items, backend, detector
+
+
+def _stamp(
+    vault: Vault, backend: Backend, options: AnonymizeOptions, unsealed: UnsealedKey | None
+) -> ManifestStamp:
+    """What every manifest of the run says about how it was made."""
+    return ManifestStamp(
+        backend=backend.name,
+        vault_id=vault.id,
+        signing_key_id=key_fingerprint(vault.public_key),
+        key_handle=unsealed.handle if unsealed else None,
+        key_version=unsealed.version if unsealed else None,
+        model_id=getattr(backend, "model_id", None),
+        model_sha256=getattr(backend, "model_sha256", None),
+        mask_scale=mask_scale_for(backend, options.mask_scale),
+    )
+
+
+def _skip_published(
+    journal: Journal, vault: Vault, items: list[Item], stamp: ManifestStamp, on_item: OnItem
+) -> tuple[dict[Path, ItemResult], list[Item]]:
+    """The results of items an earlier run published and that verify for this one (reported to `on_item`),
+    by target, and the items still to do."""
+    done: dict[Path, ItemResult] = {}
+    todo = []
+    for item in items:
+        resumed = journal.skippable(vault, item, stamp)
+        if resumed is None:
+            todo.append(item)
+        else:
+            done[item.target] = resumed
+            if on_item is not None:
+                on_item(resumed)
+    return done, todo
+
+
+def _run_batch(
+    run: _Run,
+    runner: Engine,
+    batch: list[Item],
+    ctx: RunContext,
+    staging: Staging,
+    journal: Journal,
+    checkpoint: int | None,
+    progress: bool,
+    on_item: OnItem,
+) -> tuple[int, list[ItemResult]]:
+    """Steps 3-5 for one batch; its audit sequence number and results."""
+    try:
+        results = runner.run(batch, ctx, staging, progress=progress, on_item=on_item)  # 3
+    except Exception as exc:
+        run.fail(exc)
+        raise
+    assert staging.folder is not None
+    seq, results = run.commit(ctx.key, results, partial(write_pending, staging.folder, journal))  # 4
+    if checkpoint is not None:  # 5
+        journal.record(results, seq)
+        journal.save()
+    staging.publish()
+    clear_pending(staging.folder)
+    return seq, results

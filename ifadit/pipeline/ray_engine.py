@@ -22,21 +22,23 @@ Ray is imported only when this engine runs.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ifadit.backends.base import BACKENDS, Backend, backend_parameters, get_backend
 from ifadit.errors import EngineUnavailable, IfaditError
-from ifadit.faces.registry import get_detector
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult, ManifestStamp, RunContext
 from ifadit.pipeline.anonymize_item import anonymize_item
 from ifadit.pipeline.inputs import Item
 from ifadit.pipeline.staging import Staging
 from keyvault import UnsealedKey
+
+if TYPE_CHECKING:
+    from ifadit.pipeline.batch import OnItem
 
 
 def backend_for(name: str, *, gpu: bool, options: tuple[tuple[str, Any], ...] = ()) -> Backend:
@@ -65,13 +67,7 @@ class _Anonymizer:
         import ray
 
         key = ray.get(holder.key.remote())
-        detector = get_detector(
-            options.detector,
-            thresh=options.thresh,
-            scale=options.scale,
-            upsample=options.upsample,
-            pack_dir=options.insightface_pack,
-        )
+        detector = options.build_detector()
         backend = backend_for(options.backend, gpu=bool(ray.get_gpu_ids()), options=options.backend_options)
         self.ctx = RunContext(options, backend, detector, stamp, key)
 
@@ -111,13 +107,7 @@ class RayEngine:
             raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
 
     def run(
-        self,
-        items: Sequence[Item],
-        ctx: RunContext,
-        staging: Staging,
-        *,
-        progress: bool = False,
-        on_item: Callable[[ItemResult], None] | None = None,
+        self, items: Sequence[Item], ctx: RunContext, staging: Staging, *, progress: bool, on_item: OnItem
     ) -> list[ItemResult]:
         """Anonymize `items` into `staging` on the actor pool; results in item order."""
         if not items:

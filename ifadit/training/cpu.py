@@ -1,4 +1,5 @@
-"""CPU settings for a training run, applied for its duration only and undone afterwards."""
+"""CPU settings for a training run, applied for its duration only and undone afterwards; `controlled`, the way
+every `train_*` loop enters its `RunControl`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+
+from ifadit.training.options import RunControl
 
 
 @contextmanager
@@ -25,3 +28,11 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     finally:
         torch.set_num_threads(previous)
         torch.set_flush_denormal(False)
+
+
+@contextmanager
+def controlled(control: RunControl | None) -> Iterator[RunControl]:
+    """`control` (None: `RunControl()`) while its CPU thread count is applied (`torch_threads`)."""
+    run = control if control is not None else RunControl()
+    with torch_threads(run.threads):
+        yield run

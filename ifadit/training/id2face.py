@@ -23,8 +23,7 @@ an ID²Face model folder).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +42,9 @@ from ifadit.models.id2face.identity import identity_codes
 from ifadit.models.id2face.model import Id2FaceModel
 from ifadit.models.recognizer_model import RECOGNIZER_PREFIX
 from ifadit.models.recognizer_names import TORCH_DLIB
-from ifadit.training.cpu import torch_threads
+from ifadit.training.cpu import controlled
 from ifadit.training.data import load_crops, to_model_range
-from ifadit.training.options import Id2FaceOptions
+from ifadit.training.options import Id2FaceOptions, RunControl
 from ifadit.training.phase1 import grid_faces
 from ifadit.training.phase2 import augment_view
 from ifadit.training.runner import (
@@ -331,19 +330,14 @@ def load_state(state: Id2FaceState, out: Path) -> None:
 
 
 def train_id2face(
-    options: Id2FaceOptions,
-    resume: bool = False,
-    recognizer: nn.Module | None = None,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    threads: int | None = None,
-    device: str = "cpu",
+    options: Id2FaceOptions, control: RunControl | None = None, recognizer: nn.Module | None = None
 ) -> Id2FaceState:
     """Train (or resume) an ID²Face run in `options.out`; returns the final state (checkpoints on the way).
 
-    `threads`: torch's intra-op CPU threads (None = default; 1 is fastest on a CPU shared with other jobs).
+    `control`: how the run is driven (`RunControl`); `recognizer`: a stand-in for the torch dlib recognizer.
     """
-    with torch_threads(threads):
+    with controlled(control) as run:
+        resume, device = run.resume, run.device
         model = build_model(options, recognizer).to(device)
         crops = load_crops(Path(options.data), options.resolution)
         prepare_run(options, resume)
@@ -364,13 +358,12 @@ def train_id2face(
         run_loop(
             state,
             options,
+            run,
             train_step=lambda: train_step(state, crops, options),
             sample_grid=lambda: (
                 _averaged_grid(state, faces, options) if state.step > options.vae_steps else None
             ),
             save=lambda: save_state(state, options),
-            on_step=on_step,
-            clock=clock,
             images=lambda stats: options.vae_batch if stats["phase"] == 1.0 else options.batch,
             exclude_sampling_time=True,
         )

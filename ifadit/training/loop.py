@@ -19,7 +19,6 @@ import dataclasses
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +43,11 @@ from ifadit.models.stylegan2.networks import (
 from ifadit.models.stylegan2.widen import widen_generator
 from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
-from ifadit.training.cpu import torch_threads
+from ifadit.training.cpu import controlled
 from ifadit.training.data import load_crops, prepare_crops, to_model_range
 from ifadit.training.feature_discriminator import FeatureHeads, RecognizerFeatures
-from ifadit.training.options import TrainOptions, latest_checkpoint
-from ifadit.training.runner import MetricsLog, random_batch, truncate_metrics, write_samples
+from ifadit.training.options import RunControl, TrainOptions, latest_checkpoint
+from ifadit.training.runner import random_batch, run_loop
 
 
 def generator_config(options: TrainOptions) -> GeneratorConfig:
@@ -398,91 +397,66 @@ def load_checkpoint(state: TrainState, options: TrainOptions) -> None:
         state.augment.p.fill_(state.ada.p)
 
 
-def train(
+def train_generator(
     options: TrainOptions,
-    resume: bool = False,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    threads: int | None = None,
+    control: RunControl | None = None,
     on_align: Callable[[int, int], None] | None = None,
-    device: str = "cpu",
 ) -> TrainState:
     """Train until `options.steps` (or KeyboardInterrupt), checkpointing on the way; returns the final state.
 
-    `threads` sets torch's intra-op threads (None = torch's default); on a CPU shared with other jobs, one
-    thread can be several times faster than two that wait on each other (docs/history/defaults.md).
-    `device` ('cpu', 'cuda') holds the networks; checkpoints are CPU tensors, so a run may change device on
-    resume (bit-exact resume holds on the same device). A folder given as `options.data` is aligned once
-    into `out/crops-<res>-<fingerprint>.npz` (`on_align(done, total)` reports progress).
+    `control` (default `RunControl()`): resume, progress, CPU threads (on a CPU shared with other jobs, one
+    thread can be several times faster than two that wait on each other: docs/history/defaults.md), and the
+    device (checkpoints are CPU tensors, so a run may change device on resume; bit-exact resume holds on the
+    same device). A folder given as `options.data` is aligned once into `out/crops-<res>-<fingerprint>.npz`
+    (`on_align(done, total)` reports progress).
     """
-    with torch_threads(threads):
-        return _train(options, resume, on_step, clock, on_align, device)
+    with controlled(control) as run:
+        # 1. The run folder, the crops, checked options and a new or resumed state.
+        out = Path(options.out)
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        crops = load_crops(
+            prepare_crops(Path(options.data), options.resolution, out, on_align),
+            options.resolution,
+        )
+        _check_options(options)
+        state = build_state(options, run.device)
+        _start_or_resume(state, options, run.resume)
+        write_json(out / "options.json", dataclasses.asdict(options))
+        # 2. The loop: the step counts itself; metrics lines carry kimg.
+        run_loop(
+            state,
+            options,
+            run,
+            train_step=lambda: train_step(state, random_batch(crops, options.batch), options),
+            sample_grid=lambda: sample_grid(state.G_ema, options),
+            save=lambda: save_checkpoint(state, options),
+            counted=True,
+            head=lambda: {"kimg": state.nimg / 1000},
+        )
+    return state
 
 
-def _train(
-    options: TrainOptions,
-    resume: bool,
-    on_step: Callable[[int, dict[str, float]], None] | None,
-    clock: Callable[[], float],
-    on_align: Callable[[int, int], None] | None,
-    device: str,
-) -> TrainState:
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "samples").mkdir(exist_ok=True)
-    crops = load_crops(
-        prepare_crops(Path(options.data), options.resolution, out, on_align), options.resolution
-    )
+def _check_options(options: TrainOptions) -> None:
+    """`InputError` for a batch that the minibatch-stddev group does not divide, or an unknown noise mode."""
     if options.batch % min(options.mbstd_group, options.batch):
         raise InputError(
             f"batch {options.batch} must be a multiple of the minibatch-stddev group {options.mbstd_group}"
         )
     if options.noise_mode not in ("random", "none"):
         raise InputError(f"noise_mode must be 'random' or 'none', got {options.noise_mode!r}")
-    state = build_state(options, device)
-    metrics_path = out / "metrics.jsonl"
+
+
+def _start_or_resume(state: TrainState, options: TrainOptions, resume: bool) -> None:
+    """Load the newest checkpoint (`resume`; `run_loop` drops metrics written after it), or start a new run in a
+    folder without one, from a fresh metrics log (warm, with `options.init_generator`)."""
+    out = Path(options.out)
     if resume:
         load_checkpoint(state, options)
-        truncate_metrics(metrics_path, state.step)
-    else:
-        if (out / "checkpoints" / "latest.json").exists():
-            raise InputError(
-                f"{out} already holds a run", hint="pass --resume to continue it or choose another --out"
-            )
-        metrics_path.unlink(missing_ok=True)
-        if options.init_generator is not None:
-            warm_start(state, Path(options.init_generator), seed=options.seed)
-    write_json(out / "options.json", dataclasses.asdict(options))
-
-    metrics = MetricsLog(metrics_path)
-    last_ckpt = clock()
-    t_step = clock()
-    try:
-        while options.steps is None or state.step < options.steps:
-            stats = train_step(state, random_batch(crops, options.batch), options)
-            now = clock()
-            state.wall_seconds += now - t_step
-            stats["sec_per_step"] = now - t_step
-            t_step = now
-            metrics.add(stats)
-            if state.step % options.log_every == 0:
-                head = {
-                    "step": state.step,
-                    "kimg": state.nimg / 1000,
-                    "wall_seconds": round(state.wall_seconds, 1),
-                }
-                metrics.write(head)
-            if state.step % options.sample_every == 0:
-                grid = sample_grid(state.G_ema, options)
-                write_samples(grid, out, state.step)
-            if now - last_ckpt >= options.checkpoint_minutes * 60:
-                save_checkpoint(state, options)
-                last_ckpt = clock()
-                t_step = last_ckpt
-            if on_step is not None:
-                on_step(state.step, stats)
-    except KeyboardInterrupt:
-        save_checkpoint(state, options)
-        raise
-    save_checkpoint(state, options)
-    return state
+        return
+    if (out / "checkpoints" / "latest.json").exists():
+        raise InputError(
+            f"{out} already holds a run", hint="pass --resume to continue it or choose another --out"
+        )
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+    if options.init_generator is not None:
+        warm_start(state, Path(options.init_generator), seed=options.seed)

@@ -1,9 +1,16 @@
-"""Run options of the training loops (generator, iFADIT phases 1 and 2, ID²Face) and reading them back from a run
-folder. No torch import: the CLI builds its option defaults from these classes at start-up."""
+"""Run options of the training loops (generator, iFADIT phases 1 and 2, ID²Face), reading them back from a run
+folder, and `RunControl`, how any of them is driven. No torch import: the CLI builds its option defaults from
+these classes at start-up.
+
+Every loop has the same entry point: `train_<model>(options, control=None, ...) -> state` (`loop.train_generator`,
+`phase1.train_phase1`, `phase2.train_phase2`, `id2face.train_id2face`); what follows `control` is that loop's
+own (a stand-in recognizer for tests, an alignment progress callback)."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +19,19 @@ from ifadit.errors import InputError
 from ifadit.models.recognizer_names import DLIB_THRESHOLD, TORCH_DLIB
 
 DLIB_FEATURE_LAYERS = ("blocks.2", "blocks.6", "blocks.9")  # dlib ResNet: 32 ch @ 35 px, 64 @ 18, 128 @ 9
+OnStep = Callable[[int, dict[str, float]], None]  # (step, that step's stats), after every step
+
+
+@dataclass(frozen=True)
+class RunControl:
+    """How a training run is driven, the same for every `train_*` function. Not saved with the run (options.json
+    holds what defines it), so a resumed run may change any of these."""
+
+    resume: bool = False  # continue the run in `options.out` from its newest checkpoint
+    on_step: OnStep | None = None  # progress callback
+    threads: int | None = None  # torch's intra-op CPU threads (None: torch's; 1 is fastest on a shared CPU)
+    device: str = "cpu"  # where the networks run ('cpu', 'cuda'); checkpoints hold CPU tensors
+    clock: Callable[[], float] = time.monotonic  # wall-clock source of step times and checkpoint intervals
 
 
 @dataclass(frozen=True)
@@ -183,6 +203,45 @@ class Id2FaceOptions:
     grid_steps: int = 10  # DDIM steps of the sample grid (fewer than inference: grids are frequent)
     checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
     keep_states: int = 2  # checkpoints kept
+
+
+def generator_options(
+    data: str,
+    out: str,
+    *,
+    init_generator: str | None = None,
+    channel_base: int | None = None,
+    channel_max: int | None = None,
+    ada_target: float | None = TrainOptions.ada_target,
+    **fields: Any,
+) -> TrainOptions:
+    """A new generator run's options; `fields` are other `TrainOptions` fields (`z_dim` also sets `w_dim`).
+
+    Channel widths left None take the defaults, or with `init_generator` (a generator checkpoint folder) that
+    checkpoint's: its resolution, z_dim and mapping depth win, and a wider `channel_base` / `channel_max` starts
+    from it widened (`loop.warm_start`). An `ada_target` <= 0 (or None) means x-flips only, no augmentation.
+    """
+    if init_generator is not None:
+        from ifadit.models.stylegan2.checkpoint import read_config
+
+        arch = read_config(Path(init_generator))["config"]
+        fields.update(
+            resolution=arch["img_resolution"], z_dim=arch["z_dim"], mapping_layers=arch["mapping_layers"]
+        )
+        channel_base = channel_base or arch["channel_base"]
+        channel_max = channel_max or arch["channel_max"]
+    z_dim = fields.pop("z_dim", TrainOptions.z_dim)
+    return TrainOptions(
+        data=data,
+        out=out,
+        z_dim=z_dim,
+        w_dim=z_dim,
+        channel_base=channel_base or TrainOptions.channel_base,
+        channel_max=channel_max or TrainOptions.channel_max,
+        ada_target=ada_target if ada_target is not None and ada_target > 0 else None,
+        init_generator=init_generator,
+        **fields,
+    )
 
 
 def read_options(out: Path) -> TrainOptions:

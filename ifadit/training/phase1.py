@@ -10,8 +10,6 @@ original | reconstruction | swap (identity of the next row) | next row's origina
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,9 +23,9 @@ from ifadit.models.ifadit.flow import FlowConfig
 from ifadit.models.ifadit.model import RENDER_NOISE_MODE, TORCH_DLIB, IfaditConfig, IfaditModel
 from ifadit.models.stylegan2.checkpoint import load_generator
 from ifadit.training import ifadit_losses as L
-from ifadit.training.cpu import torch_threads
+from ifadit.training.cpu import controlled
 from ifadit.training.data import load_crops, to_model_range
-from ifadit.training.options import Phase1Options
+from ifadit.training.options import Phase1Options, RunControl
 from ifadit.training.runner import (
     PhaseState,
     grid_image,
@@ -155,19 +153,14 @@ def grid_faces(crops: torch.Tensor, count: int, seed: int) -> torch.Tensor:
 
 
 def train_phase1(
-    options: Phase1Options,
-    resume: bool = False,
-    recognizer: nn.Module | None = None,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    threads: int | None = None,
-    device: str = "cpu",
+    options: Phase1Options, control: RunControl | None = None, recognizer: nn.Module | None = None
 ) -> PhaseState:
-    """Train (or resume) phase 1 in `options.out` on `device`; returns the final state (checkpoints on the way).
+    """Train (or resume) phase 1 in `options.out`; returns the final state (checkpoints on the way).
 
-    `threads`: torch's intra-op CPU threads (None = default; 1 is fastest on a CPU shared with other jobs).
+    `control`: how the run is driven (`RunControl`); `recognizer`: a stand-in for the torch dlib recognizer.
     """
-    with torch_threads(threads):
+    with controlled(control) as run:
+        resume, device = run.resume, run.device
         model, init_model_id = build_model(options, recognizer)
         model = model.to(device)
         if init_model_id is not None and not resume:  # the folder may later hold another model
@@ -186,10 +179,9 @@ def train_phase1(
         run_loop(
             state,
             options,
+            run,
             train_step=lambda: phase1_step(state, tap, random_batch(crops, options.batch), options),
             sample_grid=lambda: phase1_grid(model, faces),
             save=lambda: save_state(state, options),
-            on_step=on_step,
-            clock=clock,
         )
     return state

@@ -31,8 +31,6 @@ Sample grid columns: original | anonymized under 3 keys | restored (key 1) | res
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +42,9 @@ from ifadit.models.ifadit.checkpoint import load_ifadit
 from ifadit.models.ifadit.flow import condition_from_key, flip_bit
 from ifadit.models.ifadit.model import IfaditModel, plausible_code, uint8_levels
 from ifadit.training import ifadit_losses as L
-from ifadit.training.cpu import torch_threads
+from ifadit.training.cpu import controlled
 from ifadit.training.data import load_crops, to_model_range
-from ifadit.training.options import Phase2Options
+from ifadit.training.options import Phase2Options, RunControl
 from ifadit.training.phase1 import grid_faces, real_descriptors
 from ifadit.training.runner import (
     PhaseState,
@@ -217,19 +215,14 @@ def phase2_grid(model: IfaditModel, faces: torch.Tensor) -> np.ndarray:
 
 
 def train_phase2(
-    options: Phase2Options,
-    resume: bool = False,
-    recognizer: nn.Module | None = None,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    threads: int | None = None,
-    device: str = "cpu",
+    options: Phase2Options, control: RunControl | None = None, recognizer: nn.Module | None = None
 ) -> PhaseState:
-    """Train (or resume) phase 2 in `options.out` on `device` from a phase-1 model; returns the final state.
+    """Train (or resume) phase 2 in `options.out` from a phase-1 model; returns the final state.
 
-    `threads`: torch's intra-op CPU threads (None = default; 1 is fastest on a CPU shared with other jobs).
+    `control`: how the run is driven (`RunControl`); `recognizer`: a stand-in for the torch dlib recognizer.
     """
-    with torch_threads(threads):
+    with controlled(control) as run:
+        resume, device = run.resume, run.device
         model, _, _ = load_ifadit(model_folder(Path(options.encoder)), recognizer=recognizer)
         model = model.to(device)
         crops = load_crops(Path(options.data), model.config.resolution)
@@ -246,10 +239,9 @@ def train_phase2(
         run_loop(
             state,
             options,
+            run,
             train_step=lambda: phase2_step(state, random_batch(crops, options.batch), options, reference),
             sample_grid=lambda: phase2_grid(model, faces),
             save=lambda: save_state(state, options),
-            on_step=on_step,
-            clock=clock,
         )
     return state

@@ -1,4 +1,4 @@
-"""Resumable loop shared by the two iFADIT training phases (the conventions of `ifadit.training.loop`).
+"""Resumable loop shared by every training run (`run_loop`), and the run folder of the two iFADIT phases.
 
 Run folder layout (`options.out`):
   options.json                        the run's options (resume reads them back)
@@ -19,7 +19,6 @@ import dataclasses
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from torch import nn
 from ifadit.errors import InputError
 from ifadit.models.model_folder import WEIGHTS_FILE, write_json
 from ifadit.models.recognizer_model import RECOGNIZER_PREFIX
-from ifadit.training.options import latest_checkpoint
+from ifadit.training.options import RunControl, latest_checkpoint
 
 if TYPE_CHECKING:
     from ifadit.models.ifadit.model import IfaditModel
@@ -238,36 +237,42 @@ def write_samples(grid: np.ndarray, out: Path, step: int) -> None:
 def run_loop(
     state: Counters,
     options: Schedule,
+    control: RunControl,
     train_step: Callable[[], dict[str, float]],
     sample_grid: Callable[[], np.ndarray | None],
     save: Callable[[], object],
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
     images: Callable[[dict[str, float]], int] | None = None,
     exclude_sampling_time: bool = False,
+    counted: bool = False,
+    head: Callable[[], dict[str, float]] | None = None,
 ) -> None:
-    """Step until `options.steps` (or KeyboardInterrupt), logging, sampling and checkpointing (`save`) on the way.
+    """Step until `options.steps` (or KeyboardInterrupt), logging, sampling and checkpointing (`save`) on the way;
+    `control.on_step` after every step, `control.clock` for step times and checkpoint intervals.
 
-    `train_step` draws its batch and returns its stats; `images(stats)` is how many images it used (default
-    `options.batch`); `sample_grid` may return None (no grid at this step); `exclude_sampling_time` keeps the
-    time spent on grids out of `wall_seconds`.
+    `train_step` draws its batch and returns its stats; the loop then counts the step and `images(stats)` images
+    (default `options.batch`), unless `counted` (the step counts itself, as the generator's does).
+    `sample_grid` may return None (no grid at this step); `exclude_sampling_time` keeps the time spent on grids
+    out of `wall_seconds`; `head()` adds figures to each metrics line after "step".
     """
     out = Path(options.out)
     metrics = MetricsLog(out / "metrics.jsonl")
     truncate_metrics(metrics.path, state.step)
+    clock = control.clock
     last_ckpt = t_step = clock()
     try:
         while options.steps is None or state.step < options.steps:
             stats = train_step()
-            state.step += 1
-            state.nimg += options.batch if images is None else images(stats)
+            if not counted:
+                state.step += 1
+                state.nimg += options.batch if images is None else images(stats)
             now = clock()
             state.wall_seconds += now - t_step
             stats["sec_per_step"] = now - t_step
             t_step = now
             metrics.add(stats)
             if state.step % options.log_every == 0:
-                metrics.write({"step": state.step, "wall_seconds": round(state.wall_seconds, 1)})
+                extra = head() if head is not None else {}
+                metrics.write({"step": state.step, **extra, "wall_seconds": round(state.wall_seconds, 1)})
             if state.step % options.sample_every == 0:
                 grid = sample_grid()
                 if grid is not None:
@@ -277,8 +282,8 @@ def run_loop(
             if now - last_ckpt >= options.checkpoint_minutes * 60:
                 save()
                 last_ckpt = t_step = clock()
-            if on_step is not None:
-                on_step(state.step, stats)
+            if control.on_step is not None:
+                control.on_step(state.step, stats)
     except KeyboardInterrupt:
         save()
         raise

@@ -30,7 +30,7 @@ def test_importing_the_cli_loads_no_torch_or_freia() -> None:
 
 
 def test_training_commands_and_their_options_load_no_torch() -> None:
-    assert _run_fresh("import cli.lab, cli.train_ifadit, ifadit.training.options")[1] == []
+    assert _run_fresh("import cli.train, ifadit.training.options")[1] == []
 
 
 def test_train_help_shows_the_option_defaults_without_torch() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def test_model_folder_found_without_importing_the_package() -> None:
 
 
 def test_missing_model_package_is_a_model_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(detect.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelError, match="face-recognition-models is not installed") as info:
         models_dir()
     assert "pip install face-recognition-models==0.3.0" in str(info.value)

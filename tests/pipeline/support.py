@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from ifadit.backends import base
-from ifadit.faces.align import align_face
+from ifadit.faces.align import align_face, check_crops
 from ifadit.faces.registry import get_detector, get_recognizer
 from keyvault import access, auditor, keys
 from keyvault.audit import AuditEntry
@@ -55,7 +55,7 @@ class KeyedColourBackend:
     model_sha256: str = "0" * 64
 
     def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:
-        base.check_crops(crops)
+        check_crops(crops)
         permutation, gain, offset = _transform(key)
         out = crops[..., list(permutation)].astype(np.float64) * gain + offset
         return np.clip(np.round(out), 0, 255).astype(np.uint8)
@@ -63,7 +63,7 @@ class KeyedColourBackend:
     def restore_crops(
         self, crops: np.ndarray, key: bytes | None, pasted_at: float | None = None
     ) -> np.ndarray:
-        base.check_crops(crops)
+        check_crops(crops)
         permutation, gain, offset = _transform(key)
         plain = np.clip(np.round((crops.astype(np.float64) - offset) / gain), 0, 255).astype(np.uint8)
         return plain[..., list(np.argsort(permutation))]

@@ -16,8 +16,8 @@ from ifadit.errors import InputError
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.training import losses
 from ifadit.training.feature_discriminator import FeatureHeads, RecognizerFeatures
-from ifadit.training.loop import train
-from ifadit.training.options import DLIB_FEATURE_LAYERS, read_options
+from ifadit.training.loop import train_generator
+from ifadit.training.options import DLIB_FEATURE_LAYERS, RunControl, read_options
 from tests.training.gan_support import checkpoint_tensors, crops_npz, one_torch_thread, tiny_options
 
 __all__ = ["crops_npz", "one_torch_thread"]  # fixtures from gan_support
@@ -83,13 +83,15 @@ def test_a_run_with_the_feature_discriminator_logs_it_and_resumes_bit_exact(
     crops_npz: Path, tmp_path: Path
 ) -> None:
     straight = tmp_path / "straight"
-    state = train(tiny_options(crops_npz, straight, steps=4, feature_d_weight=0.5), threads=1)
+    state = train_generator(
+        tiny_options(crops_npz, straight, steps=4, feature_d_weight=0.5), RunControl(threads=1)
+    )
     assert state.F is not None and state.features is not None
     split = tmp_path / "split"
-    train(tiny_options(crops_npz, split, steps=2, feature_d_weight=0.5), threads=1)
+    train_generator(tiny_options(crops_npz, split, steps=2, feature_d_weight=0.5), RunControl(threads=1))
     options = read_options(split)
     assert options.feature_d_weight == 0.5 and options.feature_d_layers == DLIB_FEATURE_LAYERS
-    train(dataclasses.replace(options, steps=4), resume=True, threads=1)
+    train_generator(dataclasses.replace(options, steps=4), RunControl(resume=True, threads=1))
     a, b = checkpoint_tensors(straight), checkpoint_tensors(split)
     assert set(a) == set(b) and any(key.startswith("F.safetensors:") for key in a)
     assert any(key.startswith("opt_F:") for key in a)
@@ -102,7 +104,7 @@ def test_a_run_with_the_feature_discriminator_logs_it_and_resumes_bit_exact(
 
 def test_resuming_a_feature_run_without_its_heads_is_refused(crops_npz: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    train(tiny_options(crops_npz, run, steps=1, feature_d_weight=1.0), threads=1)
+    train_generator(tiny_options(crops_npz, run, steps=1, feature_d_weight=1.0), RunControl(threads=1))
     (run / "checkpoints" / "step-0000001" / "F.safetensors").unlink()
     with pytest.raises(InputError, match="F.safetensors: missing"):
-        train(dataclasses.replace(read_options(run), steps=2), resume=True, threads=1)
+        train_generator(dataclasses.replace(read_options(run), steps=2), RunControl(resume=True, threads=1))

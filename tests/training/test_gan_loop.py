@@ -16,8 +16,8 @@ from ifadit.models.stylegan2.networks import Discriminator, DiscriminatorConfig,
 from ifadit.training import losses
 from ifadit.training.augment import AdaController, AugmentPipe
 from ifadit.training.data import load_crops, to_model_range
-from ifadit.training.loop import TrainState, train
-from ifadit.training.options import read_options
+from ifadit.training.loop import TrainState, train_generator
+from ifadit.training.options import RunControl, read_options
 from tests.training.gan_support import RES, checkpoint_tensors, crops_npz, one_torch_thread, tiny_options
 
 __all__ = ["crops_npz", "one_torch_thread"]  # fixtures from gan_support
@@ -67,10 +67,10 @@ def test_r1_penalty_is_the_squared_input_gradient() -> None:
 def test_save_and_resume_is_bit_exact(crops_npz: Path, tmp_path: Path) -> None:
     """4 steps in one run == 2 steps + resume + 2 steps, compared tensor by tensor (weights, Adam slots, RNG)."""
     straight = tmp_path / "straight"
-    train(tiny_options(crops_npz, straight, steps=4), threads=1)
+    train_generator(tiny_options(crops_npz, straight, steps=4), RunControl(threads=1))
     split = tmp_path / "split"
-    train(tiny_options(crops_npz, split, steps=2), threads=1)
-    train(dataclasses.replace(read_options(split), steps=4), resume=True, threads=1)
+    train_generator(tiny_options(crops_npz, split, steps=2), RunControl(threads=1))
+    train_generator(dataclasses.replace(read_options(split), steps=4), RunControl(resume=True, threads=1))
 
     a, b = checkpoint_tensors(straight), checkpoint_tensors(split)
     assert set(a) == set(b)
@@ -93,9 +93,9 @@ def test_save_and_resume_is_bit_exact(crops_npz: Path, tmp_path: Path) -> None:
 
 def test_a_new_run_refuses_an_existing_run_folder(crops_npz: Path, tmp_path: Path) -> None:
     options = tiny_options(crops_npz, tmp_path / "run", steps=1)
-    train(options, threads=1)
+    train_generator(options, RunControl(threads=1))
     with pytest.raises(InputError, match="already holds a run"):
-        train(options, threads=1)
+        train_generator(options, RunControl(threads=1))
 
 
 def test_ada_probability_rises_when_the_discriminator_overfits_a_tiny_set(crops_npz: Path) -> None:
@@ -170,9 +170,9 @@ def test_load_crops_reports_wrong_files(tmp_path: Path, crops_npz: Path) -> None
 
 def test_warm_start_loads_g_and_the_d_warmup_trains_only_d(crops_npz: Path, tmp_path: Path) -> None:
     """--init-generator: G and G_ema start as the checkpoint; during d_warmup_steps G stays fixed, D learns."""
-    source = train(tiny_options(crops_npz, tmp_path / "source", steps=2))
+    source = train_generator(tiny_options(crops_npz, tmp_path / "source", steps=2))
     save_generator(source.G_ema, tmp_path / "init", name="init")
-    state = train(
+    state = train_generator(
         tiny_options(
             crops_npz,
             tmp_path / "warm",
@@ -185,7 +185,7 @@ def test_warm_start_loads_g_and_the_d_warmup_trains_only_d(crops_npz: Path, tmp_
     reference = dict(source.G_ema.named_parameters())  # buffers differ: w_avg keeps tracking W
     for name, tensor in [*state.G.named_parameters(), *state.G_ema.named_parameters()]:
         assert torch.equal(tensor, reference[name]), name
-    fresh_d = train(tiny_options(crops_npz, tmp_path / "fresh", steps=0, seed=7)).D.state_dict()
+    fresh_d = train_generator(tiny_options(crops_npz, tmp_path / "fresh", steps=0, seed=7)).D.state_dict()
     changed = [
         n for n, t in state.D.state_dict().items() if t.is_floating_point() and not torch.equal(t, fresh_d[n])
     ]
@@ -202,15 +202,15 @@ def test_warm_start_refuses_a_generator_of_another_architecture(crops_npz: Path,
     )
     save_generator(other, tmp_path / "other", name="other")
     with pytest.raises(InputError, match="architecture"):
-        train(tiny_options(crops_npz, tmp_path / "run", init_generator=str(tmp_path / "other")))
+        train_generator(tiny_options(crops_npz, tmp_path / "run", init_generator=str(tmp_path / "other")))
 
 
 def test_a_wider_run_starts_from_the_checkpoint_widened(crops_npz: Path, tmp_path: Path) -> None:
     """A wider channel_base / channel_max than --init-generator's: same images at step 0, more parameters."""
-    source = train(tiny_options(crops_npz, tmp_path / "source", steps=1))
+    source = train_generator(tiny_options(crops_npz, tmp_path / "source", steps=1))
     save_generator(source.G_ema, tmp_path / "init", name="init")
     wide = tiny_options(crops_npz, tmp_path / "wide", steps=0, init_generator=str(tmp_path / "init"))
-    state = train(dataclasses.replace(wide, channel_base=256, channel_max=32))
+    state = train_generator(dataclasses.replace(wide, channel_base=256, channel_max=32))
     sizes = [sum(p.numel() for p in g.parameters()) for g in (state.G_ema, source.G_ema)]
     assert sizes[0] > sizes[1]
     z = torch.randn(4, 16, generator=torch.Generator().manual_seed(5))
@@ -219,18 +219,18 @@ def test_a_wider_run_starts_from_the_checkpoint_widened(crops_npz: Path, tmp_pat
         torch.testing.assert_close(state.G_ema.eval()(z, noise_mode="none"), expected, rtol=0, atol=1e-5)
     narrower = dataclasses.replace(wide, out=str(tmp_path / "narrow"), channel_base=64)
     with pytest.raises(InputError, match=r"init: .*fewer channels"):
-        train(narrower)
+        train_generator(narrower)
 
 
 def test_noise_mode_none_trains_and_samples_without_noise(crops_npz: Path, tmp_path: Path) -> None:
     """With noise_mode='none' G never sees its noise inputs, so their strengths get no gradient and stay 0."""
-    state = train(tiny_options(crops_npz, tmp_path / "run", noise_mode="none"))
+    state = train_generator(tiny_options(crops_npz, tmp_path / "run", noise_mode="none"))
     strengths = [p for n, p in state.G.named_parameters() if n.endswith("noise_strength")]
     assert strengths and all(float(p) == 0.0 for p in strengths)
-    noisy = train(tiny_options(crops_npz, tmp_path / "noisy"))
+    noisy = train_generator(tiny_options(crops_npz, tmp_path / "noisy"))
     assert any(float(p) != 0.0 for n, p in noisy.G.named_parameters() if n.endswith("noise_strength"))
     with pytest.raises(InputError, match="noise_mode"):
-        train(tiny_options(crops_npz, tmp_path / "bad", noise_mode="const"))
+        train_generator(tiny_options(crops_npz, tmp_path / "bad", noise_mode="const"))
 
 
 def test_identity_spread_hinges_on_the_margin() -> None:
@@ -249,7 +249,7 @@ def test_identity_spread_hinges_on_the_margin() -> None:
 
 def test_identity_spread_trains_g_with_the_real_recognizer(crops_npz: Path, tmp_path: Path) -> None:
     """G steps with the term on log it; Adam steps on the term alone (fixed z) raise the samples' spread."""
-    state = train(tiny_options(crops_npz, tmp_path / "run", steps=2, identity_weight=1.0))
+    state = train_generator(tiny_options(crops_npz, tmp_path / "run", steps=2, identity_weight=1.0))
     lines = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert state.recognizer is not None and all(0.0 <= ln["identity_spread"] <= 0.7 for ln in lines)
     G, recognizer = state.G, state.recognizer
@@ -270,7 +270,7 @@ def test_a_wider_discriminator_trains_beside_a_warm_started_g_and_resumes(
     crops_npz: Path, tmp_path: Path
 ) -> None:
     """d_channel_base / d_channel_max widen only D; G keeps the checkpoint's width and the run resumes."""
-    source = train(tiny_options(crops_npz, tmp_path / "source", steps=1))
+    source = train_generator(tiny_options(crops_npz, tmp_path / "source", steps=1))
     save_generator(source.G_ema, tmp_path / "init", name="init")
     options = tiny_options(
         crops_npz,
@@ -280,21 +280,23 @@ def test_a_wider_discriminator_trains_beside_a_warm_started_g_and_resumes(
         d_channel_base=256,
         d_channel_max=32,
     )
-    state = train(options)
+    state = train_generator(options)
     assert state.D.config.channel_max == 32 and state.G.config == source.G.config
     assert sum(p.numel() for p in state.D.parameters()) > sum(p.numel() for p in source.D.parameters())
-    resumed = train(dataclasses.replace(read_options(tmp_path / "wide"), steps=3), resume=True)
+    resumed = train_generator(
+        dataclasses.replace(read_options(tmp_path / "wide"), steps=3), RunControl(resume=True)
+    )
     assert resumed.step == 3 and resumed.D.config.channel_base == 256
 
 
 def test_ema_half_life_sets_how_closely_g_ema_follows_g(crops_npz: Path, tmp_path: Path) -> None:
     """A vanishing half-life copies G into G_ema; a very long one leaves G_ema at the warm-start weights."""
-    source = train(tiny_options(crops_npz, tmp_path / "source", steps=1))
+    source = train_generator(tiny_options(crops_npz, tmp_path / "source", steps=1))
     save_generator(source.G_ema, tmp_path / "init", name="init")
     start = {n: t.clone() for n, t in source.G_ema.named_parameters()}
 
     def run(name: str, ema_kimg: float) -> TrainState:
-        return train(
+        return train_generator(
             tiny_options(
                 crops_npz,
                 tmp_path / name,

@@ -17,7 +17,7 @@ from cli.main import cli
 from ifadit.errors import InputError
 from ifadit.models.id2face import load_id2face
 from ifadit.training.id2face import build_model, denoiser_losses, ema_decay, train_id2face, vae_losses
-from ifadit.training.options import Id2FaceOptions, read_id2face_options
+from ifadit.training.options import Id2FaceOptions, RunControl, read_id2face_options
 from tests.id2face_support import TINY
 from tests.ifadit_support import ID_DIM, RES, STANDIN, TinyRecognizer, astronaut_crops, crops_npz, to_img
 
@@ -125,7 +125,9 @@ def test_resume_is_bit_exact(data: Path, tmp_path: Path) -> None:
     """5 steps in one go and 3 + resume + 2 (across the phase boundary) give identical weights and caches."""
     straight = train_id2face(tiny_options(data, tmp_path / "a"), recognizer=TinyRecognizer())
     train_id2face(tiny_options(data, tmp_path / "b", steps=3), recognizer=TinyRecognizer())
-    resumed = train_id2face(tiny_options(data, tmp_path / "b"), resume=True, recognizer=TinyRecognizer())
+    resumed = train_id2face(
+        tiny_options(data, tmp_path / "b"), RunControl(resume=True), recognizer=TinyRecognizer()
+    )
     assert resumed.step == straight.step == 5
     ours, theirs = straight.model.state_dict(), resumed.model.state_dict()
     for name, tensor in ours.items():

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from ifadit.errors import InputError
 from ifadit.models.ifadit.checkpoint import load_ifadit
 from ifadit.training import ifadit_losses as L
-from ifadit.training.options import read_phase1_options
+from ifadit.training.options import RunControl, read_phase1_options
 from ifadit.training.phase1 import (
     Phase1Options,
     build_model,
@@ -148,7 +148,9 @@ def test_resume_is_bit_exact(setup: tuple[Path, Path], tmp_path: Path) -> None:
     """4 steps in one go and 2 + resume + 2 give identical weights."""
     straight = train_phase1(tiny_options(setup, tmp_path / "a"), recognizer=TinyRecognizer())
     train_phase1(tiny_options(setup, tmp_path / "b", steps=2), recognizer=TinyRecognizer())
-    resumed = train_phase1(tiny_options(setup, tmp_path / "b"), resume=True, recognizer=TinyRecognizer())
+    resumed = train_phase1(
+        tiny_options(setup, tmp_path / "b"), RunControl(resume=True), recognizer=TinyRecognizer()
+    )
     assert resumed.step == straight.step == 4
     a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
@@ -166,9 +168,11 @@ def test_interrupt_writes_a_checkpoint_to_resume_from(setup: tuple[Path, Path], 
 
     options = tiny_options(setup, tmp_path / "run", steps=10)
     with pytest.raises(KeyboardInterrupt):
-        train_phase1(options, recognizer=TinyRecognizer(), on_step=stop)
+        train_phase1(options, RunControl(on_step=stop), recognizer=TinyRecognizer())
     assert json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())["step"] == 2
-    resumed = train_phase1(dataclasses.replace(options, steps=3), resume=True, recognizer=TinyRecognizer())
+    resumed = train_phase1(
+        dataclasses.replace(options, steps=3), RunControl(resume=True), recognizer=TinyRecognizer()
+    )
     assert resumed.step == 3
 
 

@@ -16,7 +16,7 @@ from ifadit.models.ifadit.checkpoint import save_ifadit
 from ifadit.models.ifadit.flow import flip_bit
 from ifadit.models.ifadit.model import PLAUSIBLE_NORM, plausible_code
 from ifadit.training import ifadit_losses as L
-from ifadit.training.options import read_phase2_options
+from ifadit.training.options import RunControl, read_phase2_options
 from ifadit.training.phase2 import (
     Phase2Options,
     augment_view,
@@ -255,7 +255,7 @@ def test_resume_is_bit_exact(setup: tuple[Path, Path], tmp_path: Path) -> None:
     """4 steps in one go and 2 + resume + 2 give identical weights."""
     train_phase2(tiny_options(setup, tmp_path / "a"), recognizer=TinyRecognizer())
     train_phase2(tiny_options(setup, tmp_path / "b", steps=2), recognizer=TinyRecognizer())
-    train_phase2(tiny_options(setup, tmp_path / "b"), resume=True, recognizer=TinyRecognizer())
+    train_phase2(tiny_options(setup, tmp_path / "b"), RunControl(resume=True), recognizer=TinyRecognizer())
     a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -24,8 +24,28 @@ from ifadit.models.stylegan2 import ops
 NOISE_MODES = ("random", "const", "none")
 
 
+class _Config:
+    """What both network configs share: `img_resolution` checked on construction, and the JSON round trip of
+    the config.json beside the weights. Subclasses are frozen dataclasses (their fields are the config)."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+    img_resolution: int
+
+    def __post_init__(self) -> None:
+        _check_resolution(self.img_resolution)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (round-trips through `from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build from `to_dict` output; unknown keys are a `ValueError` naming them."""
+        return cls(**_known_fields(cls, data))
+
+
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(_Config):
     """Architecture of a `Generator`; the names follow the official `G_kwargs`."""
 
     img_resolution: int = 64  # output size in px, a power of two >= 4
@@ -40,21 +60,9 @@ class GeneratorConfig:
     channel_max: int = 512  # cap on the channels of any layer
     conv_clamp: float | None = None  # clamp conv outputs to +-X, None = no clamping
 
-    def __post_init__(self) -> None:
-        _check_resolution(self.img_resolution)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (round-trips through `from_dict`)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
-        """Build from `to_dict` output; unknown keys are a `ValueError` naming them."""
-        return cls(**_known_fields(cls, data))
-
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
+class DiscriminatorConfig(_Config):
     """Architecture of a `Discriminator` (resnet, unconditional)."""
 
     img_resolution: int = 64  # input size in px, a power of two >= 4
@@ -64,18 +72,6 @@ class DiscriminatorConfig:
     mbstd_group_size: int = 4  # minibatch-stddev group size (the batch must be divisible by it)
     mbstd_num_channels: int = 1  # minibatch-stddev feature channels, 0 = disable
     conv_clamp: float | None = None  # clamp conv outputs to +-X, None = no clamping
-
-    def __post_init__(self) -> None:
-        _check_resolution(self.img_resolution)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (round-trips through `from_dict`)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
-        """Build from `to_dict` output; unknown keys are a `ValueError` naming them."""
-        return cls(**_known_fields(cls, data))
 
 
 def _check_resolution(res: int) -> None:

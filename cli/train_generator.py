@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from tqdm import tqdm
@@ -15,10 +13,11 @@ from cli.training_run import (
     THREADS_OPTION,
     checkpoint_minutes_option,
     device_option,
+    run_options,
     run_with_progress,
     steps_option,
 )
-from ifadit.training.options import TrainOptions, read_options
+from ifadit.training.options import RunControl, TrainOptions, generator_options, read_options
 
 if TYPE_CHECKING:
     from ifadit.training.loop import TrainState
@@ -26,17 +25,7 @@ if TYPE_CHECKING:
 _DEFAULTS = TrainOptions(data="", out="")
 
 
-@click.group("train")
-def train_group() -> None:
-    """Train the models of the lab: the StyleGAN2 face generator, then the iFADIT encoder and keyed flow.
-
-    \b
-    Example:
-      ifadit train generator --data cache/celeba-train-64.npz --resolution 64 --out runs/gen64
-    """
-
-
-@train_group.command("generator")
+@click.command("generator")
 @click.option(
     "--data",
     type=click.Path(exists=True, path_type=Path),
@@ -192,31 +181,12 @@ def train_group() -> None:
 def train_generator(
     data: Path | None,
     out: Path,
-    resolution: int,
     resume: bool,
     steps: int | None,
-    batch: int,
-    channel_base: int | None,
-    channel_max: int | None,
-    d_channel_base: int | None,
-    d_channel_max: int | None,
-    ema_kimg: float | None,
-    z_dim: int,
-    mapping_layers: int,
-    r1_gamma: float,
-    ada_target: float,
-    noise_mode: str,
     init_generator: Path | None,
-    d_warmup_steps: int,
-    lr: float,
-    identity_weight: float,
-    identity_margin: float,
-    feature_d_weight: float,
-    seed: int,
-    sample_every: int,
-    checkpoint_minutes: float,
     threads: int | None,
     device: str,
+    **fields: Any,
 ) -> None:
     """Train the StyleGAN2 face generator; checkpoints, sample grids and metrics.jsonl go to --out.
 
@@ -227,63 +197,38 @@ def train_generator(
       ifadit train generator --data cache/celeba-train-64.npz --out runs/gen64b \\
         --init-generator pretrained/stylegan2-celeba-64 --d-warmup-steps 300 --noise-mode none
     """
-    if resume:
-        options = dataclasses.replace(read_options(out), steps=steps)
-    else:
-        if data is None:
-            raise click.UsageError("--data is required for a new run")
-        if init_generator is not None:
-            from ifadit.models.stylegan2.checkpoint import read_config
-
-            arch = read_config(init_generator)["config"]
-            resolution, z_dim, mapping_layers = arch["img_resolution"], arch["z_dim"], arch["mapping_layers"]
-            # a wider --channel-base / --channel-max starts from the checkpoint widened (loop.warm_start)
-            channel_base = channel_base or arch["channel_base"]
-            channel_max = channel_max or arch["channel_max"]
-        options = TrainOptions(
-            data=str(data),
-            out=str(out),
-            resolution=resolution,
-            batch=batch,
+    options = run_options(
+        read_options,
+        lambda: generator_options(
+            str(data),
+            str(out),
             steps=steps,
-            seed=seed,
-            z_dim=z_dim,
-            w_dim=z_dim,
-            mapping_layers=mapping_layers,
-            channel_base=channel_base or _DEFAULTS.channel_base,
-            channel_max=channel_max or _DEFAULTS.channel_max,
-            d_channel_base=d_channel_base,
-            d_channel_max=d_channel_max,
-            ema_kimg=ema_kimg,
-            r1_gamma=r1_gamma,
-            ada_target=ada_target if ada_target > 0 else None,
-            sample_every=sample_every,
-            checkpoint_minutes=checkpoint_minutes,
-            noise_mode=noise_mode,
             init_generator=None if init_generator is None else str(init_generator),
-            d_warmup_steps=d_warmup_steps,
-            lr=lr,
-            identity_weight=identity_weight,
-            identity_margin=identity_margin,
-            feature_d_weight=feature_d_weight,
-        )
-    from ifadit.training.loop import train  # torch loads here, not at every `ifadit` start-up
-
-    def run(on_step: Callable[[int, dict[str, float]], None]) -> TrainState:
-        with tqdm(unit="image", desc="aligning", leave=False, dynamic_ncols=True) as align_bar:
-
-            def on_align(done: int, total: int) -> None:
-                align_bar.total = total
-                align_bar.update(done - align_bar.n)
-
-            return train(
-                options, resume=resume, on_step=on_step, threads=threads, on_align=on_align, device=device
-            )
-
-    state = run_with_progress(Path(options.out), options.steps, resume, _losses, run)
+            **fields,
+        ),
+        out,
+        resume,
+        steps,
+        required={"data": data},
+    )
+    control = RunControl(resume=resume, threads=threads, device=device)
+    state = run_with_progress(_train_aligning, options, control, _losses)
     click.echo(
         f"{options.out}: step {state.step}, {state.nimg / 1000:.1f} kimg, {state.wall_seconds / 60:.1f} min"
     )
+
+
+def _train_aligning(options: TrainOptions, control: RunControl) -> TrainState:
+    """`ifadit.training.loop.train_generator`, with a progress bar while a folder of photos is aligned."""
+    from ifadit.training.loop import train_generator as train  # torch loads here, not at every start-up
+
+    with tqdm(unit="image", desc="aligning", leave=False, dynamic_ncols=True) as align_bar:
+
+        def on_align(done: int, total: int) -> None:
+            align_bar.total = total
+            align_bar.update(done - align_bar.n)
+
+        return train(options, control, on_align)
 
 
 def _losses(stats: dict[str, float]) -> dict[str, str]:
@@ -293,8 +238,3 @@ def _losses(stats: dict[str, float]) -> dict[str, str]:
         "D": f"{stats['loss_D']:.2f}",
         "p": f"{stats.get('ada_p', 0):.2f}",
     }
-
-
-def register(group: click.Group) -> None:
-    """Add the `train` group to the root command."""
-    group.add_command(train_group)
