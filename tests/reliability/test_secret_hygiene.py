@@ -31,10 +31,9 @@ from click.testing import CliRunner, Result
 from cli.main import cli
 from ifadit.backends import ifadit as ifadit_backend
 from ifadit.media.image import read_image, write_image
-from ifadit.models import flow
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.ifadit.checkpoint import save_ifadit
-from keyvault import envelope, evidence, keys, vault
+from keyvault import envelope, evidence, keys, material, vault
 from keyvault.errors import SealedDataError
 from tests.ifadit_support import tiny_model
 
@@ -75,7 +74,7 @@ class Capture:
         self._wrap(monkeypatch, envelope, "derive_wrapping_key", "argon2id")
         monkeypatch.setattr(vault, "derive_wrapping_key", envelope.derive_wrapping_key)
         self._wrap(monkeypatch, envelope, "hkdf_sha256", "hkdf")
-        monkeypatch.setattr(flow, "hkdf_sha256", envelope.hkdf_sha256)  # the flow condition's HKDF stream
+        monkeypatch.setattr(material, "hkdf_sha256", envelope.hkdf_sha256)  # KeyMaterial.derive: the flow condition
         self._wrap_condition(monkeypatch)
         original = envelope.generate_signing_key
 

@@ -19,18 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ifadit.models.ifadit.encoders import mlp
 from ifadit.models.ifadit.flow import haar_orthogonal
 
 LOGVAR_RANGE = (-10.0, 4.0)  # clamp of the posterior log-variance, keeps exp() finite early in training
-
-
-def _mlp(dims: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(dims) - 2:
-            layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
 
 
 class IdentityVAE(nn.Module):
@@ -39,8 +31,8 @@ class IdentityVAE(nn.Module):
     def __init__(self, id_dim: int, latent: int, hidden: int) -> None:
         super().__init__()
         self.latent = latent
-        self.encoder = _mlp([id_dim, hidden, hidden, 2 * latent])
-        self.decoder = _mlp([latent, hidden, hidden, id_dim])
+        self.encoder = mlp([id_dim, hidden, hidden, 2 * latent], zero_last=False)
+        self.decoder = mlp([latent, hidden, hidden, id_dim], zero_last=False)
 
     def encode(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior (mean, log-variance), each [N, latent]."""

@@ -82,17 +82,19 @@ class AttributeEncoder(nn.Module):
         return self.fc(self.convs(img).flatten(1))
 
 
-def _mlp(dims: list[int]) -> nn.Sequential:
-    """Linear layers with SiLU between them; the last layer starts at zero."""
+def mlp(dims: list[int], *, zero_last: bool = True) -> nn.Sequential:
+    """Linear layers of widths `dims` with SiLU between them; with `zero_last` the last layer starts at zero
+    (the network then adds nothing at first, which keeps residual and offset heads stable early on)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if i < len(dims) - 2:
             layers.append(nn.SiLU())
-    last = layers[-1]
-    assert isinstance(last, nn.Linear)
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
+    if zero_last:
+        last = layers[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
     return nn.Sequential(*layers)
 
 
@@ -103,7 +105,7 @@ class Mapper(nn.Module):
         super().__init__()
         self.config = config
         dims = [config.id_dim + config.attr_dim] + [config.hidden] * (config.layers - 1)
-        self.net = _mlp([*dims, config.num_ws * config.w_dim])
+        self.net = mlp([*dims, config.num_ws * config.w_dim])
 
     def offsets(self, z_id: torch.Tensor, z_attr: torch.Tensor) -> torch.Tensor:
         """The W+ offsets from `w_avg` [N, num_ws, w_dim]."""
@@ -124,7 +126,7 @@ class ReadCorrection(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.net = _mlp([dim, hidden, hidden, dim])
+        self.net = mlp([dim, hidden, hidden, dim])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return z + self.net(z)
