@@ -20,6 +20,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _vault_and_users()
+    _keys()
+    _restore_requests()
+    _audit_log()
+
+
+def _vault_and_users() -> None:
+    """The vault row, users and their keyslots."""
     op.create_table(
         "ifadit_vault",
         sa.Column("id", sa.String(64), primary_key=True),
@@ -52,6 +60,10 @@ def upgrade() -> None:
         sa.Column("wrapped_kek", sa.LargeBinary(), nullable=False),
         sa.Column("created", UTCDateTime(), nullable=False),
     )
+
+
+def _keys() -> None:
+    """Anonymization keys and their versions."""
     op.create_table(
         "keys",
         sa.Column("handle", sa.String(64), primary_key=True),
@@ -76,6 +88,10 @@ def upgrade() -> None:
         sa.UniqueConstraint("key_handle", "version"),
     )
     op.create_index("ix_key_versions_key_handle", "key_versions", ["key_handle"])
+
+
+def _restore_requests() -> None:
+    """Restore requests and their approvals."""
     op.create_table(
         "restore_requests",
         sa.Column("handle", sa.String(64), primary_key=True),
@@ -98,6 +114,10 @@ def upgrade() -> None:
         sa.Column("used", UTCDateTime(), nullable=True),
     )
     op.create_index("ix_approvals_request_handle", "approvals", ["request_handle"])
+
+
+def _audit_log() -> None:
+    """Audit entries and signed tree heads."""
     op.create_table(
         "audit_entries",
         sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
