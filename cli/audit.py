@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
-from cli.options import VaultArgs, emit, json_option, vault_options
+from cli.options import VaultArgs, emit, json_option, table, usage_errors, vault_options
 from ifadit.pipeline.outputs import keyed_files_digest
 from keyvault import (
     AuditEntry,
+    AuditFilter,
     AuditVerificationError,
     InclusionProof,
     TreeHead,
@@ -26,20 +31,86 @@ from keyvault import (
 from keyvault import checkpoint as checkpoints
 from keyvault.anchor import check_bundle_since
 
+ENTRY_COLUMNS = ("SEQ", "TIME (UTC)", "ACTOR", "ROLE", "ACTION", "OUTCOME", "KEY", "CASE", "REASON")
+HEAD_COLUMNS = ("SIZE", "TIME (UTC)", "ROOT")
+_WHEN = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"])
 
-def _entry_line(entry: AuditEntry) -> str:
+
+def _entry_row(entry: AuditEntry) -> tuple[str, ...]:
     key = entry.key_handle or "-"
     if entry.key_version is not None:
         key += f" v{entry.key_version}"
-    why = f"  reason: {entry.reason}" if entry.reason else ""
     return (
-        f"{entry.seq:>6}  {entry.time[:19]}Z  {entry.actor or '-':<12} {entry.role or '-':<12} "
-        f"{entry.action:<18} {entry.outcome:<8} {key:<32} case {entry.case_id or '-'}{why}"
+        str(entry.seq),
+        entry.time[:19].replace("T", " "),
+        entry.actor or "-",
+        entry.role or "-",
+        entry.action,
+        entry.outcome,
+        key,
+        entry.case_id or "-",
+        entry.reason or "",
     )
 
 
-def _head_line(head: TreeHead) -> str:
-    return f"size {head.size:>6}  {head.time}  root {head.root}"
+def _head_row(head: TreeHead) -> tuple[str, ...]:
+    return (str(head.size), head.time[:19].replace("T", " "), head.root)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --case, --actor, --action, --since-time and --until; the command receives ``where`` (an AuditFilter)."""
+
+    @click.option(
+        "--case", "case_id", default=None, show_default="all cases", help="Only entries of this case."
+    )
+    @click.option(
+        "--actor",
+        "actors",
+        multiple=True,
+        metavar="USER",
+        help="Only entries by this user (repeatable: any of them).  [default: all users]",
+    )
+    @click.option(
+        "--action",
+        "actions",
+        multiple=True,
+        metavar="ACTION",
+        help="Only this action; a group name selects its members too: `key` is key.issue, key.revoke, … "
+        "(repeatable: any of them).  [default: all actions]",
+    )
+    @click.option(
+        "--since-time",
+        type=_WHEN,
+        default=None,
+        show_default="the first entry",
+        help="Only entries at or after this UTC time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS).",
+    )
+    @click.option(
+        "--until",
+        type=_WHEN,
+        default=None,
+        show_default="the newest entry",
+        help="Only entries before this UTC time (exclusive; a date means its midnight).",
+    )
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        case_id: str | None,
+        actors: tuple[str, ...],
+        actions: tuple[str, ...],
+        since_time: datetime | None,
+        until: datetime | None,
+        **kwargs: Any,
+    ) -> Any:
+        with usage_errors():
+            where = AuditFilter(case_id, actors, actions, _utc(since_time), _utc(until))
+        return command(*args, where=where, **kwargs)
+
+    return wrapper
 
 
 @click.group("audit")
@@ -54,7 +125,7 @@ def audit_group() -> None:
 
 @audit_group.command("show")
 @vault_options
-@click.option("--case", "case_id", default=None, show_default="all cases", help="Only entries of this case.")
+@filter_options
 @click.option(
     "--heads",
     is_flag=True,
@@ -63,27 +134,29 @@ def audit_group() -> None:
     help="List the signed tree heads instead of the entries.",
 )
 @json_option
-def audit_show(vault_args: VaultArgs, case_id: str | None, heads: bool, as_json: bool) -> None:
-    """Print audit entries (or signed tree heads), oldest first (auditor or admin).
+def audit_show(vault_args: VaultArgs, where: AuditFilter, heads: bool, as_json: bool) -> None:
+    """Print audit entries (or signed tree heads), oldest first, one row each under a header (auditor or admin).
 
     \b
     Example:
-      ifadit audit show --case C-17 --json
+      ifadit audit show --case C-17 --action restore --since-time 2026-12-01
     """
     with vault_args.open() as vault:
         if heads:
-            emit(auditor.tree_heads(vault), as_json, lambda hs: "\n".join(_head_line(h) for h in hs))
+            found_heads = auditor.tree_heads(vault)
+            emit(found_heads, as_json, lambda hs: table(HEAD_COLUMNS, [_head_row(h) for h in hs]))
         else:
-            found = auditor.entries(vault, case=case_id)
+            found = auditor.entries(vault, where=where)
             emit(
                 [e.to_dict() for e in found] if as_json else found,
                 as_json,
-                lambda es: "\n".join(_entry_line(e) for e in es),
+                lambda es: table(ENTRY_COLUMNS, [_entry_row(e) for e in es]),
             )
 
 
 @audit_group.command("export")
 @vault_options
+@filter_options
 @click.option(
     "-o",
     "--output",
@@ -98,18 +171,33 @@ def audit_show(vault_args: VaultArgs, case_id: str | None, heads: bool, as_json:
     show_default="not written",
     help="Also write the vault's audit public key (base64) to this file.",
 )
-def audit_export(vault_args: VaultArgs, output: Path, public_key_out: Path | None) -> None:
-    """Export the whole log with its signed tree heads for offline verification (auditor or admin).
+def audit_export(
+    vault_args: VaultArgs, where: AuditFilter, output: Path, public_key_out: Path | None
+) -> None:
+    """Export the log with its signed tree heads for offline verification (auditor or admin).
+
+    With a filter (--case, --actor, --action, --since-time, --until) it writes an excerpt: the
+    selected entries in full and every other entry as its hashes only, so the reader learns nothing
+    of other cases yet `audit verify` (and --since) checks the excerpt against the vault's signed
+    tree heads as it checks a whole log. An excerpt proves that each shown entry is unaltered and in
+    its place; that no matching entry hides behind a hash rests on the vault (compare with a whole
+    export when in doubt).
 
     \b
     Example:
-      ifadit audit export -o lab.audit.jsonl --public-key-out lab.pub
+      ifadit audit export --case C-17 -o C-17.audit.jsonl --public-key-out lab.pub
     """
+    excerpt = where != AuditFilter()
     with vault_args.open() as vault:
-        count = vault.export_audit(output)
+        count = vault.export_audit(output, where if excerpt else None)
         if public_key_out is not None:
             public_key_out.write_text(format_public_key(vault.public_key))
-    click.echo(f"wrote {count} entries to {output}")
+    if excerpt:
+        click.echo(
+            f"wrote an excerpt showing {count} entries ({where.describe()}), the others as hashes, to {output}"
+        )
+    else:
+        click.echo(f"wrote {count} entries to {output}")
 
 
 @audit_group.command("verify")

@@ -25,6 +25,7 @@ from keyvault.errors import (
     VaultNotFound,
     VaultSchemaError,
 )
+from keyvault.excerpt import AuditFilter
 from keyvault.material import KeyMaterial
 from keyvault.verify import (
     VerifyReport,
@@ -80,6 +81,7 @@ __all__ = [
     "ApprovalInfo",
     "ApprovalPending",
     "AuditEntry",
+    "AuditFilter",
     "AuditVerificationError",
     "AuthenticationError",
     "InclusionProof",
