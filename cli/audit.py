@@ -21,6 +21,7 @@ from keyvault import (
     InclusionProof,
     TreeHead,
     auditor,
+    display_url,
     format_public_key,
     load_public_key,
     note,
@@ -29,6 +30,7 @@ from keyvault import (
     witness,
 )
 from keyvault import checkpoint as checkpoints
+from keyvault import report as reports
 from keyvault.anchor import check_bundle_since
 
 ENTRY_COLUMNS = ("SEQ", "TIME (UTC)", "ACTOR", "ROLE", "ACTION", "OUTCOME", "KEY", "CASE", "REASON")
@@ -85,6 +87,7 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option(
         "--since-time",
         type=_WHEN,
+        metavar="TIME",
         default=None,
         show_default="the first entry",
         help="Only entries at or after this UTC time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS).",
@@ -92,6 +95,7 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option(
         "--until",
         type=_WHEN,
+        metavar="TIME",
         default=None,
         show_default="the newest entry",
         help="Only entries before this UTC time (exclusive; a date means its midnight).",
@@ -286,6 +290,89 @@ def audit_verify(
         with vault_args.open() as vault:
             report = auditor.verify_live(vault, pinned, since=kept, witnesses=witnesses)
     emit(report, as_json, lambda r: r.summary())
+
+
+@audit_group.command("report")
+@vault_options
+@click.option("--case", "case_id", required=True, help="The case to report on.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="HTML file to write (one self-contained page: inline CSS, no script, nothing fetched).",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="the live vault (--vault)",
+    help="Work offline from an exported bundle or case excerpt (`audit export --case`), as an auditor holds it.",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="the key inside the bundle",
+    help="With --bundle: the pinned audit public key (`audit export --public-key-out`).",
+)
+@click.option(
+    "--since",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="none",
+    help="A checkpoint you kept (`audit checkpoint -o`): the page says whether the log extends it.",
+)
+@click.option(
+    "--witness",
+    "witness_keys",
+    multiple=True,
+    metavar="VKEY",
+    help="With --since: a witness verifier key that must have cosigned the newest kept checkpoint "
+    "(repeatable).  [default: none]",
+)
+def audit_report(
+    vault_args: VaultArgs,
+    case_id: str,
+    output: Path,
+    bundle: Path | None,
+    public_key: Path | None,
+    since: Path | None,
+    witness_keys: tuple[str, ...],
+) -> None:
+    """Write a case's audit report for people (auditors, courts) as one HTML page; exit 4 when it shows a fault.
+
+    The page opens with the verification result (intact, or the located fault, and the kept
+    checkpoint it was proven against), then the case's timeline in plain sentences (keys, anonymize
+    runs, restore requests, approvals, restores, refusals, failures), then who did what under which
+    role. It shows no pictures. From the live vault it exports the case's excerpt first (audited).
+
+    \b
+    Example:
+      ifadit audit report --case C-17 --bundle C-17.audit.jsonl --public-key lab.pub -o C-17.html
+    """
+    if witness_keys and since is None:
+        raise click.UsageError("--witness needs --since")
+    if public_key is not None and bundle is None:
+        raise click.UsageError("--public-key pins the key of a --bundle; the live vault uses its own")
+    anchors = reports.Anchors(
+        notes=checkpoints.read_all(since) if since is not None else [],
+        file_name=since.name if since is not None else None,
+        witnesses=[note.Verifier.decode(key) for key in witness_keys],
+    )
+    if bundle is not None:
+        pinned = load_public_key(public_key) if public_key is not None else None
+        report = reports.build_from_bundle(bundle, case_id, public_key=pinned, anchors=anchors)
+    else:
+        with vault_args.open() as vault:
+            report = reports.build_from_vault(
+                vault, case_id, display_name=display_url(vault.url), anchors=anchors
+            )
+    reports.write_html(report, output)
+    verdict = report.verification
+    if not verdict.intact:
+        raise AuditVerificationError(f"{verdict.fault}; the report {output} was written and shows the fault")
+    click.echo(f"wrote the report of case {case_id} ({len(report.events)} entries, log verified) to {output}")
 
 
 @audit_group.command("prove")

@@ -65,9 +65,10 @@ class SinceReport:
 
     def summary(self) -> str:
         cosigned = f", cosigned by {', '.join(self.witnesses)}" if self.witnesses else ""
+        since = self.entries - self.newest_size
         return (
             f"extends {self.checkpoints} kept checkpoint{'s' if self.checkpoints != 1 else ''} "
-            f"(newest at size {self.newest_size}{cosigned}): {self.entries - self.newest_size} entries since"
+            f"(newest at size {self.newest_size}{cosigned}): {since} entr{'y' if since == 1 else 'ies'} since"
         )
 
 
