@@ -77,7 +77,7 @@ class ActorSummary:
     """One row of "who did what": an actor, the roles they acted in and what they did."""
 
     actor: str
-    roles: tuple[str, ...]
+    roles: tuple[str, ...]  # roles of the actions that succeeded (a refused entry records the role it needed)
     actions: tuple[tuple[str, int], ...]  # (action, count), most frequent first
     refused: int
     failed: int
@@ -183,7 +183,9 @@ def _actors(events: Sequence[Event]) -> tuple[ActorSummary, ...]:
         rows.append(
             ActorSummary(
                 actor=actor,
-                roles=tuple(sorted({e.role for e in mine})),
+                roles=tuple(
+                    sorted({e.role for e in mine if e.outcome == "ok"})
+                ),  # a refusal names the role needed
                 actions=tuple(counted),
                 refused=sum(e.outcome == "refused" for e in mine),
                 failed=sum(e.outcome == "failed" for e in mine),

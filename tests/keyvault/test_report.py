@@ -6,8 +6,11 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from keyvault import AuditFilter, access, auditor, keys
 from keyvault.audit import GENESIS_HASH, AuditEntry
+from keyvault.errors import PermissionDenied
 from keyvault.report import Anchors, build_from_bundle, build_from_vault, render_html
 from keyvault.report.events import sentence
 from keyvault.vault import Vault
@@ -27,6 +30,8 @@ def _story(vault: Vault) -> str:
         ).handle
     with add_user(vault, "alice", "approver") as alice:
         access.approve(alice, request)
+    with add_user(vault, "olga", "operator") as olga, pytest.raises(PermissionDenied):
+        access.request_restore(olga, case="C-1", reason="curious", input_digest="b" * 64)
     keys.suspend(vault, handle, reason="court asked")
     return request
 
@@ -75,11 +80,15 @@ def test_case_report_from_an_excerpt_escapes_every_field(vault: Vault, tmp_path:
         "key.issue",
         "restore.request",
         "restore.approve",
+        "restore.request",
         "key.suspend",
         "audit.export",
     ]
     assert report.counts["keys issued"] == 1 and report.counts["approvals"] == 1
-    assert {a.actor: a.roles for a in report.actors}["alice"] == ("approver",)
+    assert report.counts["refusals"] == 1
+    actors = {a.actor: a for a in report.actors}
+    assert actors["alice"].roles == ("approver",)
+    assert (actors["olga"].roles, actors["olga"].refused) == ((), 1)  # refused as investigator: held no role
     page = render_html(report)
     assert "<script" not in page and "<img" not in page and 'onerror="' not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the key's purpose, as text
