@@ -54,6 +54,14 @@ def test_show_filters_by_actor_action_and_time(busy: Ifadit) -> None:
     assert "--since-time" in _error(busy("audit", "show", "--since-time", "yesterday"), 2)
 
 
+def test_show_escapes_control_characters(busy: Ifadit) -> None:
+    handle = _ok(busy("keys", "issue", "--case", "C-3", "--purpose", "test")).strip()
+    _ok(busy("keys", "suspend", handle, "--reason", "\x1b[2Jwiped\n99  forged row"))
+    rows = _ok(busy("audit", "show", "--case", "C-3")).splitlines()
+    assert len(rows) == 3 and "\x1b" not in rows[-1]  # header, issue, suspend: no injected row
+    assert rows[-1].endswith("\\x1b[2Jwiped\\x0a99  forged row")
+
+
 def test_case_export_is_an_excerpt_that_verifies_offline(busy: Ifadit, tmp_path: Path) -> None:
     excerpt, pub = tmp_path / "c2.jsonl", tmp_path / "lab.pub"
     wrote = _ok(busy("audit", "export", "--case", "C-2", "-o", str(excerpt), "--public-key-out", str(pub)))
