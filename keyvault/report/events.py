@@ -55,7 +55,7 @@ class Event:
     """One entry as the report shows it."""
 
     seq: int
-    time: str  # "2026-12-07 13:26:16 UTC"
+    time: str  # "2026-12-07 13:26:16", UTC
     actor: str
     role: str
     action: str

@@ -100,7 +100,7 @@ class CaseReport:
 
 
 def _when(canonical: str) -> str:
-    return canonical[:19].replace("T", " ") + " UTC"
+    return canonical[:19].replace("T", " ")  # the page's columns say UTC
 
 
 def _verify(
