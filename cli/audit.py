@@ -372,6 +372,8 @@ def audit_report(
     verdict = report.verification
     if not verdict.intact:
         raise AuditVerificationError(f"{verdict.fault}; the report {output} was written and shows the fault")
+    if all(e.category == "audit" for e in report.events):  # a live report's own export names the case
+        click.echo(f"warning: the log holds no action on case {case_id!r}: check the case name", err=True)
     click.echo(f"wrote the report of case {case_id} ({len(report.events)} entries, log verified) to {output}")
 
 

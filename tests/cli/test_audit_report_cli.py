@@ -198,3 +198,14 @@ def test_tampered_bundle_shows_the_fault(case_run: tuple[Lab, Path], chromium: s
     assert f"entry {at} was altered" in text and "the located fault" in text
     assert f"Entries from {at} on cannot be trusted" in text
     assert _has_colour(folder / "bad.png", FAULT_RED) and not _has_colour(folder / "bad.png", INTACT_GREEN)
+
+
+def test_a_case_without_entries_is_named(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path)
+    result = lab.cli("audit", "report", "--case", "C-404", "-o", tmp_path / "empty.html", user="audrey")
+    assert result.exit_code == 0 and "the log holds no action on case 'C-404'" in result.stderr
+    assert "audrey exported the audit log (excerpt: case C-404)." in (tmp_path / "empty.html").read_text()
+    usage = lab.cli(
+        "audit", "report", "--case", "C-17", "--public-key", tmp_path / "k", "-o", tmp_path / "x.html"
+    )
+    assert usage.exit_code == 2 and "--public-key pins the key of a --bundle" in usage.stderr
