@@ -17,6 +17,7 @@ from cli.options import (
     passphrase_file_option,
     require_yes,
     short_time,
+    table,
     usage_errors,
     vault_options,
     vault_url_option,
@@ -40,10 +41,18 @@ from keyvault import (
 KDF_DEFAULTS = {f.name: f.default for f in dataclasses.fields(KdfParams)}  # the product defaults
 
 
-def _key_line(key: KeyInfo) -> str:
+KEY_COLUMNS = ("KEY", "STATE", "VERSION", "CASE", "EXPIRES (UTC)", "PURPOSE")
+USER_COLUMNS = ("USER", "ROLES", "STATE")
+
+
+def _key_row(key: KeyInfo) -> tuple[str, ...]:
     return (
-        f"{key.handle}  {key.state:<9}  v{key.current_version}  case {key.case_id}  "
-        f"expires {short_time(key.expires)}  {key.purpose}"
+        key.handle,
+        key.state,
+        f"v{key.current_version}",
+        key.case_id,
+        short_time(key.expires),
+        key.purpose,
     )
 
 
@@ -64,8 +73,8 @@ def _key_text(key: KeyInfo) -> str:
     return "\n".join(lines)
 
 
-def _user_line(user: UserInfo) -> str:
-    return f"{user.name:<20} {','.join(user.roles):<40} {'disabled' if user.disabled else 'active'}"
+def _user_row(user: UserInfo) -> tuple[str, ...]:
+    return (user.name, ",".join(user.roles), "disabled" if user.disabled else "active")
 
 
 # ---------------------------------------------------------------- vault
@@ -284,7 +293,7 @@ def users_list(vault_args: VaultArgs, as_json: bool) -> None:
     """
     with vault_args.open() as vault:
         users = access.list_users(vault)
-    emit(users, as_json, lambda us: "\n".join(_user_line(u) for u in us))
+    emit(users, as_json, lambda us: table(USER_COLUMNS, [_user_row(u) for u in us]))
 
 
 @users_group.command("disable")
@@ -366,7 +375,7 @@ def keys_list(vault_args: VaultArgs, case_id: str | None, state: str | None, as_
     """
     with vault_args.open() as vault:
         found = keys.list_keys(vault, case=case_id, state=state)
-    emit(found, as_json, lambda ks: "\n".join(_key_line(k) for k in ks))
+    emit(found, as_json, lambda ks: table(KEY_COLUMNS, [_key_row(k) for k in ks]))
 
 
 @keys_group.command("show")

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
-from cli.options import VaultArgs, emit, json_option, vault_options
+from cli.options import VaultArgs, emit, json_option, table, usage_errors, vault_options
 from ifadit.pipeline.outputs import keyed_files_digest
 from keyvault import (
     AuditEntry,
+    AuditFilter,
     AuditVerificationError,
     InclusionProof,
     TreeHead,
     auditor,
+    display_url,
     format_public_key,
     load_public_key,
     note,
@@ -24,22 +30,91 @@ from keyvault import (
     witness,
 )
 from keyvault import checkpoint as checkpoints
+from keyvault import report as reports
 from keyvault.anchor import check_bundle_since
 
+ENTRY_COLUMNS = ("SEQ", "TIME (UTC)", "ACTOR", "ROLE", "ACTION", "OUTCOME", "KEY", "CASE", "REASON")
+HEAD_COLUMNS = ("SIZE", "TIME (UTC)", "ROOT")
+_WHEN = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"])
 
-def _entry_line(entry: AuditEntry) -> str:
+
+def _entry_row(entry: AuditEntry) -> tuple[str, ...]:
     key = entry.key_handle or "-"
     if entry.key_version is not None:
         key += f" v{entry.key_version}"
-    why = f"  reason: {entry.reason}" if entry.reason else ""
     return (
-        f"{entry.seq:>6}  {entry.time[:19]}Z  {entry.actor or '-':<12} {entry.role or '-':<12} "
-        f"{entry.action:<18} {entry.outcome:<8} {key:<32} case {entry.case_id or '-'}{why}"
+        str(entry.seq),
+        entry.time[:19].replace("T", " "),
+        entry.actor or "-",
+        entry.role or "-",
+        entry.action,
+        entry.outcome,
+        key,
+        entry.case_id or "-",
+        entry.reason or "",
     )
 
 
-def _head_line(head: TreeHead) -> str:
-    return f"size {head.size:>6}  {head.time}  root {head.root}"
+def _head_row(head: TreeHead) -> tuple[str, ...]:
+    return (str(head.size), head.time[:19].replace("T", " "), head.root)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --case, --actor, --action, --since-time and --until; the command receives ``where`` (an AuditFilter)."""
+
+    @click.option(
+        "--case", "case_id", default=None, show_default="all cases", help="Only entries of this case."
+    )
+    @click.option(
+        "--actor",
+        "actors",
+        multiple=True,
+        metavar="USER",
+        help="Only entries by this user (repeatable: any of them).  [default: all users]",
+    )
+    @click.option(
+        "--action",
+        "actions",
+        multiple=True,
+        metavar="ACTION",
+        help="Only this action; a group name selects its members too: `key` is key.issue, key.revoke, … "
+        "(repeatable: any of them).  [default: all actions]",
+    )
+    @click.option(
+        "--since-time",
+        type=_WHEN,
+        metavar="TIME",
+        default=None,
+        show_default="the first entry",
+        help="Only entries at or after this UTC time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS).",
+    )
+    @click.option(
+        "--until",
+        type=_WHEN,
+        metavar="TIME",
+        default=None,
+        show_default="the newest entry",
+        help="Only entries before this UTC time (exclusive; a date means its midnight).",
+    )
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        case_id: str | None,
+        actors: tuple[str, ...],
+        actions: tuple[str, ...],
+        since_time: datetime | None,
+        until: datetime | None,
+        **kwargs: Any,
+    ) -> Any:
+        with usage_errors():
+            where = AuditFilter(case_id, actors, actions, _utc(since_time), _utc(until))
+        return command(*args, where=where, **kwargs)
+
+    return wrapper
 
 
 @click.group("audit")
@@ -54,7 +129,7 @@ def audit_group() -> None:
 
 @audit_group.command("show")
 @vault_options
-@click.option("--case", "case_id", default=None, show_default="all cases", help="Only entries of this case.")
+@filter_options
 @click.option(
     "--heads",
     is_flag=True,
@@ -63,27 +138,29 @@ def audit_group() -> None:
     help="List the signed tree heads instead of the entries.",
 )
 @json_option
-def audit_show(vault_args: VaultArgs, case_id: str | None, heads: bool, as_json: bool) -> None:
-    """Print audit entries (or signed tree heads), oldest first (auditor or admin).
+def audit_show(vault_args: VaultArgs, where: AuditFilter, heads: bool, as_json: bool) -> None:
+    """Print audit entries (or signed tree heads), oldest first, one row each under a header (auditor or admin).
 
     \b
     Example:
-      ifadit audit show --case C-17 --json
+      ifadit audit show --case C-17 --action restore --since-time 2026-12-01
     """
     with vault_args.open() as vault:
         if heads:
-            emit(auditor.tree_heads(vault), as_json, lambda hs: "\n".join(_head_line(h) for h in hs))
+            found_heads = auditor.tree_heads(vault)
+            emit(found_heads, as_json, lambda hs: table(HEAD_COLUMNS, [_head_row(h) for h in hs]))
         else:
-            found = auditor.entries(vault, case=case_id)
+            found = auditor.entries(vault, where=where)
             emit(
                 [e.to_dict() for e in found] if as_json else found,
                 as_json,
-                lambda es: "\n".join(_entry_line(e) for e in es),
+                lambda es: table(ENTRY_COLUMNS, [_entry_row(e) for e in es]),
             )
 
 
 @audit_group.command("export")
 @vault_options
+@filter_options
 @click.option(
     "-o",
     "--output",
@@ -98,18 +175,33 @@ def audit_show(vault_args: VaultArgs, case_id: str | None, heads: bool, as_json:
     show_default="not written",
     help="Also write the vault's audit public key (base64) to this file.",
 )
-def audit_export(vault_args: VaultArgs, output: Path, public_key_out: Path | None) -> None:
-    """Export the whole log with its signed tree heads for offline verification (auditor or admin).
+def audit_export(
+    vault_args: VaultArgs, where: AuditFilter, output: Path, public_key_out: Path | None
+) -> None:
+    """Export the log with its signed tree heads for offline verification (auditor or admin).
+
+    With a filter (--case, --actor, --action, --since-time, --until) it writes an excerpt: the
+    selected entries in full and every other entry as its hashes only, so the reader learns nothing
+    of other cases yet `audit verify` (and --since) checks the excerpt against the vault's signed
+    tree heads as it checks a whole log. An excerpt proves that each shown entry is unaltered and in
+    its place; that no matching entry hides behind a hash rests on the vault (compare with a whole
+    export when in doubt).
 
     \b
     Example:
-      ifadit audit export -o lab.audit.jsonl --public-key-out lab.pub
+      ifadit audit export --case C-17 -o C-17.audit.jsonl --public-key-out lab.pub
     """
+    excerpt = where != AuditFilter()
     with vault_args.open() as vault:
-        count = vault.export_audit(output)
+        count = vault.export_audit(output, where if excerpt else None)
         if public_key_out is not None:
             public_key_out.write_text(format_public_key(vault.public_key))
-    click.echo(f"wrote {count} entries to {output}")
+    if excerpt:
+        click.echo(
+            f"wrote an excerpt showing {count} entries ({where.describe()}), the others as hashes, to {output}"
+        )
+    else:
+        click.echo(f"wrote {count} entries to {output}")
 
 
 @audit_group.command("verify")
@@ -198,6 +290,91 @@ def audit_verify(
         with vault_args.open() as vault:
             report = auditor.verify_live(vault, pinned, since=kept, witnesses=witnesses)
     emit(report, as_json, lambda r: r.summary())
+
+
+@audit_group.command("report")
+@vault_options
+@click.option("--case", "case_id", required=True, help="The case to report on.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="HTML file to write (one self-contained page: inline CSS, no script, nothing fetched).",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="the live vault (--vault)",
+    help="Work offline from an exported bundle or case excerpt (`audit export --case`), as an auditor holds it.",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="the key inside the bundle",
+    help="With --bundle: the pinned audit public key (`audit export --public-key-out`).",
+)
+@click.option(
+    "--since",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="none",
+    help="A checkpoint you kept (`audit checkpoint -o`): the page says whether the log extends it.",
+)
+@click.option(
+    "--witness",
+    "witness_keys",
+    multiple=True,
+    metavar="VKEY",
+    help="With --since: a witness verifier key that must have cosigned the newest kept checkpoint "
+    "(repeatable).  [default: none]",
+)
+def audit_report(
+    vault_args: VaultArgs,
+    case_id: str,
+    output: Path,
+    bundle: Path | None,
+    public_key: Path | None,
+    since: Path | None,
+    witness_keys: tuple[str, ...],
+) -> None:
+    """Write a case's audit report for people (auditors, courts) as one HTML page; exit 4 when it shows a fault.
+
+    The page opens with the verification result (intact, or the located fault, and the kept
+    checkpoint it was proven against), then the case's timeline in plain sentences (keys, anonymize
+    runs, restore requests, approvals, restores, refusals, failures), then who did what under which
+    role. It shows no pictures. From the live vault it exports the case's excerpt first (audited).
+
+    \b
+    Example:
+      ifadit audit report --case C-17 --bundle C-17.audit.jsonl --public-key lab.pub -o C-17.html
+    """
+    if witness_keys and since is None:
+        raise click.UsageError("--witness needs --since")
+    if public_key is not None and bundle is None:
+        raise click.UsageError("--public-key pins the key of a --bundle; the live vault uses its own")
+    anchors = reports.Anchors(
+        notes=checkpoints.read_all(since) if since is not None else [],
+        file_name=since.name if since is not None else None,
+        witnesses=[note.Verifier.decode(key) for key in witness_keys],
+    )
+    if bundle is not None:
+        pinned = load_public_key(public_key) if public_key is not None else None
+        report = reports.build_from_bundle(bundle, case_id, public_key=pinned, anchors=anchors)
+    else:
+        with vault_args.open() as vault:
+            report = reports.build_from_vault(
+                vault, case_id, display_name=display_url(vault.url), anchors=anchors
+            )
+    reports.write_html(report, output)
+    verdict = report.verification
+    if not verdict.intact:
+        raise AuditVerificationError(f"{verdict.fault}; the report {output} was written and shows the fault")
+    if all(e.category == "audit" for e in report.events):  # a live report's own export names the case
+        click.echo(f"warning: the log holds no action on case {case_id!r}: check the case name", err=True)
+    click.echo(f"wrote the report of case {case_id} ({len(report.events)} entries, log verified) to {output}")
 
 
 @audit_group.command("prove")

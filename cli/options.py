@@ -11,7 +11,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -177,3 +177,22 @@ def emit(result: Any, as_json: bool, text: Callable[[Any], str]) -> None:
 def short_time(moment: datetime | None) -> str:
     """A UTC time to the minute for tables, '-' for none."""
     return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Rows under a header row, columns padded to their widest cell; the last column is left unpadded.
+
+    With no rows the header stands alone, so an empty listing still says what it would list. Cells
+    hold recorded text (reasons, names): control characters are shown escaped (``\\x1b``), so a value
+    cannot break the table or send escape sequences to the reader's terminal.
+    """
+    cells = [list(headers), *([_printable(cell) for cell in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers) - 1)]
+    return "\n".join(
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in cells
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import VaultArgs, emit, json_option, short_time, usage_errors, vault_options
+from cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
 from ifadit.pipeline import restore as restoring
 from ifadit.pipeline.restore import RestoreOptions, RestoreReport
 from keyvault import RequestInfo, access
@@ -14,10 +14,17 @@ from keyvault import RequestInfo, access
 REQUEST_STATES = ("pending", "approved", "used")
 
 
-def _request_line(request: RequestInfo) -> str:
+REQUEST_COLUMNS = ("REQUEST", "STATE", "CASE", "REQUESTER", "FILED (UTC)", "REASON")
+
+
+def _request_row(request: RequestInfo) -> tuple[str, ...]:
     return (
-        f"{request.handle}  {request.state:<8}  case {request.case_id}  by {request.requester}  "
-        f"{short_time(request.created)}  {request.reason}"
+        request.handle,
+        request.state,
+        request.case_id,
+        request.requester,
+        short_time(request.created),
+        request.reason,
     )
 
 
@@ -185,7 +192,7 @@ def requests_list(vault_args: VaultArgs, case_id: str | None, state: str | None,
     """
     with vault_args.open() as vault:
         found = access.list_requests(vault, case=case_id, state=state)
-    emit(found, as_json, lambda rs: "\n".join(_request_line(r) for r in rs))
+    emit(found, as_json, lambda rs: table(REQUEST_COLUMNS, [_request_row(r) for r in rs]))
 
 
 @requests_group.command("show")

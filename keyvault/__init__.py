@@ -27,6 +27,7 @@ from keyvault.errors import (
     VaultSchemaError,
     WitnessRefused,
 )
+from keyvault.excerpt import AuditFilter
 from keyvault.material import KeyMaterial
 from keyvault.verify import (
     VerifyReport,
@@ -82,6 +83,7 @@ __all__ = [
     "ApprovalInfo",
     "ApprovalPending",
     "AuditEntry",
+    "AuditFilter",
     "AuditVerificationError",
     "AuthenticationError",
     "CheckpointError",

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from keyvault import checkpoint, merkle, note
 from keyvault.errors import AuditVerificationError, CheckpointError
+from keyvault.excerpt import STUB_PREFIX, stub_leaf
 from keyvault.verify import VerifyReport
 
 _HEAD_PREFIX = b'{"tree_head":'
@@ -40,7 +41,7 @@ class BundleLeaves:
 
 
 def bundle_leaves(path: str | os.PathLike[str]) -> BundleLeaves:
-    """The vault id, embedded public key and entry leaf hashes of a bundle ``verify_bundle`` accepted."""
+    """The vault id, embedded public key and entry leaf hashes of a bundle (or excerpt) ``verify_bundle`` accepted."""
     sha256 = hashlib.sha256
     with Path(path).open("rb") as handle:
         header = json.loads(handle.readline())
@@ -48,7 +49,8 @@ def bundle_leaves(path: str | os.PathLike[str]) -> BundleLeaves:
         for line in handle:
             if line.startswith(_HEAD_PREFIX):
                 break
-            leaves.append(sha256(b"\x00" + line[:-1]).digest())
+            hidden = line.startswith(STUB_PREFIX)  # an excerpt's hidden entry carries its leaf hash
+            leaves.append(stub_leaf(line[:-1]) if hidden else sha256(b"\x00" + line[:-1]).digest())
     return BundleLeaves(str(header["vault_id"]), base64.b64decode(header["public_key"]), leaves)
 
 
@@ -63,9 +65,10 @@ class SinceReport:
 
     def summary(self) -> str:
         cosigned = f", cosigned by {', '.join(self.witnesses)}" if self.witnesses else ""
+        since = self.entries - self.newest_size
         return (
             f"extends {self.checkpoints} kept checkpoint{'s' if self.checkpoints != 1 else ''} "
-            f"(newest at size {self.newest_size}{cosigned}): {self.entries - self.newest_size} entries since"
+            f"(newest at size {self.newest_size}{cosigned}): {since} entr{'y' if since == 1 else 'ies'} since"
         )
 
 

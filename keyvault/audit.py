@@ -16,7 +16,9 @@ Bundle format ``ifadit-audit-bundle/1`` (JSON Lines, UTF-8, each line ends with 
     then        {"tree_head":{"root":"<hex>","signature":"<base64>","size":N,"time":"…","vault_id":"…"}}
                 one line per signed tree head, smallest size first
 
-A reader streams it top to bottom; ``keyvault.verify.verify_bundle`` checks it offline.
+A reader streams it top to bottom; ``keyvault.verify.verify_bundle`` checks it offline. An excerpt
+(``ifadit-audit-excerpt/1``, ``keyvault.excerpt``) has the same layout with a filter in its header and
+the entries the filter does not select replaced by their hashes.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from keyvault.errors import AuditVerificationError
 GENESIS_HASH = "0" * 64  # prev_hash of entry 1
 OUTCOMES = ("ok", "refused", "failed")
 BUNDLE_FORMAT = "ifadit-audit-bundle/1"
+EXCERPT_FORMAT = "ifadit-audit-excerpt/1"  # some entries only as hashes (keyvault.excerpt)
 TREE_HEAD_DOMAIN = b"ifadit-tree-head/1\n"  # prefix of the signed bytes: a head signature signs nothing else
 MAX_DETAILS_BYTES = 4096  # details are small context values, never payloads
 
@@ -358,18 +361,24 @@ def write_bundle(
     public_key_raw: bytes,
     entries: Iterable[AuditEntry | bytes],
     tree_heads: Iterable[TreeHead],
+    *,
+    excerpt_filter: dict[str, Any] | None = None,
 ) -> int:
     """Write a bundle atomically (temporary file in the target folder, fsync, rename); return the entry count.
 
     ``entries`` are AuditEntry objects or their stored canonical bytes, in seq order (streamed, not
-    held in memory); tree heads are written smallest size first.
+    held in memory); tree heads are written smallest size first. With ``excerpt_filter`` (the
+    ``AuditFilter.to_dict()`` that selected the shown entries) the file is an excerpt: some entry
+    lines are then hidden-entry lines (``keyvault.excerpt``).
     """
     target = Path(path)
-    header = {
-        "format": BUNDLE_FORMAT,
+    header: dict[str, Any] = {
+        "format": BUNDLE_FORMAT if excerpt_filter is None else EXCERPT_FORMAT,
         "public_key": base64.b64encode(public_key_raw).decode("ascii"),
         "vault_id": vault_id,
     }
+    if excerpt_filter is not None:
+        header["filter"] = excerpt_filter
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     count = 0
     try:

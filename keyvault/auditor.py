@@ -13,16 +13,20 @@ from pathlib import Path
 from keyvault import ledger, note
 from keyvault.anchor import check_bundle_since
 from keyvault.audit import AuditEntry, InclusionProof, TreeHead
+from keyvault.excerpt import AuditFilter
 from keyvault.vault import Vault
 from keyvault.verify import VerifyReport, verify_bundle, verify_consistency_between, verify_inclusion_proof
 
 AUDIT_ROLES = ("auditor", "admin")
 
 
-def entries(vault: Vault, *, case: str | None = None) -> list[AuditEntry]:
-    """Stored entries in sequence order, optionally only one case's."""
-    with vault.action("audit.show", role=AUDIT_ROLES, case=case, record=False) as act:
-        return ledger.entries(act.session, case_id=case)
+def entries(vault: Vault, *, case: str | None = None, where: AuditFilter | None = None) -> list[AuditEntry]:
+    """Stored entries in sequence order, optionally only one case's and only those ``where`` selects."""
+    if where is not None and case is not None:
+        raise ValueError("pass the case either as case or inside where, not both")
+    wanted = where or AuditFilter(case=case)
+    with vault.action("audit.show", role=AUDIT_ROLES, case=wanted.case, record=False) as act:
+        return [e for e in ledger.entries(act.session, case_id=wanted.case) if wanted.matches(e)]
 
 
 def tree_heads(vault: Vault) -> list[TreeHead]:

@@ -57,6 +57,7 @@ from keyvault.errors import (
     VaultError,
     VaultSchemaError,
 )
+from keyvault.excerpt import AuditFilter, bracketing_heads, excerpt_lines
 from keyvault.schema import (
     DEFAULT_APPROVAL_TTL_S,
     DEFAULT_UNLOCK_DELAY_MS,
@@ -520,33 +521,45 @@ class Vault:
             ) from None
         return signed.size, signed.checkpoint.root, str(self.checkpoints)
 
-    def export_audit(self, path: str | os.PathLike[str]) -> int:
+    def export_audit(self, path: str | os.PathLike[str], where: AuditFilter | None = None) -> int:
         """Write the whole audit log and its signed tree heads to a bundle (atomically); return the entry count.
 
         Needs the auditor or admin role. The export is itself audited and followed by a fresh signed
         tree head, so the bundle's newest head covers every entry in it. Of the stored heads (one per
         command) it keeps one per 1,000 entries and the newest, which keeps offline verification fast.
-        When the log no longer matches its newest signed head, the bundle is written with every head
-        (so `audit verify` locates the change) and ``IntegrityError`` is raised.
+        With ``where`` it writes an excerpt (``keyvault.excerpt``: the selected entries in full, the
+        others as hashes, the heads around each shown entry) and returns how many entries it shows;
+        the export's own entry carries the filter's case. When the log no longer matches its newest
+        signed head, the file is written with every head (so `audit verify` locates the change) and
+        ``IntegrityError`` is raised.
         """
-        with self.action("audit.export", role=("auditor", "admin"), details={"file": Path(path).name}):
+        details: dict[str, Any] = {"file": Path(path).name}
+        if where is not None:
+            details["filter"] = where.to_dict()
+        case = where.case if where is not None else None
+        with self.action("audit.export", role=("auditor", "admin"), case=case, details=details):
             pass
         try:
             self.checkpoint()
         except IntegrityError as exc:
             with self.transaction() as session:  # every head, so `audit verify` can locate the change
-                write_bundle(
-                    path,
-                    self.id,
-                    self.public_key,
-                    ledger.entries_bytes(session),
-                    ledger.tree_heads(session, self.id),
-                )
+                self._write_export(path, session, where, every_head=True)
             raise IntegrityError(f"{exc.args[0]}; the bundle was written anyway", hint=exc.hint) from None
         with self.transaction() as session:
-            blobs = ledger.entries_bytes(session)
-            heads = thin_tree_heads(ledger.tree_heads(session, self.id))
-        return write_bundle(path, self.id, self.public_key, blobs, heads)
+            return self._write_export(path, session, where, every_head=False)
+
+    def _write_export(
+        self, path: str | os.PathLike[str], session: Session, where: AuditFilter | None, *, every_head: bool
+    ) -> int:
+        blobs, heads = ledger.entries_bytes(session), ledger.tree_heads(session, self.id)
+        if where is None:
+            kept = heads if every_head else thin_tree_heads(heads)
+            return write_bundle(path, self.id, self.public_key, blobs, kept)
+        shown: list[int] = []
+        lines = list(excerpt_lines(blobs, where, shown))
+        kept = heads if every_head else bracketing_heads(heads, shown)
+        write_bundle(path, self.id, self.public_key, lines, kept, excerpt_filter=where.to_dict())
+        return len(shown)
 
     def close(self) -> None:
         """Write a signed tree head if this session appended anything, then release the database."""

@@ -19,6 +19,10 @@
   all before it), and the first entry after the largest matching head is named: from there on,
   nothing can be trusted.
 
+An excerpt (``keyvault.excerpt``) is checked the same way: a hidden entry contributes the leaf
+hash and ``prev_hash`` its line records, every shown entry is validated field by field and must match
+the filter its header declares, and the report says how many entries were shown.
+
 Speed: entries covered by a signed tree head are authenticated byte for byte by the signature, so
 for them only ``seq`` and ``prev_hash`` are read (by position, from the canonical form) beside one
 SHA-256; entries after the last signed head are protected only by the chain, so they are parsed
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,6 +46,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from keyvault import envelope, merkle
 from keyvault.audit import (
     BUNDLE_FORMAT,
+    EXCERPT_FORMAT,
     GENESIS_HASH,
     AuditEntry,
     InclusionProof,
@@ -51,6 +57,7 @@ from keyvault.audit import (
     verify_tree_head,
 )
 from keyvault.errors import AuditVerificationError
+from keyvault.excerpt import STUB_PREFIX, AuditFilter, parse_stub
 
 if TYPE_CHECKING:
     from keyvault.anchor import SinceReport
@@ -70,14 +77,22 @@ class VerifyReport:
     key_fingerprint: str  # SHA-256 hex of the raw Ed25519 public key
     signed_size: int  # entries covered by the largest signed tree head
     since: SinceReport | None = None  # the kept checkpoints it extends (`audit verify --since`)
+    where: AuditFilter | None = None  # an excerpt's filter (keyvault.excerpt); None for a whole bundle
+    shown: int | None = None  # entries an excerpt shows in full (the others only as hashes)
 
     def summary(self) -> str:
         """One line for `ifadit audit verify`."""
         tail = self.entries - self.signed_size
         unsigned = f", {tail} newest entries covered by the hash chain only" if tail else ""
         since = f"; {self.since.summary()}" if self.since else ""
+        what = f"audit log intact: {self.entries} entries"
+        if self.where is not None:
+            what = (
+                f"audit excerpt intact: {self.shown} of {self.entries} entries shown ({self.where.describe()}), "
+                "the others as hashes"
+            )
         return (
-            f"audit log intact: {self.entries} entries, {self.tree_heads} signed tree heads{unsigned}; "
+            f"{what}, {self.tree_heads} signed tree heads{unsigned}; "
             f"root {self.root[:16]}…, key {self.key_fingerprint[:16]}…{since}"
         )
 
@@ -122,16 +137,13 @@ def _parse_json(raw: bytes, lineno: int, what: str, seq: int | None = None) -> o
         raise _fail(f"line {lineno}: not a valid JSON {what}", seq) from None
 
 
-def _read_header(raw: bytes | None, public_key: bytes | None) -> tuple[str, bytes]:
+def _read_header(raw: bytes | None, public_key: bytes | None) -> tuple[str, bytes, AuditFilter | None]:
     if raw is None:
         raise _fail("the bundle is empty (no header line)")
     header = _parse_json(raw, 1, "bundle header")
-    if not isinstance(header, dict) or set(header) != {"format", "public_key", "vault_id"}:
+    if not isinstance(header, dict) or not {"format", "public_key", "vault_id"} <= set(header):
         raise _fail("line 1: not an audit bundle header (needs format, public_key, vault_id)")
-    if header["format"] != BUNDLE_FORMAT:
-        raise _fail(
-            f"line 1: unsupported bundle format {str(header['format'])[:40]!r} (this reads {BUNDLE_FORMAT})"
-        )
+    where = _read_filter(header)
     try:
         embedded = b64decode_strict(header["public_key"])
     except ValueError:
@@ -146,7 +158,24 @@ def _read_header(raw: bytes | None, public_key: bytes | None) -> tuple[str, byte
             f"not by the pinned key {key_fingerprint(bytes(public_key))[:16]}…",
             hint="the bundle comes from another vault, or its key was replaced",
         )
-    return header["vault_id"], embedded
+    return header["vault_id"], embedded, where
+
+
+def _read_filter(header: dict[str, object]) -> AuditFilter | None:
+    """None for a whole bundle, the declared filter for an excerpt; a located failure for anything else."""
+    kind = header["format"]
+    if kind == BUNDLE_FORMAT and len(header) == 3:
+        return None
+    if kind != EXCERPT_FORMAT:
+        raise _fail(
+            f"line 1: unsupported bundle format {str(kind)[:40]!r} (this reads {BUNDLE_FORMAT}, {EXCERPT_FORMAT})"
+        )
+    if len(header) != 4 or "filter" not in header:
+        raise _fail("line 1: an excerpt header needs exactly filter, format, public_key and vault_id")
+    try:
+        return AuditFilter.from_dict(header["filter"])
+    except (ValueError, TypeError) as exc:
+        raise _fail(f"line 1: the excerpt's filter is malformed: {exc}") from None
 
 
 class _Chain:
@@ -159,6 +188,7 @@ class _Chain:
         self.first_break: int | None = None  # seq of the first entry whose prev_hash does not match
         self.backwards: tuple[int, str] | None = None  # (seq, message): first entry older than the one before
         self.break_to_grandparent = False  # that entry links to the entry two before it
+        self.shown = 0  # entries present in full (an excerpt hides the others behind their hashes)
 
     def blame(self, covered: int = 0) -> tuple[int, str]:
         """(seq, message) for the first broken link; ``covered`` = entries vouched for by a signed head."""
@@ -197,12 +227,14 @@ def verify_bundle(
     with handle:
         lines = enumerate(handle, start=1)
         header = next(lines, (1, None))[1]
-        vault_id, embedded = _read_header(header, public_key)
+        vault_id, embedded, where = _read_header(header, public_key)
         chain = _Chain()
         chain.offsets.append(len(header or b""))
-        head_lines = _read_entries(lines, chain, strict)
+        head_lines = _read_entries(lines, chain, strict, where)
         heads = [_read_head(raw, lineno, vault_id, embedded) for lineno, raw in head_lines]
         report = _check_heads(chain, heads, vault_id, embedded)
+        if where is not None:
+            return dataclasses.replace(report, where=where, shown=chain.shown)
         if not strict:
             _check_unsigned_tail(handle, chain, report.signed_size)
     return report
@@ -226,8 +258,33 @@ def _fast_fields(data: bytes) -> tuple[int, bytes] | None:
     return int(digits), data[i + 14 : i + 78]
 
 
-def _read_entries(lines: enumerate[bytes], chain: _Chain, strict: bool) -> list[tuple[int, bytes]]:
-    """Consume entry lines into ``chain``; return the tree-head lines that follow."""
+def _read_stub(data: bytes, lineno: int, expected: int) -> tuple[tuple[int, bytes], bytes]:
+    """((seq, prev_hash hex), leaf hash) of an excerpt's hidden-entry line."""
+    try:
+        seq, prev, leaf = parse_stub(data)
+    except ValueError as exc:
+        raise _fail(f"line {lineno}: {exc}", expected) from None
+    return (seq, prev), leaf
+
+
+def _read_shown(data: bytes, lineno: int, expected: int, where: AuditFilter) -> None:
+    """Validate an excerpt's full entry field by field and check that the filter selects it."""
+    entry = _parse_entry(data, lineno, expected)
+    if not where.matches(entry):
+        raise _fail(
+            f"entry {entry.seq} is shown but does not match the excerpt's filter ({where.describe()})",
+            entry.seq,
+        )
+
+
+def _read_entries(
+    lines: enumerate[bytes], chain: _Chain, strict: bool, where: AuditFilter | None = None
+) -> list[tuple[int, bytes]]:
+    """Consume entry lines into ``chain``; return the tree-head lines that follow.
+
+    In an excerpt (``where`` set) a hidden entry contributes its recorded leaf hash and prev_hash
+    and no time; every shown entry is validated in full and must match ``where``.
+    """
     hashes, link_ok, offsets, sha256 = chain.hashes, chain.link_ok, chain.offsets, hashlib.sha256
     prev_hex = GENESIS_HASH.encode()
     prev_time = ""
@@ -239,10 +296,18 @@ def _read_entries(lines: enumerate[bytes], chain: _Chain, strict: bool) -> list[
         if not raw.endswith(b"\n"):
             raise _fail(f"line {lineno}: the file ends inside a line (truncated bundle)", expected)
         data = raw[:-1]
-        if strict:
-            _parse_entry(data, lineno, expected)
-        found = _fast_fields(data)
-        moment = entry_time(data)
+        found: tuple[int, bytes] | None
+        moment: str | None
+        if where is not None and data.startswith(STUB_PREFIX):
+            found, leaf = _read_stub(data, lineno, expected)
+            moment = prev_time  # a hidden entry shows no time
+        else:
+            if where is not None:
+                _read_shown(data, lineno, expected, where)
+                chain.shown += 1
+            elif strict:
+                _parse_entry(data, lineno, expected)
+            found, moment, leaf = _fast_fields(data), entry_time(data), sha256(b"\x00" + data).digest()
         if found is None or moment is None:
             raise _fail(f"line {lineno}: not an audit entry in canonical form", expected)
         if moment < prev_time and chain.backwards is None:
@@ -264,7 +329,6 @@ def _read_entries(lines: enumerate[bytes], chain: _Chain, strict: bool) -> list[
             raise _fail(
                 f"entry {seq} appears again or out of order at line {lineno} (expected entry {expected})", seq
             )
-        leaf = sha256(b"\x00" + data).digest()
         if prev == prev_hex:
             link_ok.append(1)
         else:

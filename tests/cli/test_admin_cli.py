@@ -71,8 +71,12 @@ def test_key_lifecycle(ifadit: Ifadit) -> None:
     assert "material" not in json.dumps(shown)
     assert "suspended" in _ok(ifadit("keys", "suspend", handle, "--reason", "checking"))
     assert "active" in _ok(ifadit("keys", "resume", handle))
-    assert handle in _ok(ifadit("keys", "list", "--case", "C-17"))
-    assert _ok(ifadit("keys", "list", "--state", "revoked")).strip() == ""
+    header, row = _ok(ifadit("keys", "list", "--case", "C-17")).splitlines()
+    assert header.split() == ["KEY", "STATE", "VERSION", "CASE", "EXPIRES", "(UTC)", "PURPOSE"]
+    assert row.split()[:4] == [handle, "active", "v2", "C-17"] and row.endswith("CCTV release")
+    assert row.index("active") == header.index("STATE")  # columns line up under their names
+    (alone,) = _ok(ifadit("keys", "list", "--state", "revoked")).splitlines()  # no keys: the header only
+    assert alone.split() == header.split()
 
     assert "--yes" in _error(ifadit("keys", "revoke", handle, "--reason", "closed"), 2)
     assert "Missing option '--reason'" in ifadit("keys", "revoke", handle, "--yes").stderr
@@ -114,7 +118,9 @@ def test_users_and_roles(ifadit: Ifadit, tmp_path: Path) -> None:
     listed = ifadit(
         "users", "list", "--user", "bob", "--passphrase-file", str(tmp_path / "pass"), passphrase=None
     )
-    assert "bob" in _ok(listed)
+    header, *rows = _ok(listed).splitlines()
+    assert header.split() == ["USER", "ROLES", "STATE"]
+    assert ["bob", "auditor,investigator", "active"] in [r.split() for r in rows]
     assert "--yes" in _error(ifadit("users", "disable", "bob"), 2)
     _ok(ifadit("users", "disable", "bob", "--reason", "left", "--yes"))
     assert "bob is disabled" in _error(ifadit("keys", "list", user="bob", passphrase="bob-pass"), 1)

@@ -24,14 +24,57 @@ def busy(vault_url: str, tmp_path: Path) -> Ifadit:  # noqa: F811
 
 
 def test_show(busy: Ifadit) -> None:
-    lines = _ok(busy("audit", "show")).strip().splitlines()
+    header, *lines = _ok(busy("audit", "show")).strip().splitlines()
+    assert header.split()[:3] == ["SEQ", "TIME", "(UTC)"] and header.endswith("CASE  REASON")
     assert len(lines) == 6 and "vault.init" in lines[0] and "key.suspend" in lines[4]
+    assert lines[4].index("key.suspend") == header.index("ACTION")
     entries = json.loads(
         _ok(busy("audit", "show", "--case", "C-1", "--json", user="audrey", passphrase="audrey-pass"))
     )
     assert [e["action"] for e in entries] == ["key.issue", "key.issue", "key.suspend"]
     heads = _ok(busy("audit", "show", "--heads")).strip().splitlines()
-    assert heads[-1].startswith("size      6")
+    assert heads[0].split() == ["SIZE", "TIME", "(UTC)", "ROOT"] and heads[-1].split()[0] == "6"
+
+
+def test_show_filters_by_actor_action_and_time(busy: Ifadit) -> None:
+    def seqs(*args: str) -> list[int]:
+        return [e["seq"] for e in json.loads(_ok(busy("audit", "show", "--json", *args)))]
+
+    assert seqs("--action", "key") == [2, 3, 4, 5]
+    assert seqs("--action", "key.suspend", "--action", "vault.init") == [1, 5]
+    assert seqs("--case", "C-1", "--actor", "admin", "--action", "key.issue") == [2, 4]
+    assert seqs("--actor", "audrey") == []
+    assert seqs("--since-time", "2000-01-01", "--until", "2999-01-01") == [1, 2, 3, 4, 5, 6]
+    assert seqs("--since-time", "2999-01-01T00:00:00") == []
+    header_only = _ok(busy("audit", "show", "--actor", "nobody")).splitlines()
+    assert len(header_only) == 1 and header_only[0].startswith("SEQ")
+    assert "end time must come after" in _error(
+        busy("audit", "show", "--since-time", "2026-02-01", "--until", "2026-01-01"), 2
+    )
+    assert "--since-time" in _error(busy("audit", "show", "--since-time", "yesterday"), 2)
+
+
+def test_show_escapes_control_characters(busy: Ifadit) -> None:
+    handle = _ok(busy("keys", "issue", "--case", "C-3", "--purpose", "test")).strip()
+    _ok(busy("keys", "suspend", handle, "--reason", "\x1b[2Jwiped\n99  forged row"))
+    rows = _ok(busy("audit", "show", "--case", "C-3")).splitlines()
+    assert len(rows) == 3 and "\x1b" not in rows[-1]  # header, issue, suspend: no injected row
+    assert rows[-1].endswith("\\x1b[2Jwiped\\x0a99  forged row")
+
+
+def test_case_export_is_an_excerpt_that_verifies_offline(busy: Ifadit, tmp_path: Path) -> None:
+    excerpt, pub = tmp_path / "c2.jsonl", tmp_path / "lab.pub"
+    wrote = _ok(busy("audit", "export", "--case", "C-2", "-o", str(excerpt), "--public-key-out", str(pub)))
+    assert "excerpt showing 2 entries (case C-2), the others as hashes" in wrote
+    assert '"case_id":"C-1"' not in excerpt.read_text()
+    summary = _ok(busy("audit", "verify", str(excerpt), "--public-key", str(pub), passphrase=None))
+    assert summary.startswith("audit excerpt intact: 2 of 7 entries shown (case C-2)")
+    kept = tmp_path / "kept.checkpoint"
+    _ok(busy("audit", "checkpoint", "-o", str(kept)))
+    _ok(busy("audit", "export", "--action", "key.issue", "--until", "2999-01-01", "-o", str(excerpt)))
+    since = _ok(busy("audit", "verify", str(excerpt), "--since", str(kept), passphrase=None))
+    assert "3 of 8 entries shown (action key.issue, before 2999-01-01T00:00:00Z)" in since
+    assert "extends 1 kept checkpoint" in since
 
 
 def test_export_and_offline_verify(busy: Ifadit, tmp_path: Path) -> None:

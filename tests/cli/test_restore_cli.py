@@ -50,6 +50,15 @@ def test_approval_flow(lab: Lab, anonymized: Path, tmp_path: Path, astronaut: np
 
     listed = lab.cli("requests", "list", "--state", "pending", user="alice")
     assert listed.exit_code == 0 and request in listed.stdout and "ivan" in listed.stdout
+    assert listed.stdout.splitlines()[0].split() == [
+        "REQUEST",
+        "STATE",
+        "CASE",
+        "REQUESTER",
+        "FILED",
+        "(UTC)",
+        "REASON",
+    ]
     assert lab.cli("approve", request, user="ivan").exit_code == 1  # the requester lacks the approver role
     approved = lab.cli("approve", request, user="alice")
     assert approved.exit_code == 0 and f"approved {request}" in approved.stdout
