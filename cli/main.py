@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.train_ifadit",
     "cli.train_id2face",
     "cli.admin",
+    "cli.service",
     "cli.audit",
     "cli.anonymize",
     "cli.restore",

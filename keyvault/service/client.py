@@ -10,7 +10,6 @@ no FastAPI, no crypto recipes.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import os
 import ssl
 from datetime import datetime, timedelta
@@ -25,10 +24,10 @@ from keyvault import errors
 from keyvault.audit import AuditEntry, TreeHead
 from keyvault.keys import KeyInfo
 from keyvault.service import errors as service_errors
+from keyvault.service.urls import is_loopback
 from keyvault.service.wire import decode, decode_list
 from keyvault.vault import Policy, UserInfo
 
-SERVICE_SCHEMES = ("https", "http", "unix")
 DEFAULT_TIMEOUT_S = 30.0
 _ERRORS: dict[str, type[errors.VaultError]] = {
     cls.__name__: cls
@@ -36,20 +35,6 @@ _ERRORS: dict[str, type[errors.VaultError]] = {
     for cls in vars(module).values()
     if isinstance(cls, type) and issubclass(cls, errors.VaultError)
 }
-
-
-def is_service_url(url: str | None) -> bool:
-    """True for a vault-service URL (https, http or unix), False for a database URL or a path."""
-    return bool(url) and urlsplit(str(url)).scheme in SERVICE_SCHEMES
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _transport(url: str, ca: Path | None, timeout: float) -> tuple[str, dict[str, Any]]:
@@ -60,7 +45,7 @@ def _transport(url: str, ca: Path | None, timeout: float) -> tuple[str, dict[str
             raise service_errors.ServiceUnavailable(f"{url}: no socket path (expected unix:///path/to.sock)")
         return "http://vault", {"transport": httpx.HTTPTransport(uds=socket_path), "timeout": timeout}
     if parts.scheme == "http":
-        if not _loopback(parts.hostname or ""):
+        if not is_loopback(parts.hostname or ""):
             raise service_errors.ServiceUnavailable(
                 f"refusing plain HTTP to {parts.hostname}: only loopback may skip TLS",
                 hint="use https:// with --vault-ca, or a unix:// socket",

@@ -7,7 +7,6 @@ or a Unix socket (created 0600); any other address needs ``--tls-cert`` and ``--
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,6 +23,7 @@ from keyvault.service.auth import (
 from keyvault.service.errors import ServiceUnavailable
 from keyvault.service.hsm import HsmConfig
 from keyvault.service.state import ServiceState
+from keyvault.service.urls import is_loopback
 
 DATABASE_ENV = "IFADIT_VAULT_DATABASE"
 
@@ -43,15 +43,6 @@ class ServeConfig:
     max_failures: int = DEFAULT_MAX_FAILURES
     lockout: timedelta = DEFAULT_LOCKOUT
     checkpoints: Path | None = None
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_transport(config: ServeConfig) -> None:
