@@ -2,15 +2,18 @@
 
 The database URL comes from the service's own configuration (``--database`` or IFADIT_VAULT_DATABASE),
 never from a client; workstations get only the service URL. Plain HTTP binds only a loopback address
-or a Unix socket (created 0600); any other address needs ``--tls-cert`` and ``--tls-key``.
+or a Unix socket (bound here, 0600); any other address needs ``--tls-cert`` and ``--tls-key``.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import stat
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from keyvault.service.auth import (
     DEFAULT_LOCKOUT,
@@ -68,6 +71,22 @@ def build(config: ServeConfig) -> tuple[ServiceState, Authenticator]:
     return state, auth
 
 
+def unix_socket(path: Path) -> socket.socket:
+    """A listening-ready Unix socket at ``path``, mode 0600 (uvicorn would make its own 0666)."""
+    if path.exists():
+        if not stat.S_ISSOCK(path.stat().st_mode):
+            raise ServiceUnavailable(f"{path} exists and is not a socket", hint="pick another --uds path")
+        path.unlink()  # a stale socket of an earlier run
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    return sock
+
+
 def serve(config: ServeConfig) -> None:
     """Run until interrupted, then seal (forget the KEK) and release the database."""
     import uvicorn
@@ -75,18 +94,13 @@ def serve(config: ServeConfig) -> None:
     from keyvault.service.app import create_app
 
     state, auth = build(config)
-    app = create_app(state, auth)
-    options: dict[str, object] = {"log_level": "warning", "access_log": False, "server_header": False}
-    if config.uds is not None:
-        options["uds"] = str(config.uds)
-    else:
-        options.update(host=config.host, port=config.port)
-    if config.tls_cert is not None:
-        options.update(ssl_certfile=str(config.tls_cert), ssl_keyfile=str(config.tls_key))
-    old_umask = os.umask(0o177) if config.uds is not None else None  # the socket file 0600
     try:
-        uvicorn.run(app, **options)  # type: ignore[arg-type]
+        options: dict[str, Any] = {"log_level": "warning", "access_log": False, "server_header": False}
+        if config.uds is None:
+            options.update(host=config.host, port=config.port)
+        if config.tls_cert is not None:
+            options.update(ssl_certfile=str(config.tls_cert), ssl_keyfile=str(config.tls_key))
+        server = uvicorn.Server(uvicorn.Config(create_app(state, auth), **options))
+        server.run(sockets=[unix_socket(config.uds)] if config.uds is not None else None)
     finally:
-        if old_umask is not None:
-            os.umask(old_umask)
         state.close()

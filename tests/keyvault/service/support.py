@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import uvicorn
 
@@ -46,8 +47,9 @@ def running_service(
     max_failures: int = 3,
     lockout: timedelta = timedelta(minutes=10),
     clock: object | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[RunningService]:
-    """Serve ``database`` on 127.0.0.1 (an ephemeral port) until the block ends."""
+    """Serve ``database`` on 127.0.0.1 (an ephemeral port, TLS with ``tls`` = (cert, key)) until the block ends."""
     kwargs = {"clock": clock} if clock is not None else {}
     state = ServiceState(database, hsm=hsm, **kwargs)  # type: ignore[arg-type]
     if state.mode == "hsm":
@@ -63,6 +65,8 @@ def running_service(
         access_log=False,
         limit_concurrency=16,
         timeout_keep_alive=2,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -74,7 +78,7 @@ def running_service(
             raise RuntimeError("the test vault service did not start")
         time.sleep(0.02)
     try:
-        yield RunningService(url=f"http://127.0.0.1:{port}", state=state, auth=auth)
+        yield RunningService(url=f"{'https' if tls else 'http'}://127.0.0.1:{port}", state=state, auth=auth)
     finally:
         server.should_exit = True
         thread.join(STOP_TIMEOUT_S)
