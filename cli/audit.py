@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from cli import audit_service
 from cli.options import VaultArgs, emit, json_option, vault_options
 from ifadit.pipeline.outputs import keyed_files_digest
 from keyvault import (
@@ -70,6 +71,8 @@ def audit_show(vault_args: VaultArgs, case_id: str | None, heads: bool, as_json:
     Example:
       ifadit audit show --case C-17 --json
     """
+    if vault_args.remote:  # through the vault service (cli/audit_service.py)
+        return audit_service.show(vault_args, case_id, heads, as_json, _entry_line, _head_line)
     with vault_args.open() as vault:
         if heads:
             emit(auditor.tree_heads(vault), as_json, lambda hs: "\n".join(_head_line(h) for h in hs))
@@ -105,6 +108,8 @@ def audit_export(vault_args: VaultArgs, output: Path, public_key_out: Path | Non
     Example:
       ifadit audit export -o lab.audit.jsonl --public-key-out lab.pub
     """
+    if vault_args.remote:  # through the vault service (cli/audit_service.py)
+        return audit_service.export(vault_args, output, public_key_out)
     with vault_args.open() as vault:
         count = vault.export_audit(output)
         if public_key_out is not None:
@@ -194,6 +199,8 @@ def audit_verify(
         report = verify_bundle(bundle, pinned, strict=strict)
         if kept:
             report = check_bundle_since(bundle, report, kept, log_key=pinned, witnesses=witnesses)
+    elif vault_args.remote:  # through the vault service (cli/audit_service.py)
+        report = audit_service.verify_live(vault_args, pinned, kept, witnesses)
     else:
         with vault_args.open() as vault:
             report = auditor.verify_live(vault, pinned, since=kept, witnesses=witnesses)
@@ -298,8 +305,11 @@ def audit_checkpoint(vault_args: VaultArgs, output: Path | None, verifier_key: b
     Example:
       ifadit audit checkpoint -o kept.checkpoint && ifadit audit export -o lab.audit.jsonl
     """
-    with vault_args.open() as vault:
-        text = vault.checkpoint_verifier() + "\n" if verifier_key else auditor.checkpoint(vault)
+    if vault_args.remote:  # through the vault service (cli/audit_service.py)
+        text = audit_service.checkpoint(vault_args, verifier_key)
+    else:
+        with vault_args.open() as vault:
+            text = vault.checkpoint_verifier() + "\n" if verifier_key else auditor.checkpoint(vault)
     if output is not None:
         checkpoints.write_private(output, text, overwrite=True)
     click.echo(text, nl=False)

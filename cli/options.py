@@ -84,7 +84,8 @@ class VaultArgs:
             command = " ".join(["ifadit", *context.command_path.split()[1:]]) if context else "this command"
             raise NotRouted(
                 f"`{command}` does not run through the vault service yet (issue 25)",
-                hint="served so far: users, keys, vault policy|status|operator, login, logout; "
+                hint="served so far: users, keys, vault policy|status|operator, "
+                "audit show|export|verify|checkpoint, login, logout; "
                 "docs/security.md, 'Service mode', lists what is not",
             )
         return open_vault(self.url, self.user, self.passphrase())

@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from keyvault import errors
+from keyvault import auditor, errors
 from keyvault.service import errors as service_errors
 from keyvault.service.api import KEY_VERBS, LocalAPI
 from keyvault.service.auth import Authenticator
@@ -270,6 +270,10 @@ def create_app(state: ServiceState, auth: Authenticator | None = None) -> FastAP
     @app.post("/v1/audit/checkpoint")
     def audit_checkpoint(request: Request) -> Any:
         return {"note": api_call(request, lambda api: api.checkpoint())}
+
+    @app.post("/v1/audit/verify")
+    def audit_verify(request: Request) -> Any:
+        return {"summary": as_user(request, lambda vault: auditor.verify_live(vault).summary())}
 
     @app.get("/v1/audit/bundle")
     def audit_bundle(request: Request) -> PlainTextResponse:

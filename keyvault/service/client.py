@@ -215,6 +215,14 @@ class VaultClient:
     def checkpoint(self) -> str:
         return str(self._json("POST", "/v1/audit/checkpoint")["note"])
 
+    def verify_audit(self) -> str:
+        """The service's own check of the live log (chain, signed heads, index columns): its summary line.
+
+        Raises ``AuditVerificationError`` (exit 4) naming the fault. An auditor should not stop here:
+        the bundle from ``export_audit`` verified on their own machine against a pinned key is the proof.
+        """
+        return str(self._json("POST", "/v1/audit/verify")["summary"])
+
     def export_audit(self, path: str | os.PathLike[str]) -> int:
         """Write the service's audit bundle to ``path`` (temporary file and rename); return the entry count."""
         text = self._request("GET", "/v1/audit/bundle").text

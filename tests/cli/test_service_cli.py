@@ -166,13 +166,48 @@ def test_commands_not_routed_yet_say_so_and_touch_no_database(
 ) -> None:
     unseal(service, shares, tmp_path)
     login(service, "admin", "admin-pass")
-    for args in (("requests", "list"), ("audit", "show"), ("audit", "prove", "1")):
+    cases = {
+        "requests list": ("requests", "list"),
+        "approve": ("approve", "rq_0"),
+        "audit prove": ("audit", "prove", "1"),
+        "audit consistency": ("audit", "consistency", "1"),
+    }
+    for name, args in cases.items():
         line = error(run(*args, "--vault", service.url), 2)
-        assert f"`ifadit {args[0]} {args[1]}` does not run through the vault service yet" in line
+        assert f"`ifadit {name}` does not run through the vault service yet" in line
     assert (
         "vault init runs on the vault server"
         in run("vault", "init", "--service", "--vault", service.url).stderr
     )
+
+
+def test_audit_commands_through_the_service(
+    service: RunningService, shares: list[str], tmp_path: Path
+) -> None:
+    unseal(service, shares, tmp_path)
+    login(service, "admin", "admin-pass")
+    url = ["--vault", service.url]
+    handle = ok(run("keys", "issue", *url, "--case", "C-9", "--purpose", "p")).strip()
+    kept = tmp_path / "kept.checkpoint"
+    note = ok(run("audit", "checkpoint", *url, "-o", str(kept)))
+    assert note.startswith("ifadit.vault/") and kept.read_text() == note
+    assert ok(run("audit", "checkpoint", *url, "--verifier-key")).startswith("ifadit.vault/")
+    shown = ok(run("audit", "show", *url, "--case", "C-9"))
+    assert "key.issue" in shown and handle in shown
+    entries = json.loads(ok(run("audit", "show", *url, "--json")))
+    assert [e["action"] for e in entries][:2] == ["vault.init", "service.login"]
+    assert "size" in ok(run("audit", "show", *url, "--heads"))
+    ok(run("keys", "rotate", *url, handle))
+    bundle, public = tmp_path / "lab.audit.jsonl", tmp_path / "lab.pub"
+    assert "entries to" in ok(
+        run("audit", "export", *url, "-o", str(bundle), "--public-key-out", str(public))
+    )
+    assert "audit log intact" in ok(run("audit", "verify", str(bundle), "--public-key", str(public)))
+    live = ok(run("audit", "verify", *url, "--public-key", str(public), "--since", str(kept)))
+    assert "audit log intact" in live and "extends" in live
+    ok(run("users", "add", "oscar", "--role", "operator", *url, env={"IFADIT_NEW_PASSPHRASE": "oscar-pass"}))
+    login(service, "oscar", "oscar-pass")
+    assert "lacks the role auditor or admin" in error(run("audit", "show", *url, "--user", "oscar"), 1)
 
 
 def test_plain_http_off_loopback_is_refused(service: RunningService) -> None:
