@@ -28,7 +28,7 @@ from keyvault.service.seal import Unsealer
 from keyvault.service.setup import ServiceInit
 from keyvault.vault import open_vault
 from tests.keyvault.service.support import RunningService, init_vault, running_service
-from tests.keyvault.support import ADMIN, ADMIN_PASS, FakeClock, table_rows
+from tests.keyvault.support import ADMIN, ADMIN_PASS, FakeClock, execute, table_rows
 from tests.keyvault.test_stolen_database import _database_bytes, _forms
 
 OLGA_PASS = b"olga's own passphrase"
@@ -295,3 +295,22 @@ def test_admin_can_seal_the_service_again(service: RunningService, service_vault
     with pytest.raises(ServiceSealed):
         admin.list_keys(None, None)
     assert isinstance(service.state.unsealer, Unsealer) and service.state.sealed
+
+
+def test_a_verifier_copied_onto_another_user_does_not_log_in_as_them(
+    vault_url: str, service: RunningService, service_vault: ServiceInit
+) -> None:
+    admin = unsealed_admin(service, service_vault)
+    admin.add_user("olga", ["auditor"], OLGA_PASS)
+    rows = {row["user_id"]: row for row in table_rows(vault_url, "login_verifiers")}
+    users = {row["name"]: row["id"] for row in table_rows(vault_url, "users")}
+    mine = rows[users["olga"]]
+    execute(
+        vault_url,
+        "UPDATE login_verifiers SET verifier = :verifier, kdf = :kdf WHERE user_id = :admin",
+        verifier=mine["verifier"],
+        kdf=mine["kdf"] if isinstance(mine["kdf"], str) else json.dumps(mine["kdf"]),
+        admin=users[ADMIN],
+    )
+    with pytest.raises(TokenError, match="unknown user or wrong passphrase"):
+        VaultClient(service.url).login(ADMIN, OLGA_PASS)  # the verifier is bound to its user by a KEK MAC
