@@ -29,6 +29,7 @@ DEFAULT_TOKEN_TTL = timedelta(hours=1)
 DEFAULT_MAX_FAILURES = 5
 DEFAULT_LOCKOUT = timedelta(minutes=15)
 MAX_TRACKED_NAMES = 10_000  # bound on the failure table (oldest entries dropped first)
+MAX_TOKENS_PER_USER = 32  # a user's oldest tokens are dropped beyond this (bounds the store)
 
 
 def _digest(token: str) -> str:
@@ -60,6 +61,9 @@ class TokenStore:
         record = TokenRecord(user=user, created=now, expires=now + self.ttl)
         with self._lock:
             self._records = {k: r for k, r in self._records.items() if r.expires > now}
+            mine = sorted((r.created, k) for k, r in self._records.items() if r.user == user)
+            for _created, key in mine[: max(0, len(mine) - MAX_TOKENS_PER_USER + 1)]:
+                del self._records[key]
             self._records[_digest(token)] = record
         return token, record.expires
 

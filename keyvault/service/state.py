@@ -45,10 +45,6 @@ class ServiceVault(Vault):
         if self._appended:
             self.checkpoint()
 
-    def login_kek(self) -> bytes:
-        """The KEK, for checking login verifiers (package-internal)."""
-        return self._kek.reveal()
-
 
 class ServiceState:
     """One service-mode vault behind the API: engine, seal configuration, and the KEK once unsealed."""
