@@ -1,10 +1,15 @@
-"""`ifadit vault init|policy|upgrade`, `ifadit users add|list|disable`, `ifadit keys issue|list|show|...`."""
+"""`ifadit vault init|policy|upgrade`, `ifadit users add|list|disable`, `ifadit keys issue|list|show|...`.
+
+Every command but `vault init` and `vault upgrade` (which run where the database is) goes through
+``VaultArgs.api()``: the library on a local vault, or the vault service for a service URL.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,6 +27,7 @@ from cli.options import (
     vault_options,
     vault_url_option,
 )
+from cli.service_options import hsm_options
 from keyvault import (
     DEFAULT_UNLOCK_DELAY_MS,
     KEY_STATES,
@@ -31,12 +37,14 @@ from keyvault import (
     KeyInfo,
     UserInfo,
     Vault,
-    access,
     display_url,
     key_fingerprint,
-    keys,
     upgrade_vault,
 )
+from keyvault.service.urls import is_service_url
+
+if TYPE_CHECKING:
+    from keyvault.service.hsm import HsmConfig
 
 KDF_DEFAULTS = {f.name: f.default for f in dataclasses.fields(KdfParams)}  # the product defaults
 
@@ -125,6 +133,28 @@ def vault_group() -> None:
     metavar="SECONDS",
     help="Pause after each failed unlock: slows online passphrase guessing, costs a typo that long.",
 )
+@click.option(
+    "--service",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Service mode: no user keyslot wraps the KEK; only `ifadit vault serve`, once unsealed, holds it.",
+)
+@click.option(
+    "--shares",
+    type=click.IntRange(2, 255),
+    default=5,
+    show_default=True,
+    help="Service mode: Shamir shares of the KEK printed once, one per custodian.",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(2, 255),
+    default=3,
+    show_default=True,
+    help="Service mode: how many shares unseal the service (more: safer against collusion, slower to start).",
+)
+@hsm_options
 @json_option
 def vault_init(
     vault_url: str | None,
@@ -134,19 +164,38 @@ def vault_init(
     kdf_iterations: int,
     kdf_lanes: int,
     unlock_delay: float,
+    service: bool,
+    shares: int,
+    threshold: int,
+    hsm: HsmConfig | None,
     as_json: bool,
 ) -> None:
     """Create a vault: schema, key-encryption key, audit signing key and the first admin.
 
     The admin's passphrase comes from --passphrase-file, IFADIT_PASSPHRASE or a prompt (asked twice).
+    A local vault wraps the KEK in each user's keyslot (single custodian). With --service the KEK goes
+    to Shamir shares printed once (or to an HSM with --hsm-module): users log in to `ifadit vault serve`.
 
     \b
     Example:
       ifadit vault init --vault /srv/ifadit/vault.sqlite3 --admin alice
+      ifadit vault init --service --shares 3 --threshold 2 --vault postgresql+psycopg://ifadit@db/lab
     """
+    if is_service_url(vault_url):
+        raise click.UsageError(
+            "vault init runs on the vault server against its database URL, not a service URL"
+        )
+    if hsm is not None and not service:
+        raise click.UsageError("--hsm-module wraps a service-mode KEK: add --service")
     with usage_errors():
         kdf = KdfParams.generate(memory_cost=kdf_memory_kib, iterations=kdf_iterations, lanes=kdf_lanes)
     passphrase = VaultArgs(vault_url, admin_name, passphrase_file).passphrase(confirm=True)
+    if service:
+        from cli.service_options import print_service_init
+
+        with usage_errors():
+            print_service_init(vault_url, admin_name, passphrase, kdf, shares, threshold, hsm, as_json)
+        return
     with (
         usage_errors(),
         Vault.init(
@@ -208,12 +257,11 @@ def vault_policy(
     Example:
       ifadit vault policy --require-approval yes --approval-ttl 8
     """
-    with vault_args.open() as vault:
+    with vault_args.api() as vault:
         if require_approval is None and approval_ttl is None and unlock_delay is None:
             policy = vault.policy()
         else:
-            policy = access.set_policy(
-                vault,
+            policy = vault.set_policy(
                 require_approval=None if require_approval is None else require_approval == "yes",
                 approval_ttl=None if approval_ttl is None else timedelta(hours=approval_ttl),
                 unlock_delay=None if unlock_delay is None else timedelta(seconds=unlock_delay),
@@ -238,6 +286,8 @@ def vault_upgrade(vault_url: str | None) -> None:
     Example:
       cp vault.sqlite3 vault.sqlite3.bak && ifadit vault upgrade --vault vault.sqlite3
     """
+    if is_service_url(vault_url):
+        raise click.UsageError("vault upgrade runs on the vault server against its database URL")
     before, after = upgrade_vault(vault_url)
     click.echo(f"schema revision {before} -> {after}" if before != after else f"schema already at {after}")
 
@@ -274,10 +324,10 @@ def users_add(vault_args: VaultArgs, name: str, roles: tuple[str, ...], as_json:
     Example:
       ifadit users add carol --role approver --role auditor
     """
-    with vault_args.open() as vault:
+    with vault_args.api() as vault:
         passphrase = new_passphrase(name)
         with usage_errors():
-            user = access.add_user(vault, name, list(roles), passphrase)
+            user = vault.add_user(name, list(roles), passphrase)
     emit(user, as_json, lambda u: f"added {u.name} ({', '.join(u.roles)})")
 
 
@@ -291,8 +341,8 @@ def users_list(vault_args: VaultArgs, as_json: bool) -> None:
     Example:
       ifadit users list --json
     """
-    with vault_args.open() as vault:
-        users = access.list_users(vault)
+    with vault_args.api() as vault:
+        users = vault.list_users()
     emit(users, as_json, lambda us: table(USER_COLUMNS, [_user_row(u) for u in us]))
 
 
@@ -309,8 +359,8 @@ def users_disable(vault_args: VaultArgs, name: str, reason: str | None, yes: boo
       ifadit users disable bob --reason "left the unit" --yes
     """
     require_yes(yes, f"disabling {name}")
-    with vault_args.open() as vault:
-        access.disable_user(vault, name, reason=reason)
+    with vault_args.api() as vault:
+        vault.disable_user(name, reason)
     click.echo(f"disabled {name}")
 
 
@@ -350,8 +400,8 @@ def keys_issue(
     Example:
       ifadit keys issue --case C-17 --purpose "CCTV release" --expires 2027-06-30
     """
-    with vault_args.open() as vault, usage_errors():
-        key = keys.issue(vault, case_id, purpose, expires=expires.replace(tzinfo=UTC) if expires else None)
+    with vault_args.api() as vault, usage_errors():
+        key = vault.issue_key(case_id, purpose, expires.replace(tzinfo=UTC) if expires else None)
     emit(key, as_json, lambda k: k.handle)
 
 
@@ -373,8 +423,8 @@ def keys_list(vault_args: VaultArgs, case_id: str | None, state: str | None, as_
     Example:
       ifadit keys list --case C-17 --state active
     """
-    with vault_args.open() as vault:
-        found = keys.list_keys(vault, case=case_id, state=state)
+    with vault_args.api() as vault:
+        found = vault.list_keys(case_id, state)
     emit(found, as_json, lambda ks: table(KEY_COLUMNS, [_key_row(k) for k in ks]))
 
 
@@ -389,8 +439,8 @@ def keys_show(vault_args: VaultArgs, handle: str, as_json: bool) -> None:
     Example:
       ifadit keys show kh_3f9a...
     """
-    with vault_args.open() as vault:
-        key = keys.show(vault, handle)
+    with vault_args.api() as vault:
+        key = vault.show_key(handle)
     emit(key, as_json, _key_text)
 
 
@@ -405,8 +455,8 @@ def keys_rotate(vault_args: VaultArgs, handle: str, as_json: bool) -> None:
     Example:
       ifadit keys rotate kh_3f9a...
     """
-    with vault_args.open() as vault:
-        key = keys.rotate(vault, handle)
+    with vault_args.api() as vault:
+        key = vault.rotate_key(handle)
     emit(key, as_json, lambda k: f"{k.handle} rotated to version {k.current_version}")
 
 
@@ -427,8 +477,8 @@ def _state_command(verb: str, summary: str, needs_reason: bool) -> click.Command
     ) -> None:
         if destructive:
             require_yes(yes, f"{verb} of {handle}")
-        with vault_args.open() as vault, usage_errors():
-            key = getattr(keys, verb)(vault, handle, reason=reason)
+        with vault_args.api() as vault, usage_errors():
+            key = vault.change_key_state(verb, handle, reason)
         emit(key, as_json, lambda k: f"{k.handle} is {k.state}")
 
     command.__doc__ = summary

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from cli import audit_service
 from cli.options import VaultArgs, emit, json_option, table, usage_errors, vault_options
 from ifadit.pipeline.outputs import keyed_files_digest
 from keyvault import (
@@ -145,17 +146,28 @@ def audit_show(vault_args: VaultArgs, where: AuditFilter, heads: bool, as_json: 
     Example:
       ifadit audit show --case C-17 --action restore --since-time 2026-12-01
     """
+    if heads:
+        found_heads = audit_service.tree_heads(vault_args) if vault_args.remote else _local_heads(vault_args)
+        emit(found_heads, as_json, lambda hs: table(HEAD_COLUMNS, [_head_row(h) for h in hs]))
+        return
+    found = (
+        audit_service.entries(vault_args, where) if vault_args.remote else _local_entries(vault_args, where)
+    )
+    emit(
+        [e.to_dict() for e in found] if as_json else found,
+        as_json,
+        lambda es: table(ENTRY_COLUMNS, [_entry_row(e) for e in es]),
+    )
+
+
+def _local_heads(vault_args: VaultArgs) -> list[TreeHead]:
     with vault_args.open() as vault:
-        if heads:
-            found_heads = auditor.tree_heads(vault)
-            emit(found_heads, as_json, lambda hs: table(HEAD_COLUMNS, [_head_row(h) for h in hs]))
-        else:
-            found = auditor.entries(vault, where=where)
-            emit(
-                [e.to_dict() for e in found] if as_json else found,
-                as_json,
-                lambda es: table(ENTRY_COLUMNS, [_entry_row(e) for e in es]),
-            )
+        return auditor.tree_heads(vault)
+
+
+def _local_entries(vault_args: VaultArgs, where: AuditFilter) -> list[AuditEntry]:
+    with vault_args.open() as vault:
+        return auditor.entries(vault, where=where)
 
 
 @audit_group.command("export")
@@ -192,6 +204,12 @@ def audit_export(
       ifadit audit export --case C-17 -o C-17.audit.jsonl --public-key-out lab.pub
     """
     excerpt = where != AuditFilter()
+    if vault_args.remote:  # through the vault service (cli/audit_service.py)
+        if excerpt:
+            raise click.UsageError(
+                "filtered exports do not run through the vault service yet: export the whole log"
+            )
+        return audit_service.export(vault_args, output, public_key_out)
     with vault_args.open() as vault:
         count = vault.export_audit(output, where if excerpt else None)
         if public_key_out is not None:
@@ -286,6 +304,8 @@ def audit_verify(
         report = verify_bundle(bundle, pinned, strict=strict)
         if kept:
             report = check_bundle_since(bundle, report, kept, log_key=pinned, witnesses=witnesses)
+    elif vault_args.remote:  # through the vault service (cli/audit_service.py)
+        report = audit_service.verify_live(vault_args, pinned, kept, witnesses)
     else:
         with vault_args.open() as vault:
             report = auditor.verify_live(vault, pinned, since=kept, witnesses=witnesses)
@@ -475,8 +495,11 @@ def audit_checkpoint(vault_args: VaultArgs, output: Path | None, verifier_key: b
     Example:
       ifadit audit checkpoint -o kept.checkpoint && ifadit audit export -o lab.audit.jsonl
     """
-    with vault_args.open() as vault:
-        text = vault.checkpoint_verifier() + "\n" if verifier_key else auditor.checkpoint(vault)
+    if vault_args.remote:  # through the vault service (cli/audit_service.py)
+        text = audit_service.checkpoint(vault_args, verifier_key)
+    else:
+        with vault_args.open() as vault:
+            text = vault.checkpoint_verifier() + "\n" if verifier_key else auditor.checkpoint(vault)
     if output is not None:
         checkpoints.write_private(output, text, overwrite=True)
     click.echo(text, nl=False)

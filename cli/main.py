@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.detect",
     "cli.train",
     "cli.admin",
+    "cli.service",
     "cli.audit",
     "cli.anonymize",
     "cli.restore",

@@ -2,6 +2,11 @@
 
 The passphrase comes from ``--passphrase-file``, else ``IFADIT_PASSPHRASE``, else a hidden prompt when
 stdin is a terminal; it is never an option value (it would show in the shell history and `ps`).
+
+``--vault`` names a database (a local vault) or a vault service (``https://…``, ``http://127.0.0.1:…``,
+``unix:///…``). Commands written against ``VaultArgs.api()`` run either way; a command that still
+needs ``VaultArgs.open()`` (a library ``Vault`` in this process) stops with ``NotRouted`` on a service
+URL: it never falls back to a database.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from keyvault import Vault, open_vault
+
+if TYPE_CHECKING:
+    from keyvault.service.api import VaultAPI
+    from keyvault.service.client import VaultClient
 
 PASSPHRASE_ENV = "IFADIT_PASSPHRASE"
 NEW_PASSPHRASE_ENV = "IFADIT_NEW_PASSPHRASE"
@@ -49,6 +58,14 @@ class VaultArgs:
     url: str | None
     user: str
     passphrase_file: Path | None
+    ca: Path | None = None  # CA certificate that a vault service's TLS certificate must chain to
+
+    @property
+    def remote(self) -> bool:
+        """True when ``--vault`` names a vault service rather than a database."""
+        from keyvault.service.urls import is_service_url
+
+        return is_service_url(self.url)
 
     def passphrase(self, *, confirm: bool = False) -> bytes:
         """The acting user's passphrase: file, then IFADIT_PASSPHRASE, then a hidden prompt."""
@@ -59,8 +76,42 @@ class VaultArgs:
         return _prompt(f"Passphrase for {self.user}", confirm=confirm)
 
     def open(self) -> Vault:
-        """Unlock the vault as the acting user."""
+        """Unlock the local vault as the acting user; ``NotRouted`` for a vault-service URL."""
+        if self.remote:
+            from keyvault.service.errors import NotRouted
+
+            context = click.get_current_context(silent=True)
+            command = " ".join(["ifadit", *context.command_path.split()[1:]]) if context else "this command"
+            raise NotRouted(
+                f"`{command}` does not run through the vault service yet (issue 25)",
+                hint="served so far: users, keys, vault policy|status|operator, "
+                "audit show|export|verify|checkpoint, login, logout; "
+                "docs/security.md, 'Service mode', lists what is not",
+            )
         return open_vault(self.url, self.user, self.passphrase())
+
+    def client(self, *, login: bool = True) -> VaultClient:
+        """A client of the vault service at ``--vault``, with the acting user's stored token when ``login``."""
+        from keyvault.service import tokenfile
+        from keyvault.service.client import VaultClient
+        from keyvault.service.errors import TokenError
+
+        assert self.url is not None and self.remote
+        token = tokenfile.load(self.url, self.user) if login else None
+        if login and token is None:
+            raise TokenError(
+                f"not logged in to {self.url} as {self.user}",
+                hint=f"run `ifadit login --vault {self.url} --user {self.user}`",
+            )
+        return VaultClient(self.url, token=token, ca=self.ca)
+
+    def api(self) -> VaultAPI:
+        """The vault operations: through the service for a service URL, else on the unlocked local vault."""
+        if self.remote:
+            return self.client()
+        from keyvault.service.api import LocalAPI
+
+        return LocalAPI(self.open())
 
 
 def new_passphrase(user: str) -> bytes:
@@ -83,7 +134,17 @@ vault_url_option = click.option(
     default=None,
     metavar="URL",
     show_default="IFADIT_VAULT, else vault.sqlite3 in the user data dir",
-    help="Vault database: a SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...) or a file path.",
+    help="Vault service (https://HOST:PORT, http://127.0.0.1:PORT, unix:///PATH) or, for a local vault, "
+    "its database: a SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...) or a file path.",
+)
+vault_ca_option = click.option(
+    "--vault-ca",
+    "vault_ca",
+    envvar="IFADIT_VAULT_CA",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    show_default="IFADIT_VAULT_CA, else the system's CAs",
+    help="CA certificate the vault service's TLS certificate must chain to (pins the service).",
 )
 passphrase_file_option = click.option(
     "--passphrase-file",
@@ -95,9 +156,10 @@ passphrase_file_option = click.option(
 
 
 def vault_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --vault, --user and --passphrase-file; the command receives them as ``vault_args``."""
+    """Add --vault, --vault-ca, --user and --passphrase-file; the command receives them as ``vault_args``."""
 
     @vault_url_option
+    @vault_ca_option
     @click.option(
         "--user",
         envvar="IFADIT_USER",
@@ -108,9 +170,14 @@ def vault_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @passphrase_file_option
     @functools.wraps(command)
     def wrapper(
-        *args: Any, vault_url: str | None, user: str, passphrase_file: Path | None, **kwargs: Any
+        *args: Any,
+        vault_url: str | None,
+        vault_ca: Path | None,
+        user: str,
+        passphrase_file: Path | None,
+        **kwargs: Any,
     ) -> Any:
-        return command(*args, vault_args=VaultArgs(vault_url, user, passphrase_file), **kwargs)
+        return command(*args, vault_args=VaultArgs(vault_url, user, passphrase_file, vault_ca), **kwargs)
 
     return wrapper
 

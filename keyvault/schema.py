@@ -176,3 +176,39 @@ class TreeHeadRow(Base):
     root: Mapped[bytes] = mapped_column(LargeBinary)
     time: Mapped[str] = mapped_column(String(32))  # UTC ISO 'Z', exactly as signed
     signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ServiceSealRow(Base):
+    """Present only in a service-mode vault: how its KEK is held, since no user keyslot wraps it.
+
+    ``mode`` "shamir": the KEK was split into ``share_count`` Shamir shares, ``threshold`` of which
+    rebuild it (the shares were printed once at init; nothing of them is stored). ``mode`` "hsm": the
+    KEK is stored here encrypted by an AES key that never leaves the HSM (``hsm_wrapped_kek``). Either
+    way a rebuilt KEK is checked by opening the audit signing key sealed under it.
+    """
+
+    __tablename__ = "service_seal"
+
+    vault_id: Mapped[str] = mapped_column(ForeignKey("ifadit_vault.id"), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))  # "shamir" | "hsm"
+    threshold: Mapped[int] = mapped_column(Integer)  # shares needed (1 for hsm)
+    share_count: Mapped[int] = mapped_column(Integer)  # shares printed at init (0 for hsm)
+    hsm_key_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    hsm_wrapped_kek: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class VerifierRow(Base):
+    """A service-mode user's login verifier: HMAC under a KEK-derived key of Argon2id(passphrase).
+
+    It never unwraps anything, and without the KEK nobody can compute a valid one, so writing this row
+    in the database cannot set another user's passphrase.
+    """
+
+    __tablename__ = "login_verifiers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    kdf: Mapped[dict[str, Any]] = mapped_column(JSON)  # KdfParams.to_dict()
+    verifier: Mapped[bytes] = mapped_column(LargeBinary)  # 32 bytes
+    created: Mapped[datetime] = mapped_column(UTCDateTime())

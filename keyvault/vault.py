@@ -63,11 +63,14 @@ from keyvault.schema import (
     DEFAULT_UNLOCK_DELAY_MS,
     ROLES,
     KeyslotRow,
+    ServiceSealRow,
     UserRow,
     VaultRow,
 )
 
 Clock = Callable[[], datetime]
+# How a new vault stores its first admin's credential: (session, vault id, admin row, KEK, passphrase, kdf).
+Enroll = Callable[[Session, str, UserRow, bytes, bytes, KdfParams], None]
 REFUSALS = (PermissionDenied, KeyStateError, NotFound, ApprovalPending)
 AUTH_FAILED = "authentication failed: unknown user or wrong passphrase"
 MAX_UNLOCK_DELAY = timedelta(minutes=1)
@@ -255,12 +258,15 @@ class Vault:
         clock: Clock = utc_now,
         unlock_delay: timedelta = timedelta(milliseconds=DEFAULT_UNLOCK_DELAY_MS),
         checkpoints: str | os.PathLike[str] | None = None,
+        enroll: Enroll | None = None,
     ) -> Vault:
         """Create a vault at ``url`` with its first admin; refuses a database that already holds one.
 
         ``kdf`` sets the admin keyslot's Argon2id cost (default: ``KdfParams`` defaults); ``unlock_delay``
         the pause after a failed unlock (tests pass zero); ``checkpoints`` the checkpoint file (see
-        ``checkpoints_path``), which must not hold another vault's checkpoints.
+        ``checkpoints_path``), which must not hold another vault's checkpoints. ``enroll`` stores the
+        admin's credential in the init transaction instead of a keyslot wrapping the KEK (service mode,
+        ``keyvault.service.setup``).
         """
         check_unlock_delay(unlock_delay)
         url = db.resolve_url(url)
@@ -296,7 +302,10 @@ class Vault:
             user = UserRow(name=admin_name, roles="admin", disabled=False, created=now)
             session.add(user)
             session.flush()
-            session.add(new_keyslot(vault_id, user.id, admin_name, kek, passphrase, kdf, now))
+            if enroll is None:
+                session.add(new_keyslot(vault_id, user.id, admin_name, kek, passphrase, kdf, now))
+            else:
+                enroll(session, vault_id, user, kek, passphrase, kdf)
             ledger.append(
                 session,
                 now=now,
@@ -619,6 +628,11 @@ def open_vault(
             raise db.VaultNotFound(f"no vault at {db.display_url(url)}", hint="run `ifadit vault init`")
         if expected_vault_id is not None and vault_row.id != expected_vault_id:
             raise IntegrityError(f"{db.display_url(url)} holds vault {vault_row.id}, not {expected_vault_id}")
+        if session.get(ServiceSealRow, vault_row.id) is not None:
+            raise PermissionDenied(
+                f"vault {vault_row.id} runs in service mode: no passphrase opens its database",
+                hint="use the vault service: --vault https://HOST:PORT (or IFADIT_VAULT)",
+            )
         valid_name = USER_NAME.fullmatch(user) is not None  # anything else cannot exist (nor be stored)
         row = session.scalar(select(UserRow).where(UserRow.name == user)) if valid_name else None
         slot = session.scalar(select(KeyslotRow).where(KeyslotRow.user_id == row.id)) if row else None

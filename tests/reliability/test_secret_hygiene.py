@@ -74,7 +74,9 @@ class Capture:
         self._wrap(monkeypatch, envelope, "derive_wrapping_key", "argon2id")
         monkeypatch.setattr(vault, "derive_wrapping_key", envelope.derive_wrapping_key)
         self._wrap(monkeypatch, envelope, "hkdf_sha256", "hkdf")
-        monkeypatch.setattr(material, "hkdf_sha256", envelope.hkdf_sha256)  # KeyMaterial.derive: the flow condition
+        monkeypatch.setattr(
+            material, "hkdf_sha256", envelope.hkdf_sha256
+        )  # KeyMaterial.derive: the flow condition
         self._wrap_condition(monkeypatch)
         original = envelope.generate_signing_key
 

@@ -1,0 +1,65 @@
+"""`ifadit audit show|export|verify|checkpoint` against a vault service (`--vault https://...`).
+
+Hooked into cli/audit.py with one line per command. The auditor's trust does not move to the service:
+`audit verify` downloads the bundle and verifies it here, against the pinned key (``--public-key``) and
+the checkpoints kept (``--since``), and also asks the service for its own live check (index columns).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from cli.options import VaultArgs
+from keyvault import AuditEntry, TreeHead, VerifyReport, format_public_key, note, verify_bundle
+from keyvault import checkpoint as checkpoints
+from keyvault.anchor import check_bundle_since
+from keyvault.excerpt import AuditFilter
+
+
+def tree_heads(vault_args: VaultArgs) -> list[TreeHead]:
+    """The signed tree heads, through the service."""
+    with vault_args.client() as client:
+        return list(client.tree_heads())
+
+
+def entries(vault_args: VaultArgs, where: AuditFilter) -> list[AuditEntry]:
+    """The entries `where` selects, through the service: the case selects there, the other criteria here."""
+    with vault_args.client() as client:
+        return [e for e in client.audit_entries(where.case) if where.matches(e)]
+
+
+def export(vault_args: VaultArgs, output: Path, public_key_out: Path | None) -> None:
+    """`audit export` through the service: the bundle is written here (temporary file and rename)."""
+    with vault_args.client() as client:
+        count = client.export_audit(output)
+        if public_key_out is not None:
+            public_key_out.write_text(format_public_key(client.public_key))
+    click.echo(f"wrote {count} entries to {output}")
+
+
+def verify_live(
+    vault_args: VaultArgs, pinned: bytes | None, kept: Sequence[str], witnesses: Sequence[note.Verifier]
+) -> VerifyReport:
+    """`audit verify` without a bundle: the service's check, then the downloaded bundle verified here."""
+    with vault_args.client() as client:
+        client.verify_audit()
+        key = pinned or client.public_key
+        with tempfile.TemporaryDirectory(prefix="ifadit-audit-") as folder:
+            bundle = Path(folder) / "audit.jsonl"
+            client.export_audit(bundle)
+            report = verify_bundle(bundle, key, strict=True)
+            if kept:
+                report = check_bundle_since(bundle, report, kept, log_key=key, witnesses=witnesses)
+    return report
+
+
+def checkpoint(vault_args: VaultArgs, verifier_key: bool) -> str:
+    """`audit checkpoint` through the service: the newest note, or the vault's verifier key."""
+    with vault_args.client() as client:
+        if verifier_key:
+            return checkpoints.log_verifier(client.vault_id, client.public_key).encode() + "\n"
+        return client.checkpoint()

@@ -1,0 +1,288 @@
+"""The HTTP API of the vault service (FastAPI): seal status and unseal, login, and the vault library per user.
+
+Every vault route takes ``Authorization: Bearer <token>``, runs the library's function inside a vault
+acting as the token's user (``ServiceState.vault_for``), so roles are checked and every action is
+audited by ``Vault.action`` exactly as on a local vault: the client's claims count for nothing. While
+sealed, every route but ``/v1/sys/*`` answers 503. Errors are ``{"error": {"type", "message", "hint"}}``
+with the ``VaultError`` subclass's name, so the client raises the same type and the CLI exits with
+the same code. No response carries key material, the KEK, shares or the signing key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from keyvault import auditor, errors
+from keyvault.service import errors as service_errors
+from keyvault.service.api import KEY_VERBS, LocalAPI
+from keyvault.service.auth import Authenticator
+from keyvault.service.state import ServiceState, ServiceVault
+from keyvault.service.wire import encode
+
+T = TypeVar("T")
+MAX_BODY_BYTES = 1 << 20  # no request of this API needs more
+STATUS_CODES: tuple[tuple[type[Exception], int], ...] = (
+    (service_errors.ServiceSealed, 503),
+    (service_errors.LoginLocked, 429),
+    (errors.AuthenticationError, 401),
+    (errors.PermissionDenied, 403),
+    (errors.NotFound, 404),
+    (errors.KeyStateError, 409),
+    (errors.ApprovalPending, 409),
+    (errors.IntegrityError, 500),
+    (errors.VaultError, 400),
+)
+
+
+def status_code(exc: Exception) -> int:
+    """The HTTP status of a vault error (400 for any other ``VaultError``)."""
+    return next(code for kind, code in STATUS_CODES if isinstance(exc, kind))
+
+
+def error_body(kind: str, message: str, hint: str | None = None) -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message, "hint": hint}}
+
+
+class LoginBody(BaseModel):
+    user: str = Field(max_length=128)
+    passphrase_b64: str = Field(max_length=4096)
+
+
+class ShareBody(BaseModel):
+    share: str = Field(max_length=256)
+
+
+class NewUserBody(BaseModel):
+    name: str = Field(max_length=128)
+    roles: list[str] = Field(max_length=16)
+    passphrase_b64: str = Field(max_length=4096)
+
+
+class ReasonBody(BaseModel):
+    reason: str | None = Field(default=None, max_length=4096)
+
+
+class RevokeBody(BaseModel):
+    user: str = Field(max_length=128)
+
+
+class PolicyBody(BaseModel):
+    require_approval: bool | None = None
+    approval_ttl_s: float | None = None
+    unlock_delay_s: float | None = None
+
+
+class IssueBody(BaseModel):
+    case: str = Field(max_length=256)
+    purpose: str = Field(max_length=4096)
+    expires: datetime | None = None
+
+
+def _passphrase(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("passphrase_b64 is not base64") from None
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def create_app(state: ServiceState, auth: Authenticator | None = None) -> FastAPI:
+    """The API over one service state (tests pass their own ``Authenticator`` with a short lockout)."""
+    auth = auth or Authenticator(state)
+    app = FastAPI(title="ifadit vault service", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse(error_body("VaultError", "request body too large"), status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(errors.VaultError)
+    async def vault_error(_request: Request, exc: errors.VaultError) -> JSONResponse:
+        return JSONResponse(
+            error_body(type(exc).__name__, str(exc.args[0]), exc.hint), status_code=status_code(exc)
+        )
+
+    @app.exception_handler(ValueError)
+    async def value_error(_request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse(error_body("ValueError", str(exc)), status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = sorted({".".join(str(p) for p in item.get("loc", ())) for item in exc.errors()})
+        return JSONResponse(
+            error_body("ValueError", f"malformed request: {', '.join(fields)}"), status_code=422
+        )
+
+    def as_user(request: Request, work: Callable[[ServiceVault], T]) -> T:
+        if state.sealed:
+            raise service_errors.ServiceSealed()
+        user = auth.user_of(_bearer(request))
+        with state.vault_for(user) as vault:
+            return work(vault)
+
+    def api_call(request: Request, work: Callable[[LocalAPI], Any]) -> Any:
+        return encode(as_user(request, lambda vault: work(LocalAPI(vault))))
+
+    # ---------------------------------------------------------------- seal, login
+
+    @app.get("/v1/sys/status")
+    def sys_status() -> dict[str, Any]:
+        return state.status()
+
+    @app.post("/v1/sys/unseal")
+    def sys_unseal(body: ShareBody) -> dict[str, Any]:
+        return state.submit_share(body.share)
+
+    @app.post("/v1/sys/seal")
+    def sys_seal(request: Request) -> dict[str, Any]:
+        def work(vault: ServiceVault) -> None:
+            with vault.action("service.seal", role="admin"):
+                pass
+
+        as_user(request, work)
+        state.seal()
+        auth.tokens.clear()
+        return state.status()
+
+    @app.post("/v1/auth/login")
+    def login(body: LoginBody) -> dict[str, Any]:
+        if state.sealed:
+            raise service_errors.ServiceSealed()
+        token, expires = auth.login(body.user, _passphrase(body.passphrase_b64))
+        return {"token": token, "user": body.user, "expires": expires.isoformat()}
+
+    @app.post("/v1/auth/logout")
+    def logout(request: Request) -> dict[str, Any]:
+        token = _bearer(request)
+        auth.user_of(token)
+        return {"revoked": auth.tokens.revoke(token or "")}
+
+    @app.post("/v1/auth/revoke")
+    def revoke(request: Request, body: RevokeBody) -> dict[str, Any]:
+        def work(vault: ServiceVault) -> int:
+            with vault.action("service.revoke_tokens", role="admin", details={"user": body.user}) as act:
+                count = auth.tokens.revoke_user(body.user)
+                act.details["tokens"] = count
+                return count
+
+        return {"revoked": as_user(request, work)}
+
+    @app.get("/v1/vault")
+    def vault_info(request: Request) -> dict[str, Any]:
+        def work(vault: ServiceVault) -> dict[str, Any]:
+            return {
+                "vault_id": vault.id,
+                "public_key_b64": base64.b64encode(vault.public_key).decode("ascii"),
+                "user": vault.user.name,
+            }
+
+        return as_user(request, work)
+
+    # ---------------------------------------------------------------- users, policy
+
+    @app.post("/v1/users")
+    def users_add(request: Request, body: NewUserBody) -> Any:
+        return api_call(
+            request, lambda api: api.add_user(body.name, body.roles, _passphrase(body.passphrase_b64))
+        )
+
+    @app.get("/v1/users")
+    def users_list(request: Request) -> Any:
+        return api_call(request, lambda api: api.list_users())
+
+    @app.post("/v1/users/{name}/disable")
+    def users_disable(request: Request, name: str, body: ReasonBody) -> Any:
+        result = api_call(request, lambda api: api.disable_user(name, body.reason))
+        auth.tokens.revoke_user(name)
+        return result
+
+    @app.get("/v1/policy")
+    def policy_show(request: Request) -> Any:
+        return api_call(request, lambda api: api.policy())
+
+    @app.post("/v1/policy")
+    def policy_set(request: Request, body: PolicyBody) -> Any:
+        return api_call(
+            request,
+            lambda api: api.set_policy(
+                require_approval=body.require_approval,
+                approval_ttl=None if body.approval_ttl_s is None else timedelta(seconds=body.approval_ttl_s),
+                unlock_delay=None if body.unlock_delay_s is None else timedelta(seconds=body.unlock_delay_s),
+            ),
+        )
+
+    # ---------------------------------------------------------------- keys
+
+    @app.post("/v1/keys")
+    def keys_issue(request: Request, body: IssueBody) -> Any:
+        return api_call(request, lambda api: api.issue_key(body.case, body.purpose, body.expires))
+
+    @app.get("/v1/keys")
+    def keys_list(
+        request: Request, case: str | None = None, key_state: str | None = Query(None, alias="state")
+    ) -> Any:
+        return api_call(request, lambda api: api.list_keys(case, key_state))
+
+    @app.get("/v1/keys/{handle}")
+    def keys_show(request: Request, handle: str) -> Any:
+        return api_call(request, lambda api: api.show_key(handle))
+
+    @app.post("/v1/keys/{handle}/rotate")
+    def keys_rotate(request: Request, handle: str) -> Any:
+        return api_call(request, lambda api: api.rotate_key(handle))
+
+    @app.post("/v1/keys/{handle}/{verb}")
+    def keys_state(request: Request, handle: str, verb: str, body: ReasonBody) -> Any:
+        if verb not in KEY_VERBS:
+            raise errors.NotFound(
+                f"unknown key action {verb!r}", hint=f"one of: rotate, {', '.join(KEY_VERBS)}"
+            )
+        return api_call(request, lambda api: api.change_key_state(verb, handle, body.reason))
+
+    # ---------------------------------------------------------------- audit
+
+    @app.get("/v1/audit/entries")
+    def audit_entries(request: Request, case: str | None = None) -> Any:
+        return api_call(request, lambda api: api.audit_entries(case))
+
+    @app.get("/v1/audit/heads")
+    def audit_heads(request: Request) -> Any:
+        return api_call(request, lambda api: api.tree_heads())
+
+    @app.post("/v1/audit/checkpoint")
+    def audit_checkpoint(request: Request) -> Any:
+        return {"note": api_call(request, lambda api: api.checkpoint())}
+
+    @app.post("/v1/audit/verify")
+    def audit_verify(request: Request) -> Any:
+        return {"summary": as_user(request, lambda vault: auditor.verify_live(vault).summary())}
+
+    @app.get("/v1/audit/bundle")
+    def audit_bundle(request: Request) -> PlainTextResponse:
+        def work(vault: ServiceVault) -> str:
+            with tempfile.TemporaryDirectory(prefix="ifadit-export-") as folder:
+                path = Path(folder) / "bundle.jsonl"
+                vault.export_audit(path)
+                return path.read_text()
+
+        return PlainTextResponse(as_user(request, work), media_type="application/jsonl")
+
+    return app

@@ -1,0 +1,245 @@
+"""``VaultClient``: the ``VaultAPI`` over HTTP(S), for the CLI on a workstation that has no database access.
+
+Transport rules: ``https://`` verifies the service's certificate (pinned with a CA file, ``--vault-ca``);
+plain ``http://`` is accepted only for a loopback host; ``unix:///path/to.sock`` talks over a Unix
+socket. Errors come back typed (the service sends the ``VaultError`` subclass's name), so a command
+exits with the same code as on a local vault. Imports httpx and the result types only: no database,
+no FastAPI, no crypto recipes.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from keyvault import errors
+from keyvault.audit import AuditEntry, TreeHead
+from keyvault.keys import KeyInfo
+from keyvault.service import errors as service_errors
+from keyvault.service.urls import is_loopback
+from keyvault.service.wire import decode, decode_list
+from keyvault.vault import Policy, UserInfo
+
+DEFAULT_TIMEOUT_S = 30.0
+_ERRORS: dict[str, type[errors.VaultError]] = {
+    cls.__name__: cls
+    for module in (errors, service_errors)
+    for cls in vars(module).values()
+    if isinstance(cls, type) and issubclass(cls, errors.VaultError)
+}
+
+
+def _transport(url: str, ca: Path | None, timeout: float) -> tuple[str, dict[str, Any]]:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        socket_path = unquote(parts.path)
+        if not socket_path:
+            raise service_errors.ServiceUnavailable(f"{url}: no socket path (expected unix:///path/to.sock)")
+        return "http://vault", {"transport": httpx.HTTPTransport(uds=socket_path), "timeout": timeout}
+    if parts.scheme == "http":
+        if not is_loopback(parts.hostname or ""):
+            raise service_errors.ServiceUnavailable(
+                f"refusing plain HTTP to {parts.hostname}: only loopback may skip TLS",
+                hint="use https:// with --vault-ca, or a unix:// socket",
+            )
+        return url.rstrip("/"), {"timeout": timeout}
+    if parts.scheme == "https":
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
+        return url.rstrip("/"), {"verify": verify, "timeout": timeout}
+    raise service_errors.ServiceUnavailable(
+        f"{url} is not a vault-service URL (https://, http://127.0.0.1, unix://)"
+    )
+
+
+class VaultClient:
+    """The vault service seen from a workstation: one token, one base URL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        ca: Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        try:
+            base, options = _transport(self.url, ca, timeout)
+        except (OSError, ssl.SSLError) as exc:
+            raise service_errors.ServiceUnavailable(
+                f"cannot load the CA file {ca} ({type(exc).__name__})"
+            ) from None
+        self._http = httpx.Client(base_url=base, **options)
+        self._info: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"VaultClient(url={self.url!r})"
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _request(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = self._http.request(method, path, json=json, params=query, headers=headers)
+        except httpx.HTTPError as exc:
+            raise service_errors.ServiceUnavailable(
+                f"cannot reach the vault service at {self.url} ({type(exc).__name__})",
+                hint="is `ifadit vault serve` running there? check --vault and --vault-ca",
+            ) from None
+        if response.is_success:
+            return response
+        try:
+            error = response.json()["error"]
+            kind, message, hint = (
+                _ERRORS.get(str(error["type"]), errors.VaultError),
+                str(error["message"]),
+                error.get("hint"),
+            )
+        except (ValueError, KeyError, TypeError):
+            raise service_errors.ServiceUnavailable(
+                f"the vault service at {self.url} answered HTTP {response.status_code} without an error body"
+            ) from None
+        if kind is ValueError:
+            raise ValueError(message)
+        raise kind(message, hint=hint)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise service_errors.ServiceUnavailable(
+                f"the vault service at {self.url} answered without JSON"
+            ) from None
+
+    # ---------------------------------------------------------------- seal, login
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/v1/sys/status"))
+
+    def unseal(self, share: str) -> dict[str, Any]:
+        return dict(self._json("POST", "/v1/sys/unseal", json={"share": share}))
+
+    def seal(self) -> dict[str, Any]:
+        return dict(self._json("POST", "/v1/sys/seal"))
+
+    def login(self, user: str, passphrase: bytes) -> tuple[str, datetime]:
+        """A new token for ``user`` (also kept in this client) and its expiry."""
+        body = {"user": user, "passphrase_b64": base64.b64encode(passphrase).decode("ascii")}
+        answer = self._json("POST", "/v1/auth/login", json=body)
+        self.token = str(answer["token"])
+        return self.token, datetime.fromisoformat(answer["expires"])
+
+    def logout(self) -> bool:
+        return bool(self._json("POST", "/v1/auth/logout")["revoked"])
+
+    def revoke_tokens(self, user: str) -> int:
+        return int(self._json("POST", "/v1/auth/revoke", json={"user": user})["revoked"])
+
+    def _vault_info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = dict(self._json("GET", "/v1/vault"))
+        return self._info
+
+    @property
+    def vault_id(self) -> str:
+        return str(self._vault_info()["vault_id"])
+
+    @property
+    def public_key(self) -> bytes:
+        return base64.b64decode(self._vault_info()["public_key_b64"])
+
+    # ---------------------------------------------------------------- VaultAPI
+
+    def add_user(self, name: str, roles: list[str], passphrase: bytes) -> UserInfo:
+        body = {
+            "name": name,
+            "roles": list(roles),
+            "passphrase_b64": base64.b64encode(passphrase).decode("ascii"),
+        }
+        return decode(UserInfo, self._json("POST", "/v1/users", json=body))
+
+    def list_users(self) -> list[UserInfo]:
+        return decode_list(UserInfo, self._json("GET", "/v1/users"))
+
+    def disable_user(self, name: str, reason: str | None) -> UserInfo:
+        return decode(UserInfo, self._json("POST", f"/v1/users/{name}/disable", json={"reason": reason}))
+
+    def policy(self) -> Policy:
+        return decode(Policy, self._json("GET", "/v1/policy"))
+
+    def set_policy(
+        self, *, require_approval: bool | None, approval_ttl: timedelta | None, unlock_delay: timedelta | None
+    ) -> Policy:
+        body = {
+            "require_approval": require_approval,
+            "approval_ttl_s": None if approval_ttl is None else approval_ttl.total_seconds(),
+            "unlock_delay_s": None if unlock_delay is None else unlock_delay.total_seconds(),
+        }
+        return decode(Policy, self._json("POST", "/v1/policy", json=body))
+
+    def issue_key(self, case: str, purpose: str, expires: datetime | None) -> KeyInfo:
+        body = {"case": case, "purpose": purpose, "expires": expires.isoformat() if expires else None}
+        return decode(KeyInfo, self._json("POST", "/v1/keys", json=body))
+
+    def list_keys(self, case: str | None, state: str | None) -> list[KeyInfo]:
+        return decode_list(KeyInfo, self._json("GET", "/v1/keys", params={"case": case, "state": state}))
+
+    def show_key(self, handle: str) -> KeyInfo:
+        return decode(KeyInfo, self._json("GET", f"/v1/keys/{handle}"))
+
+    def rotate_key(self, handle: str) -> KeyInfo:
+        return decode(KeyInfo, self._json("POST", f"/v1/keys/{handle}/rotate"))
+
+    def change_key_state(self, verb: str, handle: str, reason: str | None) -> KeyInfo:
+        return decode(KeyInfo, self._json("POST", f"/v1/keys/{handle}/{verb}", json={"reason": reason}))
+
+    def audit_entries(self, case: str | None) -> list[AuditEntry]:
+        return decode_list(AuditEntry, self._json("GET", "/v1/audit/entries", params={"case": case}))
+
+    def tree_heads(self) -> list[TreeHead]:
+        return decode_list(TreeHead, self._json("GET", "/v1/audit/heads"))
+
+    def checkpoint(self) -> str:
+        return str(self._json("POST", "/v1/audit/checkpoint")["note"])
+
+    def verify_audit(self) -> str:
+        """The service's own check of the live log (chain, signed heads, index columns): its summary line.
+
+        Raises ``AuditVerificationError`` (exit 4) naming the fault. An auditor should not stop here:
+        the bundle from ``export_audit`` verified on their own machine against a pinned key is the proof.
+        """
+        return str(self._json("POST", "/v1/audit/verify")["summary"])
+
+    def export_audit(self, path: str | os.PathLike[str]) -> int:
+        """Write the service's audit bundle to ``path`` (temporary file and rename); return the entry count."""
+        text = self._request("GET", "/v1/audit/bundle").text
+        target = Path(path)
+        temporary = target.with_name(target.name + ".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, target)
+        lines = text.splitlines()[1:]  # after the header: entries, then tree heads
+        return sum(1 for line in lines if not line.startswith('{"tree_head"'))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> VaultClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

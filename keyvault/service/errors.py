@@ -1,0 +1,43 @@
+"""Typed errors of the vault service and its client, each a ``VaultError`` with a one-line actionable message."""
+
+from __future__ import annotations
+
+from keyvault.errors import AuthenticationError, VaultError
+
+
+class ServiceSealed(VaultError):
+    """The service holds no KEK yet (or was sealed again): every vault request is refused."""
+
+    def __init__(
+        self,
+        message: str = "the vault service is sealed: it refuses every request",
+        *,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint or "unseal it: `ifadit vault operator unseal --vault URL`")
+
+
+class UnsealError(VaultError):
+    """A share or an HSM-wrapped KEK that does not rebuild this vault's KEK, or a malformed share."""
+
+
+class HsmError(VaultError):
+    """The HSM could not be reached, logged into, or asked to wrap or unwrap (never names the PIN)."""
+
+
+class TokenError(AuthenticationError):
+    """No token, or an unknown, expired or revoked token."""
+
+
+class LoginLocked(AuthenticationError):
+    """Too many failed logins for one user name: the service refuses its logins for a while."""
+
+
+class NotRouted(VaultError):
+    """A command that cannot yet run through the vault service (and must never fall back to the database)."""
+
+    exit_code = 2
+
+
+class ServiceUnavailable(VaultError):
+    """The service could not be reached, answered garbage, or the URL is not allowed (plain HTTP off loopback)."""
