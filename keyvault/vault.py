@@ -271,13 +271,7 @@ class Vault:
         check_unlock_delay(unlock_delay)
         url = db.resolve_url(url)
         vault_id = secrets.token_hex(16)
-        published = checkpoints_path(url, vault_id, checkpoints)
-        if published.is_file() and published.stat().st_size:
-            _refuse_existing_vault(url)
-            raise VaultError(
-                f"the checkpoint file {published} already holds another vault's checkpoints",
-                hint="move it away, or set IFADIT_CHECKPOINTS to a new file or a folder",
-            )
+        published = _fresh_checkpoint_file(url, vault_id, checkpoints)
         engine = db.make_engine(url, create=True)
         db.upgrade(engine)
         db.check_revision(engine, url)
@@ -604,6 +598,33 @@ def _refuse_existing_vault(url: str) -> None:
         raise VaultError(f"a vault already exists at {db.display_url(url)}", hint="open it instead")
 
 
+def _fresh_checkpoint_file(url: str, vault_id: str, checkpoints: str | os.PathLike[str] | None) -> Path:
+    """The checkpoint file a new vault will publish to; refused when it already holds another vault's."""
+    published = checkpoints_path(url, vault_id, checkpoints)
+    if published.is_file() and published.stat().st_size:
+        _refuse_existing_vault(url)
+        raise VaultError(
+            f"the checkpoint file {published} already holds another vault's checkpoints",
+            hint="move it away, or set IFADIT_CHECKPOINTS to a new file or a folder",
+        )
+    return published
+
+
+def _vault_row_to_unlock(session: Session, url: str, expected_vault_id: str | None) -> VaultRow:
+    """The vault row a passphrase may unlock: it exists, is the one expected, and is not in service mode."""
+    vault_row = session.scalars(select(VaultRow)).one_or_none()
+    if vault_row is None:
+        raise db.VaultNotFound(f"no vault at {db.display_url(url)}", hint="run `ifadit vault init`")
+    if expected_vault_id is not None and vault_row.id != expected_vault_id:
+        raise IntegrityError(f"{db.display_url(url)} holds vault {vault_row.id}, not {expected_vault_id}")
+    if session.get(ServiceSealRow, vault_row.id) is not None:
+        raise PermissionDenied(
+            f"vault {vault_row.id} runs in service mode: no passphrase opens its database",
+            hint="use the vault service: --vault https://HOST:PORT (or IFADIT_VAULT)",
+        )
+    return vault_row
+
+
 def open_vault(
     url: str | None,
     user: str,
@@ -623,16 +644,7 @@ def open_vault(
     engine = db.make_engine(url)
     db.check_revision(engine, url)
     with Session(engine) as session:
-        vault_row = session.scalars(select(VaultRow)).one_or_none()
-        if vault_row is None:
-            raise db.VaultNotFound(f"no vault at {db.display_url(url)}", hint="run `ifadit vault init`")
-        if expected_vault_id is not None and vault_row.id != expected_vault_id:
-            raise IntegrityError(f"{db.display_url(url)} holds vault {vault_row.id}, not {expected_vault_id}")
-        if session.get(ServiceSealRow, vault_row.id) is not None:
-            raise PermissionDenied(
-                f"vault {vault_row.id} runs in service mode: no passphrase opens its database",
-                hint="use the vault service: --vault https://HOST:PORT (or IFADIT_VAULT)",
-            )
+        vault_row = _vault_row_to_unlock(session, url, expected_vault_id)
         valid_name = USER_NAME.fullmatch(user) is not None  # anything else cannot exist (nor be stored)
         row = session.scalar(select(UserRow).where(UserRow.name == user)) if valid_name else None
         slot = session.scalar(select(KeyslotRow).where(KeyslotRow.user_id == row.id)) if row else None

@@ -14,6 +14,7 @@ import base64
 import binascii
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -102,10 +103,40 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every route needs: the service state, the authenticator, and running work as the caller."""
+
+    state: ServiceState
+    auth: Authenticator
+
+    def as_user(self, request: Request, work: Callable[[ServiceVault], T]) -> T:
+        """Run `work` on the vault as the user the request's bearer token names (refused while sealed)."""
+        if self.state.sealed:
+            raise service_errors.ServiceSealed()
+        user = self.auth.user_of(_bearer(request))
+        with self.state.vault_for(user) as vault:
+            return work(vault)
+
+    def api_call(self, request: Request, work: Callable[[LocalAPI], Any]) -> Any:
+        """`work` on the library API as the caller, its result encoded for the wire."""
+        return encode(self.as_user(request, lambda vault: work(LocalAPI(vault))))
+
+
 def create_app(state: ServiceState, auth: Authenticator | None = None) -> FastAPI:
     """The API over one service state (tests pass their own ``Authenticator`` with a short lockout)."""
-    auth = auth or Authenticator(state)
     app = FastAPI(title="ifadit vault service", docs_url=None, redoc_url=None, openapi_url=None)
+    _guards(app)
+    ctx = _Context(state, auth or Authenticator(state))
+    _seal_and_login_routes(app, ctx)
+    _user_and_policy_routes(app, ctx)
+    _key_routes(app, ctx)
+    _audit_routes(app, ctx)
+    return app
+
+
+def _guards(app: FastAPI) -> None:
+    """The body-size cap and the error handlers: every failure leaves as a typed JSON error."""
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
@@ -131,25 +162,17 @@ def create_app(state: ServiceState, auth: Authenticator | None = None) -> FastAP
             error_body("ValueError", f"malformed request: {', '.join(fields)}"), status_code=422
         )
 
-    def as_user(request: Request, work: Callable[[ServiceVault], T]) -> T:
-        if state.sealed:
-            raise service_errors.ServiceSealed()
-        user = auth.user_of(_bearer(request))
-        with state.vault_for(user) as vault:
-            return work(vault)
 
-    def api_call(request: Request, work: Callable[[LocalAPI], Any]) -> Any:
-        return encode(as_user(request, lambda vault: work(LocalAPI(vault))))
-
-    # ---------------------------------------------------------------- seal, login
+def _seal_and_login_routes(app: FastAPI, ctx: _Context) -> None:
+    """Unseal, seal, status, login, logout and token revocation."""
 
     @app.get("/v1/sys/status")
     def sys_status() -> dict[str, Any]:
-        return state.status()
+        return ctx.state.status()
 
     @app.post("/v1/sys/unseal")
     def sys_unseal(body: ShareBody) -> dict[str, Any]:
-        return state.submit_share(body.share)
+        return ctx.state.submit_share(body.share)
 
     @app.post("/v1/sys/seal")
     def sys_seal(request: Request) -> dict[str, Any]:
@@ -157,33 +180,33 @@ def create_app(state: ServiceState, auth: Authenticator | None = None) -> FastAP
             with vault.action("service.seal", role="admin"):
                 pass
 
-        as_user(request, work)
-        state.seal()
-        auth.tokens.clear()
-        return state.status()
+        ctx.as_user(request, work)
+        ctx.state.seal()
+        ctx.auth.tokens.clear()
+        return ctx.state.status()
 
     @app.post("/v1/auth/login")
     def login(body: LoginBody) -> dict[str, Any]:
-        if state.sealed:
+        if ctx.state.sealed:
             raise service_errors.ServiceSealed()
-        token, expires = auth.login(body.user, _passphrase(body.passphrase_b64))
+        token, expires = ctx.auth.login(body.user, _passphrase(body.passphrase_b64))
         return {"token": token, "user": body.user, "expires": expires.isoformat()}
 
     @app.post("/v1/auth/logout")
     def logout(request: Request) -> dict[str, Any]:
         token = _bearer(request)
-        auth.user_of(token)
-        return {"revoked": auth.tokens.revoke(token or "")}
+        ctx.auth.user_of(token)
+        return {"revoked": ctx.auth.tokens.revoke(token or "")}
 
     @app.post("/v1/auth/revoke")
     def revoke(request: Request, body: RevokeBody) -> dict[str, Any]:
         def work(vault: ServiceVault) -> int:
             with vault.action("service.revoke_tokens", role="admin", details={"user": body.user}) as act:
-                count = auth.tokens.revoke_user(body.user)
+                count = ctx.auth.tokens.revoke_user(body.user)
                 act.details["tokens"] = count
                 return count
 
-        return {"revoked": as_user(request, work)}
+        return {"revoked": ctx.as_user(request, work)}
 
     @app.get("/v1/vault")
     def vault_info(request: Request) -> dict[str, Any]:
@@ -194,33 +217,35 @@ def create_app(state: ServiceState, auth: Authenticator | None = None) -> FastAP
                 "user": vault.user.name,
             }
 
-        return as_user(request, work)
+        return ctx.as_user(request, work)
 
-    # ---------------------------------------------------------------- users, policy
+
+def _user_and_policy_routes(app: FastAPI, ctx: _Context) -> None:
+    """Users and the restore policy."""
 
     @app.post("/v1/users")
     def users_add(request: Request, body: NewUserBody) -> Any:
-        return api_call(
+        return ctx.api_call(
             request, lambda api: api.add_user(body.name, body.roles, _passphrase(body.passphrase_b64))
         )
 
     @app.get("/v1/users")
     def users_list(request: Request) -> Any:
-        return api_call(request, lambda api: api.list_users())
+        return ctx.api_call(request, lambda api: api.list_users())
 
     @app.post("/v1/users/{name}/disable")
     def users_disable(request: Request, name: str, body: ReasonBody) -> Any:
-        result = api_call(request, lambda api: api.disable_user(name, body.reason))
-        auth.tokens.revoke_user(name)
+        result = ctx.api_call(request, lambda api: api.disable_user(name, body.reason))
+        ctx.auth.tokens.revoke_user(name)
         return result
 
     @app.get("/v1/policy")
     def policy_show(request: Request) -> Any:
-        return api_call(request, lambda api: api.policy())
+        return ctx.api_call(request, lambda api: api.policy())
 
     @app.post("/v1/policy")
     def policy_set(request: Request, body: PolicyBody) -> Any:
-        return api_call(
+        return ctx.api_call(
             request,
             lambda api: api.set_policy(
                 require_approval=body.require_approval,
@@ -229,25 +254,27 @@ def create_app(state: ServiceState, auth: Authenticator | None = None) -> FastAP
             ),
         )
 
-    # ---------------------------------------------------------------- keys
+
+def _key_routes(app: FastAPI, ctx: _Context) -> None:
+    """The key lifecycle."""
 
     @app.post("/v1/keys")
     def keys_issue(request: Request, body: IssueBody) -> Any:
-        return api_call(request, lambda api: api.issue_key(body.case, body.purpose, body.expires))
+        return ctx.api_call(request, lambda api: api.issue_key(body.case, body.purpose, body.expires))
 
     @app.get("/v1/keys")
     def keys_list(
         request: Request, case: str | None = None, key_state: str | None = Query(None, alias="state")
     ) -> Any:
-        return api_call(request, lambda api: api.list_keys(case, key_state))
+        return ctx.api_call(request, lambda api: api.list_keys(case, key_state))
 
     @app.get("/v1/keys/{handle}")
     def keys_show(request: Request, handle: str) -> Any:
-        return api_call(request, lambda api: api.show_key(handle))
+        return ctx.api_call(request, lambda api: api.show_key(handle))
 
     @app.post("/v1/keys/{handle}/rotate")
     def keys_rotate(request: Request, handle: str) -> Any:
-        return api_call(request, lambda api: api.rotate_key(handle))
+        return ctx.api_call(request, lambda api: api.rotate_key(handle))
 
     @app.post("/v1/keys/{handle}/{verb}")
     def keys_state(request: Request, handle: str, verb: str, body: ReasonBody) -> Any:
@@ -255,25 +282,27 @@ def create_app(state: ServiceState, auth: Authenticator | None = None) -> FastAP
             raise errors.NotFound(
                 f"unknown key action {verb!r}", hint=f"one of: rotate, {', '.join(KEY_VERBS)}"
             )
-        return api_call(request, lambda api: api.change_key_state(verb, handle, body.reason))
+        return ctx.api_call(request, lambda api: api.change_key_state(verb, handle, body.reason))
 
-    # ---------------------------------------------------------------- audit
+
+def _audit_routes(app: FastAPI, ctx: _Context) -> None:
+    """Reading, checking and exporting the audit log."""
 
     @app.get("/v1/audit/entries")
     def audit_entries(request: Request, case: str | None = None) -> Any:
-        return api_call(request, lambda api: api.audit_entries(case))
+        return ctx.api_call(request, lambda api: api.audit_entries(case))
 
     @app.get("/v1/audit/heads")
     def audit_heads(request: Request) -> Any:
-        return api_call(request, lambda api: api.tree_heads())
+        return ctx.api_call(request, lambda api: api.tree_heads())
 
     @app.post("/v1/audit/checkpoint")
     def audit_checkpoint(request: Request) -> Any:
-        return {"note": api_call(request, lambda api: api.checkpoint())}
+        return {"note": ctx.api_call(request, lambda api: api.checkpoint())}
 
     @app.post("/v1/audit/verify")
     def audit_verify(request: Request) -> Any:
-        return {"summary": as_user(request, lambda vault: auditor.verify_live(vault).summary())}
+        return {"summary": ctx.as_user(request, lambda vault: auditor.verify_live(vault).summary())}
 
     @app.get("/v1/audit/bundle")
     def audit_bundle(request: Request) -> PlainTextResponse:
@@ -283,6 +312,4 @@ def create_app(state: ServiceState, auth: Authenticator | None = None) -> FastAP
                 vault.export_audit(path)
                 return path.read_text()
 
-        return PlainTextResponse(as_user(request, work), media_type="application/jsonl")
-
-    return app
+        return PlainTextResponse(ctx.as_user(request, work), media_type="application/jsonl")
