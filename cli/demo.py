@@ -66,10 +66,10 @@ def section(title: str) -> None:
 
 
 def model_shipped() -> bool:
-    """True when the reversible iFADIT backend's weights are in pretrained/ (the CLI then defaults to it)."""
-    from ifadit.pipeline.batch import default_backend
+    """True when the reversible iFADIT backend's weights are shipped (the CLI's default backend needs them)."""
+    from ifadit.backends.ifadit import is_shipped
 
-    return default_backend() == "ifadit"
+    return is_shipped()
 
 
 def approved_restore(source: Path, target: Path, case: str, *extra: str, note: str, expect: int = 0) -> None:
