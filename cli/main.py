@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.anonymize",
     "cli.restore",
     "cli.evaluate",
+    "cli.models",
 )
 
 
