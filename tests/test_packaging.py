@@ -105,6 +105,8 @@ def test_installed_wheel_anonymizes_and_restores_with_the_shipped_model(
     work.mkdir()
     write_image(work / "in.png", astronaut)
     lab = make_lab(work)  # the vault through the library (its format is tested elsewhere): saves 5 starts
+    verified = run_as(ifadit, lab, work, "olga", "models", "verify")  # the installed package's copy
+    assert verified.startswith("ok: 15 files in ") and "site-packages/ifadit_pretrained " in verified
     said = run_as(ifadit, lab, work, "olga", "anonymize", "in.png", "-o", "out.png", "--case", CASE, "--json")
     assert json.loads(said)["backend"] == "ifadit"  # the default, with the model the wheel shipped
     restore = ["restore", "out.png", "-o", "restored.png", "--case", CASE, "--reason", "court order"]
