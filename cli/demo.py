@@ -171,7 +171,7 @@ def anonymize_section(photo: Path, reversible: bool) -> None:
         anonymize("olga", photo, "surrogate.png", "--backend", "ifadit", note=note)
     else:
         print(
-            "\n  The reversible iFADIT model is not shipped yet (its generator is still training, issues 5-6):"
+            "\n  The reversible iFADIT model is missing (`ifadit models list`; reinstall or set IFADIT_PRETRAINED):"
         )
         print("  this demo uses the baselines, and --seal-original for a bit-exact, authorized restore.")
     anonymize("olga", photo, "blurred.png", "--backend", "blur", note="non-reversible baseline")
