@@ -32,7 +32,10 @@ def default_model_dir() -> Path:
 
 
 def _not_shipped(folder: Path, absent: str) -> ModelError:
-    return ModelError(f"iFADIT model not found: {absent}", hint=INSTALL_HINT)
+    return ModelError(
+        f"iFADIT model not found: {absent}",
+        hint=f"{INSTALL_HINT}; or train one (`ifadit train encoder`, then `ifadit train flow`) into {folder}",
+    )
 
 
 def is_shipped(model_dir: Path | None = None) -> bool:
