@@ -62,7 +62,7 @@ def _text(report: RunReport) -> str:
 @click.option(
     "--backend",
     default=None,
-    show_default="ifadit when its model is shipped, else blur",
+    show_default="ifadit; a missing model is an error naming the fix",
     help=f"How faces are replaced: {', '.join(sorted(BACKENDS))}. blur, pixelate and mask cannot be "
     "undone from pixels (only --seal-original makes them restorable).",
 )

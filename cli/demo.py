@@ -66,10 +66,10 @@ def section(title: str) -> None:
 
 
 def model_shipped() -> bool:
-    """True when the reversible iFADIT backend's weights are in pretrained/ (the CLI then defaults to it)."""
-    from ifadit.pipeline.batch import default_backend
+    """True when the reversible iFADIT backend's weights are shipped (the CLI's default backend needs them)."""
+    from ifadit.backends.ifadit import is_shipped
 
-    return default_backend() == "ifadit"
+    return is_shipped()
 
 
 def approved_restore(source: Path, target: Path, case: str, *extra: str, note: str, expect: int = 0) -> None:
@@ -171,7 +171,7 @@ def anonymize_section(photo: Path, reversible: bool) -> None:
         anonymize("olga", photo, "surrogate.png", "--backend", "ifadit", note=note)
     else:
         print(
-            "\n  The reversible iFADIT model is not shipped yet (its generator is still training, issues 5-6):"
+            "\n  The reversible iFADIT model is missing (`ifadit models list`; reinstall or set IFADIT_PRETRAINED):"
         )
         print("  this demo uses the baselines, and --seal-original for a bit-exact, authorized restore.")
     anonymize("olga", photo, "blurred.png", "--backend", "blur", note="non-reversible baseline")

@@ -1,4 +1,5 @@
-"""`ifadit eval`: measure anonymity, utility and speed (and recovery, wrong keys, attacks) of backends on a set."""
+"""`ifadit eval`: measure anonymity, utility and speed (and recovery, wrong keys, attacks) of backends on a set
+(`eval run`, also reached as plain `ifadit eval --data ...`), and print the results tables (`eval tables`)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,45 @@ def model_folders(values: tuple[str, ...], backends: tuple[str, ...]) -> dict[st
     return folders
 
 
-@click.command("eval")
+class EvalGroup(click.Group):
+    """`ifadit eval` runs `eval run` unless its first argument names a subcommand, so `ifadit eval --data ...`
+    keeps working beside `ifadit eval tables`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("eval", cls=EvalGroup)
+def eval_group() -> None:
+    """Measure backends on a face set (`eval run`, the default) and print results tables (`eval tables`).
+
+    \b
+    Example:
+      ifadit eval --data ../shared/data/reid/dlib-johns --backend blur -o runs/eval-johns
+      ifadit eval tables runs/eval-johns/metrics.json
+    """
+
+
+@eval_group.command("tables")
+@click.argument(
+    "metrics", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def tables_command(metrics: tuple[Path, ...]) -> None:
+    """Print the docs/results.md tables (Markdown) of `ifadit eval` reports, from their metrics.json files.
+
+    \b
+    Example:
+      ifadit eval tables runs/eval/all-dlib-johns/metrics.json runs/eval/all-deepface/metrics.json
+    """
+    from ifadit.eval.tables import tables_for
+
+    for path in metrics:
+        click.echo(tables_for(path))
+
+
+@eval_group.command("run")
 @click.option(
     "--data",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -135,7 +174,7 @@ def eval_command(
 
     \b
     Example:
-      ifadit eval --data ../shared/data/reid/dlib-johns --backend blur --backend mask -o runs/eval-johns
+      ifadit eval run --data ../shared/data/reid/dlib-johns --backend blur --backend mask -o runs/eval-johns
       ifadit eval --data faces/ --backend ifadit --key kh_3f09... --random-keys 16 -o runs/eval-ifadit
       ifadit eval --data faces/ --backend blur --backend reverse-personalization \\
           --model-dir reverse-personalization=models/sdxl-faceid -o runs/eval-rp
@@ -174,5 +213,5 @@ def eval_command(
 
 
 def register(group: click.Group) -> None:
-    """Add `eval` to the root command."""
-    group.add_command(eval_command)
+    """Add the `eval` group to the root command."""
+    group.add_command(eval_group)

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.anonymize",
     "cli.restore",
     "cli.evaluate",
+    "cli.models",
 )
 
 

@@ -37,6 +37,12 @@ class ModelError(IfaditError):
     """Model weights are missing, corrupt (checksum), or do not match the expected architecture."""
 
 
+class ModelIntegrityError(ModelError):
+    """A shipped model file differs from the sha256 its index records, or is missing."""
+
+    exit_code = 4
+
+
 class BackendUnavailable(IfaditError):
     """A backend was asked for whose optional dependencies or weights are not installed."""
 

@@ -3,7 +3,7 @@
 For every face of `reid/deepface` and `reid/dlib-johns` (never used in training), aligned at the model's crop
 size: anonymize under key 1 and key 2, restore with key 1, an unrelated key and key 1 one bit off; score with
 dlib (C++ reference, threshold 0.6) and faceres (independent, never used in training). Prints one table per
-set; `--json` writes the figures. faceres needs `python scripts/fetch_faceres.py` first.
+set; `--json` writes the figures. faceres needs `ifadit models fetch-faceres` first.
 
 Example:
     python scripts/eval_ifadit.py --data ../shared/data/reid --model pretrained/ifadit-64 --key-sets 4 \\

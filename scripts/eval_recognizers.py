@@ -3,7 +3,7 @@
 Prints, per set (`reid/deepface`, `reid/orl`, `reid/dlib-johns`): the torch port's cosine to dlib's C++
 descriptor (min/mean) and max L2 gap; rank-1 re-identification of dlib, torch-dlib and faceres; each
 recognizer's threshold chosen on dlib-johns (minimum FAR + FRR) and FAR/FRR at that threshold and at the
-shipped threshold on every set. faceres needs `python scripts/fetch_faceres.py` first.
+shipped threshold on every set. faceres needs `ifadit models fetch-faceres` first.
 
 Example:
     python scripts/eval_recognizers.py --data ../shared/data/reid --json runs/recognizers.json

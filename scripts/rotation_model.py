@@ -13,7 +13,7 @@ with `--correction-draws N` fitted by regression on every training crop rendered
 `--reread-refinements K` sets how many render-and-read steps restore spends on the re-read surrogate code
 (`IfaditModel.reread`; config only, not part of the model id). The build is deterministic (same base and
 faces, same model id). Tensors are stored float16 except the flow's (float32), and the correction's when
-fitted, like `float16_copy.py --keep-float32 flow. [--keep-float32 correction.]`; measure the result with
+fitted, like `ifadit models quantize --keep-float32 flow. [--keep-float32 correction.]`; measure the result with
 scripts/eval_ifadit.py before shipping it.
 """
 

@@ -13,7 +13,7 @@ gives phase 1 and the phase-2 steps before these runs; read before its folder is
 the phase-1 run `--encoder-run`: its keyed rotation (and fitted correction, if any) replaces phase 2, and the
 card says so.
 
-Shipped files stay under 16 MiB each: ship a float16 copy of the run's model (`scripts/float16_copy.py`,
+Shipped files stay under 16 MiB each: ship a float16 copy of the run's model (`ifadit models quantize`,
 with `--keep-float32 flow. --keep-float32 correction.` for a flow trained on a float16 base) and measure that
 copy, since its weights, and so its model id, are the shipped ones; the copy's precision, one or per tensor,
 is kept.

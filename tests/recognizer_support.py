@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +10,7 @@ import pytest
 from ifadit.errors import ModelError
 from ifadit.eval.reid import ReidSet, load_reid_set
 from ifadit.models.faceres import default_weights_path, load_faceres
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ifadit.models.faceres_convert import fetch_faceres
 
 
 @functools.cache
@@ -31,11 +28,10 @@ def _prepare_faceres() -> Path | str:
         return path
     except ModelError:
         pass
-    script = REPO_ROOT / "scripts" / "fetch_faceres.py"
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"faceres weights unavailable: `python scripts/fetch_faceres.py` failed: {last}"
+    try:
+        fetch_faceres(path)
+    except ModelError as exc:
+        return f"faceres weights unavailable: `ifadit models fetch-faceres` failed: {exc}"
     return path
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from ifadit.models.model_folder import CONFIG_FILE, WEIGHTS_FILE
+from ifadit.models.shipped import shipped_model_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 Loaded = TypeVar("Loaded", bound=tuple[torch.nn.Module, str, str])  # (model, model id, weights sha256)
 Net = TypeVar("Net", bound=torch.nn.Module)  # a crop model with `config.resolution`
 
 
 def default_model_dir(name: str) -> Path:
-    """`$IFADIT_PRETRAINED/<name>`, else `pretrained/<name>` in the source tree."""
-    root = os.environ.get("IFADIT_PRETRAINED")
-    return (Path(root) if root else REPO_ROOT / "pretrained") / name
+    """Shipped model folder `name`: `$IFADIT_PRETRAINED/<name>`, else the checkout's or the installed package's
+    (`ifadit.models.shipped`)."""
+    return shipped_model_dir(name)
 
 
 def absent_files(folder: Path) -> str | None:

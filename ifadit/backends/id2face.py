@@ -7,7 +7,7 @@ a fixed seed for runs without a key: same face + same key + same model -> same o
 another surrogate. Nothing in the output lets the key undo it, so `restore_crops` refuses; `--seal-original`
 keeps such runs restorable exactly.
 
-The model is read from `pretrained/id2face-64/` (or `$IFADIT_PRETRAINED/id2face-64`, or `model_dir`);
+The model is read from the shipped `id2face-64/` (`ifadit.models.shipped`), or `model_dir`;
 when it is not there, `BackendUnavailable` says how to train one.
 """
 
@@ -31,7 +31,7 @@ UNKEYED = b"ifadit/id2face/no-key"  # stands in for key material in runs without
 
 
 def default_model_dir() -> Path:
-    """`$IFADIT_PRETRAINED/id2face-64`, else `pretrained/id2face-64` in the source tree."""
+    """The shipped `id2face-64` folder (`ifadit.models.shipped`)."""
     return crop_model.default_model_dir(MODEL_NAME)
 
 

@@ -2,9 +2,9 @@
 
 `key` is the 32-byte material the vault unseals; the flow condition is `condition_from_key(material, model_id)`,
 so a key means something only together with this exact model. Restoring with a wrong key renders a plausible
-wrong face, never an error. The model is read from `pretrained/ifadit-64/` (or `IFADIT_PRETRAINED/ifadit-64`,
-or `model_dir`) through `ifadit.models.ifadit.checkpoint`; when it is not there, `ModelError` says which file
-is missing and how to produce it.
+wrong face, never an error. The model is read from the shipped `ifadit-64/` (`ifadit.models.shipped`: the
+checkout's or the installed package's, or `$IFADIT_PRETRAINED/ifadit-64`) or `model_dir`, through
+`ifadit.models.ifadit.checkpoint`; when it is not there, `ModelError` says which file is missing and the fix.
 """
 
 from __future__ import annotations
@@ -21,26 +21,30 @@ from ifadit.faces.blend import paste_in_crop
 from ifadit.models.ifadit.checkpoint import load_ifadit
 from ifadit.models.ifadit.flow import condition_from_key
 from ifadit.models.ifadit.model import IfaditModel, Publish
+from ifadit.models.shipped import INSTALL_HINT
 
 MODEL_NAME = "ifadit-64"
 
 
 def default_model_dir() -> Path:
-    """`$IFADIT_PRETRAINED/ifadit-64`, else `pretrained/ifadit-64` in the source tree."""
+    """The shipped `ifadit-64` folder (`ifadit.models.shipped`)."""
     return crop_model.default_model_dir(MODEL_NAME)
 
 
 def _not_shipped(folder: Path, absent: str) -> ModelError:
     return ModelError(
-        f"iFADIT model not shipped: {absent}",
-        hint="train it (`ifadit train encoder`, then `ifadit train flow`) and copy the flow run's "
-        f"model/ folder to {folder}",
+        f"iFADIT model not found: {absent}",
+        hint=f"{INSTALL_HINT}; or train one (`ifadit train encoder`, then `ifadit train flow`) into {folder}",
     )
 
 
 def is_shipped(model_dir: Path | None = None) -> bool:
-    """Whether the model files are in place (the CLI can default to this backend only then)."""
-    return crop_model.absent_files(Path(model_dir) if model_dir is not None else default_model_dir()) is None
+    """Whether the model files are in place (the default backend then runs; without them it is an error)."""
+    try:
+        folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    except ModelError:
+        return False
+    return crop_model.absent_files(folder) is None
 
 
 def pasted_publish(mask_scale: float, colour_match: bool) -> Publish:

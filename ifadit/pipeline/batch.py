@@ -29,7 +29,6 @@ entry and writes no journal (a kill then leaves nothing to resume: the rerun doe
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from ifadit.backends.base import BACKENDS, Backend, get_backend
+from ifadit.backends.base import Backend, get_backend
 from ifadit.errors import IfaditError
 from ifadit.faces.detect import Detector
 from ifadit.pipeline.anonymize import (
@@ -101,16 +100,9 @@ class RunReport:
 
 
 def default_backend() -> str:
-    """The CLI's default: "ifadit" when it is registered and its model is shipped, else "blur"."""
-    target = BACKENDS.get("ifadit")
-    if target is not None:
-        try:
-            module = importlib.import_module(target.partition(":")[0])
-        except ImportError:
-            return "blur"
-        if module.is_shipped():
-            return "ifadit"
-    return "blur"
+    """The CLI's default: the reversible "ifadit" backend. Without its model, building it raises `ModelError`
+    naming the fix; a one-way backend is never chosen silently."""
+    return "ifadit"
 
 
 def choose_key(vault: Vault, *, key: str | None, case: str | None) -> str | None:

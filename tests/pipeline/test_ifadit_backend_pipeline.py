@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ifadit.backends import base
-from ifadit.errors import NoFaceError
+from ifadit.errors import ModelError, NoFaceError
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest
 from ifadit.models.dlib_resnet import load_dlib_resnet
@@ -68,11 +68,13 @@ def test_ifadit_backend_plugs_into_anonymize_and_restore(
     assert not (tmp_path / "copy_restored.png").exists()
 
 
-def test_default_backend_is_ifadit_only_when_its_model_is_shipped(
-    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_default_backend_is_ifadit_even_when_its_model_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Never a silent fallback to a one-way backend: without the model the default is still ifadit, and
+    building it is an error naming the fix."""
     assert default_backend() == "ifadit"
     monkeypatch.setenv("IFADIT_PRETRAINED", str(tmp_path / "nowhere"))
-    assert default_backend() == "blur"
-    monkeypatch.delitem(base.BACKENDS, "ifadit")
-    assert default_backend() == "blur"
+    assert default_backend() == "ifadit"
+    with pytest.raises(ModelError, match="IFADIT_PRETRAINED"):
+        base.get_backend("ifadit")

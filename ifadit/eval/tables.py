@@ -1,6 +1,4 @@
-"""Print the docs/results.md tables of `ifadit eval` reports, straight from their metrics.json files.
-
-    python scripts/results_tables.py runs/eval/all-dlib-johns/metrics.json runs/eval/all-deepface/metrics.json
+"""The docs/results.md tables of `ifadit eval` reports, printed straight from their metrics.json documents.
 
 Per report: a heading naming the set, its faces and identities; the anonymity/utility/speed table (one row per
 backend, the model id beside model backends); then, for reversible backends, the keys/recovery/attacks table
@@ -9,31 +7,35 @@ per recognizer. Copying printed figures by hand is where transcription errors co
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
+from ifadit.errors import InputError
 from ifadit.eval.report import REVERSIBLE_COLUMNS
 
 
 def fmt(value: Any, digits: int = 3) -> str:
+    """A figure as the tables print it: floats to `digits` places, None as "-"."""
     if value is None:
         return "-"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def backend_label(metrics: dict[str, Any]) -> str:
+    """The backend's name, with its model id when it has one."""
     model = metrics.get("model_id")
     return f"{metrics['backend']} (`{model}`)" if model else metrics["backend"]
 
 
 def headline(document: dict[str, Any]) -> str:
+    """The anonymity/utility/speed table: one row per backend."""
     names = [r["name"] for r in document["recognizers"]]
     header = ["backend"]
     for name in names:
@@ -60,6 +62,7 @@ def headline(document: dict[str, Any]) -> str:
 
 
 def reversible(document: dict[str, Any]) -> str:
+    """Per reversible backend: its keys/recovery line and the attacks table per recognizer ("" when none)."""
     parts = []
     for metrics in document["backends"]:
         rev = metrics["reversible_metrics"]
@@ -81,22 +84,21 @@ def reversible(document: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def results_tables(document: dict[str, Any]) -> str:
+    """The heading and tables of one metrics.json document, as docs/results.md holds them."""
+    limit = f", {document['limit']} images spread over the set" if document.get("limit") else ""
+    heading = (
+        f"### {Path(document['data']).name}: {document['faces']} faces, {document['identities']} identities, "
+        f"{len(document['missed_images'])} images without a face{limit}, seed {document['seed']}"
     )
-    parser.add_argument("metrics", type=Path, nargs="+", help="metrics.json files written by `ifadit eval`")
-    args = parser.parse_args()
-    for path in args.metrics:
-        document = json.loads(path.read_text())
-        limit = f", {document['limit']} images spread over the set" if document.get("limit") else ""
-        print(
-            f"### {Path(document['data']).name}: {document['faces']} faces, {document['identities']} identities, "
-            f"{len(document['missed_images'])} images without a face{limit}, seed {document['seed']}\n"
-        )
-        print(headline(document) + "\n")
-        print(reversible(document))
+    return f"{heading}\n\n{headline(document)}\n\n{reversible(document)}"
 
 
-if __name__ == "__main__":
-    main()
+def tables_for(path: Path) -> str:
+    """`results_tables` of the metrics.json at `path`; `InputError` naming the file when it is not one."""
+    try:
+        return results_tables(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"{path}: not a metrics.json written by `ifadit eval` ({type(exc).__name__}: {exc})"
+        ) from None
