@@ -142,6 +142,30 @@ def _text(report: RunReport) -> str:
     help="Write videos as lossless FFV1 .mkv (large; needed for --seal-original on video).",
 )
 @click.option(
+    "--confirm-frames",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Video: hold frames back this many frames so that a face is replaced only once its track is "
+    "confirmed, from its first frame on. 1 replaces every detection at once (no buffer).",
+)
+@click.option(
+    "--confirm-hits",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="Video: detections a track needs within --confirm-frames before its faces are replaced; lone "
+    "one-frame boxes are left alone.",
+)
+@click.option(
+    "--confirm-score",
+    type=float,
+    default=None,
+    show_default="the detector's threshold + 0.15 for hog, + 0 for the others",
+    help="Video: mean detector score a track needs. Weak boxes on face-like objects (a badge, a patch) stay "
+    "below it; lower it if real faces in your footage are missed, at the price of more false replacements.",
+)
+@click.option(
     "--max-pixels",
     type=click.IntRange(1),
     default=DEFAULT_MAX_PIXELS,
@@ -205,6 +229,9 @@ def anonymize_command(
     mask_scale: float | None,
     keep_audio: bool,
     lossless: bool,
+    confirm_frames: int,
+    confirm_hits: int,
+    confirm_score: float | None,
     max_pixels: int,
     engine_name: str,
     address: str | None,
@@ -243,6 +270,9 @@ def anonymize_command(
         mask_scale=mask_scale,
         keep_audio=keep_audio,
         lossless=lossless,
+        confirm_frames=confirm_frames,
+        confirm_hits=confirm_hits,
+        confirm_score=confirm_score,
         max_pixels=max_pixels,
         backend_options=tuple((name, value) for name, value in chosen.items() if value is not None),
     )

@@ -40,6 +40,7 @@ from ifadit.media.manifest import FaceRecord, Manifest, new_manifest_id, sign_ma
 from ifadit.pipeline.inputs import Item, ItemKind
 from ifadit.pipeline.outputs import embed_manifest, file_sha256, write_pixels
 from ifadit.pipeline.sealing import SealBinding, changed_region, seal_face
+from ifadit.pipeline.track_video import Confirmation
 from keyvault import UnsealedKey
 
 MANIFEST_PURPOSE = "manifest"  # purpose of the vault's detached signature over a manifest
@@ -65,6 +66,11 @@ class AnonymizeOptions:
     lossless: bool = False  # video: FFV1 in .mkv (bit-exact frames) instead of H.264
     max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger images before decoding
     backend_options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs for the backend's constructor
+    confirm_frames: int = 5  # video: look-ahead frames a track has to be confirmed in (1: every detection)
+    confirm_hits: int = 2  # video: detections a track needs within confirm_frames
+    confirm_score: float | None = (
+        None  # video: mean score a track needs; None: the detector's threshold + margin
+    )
 
     def check(self) -> None:
         """Raise `ValueError` naming the first invalid option."""
@@ -80,6 +86,11 @@ class AnonymizeOptions:
             raise ValueError(f"mask_scale must be > 0, got {self.mask_scale}")
         if self.upsample < 0 or self.max_pixels < 1:
             raise ValueError("upsample must be >= 0 and max_pixels >= 1")
+        if self.confirm_frames < 1 or not 1 <= self.confirm_hits <= self.confirm_frames:
+            raise ValueError(
+                f"need confirm_frames >= 1 and 1 <= confirm_hits <= confirm_frames, "
+                f"got {self.confirm_frames} and {self.confirm_hits}"
+            )
 
     def build_detector(self) -> Detector:
         """The run's face detector from these options (loads its model: once per process or worker)."""
@@ -89,6 +100,12 @@ class AnonymizeOptions:
             scale=self.scale,
             upsample=self.upsample,
             pack_dir=self.insightface_pack,
+        )
+
+    def confirmation(self, detector: Detector) -> Confirmation:
+        """When a video's tracked faces are replaced, for the run's `detector`."""
+        return Confirmation.for_detector(
+            detector, window=self.confirm_frames, min_hits=self.confirm_hits, min_score=self.confirm_score
         )
 
 

@@ -1,6 +1,8 @@
 """Anonymize one video: track faces frame by frame, replace them, write the video and draft its manifest.
 
-Per frame: detect and track (stable track ids), align, run the backend, paste back, write the frame;
+Per frame: detect and track (stable track ids), hold the frame back until its tracks are confirmed or not
+(`track_video.confirm_tracks`: a face-like object boxed weakly in many frames is left alone), align the
+confirmed faces, run the backend, paste back, write the frame;
 with `--seal-original` each face's original region is sealed under a context binding that frame's output
 digest, the region's box and the manifest's identity (one `manifest_id` per video). The manifest (a sidecar `<video>.ifadit.json`) lists every face with its frame and track id, and
 its `pixels_sha256` chains the digests of all decoded output frames (`outputs.frames_digest`). Lossy
@@ -18,7 +20,7 @@ from ifadit.media.video import VideoWriter, probe_video, read_frames
 from ifadit.pipeline.anonymize import ItemResult, RunContext, anonymize_frame, face_records
 from ifadit.pipeline.inputs import Item
 from ifadit.pipeline.outputs import file_sha256, frames_digest
-from ifadit.pipeline.track_video import track_video
+from ifadit.pipeline.track_video import confirm_tracks, track_video
 
 
 def anonymize_video_item(item: Item, ctx: RunContext, staged: Path) -> ItemResult:
@@ -40,8 +42,10 @@ def anonymize_video_item(item: Item, ctx: RunContext, staged: Path) -> ItemResul
     records: list[FaceRecord] = []
     digests: list[str] = []
     manifest_id = new_manifest_id()
+    rule = options.confirmation(ctx.detector)
     with writer:
-        for number, (frame, tracked) in enumerate(track_video(item.source, ctx.detector)):
+        for number, released in enumerate(confirm_tracks(track_video(item.source, ctx.detector), rule)):
+            frame, tracked = released.frame, released.faces
             faces = [t.face for t in tracked]
             pixels, aligned = anonymize_frame(frame.image, faces, ctx)
             writer.write(pixels, frame.pts)
