@@ -16,15 +16,20 @@ from pathlib import Path
 
 from ifadit.errors import InputError
 from ifadit.media.manifest import FaceRecord, new_manifest_id, pixels_digest
-from ifadit.media.video import VideoWriter, probe_video, read_frames
+from ifadit.media.video import DEFAULT_CRF, VideoWriter, probe_video, read_frames
 from ifadit.pipeline.anonymize import ItemResult, RunContext, anonymize_frame, face_records
 from ifadit.pipeline.inputs import Item
 from ifadit.pipeline.outputs import file_sha256, frames_digest
+from ifadit.pipeline.progress import FrameProgress
 from ifadit.pipeline.track_video import confirm_tracks, track_video
 
 
-def anonymize_video_item(item: Item, ctx: RunContext, staged: Path) -> ItemResult:
-    """Anonymize the video `item.source` into `staged`; the manifest draft becomes its sidecar in `finish_item`."""
+def anonymize_video_item(
+    item: Item, ctx: RunContext, staged: Path, on_frame: FrameProgress | None = None
+) -> ItemResult:
+    """Anonymize the video `item.source` into `staged`; the manifest draft becomes its sidecar in `finish_item`.
+
+    `on_frame(done, total)` is called as frames are written."""
     options = ctx.options
     if options.seal_original and not options.lossless:
         raise InputError(
@@ -36,6 +41,8 @@ def anonymize_video_item(item: Item, ctx: RunContext, staged: Path) -> ItemResul
         staged,
         fps=info.fps,
         codec="ffv1" if options.lossless else "h264",
+        crf=DEFAULT_CRF if options.crf is None else options.crf,
+        encoder_options=dict(options.encoder_options),
         time_base=info.time_base,
         audio_from=item.source if options.keep_audio and info.has_audio else None,
     )
@@ -49,6 +56,8 @@ def anonymize_video_item(item: Item, ctx: RunContext, staged: Path) -> ItemResul
             faces = [t.face for t in tracked]
             pixels, aligned = anonymize_frame(frame.image, faces, ctx)
             writer.write(pixels, frame.pts)
+            if on_frame is not None:
+                on_frame(number + 1, info.frames)
             digest = pixels_digest(pixels)
             digests.append(digest)
             records += face_records(

@@ -9,6 +9,7 @@ figures of docs/results.md:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,12 @@ import pytest
 from ifadit.faces.detect import Face
 from ifadit.faces.registry import get_detector
 from ifadit.faces.track import TrackedFace, box_iou
+from ifadit.media.manifest import read_manifest
 from ifadit.media.video import TimedFrame, VideoWriter
+from ifadit.pipeline.anonymize import AnonymizeOptions
+from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.track_video import Confirmation, confirm_tracks, track_video
+from tests.pipeline.support import CASE, make_lab
 from tests.video_scenes import FPS, Scene, confirmation_scene
 
 MATCH_IOU = 0.3  # a replaced box overlapping a true face this much replaced that face
@@ -110,3 +115,20 @@ def test_rule_defaults_follow_the_detector() -> None:
     assert Confirmation.for_detector(get_detector("hog", thresh=-0.5)).min_score == pytest.approx(-0.35)
     with pytest.raises(ValueError, match="min_hits"):
         Confirmation(window=2, min_hits=3)
+
+
+def test_a_video_run_shows_progress_in_frames(
+    scene: Scene, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = make_lab(tmp_path)
+    with lab.open("olga") as vault:
+        report = anonymize_paths(
+            vault, [clip], tmp_path / "out", AnonymizeOptions(backend="mask"), case=CASE, progress=True
+        )
+    assert report.exit_code == 0
+    frames = len(scene.frames)
+    bars = capsys.readouterr().err
+    counts = [int(done) for done in re.findall(rf"scene\.mp4:.*?\| *(\d+)/{frames} ", bars)]
+    assert counts[0] == 0 and max(counts) > frames // 2  # a bar in frames that moved while the clip ran
+    manifest = read_manifest(tmp_path / "out" / "scene.mp4")
+    assert manifest is not None and len(manifest.faces) == sum(map(len, scene.faces))  # no decoy in it
