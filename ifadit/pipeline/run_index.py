@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ifadit import __version__
-from ifadit.errors import ManifestError
+from ifadit.errors import InputError
 from ifadit.media.image import atomic_write_bytes
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult, ManifestStamp
 
@@ -70,7 +70,7 @@ def _file(item: ItemResult, root: Path) -> dict[str, Any]:
 
 
 def read_runs(path: Path) -> list[Any]:
-    """The runs already in the index at `path` ([] when there is none); `ManifestError` for a foreign file,
+    """The runs already in the index at `path` ([] when there is none); `InputError` for a foreign file,
     checked before a run starts so that it is never overwritten."""
     if not path.exists():
         return []
@@ -80,7 +80,7 @@ def read_runs(path: Path) -> list[Any]:
             raise KeyError("format")
         return list(body["runs"])
     except (ValueError, KeyError, TypeError, OSError):
-        raise ManifestError(
+        raise InputError(
             f"{path}: exists and is not an {RUN_INDEX_FORMAT} run index", hint="move it away and run again"
         ) from None
 

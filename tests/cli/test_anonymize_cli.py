@@ -231,3 +231,13 @@ def test_default_output_name_beside_a_single_file(lab: Lab, tmp_path: Path, phot
     assert (tmp_path / "astronaut_anonymized.png.run.json").is_file()
     folder = lab.cli("anonymize", tmp_path, "--case", CASE)
     assert folder.exit_code == 2 and "-o is required for a folder or several inputs" in folder.stderr
+
+
+def test_a_foreign_run_json_is_refused_before_any_work(lab: Lab, tmp_path: Path, photo: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "run.json").write_text('{"mine": true}')
+    done = lab.cli("anonymize", photo, "-o", tmp_path / "out", "--case", CASE)
+    assert done.exit_code == 1 and "run.json: exists and is not an ifadit-runs/1 run index" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["run.json"] and not audit_entries(
+        lab, "anonymize"
+    )
