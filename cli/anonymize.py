@@ -338,8 +338,8 @@ def anonymize_command(
     and the run is one audit entry. Each file is reported on stderr as it finishes (a video also shows its
     frames on a terminal); a bad file is reported and skipped, and the exit status is then non-zero. A run
     that anonymized no file writes nothing and is audited as failed. Existing outputs are refused unless
-    --force. The output folder gets run.json (beside a single output file: NAME.run.json): inputs, outputs,
-    faces, backend, key handle and version, audit entries; no case name, no digest of an original.
+    --force. An output folder gets run.json: inputs, outputs, faces, backend, key handle and version,
+    audit entries; no case name, no digest of an original.
 
     \b
     Example:

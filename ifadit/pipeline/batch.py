@@ -13,7 +13,7 @@ A run:
      bundle reader cannot confirm a guessed original, the digest of the outputs, counts); a batch that
      produced no output at all is audited as failed (`NothingAnonymized`), never as a run;
   5. only after that commit, records the outputs in the resume journal, publishes them (renames them
-     into place) and appends the run to the run index (`ifadit.pipeline.run_index`).
+     into place) and appends the run to the output folder's run index (`ifadit.pipeline.run_index`).
 Outputs already on disk are refused before step 3 unless `force` (those a resumed job verifies excepted).
 A kill at any point leaves no output under its name without its entry; at most the hidden staging folder.
 A kill between the commit of step 4 and the end of step 5 leaves the batch's commit record in that folder
@@ -58,7 +58,7 @@ from ifadit.pipeline.inputs import Item, plan_items, refuse_existing
 from ifadit.pipeline.outputs import keyed_list_digest, list_digest
 from ifadit.pipeline.progress import FrameBar
 from ifadit.pipeline.resume import Journal, clear_pending, recover_committed, write_pending
-from ifadit.pipeline.run_index import RunRecord, append_run, read_runs, run_index_path
+from ifadit.pipeline.run_index import RUN_INDEX_NAME, RunRecord, append_run, read_runs
 from ifadit.pipeline.staging import Staging
 from keyvault import KeyStateError, PermissionDenied, UnsealedKey, Vault, key_fingerprint, keys, ledger
 
@@ -313,8 +313,9 @@ def anonymize_paths(
     ctx = RunContext(options=options, backend=backend, detector=detector, stamp=stamp, key=unsealed)
     single = items[0].target if len(items) == 1 and items[0].target == Path(output) else None
     root = single.parent if single is not None else Path(output)
-    index = run_index_path(root, single)
-    read_runs(index)  # a foreign file under the index's name is refused before anything is written
+    index = None if single is not None else root / RUN_INDEX_NAME
+    if index is not None:
+        read_runs(index)  # a foreign file under the index's name is refused before anything is written
     # Resume: publish what a killed run committed, skip the outputs an earlier run published.
     journal = Journal.load(vault, root)
     recover_committed(journal, run.committed)  # outputs a killed run committed but never published
@@ -340,7 +341,7 @@ def anonymize_paths(
             seqs += [seq] if seq is not None else []
             done.update((result.target, result) for result in results)
     report = _report(items, done, journal, stamp, options, seqs)
-    if any(item.error is None for item in report.items):
+    if index is not None and any(item.error is None for item in report.items):
         append_run(index, RunRecord(stamp, options, report.audit_seqs, report.items))
     return report
 

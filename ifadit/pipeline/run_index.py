@@ -1,4 +1,5 @@
-"""The run index: `run.json` in the output folder (`<file>.run.json` beside a single output file).
+"""The run index: `run.json` in the output folder (a run that names a single output file writes none: that
+file's manifest and the command's summary say the same).
 
 A person opening a release folder sees what made it: each invocation appends one run with its inputs (as
 named on the command line), outputs (relative to the folder) and their SHA-256, faces per file, the backend
@@ -22,13 +23,6 @@ from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult, ManifestStam
 
 RUN_INDEX_NAME = "run.json"
 RUN_INDEX_FORMAT = "ifadit-runs/1"
-
-
-def run_index_path(root: Path, single_output: Path | None) -> Path:
-    """`root/run.json`, or `<output>.run.json` when the run names a single output file."""
-    return (
-        single_output.with_name(single_output.name + ".run.json") if single_output else root / RUN_INDEX_NAME
-    )
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,8 @@ def test_default_output_name_beside_a_single_file(lab: Lab, tmp_path: Path, phot
     done = lab.cli("anonymize", photo, "--case", CASE)
     assert done.exit_code == 0, done.stderr
     assert (tmp_path / "astronaut_anonymized.png").is_file()
-    assert (tmp_path / "astronaut_anonymized.png.run.json").is_file()
+    beside = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("astronaut"))
+    assert beside == ["astronaut.png", "astronaut_anonymized.png"]  # no run index beside a single file
     folder = lab.cli("anonymize", tmp_path, "--case", CASE)
     assert folder.exit_code == 2 and "-o is required for a folder or several inputs" in folder.stderr
 
