@@ -323,20 +323,13 @@ def anonymize_paths(
     if not force:
         refuse_existing(todo)
     # 3-5. Per batch: anonymize into staging, commit, journal, publish.
-    step = checkpoint or max(len(todo), 1)
+    runner, step = engine or SerialEngine(), checkpoint or max(len(todo), 1)
     seqs = []
     with Staging(root) as staging:
         for start in range(0, len(todo), step):
+            batch = todo[start : start + step]
             seq, results = _run_batch(
-                run,
-                engine or SerialEngine(),
-                todo[start : start + step],
-                ctx,
-                staging,
-                journal,
-                checkpoint,
-                progress,
-                on_item,
+                run, runner, batch, ctx, staging, journal, checkpoint, progress, on_item
             )
             seqs += [seq] if seq is not None else []
             done.update((result.target, result) for result in results)
