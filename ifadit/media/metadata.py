@@ -60,6 +60,5 @@ def kept_metadata(
         sub = exif.get_ifd(ExifTags.IFD.Exif)
         for tag in SERIAL_TAGS & set(sub):
             del sub[tag]
-    for ifd in (ExifTags.IFD.Interop, ExifTags.IFD.IFD1):
-        exif.pop(ifd, None)
+    # PIL writes IFD0 and its sub-IFDs only, never IFD1: the thumbnail stays behind (a test checks it).
     return KeptMetadata(exif=exif.tobytes() if len(exif) else None, icc_profile=icc)
