@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+from tqdm import tqdm
 
 from cli.detect import detection_options
 from cli.options import VaultArgs, emit, json_option, usage_errors, vault_options
@@ -13,25 +16,60 @@ from ifadit.backends.base import BACKENDS
 from ifadit.media.image import DEFAULT_MAX_PIXELS
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult
 from ifadit.pipeline.batch import ENGINES, RunReport, anonymize_paths, default_backend, engine_for
+from ifadit.pipeline.inputs import default_output
+
+BACKEND_OPTIONS = ("model_dir", "device", "identity_scale", "attributes", "steps", "text_guidance")
+REPLACEWITH = {  # deface's --replacewith names -> backends
+    "blur": "blur",
+    "pixelate": "pixelate",
+    "mosaic": "pixelate",
+    "mask": "mask",
+    "solid": "mask",
+    "none": "none",
+    "img": "img",
+}
 
 
-def _report_error(result: ItemResult) -> None:
-    if result.error:
-        click.echo(f"Error: {result.error}", err=True)
+class EncoderOptions(click.ParamType):
+    """A JSON object of FFmpeg encoder options -> sorted (name, value) string pairs."""
+
+    name = "JSON"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[tuple[str, str], ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            parsed = json.loads(str(value))
+        except json.JSONDecodeError as exc:
+            self.fail(f"not JSON ({exc.msg}): {value!r}", param, ctx)
+        if not isinstance(parsed, dict) or not all(
+            isinstance(v, str | int | float) and not isinstance(v, bool) for v in parsed.values()
+        ):
+            self.fail('expected a JSON object of names and values, e.g. {"preset": "slow"}', param, ctx)
+        return tuple(sorted((str(k), str(v)) for k, v in parsed.items()))
+
+
+def _line(item: ItemResult) -> str:
+    faces = f"{item.faces} face{'' if item.faces == 1 else 's'}"
+    return f"{item.source} -> {item.target} ({faces}{', already done' if item.resumed else ''})"
+
+
+def _report_item(result: ItemResult) -> None:
+    """One stderr line per file as it finishes (above the progress bars, also when stderr is no terminal)."""
+    tqdm.write(f"Error: {result.error}" if result.error else _line(result), file=sys.stderr)
 
 
 def _text(report: RunReport) -> str:
-    lines = [
-        f"{item.source} -> {item.target} ({item.faces} face{'' if item.faces == 1 else 's'})"
-        for item in report.items
-        if item.error is None
-    ]
+    lines = [_line(item) for item in report.items if item.error is None]
     key = f"key {report.key_handle} v{report.key_version}" if report.key_handle else "no key"
     done = len(report.items) - len(report.failed)
-    lines.append(
-        f"anonymized {done} of {len(report.items)} files with {report.backend} under {key}; "
-        f"audit entry {report.audit_seq}"
-    )
+    summary = f"anonymized {done} of {len(report.items)} files with {report.backend} under {key}"
+    if report.audit_seq is None:
+        lines.append(f"{summary}: nothing written; the run is audited as failed")
+    else:
+        lines.append(f"{summary}; audit entry {report.audit_seq}")
     return "\n".join(lines)
 
 
@@ -41,8 +79,16 @@ def _text(report: RunReport) -> str:
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    required=True,
+    default=None,
+    show_default="NAME_anonymized.EXT beside a single input file",
     help="Output folder (mirrors the inputs), or the output file when there is one input file.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Overwrite outputs that already exist (without it the run stops before writing anything).",
 )
 @vault_options
 @click.option(
@@ -63,8 +109,32 @@ def _text(report: RunReport) -> str:
     "--backend",
     default=None,
     show_default="ifadit; a missing model is an error naming the fix",
-    help=f"How faces are replaced: {', '.join(sorted(BACKENDS))}. blur, pixelate and mask cannot be "
+    help=f"How faces are replaced: {', '.join(sorted(BACKENDS))}. blur, pixelate, mask, none and img cannot be "
     "undone from pixels (only --seal-original makes them restorable).",
+)
+@click.option(
+    "--replacewith",
+    type=click.Choice(sorted(REPLACEWITH)),
+    default=None,
+    show_default="--backend's default",
+    help="deface's names for the one-way backends: blur, pixelate (mosaic), mask (solid: a filled face), "
+    "none (faces left as they are but still detected and listed in the manifest; see --boxes), img (cover "
+    "each face with --replaceimg).",
+)
+@click.option(
+    "--replaceimg",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    show_default="none",
+    help="Picture pasted over each face with --replacewith img (scaled and turned with the face).",
+)
+@click.option(
+    "--boxes",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Draw each replaced face's detection box (green) onto the output, e.g. to review a --replacewith "
+    "none run. Not with --seal-original: an exact restore could not remove the boxes.",
 )
 @click.option(
     "--model-dir",
@@ -142,6 +212,70 @@ def _text(report: RunReport) -> str:
     help="Write videos as lossless FFV1 .mkv (large; needed for --seal-original on video).",
 )
 @click.option(
+    "--confirm-frames",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Video: hold frames back this many frames so that a face is replaced only once its track is "
+    "confirmed, from its first frame on. 1 replaces every detection at once (no buffer).",
+)
+@click.option(
+    "--confirm-hits",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="Video: detections a track needs within --confirm-frames before its faces are replaced; lone "
+    "one-frame boxes are left alone.",
+)
+@click.option(
+    "--confirm-score",
+    type=float,
+    default=None,
+    show_default="the detector's threshold + 0.15 for hog, + 0 for the others",
+    help="Video: mean detector score a track needs. Weak boxes on face-like objects (a badge, a patch) stay "
+    "below it; lower it if real faces in your footage are missed, at the price of more false replacements.",
+)
+@click.option(
+    "--keep-metadata",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Images: keep the input's EXIF (capture time, camera model, exposure ...) and ICC colour profile. "
+    "GPS, serial numbers, owner name and maker notes are still dropped (see --keep-gps, --keep-serial), "
+    "and always the EXIF thumbnail, which shows the original faces. Videos keep no metadata.",
+)
+@click.option(
+    "--keep-gps",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="With --keep-metadata: also keep the GPS position (it tells where the photo was taken).",
+)
+@click.option(
+    "--keep-serial",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="With --keep-metadata: also keep camera and lens serial numbers, owner name, image id and maker "
+    "notes (they tie the image to one device).",
+)
+@click.option(
+    "--crf",
+    type=click.IntRange(0, 51),
+    default=None,
+    show_default="18",
+    help="H.264 video quality: lower is better and larger (0 nearly lossless, 18 visually transparent, 23 "
+    "FFmpeg's default, 28 small). Not with --lossless.",
+)
+@click.option(
+    "--ffmpeg-config",
+    type=EncoderOptions(),
+    default="{}",
+    show_default=True,
+    help='Video encoder options as a JSON object, passed to FFmpeg through PyAV, e.g. \'{"preset": "slow", '
+    '"tune": "film"}\' (libx264, or FFV1 with --lossless). FFmpeg ignores names its encoder does not know.',
+)
+@click.option(
     "--max-pixels",
     type=click.IntRange(1),
     default=DEFAULT_MAX_PIXELS,
@@ -185,67 +319,38 @@ def _text(report: RunReport) -> str:
 @json_option
 def anonymize_command(
     inputs: tuple[Path, ...],
-    output: Path,
+    output: Path | None,
+    force: bool,
     vault_args: VaultArgs,
     key_handle: str | None,
     case_id: str | None,
-    backend: str | None,
-    model_dir: Path | None,
-    device: str | None,
-    identity_scale: float | None,
-    attributes: str | None,
-    steps: int | None,
-    text_guidance: float | None,
-    seal_original: bool,
-    detector: str,
-    insightface_pack: Path | None,
-    thresh: float | None,
-    scale: tuple[int, int] | None,
-    upsample: int,
-    mask_scale: float | None,
-    keep_audio: bool,
-    lossless: bool,
-    max_pixels: int,
     engine_name: str,
     address: str | None,
     workers: int,
     gpus_per_worker: float,
     checkpoint: int | None,
     as_json: bool,
+    **settings: Any,  # how faces are found and replaced: `build_options`
 ) -> None:
     """Replace every face in images, folders (recursive) and videos; operator role.
 
     Each output carries a manifest signed by the vault (key handle and version, face boxes, audit entry)
-    and the run is one audit entry. A bad file is reported and skipped; the exit status is then non-zero.
+    and the run is one audit entry. Each file is reported on stderr as it finishes (a video also shows its
+    frames on a terminal); a bad file is reported and skipped, and the exit status is then non-zero. A run
+    that anonymized no file writes nothing and is audited as failed. Existing outputs are refused unless
+    --force. An output folder gets run.json: inputs, outputs, faces, backend, key handle and version,
+    audit entries; no case name, no digest of an original.
 
     \b
     Example:
       ifadit anonymize photos/ clip.mp4 -o released/ --case C-17 --seal-original
+      ifadit anonymize photo.jpg --replacewith solid      # writes photo_anonymized.jpg
       ifadit anonymize photo.jpg -o out.png --backend reverse-personalization --model-dir models/sdxl-faceid \\
           --identity-scale -6 --attributes "an elderly man"
     """
-    chosen = {
-        "model_dir": model_dir,
-        "device": device,
-        "identity_scale": identity_scale,
-        "attributes": attributes,
-        "steps": steps,
-        "text_guidance": text_guidance,
-    }
-    options = AnonymizeOptions(
-        backend=backend or default_backend(),
-        seal_original=seal_original,
-        detector=detector,
-        thresh=thresh,
-        scale=scale,
-        upsample=upsample,
-        insightface_pack=insightface_pack,
-        mask_scale=mask_scale,
-        keep_audio=keep_audio,
-        lossless=lossless,
-        max_pixels=max_pixels,
-        backend_options=tuple((name, value) for name, value in chosen.items() if value is not None),
-    )
+    options = build_options(settings)
+    with usage_errors():
+        output = output or default_output(inputs, lossless_video=options.lossless)
     with vault_args.open() as vault, usage_errors():
         engine = engine_for(engine_name, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
         report = anonymize_paths(
@@ -256,13 +361,37 @@ def anonymize_command(
             key=key_handle,
             case=case_id,
             progress=sys.stderr.isatty(),
-            on_item=_report_error,
+            on_item=_report_item,
             engine=engine,
             checkpoint=checkpoint,
+            force=force,
         )
     emit(report.as_dict() if as_json else report, as_json, _text)
     if report.exit_code:
         sys.exit(report.exit_code)
+
+
+def build_options(settings: dict[str, Any]) -> AnonymizeOptions:
+    """The run's options from the command's face and output settings (usage errors for clashing ones)."""
+    backend, replacewith = settings.pop("backend"), settings.pop("replacewith")
+    if backend is not None and replacewith is not None and REPLACEWITH[replacewith] != backend:
+        raise click.UsageError(f"--backend {backend} and --replacewith {replacewith} disagree: give one")
+    backend = backend or (REPLACEWITH[replacewith] if replacewith else default_backend())
+    chosen = {name: settings.pop(name) for name in BACKEND_OPTIONS}
+    chosen["image"] = settings.pop("replaceimg")
+    if (chosen["image"] is None) == (backend == "img"):
+        raise click.UsageError("--replacewith img needs --replaceimg FILE, and --replaceimg needs img")
+    if (settings["keep_gps"] or settings["keep_serial"]) and not settings["keep_metadata"]:
+        raise click.UsageError("--keep-gps and --keep-serial go with --keep-metadata")
+    settings["encoder_options"] = settings.pop("ffmpeg_config")
+    with usage_errors():
+        options = AnonymizeOptions(
+            backend=backend,
+            backend_options=tuple((name, value) for name, value in chosen.items() if value is not None),
+            **settings,
+        )
+        options.check()
+    return options
 
 
 def register(group: click.Group) -> None:

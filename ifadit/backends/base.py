@@ -20,6 +20,8 @@ BACKENDS: dict[str, str] = {
     "blur": "ifadit.backends.classic:BlurBackend",
     "pixelate": "ifadit.backends.classic:PixelateBackend",
     "mask": "ifadit.backends.classic:MaskBackend",
+    "none": "ifadit.backends.overlay:KeepBackend",
+    "img": "ifadit.backends.overlay:ImageBackend",
     "ifadit": "ifadit.backends.ifadit:IfaditBackend",
     "id2face": "ifadit.backends.id2face:Id2FaceBackend",
     "reverse-personalization": "ifadit.backends.reverse_personalization:ReversePersonalizationBackend",

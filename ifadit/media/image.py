@@ -7,8 +7,9 @@ output). Every failure is an `InputError` naming the file and the problem.
 
 Writing encodes in memory, then writes a temporary file in the destination folder, fsyncs it and renames
 it over the destination: a failure leaves nothing behind. Outputs carry no EXIF, GPS, XMP, ICC profile or
-camera serials; the only metadata is what the caller passes for the manifest (PNG iTXt chunks, or JPEG
-APP11 segments tagged `IFADIT\\0`).
+camera serials; the only metadata is what the caller passes: the manifest (PNG iTXt chunks, or JPEG APP11
+segments tagged `IFADIT\\0`) and, with `--keep-metadata`, the EXIF and ICC bytes `ifadit.media.metadata`
+chose to keep.
 """
 
 from __future__ import annotations
@@ -109,11 +110,14 @@ def write_image(
     extra_png_text: dict[str, str] | None = None,
     jpeg_app11: bytes | None = None,
     quality: int = 95,
+    exif: bytes | None = None,
+    icc_profile: bytes | None = None,
 ) -> Path:
     """Write RGB uint8 `image` atomically and metadata-free; `format` defaults from the suffix.
 
     `quality` applies to JPEG (4:4:4 chroma, no subsampling) and WebP; PNG is lossless.
     `extra_png_text` adds compressed iTXt chunks (PNG only); `jpeg_app11` adds tagged APP11 segments (JPEG only).
+    `exif` (TIFF bytes) and `icc_profile` are written as given (`ifadit.media.metadata.kept_metadata`).
     """
     check_image(image)
     path = Path(path)
@@ -127,13 +131,19 @@ def write_image(
         raise ValueError("extra_png_text needs PNG output")
     if jpeg_app11 is not None and fmt != "JPEG":
         raise ValueError("jpeg_app11 needs JPEG output")
-    data = _encode(image, fmt, extra_png_text, jpeg_app11, quality)
+    kept = {name: value for name, value in (("exif", exif), ("icc_profile", icc_profile)) if value}
+    data = _encode(image, fmt, extra_png_text, jpeg_app11, quality, kept)
     atomic_write_bytes(path, data)
     return path
 
 
 def _encode(
-    image: np.ndarray, fmt: str, png_text: dict[str, str] | None, app11: bytes | None, quality: int
+    image: np.ndarray,
+    fmt: str,
+    png_text: dict[str, str] | None,
+    app11: bytes | None,
+    quality: int,
+    kept: dict[str, bytes],
 ) -> bytes:
     buffer = io.BytesIO()
     pil = Image.fromarray(np.ascontiguousarray(image), mode="RGB")
@@ -141,11 +151,11 @@ def _encode(
         info = PngImagePlugin.PngInfo()
         for key, value in (png_text or {}).items():
             info.add_itxt(key, value, zip=True)
-        pil.save(buffer, "PNG", pnginfo=info, compress_level=6)
+        pil.save(buffer, "PNG", pnginfo=info, compress_level=6, **kept)
     elif fmt == "JPEG":
-        pil.save(buffer, "JPEG", quality=quality, subsampling=0)
+        pil.save(buffer, "JPEG", quality=quality, subsampling=0, **kept)
     else:
-        pil.save(buffer, "WEBP", quality=quality, method=4)
+        pil.save(buffer, "WEBP", quality=quality, method=4, **kept)
     data = buffer.getvalue()
     return insert_jpeg_app11(data, app11) if app11 is not None else data
 

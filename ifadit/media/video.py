@@ -7,7 +7,9 @@ carry no input metadata (creation time, location, device tags): only frames, tim
 
 Codecs (PyAV's bundled FFmpeg): "h264" = libx264 (lossy, for sharing; .mp4/.mov/.mkv), "ffv1" = FFV1
 with bgr0 pixels in .mkv (lossless: decoding gives back the exact RGB frames), "png" = a folder of
-PNG frames plus `timestamps.json` (lossless, one file per frame).
+PNG frames plus `timestamps.json` (lossless, one file per frame). `VideoWriter(encoder_options=...)` passes
+FFmpeg options to the encoder (e.g. {"preset": "slow", "tune": "film"}); FFmpeg ignores names its encoder
+does not know, and a value it refuses is an `InputError` at the first frame.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,6 +37,7 @@ VideoCodec = Literal["h264", "ffv1", "png"]
 
 MAX_FRAME_PIXELS = 8192 * 8192  # larger frames are refused as decompression bombs
 TIMESTAMPS_FILE = "timestamps.json"  # timing of a PNG-sequence folder
+DEFAULT_CRF = 18  # libx264's constant rate factor for "h264" (visually transparent)
 SEQUENCE_FPS = Fraction(25)  # frame rate assumed for a PNG folder without a timestamps file
 _CONTAINER_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 _CODEC_SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -293,7 +296,8 @@ class VideoWriter:
         codec: VideoCodec = "h264",
         time_base: Fraction | None = None,
         audio_from: str | os.PathLike[str] | None = None,
-        crf: int = 18,  # libx264 quality: 0 best (lossless yuv), 18 visually transparent, 51 worst
+        crf: int = DEFAULT_CRF,  # libx264 quality: 0 best (lossless yuv), 18 visually transparent, 51 worst
+        encoder_options: Mapping[str, str] | None = None,  # FFmpeg options of the encoder, over the defaults
     ) -> None:
         self.path = Path(path)
         suffixes = _CODEC_SUFFIXES.get(codec)
@@ -309,6 +313,7 @@ class VideoWriter:
         self.time_base = Fraction(time_base) if time_base is not None else 1 / self.fps
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.crf = crf
+        self.encoder_options = dict(encoder_options or {})
         self._tmp: Path | None = None
         self._container: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
@@ -367,12 +372,12 @@ class VideoWriter:
     def _add_video_stream(self, width: int, height: int) -> av.VideoStream:
         assert self._container is not None
         if self.codec == "ffv1":
-            stream = self._container.add_stream(
-                "ffv1", rate=self.fps, options={"level": "3", "slicecrc": "1"}
-            )
+            options = {"level": "3", "slicecrc": "1", **self.encoder_options}
+            stream = self._container.add_stream("ffv1", rate=self.fps, options=options)
             stream.pix_fmt = "bgr0"
         else:
-            stream = self._container.add_stream("libx264", rate=self.fps, options={"crf": str(self.crf)})
+            options = {"crf": str(self.crf), **self.encoder_options}
+            stream = self._container.add_stream("libx264", rate=self.fps, options=options)
             # 4:2:0 needs even sides; odd-sized frames keep full chroma instead of being cropped
             stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         stream.width, stream.height = width, height
@@ -384,7 +389,17 @@ class VideoWriter:
         assert self._container is not None and self._stream is not None
         if frame is not None:
             frame.pts, frame.time_base = pts, self.time_base
-        for packet in self._stream.encode(frame):
+        try:
+            packets = self._stream.encode(frame)
+        except av.FFmpegError as exc:
+            if self._pts:
+                raise
+            raise InputError(
+                f"{self.path}: the {self.codec} encoder refused its options {self.encoder_options or ''} "
+                f"({_reason(exc)})",
+                hint="check --crf and --ffmpeg-config",
+            ) from None
+        for packet in packets:
             if self._audio is not None and packet.pts is not None and packet.time_base is not None:
                 self._audio.copy_until(packet.pts * packet.time_base)
             self._container.mux(packet)

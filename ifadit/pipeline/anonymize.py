@@ -2,7 +2,8 @@
 
 The steps, per still image (`anonymize_image_item`; videos run steps 2-5 per frame, see
 `ifadit.pipeline.anonymize_video`):
-  1. read the file safely (pixel limit, EXIF orientation; EXIF/GPS never reach the output);
+  1. read the file safely (pixel limit, EXIF orientation; EXIF/GPS reach the output only with
+     `--keep-metadata`, and GPS and serials then only when asked, `ifadit.media.metadata`);
   2. detect faces with 5-point landmarks;
   3. align each face to the backend's canonical crop;
   4. run the backend on the crops with the key material;
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ifadit import __version__
@@ -37,12 +39,15 @@ from ifadit.faces.detect import Detector, Face
 from ifadit.faces.registry import DETECTORS, get_detector
 from ifadit.media.image import DEFAULT_MAX_PIXELS, read_image
 from ifadit.media.manifest import FaceRecord, Manifest, new_manifest_id, sign_manifest
+from ifadit.media.metadata import kept_metadata
 from ifadit.pipeline.inputs import Item, ItemKind
 from ifadit.pipeline.outputs import embed_manifest, file_sha256, write_pixels
 from ifadit.pipeline.sealing import SealBinding, changed_region, seal_face
+from ifadit.pipeline.track_video import Confirmation
 from keyvault import UnsealedKey
 
 MANIFEST_PURPOSE = "manifest"  # purpose of the vault's detached signature over a manifest
+BOX_COLOUR = (0, 255, 0)  # RGB of the boxes `--boxes` draws
 REVERSIBLE_MASK_SCALE = 1.3  # face ellipse of a reversible backend's surrogates (`mask_scale_for`)
 
 
@@ -63,8 +68,19 @@ class AnonymizeOptions:
     # None: the backend's default (`mask_scale_for`)
     keep_audio: bool = False  # copy a video's audio packets unchanged
     lossless: bool = False  # video: FFV1 in .mkv (bit-exact frames) instead of H.264
+    crf: int | None = None  # video: H.264 constant rate factor, 0 (best) .. 51; None: DEFAULT_CRF (18)
+    encoder_options: tuple[tuple[str, str], ...] = ()  # video: FFmpeg encoder options (--ffmpeg-config)
+    boxes: bool = False  # draw each replaced face's detection box onto the output
     max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger images before decoding
     backend_options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs for the backend's constructor
+    keep_metadata: bool = False  # images: keep EXIF and ICC (GPS and serials still dropped unless kept below)
+    keep_gps: bool = False  # with keep_metadata: also keep the EXIF GPS block
+    keep_serial: bool = False  # with keep_metadata: also keep camera/lens serial numbers and maker notes
+    confirm_frames: int = 5  # video: look-ahead frames a track has to be confirmed in (1: every detection)
+    confirm_hits: int = 2  # video: detections a track needs within confirm_frames
+    confirm_score: float | None = (
+        None  # video: mean score a track needs; None: the detector's threshold + margin
+    )
 
     def check(self) -> None:
         """Raise `ValueError` naming the first invalid option."""
@@ -80,6 +96,17 @@ class AnonymizeOptions:
             raise ValueError(f"mask_scale must be > 0, got {self.mask_scale}")
         if self.upsample < 0 or self.max_pixels < 1:
             raise ValueError("upsample must be >= 0 and max_pixels >= 1")
+        if self.crf is not None and (self.lossless or not 0 <= self.crf <= 51):
+            raise ValueError(f"crf applies to H.264 video (not --lossless) and must be 0..51, got {self.crf}")
+        if self.boxes and self.seal_original:
+            raise ValueError(
+                "--boxes draws outside the sealed face regions: an exact restore could not remove it"
+            )
+        if self.confirm_frames < 1 or not 1 <= self.confirm_hits <= self.confirm_frames:
+            raise ValueError(
+                f"need confirm_frames >= 1 and 1 <= confirm_hits <= confirm_frames, "
+                f"got {self.confirm_frames} and {self.confirm_hits}"
+            )
 
     def build_detector(self) -> Detector:
         """The run's face detector from these options (loads its model: once per process or worker)."""
@@ -89,6 +116,12 @@ class AnonymizeOptions:
             scale=self.scale,
             upsample=self.upsample,
             pack_dir=self.insightface_pack,
+        )
+
+    def confirmation(self, detector: Detector) -> Confirmation:
+        """When a video's tracked faces are replaced, for the run's `detector`."""
+        return Confirmation.for_detector(
+            detector, window=self.confirm_frames, min_hits=self.confirm_hits, min_score=self.confirm_score
         )
 
 
@@ -207,21 +240,35 @@ class ItemResult:
 def anonymize_frame(
     image: np.ndarray, faces: Sequence[Face], ctx: RunContext
 ) -> tuple[np.ndarray, list[AlignedFace]]:
-    """Steps 3-5 on one frame: the anonymized pixels and the aligned crops that were replaced."""
+    """Steps 3-5 on one frame: the anonymized pixels and the aligned crops that were replaced.
+
+    A backend whose `replaces` is False ("none") leaves the pixels as they are; `--boxes` then draws each
+    face's detection box onto the result."""
     if not faces:
         return image, []
     aligned = [align_face(image, face.landmarks, size=ctx.backend.crop_size) for face in faces]  # 3
-    crops = ctx.backend.anonymize_crops(np.stack([a.crop for a in aligned]), ctx.material)  # 4
     out = image
-    for face_crop, new_crop in zip(aligned, crops, strict=True):  # 5
-        out = paste_back(
-            out,
-            face_crop,
-            np.ascontiguousarray(new_crop),
-            mask_scale=ctx.mask_scale,
-            colour_match=ctx.backend.colour_match,
-        )
-    return out, aligned
+    if getattr(ctx.backend, "replaces", True):
+        crops = ctx.backend.anonymize_crops(np.stack([a.crop for a in aligned]), ctx.material)  # 4
+        for face_crop, new_crop in zip(aligned, crops, strict=True):  # 5
+            out = paste_back(
+                out,
+                face_crop,
+                np.ascontiguousarray(new_crop),
+                mask_scale=ctx.mask_scale,
+                colour_match=ctx.backend.colour_match,
+            )
+    return (draw_boxes(out, faces) if ctx.options.boxes else out), aligned
+
+
+def draw_boxes(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+    """A copy of `image` with each face's detection box outlined in BOX_COLOUR (about 1/200 of the frame wide)."""
+    out = image.copy()
+    thickness = max(1, round(min(image.shape[:2]) / 200))
+    for face in faces:
+        x0, y0, x1, y1 = integer_box(face.box, image.shape)
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), BOX_COLOUR, thickness)
+    return out
 
 
 def integer_box(box: tuple[float, float, float, float], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -278,7 +325,12 @@ def anonymize_image_item(item: Item, ctx: RunContext, staged: Path) -> ItemResul
     image = read_image(item.source, max_pixels=ctx.options.max_pixels)  # 1
     faces = ctx.detector.detect(image)  # 2
     pixels, aligned = anonymize_frame(image, faces, ctx)  # 3-5
-    digest = write_pixels(staged, pixels)  # 6
+    kept = (
+        kept_metadata(item.source, keep_gps=ctx.options.keep_gps, keep_serial=ctx.options.keep_serial)
+        if ctx.options.keep_metadata
+        else None
+    )
+    digest = write_pixels(staged, pixels, kept)  # 6
     manifest_id = new_manifest_id()  # 7
     draft = ctx.stamp.manifest(
         digest, face_records(image, digest, faces, aligned, ctx, manifest_id), manifest_id

@@ -10,9 +10,11 @@ A run:
   4. in ONE transaction: unseals the key again (the audited key use, refused if the key was suspended,
      revoked or rotated meanwhile), reserves the run's audit sequence number, signs and embeds every
      manifest (`finish_item`) and appends the run's single audit entry (the keyed digest of the inputs, so a
-     bundle reader cannot confirm a guessed original, the digest of the outputs, counts);
-  5. only after that commit, records the outputs in the resume journal and publishes them (renames them
-     into place).
+     bundle reader cannot confirm a guessed original, the digest of the outputs, counts); a batch that
+     produced no output at all is audited as failed (`NothingAnonymized`), never as a run;
+  5. only after that commit, records the outputs in the resume journal, publishes them (renames them
+     into place) and appends the run to the output folder's run index (`ifadit.pipeline.run_index`).
+Outputs already on disk are refused before step 3 unless `force` (those a resumed job verifies excepted).
 A kill at any point leaves no output under its name without its entry; at most the hidden staging folder.
 A kill between the commit of step 4 and the end of step 5 leaves the batch's commit record in that folder
 (written inside the transaction): the next run into the same output folder publishes those outputs first
@@ -39,7 +41,7 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from ifadit.backends.base import Backend, get_backend
-from ifadit.errors import IfaditError
+from ifadit.errors import IfaditError, InputError
 from ifadit.faces.detect import Detector
 from ifadit.pipeline.anonymize import (
     MANIFEST_PURPOSE,
@@ -51,13 +53,19 @@ from ifadit.pipeline.anonymize import (
     mask_scale_for,
 )
 from ifadit.pipeline.anonymize_item import anonymize_item
-from ifadit.pipeline.inputs import Item, plan_items
+from ifadit.pipeline.inputs import Item, plan_items, refuse_existing
 from ifadit.pipeline.outputs import keyed_list_digest, list_digest
+from ifadit.pipeline.progress import FrameBar
 from ifadit.pipeline.resume import Journal, clear_pending, recover_committed, write_pending
+from ifadit.pipeline.run_index import RUN_INDEX_NAME, RunRecord, append_run, read_runs
 from ifadit.pipeline.staging import Staging
 from keyvault import KeyStateError, PermissionDenied, UnsealedKey, Vault, key_fingerprint, keys, ledger
 
 OnItem = Callable[[ItemResult], None] | None  # called with each item's result as it comes in
+
+
+class NothingAnonymized(IfaditError):
+    """A batch produced no output (every file failed, or there was none): audited as a failed run."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ class RunReport:
     backend: str
     key_handle: str | None
     key_version: int | None
-    audit_seq: int  # the last audit entry covering these outputs
+    audit_seq: int | None  # the last audit entry covering these outputs; None when nothing was produced
     sealed: bool
     audit_seqs: tuple[int, ...] = ()  # the entries this invocation appended (none when all were resumed)
 
@@ -130,7 +138,8 @@ def run_serial(
     for item in tqdm(items, disable=not progress, file=sys.stderr, unit="file", desc="anonymize"):
         staged = staging.path_for(item.target)
         try:
-            result = anonymize_item(item, ctx, staged)
+            with FrameBar(item.source.name, enabled=progress and item.kind == "video") as on_frame:
+                result = anonymize_item(item, ctx, staged, on_frame)
         except IfaditError as exc:
             staging.drop(staged)
             result = ItemResult(item.source, item.target, item.kind, error=str(exc), exit_code=exc.exit_code)
@@ -249,13 +258,15 @@ class _Run:
             signer = lambda data: self.vault.sign_detached(MANIFEST_PURPOSE, data)  # noqa: E731
             results = [finish_item(r, seq, signer) if r.error is None else r for r in results]
             done = [r for r in results if r.error is None]
+            act.details.update(
+                files=len(done), failed=len(results) - len(done), faces=sum(r.faces for r in done)
+            )
+            if not done:
+                raise NothingAnonymized(f"0 of {len(results)} files anonymized: nothing written")
             act.digests = {
                 "inputs": keyed_list_digest(self.vault, (r.input_sha256 or "" for r in done)),
                 "outputs": list_digest(r.output_sha256 or "" for r in done),
             }
-            act.details.update(
-                files=len(done), failed=len(results) - len(done), faces=sum(r.faces for r in done)
-            )
             before_commit(seq, results, act.digests["outputs"])
         return seq, results
 
@@ -272,11 +283,13 @@ def anonymize_paths(
     on_item: Callable[[ItemResult], None] | None = None,
     engine: Engine | None = None,
     checkpoint: int | None = None,
+    force: bool = False,
 ) -> RunReport:
     """Anonymize files, folders (recursive) and videos into `output` as one audited run (operator role).
 
     `engine` runs step 3 (default `SerialEngine()`); `checkpoint=N` commits, journals and publishes every N
-    items. Outputs journalled by an earlier run and verified are skipped (see `ifadit.pipeline.resume`).
+    items. Outputs journalled by an earlier run and verified are skipped (see `ifadit.pipeline.resume`);
+    any other output already on disk is refused (`InputError`, nothing written) unless `force`.
     """
     # 1. Plan the items and build the backend and detector; choose the key.
     items, backend, detector = _plan(inputs, output, options, checkpoint)
@@ -290,32 +303,52 @@ def anonymize_paths(
     unsealed = run.authorize()
     stamp = _stamp(vault, backend, options, unsealed)
     ctx = RunContext(options=options, backend=backend, detector=detector, stamp=stamp, key=unsealed)
+    single = items[0].target if len(items) == 1 and items[0].target == Path(output) else None
+    root = single.parent if single is not None else Path(output)
+    index = None if single is not None else root / RUN_INDEX_NAME
+    if index is not None:
+        read_runs(index)  # a foreign file under the index's name is refused before anything is written
     # Resume: publish what a killed run committed, skip the outputs an earlier run published.
-    root = Path(output).parent if len(items) == 1 and items[0].target == Path(output) else Path(output)
     journal = Journal.load(vault, root)
     recover_committed(journal, run.committed)  # outputs a killed run committed but never published
     done, todo = _skip_published(journal, vault, items, stamp, on_item)
+    if not force:
+        refuse_existing(todo)
     # 3-5. Per batch: anonymize into staging, commit, journal, publish.
-    runner = engine or SerialEngine()
-    step = checkpoint or max(len(todo), 1)
-    batches = [todo[start : start + step] for start in range(0, len(todo), step)] or ([] if done else [[]])
+    runner, step = engine or SerialEngine(), checkpoint or max(len(todo), 1)
     seqs = []
     with Staging(root) as staging:
-        for batch in batches:
+        for start in range(0, len(todo), step):
+            batch = todo[start : start + step]
             seq, results = _run_batch(
                 run, runner, batch, ctx, staging, journal, checkpoint, progress, on_item
             )
-            seqs.append(seq)
+            seqs += [seq] if seq is not None else []
             done.update((result.target, result) for result in results)
+    report = _report(items, done, journal, stamp, options, seqs)
+    if index is not None and any(item.error is None for item in report.items):
+        append_run(index, RunRecord(stamp, options, report.audit_seqs, report.items))
+    return report
+
+
+def _report(
+    items: list[Item],
+    done: dict[Path, ItemResult],
+    journal: Journal,
+    stamp: ManifestStamp,
+    options: AnonymizeOptions,
+    seqs: list[int],
+) -> RunReport:
+    """The run's report; its audit entry is the last one appended, else the newest of the resumed outputs'."""
     previous = [
         journal.entries[journal.name(item.target)]["audit_seq"] for item in items if done[item.target].resumed
     ]
     return RunReport(
         items=tuple(done[item.target] for item in items),
-        backend=backend.name,
+        backend=stamp.backend,
         key_handle=stamp.key_handle,
         key_version=stamp.key_version,
-        audit_seq=seqs[-1] if seqs else max(previous),
+        audit_seq=seqs[-1] if seqs else max(previous, default=None),
         sealed=options.seal_original,
         audit_seqs=tuple(seqs),
     )
@@ -329,6 +362,8 @@ def _plan(
     if checkpoint is not None and checkpoint < 1:
         raise ValueError(f"checkpoint must be >= 1 item, got {checkpoint}")
     items = plan_items(list(inputs), Path(output), lossless_video=options.lossless)
+    if not items:
+        raise InputError(f"no image or video files in {', '.join(map(str, inputs))}: nothing to anonymize")
     backend = get_backend(options.backend, **dict(options.backend_options))
     detector = options.build_detector()
     return items, backend, detector
@@ -378,15 +413,18 @@ def _run_batch(
     checkpoint: int | None,
     progress: bool,
     on_item: OnItem,
-) -> tuple[int, list[ItemResult]]:
-    """Steps 3-5 for one batch; its audit sequence number and results."""
+) -> tuple[int | None, list[ItemResult]]:
+    """Steps 3-5 for one batch; its audit sequence number (None: nothing produced, audited as failed) and results."""
     try:
         results = runner.run(batch, ctx, staging, progress=progress, on_item=on_item)  # 3
     except Exception as exc:
         run.fail(exc)
         raise
     assert staging.folder is not None
-    seq, results = run.commit(ctx.key, results, partial(write_pending, staging.folder, journal))  # 4
+    try:
+        seq, results = run.commit(ctx.key, results, partial(write_pending, staging.folder, journal))  # 4
+    except NothingAnonymized:
+        return None, results
     if checkpoint is not None:  # 5
         journal.record(results, seq)
         journal.save()

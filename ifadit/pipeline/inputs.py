@@ -3,7 +3,9 @@
 A file given on the command line is taken whatever its suffix (reading it names the problem if it is not
 an image or video); inside a folder only known image and video suffixes are picked up, and manifest
 sidecars and hidden files are skipped. Results mirror the inputs under the output folder: a file lands
-as `OUT/<name>`, a folder's files as `OUT/<path below that folder>`.
+as `OUT/<name>`, a folder's files as `OUT/<path below that folder>`. A single file without an output
+name lands beside itself as `NAME_anonymized.EXT` (deface's default, `default_output`). Outputs already on
+disk are refused unless the run is told to overwrite them (`refuse_existing`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from ifadit.errors import InputError
-from ifadit.media.manifest import SIDECAR_SUFFIX
+from ifadit.media.manifest import SIDECAR_SUFFIX, sidecar_path
 
 ItemKind = Literal["image", "video"]
 
@@ -46,6 +48,26 @@ def output_name(path: Path, kind: ItemKind, *, lossless_video: bool) -> str:
     if lossless_video:
         return path.stem + ".mkv"
     return path.name if suffix in KEPT_VIDEO_SUFFIXES else path.stem + ".mp4"
+
+
+def default_output(inputs: Sequence[Path], *, lossless_video: bool) -> Path:
+    """`NAME_anonymized.EXT` beside a single input file (EXT as `output_name` chooses); `ValueError` otherwise."""
+    if len(inputs) != 1 or inputs[0].is_dir():
+        raise ValueError("-o is required for a folder or several inputs: name the output folder")
+    source = inputs[0]
+    name = output_name(source, kind_of(source), lossless_video=lossless_video)
+    return source.with_name(f"{source.stem}_anonymized{Path(name).suffix}")
+
+
+def refuse_existing(items: Sequence[Item]) -> None:
+    """Raise `InputError` naming the first item whose output (or its manifest sidecar) already exists."""
+    taken = [item.target for item in items if item.target.exists() or sidecar_path(item.target).exists()]
+    if taken:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise InputError(
+            f"{taken[0]}: output already exists{more}; nothing was written",
+            hint="pass --force to overwrite, or choose another -o",
+        )
 
 
 def _folder_files(folder: Path, skip: Path) -> list[Path]:

@@ -25,6 +25,7 @@ import numpy as np
 
 from ifadit.media.image import atomic_write_bytes, insert_jpeg_app11, read_image, write_image
 from ifadit.media.manifest import Manifest, embedding_for, pixels_digest, sidecar_path
+from ifadit.media.metadata import KeptMetadata
 
 if TYPE_CHECKING:
     from keyvault import Vault
@@ -86,9 +87,11 @@ def write_sidecar(path: Path, manifest: Manifest) -> None:
     atomic_write_bytes(sidecar_path(path), manifest.to_json().encode("utf-8"))
 
 
-def write_pixels(path: Path, pixels: np.ndarray) -> str:
-    """Write `pixels` to `path` (format from the suffix, no metadata); the digest of what a reader decodes."""
-    write_image(path, pixels)
+def write_pixels(path: Path, pixels: np.ndarray, metadata: KeptMetadata | None = None) -> str:
+    """Write `pixels` to `path` (format from the suffix; no metadata but `metadata`, kept with
+    `--keep-metadata`); the digest of what a reader decodes."""
+    kept = metadata or KeptMetadata()
+    write_image(path, pixels, exif=kept.exif, icc_profile=kept.icc_profile)
     if path.suffix.lower() in LOSSLESS_IMAGE_SUFFIXES:
         return pixels_digest(pixels)
     return pixels_digest(read_image(path))

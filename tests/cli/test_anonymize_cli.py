@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -100,13 +101,14 @@ def test_bad_files_are_reported_and_the_rest_done(lab: Lab, tmp_path: Path, phot
         "--json",
     )
     assert done.exit_code == 1
-    assert done.stderr.strip().splitlines() == [
+    assert done.stderr.strip().splitlines() == [  # one line per file as it finishes (stderr is no terminal)
+        f"{photo} -> {tmp_path / 'out' / 'astronaut.png'} (1 face)",
         f"Error: {tmp_path / 'notes.png'}: not a recognised image file",
         f"Error: {tmp_path / 'missing.jpg'}: no such file",
     ]
     items = json.loads(done.stdout)["items"]
     assert [item["error"] is None for item in items] == [True, False, False]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.png", "run.json"]
 
 
 def test_refusals_and_usage_errors(lab: Lab, tmp_path: Path, photo: Path) -> None:
@@ -161,3 +163,82 @@ def test_kill_9_mid_batch_leaves_no_output_and_a_sound_vault(
     rerun = lab.cli("anonymize", folder, "-o", out, "--case", CASE)
     assert rerun.exit_code == 0, rerun.stderr
     assert len(list(out.glob("img*.png"))) == 6 and len(audit_entries(lab, "anonymize")) == 1
+
+
+def test_existing_outputs_need_force(lab: Lab, tmp_path: Path, photo: Path) -> None:
+    out = tmp_path / "out"
+    assert lab.cli("anonymize", photo, "-o", out, "--case", CASE).exit_code == 0
+    before = (out / "astronaut.png").stat().st_mtime_ns
+    again = lab.cli("anonymize", photo, "-o", out, "--case", CASE)
+    assert again.exit_code == 1
+    assert again.stderr.splitlines() == [
+        f"Error: {out / 'astronaut.png'}: output already exists; nothing was written "
+        "(pass --force to overwrite, or choose another -o)"
+    ]
+    assert (out / "astronaut.png").stat().st_mtime_ns == before and len(audit_entries(lab, "anonymize")) == 1
+    forced = lab.cli("anonymize", photo, "-o", out, "--case", CASE, "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert len(audit_entries(lab, "anonymize")) == 2
+
+
+def test_run_index_names_outputs_key_and_entry_but_no_original(
+    lab: Lab, tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    folder, out = tmp_path / "seized", tmp_path / "out"
+    (folder / "sub").mkdir(parents=True)
+    write_image(folder / "a.png", astronaut)
+    write_image(folder / "sub" / "b.jpg", np.fliplr(astronaut))
+    done = lab.cli("anonymize", folder, "-o", out, "--case", CASE, "--backend", "pixelate")
+    assert done.exit_code == 0, done.stderr
+    text = (out / "run.json").read_text()
+    (run,) = json.loads(text)["runs"]
+    seq = audit_entries(lab, "anonymize")[0].seq
+    assert (run["backend"], run["key_handle"], run["key_version"], run["audit_seqs"]) == (
+        "pixelate",
+        lab.key,
+        1,
+        [seq],
+    )
+    assert [(f["input"], f["output"], f["faces"]) for f in run["files"]] == [
+        (str(folder / "a.png"), "a.png", 1),
+        (str(folder / "sub" / "b.jpg"), "sub/b.jpg", 1),
+    ]
+    originals = [hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in ("a.png", "sub/b.jpg")]
+    assert CASE not in text and not any(digest in text for digest in originals)
+    assert run["files"][0]["output_sha256"] == hashlib.sha256((out / "a.png").read_bytes()).hexdigest()
+
+
+def test_a_run_that_produced_nothing_says_so(lab: Lab, tmp_path: Path) -> None:
+    (tmp_path / "notes.png").write_text("not an image")
+    done = lab.cli("anonymize", tmp_path / "notes.png", "-o", tmp_path / "out", "--case", CASE)
+    assert done.exit_code == 1
+    assert (
+        "anonymized 0 of 1 files with" in done.stdout
+        and "nothing written; the run is audited as failed" in done.stdout
+    )
+    (entry,) = audit_entries(lab, "anonymize")
+    assert entry.outcome == "failed" and entry.details["error"] == "NothingAnonymized"
+    assert (entry.details["files"], entry.details["failed"]) == (0, 1)
+    assert not (tmp_path / "out").exists() or not [
+        p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")
+    ]
+
+
+def test_default_output_name_beside_a_single_file(lab: Lab, tmp_path: Path, photo: Path) -> None:
+    done = lab.cli("anonymize", photo, "--case", CASE)
+    assert done.exit_code == 0, done.stderr
+    assert (tmp_path / "astronaut_anonymized.png").is_file()
+    beside = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("astronaut"))
+    assert beside == ["astronaut.png", "astronaut_anonymized.png"]  # no run index beside a single file
+    folder = lab.cli("anonymize", tmp_path, "--case", CASE)
+    assert folder.exit_code == 2 and "-o is required for a folder or several inputs" in folder.stderr
+
+
+def test_a_foreign_run_json_is_refused_before_any_work(lab: Lab, tmp_path: Path, photo: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "run.json").write_text('{"mine": true}')
+    done = lab.cli("anonymize", photo, "-o", tmp_path / "out", "--case", CASE)
+    assert done.exit_code == 1 and "run.json: exists and is not an ifadit-runs/1 run index" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["run.json"] and not audit_entries(
+        lab, "anonymize"
+    )

@@ -44,9 +44,9 @@ def photos(tmp_path: Path, astronaut: np.ndarray, shared_dir: Path) -> Path:
     return folder
 
 
-def _run(lab: Lab, inputs: list[Path], output: Path, **options: object):
+def _run(lab: Lab, inputs: list[Path], output: Path, force: bool = False, **options: object):
     with lab.open("olga") as vault:
-        return anonymize_paths(vault, inputs, output, AnonymizeOptions(**options), case=CASE)  # type: ignore[arg-type]
+        return anonymize_paths(vault, inputs, output, AnonymizeOptions(**options), case=CASE, force=force)  # type: ignore[arg-type]
 
 
 def _changed(before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -125,7 +125,7 @@ def test_folder_is_recursive_and_a_bad_file_is_skipped(lab: Lab, tmp_path: Path,
     outputs = sorted(
         p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()
     )
-    assert outputs == ["astronaut.png", "person01/img28.jpg"]
+    assert outputs == ["astronaut.png", "person01/img28.jpg", "run.json"]
     assert [item.source.name for item in report.failed] == ["broken.png"]
     assert "broken.png" in (report.failed[0].error or "") and report.exit_code == 1
     assert read_manifest(tmp_path / "out" / "person01" / "img28.jpg") is not None  # JPEG APP11
@@ -217,7 +217,7 @@ def test_output_folder_inside_the_input_folder_is_not_read_back(
     lab: Lab, tmp_path: Path, photos: Path
 ) -> None:
     first = _run(lab, [photos], photos / "released")
-    second = _run(lab, [photos], photos / "released")
+    second = _run(lab, [photos], photos / "released", force=True)
     assert len(first.items) == len(second.items) == 2
     assert not (photos / "released" / "released").exists()
 

@@ -151,8 +151,9 @@ def test_ray_job_resumes_without_repeating_entries(
     assert len(first.audit_seqs) == 2  # 5 items in batches of 3; broken.png (2nd in plan order) fails
     again = _run(lab, photos, tmp_path / "out", RayEngine(workers=2), checkpoint=3)
     assert sum(item.resumed for item in again.items) == 4
-    assert again.audit_seqs == (max(first.audit_seqs) + 1,)  # only the broken file was tried again
+    assert again.audit_seqs == ()  # only the broken file was tried again: a batch that produced nothing
     entries = audit_entries(lab, "anonymize")
     assert [entry.details["files"] for entry in entries] == [2, 2, 0]
+    assert [entry.outcome for entry in entries] == ["ok", "ok", "failed"]  # ... is audited as failed
     journal = json.loads((tmp_path / "out" / ".ifadit-journal.json").read_text())
     assert len(journal["outputs"]) == 4

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ifadit.errors import InputError
 from ifadit.media.image import read_image, write_image
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import RunReport, anonymize_paths
+from ifadit.pipeline.run_index import RUN_INDEX_NAME
 from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
 
 PHOTOS = [
@@ -65,15 +67,20 @@ def photos(tmp_path: Path, shared_dir: Path) -> Path:
 
 
 def _run(
-    lab: Lab, photos: Path, out: Path, checkpoint: int | None = 2, mask_scale: float | None = None
+    lab: Lab,
+    photos: Path,
+    out: Path,
+    checkpoint: int | None = 2,
+    mask_scale: float | None = None,
+    force: bool = False,
 ) -> RunReport:
     options = AnonymizeOptions(backend="blur", mask_scale=mask_scale)
     with lab.open("olga") as vault:
-        return anonymize_paths(vault, [photos], out, options, case=CASE, checkpoint=checkpoint)
+        return anonymize_paths(vault, [photos], out, options, case=CASE, checkpoint=checkpoint, force=force)
 
 
 def _published(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    return sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.name != RUN_INDEX_NAME)
 
 
 def test_killed_job_resumes_without_redoing_or_reauditing(lab: Lab, photos: Path, tmp_path: Path) -> None:
@@ -123,7 +130,9 @@ def test_only_verified_outputs_are_skipped(lab: Lab, photos: Path, tmp_path: Pat
     write_image(out / "p1.jpg", np.zeros((64, 64, 3), np.uint8))  # a replaced output: its manifest is gone
     (photos / "p2.jpg").write_bytes((photos / "p5.jpg").read_bytes())  # a changed input
     (out / "p3.jpg").write_bytes((out / "p3.jpg").read_bytes() + b"\0")  # an output whose bytes changed
-    report = _run(lab, photos, out)
+    with pytest.raises(InputError, match="p1.jpg: output already exists \\(and 2 more\\)"):
+        _run(lab, photos, out)  # verified outputs are skipped; the others are overwritten only when forced
+    report = _run(lab, photos, out, force=True)
     redone = sorted(item.target.name for item in report.items if not item.resumed)
     assert redone == ["p1.jpg", "p2.jpg", "p3.jpg"]
     assert audit_entries(lab, "anonymize")[-1].details["files"] == 1  # batches of 2 over 3 items: 2 + 1
@@ -138,7 +147,7 @@ def test_a_resumed_run_with_another_mask_scale_redoes_everything(
     """The journal's outputs were pasted with another face ellipse (their manifests say so): none is kept."""
     out = tmp_path / "out"
     _run(lab, photos, out)
-    report = _run(lab, photos, out, mask_scale=1.4)
+    report = _run(lab, photos, out, mask_scale=1.4, force=True)
     assert not any(item.resumed for item in report.items) and len(report.items) == 6
     assert {item.manifest.mask_scale for item in report.items if item.manifest} == {1.4}
 
@@ -146,6 +155,6 @@ def test_a_resumed_run_with_another_mask_scale_redoes_everything(
 def test_no_checkpoint_means_no_journal(lab: Lab, photos: Path, tmp_path: Path) -> None:
     report = _run(lab, photos, tmp_path / "out", checkpoint=None)
     assert len(report.audit_seqs) == 1 and not any(item.resumed for item in report.items)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"p{index}.jpg" for index in range(6)]
+    assert _published(tmp_path / "out") == [f"p{index}.jpg" for index in range(6)]
     with pytest.raises(ValueError, match="checkpoint"):
         _run(lab, photos, tmp_path / "out", checkpoint=0)

@@ -57,7 +57,8 @@ def test_rerun_publishes_what_the_killed_batch_committed(
     assert sum(e.details["files"] for e in entries) == PHOTOS  # every output audited exactly once
     assert sum(item.resumed for item in report.items) == committed_files
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        f"p{i}.png" for i in range(PHOTOS)
+        *(f"p{i}.png" for i in range(PHOTOS)),
+        "run.json",  # the index the finished rerun wrote
     ]
     seqs = [read_manifest(out / f"p{i}.png").audit_seq for i in range(PHOTOS)]  # type: ignore[union-attr]
     if committed_files:

@@ -32,6 +32,7 @@ from ifadit.media.manifest import read_manifest, verify_manifest
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.outputs import file_sha256, list_digest
+from ifadit.pipeline.run_index import RUN_INDEX_NAME
 from keyvault import keys
 from keyvault.audit import AuditEntry
 from keyvault.vault import Vault, open_vault, verify_detached
@@ -101,7 +102,9 @@ def check_outputs(
     visible = [
         p
         for p in out.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(out).parts)
+        and p.name != RUN_INDEX_NAME  # the run index, written (atomically) after a run publishes
     ]
     for path in visible:
         assert path.name in reference, f"{why}: unexpected file {path.name}"
