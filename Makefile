@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m cli.demo
+	$(BIN)/python -m ifadit_cli.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

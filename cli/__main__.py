@@ -1,5 +1,5 @@
-"""`python -m cli` runs the `ifadit` command."""
+"""`python -m ifadit_cli` runs the `ifadit` command."""
 
-from cli.main import cli
+from ifadit_cli.main import cli
 
 cli()

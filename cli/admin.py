@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-
-from cli.options import (
+from ifadit_cli.options import (
     VaultArgs,
     confirm_option,
     emit,
@@ -27,7 +26,8 @@ from cli.options import (
     vault_options,
     vault_url_option,
 )
-from cli.service_options import hsm_options
+from ifadit_cli.service_options import hsm_options
+
 from keyvault import (
     DEFAULT_UNLOCK_DELAY_MS,
     KEY_STATES,
@@ -191,7 +191,7 @@ def vault_init(
         kdf = KdfParams.generate(memory_cost=kdf_memory_kib, iterations=kdf_iterations, lanes=kdf_lanes)
     passphrase = VaultArgs(vault_url, admin_name, passphrase_file).passphrase(confirm=True)
     if service:
-        from cli.service_options import print_service_init
+        from ifadit_cli.service_options import print_service_init
 
         with usage_errors():
             print_service_init(vault_url, admin_name, passphrase, kdf, shares, threshold, hsm, as_json)

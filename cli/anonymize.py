@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from ifadit_cli.detect import detection_options
+from ifadit_cli.options import VaultArgs, emit, json_option, usage_errors, vault_options
 from tqdm import tqdm
 
-from cli.detect import detection_options
-from cli.options import VaultArgs, emit, json_option, usage_errors, vault_options
 from ifadit.backends.base import BACKENDS
 from ifadit.media.image import DEFAULT_MAX_PIXELS
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from ifadit_cli import audit_service
+from ifadit_cli.options import VaultArgs, emit, json_option, table, usage_errors, vault_options
 
-from cli import audit_service
-from cli.options import VaultArgs, emit, json_option, table, usage_errors, vault_options
 from ifadit.pipeline.outputs import keyed_files_digest
 from keyvault import (
     AuditEntry,

@@ -51,7 +51,9 @@ def ifadit(user: str, *args: str, expect: int = 0, note: str = "", new_passphras
     if new_passphrase is not None:
         env["IFADIT_NEW_PASSPHRASE"] = new_passphrase
     print(f"\n$ IFADIT_USER={user} ifadit {shlex.join(args)}" + (f"    # {note}" if note else ""), flush=True)
-    result = subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ifadit_cli", *args], env=env, capture_output=True, text=True
+    )
     for line in (result.stdout + result.stderr).rstrip().splitlines():
         print(f"  {line}")
     if result.returncode != expect:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+from ifadit_cli.options import usage_errors
 
-from cli.options import usage_errors
 from ifadit.errors import IfaditError
 from ifadit.faces.registry import DETECTORS, get_detector
 from ifadit.media.image import DEFAULT_MAX_PIXELS

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
-from cli.options import VaultArgs, json_option, usage_errors, vault_options
+from ifadit_cli.options import VaultArgs, json_option, usage_errors, vault_options
 
 # the registry of ifadit.backends.base
 BACKEND_CHOICES = ("blur", "pixelate", "mask", "ifadit", "id2face", "reverse-personalization")

@@ -16,15 +16,15 @@ from keyvault import VaultError
 
 # Each module exposes `register(group: click.Group) -> None` and adds its commands to the root group.
 COMMAND_MODULES: tuple[str, ...] = (
-    "cli.detect",
-    "cli.train",
-    "cli.admin",
-    "cli.service",
-    "cli.audit",
-    "cli.anonymize",
-    "cli.restore",
-    "cli.evaluate",
-    "cli.models",
+    "ifadit_cli.detect",
+    "ifadit_cli.train",
+    "ifadit_cli.admin",
+    "ifadit_cli.service",
+    "ifadit_cli.audit",
+    "ifadit_cli.anonymize",
+    "ifadit_cli.restore",
+    "ifadit_cli.evaluate",
+    "ifadit_cli.models",
 )
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from cli.options import json_option, usage_errors
+from ifadit_cli.options import json_option, usage_errors
 
 
 def pretrained_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

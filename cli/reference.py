@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import click
-
-from cli.main import cli
+from ifadit_cli.main import cli
 
 
 def iter_commands(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from ifadit_cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
 
-from cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
 from ifadit.pipeline import restore as restoring
 from ifadit.pipeline.restore import RestoreOptions, RestoreReport
 from keyvault import RequestInfo, access

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-
-from cli.admin import vault_group
-from cli.options import VaultArgs, emit, json_option, vault_options
-from cli.service_options import hsm_options
+from ifadit_cli.admin import vault_group
+from ifadit_cli.options import VaultArgs, emit, json_option, vault_options
+from ifadit_cli.service_options import hsm_options
 
 if TYPE_CHECKING:
     from keyvault.service.hsm import HsmConfig

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-
-from cli.train_generator import train_generator
-from cli.train_id2face import train_id2face_command
-from cli.train_ifadit import train_encoder, train_flow
+from ifadit_cli.train_generator import train_generator
+from ifadit_cli.train_id2face import train_id2face_command
+from ifadit_cli.train_ifadit import train_encoder, train_flow
 
 
 @click.group("train")

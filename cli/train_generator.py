@@ -6,9 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from tqdm import tqdm
-
-from cli.training_run import (
+from ifadit_cli.training_run import (
     OUT_OPTION,
     THREADS_OPTION,
     checkpoint_minutes_option,
@@ -17,6 +15,8 @@ from cli.training_run import (
     run_with_progress,
     steps_option,
 )
+from tqdm import tqdm
+
 from ifadit.training.options import RunControl, TrainOptions, generator_options, read_options
 
 if TYPE_CHECKING:

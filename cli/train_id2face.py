@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from cli.training_run import (
+from ifadit_cli.training_run import (
     OUT_OPTION,
     RESUME_OPTION,
     THREADS_OPTION,
@@ -16,6 +15,7 @@ from cli.training_run import (
     steps_option,
     train_model_run,
 )
+
 from ifadit.training.options import Id2FaceOptions, read_id2face_options
 
 _DEFAULTS = Id2FaceOptions(data="", out="")

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from cli.training_run import (
+from ifadit_cli.training_run import (
     OUT_OPTION,
     RESUME_OPTION,
     THREADS_OPTION,
@@ -18,6 +17,7 @@ from cli.training_run import (
     steps_option,
     train_model_run,
 )
+
 from ifadit.training.options import (
     Phase1Options,
     Phase2Options,

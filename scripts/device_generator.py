@@ -1,6 +1,6 @@
 """Train the generator on the lent GPU machine, where the `ifadit` CLI cannot start.
 
-The device image lacks PyAV, cryptography, SQLAlchemy and Alembic, which `cli.main` imports, and a call
+The device image lacks PyAV, cryptography, SQLAlchemy and Alembic, which `ifadit_cli.main` imports, and a call
 carries 64 MiB in all (docs/model.md, "Training on a GPU machine"). So the run is prepared here and
 this script, which imports only the training loop, runs it there:
 

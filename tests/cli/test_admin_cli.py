@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from ifadit_cli.main import cli
 
-from cli.main import cli
 from tests.keyvault.support import vault_url  # noqa: F401  (fixture: SQLite file or PostgreSQL schema)
 
 CHEAP_KDF = ["--kdf-memory-kib", "8192", "--kdf-iterations", "1", "--kdf-lanes", "1", "--unlock-delay", "0"]

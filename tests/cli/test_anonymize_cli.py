@@ -135,7 +135,7 @@ def test_kill_9_mid_batch_leaves_no_output_and_a_sound_vault(
     command = [
         sys.executable,
         "-c",
-        "from cli.main import cli; cli()",
+        "from ifadit_cli.main import cli; cli()",
         "anonymize",
         str(folder),
         "-o",

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from ifadit_cli.main import cli
 from PIL import Image
 from skimage import data
 
-from cli.main import cli
 from ifadit.pipeline.detect import BOX_COLOUR
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
+from ifadit_cli.main import cli
 
-from cli.main import cli
 from ifadit.eval.report import REVERSIBLE_COLUMNS
 
 

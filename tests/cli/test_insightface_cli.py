@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from ifadit_cli.main import cli
 
-from cli.main import cli
 from ifadit.faces.insightface_adapter import PACK_ENV
 from ifadit.media.image import write_image
 from tests.conftest import REPO_ROOT
@@ -118,7 +118,7 @@ def test_anonymize_with_the_insightface_detector(
 
 def test_default_imports_do_not_load_onnxruntime() -> None:
     code = (
-        "import sys, ifadit.faces.detect, ifadit.faces.recognize, cli.detect, cli.anonymize\n"
+        "import sys, ifadit.faces.detect, ifadit.faces.recognize, ifadit_cli.detect, ifadit_cli.anonymize\n"
         "print(sorted({'onnx', 'onnxruntime', 'ifadit.faces.insightface_adapter'} & set(sys.modules)))"
     )
     done = subprocess.run(

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from ifadit_cli.main import cli
 from PIL import Image
-
-from cli.main import cli
 
 TINY = [
     "--threads",
@@ -116,7 +115,7 @@ def test_sigterm_writes_a_checkpoint_before_exiting(npz: Path, tmp_path: Path) -
         *TINY,
     ]
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from cli.main import cli; cli()", *args],
+        [sys.executable, "-c", "from ifadit_cli.main import cli; cli()", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
+from ifadit_cli.main import cli
 
-from cli.main import cli
 from ifadit.media.image import write_image
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.ifadit.checkpoint import save_ifadit

@@ -26,16 +26,16 @@ def _run_fresh(statement: str) -> tuple[str, list[str]]:
 
 
 def test_importing_the_cli_loads_no_torch_or_freia() -> None:
-    assert _run_fresh("import cli.main")[1] == []
+    assert _run_fresh("import ifadit_cli.main")[1] == []
 
 
 def test_training_commands_and_their_options_load_no_torch() -> None:
-    assert _run_fresh("import cli.train, ifadit.training.options")[1] == []
+    assert _run_fresh("import ifadit_cli.train, ifadit.training.options")[1] == []
 
 
 def test_train_help_shows_the_option_defaults_without_torch() -> None:
     output, loaded = _run_fresh(
-        "from cli.main import cli\n"
+        "from ifadit_cli.main import cli\n"
         "try:\n"
         "    cli(['train', 'flow', '--help'])\n"
         "except SystemExit as exit:\n"
@@ -47,6 +47,10 @@ def test_train_help_shows_the_option_defaults_without_torch() -> None:
 
 def test_version_runs() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cli", "--version"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "ifadit_cli", "--version"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert result.stdout.strip() == f"ifadit, version {__version__}"

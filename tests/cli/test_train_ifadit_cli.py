@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from ifadit_cli.main import cli
 
-from cli.main import cli
 from ifadit.models.ifadit.checkpoint import load_ifadit, read_ifadit_config
 from tests.ifadit_support import astronaut_crops, crops_npz, save_tiny_generator
 

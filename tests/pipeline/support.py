@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from ifadit_cli.main import cli
 
-from cli.main import cli
 from ifadit.backends import base
 from ifadit.faces.align import align_face, check_crops
 from ifadit.faces.registry import get_detector, get_recognizer

@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
+from ifadit_cli.main import cli
 
-from cli.main import cli
 from ifadit.backends import ifadit as ifadit_backend
 from ifadit.media.image import read_image, write_image
 from ifadit.models.dlib_resnet import load_dlib_resnet

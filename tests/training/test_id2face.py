@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from ifadit_cli.main import cli
 from PIL import Image
 
-from cli.main import cli
 from ifadit.errors import InputError
 from ifadit.models.id2face import load_id2face
 from ifadit.training.id2face import build_model, denoiser_losses, ema_decay, train_id2face, vae_losses

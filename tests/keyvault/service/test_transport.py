@@ -116,7 +116,7 @@ def test_plain_http_is_refused_off_loopback_on_both_sides() -> None:
 def _serve(url: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "IFADIT_VAULT_DATABASE": url}
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "vault", "serve", *args],
+        [sys.executable, "-m", "ifadit_cli", "vault", "serve", *args],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -162,7 +162,7 @@ def test_vault_serve_refuses_plain_http_off_loopback_and_a_local_vault(tmp_path:
     url = f"sqlite:///{tmp_path / 'vault.sqlite3'}"
     init_vault(url)
     refused = subprocess.run(
-        [sys.executable, "-m", "cli", "vault", "serve", "--host", "0.0.0.0", "--database", url],
+        [sys.executable, "-m", "ifadit_cli", "vault", "serve", "--host", "0.0.0.0", "--database", url],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -176,7 +176,7 @@ def test_vault_serve_refuses_plain_http_off_loopback_and_a_local_vault(tmp_path:
     local = f"sqlite:///{tmp_path / 'local.sqlite3'}"
     Vault.init(local, ADMIN, ADMIN_PASS, kdf=cheap_kdf()).close()
     refused = subprocess.run(
-        [sys.executable, "-m", "cli", "vault", "serve", "--database", local, "--port", "1"],
+        [sys.executable, "-m", "ifadit_cli", "vault", "serve", "--database", local, "--port", "1"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
