@@ -19,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,12 @@ def run_as(ifadit: Path, lab: Lab, work: Path, user: str, *args: str) -> str:
 def test_installed_wheel_anonymizes_and_restores_with_the_shipped_model(
     tmp_path: Path, astronaut: np.ndarray
 ) -> None:
-    ifadit = fresh_venv(tmp_path, build_wheel(tmp_path))
+    wheel = build_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as archive:
+        top_level = {name.split("/")[0] for name in archive.namelist() if "/" in name}
+    assert {"ifadit", "ifadit_cli", "ifadit_pretrained", "keyvault"} <= top_level
+    assert "cli" not in top_level  # no module with a generic name
+    ifadit = fresh_venv(tmp_path, wheel)
     work = tmp_path / "lab"
     work.mkdir()
     write_image(work / "in.png", astronaut)
