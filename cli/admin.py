@@ -185,22 +185,32 @@ def vault_init(
     show_default="unchanged (initially 1)",
     help="Pause after each failed unlock: slows online passphrase guessing, costs a typo that long.",
 )
+@click.option(
+    "--approvals",
+    type=click.IntRange(1, access.MAX_APPROVALS),
+    default=None,
+    metavar="T",
+    show_default="unchanged (initially 1)",
+    help="Quorum: distinct approvers a restore request needs, none of them the requester nor tied to "
+    "them by the two-person rule. More approvers, fewer lone decisions; each one is a delay.",
+)
 @json_option
 def vault_policy(
     vault_args: VaultArgs,
     require_approval: str | None,
     approval_ttl: float | None,
     unlock_delay: float | None,
+    approvals: int | None,
     as_json: bool,
 ) -> None:
     """Show the vault policy, or change it (admin only; audited).
 
     \b
     Example:
-      ifadit vault policy --require-approval yes --approval-ttl 8
+      ifadit vault policy --require-approval yes --approval-ttl 8 --approvals 2
     """
     with vault_args.open() as vault:
-        if require_approval is None and approval_ttl is None and unlock_delay is None:
+        if require_approval is None and approval_ttl is None and unlock_delay is None and approvals is None:
             policy = vault.policy()
         else:
             policy = access.set_policy(
@@ -208,12 +218,14 @@ def vault_policy(
                 require_approval=None if require_approval is None else require_approval == "yes",
                 approval_ttl=None if approval_ttl is None else timedelta(hours=approval_ttl),
                 unlock_delay=None if unlock_delay is None else timedelta(seconds=unlock_delay),
+                approvals=approvals,
             )
     emit(
         policy,
         as_json,
         lambda p: (
             f"require approval: {'yes' if p.require_approval else 'no'}; "
+            f"approvers per request: {p.approvals}; "
             f"approval valid for {p.approval_ttl.total_seconds() / 3600:g} h; "
             f"failed unlocks wait {p.unlock_delay.total_seconds():g} s"
         ),

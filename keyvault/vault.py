@@ -157,9 +157,10 @@ class UserInfo:
 class Policy:
     """Vault-wide policy: restore approvals and the pause after a failed unlock."""
 
-    require_approval: bool  # a restore needs an approval by another user with the approver role
+    require_approval: bool  # a restore needs approvals by other users with the approver role
     approval_ttl: timedelta  # how long an approval stays valid
     unlock_delay: timedelta  # pause after each failed unlock (slows online passphrase guessing)
+    approvals: int = 1  # distinct approvers a request needs (quorum T), none of them the requester
 
     @classmethod
     def from_row(cls, row: VaultRow) -> Policy:
@@ -168,6 +169,7 @@ class Policy:
             require_approval=row.require_approval,
             approval_ttl=timedelta(seconds=row.approval_ttl_s),
             unlock_delay=timedelta(milliseconds=row.unlock_delay_ms),
+            approvals=row.approvals_required,
         )
 
 
@@ -289,6 +291,7 @@ class Vault:
                     audit_signing_key_sealed=seal(kek, signing_key, aad("audit-signing-key", vault=vault_id)),
                     require_approval=True,
                     approval_ttl_s=DEFAULT_APPROVAL_TTL_S,
+                    approvals_required=1,
                     unlock_delay_ms=round(unlock_delay.total_seconds() * 1000),
                 )
             )

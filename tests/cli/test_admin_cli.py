@@ -133,17 +133,35 @@ def test_wrong_passphrase_unknown_user_and_missing_passphrase(ifadit: Ifadit) ->
 
 def test_policy(ifadit: Ifadit) -> None:
     changed = ifadit(
-        "vault", "policy", "--require-approval", "no", "--approval-ttl", "8", "--unlock-delay", "2", "--json"
+        "vault",
+        "policy",
+        "--require-approval",
+        "no",
+        "--approval-ttl",
+        "8",
+        "--unlock-delay",
+        "2",
+        "--approvals",
+        "2",
+        "--json",
     )
     policy = json.loads(_ok(changed))
-    assert policy == {"require_approval": False, "approval_ttl": 8 * 3600.0, "unlock_delay": 2.0}
+    assert policy == {
+        "require_approval": False,
+        "approval_ttl": 8 * 3600.0,
+        "unlock_delay": 2.0,
+        "approvals": 2,
+    }
     shown = _ok(ifadit("vault", "policy"))
-    assert "require approval: no; approval valid for 8 h; failed unlocks wait 2 s" in shown
+    assert (
+        "require approval: no; approvers per request: 2; approval valid for 8 h; failed unlocks wait 2 s"
+        in shown
+    )
     assert "Invalid value for '--unlock-delay'" in ifadit("vault", "policy", "--unlock-delay", "500").stderr
 
 
 def test_upgrade_and_missing_vault(ifadit: Ifadit, tmp_path: Path) -> None:
-    assert "schema already at 0001" in _ok(ifadit("vault", "upgrade"))
+    assert "schema already at 0002" in _ok(ifadit("vault", "upgrade"))
     missing = Ifadit(str(tmp_path / "absent.sqlite3"))
     assert "no vault at" in _error(missing("keys", "list"), 1)
     assert "a vault already exists" in _error(ifadit("vault", "init", *CHEAP_KDF), 1)

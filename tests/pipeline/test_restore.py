@@ -17,13 +17,8 @@ from ifadit.media.video import VideoWriter, read_frames
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, REVERSIBLE_MASK_SCALE, AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.outputs import file_sha256, keyed_files_digest, list_digest
-from ifadit.pipeline.restore import (
-    RestoreOptions,
-    anonymized_mask_scale,
-    report_path,
-    restore_mask_scale,
-    restore_path,
-)
+from ifadit.pipeline.restore import RestoreOptions, report_path, restore_path
+from ifadit.pipeline.restore_item import anonymized_mask_scale, restore_mask_scale
 from keyvault import access, keys, ledger
 from keyvault.errors import ApprovalPending, KeyStateError, PermissionDenied, SealedDataError
 from keyvault.vault import open_vault
