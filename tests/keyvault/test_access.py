@@ -13,7 +13,7 @@ from keyvault.access import RequestFile
 from keyvault.approvals import inputs_digest
 from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, VaultError
 from keyvault.vault import Vault, open_vault
-from tests.keyvault.support import ADMIN, ADMIN_PASS, FakeClock, add_user, cheap_kdf, table_rows
+from tests.keyvault.support import ADMIN, ADMIN_PASS, FakeClock, add_user, cheap_kdf, execute, table_rows
 
 FILES = (RequestFile("released/cam1.png", "0f" * 32), RequestFile("released/cam2.png", "1e" * 32))
 DIGEST = inputs_digest(f.sha256 for f in FILES)
@@ -328,3 +328,19 @@ def test_a_second_request_for_the_same_files_never_hides_the_approved_one(lab_va
     assert newer.created >= approved.created
     assert access.find_request(ivan, case="C-7", **EXACT).handle == approved.handle
     assert access.find_request(ivan, case="C-7", input_digest=DIGEST, mode="model") is None
+
+
+def test_a_request_filed_before_schema_0002_is_never_usable(lab_vault) -> None:
+    """Rows migrated from 0001 keep NULL mode: neither approved nor used (their approvals named no mode)."""
+    vault, handle, users = lab_vault
+    request = access.request_restore(users["ivan"], case="C-7", reason="r", files=FILES, mode="exact")
+    access.approve(users["ann"], request.handle)
+    execute(
+        vault.url, "UPDATE restore_requests SET mode = NULL, files = NULL WHERE handle = :h", h=request.handle
+    )
+    execute(vault.url, "UPDATE approvals SET mode = NULL, input_digest = NULL")
+    with pytest.raises(PermissionDenied, match="filed before requests named their mode"):
+        keys.unseal_for_use(users["ivan"], handle, purpose="restore", request=request.handle, **EXACT)
+    with pytest.raises(PermissionDenied, match="filed before requests named their mode: approval refused"):
+        access.approve(users["bob"], request.handle)
+    assert access.show_request(vault, request.handle).approvals_counted == 0
