@@ -11,6 +11,7 @@ module only inside an ``UnsealedKey`` whose repr hides it.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -257,6 +258,19 @@ def show(vault: Vault, handle: str) -> KeyInfo:
     """One key's facts and versions; never material."""
     with vault.action("key.show", role=READ_ROLES, key=handle, record=False) as act:
         return _info(act.session, _load(act.session, handle))
+
+
+def check_restorable(act: Action, handles: Iterable[str], *, case: str) -> None:
+    """Inside a restore's action: refuse keys of another case or not active, by name (before a request is
+    filed or awaited, so a revoked key is reported as such, not as an approval to wait for)."""
+    for handle in sorted(set(handles)):
+        row = _load(act.session, handle)
+        if row.case_id != case:
+            act.key_handle = handle
+            raise PermissionDenied(f"key {handle} does not belong to case {case}")
+        if row.state != "active":
+            act.key_handle = handle
+            raise KeyStateError(f"key {handle} is {row.state}: restore refused", hint=HINTS[row.state])
 
 
 def unseal_for_use(

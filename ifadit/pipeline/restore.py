@@ -136,11 +136,16 @@ def plan_restore(sources: Sequence[Path], output: Path, *, force: bool) -> list[
 
 
 def inspect_items(vault: Vault, items: Sequence[Item], options: RestoreOptions) -> list[Inspection]:
-    """Step 2 for every item as the investigator; a refusal or failure is audited (a success adds no entry)."""
+    """Step 2 for every item as the investigator, and their keys (this case's, active) checked before any
+    request is filed; a refusal or failure is audited (a success adds no entry)."""
     options.check()
     models: dict[str, Backend] = {}  # one backend per name for the whole batch
-    with vault.action("restore", role="investigator", case=options.case, reason=options.reason, record=False):
-        return [inspect_input(vault, item.source, options, models) for item in items]
+    with vault.action(
+        "restore", role="investigator", case=options.case, reason=options.reason, record=False
+    ) as act:
+        inspections = [inspect_input(vault, item.source, options, models) for item in items]
+        keys.check_restorable(act, (i.key_handle for i in inspections), case=options.case)
+        return inspections
 
 
 def request_files(items: Sequence[Item], inspections: Sequence[Inspection]) -> list[RequestFile]:

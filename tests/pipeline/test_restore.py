@@ -492,3 +492,17 @@ def test_a_batch_files_one_request_and_builds_its_model_once(
     assert {r.audit_seq for r in report.files} == {report.audit_seq}
     [entry] = [e for e in audit_entries(lab, "restore") if e.outcome == "ok"]
     assert entry.details["files"] == 2 and entry.details["keys"] == [f"{lab.key} v1"]
+
+
+def test_a_revoked_key_is_named_before_any_request_is_filed(
+    lab: Lab, anonymized: Path, tmp_path: Path
+) -> None:
+    """Under the approval policy, a key that cannot restore is refused by name, not as an approval to wait for."""
+    lab.require_approval(True)
+    with lab.open("admin") as vault:
+        keys.revoke(vault, lab.key, reason="case closed")
+    with pytest.raises(KeyStateError, match=f"key {lab.key} is revoked: restore refused"):
+        _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    assert (
+        audit_entries(lab, "restore.request") == [] and audit_entries(lab, "restore")[-1].outcome == "refused"
+    )

@@ -203,7 +203,7 @@ def test_demo_story_at_debug_leaks_no_secret(
     run("ivan", "approve", request, expect=1)
     run("alice", "approve", request)
     run("ivan", *restore, "--exact")
-    run("ivan", *restore, "--exact", expect=3)
+    run("ivan", *restore, "--exact", "--force", expect=3)
     model_restore = ["restore", surrogate, "-o", str(out / "restored/surrogate.png"), "--case", CASE]
     request = run("ivan", *model_restore, "--reason", REASON, "--request-only").stdout.strip()
     run("alice", "approve", request)
@@ -220,7 +220,7 @@ def test_demo_story_at_debug_leaks_no_secret(
     run("alice", "approve", request)
     run("ivan", *wrong, "--reason", REASON, expect=1)
     run("admin", "keys", "revoke", key, "--reason", "case closed", "--yes")
-    run("ivan", *restore, "--exact", expect=1)
+    run("ivan", *restore, "--exact", "--force", expect=1)
     run("admin", "keys", "destroy", key, "--reason", "retention period over", "--yes")
     bundle, public = out / "case.audit.jsonl", out / "vault.pub"
     run("audrey", "audit", "export", "-o", str(bundle), "--public-key-out", str(public))
