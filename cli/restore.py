@@ -50,14 +50,18 @@ def _request_text(request: RequestInfo) -> str:
     return "\n".join(lines)
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _file_line(report: RestoreReport) -> str:
     return f"restored {report.faces_restored} of {report.faces_listed} faces ({report.mode}): {report.input}"
 
 
 def _restore_text(report: CaseReport) -> str:
-    outputs = report.files[0].output if len(report.files) == 1 else f"{len(report.files)} files"
+    outputs = report.files[0].output if len(report.files) == 1 else _count(len(report.files), "file")
     return (
-        f"restored {report.faces_restored} faces ({report.mode}) into {outputs} under request "
+        f"restored {_count(report.faces_restored, 'face')} ({report.mode}) into {outputs} under request "
         f"{report.request or '- (policy: no approval)'}; audit entry {report.audit_seq}; "
         f"a report beside each output (*.restore.json)"
     )
@@ -268,7 +272,7 @@ def requests_approve(request_id: str, vault_args: VaultArgs, as_json: bool) -> N
         request,
         as_json,
         lambda r: (
-            f"approved {r.handle} ({r.mode} restore of {len(r.files)} files, case {r.case_id}, requested by "
+            f"approved {r.handle} ({r.mode} restore of {_count(len(r.files), 'file')}, case {r.case_id}, requested by "
             f"{r.requester}): {r.approvals_counted} of {r.approvals_required} approvals, now {r.state}"
         ),
     )

@@ -185,12 +185,13 @@ def resolve_request(
     """Step 3: the request this batch restores under (None when the policy needs none), or `RequestPending`."""
     if not vault.policy().require_approval:
         return None
+    digest = inputs_digest(inspection.input_sha256 for inspection in inspections)
     if request is not None:
         found = access.show_request(vault, request)
-        if found.state not in access.OPEN_STATES:
+        closed = found.state not in access.OPEN_STATES
+        if closed or found.mode != options.mode or found.input_digest != digest:
             return request  # refused by name inside the restore's action
     else:
-        digest = inputs_digest(inspection.input_sha256 for inspection in inspections)
         found = access.find_request(vault, case=options.case, input_digest=digest, mode=options.mode) or (
             file_request(vault, items, inspections, options)
         )

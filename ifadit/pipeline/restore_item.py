@@ -123,6 +123,26 @@ def _backend(name: str, models: dict[str, Backend]) -> Backend:
     return models[name]
 
 
+def _inspect_copy(
+    source: Path,
+    kind: ItemKind,
+    pixels: np.ndarray | None,
+    options: RestoreOptions,
+    models: dict[str, Backend],
+) -> Inspection:
+    """Step 2 for a copy without manifest: only a model restore with `--key` and a reversible `--backend`."""
+    if options.exact:
+        raise InputError(f"{source}: carries no manifest, so no sealed originals: nothing to restore exactly")
+    if options.key is None:
+        raise InputError(f"{source}: carries no manifest", hint="pass --key HANDLE to try a model restore")
+    if not is_reversible(options.backend):
+        raise BackendUnavailable(f"backend {options.backend!r} is not reversible: nothing can be restored")
+    backend = _backend(options.backend, models)
+    return Inspection(
+        source, kind, file_sha256(source), None, options.key, None, options.backend, "model", pixels, backend
+    )
+
+
 def inspect_input(
     vault: Vault, source: Path, options: RestoreOptions, models: dict[str, Backend] | None = None
 ) -> Inspection:
@@ -137,31 +157,7 @@ def inspect_input(
     manifest = read_manifest(source)  # 1
     digest, pixels = _input_pixels(source, kind, options.max_pixels)
     if manifest is None:  # 2
-        if options.exact:
-            raise InputError(
-                f"{source}: carries no manifest, so no sealed originals: nothing to restore exactly"
-            )
-        if options.key is None:
-            raise InputError(
-                f"{source}: carries no manifest", hint="pass --key HANDLE to try a model restore"
-            )
-        if not is_reversible(options.backend):
-            raise BackendUnavailable(
-                f"backend {options.backend!r} is not reversible: nothing can be restored"
-            )
-        backend = _backend(options.backend, models)
-        return Inspection(
-            source,
-            kind,
-            file_sha256(source),
-            None,
-            options.key,
-            None,
-            options.backend,
-            "model",
-            pixels,
-            backend,
-        )
+        return _inspect_copy(source, kind, pixels, options, models)
     check_manifest(vault, manifest, digest, source=str(source))
     if options.key is not None and options.key != manifest.key_handle:
         raise InputError(f"{source}: its manifest names key {manifest.key_handle}, not {options.key}")

@@ -1,10 +1,11 @@
-"""The corner label of a model restore: "MODEL RESTORE – investigative lead", drawn into the pixels.
+"""The corner label of a model restore: "MODEL RESTORE - investigative lead", drawn into the pixels.
 
 A model restore re-synthesizes an identity from anonymized pixels: a lead for investigators, never an
 identification. So that no copy of the picture loses that caveat, the words are drawn into the image (into
 every frame of a video) in the corner that overlaps the restored faces least, white on a black box, with
 text about 1/40 of the image's larger side (never under 8 px, shrunk only to fit the width). The restore
 report beside the output, and a PNG's text chunk, carry the same caveat as metadata (`MODEL_NOTICE`).
+The font is Pillow's built-in one, present everywhere; it has no en dash, so the label uses a hyphen.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-LABEL_TEXT = "MODEL RESTORE – investigative lead"
+LABEL_TEXT = "MODEL RESTORE - investigative lead"
 MODEL_NOTICE = "model restore: investigative lead"  # the metadata field's value
 NOTICE_KEY = "ifadit-restore"  # PNG iTXt keyword of the notice
 MIN_TEXT_PX = 8
