@@ -469,8 +469,10 @@ def test_a_batch_files_one_request_and_builds_its_model_once(
     astronaut: np.ndarray,
     keyed_backend: str,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Issue 26: a folder of outputs is one request and one audit entry; each backend is built once per run."""
+    """Issue 26: a folder of outputs is one request and one audit entry; each backend is built once per run;
+    progress counts faces and each file is reported as it finishes."""
     lab.require_approval(True)
     (tmp_path / "seized").mkdir()
     write_image(tmp_path / "seized" / "a.png", astronaut)
@@ -485,8 +487,17 @@ def test_a_batch_files_one_request_and_builds_its_model_once(
     assert [Path(f.name).name for f in request.files] == ["a.png", "b.png"] and request.mode == "model"
     with lab.open("alice") as vault:
         access.approve(vault, request.handle)
+    finished: list[str] = []
     with lab.open("ivan") as vault:
-        report = restore_paths(vault, [tmp_path / "released"], tmp_path / "restored", OPTIONS)
+        report = restore_paths(
+            vault,
+            [tmp_path / "released"],
+            tmp_path / "restored",
+            OPTIONS,
+            progress=True,
+            on_file=lambda done: finished.append(Path(done.input).name),
+        )
+    assert finished == ["a.png", "b.png"] and "2/2" in capsys.readouterr().err  # tqdm: 2 of 2 faces
     assert built == [keyed_backend, keyed_backend]  # once for the pending run, once for the restore
     assert report.request == request.handle and [r.faces_restored for r in report.files] == [1, 1]
     assert {r.audit_seq for r in report.files} == {report.audit_seq}
