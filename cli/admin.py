@@ -65,7 +65,8 @@ def _key_text(key: KeyInfo) -> str:
 
 
 def _user_line(user: UserInfo) -> str:
-    return f"{user.name:<20} {','.join(user.roles):<40} {'disabled' if user.disabled else 'active'}"
+    state = "disabled" if user.disabled else "active"
+    return f"{user.name:<20} {','.join(user.roles):<40} {state:<8}  added by {user.created_by or '-'}"
 
 
 # ---------------------------------------------------------------- vault
@@ -288,7 +289,7 @@ def users_add(vault_args: VaultArgs, name: str, roles: tuple[str, ...], as_json:
 @vault_options
 @json_option
 def users_list(vault_args: VaultArgs, as_json: bool) -> None:
-    """List users, their roles and whether they are disabled (admin or auditor).
+    """List users, their roles, whether they are disabled and who added them (admin or auditor).
 
     \b
     Example:

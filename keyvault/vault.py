@@ -147,10 +147,17 @@ class UserInfo:
     roles: tuple[str, ...]
     disabled: bool
     created: datetime
+    created_by: str | None = None  # the admin who added the account (None: the first admin, or before 0002)
 
     @classmethod
     def from_row(cls, row: UserRow) -> UserInfo:
-        return cls(name=row.name, roles=split_roles(row.roles), disabled=row.disabled, created=row.created)
+        return cls(
+            name=row.name,
+            roles=split_roles(row.roles),
+            disabled=row.disabled,
+            created=row.created,
+            created_by=row.created_by,
+        )
 
 
 @dataclass(frozen=True)

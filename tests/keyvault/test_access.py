@@ -32,6 +32,7 @@ def test_add_list_users_with_several_roles(vault: Vault) -> None:
     users = {u.name: u for u in access.list_users(vault)}
     assert users["ann"].roles == ("approver", "auditor") and not users["ann"].disabled
     assert users[ADMIN].roles == ("admin",)
+    assert (users["ann"].created_by, users[ADMIN].created_by) == (ADMIN, None)  # the two-person rule's basis
     with open_vault(vault.url, "ann", b"pw-ann") as ann:
         assert ann.user.roles == ("approver", "auditor")
     with pytest.raises(VaultError, match="user ann already exists"):
