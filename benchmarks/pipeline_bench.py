@@ -89,7 +89,12 @@ def measure(vault: Vault, key: str, backend: str, inputs: Path, work: Path, repe
             for path in sorted(out.iterdir()):
                 if path.suffix == ".png":
                     target = work / f"restored-{backend}" / path.name
-                    restore_path(vault, path, target, RestoreOptions(case=CASE, reason="bench", exact=exact))
+                    restore_path(
+                        vault,
+                        path,
+                        target,
+                        RestoreOptions(case=CASE, reason="bench", exact=exact, force=True),
+                    )
 
         return run
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+
 from ifadit_cli.options import (
     VaultArgs,
     confirm_option,
@@ -27,7 +28,6 @@ from ifadit_cli.options import (
     vault_url_option,
 )
 from ifadit_cli.service_options import hsm_options
-
 from keyvault import (
     DEFAULT_UNLOCK_DELAY_MS,
     KEY_STATES,
@@ -37,6 +37,7 @@ from keyvault import (
     KeyInfo,
     UserInfo,
     Vault,
+    access,
     display_url,
     key_fingerprint,
     upgrade_vault,
@@ -50,7 +51,7 @@ KDF_DEFAULTS = {f.name: f.default for f in dataclasses.fields(KdfParams)}  # the
 
 
 KEY_COLUMNS = ("KEY", "STATE", "VERSION", "CASE", "EXPIRES (UTC)", "PURPOSE")
-USER_COLUMNS = ("USER", "ROLES", "STATE")
+USER_COLUMNS = ("USER", "ROLES", "STATE", "ADDED BY")
 
 
 def _key_row(key: KeyInfo) -> tuple[str, ...]:
@@ -82,7 +83,12 @@ def _key_text(key: KeyInfo) -> str:
 
 
 def _user_row(user: UserInfo) -> tuple[str, ...]:
-    return (user.name, ",".join(user.roles), "disabled" if user.disabled else "active")
+    return (
+        user.name,
+        ",".join(user.roles),
+        "disabled" if user.disabled else "active",
+        user.created_by or "-",
+    )
 
 
 # ---------------------------------------------------------------- vault
@@ -243,34 +249,46 @@ def vault_init(
     show_default="unchanged (initially 1)",
     help="Pause after each failed unlock: slows online passphrase guessing, costs a typo that long.",
 )
+@click.option(
+    "--approvals",
+    type=click.IntRange(1, access.MAX_APPROVALS),
+    default=None,
+    metavar="T",
+    show_default="unchanged (initially 1)",
+    help="Quorum: distinct approvers a restore request needs, none of them the requester nor tied to "
+    "them by the two-person rule. More approvers, fewer lone decisions; each one is a delay.",
+)
 @json_option
 def vault_policy(
     vault_args: VaultArgs,
     require_approval: str | None,
     approval_ttl: float | None,
     unlock_delay: float | None,
+    approvals: int | None,
     as_json: bool,
 ) -> None:
     """Show the vault policy, or change it (admin only; audited).
 
     \b
     Example:
-      ifadit vault policy --require-approval yes --approval-ttl 8
+      ifadit vault policy --require-approval yes --approval-ttl 8 --approvals 2
     """
     with vault_args.api() as vault:
-        if require_approval is None and approval_ttl is None and unlock_delay is None:
+        if require_approval is None and approval_ttl is None and unlock_delay is None and approvals is None:
             policy = vault.policy()
         else:
             policy = vault.set_policy(
                 require_approval=None if require_approval is None else require_approval == "yes",
                 approval_ttl=None if approval_ttl is None else timedelta(hours=approval_ttl),
                 unlock_delay=None if unlock_delay is None else timedelta(seconds=unlock_delay),
+                approvals=approvals,
             )
     emit(
         policy,
         as_json,
         lambda p: (
             f"require approval: {'yes' if p.require_approval else 'no'}; "
+            f"approvers per request: {p.approvals}; "
             f"approval valid for {p.approval_ttl.total_seconds() / 3600:g} h; "
             f"failed unlocks wait {p.unlock_delay.total_seconds():g} s"
         ),
@@ -335,7 +353,7 @@ def users_add(vault_args: VaultArgs, name: str, roles: tuple[str, ...], as_json:
 @vault_options
 @json_option
 def users_list(vault_args: VaultArgs, as_json: bool) -> None:
-    """List users, their roles and whether they are disabled (admin or auditor).
+    """List users, their roles, whether they are disabled and who added them (admin or auditor).
 
     \b
     Example:

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from ifadit_cli.detect import detection_options
-from ifadit_cli.options import VaultArgs, emit, json_option, usage_errors, vault_options
 from tqdm import tqdm
 
 from ifadit.backends.base import BACKENDS
@@ -17,6 +15,8 @@ from ifadit.media.image import DEFAULT_MAX_PIXELS
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult
 from ifadit.pipeline.batch import ENGINES, RunReport, anonymize_paths, default_backend, engine_for
 from ifadit.pipeline.inputs import default_output
+from ifadit_cli.detect import detection_options
+from ifadit_cli.options import VaultArgs, emit, json_option, usage_errors, vault_options
 
 BACKEND_OPTIONS = ("model_dir", "device", "identity_scale", "attributes", "steps", "text_guidance")
 REPLACEWITH = {  # deface's --replacewith names -> backends

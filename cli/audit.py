@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from ifadit_cli import audit_service
-from ifadit_cli.options import VaultArgs, emit, json_option, table, usage_errors, vault_options
 
 from ifadit.pipeline.outputs import keyed_files_digest
+from ifadit_cli import audit_service
+from ifadit_cli.options import VaultArgs, emit, json_option, table, usage_errors, vault_options
 from keyvault import (
     AuditEntry,
     AuditFilter,

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
-from ifadit_cli.options import VaultArgs
 
+from ifadit_cli.options import VaultArgs
 from keyvault import AuditEntry, TreeHead, VerifyReport, format_public_key, note, verify_bundle
 from keyvault import checkpoint as checkpoints
 from keyvault.anchor import check_bundle_since

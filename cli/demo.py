@@ -194,7 +194,7 @@ def restore_section(reversible: bool) -> list[str]:
     ifadit("ivan", "approve", request, expect=1, note="nobody approves their own request")
     ifadit("alice", "approve", request)
     ifadit("ivan", *restore, note="bit-exact original face, checked against its keyed commitment")
-    ifadit("ivan", *restore, expect=3, note="an approval is single-use")
+    ifadit("ivan", *restore, "--force", expect=3, note="an approval is single-use")
     if reversible:
         model_restores()
     return restore
@@ -204,9 +204,9 @@ def revoke_section(key: str, restore: list[str]) -> None:
     """4: revoke, then destroy the case key; the exact restore is refused each time."""
     section("4. Revoke, then destroy: restores are refused, naming the key's state")
     ifadit("admin", "keys", "revoke", key, "--reason", "case closed", "--yes")
-    ifadit("ivan", *restore, expect=1, note="revoked keys restore nothing")
+    ifadit("ivan", *restore, "--force", expect=1, note="revoked keys restore nothing")
     ifadit("admin", "keys", "destroy", key, "--reason", "retention period over", "--yes")
-    ifadit("ivan", *restore, expect=1, note="destroyed: the anonymization is now permanent")
+    ifadit("ivan", *restore, "--force", expect=1, note="destroyed: the anonymization is now permanent")
 
 
 def audit_section() -> Path:

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from ifadit_cli.options import usage_errors
 
 from ifadit.errors import IfaditError
 from ifadit.faces.registry import DETECTORS, get_detector
 from ifadit.media.image import DEFAULT_MAX_PIXELS
 from ifadit.pipeline.detect import DetectionReport, detect_file
+from ifadit_cli.options import usage_errors
 
 
 class ScaleType(click.ParamType):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from ifadit_cli.options import VaultArgs, json_option, usage_errors, vault_options
 
 # the registry of ifadit.backends.base

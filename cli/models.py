@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from ifadit_cli.options import json_option, usage_errors
 
 

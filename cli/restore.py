@@ -1,26 +1,39 @@
-"""`ifadit restore`, `ifadit approve`, `ifadit requests list|show`: audited, approved restores of faces."""
+"""`ifadit restore` (files and folders, one request per batch), `ifadit requests list|show|approve|deny|cancel`,
+and `ifadit approve` (alias of `requests approve`): audited restores of faces under approved requests."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
-from ifadit_cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
 
 from ifadit.pipeline import restore as restoring
-from ifadit.pipeline.restore import RestoreOptions, RestoreReport
+from ifadit.pipeline.restore import CaseReport, RequestPending, RestoreOptions, RestoreReport
+from ifadit_cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
 from keyvault import RequestInfo, access
 
-REQUEST_STATES = ("pending", "approved", "used")
-
-
-REQUEST_COLUMNS = ("REQUEST", "STATE", "CASE", "REQUESTER", "FILED (UTC)", "REASON")
+REQUEST_COLUMNS = (
+    "REQUEST",
+    "STATE",
+    "MODE",
+    "FILES",
+    "APPROVALS",
+    "CASE",
+    "REQUESTER",
+    "FILED (UTC)",
+    "REASON",
+)
 
 
 def _request_row(request: RequestInfo) -> tuple[str, ...]:
     return (
         request.handle,
         request.state,
+        request.mode or "-",
+        str(len(request.files)),
+        f"{request.approvals_counted}/{request.approvals_required}",
         request.case_id,
         request.requester,
         short_time(request.created),
@@ -32,48 +45,77 @@ def _request_text(request: RequestInfo) -> str:
     lines = [
         f"request  {request.handle}",
         f"state    {request.state}",
+        f"mode     {request.mode or '- (filed before modes were recorded)'}",
         f"case     {request.case_id}",
         f"by       {request.requester} at {short_time(request.created)}",
         f"reason   {request.reason}",
-        f"input    sha256 {request.input_digest}",
+        f"inputs   {len(request.files)} files, digest {request.input_digest}",
         f"key      {request.key_handle or '-'}",
+        f"approved {request.approvals_counted} of {request.approvals_required} needed",
     ]
+    if request.closed_by:
+        lines.append(f"{request.state} by {request.closed_by}: {request.closed_reason}")
+    lines += [f"  file {file.name}  sha256 {file.sha256}" for file in request.files]
     for approval in request.approvals:
         lines.append(
-            f"  approved by {approval.approver} at {short_time(approval.created)}, "
+            f"  approved by {approval.approver} at {short_time(approval.created)} ({approval.mode or '-'}), "
             f"expires {short_time(approval.expires)}, used {short_time(approval.used)}"
         )
     return "\n".join(lines)
 
 
-def _restore_text(report: RestoreReport) -> str:
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _file_line(report: RestoreReport) -> str:
+    return f"restored {report.faces_restored} of {report.faces_listed} faces ({report.mode}): {report.input}"
+
+
+def _restore_text(report: CaseReport) -> str:
+    outputs = report.files[0].output if len(report.files) == 1 else _count(len(report.files), "file")
     return (
-        f"restored {report.faces_restored} of {report.faces_listed} faces ({report.mode}) into {report.output} "
-        f"with key {report.key_handle} v{report.key_version}; audit entry {report.audit_seq}; "
-        f"report {report.output}.restore.json"
+        f"restored {_count(report.faces_restored, 'face')} ({report.mode}) into {outputs} under request "
+        f"{report.request or '- (policy: no approval)'}; audit entry {report.audit_seq}; "
+        f"a report beside each output (*.restore.json)"
     )
 
 
+def _pending(exc: RequestPending, as_json: bool) -> NoReturn:
+    """Exit 3: the request awaits approval; with --json its JSON on stdout, always the error line on stderr."""
+    if as_json:
+        emit(exc.request, True, _request_text)
+    raise exc
+
+
 @click.command("restore")
-@click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("sources", metavar="INPUT...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
-    help="Restored file to write (a video restores to .mkv losslessly, or .mp4).",
+    help="Folder to restore into (mirrors the inputs; created), or the file to write for one input "
+    "(a video restores to .mkv losslessly, or .mp4).",
 )
 @vault_options
-@click.option("--case", "case_id", required=True, help="Case the restore is for (must own the key).")
+@click.option("--case", "case_id", required=True, help="Case the restore is for (must own the keys).")
 @click.option(
-    "--reason", required=True, help="Why the identity is needed (kept in the request and the audit log)."
+    "--reason", required=True, help="Why the identities are needed (kept in the request and the audit log)."
+)
+@click.option(
+    "--request",
+    "request_id",
+    default=None,
+    show_default="your open request for exactly these files and mode, else a new one",
+    help="Restore under this approved request (it must list these files and this mode).",
 )
 @click.option(
     "--key",
     "key_handle",
     default=None,
-    show_default="the key the manifest names",
-    help="Key to try on a copy that lost its manifest (a wrong key gives a wrong face, not an error).",
+    show_default="the key each manifest names",
+    help="Key to try on copies that lost their manifest (a wrong key gives a wrong face, not an error).",
 )
 @click.option(
     "--exact",
@@ -81,20 +123,27 @@ def _restore_text(report: RestoreReport) -> str:
     default=False,
     show_default=True,
     help="Unseal the original face regions (--seal-original outputs) bit for bit instead of running "
-    "the model backwards.",
+    "the model backwards (a model restore is an investigative lead and is labelled as one).",
 )
 @click.option(
     "--request-only",
     is_flag=True,
     default=False,
     show_default=True,
-    help="Only file a restore request for an approver and print its id.",
+    help="Only file one restore request for all the inputs and print its id.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Overwrite outputs that already exist (without it, nothing is restored when one exists).",
 )
 @click.option(
     "--backend",
     default="ifadit",
     show_default=True,
-    help="Reversible backend for a copy without manifest (a manifest names its own).",
+    help="Reversible backend for copies without manifest (a manifest names its own).",
 )
 @click.option(
     "--mask-scale",
@@ -106,65 +155,70 @@ def _restore_text(report: RestoreReport) -> str:
 )
 @json_option
 def restore_command(
-    source: Path,
+    sources: tuple[Path, ...],
     output: Path,
     vault_args: VaultArgs,
     case_id: str,
     reason: str,
+    request_id: str | None,
     key_handle: str | None,
     exact: bool,
     request_only: bool,
+    force: bool,
     backend: str,
     mask_scale: float | None,
     as_json: bool,
 ) -> None:
-    """Restore the faces of an anonymized output; investigator role, audited.
+    """Restore the faces of anonymized files and folders (recursive) as one case; investigator role, audited.
 
-    When the vault's policy requires an approval, the first call files a request, prints its id and
-    exits with status 3; after another user runs `ifadit approve REQUEST_ID`, the same command restores
-    (once: approvals are single-use and expire). A report JSON is written next to the output.
+    When the vault's policy requires approval, the first call files ONE request listing every file (name
+    and SHA-256) and the mode, prints the error naming it and exits with status 3 (with --json, the
+    request on stdout); once the quorum of approvers has run `ifadit requests approve REQUEST_ID`, the
+    same command restores every file (once: requests are single-use, approvals expire). Progress in faces
+    and a line per file go to stderr; outputs appear together after the audit entry, each with a report.
 
     \b
     Example:
-      ifadit restore released/cam1.png -o cam1.restored.png --case C-17 --reason "warrant 2026/114" --exact
+      ifadit restore released/ -o restored/ --case C-17 --reason "warrant 2026/114" --exact
     """
     options = RestoreOptions(
-        case=case_id, reason=reason, key=key_handle, exact=exact, backend=backend, mask_scale=mask_scale
+        case=case_id,
+        reason=reason,
+        key=key_handle,
+        exact=exact,
+        backend=backend,
+        mask_scale=mask_scale,
+        force=force,
     )
     with vault_args.open() as vault, usage_errors():
         if request_only:
-            request = restoring.request_only(vault, source, options)
+            request = restoring.request_only(vault, list(sources), output, options)
             emit(request, as_json, lambda r: r.handle)
-            click.echo(f"an approver runs `ifadit approve {request.handle}`", err=True)
+            click.echo(f"an approver runs `ifadit requests approve {request.handle}`", err=True)
             return
-        report = restoring.restore_path(vault, source, output, options)
+        try:
+            report = restoring.restore_paths(
+                vault,
+                list(sources),
+                output,
+                options,
+                request=request_id,
+                progress=sys.stderr.isatty(),
+                on_file=lambda done: click.echo(_file_line(done), err=True),
+            )
+        except RequestPending as exc:
+            _pending(exc, as_json)
     emit(report.as_dict() if as_json else report, as_json, _restore_text)
     if report.mode == "model" and not as_json:
         from ifadit.backends.ifadit import default_model_dir
         from ifadit.backends.measured import restore_caveat
 
-        click.echo(restore_caveat(default_model_dir(), report.model_id), err=True)
-
-
-@click.command("approve")
-@click.argument("request_id", metavar="REQUEST_ID")
-@vault_options
-@json_option
-def approve_command(request_id: str, vault_args: VaultArgs, as_json: bool) -> None:
-    """Approve another user's restore request (approver role; single-use, expires per policy).
-
-    \b
-    Example:
-      ifadit approve rq_5c1e...
-    """
-    with vault_args.open() as vault:
-        request = access.approve(vault, request_id)
-    emit(request, as_json, lambda r: f"approved {r.handle} (case {r.case_id}, requested by {r.requester})")
+        click.echo(restore_caveat(default_model_dir(), report.files[0].model_id), err=True)
 
 
 @click.group("requests")
 def requests_group() -> None:
-    """List and show restore requests and their approvals.
+    """List, show, approve, deny and cancel restore requests.
 
     \b
     Example:
@@ -177,7 +231,7 @@ def requests_group() -> None:
 @click.option("--case", "case_id", default=None, show_default="all cases", help="Only requests of this case.")
 @click.option(
     "--state",
-    type=click.Choice(REQUEST_STATES),
+    type=click.Choice(access.REQUEST_STATES),
     default=None,
     show_default="all states",
     help="Only requests in this state.",
@@ -200,7 +254,7 @@ def requests_list(vault_args: VaultArgs, case_id: str | None, state: str | None,
 @vault_options
 @json_option
 def requests_show(request_id: str, vault_args: VaultArgs, as_json: bool) -> None:
-    """Show one restore request with its approvals.
+    """Show one restore request: its files, mode, reason and approvals.
 
     \b
     Example:
@@ -209,6 +263,66 @@ def requests_show(request_id: str, vault_args: VaultArgs, as_json: bool) -> None
     with vault_args.open() as vault:
         request = access.show_request(vault, request_id)
     emit(request, as_json, _request_text)
+
+
+@requests_group.command("approve")
+@click.argument("request_id", metavar="REQUEST_ID")
+@vault_options
+@json_option
+def requests_approve(request_id: str, vault_args: VaultArgs, as_json: bool) -> None:
+    """Approve another user's restore request (approver role; never the requester; audited).
+
+    The approval names the request's files (by their digest) and its mode; the request is approved once
+    the policy's quorum of distinct approvers agreed (`vault policy --approvals T`). Check the files, mode
+    and reason first with `ifadit requests show`.
+
+    \b
+    Example:
+      ifadit requests approve rq_5c1e...
+    """
+    with vault_args.open() as vault:
+        request = access.approve(vault, request_id)
+    emit(
+        request,
+        as_json,
+        lambda r: (
+            f"approved {r.handle} ({r.mode} restore of {_count(len(r.files), 'file')}, case {r.case_id}, requested by "
+            f"{r.requester}): {r.approvals_counted} of {r.approvals_required} approvals, now {r.state}"
+        ),
+    )
+
+
+def _close_command(verb: str, role_text: str) -> click.Command:
+    @click.command(verb)
+    @click.argument("request_id", metavar="REQUEST_ID")
+    @vault_options
+    @click.option("--reason", required=True, help="Why (kept in the request and the audit log).")
+    @json_option
+    def command(request_id: str, vault_args: VaultArgs, reason: str, as_json: bool) -> None:
+        with vault_args.open() as vault, usage_errors():
+            request = getattr(access, verb)(vault, request_id, reason)
+        emit(request, as_json, lambda r: f"{r.state} {r.handle} (case {r.case_id}): {reason}")
+
+    command.help = (
+        f"{role_text} It can no longer be approved or used; audited with the reason.\n\n"
+        f'\b\nExample:\n  ifadit requests {verb} rq_5c1e... --reason "warrant does not cover cam2"'
+    )
+    return command
+
+
+requests_group.add_command(
+    _close_command("deny", "Refuse another user's open restore request (approver role).")
+)
+requests_group.add_command(
+    _close_command("cancel", "Withdraw your own open restore request (the requester).")
+)
+
+approve_command = click.Command(
+    "approve",
+    params=requests_approve.params,
+    callback=requests_approve.callback,
+    help="Approve a restore request (alias of `ifadit requests approve`).\n\n\b\nExample:\n  ifadit approve rq_5c1e...",
+)
 
 
 def register(group: click.Group) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+
 from ifadit_cli.admin import vault_group
 from ifadit_cli.options import VaultArgs, emit, json_option, vault_options
 from ifadit_cli.service_options import hsm_options

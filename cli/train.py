@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from ifadit_cli.train_generator import train_generator
 from ifadit_cli.train_id2face import train_id2face_command
 from ifadit_cli.train_ifadit import train_encoder, train_flow

@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from tqdm import tqdm
+
+from ifadit.training.options import RunControl, TrainOptions, generator_options, read_options
 from ifadit_cli.training_run import (
     OUT_OPTION,
     THREADS_OPTION,
@@ -15,9 +18,6 @@ from ifadit_cli.training_run import (
     run_with_progress,
     steps_option,
 )
-from tqdm import tqdm
-
-from ifadit.training.options import RunControl, TrainOptions, generator_options, read_options
 
 if TYPE_CHECKING:
     from ifadit.training.loop import TrainState

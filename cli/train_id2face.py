@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from ifadit.training.options import Id2FaceOptions, read_id2face_options
 from ifadit_cli.training_run import (
     OUT_OPTION,
     RESUME_OPTION,
@@ -15,8 +17,6 @@ from ifadit_cli.training_run import (
     steps_option,
     train_model_run,
 )
-
-from ifadit.training.options import Id2FaceOptions, read_id2face_options
 
 _DEFAULTS = Id2FaceOptions(data="", out="")
 

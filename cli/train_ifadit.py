@@ -7,6 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from ifadit.training.options import (
+    Phase1Options,
+    Phase2Options,
+    read_phase1_options,
+    read_phase2_options,
+)
 from ifadit_cli.training_run import (
     OUT_OPTION,
     RESUME_OPTION,
@@ -16,13 +23,6 @@ from ifadit_cli.training_run import (
     device_option,
     steps_option,
     train_model_run,
-)
-
-from ifadit.training.options import (
-    Phase1Options,
-    Phase2Options,
-    read_phase1_options,
-    read_phase2_options,
 )
 
 _P1 = Phase1Options(generator="", data="", out="")

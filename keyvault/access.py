@@ -1,28 +1,45 @@
-"""Who may do what: users and roles, the restore policy, restore requests and four-eyes approvals.
+"""Who may do what: users and roles, the restore policy, restore requests and their quorum of approvals.
 
 Roles: admin (users, keys, policy), operator (anonymize), investigator (request and run restores),
-approver (approve another user's restore request), auditor (read and verify the log). Every change
-here is an audited action; a refusal is audited too (see ``Vault.action``). An approval is bound to
-one request (case, requester, input digest), is single-use and expires after the policy's TTL.
+approver (approve or deny another user's restore request), auditor (read and verify the log). Every
+change here is an audited action; a refusal is audited too (see ``Vault.action``).
+
+A restore request covers a batch: one file or a whole case, listed by name and SHA-256, in one mode
+(exact or model). It is pending until the policy's quorum of distinct approvers approve it (which
+approvals count: ``keyvault.approvals``), then approved; a restore uses it once (used). The requester
+may cancel it and an approver deny it while it is open (pending or approved); both are audited with a
+reason. An approval names the request, its inputs' digest and its mode, and expires after the TTL.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from keyvault.approvals import check_not_related, counting, inputs_digest
 from keyvault.envelope import KdfParams
 from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, VaultError
-from keyvault.schema import ApprovalRow, KeyRow, RestoreRequestRow, UserRow, VaultRow
+from keyvault.schema import (
+    REQUEST_STATES,
+    RESTORE_MODES,
+    ApprovalRow,
+    KeyRow,
+    RestoreRequestRow,
+    UserRow,
+    VaultRow,
+)
 from keyvault.vault import USER_NAME, Policy, UserInfo, Vault, check_unlock_delay, join_roles, split_roles
 
 DIGEST = re.compile(r"[0-9a-f]{64}")
 REQUEST_READERS = ("investigator", "approver", "admin", "auditor")
+OPEN_STATES = ("pending", "approved")  # a request that can still be approved, denied, cancelled or used
+MAX_APPROVALS = 16
 
 
 @dataclass(frozen=True)
@@ -33,21 +50,37 @@ class ApprovalInfo:
     created: datetime
     expires: datetime
     used: datetime | None
+    input_digest: str | None  # the inputs' digest it approved (None: given before approvals named it)
+    mode: str | None  # the mode it approved
+
+
+@dataclass(frozen=True)
+class RequestFile:
+    """One input a request lists: its name as the requester gave it, and its SHA-256 hex."""
+
+    name: str
+    sha256: str
 
 
 @dataclass(frozen=True)
 class RequestInfo:
-    """A restore request and its approvals."""
+    """A restore request, the files it lists and its approvals."""
 
     handle: str
     requester: str
     case_id: str
     reason: str
-    input_digest: str  # SHA-256 hex of the input to restore
+    input_digest: str  # `keyvault.approvals.inputs_digest` of the files' SHA-256s
     key_handle: str | None
-    state: str  # pending | approved | used
+    state: str  # pending | approved | used | denied | cancelled
     created: datetime
     approvals: tuple[ApprovalInfo, ...]
+    mode: str | None = None  # exact | model (None: filed before requests named their mode)
+    files: tuple[RequestFile, ...] = ()
+    approvals_required: int = 1  # the policy's quorum when the request was read
+    approvals_counted: int = 0  # approvals that count toward it now
+    closed_by: str | None = None  # who denied or cancelled it
+    closed_reason: str | None = None
 
 
 # ---------------------------------------------------------------- users
@@ -72,7 +105,9 @@ def add_user(
     with vault.action("user.add", role="admin", details={"user": name, "roles": stored_roles}) as act:
         if act.session.scalar(select(UserRow).where(UserRow.name == name)) is not None:
             raise VaultError(f"user {name} already exists", hint="pick another name")
-        row = UserRow(name=name, roles=stored_roles, disabled=False, created=vault.clock())
+        row = UserRow(
+            name=name, roles=stored_roles, disabled=False, created=vault.clock(), created_by=vault.user.name
+        )
         act.session.add(row)
         act.session.flush()
         vault.wrap_for_user(act.session, row, passphrase, kdf)
@@ -116,10 +151,16 @@ def set_policy(
     require_approval: bool | None = None,
     approval_ttl: timedelta | None = None,
     unlock_delay: timedelta | None = None,
+    approvals: int | None = None,
 ) -> Policy:
-    """Change the vault policy (restore approvals, unlock delay); admin only. Unset arguments stay as they are."""
+    """Change the vault policy (restore approvals and their quorum, unlock delay); admin only.
+
+    Unset arguments stay as they are. ``approvals`` is the quorum T: distinct approvers per request.
+    """
     if approval_ttl is not None and approval_ttl <= timedelta(0):
         raise ValueError("approval TTL must be positive")
+    if approvals is not None and not 1 <= approvals <= MAX_APPROVALS:
+        raise ValueError(f"the approval quorum must be between 1 and {MAX_APPROVALS}")
     if unlock_delay is not None:
         check_unlock_delay(unlock_delay)
     with vault.action("vault.policy", role="admin") as act:
@@ -130,10 +171,13 @@ def set_policy(
             row.approval_ttl_s = int(approval_ttl.total_seconds())
         if unlock_delay is not None:
             row.unlock_delay_ms = round(unlock_delay.total_seconds() * 1000)
+        if approvals is not None:
+            row.approvals_required = approvals
         act.details.update(
             require_approval=row.require_approval,
             approval_ttl_s=row.approval_ttl_s,
             unlock_delay_ms=row.unlock_delay_ms,
+            approvals=row.approvals_required,
         )
         return Policy.from_row(row)
 
@@ -141,13 +185,21 @@ def set_policy(
 # ---------------------------------------------------------------- restore requests and approvals
 
 
-def _request_info(session: Session, row: RestoreRequestRow) -> RequestInfo:
+def _request_info(vault: Vault, session: Session, row: RestoreRequestRow) -> RequestInfo:
     approvals = tuple(
-        ApprovalInfo(approver=a.approver, created=a.created, expires=a.expires, used=a.used)
+        ApprovalInfo(
+            approver=a.approver,
+            created=a.created,
+            expires=a.expires,
+            used=a.used,
+            input_digest=a.input_digest,
+            mode=a.mode,
+        )
         for a in session.scalars(
             select(ApprovalRow).where(ApprovalRow.request_handle == row.handle).order_by(ApprovalRow.id)
         )
     )
+    counted = len(counting(session, row, vault.clock())) if row.state in OPEN_STATES else 0
     return RequestInfo(
         handle=row.handle,
         requester=row.requester,
@@ -158,6 +210,12 @@ def _request_info(session: Session, row: RestoreRequestRow) -> RequestInfo:
         state=row.state,
         created=row.created,
         approvals=approvals,
+        mode=row.mode,
+        files=tuple(RequestFile(name=f["name"], sha256=f["sha256"]) for f in row.files or ()),
+        approvals_required=vault.policy(session).approvals,
+        approvals_counted=counted,
+        closed_by=row.closed_by,
+        closed_reason=row.closed_reason,
     )
 
 
@@ -168,14 +226,43 @@ def _load_request(session: Session, handle: str) -> RestoreRequestRow:
     return row
 
 
+def _check_open(row: RestoreRequestRow, verb: str) -> None:
+    """Refuse to act on a request that was used, denied or cancelled, naming its state."""
+    if row.state == "used":
+        raise PermissionDenied(
+            f"request {row.handle} was already used: approvals are single-use", hint="file a new request"
+        )
+    if row.state not in OPEN_STATES:
+        raise PermissionDenied(
+            f"request {row.handle} was {row.state} by {row.closed_by}: {verb} refused",
+            hint="file a new request",
+        )
+
+
+def _check_files(files: Sequence[RequestFile]) -> None:
+    if not files:
+        raise ValueError("a restore request lists at least one file")
+    for file in files:
+        if not DIGEST.fullmatch(file.sha256):
+            raise ValueError(f"{file.name}: a file's digest must be its SHA-256 as 64 lower-case hex digits")
+
+
 def request_restore(
-    vault: Vault, *, case: str, reason: str, input_digest: str, key: str | None = None
+    vault: Vault,
+    *,
+    case: str,
+    reason: str,
+    files: Sequence[RequestFile],
+    mode: str,
+    key: str | None = None,
 ) -> RequestInfo:
-    """Record an investigator's request to restore the input with SHA-256 ``input_digest`` under ``case``."""
+    """Record an investigator's request to restore ``files`` (names and SHA-256s) in ``mode`` under ``case``."""
     if not case.strip() or not reason.strip():
         raise ValueError("a restore request needs a case id and a reason")
-    if not DIGEST.fullmatch(input_digest):
-        raise ValueError("input_digest must be the input's SHA-256 as 64 lower-case hex digits")
+    if mode not in RESTORE_MODES:
+        raise ValueError(f"mode must be one of {', '.join(RESTORE_MODES)}, not {mode!r}")
+    _check_files(files)
+    digest = inputs_digest(file.sha256 for file in files)
     handle = f"rq_{secrets.token_hex(12)}"
     with vault.action(
         "restore.request",
@@ -183,8 +270,8 @@ def request_restore(
         key=key,
         case=case,
         reason=reason,
-        digests={"input": input_digest},
-        details={"request": handle},
+        digests={"input": digest},
+        details={"request": handle, "mode": mode, "files": len(files)},
     ) as act:
         if key is not None:
             key_row = act.session.get(KeyRow, key)
@@ -197,71 +284,125 @@ def request_restore(
             requester=vault.user.name,
             case_id=case,
             reason=reason,
-            input_digest=input_digest,
+            input_digest=digest,
             key_handle=key,
             state="pending",
             created=vault.clock(),
+            mode=mode,
+            files=[{"name": file.name, "sha256": file.sha256} for file in files],
         )
         act.session.add(row)
         act.session.flush()
-        return _request_info(act.session, row)
+        return _request_info(vault, act.session, row)
 
 
 def approve(vault: Vault, handle: str) -> RequestInfo:
-    """Approve another user's pending request (approver role; never the requester)."""
+    """Add the acting approver's approval to another user's open request; approved once the quorum is met.
+
+    Refused for the requester, an approver tied to the requester by the two-person rule
+    (``keyvault.approvals``), a second approval by the same approver, and a used, denied or cancelled request.
+    """
     with vault.action("restore.approve", role="approver", details={"request": handle}) as act:
         row = _load_request(act.session, handle)
         act.case_id, act.key_handle, act.digests = row.case_id, row.key_handle, {"input": row.input_digest}
-        if row.requester == vault.user.name:
+        act.details["mode"] = row.mode
+        check_not_related(act.session, row, vault.user.name)
+        _check_open(row, "approval")
+        if row.mode is None:
             raise PermissionDenied(
-                f"user {vault.user.name} made request {handle} and cannot approve it",
-                hint="another user with the approver role must approve",
+                f"request {handle} was filed before requests named their mode: approval refused",
+                hint="the requester files a new request",
             )
-        now = vault.clock()
-        if row.state == "used":
+        now, policy = vault.clock(), vault.policy(act.session)
+        counted = counting(act.session, row, now)
+        if any(approval.approver == vault.user.name for approval in counted):
             raise PermissionDenied(
-                f"request {handle} was already used: approvals are single-use", hint="file a new request"
+                f"user {vault.user.name} already approved request {handle}",
+                hint=f"the quorum needs {policy.approvals} distinct approvers",
             )
-        if _valid_approval(act.session, handle, now) is not None:
+        if len(counted) >= policy.approvals:
             raise VaultError(f"request {handle} is already approved")
-        ttl = vault.policy(act.session).approval_ttl
         act.session.add(
-            ApprovalRow(request_handle=handle, approver=vault.user.name, created=now, expires=now + ttl)
+            ApprovalRow(
+                request_handle=handle,
+                approver=vault.user.name,
+                created=now,
+                expires=now + policy.approval_ttl,
+                input_digest=row.input_digest,
+                mode=row.mode,
+            )
         )
-        row.state = "approved"
         act.session.flush()
-        return _request_info(act.session, row)
+        reached = len(counted) + 1
+        row.state = "approved" if reached >= policy.approvals else "pending"
+        act.details.update(approvals=reached, required=policy.approvals)
+        act.session.flush()
+        return _request_info(vault, act.session, row)
 
 
-def _valid_approval(session: Session, handle: str, now: datetime) -> ApprovalRow | None:
-    query = select(ApprovalRow).where(ApprovalRow.request_handle == handle, ApprovalRow.used.is_(None))
-    return next((a for a in session.scalars(query) if a.expires > now), None)
+def _close(vault: Vault, handle: str, reason: str, *, verb: str, role: str, state: str) -> RequestInfo:
+    """Deny or cancel an open request (one audited action holding the reason)."""
+    if not reason.strip():
+        raise ValueError(f"a request is {state} with a reason (--reason)")
+    with vault.action(f"restore.{verb}", role=role, reason=reason, details={"request": handle}) as act:
+        row = _load_request(act.session, handle)
+        act.case_id, act.key_handle, act.digests = row.case_id, row.key_handle, {"input": row.input_digest}
+        mine = row.requester == vault.user.name
+        if verb == "deny" and mine:
+            raise PermissionDenied(
+                f"user {vault.user.name} made request {handle} and cannot deny it",
+                hint=f"withdraw it with `ifadit requests cancel {handle}`",
+            )
+        if verb == "cancel" and not mine:
+            raise PermissionDenied(
+                f"request {handle} was made by {row.requester}; only the requester can cancel it",
+                hint=f"an approver refuses it with `ifadit requests deny {handle}`",
+            )
+        _check_open(row, verb)
+        row.state, row.closed_by, row.closed_reason = state, vault.user.name, reason
+        act.session.flush()
+        return _request_info(vault, act.session, row)
+
+
+def deny(vault: Vault, handle: str, reason: str) -> RequestInfo:
+    """Refuse another user's open request (approver role; audited with ``reason``); it can no longer be used."""
+    return _close(vault, handle, reason, verb="deny", role="approver", state="denied")
+
+
+def cancel(vault: Vault, handle: str, reason: str) -> RequestInfo:
+    """Withdraw one's own open request (the requester; audited with ``reason``)."""
+    return _close(vault, handle, reason, verb="cancel", role="investigator", state="cancelled")
 
 
 def list_requests(vault: Vault, *, case: str | None = None, state: str | None = None) -> list[RequestInfo]:
-    """Restore requests, newest first, optionally one case's or one state's."""
+    """Restore requests, newest first, optionally one case's or one state's (one of ``REQUEST_STATES``)."""
+    if state is not None and state not in REQUEST_STATES:
+        raise ValueError(f"state must be one of {', '.join(REQUEST_STATES)}, not {state!r}")
     with vault.action("restore.list", role=REQUEST_READERS, case=case, record=False) as act:
         query = select(RestoreRequestRow).order_by(RestoreRequestRow.created.desc())
         if case is not None:
             query = query.where(RestoreRequestRow.case_id == case)
         if state is not None:
             query = query.where(RestoreRequestRow.state == state)
-        return [_request_info(act.session, row) for row in act.session.scalars(query)]
+        return [_request_info(vault, act.session, row) for row in act.session.scalars(query)]
 
 
 def show_request(vault: Vault, handle: str) -> RequestInfo:
-    """One restore request and its approvals."""
+    """One restore request, its files and its approvals."""
     with vault.action("restore.show", role=REQUEST_READERS, record=False) as act:
-        return request_in(act.session, handle)
+        return request_in(vault, act.session, handle)
 
 
-def request_in(session: Session, handle: str) -> RequestInfo:
+def request_in(vault: Vault, session: Session, handle: str) -> RequestInfo:
     """One restore request and its approvals, read inside the caller's action (e.g. right after consuming it)."""
-    return _request_info(session, _load_request(session, handle))
+    return _request_info(vault, session, _load_request(session, handle))
 
 
-def find_open_request(vault: Vault, *, case: str, input_digest: str) -> RequestInfo | None:
-    """The acting user's newest unused request for this case and input (so a repeated restore reuses it)."""
+def find_request(vault: Vault, *, case: str, input_digest: str, mode: str) -> RequestInfo | None:
+    """The acting user's open request for exactly these inputs and mode: one whose quorum is met, else the newest.
+
+    So filing a second request for the same files never hides one that is already approved.
+    """
     with vault.action("restore.list", role="investigator", case=case, record=False) as act:
         query = (
             select(RestoreRequestRow)
@@ -269,43 +410,73 @@ def find_open_request(vault: Vault, *, case: str, input_digest: str) -> RequestI
                 RestoreRequestRow.requester == vault.user.name,
                 RestoreRequestRow.case_id == case,
                 RestoreRequestRow.input_digest == input_digest,
-                RestoreRequestRow.state != "used",
+                RestoreRequestRow.mode == mode,
+                RestoreRequestRow.state.in_(OPEN_STATES),
             )
             .order_by(RestoreRequestRow.created.desc())
-            .limit(1)
         )
-        row = act.session.scalars(query).first()
-        return _request_info(act.session, row) if row is not None else None
+        found = [_request_info(vault, act.session, row) for row in act.session.scalars(query)]
+    ready = [request for request in found if request.approvals_counted >= request.approvals_required]
+    candidates = ready or found
+    return candidates[0] if candidates else None
 
 
 def consume_approval(
-    vault: Vault, session: Session, handle: str | None, *, case: str, input_digest: str | None = None
+    vault: Vault, session: Session, handle: str | None, *, case: str, input_digest: str, mode: str
 ) -> None:
-    """Use up the approval of request ``handle`` inside the caller's action; refuse anything that does not fit."""
+    """Use up request ``handle`` inside the caller's action; refuse anything that does not fit.
+
+    The request must be the acting user's, for ``case``, these inputs and this ``mode``, and hold the
+    quorum now. A batch restore unseals several keys in one action: the request is consumed once per
+    action (the session remembers it), not once per key.
+    """
+    consumed: set[str] = session.info.setdefault("consumed_requests", set())
+    if handle is not None and handle in consumed:
+        return
     if handle is None:
         raise ApprovalPending(
             f"restore under case {case} needs an approved request (policy: require approval)",
             hint="file one with the restore command, then ask an approver",
         )
     row = _load_request(session, handle)
-    if row.case_id != case:
-        raise PermissionDenied(f"request {handle} is for case {row.case_id}, not {case}")
-    if row.requester != vault.user.name:
-        raise PermissionDenied(f"request {handle} was made by {row.requester}; only the requester can use it")
-    if input_digest is not None and row.input_digest != input_digest:
-        raise PermissionDenied(f"request {handle} was approved for another input", hint="file a new request")
-    if row.state == "used":
-        raise PermissionDenied(
-            f"request {handle} was already used: approvals are single-use", hint="file a new request"
-        )
+    _check_use(vault, row, case=case, input_digest=input_digest, mode=mode)
     now = vault.clock()
-    approval = _valid_approval(session, handle, now)
-    if approval is None:
+    approvals, required = counting(session, row, now), vault.policy(session).approvals
+    if len(approvals) < required:
         expired = row.state == "approved"
         raise ApprovalPending(
-            f"the approval of request {handle} expired" if expired else f"request {handle} awaits approval",
-            hint=f"an approver runs `ifadit approve {handle}`",
+            f"the approvals of request {handle} expired or no longer count ({len(approvals)} of {required})"
+            if expired
+            else f"request {handle} awaits approval ({len(approvals)} of {required})",
+            hint=f"an approver runs `ifadit requests approve {handle}`",
         )
-    approval.used = now
+    for approval in approvals:
+        approval.used = now
     row.state = "used"
+    consumed.add(handle)
     session.flush()
+
+
+def _check_use(vault: Vault, row: RestoreRequestRow, *, case: str, input_digest: str, mode: str) -> None:
+    """Refuse a request that is another case's, another user's, closed, or for other inputs or another mode."""
+    if row.case_id != case:
+        raise PermissionDenied(f"request {row.handle} is for case {row.case_id}, not {case}")
+    if row.requester != vault.user.name:
+        raise PermissionDenied(
+            f"request {row.handle} was made by {row.requester}; only the requester can use it"
+        )
+    _check_open(row, "restore")
+    if row.mode is None:
+        raise PermissionDenied(
+            f"request {row.handle} was filed before requests named their mode", hint="file a new request"
+        )
+    if row.mode != mode:
+        raise PermissionDenied(
+            f"request {row.handle} was approved for a {row.mode} restore, not {mode}",
+            hint=f"file a new request for a {mode} restore",
+        )
+    if row.input_digest != input_digest:
+        raise PermissionDenied(
+            f"request {row.handle} was approved for other inputs: files changed, added or missing",
+            hint="`ifadit requests show` lists its files; file a new request for these",
+        )

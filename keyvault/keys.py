@@ -11,6 +11,7 @@ module only inside an ``UnsealedKey`` whose repr hides it.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -259,6 +260,19 @@ def show(vault: Vault, handle: str) -> KeyInfo:
         return _info(act.session, _load(act.session, handle))
 
 
+def check_restorable(act: Action, handles: Iterable[str], *, case: str) -> None:
+    """Inside a restore's action: refuse keys of another case or not active, by name (before a request is
+    filed or awaited, so a revoked key is reported as such, not as an approval to wait for)."""
+    for handle in sorted(set(handles)):
+        row = _load(act.session, handle)
+        if row.case_id != case:
+            act.key_handle = handle
+            raise PermissionDenied(f"key {handle} does not belong to case {case}")
+        if row.state != "active":
+            act.key_handle = handle
+            raise KeyStateError(f"key {handle} is {row.state}: restore refused", hint=HINTS[row.state])
+
+
 def unseal_for_use(
     vault: Vault,
     handle: str,
@@ -268,20 +282,21 @@ def unseal_for_use(
     action: Action | None = None,
     request: str | None = None,
     input_digest: str | None = None,
+    mode: str | None = None,
 ) -> UnsealedKey:
     """The 32-byte material of one version, for anonymizing (newest version) or restoring (any version).
 
     Inside ``action`` (the pipeline's own audited action) the key use is recorded on that entry;
     otherwise it runs as its own audited action ``key.use``. Restoring under a policy that requires
-    approval consumes the approval of ``request`` (single use; bound to the case and, when given, to
-    ``input_digest``) in the same transaction.
+    approval consumes ``request`` (single use; bound to the case, ``input_digest`` and ``mode``, with its
+    quorum of approvals: ``access.consume_approval``) in the same transaction.
     """
     if purpose not in USE_ROLES:
         raise ValueError(f"purpose must be one of {', '.join(USE_ROLES)}, not {purpose!r}")
     if action is not None:
-        return _unseal(vault, action, handle, purpose, version, request, input_digest)
+        return _unseal(vault, action, handle, purpose, version, (request, input_digest, mode))
     with vault.action("key.use", role=USE_ROLES[purpose], key=handle, details={"purpose": purpose}) as act:
-        return _unseal(vault, act, handle, purpose, version, request, input_digest)
+        return _unseal(vault, act, handle, purpose, version, (request, input_digest, mode))
 
 
 def _unseal(
@@ -290,8 +305,7 @@ def _unseal(
     handle: str,
     purpose: str,
     version: int | None,
-    request: str | None,
-    input_digest: str | None,
+    approval: tuple[str | None, str | None, str | None],  # request, input digest, mode
 ) -> UnsealedKey:
     row = _load(act.session, handle)
     if purpose == "restore" and act.case_id is not None and act.case_id != row.case_id:
@@ -317,7 +331,12 @@ def _unseal(
     if chosen not in versions:
         raise NotFound(f"key {handle} has no version {chosen} (newest: {newest})")
     if purpose == "restore" and vault.policy(act.session).require_approval:
-        access.consume_approval(vault, act.session, request, case=row.case_id, input_digest=input_digest)
+        request, input_digest, mode = approval
+        if request is not None and (input_digest is None or mode is None):
+            raise ValueError("restoring under a request needs the inputs' digest and the mode")
+        access.consume_approval(
+            vault, act.session, request, case=row.case_id, input_digest=input_digest or "", mode=mode or ""
+        )
         act.details["request"] = request
     act.key_version = chosen
     sealed = versions[chosen].material_sealed

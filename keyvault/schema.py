@@ -3,7 +3,8 @@
 Nothing here is secret in clear: key material, the KEK and the audit signing key are stored only as
 AES-256-GCM blobs (``keyvault.envelope.seal``). Times are timezone-aware UTC in Python and naive UTC in
 the database (SQLite has no time zones). The Alembic migration ``0001_initial`` creates exactly these
-tables; a change here needs a new migration.
+tables and each later migration in ``keyvault/migrations/versions`` adds its change; a change here needs a
+new migration.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 ROLES = ("admin", "operator", "investigator", "approver", "auditor")
 KEY_STATES = ("active", "suspended", "revoked", "destroyed")
 VERSION_STATES = ("active", "superseded", "revoked", "destroyed")  # superseded: restore-only after a rotation
-REQUEST_STATES = ("pending", "approved", "used")
+REQUEST_STATES = ("pending", "approved", "used", "denied", "cancelled")
+RESTORE_MODES = ("exact", "model")  # open the sealed originals, or run the model backwards
 DEFAULT_APPROVAL_TTL_S = 24 * 3600
 DEFAULT_UNLOCK_DELAY_MS = 1000  # pause after a failed unlock, slowing online passphrase guessing
 
@@ -68,6 +70,7 @@ class VaultRow(Base):
     audit_signing_key_sealed: Mapped[bytes] = mapped_column(LargeBinary)  # sealed under the KEK
     require_approval: Mapped[bool] = mapped_column(Boolean, default=True)  # restores need an approver
     approval_ttl_s: Mapped[int] = mapped_column(Integer, default=DEFAULT_APPROVAL_TTL_S)  # seconds
+    approvals_required: Mapped[int] = mapped_column(Integer, default=1)  # distinct approvers per request
     unlock_delay_ms: Mapped[int] = mapped_column(
         Integer, default=DEFAULT_UNLOCK_DELAY_MS
     )  # after a failed unlock
@@ -83,6 +86,9 @@ class UserRow(Base):
     roles: Mapped[str] = mapped_column(String(256))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(
+        String(128), nullable=True
+    )  # None: the first admin, or older
 
 
 class KeyslotRow(Base):
@@ -128,7 +134,7 @@ class KeyVersionRow(Base):
 
 
 class RestoreRequestRow(Base):
-    """An investigator's request to restore one input under one case."""
+    """An investigator's request to restore a batch of inputs (one file or a whole case) under one case."""
 
     __tablename__ = "restore_requests"
 
@@ -136,14 +142,20 @@ class RestoreRequestRow(Base):
     requester: Mapped[str] = mapped_column(String(128))
     case_id: Mapped[str] = mapped_column(String(256), index=True)
     reason: Mapped[str] = mapped_column(Text)
-    input_digest: Mapped[str] = mapped_column(String(128))  # "sha256:<hex>" of the input file
+    input_digest: Mapped[str] = mapped_column(String(128))  # SHA-256 hex over the inputs' SHA-256s
     key_handle: Mapped[str | None] = mapped_column(ForeignKey("keys.handle"), nullable=True)
     state: Mapped[str] = mapped_column(String(16))  # one of REQUEST_STATES
     created: Mapped[datetime] = mapped_column(UTCDateTime())
+    mode: Mapped[str | None] = mapped_column(
+        String(8), nullable=True
+    )  # RESTORE_MODES; None: filed before 0002
+    files: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)  # [{name, sha256}]
+    closed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)  # who denied or cancelled it
+    closed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ApprovalRow(Base):
-    """An approver's consent to one request: single use, valid until ``expires``."""
+    """An approver's consent to one request, its inputs' digest and its mode: single use, valid until ``expires``."""
 
     __tablename__ = "approvals"
 
@@ -153,6 +165,8 @@ class ApprovalRow(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime())
     expires: Mapped[datetime] = mapped_column(UTCDateTime())
     used: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    input_digest: Mapped[str | None] = mapped_column(String(128), nullable=True)  # None: given before 0002
+    mode: Mapped[str | None] = mapped_column(String(8), nullable=True)
 
 
 class AuditEntryRow(Base):

@@ -151,19 +151,27 @@ class UserInfo:
     roles: tuple[str, ...]
     disabled: bool
     created: datetime
+    created_by: str | None = None  # the admin who added the account (None: the first admin, or before 0002)
 
     @classmethod
     def from_row(cls, row: UserRow) -> UserInfo:
-        return cls(name=row.name, roles=split_roles(row.roles), disabled=row.disabled, created=row.created)
+        return cls(
+            name=row.name,
+            roles=split_roles(row.roles),
+            disabled=row.disabled,
+            created=row.created,
+            created_by=row.created_by,
+        )
 
 
 @dataclass(frozen=True)
 class Policy:
     """Vault-wide policy: restore approvals and the pause after a failed unlock."""
 
-    require_approval: bool  # a restore needs an approval by another user with the approver role
+    require_approval: bool  # a restore needs approvals by other users with the approver role
     approval_ttl: timedelta  # how long an approval stays valid
     unlock_delay: timedelta  # pause after each failed unlock (slows online passphrase guessing)
+    approvals: int = 1  # distinct approvers a request needs (quorum T), none of them the requester
 
     @classmethod
     def from_row(cls, row: VaultRow) -> Policy:
@@ -172,6 +180,7 @@ class Policy:
             require_approval=row.require_approval,
             approval_ttl=timedelta(seconds=row.approval_ttl_s),
             unlock_delay=timedelta(milliseconds=row.unlock_delay_ms),
+            approvals=row.approvals_required,
         )
 
 
@@ -290,6 +299,7 @@ class Vault:
                     audit_signing_key_sealed=seal(kek, signing_key, aad("audit-signing-key", vault=vault_id)),
                     require_approval=True,
                     approval_ttl_s=DEFAULT_APPROVAL_TTL_S,
+                    approvals_required=1,
                     unlock_delay_ms=round(unlock_delay.total_seconds() * 1000),
                 )
             )

@@ -33,7 +33,12 @@ class VaultAPI(Protocol):
     def disable_user(self, name: str, reason: str | None) -> UserInfo: ...
     def policy(self) -> Policy: ...
     def set_policy(
-        self, *, require_approval: bool | None, approval_ttl: timedelta | None, unlock_delay: timedelta | None
+        self,
+        *,
+        require_approval: bool | None,
+        approval_ttl: timedelta | None,
+        unlock_delay: timedelta | None,
+        approvals: int | None = None,
     ) -> Policy: ...
     def issue_key(self, case: str, purpose: str, expires: datetime | None) -> KeyInfo: ...
     def list_keys(self, case: str | None, state: str | None) -> list[KeyInfo]: ...
@@ -77,13 +82,19 @@ class LocalAPI:
         return self.vault.policy()
 
     def set_policy(
-        self, *, require_approval: bool | None, approval_ttl: timedelta | None, unlock_delay: timedelta | None
+        self,
+        *,
+        require_approval: bool | None,
+        approval_ttl: timedelta | None,
+        unlock_delay: timedelta | None,
+        approvals: int | None = None,
     ) -> Policy:
         return access.set_policy(
             self.vault,
             require_approval=require_approval,
             approval_ttl=approval_ttl,
             unlock_delay=unlock_delay,
+            approvals=approvals,
         )
 
     def issue_key(self, case: str, purpose: str, expires: datetime | None) -> KeyInfo:

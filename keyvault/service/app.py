@@ -82,6 +82,7 @@ class PolicyBody(BaseModel):
     require_approval: bool | None = None
     approval_ttl_s: float | None = None
     unlock_delay_s: float | None = None
+    approvals: int | None = None
 
 
 class IssueBody(BaseModel):
@@ -251,6 +252,7 @@ def _user_and_policy_routes(app: FastAPI, ctx: _Context) -> None:
                 require_approval=body.require_approval,
                 approval_ttl=None if body.approval_ttl_s is None else timedelta(seconds=body.approval_ttl_s),
                 unlock_delay=None if body.unlock_delay_s is None else timedelta(seconds=body.unlock_delay_s),
+                approvals=body.approvals,
             ),
         )
 

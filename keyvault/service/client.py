@@ -181,12 +181,18 @@ class VaultClient:
         return decode(Policy, self._json("GET", "/v1/policy"))
 
     def set_policy(
-        self, *, require_approval: bool | None, approval_ttl: timedelta | None, unlock_delay: timedelta | None
+        self,
+        *,
+        require_approval: bool | None,
+        approval_ttl: timedelta | None,
+        unlock_delay: timedelta | None,
+        approvals: int | None = None,
     ) -> Policy:
         body = {
             "require_approval": require_approval,
             "approval_ttl_s": None if approval_ttl is None else approval_ttl.total_seconds(),
             "unlock_delay_s": None if unlock_delay is None else unlock_delay.total_seconds(),
+            "approvals": approvals,
         }
         return decode(Policy, self._json("POST", "/v1/policy", json=body))
 

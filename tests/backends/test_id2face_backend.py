@@ -116,6 +116,7 @@ def test_anonymize_cli_end_to_end(pretrained: Path, tmp_path: Path, astronaut: n
 
 def test_eval_cli_reports_it(pretrained: Path, shared_dir: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
+
     from ifadit_cli.main import cli
 
     out = tmp_path / "report"

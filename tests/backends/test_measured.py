@@ -1,11 +1,12 @@
-"""The caveat a model restore prints: the figures of the model's own card, or just the general warning."""
+"""The caveat a model restore prints and the rates its report holds: the figures of the model's own card, or
+only the general warning (and no rates)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ifadit.backends.measured import restore_caveat
+from ifadit.backends.measured import measured_rates, restore_caveat
 
 ROWS = {
     "deepface": [
@@ -44,3 +45,15 @@ def test_caveat_without_figures_for_another_model_or_a_bad_card(tmp_path: Path) 
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "model_card.json").write_text("{not json")
     assert restore_caveat(tmp_path / "junk", "x") == general
+
+
+def test_rates_for_the_restore_report(tmp_path: Path) -> None:
+    folder = write_card(tmp_path / "m", {"model_id": "ifadit-abc", "acceptance": ROWS})
+    assert measured_rates(folder, "ifadit-abc") == {
+        "recognizer": "dlib",
+        "restored_match": [0.564, 0.754],
+        "wrong_key_match": [0.036, 0.443],
+        "source": "model_card.json",
+    }
+    assert measured_rates(folder, "ifadit-other") is None
+    assert measured_rates(tmp_path / "absent", "ifadit-abc") is None

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from ifadit_cli.main import cli
 
+from ifadit_cli.main import cli
 from tests.keyvault.support import vault_url  # noqa: F401  (fixture: SQLite file or PostgreSQL schema)
 
 CHEAP_KDF = ["--kdf-memory-kib", "8192", "--kdf-iterations", "1", "--kdf-lanes", "1", "--unlock-delay", "0"]
@@ -139,12 +139,30 @@ def test_wrong_passphrase_unknown_user_and_missing_passphrase(ifadit: Ifadit) ->
 
 def test_policy(ifadit: Ifadit) -> None:
     changed = ifadit(
-        "vault", "policy", "--require-approval", "no", "--approval-ttl", "8", "--unlock-delay", "2", "--json"
+        "vault",
+        "policy",
+        "--require-approval",
+        "no",
+        "--approval-ttl",
+        "8",
+        "--unlock-delay",
+        "2",
+        "--approvals",
+        "2",
+        "--json",
     )
     policy = json.loads(_ok(changed))
-    assert policy == {"require_approval": False, "approval_ttl": 8 * 3600.0, "unlock_delay": 2.0}
+    assert policy == {
+        "require_approval": False,
+        "approval_ttl": 8 * 3600.0,
+        "unlock_delay": 2.0,
+        "approvals": 2,
+    }
     shown = _ok(ifadit("vault", "policy"))
-    assert "require approval: no; approval valid for 8 h; failed unlocks wait 2 s" in shown
+    assert (
+        "require approval: no; approvers per request: 2; approval valid for 8 h; failed unlocks wait 2 s"
+        in shown
+    )
     assert "Invalid value for '--unlock-delay'" in ifadit("vault", "policy", "--unlock-delay", "500").stderr
 
 

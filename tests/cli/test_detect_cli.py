@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from ifadit_cli.main import cli
 from PIL import Image
 from skimage import data
 
 from ifadit.pipeline.detect import BOX_COLOUR
+from ifadit_cli.main import cli
 
 
 @pytest.fixture()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 import pytest
-from ifadit_cli.reference import help_text, iter_commands, render_reference
 
+from ifadit_cli.reference import help_text, iter_commands, render_reference
 from tests.conftest import REPO_ROOT
 
 COMMANDS = list(iter_commands())

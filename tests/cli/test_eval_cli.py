@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner, Result
-from ifadit_cli.main import cli
 
+from ifadit_cli.main import cli
 from tests.pipeline.support import audit_entries, make_lab
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
-from ifadit_cli.main import cli
 
 from ifadit.eval.report import REVERSIBLE_COLUMNS
+from ifadit_cli.main import cli
 
 
 def run(*args: str | Path) -> Result:

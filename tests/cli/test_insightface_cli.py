@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from ifadit_cli.main import cli
 
 from ifadit.faces.insightface_adapter import PACK_ENV
 from ifadit.media.image import write_image
+from ifadit_cli.main import cli
 from tests.conftest import REPO_ROOT
 from tests.insightface_support import EXPORT_WARNINGS, build_pack
 from tests.pipeline.support import CASE, make_lab

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from ifadit_cli.main import cli
 from PIL import Image
+
+from ifadit_cli.main import cli
 
 TINY = [
     "--threads",

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
-from ifadit_cli.main import cli
 
 from ifadit.media.image import write_image
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.ifadit.checkpoint import save_ifadit
 from ifadit.models.precision import stored_dtypes
+from ifadit_cli.main import cli
 from tests.conftest import REPO_ROOT
 from tests.ifadit_support import tiny_model
 from tests.pipeline.support import make_lab

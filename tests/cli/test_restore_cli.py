@@ -46,7 +46,7 @@ def test_approval_flow(lab: Lab, anonymized: Path, tmp_path: Path, astronaut: np
     pending = lab.cli("restore", anonymized, "-o", target, *RESTORE, "--exact", user="ivan")
     assert pending.exit_code == 3 and pending.stdout == "" and not target.exists()
     request = _pending_request(pending.stderr)
-    assert f"ifadit approve {request}" in pending.stderr
+    assert f"ifadit requests approve {request}" in pending.stderr
 
     listed = lab.cli("requests", "list", "--state", "pending", user="alice")
     assert listed.exit_code == 0 and request in listed.stdout and "ivan" in listed.stdout

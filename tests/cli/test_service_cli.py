@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from ifadit_cli.main import cli
 
+from ifadit_cli.main import cli
 from keyvault.service import tokenfile
 from tests.cli.test_admin_cli import CHEAP_KDF
 from tests.keyvault.service.support import RunningService, running_service

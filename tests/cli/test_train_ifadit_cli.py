@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from ifadit_cli.main import cli
 
 from ifadit.models.ifadit.checkpoint import load_ifadit, read_ifadit_config
+from ifadit_cli.main import cli
 from tests.ifadit_support import astronaut_crops, crops_npz, save_tiny_generator
 
 FAST = ["--batch", "2", "--threads", "1", "--sample-every", "1"]

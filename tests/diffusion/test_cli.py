@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from ifadit_cli.main import cli
 
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest
+from ifadit_cli.main import cli
 from tests.pipeline.support import CASE, Lab, make_lab
 
 BACKEND = "reverse-personalization"

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from ifadit_cli.main import cli
 
 from ifadit.backends import base
 from ifadit.faces.align import align_face, check_crops
 from ifadit.faces.registry import get_detector, get_recognizer
+from ifadit_cli.main import cli
 from keyvault import access, auditor, keys
 from keyvault.audit import AuditEntry
 from keyvault.vault import Vault, open_vault
@@ -108,9 +108,9 @@ class Lab:
             access.set_policy(vault, require_approval=required)
 
 
-def make_lab(tmp_path: Path) -> Lab:
-    """Create the lab vault in `tmp_path`."""
-    url = f"sqlite:///{tmp_path / 'vault.sqlite3'}"
+def make_lab(tmp_path: Path, url: str | None = None) -> Lab:
+    """Create the lab vault at `url` (a `vault_url` fixture's), else a SQLite file in `tmp_path`."""
+    url = url or f"sqlite:///{tmp_path / 'vault.sqlite3'}"
     with Vault.init(url, "admin", ADMIN_PASS, kdf=cheap_kdf()) as vault:
         for name, roles in USERS.items():
             access.add_user(vault, name, list(roles), name.encode(), kdf=cheap_kdf())

@@ -14,16 +14,12 @@ from ifadit.errors import BackendUnavailable, ManifestError
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import Manifest, embedding_for, read_manifest, sign_manifest
 from ifadit.media.video import VideoWriter, read_frames
+from ifadit.pipeline import restore_item
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, REVERSIBLE_MASK_SCALE, AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.outputs import file_sha256, keyed_files_digest, list_digest
-from ifadit.pipeline.restore import (
-    RestoreOptions,
-    anonymized_mask_scale,
-    report_path,
-    restore_mask_scale,
-    restore_path,
-)
+from ifadit.pipeline.restore import RequestPending, RestoreOptions, report_path, restore_path, restore_paths
+from ifadit.pipeline.restore_item import anonymized_mask_scale, restore_mask_scale
 from keyvault import access, keys, ledger
 from keyvault.errors import ApprovalPending, KeyStateError, PermissionDenied, SealedDataError
 from keyvault.vault import open_vault
@@ -465,3 +461,59 @@ def test_an_expired_approval_does_not_restore(lab: Lab, anonymized: Path, tmp_pa
     ):
         restore_path(vault, anonymized, tmp_path / "r.png", replace(OPTIONS, exact=True))
     assert not (tmp_path / "r.png").exists()
+
+
+def test_a_batch_files_one_request_and_builds_its_model_once(
+    lab: Lab,
+    tmp_path: Path,
+    astronaut: np.ndarray,
+    keyed_backend: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 26: a folder of outputs is one request and one audit entry; each backend is built once per run;
+    progress counts faces and each file is reported as it finishes."""
+    lab.require_approval(True)
+    (tmp_path / "seized").mkdir()
+    write_image(tmp_path / "seized" / "a.png", astronaut)
+    write_image(tmp_path / "seized" / "b.png", np.ascontiguousarray(astronaut[:, ::-1]))
+    _anonymize(lab, tmp_path / "seized", tmp_path / "released", backend=keyed_backend)
+    built: list[str] = []
+    real = restore_item.get_backend
+    monkeypatch.setattr(restore_item, "get_backend", lambda name: built.append(name) or real(name))
+    with lab.open("ivan") as vault, pytest.raises(RequestPending) as pending:
+        restore_paths(vault, [tmp_path / "released"], tmp_path / "restored", OPTIONS)
+    request = pending.value.request
+    assert [Path(f.name).name for f in request.files] == ["a.png", "b.png"] and request.mode == "model"
+    with lab.open("alice") as vault:
+        access.approve(vault, request.handle)
+    finished: list[str] = []
+    with lab.open("ivan") as vault:
+        report = restore_paths(
+            vault,
+            [tmp_path / "released"],
+            tmp_path / "restored",
+            OPTIONS,
+            progress=True,
+            on_file=lambda done: finished.append(Path(done.input).name),
+        )
+    assert finished == ["a.png", "b.png"] and "2/2" in capsys.readouterr().err  # tqdm: 2 of 2 faces
+    assert built == [keyed_backend, keyed_backend]  # once for the pending run, once for the restore
+    assert report.request == request.handle and [r.faces_restored for r in report.files] == [1, 1]
+    assert {r.audit_seq for r in report.files} == {report.audit_seq}
+    [entry] = [e for e in audit_entries(lab, "restore") if e.outcome == "ok"]
+    assert entry.details["files"] == 2 and entry.details["keys"] == [f"{lab.key} v1"]
+
+
+def test_a_revoked_key_is_named_before_any_request_is_filed(
+    lab: Lab, anonymized: Path, tmp_path: Path
+) -> None:
+    """Under the approval policy, a key that cannot restore is refused by name, not as an approval to wait for."""
+    lab.require_approval(True)
+    with lab.open("admin") as vault:
+        keys.revoke(vault, lab.key, reason="case closed")
+    with pytest.raises(KeyStateError, match=f"key {lab.key} is revoked: restore refused"):
+        _restore(lab, anonymized, tmp_path / "r.png", exact=True)
+    assert (
+        audit_entries(lab, "restore.request") == [] and audit_entries(lab, "restore")[-1].outcome == "refused"
+    )

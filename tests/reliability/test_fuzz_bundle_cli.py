@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ifadit_cli.main import cli
 
 from ifadit.media.image import write_image
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
+from ifadit_cli.main import cli
 from keyvault.verify import verify_bundle
 from tests.keyvault.support import ADMIN_PASS
 from tests.pipeline.support import CASE, Lab, make_lab

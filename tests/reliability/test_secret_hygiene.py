@@ -27,12 +27,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
-from ifadit_cli.main import cli
 
 from ifadit.backends import ifadit as ifadit_backend
 from ifadit.media.image import read_image, write_image
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.ifadit.checkpoint import save_ifadit
+from ifadit_cli.main import cli
 from keyvault import envelope, evidence, keys, material, vault
 from keyvault.errors import SealedDataError
 from tests.ifadit_support import tiny_model
@@ -204,7 +204,7 @@ def test_demo_story_at_debug_leaks_no_secret(
     run("ivan", "approve", request, expect=1)
     run("alice", "approve", request)
     run("ivan", *restore, "--exact")
-    run("ivan", *restore, "--exact", expect=3)
+    run("ivan", *restore, "--exact", "--force", expect=3)
     model_restore = ["restore", surrogate, "-o", str(out / "restored/surrogate.png"), "--case", CASE]
     request = run("ivan", *model_restore, "--reason", REASON, "--request-only").stdout.strip()
     run("alice", "approve", request)
@@ -221,7 +221,7 @@ def test_demo_story_at_debug_leaks_no_secret(
     run("alice", "approve", request)
     run("ivan", *wrong, "--reason", REASON, expect=1)
     run("admin", "keys", "revoke", key, "--reason", "case closed", "--yes")
-    run("ivan", *restore, "--exact", expect=1)
+    run("ivan", *restore, "--exact", "--force", expect=1)
     run("admin", "keys", "destroy", key, "--reason", "retention period over", "--yes")
     bundle, public = out / "case.audit.jsonl", out / "vault.pub"
     run("audrey", "audit", "export", "-o", str(bundle), "--public-key-out", str(public))

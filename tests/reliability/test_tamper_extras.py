@@ -19,13 +19,14 @@ from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.outputs import embed_manifest, file_sha256, write_pixels
 from ifadit.pipeline.restore import RestoreOptions, restore_path
 from keyvault import access, keys
+from keyvault.approvals import inputs_digest
 from keyvault.audit import AuditEntry
 from keyvault.errors import ApprovalPending, AuditVerificationError, PermissionDenied
 from keyvault.verify import verify_bundle
 from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
 
 OTHER_CASE = "C-99"
-OPTIONS = RestoreOptions(case=CASE, reason="warrant 2026/114", exact=True)
+OPTIONS = RestoreOptions(case=CASE, reason="warrant 2026/114", exact=True, force=True)
 
 
 @pytest.fixture
@@ -106,13 +107,14 @@ def test_approval_for_one_output_does_not_restore_another(
     with pytest.raises(ApprovalPending) as other:  # A's approval is not used: C gets its own request
         _restore(lab, tmp_path / "out_c.png", tmp_path / "r.png")
     assert other.value.args[0].split()[1] != request_a and not (tmp_path / "r.png").exists()
-    with lab.open("ivan") as vault, pytest.raises(PermissionDenied, match="approved for another input"):
+    with lab.open("ivan") as vault, pytest.raises(PermissionDenied, match="approved for other inputs"):
         keys.unseal_for_use(
             vault,
             lab.key,
             purpose="restore",
             request=request_a,
-            input_digest=file_sha256(tmp_path / "out_c.png"),
+            input_digest=inputs_digest([file_sha256(tmp_path / "out_c.png")]),
+            mode="exact",
         )
     assert _restore(lab, out_a, tmp_path / "r.png").request == request_a  # still unused, still A's
     assert audit_entries(lab, "key.use")[-1].outcome == "refused"
@@ -127,12 +129,14 @@ def test_used_approval_replayed_by_handle_is_refused_and_audited(two_cases, tmp_
     with lab.open("alice") as vault:
         access.approve(vault, request)
     assert _restore(lab, out_a, tmp_path / "r.png").request == request
-    digest = file_sha256(out_a)
+    digest = inputs_digest([file_sha256(out_a)])
     with (
         lab.open("ivan") as vault,
         pytest.raises(PermissionDenied, match="already used: approvals are single-use"),
     ):
-        keys.unseal_for_use(vault, lab.key, purpose="restore", request=request, input_digest=digest)
+        keys.unseal_for_use(
+            vault, lab.key, purpose="restore", request=request, input_digest=digest, mode="exact"
+        )
     with lab.open("alice") as vault, pytest.raises(Exception, match="used|pending|approv"):
         access.approve(vault, request)  # a used request cannot be re-approved into a second use
     entry = audit_entries(lab, "key.use")[-1]

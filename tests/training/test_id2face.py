@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from ifadit_cli.main import cli
 from PIL import Image
 
 from ifadit.errors import InputError
 from ifadit.models.id2face import load_id2face
 from ifadit.training.id2face import build_model, denoiser_losses, ema_decay, train_id2face, vae_losses
 from ifadit.training.options import Id2FaceOptions, RunControl, read_id2face_options
+from ifadit_cli.main import cli
 from tests.id2face_support import TINY
 from tests.ifadit_support import ID_DIM, RES, STANDIN, TinyRecognizer, astronaut_crops, crops_npz, to_img
 
