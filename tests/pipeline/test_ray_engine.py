@@ -67,8 +67,10 @@ def photos(tmp_path: Path, astronaut: np.ndarray, shared_dir: Path) -> Path:
     return folder
 
 
-def _run(lab: Lab, photos: Path, out: Path, engine: RayEngine | None, **kwargs: object) -> RunReport:
-    options = AnonymizeOptions(backend="blur", seal_original=True)
+def _run(
+    lab: Lab, photos: Path, out: Path, engine: RayEngine | None, backend: str = "blur", **kwargs: object
+) -> RunReport:
+    options = AnonymizeOptions(backend=backend, seal_original=True)
     with lab.open("olga") as vault:
         return anonymize_paths(vault, [photos], out, options, case=CASE, engine=engine, **kwargs)  # type: ignore[arg-type]
 
@@ -156,3 +158,26 @@ def test_ray_job_resumes_without_repeating_entries(
     assert [entry.details["files"] for entry in entries] == [2, 2, 0]
     journal = json.loads((tmp_path / "out" / ".ifadit-journal.json").read_text())
     assert len(journal["outputs"]) == 4
+
+
+def test_ifadit_surrogates_are_the_serial_engines_bit_for_bit(
+    ray_session: Path, lab: Lab, photos: Path, tmp_path: Path
+) -> None:
+    """The shipped model on real photos: the serial engine on two threads, Ray actors on one (Ray's default)."""
+    torch = pytest.importorskip("torch")
+    from ifadit.backends.ifadit import is_shipped
+
+    if not is_shipped():
+        pytest.skip("pretrained/ifadit-64 is not in this checkout")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        serial = _run(lab, photos, tmp_path / "serial", None, backend="ifadit")
+    finally:
+        torch.set_num_threads(before)
+    parallel = _run(lab, photos, tmp_path / "ray", RayEngine(workers=2), backend="ifadit")
+    assert sum(item.faces for item in parallel.items) == sum(item.faces for item in serial.items) >= 4
+    for name in ["astronaut.png", *DEEPFACE]:
+        assert np.array_equal(read_image(tmp_path / "ray" / name), read_image(tmp_path / "serial" / name)), (
+            name
+        )
