@@ -77,7 +77,10 @@ def sheet_rows(root: Path, backend: Backend, keys: tuple[bytes, bytes], count: i
     them)."""
     rows: list[SheetRow] = []
     images, upsample = set_images(root), set_upsample(root)
-    for path in spread(images, count) + [p for p in images if p not in spread(images, count)]:
+    chosen = spread(images, count)
+    for path in chosen + [
+        p for p in images if p not in set(chosen)
+    ]:  # then others, for photos without a face
         row = sheet_row(path, backend, keys, upsample)
         if row is not None:
             rows.append(row)
