@@ -5,8 +5,9 @@ Crops: the 150 px dlib chips of ../shared/data/reid/dlib-johns (canonical geomet
 key, on one torch thread (the pinned count), in the same process:
   baseline  the old path: crops in batches of `--batch` through the model at once (output depended on the batch),
   per face  `map_crops` as shipped: each face alone, bit-exact whatever it is batched with.
-Printed: ms per face for both (best of `--repeat`), the ratio per face / batched, and whether the two paths'
-pixels agree (they may differ by a level; the per-face path is the reference).
+Printed per step (anonymize, restore): ms per face for both (best of `--repeat`) and the ratio per face /
+batched; then the largest pixel difference between the two paths' surrogates (a level or so: the per-face
+path is the reference).
 
 Usage: .venv/bin/python benchmarks/crop_model_bench.py [--repeat 3] [--batch 16] [--faces 55]
 """
@@ -57,21 +58,25 @@ def main() -> None:
     model, c = backend.model, backend.condition(key)
     surrogates = backend.anonymize_crops(crops, key)
 
-    def old() -> None:
-        batched(crops, backend.crop_size, args.batch, lambda img: model.anonymize(img, c))
-        batched(surrogates, backend.crop_size, args.batch, lambda img: model.restore(img, c))
-
-    def new() -> None:
-        backend.anonymize_crops(crops, key)
-        backend.restore_crops(surrogates, key)
-
-    old_s, new_s = best_of(args.repeat, old, warm_up=True), best_of(args.repeat, new, warm_up=True)
-    old_pixels = batched(crops, backend.crop_size, args.batch, lambda img: model.anonymize(img, c))
-    level = int(np.abs(old_pixels.astype(int) - surrogates).max())
-    print(f"{len(crops)} faces, anonymize + restore, 1 thread, best of {args.repeat}")
-    print(f"  batched ({args.batch}) {1000 * old_s / len(crops):7.1f} ms/face  (baseline)")
-    print(f"  per face     {1000 * new_s / len(crops):7.1f} ms/face")
-    print(f"  ratio per face / batched: {new_s / old_s:.2f}; largest pixel difference old vs new: {level}")
+    runs = {
+        "anonymize": (
+            lambda: batched(crops, backend.crop_size, args.batch, lambda img: model.anonymize(img, c)),
+            lambda: backend.anonymize_crops(crops, key),
+        ),
+        "restore": (
+            lambda: batched(surrogates, backend.crop_size, args.batch, lambda img: model.restore(img, c)),
+            lambda: backend.restore_crops(surrogates, key),
+        ),
+    }
+    print(f"{len(crops)} faces, 1 thread, best of {args.repeat}; ms/face batched ({args.batch}) vs per face")
+    for name, (old, new) in runs.items():
+        old_s, new_s = best_of(args.repeat, old, warm_up=True), best_of(args.repeat, new, warm_up=True)
+        per_face = 1000 / len(crops)
+        print(f"  {name:9} {old_s * per_face:7.1f}  {new_s * per_face:7.1f}  ratio {new_s / old_s:.2f}")
+    old_pixels = runs["anonymize"][0]()
+    print(
+        f"  largest pixel difference old vs new surrogates: {int(np.abs(old_pixels.astype(int) - surrogates).max())}"
+    )
 
 
 if __name__ == "__main__":
