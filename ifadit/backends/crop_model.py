@@ -78,7 +78,7 @@ def _load_once(load: Callable[[Path], Loaded], folder: str, file_stamp: tuple[in
 MODEL_THREADS = (
     1  # intra-op threads of a crop model's forward on CPU: a fixed count makes outputs reproducible
 )
-_THREADS_LOCK = threading.Lock()  # the thread count is process-wide: one pinned forward at a time
+_THREADS_LOCK = threading.RLock()  # the thread count is process-wide: one pinned forward at a time
 
 
 @contextlib.contextmanager
