@@ -212,6 +212,60 @@ def eval_command(
     click.echo(f"report: {', '.join(str(p) for p in written)}")
 
 
+@eval_group.command("sheet")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Folder-per-identity set (<identity>/<image>) whose photos go on the sheet; evaluation sets only.",
+)
+@click.option(
+    "--count", type=click.IntRange(1), default=16, show_default=True, help="Photos (rows) on the sheet."
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Seed of the two random keys: the first anonymizes and restores, the second is the wrong key.",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    show_default="pretrained/ifadit-64",
+    help="iFADIT model folder.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Sheet image; .jpg (quality 85) keeps it small, .png is lossless.",
+)
+def sheet_command(data: Path, count: int, seed: int, model_dir: Path | None, output: Path) -> None:
+    """Draw the iFADIT sample sheet: photos of a set, original | anonymized | restored | wrong key.
+
+    Every face of each photo is anonymized and pasted back as `ifadit anonymize` does, then restored at the
+    same landmarks with the right key and with an unrelated key. Photos keep their resolution (taller than
+    320 px: shrunk for the sheet only). See docs/results.md for how the faces look.
+
+    \b
+    Example:
+      ifadit eval sheet --data ../shared/data/reid/dlib-johns --count 16 -o docs/images/sheet-16.jpg
+    """
+    from ifadit.backends.base import get_backend
+    from ifadit.eval.run import random_keys
+    from ifadit.eval.sheet import write_sheet
+
+    with usage_errors():
+        backend = get_backend("ifadit", model_dir=model_dir)
+        right, wrong = random_keys(2, seed)
+        written, rows = write_sheet(data, backend, (right, wrong), count, output)
+    faces = sum(row.faces for row in rows)
+    click.echo(f"sheet: {written} ({len(rows)} photos, {faces} faces)")
+
+
 def register(group: click.Group) -> None:
     """Add the `eval` group to the root command."""
     group.add_command(eval_group)

@@ -1,12 +1,21 @@
 """What the model backends on canonical crops share: where their model folder is by default, which of its files
-are missing, loading a folder once per process, running a network over crops in batches at the network's own
-resolution, and `CropModelBackend`, the constructor of every backend built on one such model folder."""
+are missing, loading a folder once per process, running a network over crops one face at a time at the
+network's own resolution, and `CropModelBackend`, the constructor of every backend built on one such model folder.
+
+Why one face at a time, on one CPU thread: batched convolutions and matrix products choose their blocking and
+reduction order by batch size and by the number of threads, so a face's output pixels moved by a level when it
+shared a batch with other faces, or when a Ray actor (one thread) ran it instead of the serial engine (all
+cores). A face run alone, with a fixed thread count, depends on nothing but the face, the key and the model:
+the same face gives the same pixels bit for bit whatever it is batched with and whichever engine runs it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
@@ -65,22 +74,43 @@ def _load_once(load: Callable[[Path], Loaded], folder: str, file_stamp: tuple[in
     return load(Path(folder))
 
 
+MODEL_THREADS = (
+    1  # intra-op threads of a crop model's forward on CPU: a fixed count makes outputs reproducible
+)
+_THREADS_LOCK = threading.RLock()  # the thread count is process-wide: one pinned forward at a time
+
+
+@contextlib.contextmanager
+def pinned_threads(device: torch.device) -> Iterator[None]:
+    """On CPU, run the block with `MODEL_THREADS` intra-op threads (restored afterwards, one block at a time
+    per process); other devices run it as they are."""
+    if device.type != "cpu":
+        yield
+        return
+    with _THREADS_LOCK:
+        before = torch.get_num_threads()
+        torch.set_num_threads(MODEL_THREADS)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
 def map_crops(
     crops: np.ndarray,
     size: int,
-    batch_size: int,
     device: torch.device,
     net: Callable[[torch.Tensor], torch.Tensor],
 ) -> np.ndarray:
-    """[N,S,S,3] uint8 -> `net` applied to batches of img in [-1, 1] at `size` px (resized there and back when
-    S differs) -> [N,S,S,3] uint8."""
+    """[N,S,S,3] uint8 -> `net` applied to each crop alone as img [1,3,size,size] in [-1, 1] (resized there
+    and back when S differs), on `MODEL_THREADS` threads -> [N,S,S,3] uint8 (see the module docstring)."""
     side = crops.shape[1]
     out = []
-    with torch.no_grad():
-        for start in range(0, len(crops), batch_size):
+    with torch.no_grad(), pinned_threads(device):
+        for index in range(len(crops)):
             # a writable C-ordered view, or a copy of a read-only array (torch warns on those)
-            chunk = torch.from_numpy(np.require(crops[start : start + batch_size], requirements=["C", "W"]))
-            img = chunk.to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+            crop = torch.from_numpy(np.require(crops[index : index + 1], requirements=["C", "W"]))
+            img = crop.to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
             if side != size:
                 img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True)
             img = net(img)
@@ -124,22 +154,18 @@ class CropModelBackend(Generic[Net]):
         self,
         model_dir: Path | None = None,
         device: str = "cpu",
-        batch_size: int = 16,
         model: tuple[Net, str, str] | None = None,
     ) -> None:
         """Load the model from `model_dir` (default `default_model_dir(folder.name)`), or take a loaded `model`
         as (model, model id, sha256)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
         if model is None:
             path = model_folder(model_dir, self.folder.name, self.folder.not_found)
             model = loaded_once(path, self.folder.load, self.device)
         net, self.model_id, self.model_sha256 = model
         self.model: Net = net.eval().to(self.device)
-        self.batch_size = batch_size
         self.crop_size = cast(_Configured, net).config.resolution
 
     def map_crops(self, crops: np.ndarray, net: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
-        """`map_crops` at this backend's resolution, batch size and device."""
-        return map_crops(crops, self.crop_size, self.batch_size, self.device, net)
+        """`map_crops` at this backend's resolution and device."""
+        return map_crops(crops, self.crop_size, self.device, net)

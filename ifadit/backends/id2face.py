@@ -64,13 +64,12 @@ class Id2FaceBackend(crop_model.CropModelBackend[Id2FaceModel]):
         self,
         model_dir: Path | None = None,
         device: str = "cpu",
-        batch_size: int = 16,
         steps: int | None = None,
         model: tuple[Id2FaceModel, str, str] | None = None,
     ) -> None:
         """`CropModelBackend`'s model (from `model_dir`, default `default_model_dir()`, or a loaded `model`)
         and `steps`: DDIM steps (default: the model config's)."""
-        super().__init__(model_dir, device, batch_size, model)
+        super().__init__(model_dir, device, model)
         self.steps = steps
 
     def anonymize_crops(self, crops: np.ndarray, key: bytes | None) -> np.ndarray:

@@ -67,7 +67,7 @@ def pasted_publish(mask_scale: float, colour_match: bool) -> Publish:
 
 class IfaditBackend(crop_model.CropModelBackend[IfaditModel]):
     """Reversible anonymization of canonical crops with a trained `IfaditModel` (constructor: `CropModelBackend`:
-    `model_dir` default `default_model_dir()`, `device`, `batch_size`, or a loaded `model`)."""
+    `model_dir` default `default_model_dir()`, `device`, or a loaded `model`)."""
 
     name = "ifadit"
     reversible = True

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ifadit.faces.align import align_face
+from ifadit.faces.detect import Face
 from ifadit.faces.registry import get_detector
 from ifadit.media.image import read_image
 
@@ -30,6 +31,31 @@ class ReidSet:
     missed: list[Path]  # images in which no face was found
 
 
+def set_upsample(root: Path) -> int:
+    """HOG doublings for the set in `root`: `SET_UPSAMPLE[root.name]`, else 1."""
+    return SET_UPSAMPLE.get(root.name, 1)
+
+
+def spread(paths: list[Path], count: int | None) -> list[Path]:
+    """`count` of `paths` spread evenly over the list (all of them when `count` is None or not smaller)."""
+    if count is None or count >= len(paths):
+        return paths
+    return [paths[i * len(paths) // count] for i in range(count)]
+
+
+def set_images(root: Path) -> list[Path]:
+    """The images of a folder-per-identity set (`<root>/<identity>/<image>`), sorted."""
+    return sorted(p for p in root.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def detect_faces(image: np.ndarray, upsample: int) -> list[Face]:
+    """dlib HOG faces of `image`, detected on a copy shrunk to `DETECT_MAX_SIDE` (landmarks in full size)."""
+    height, width = image.shape[:2]
+    shrink = min(1.0, DETECT_MAX_SIDE / max(height, width))
+    scale = None if shrink == 1.0 else (round(width * shrink), round(height * shrink))
+    return get_detector("hog", upsample=upsample, scale=scale).detect(image)
+
+
 def load_reid_set(
     root: Path, size: int = 150, upsample: int | None = None, limit: int | None = None
 ) -> ReidSet:
@@ -38,17 +64,11 @@ def load_reid_set(
     `upsample`: HOG doublings, default `SET_UPSAMPLE[root.name]` or 1. `limit`: use only this many images,
     spread evenly over the sorted list (a quick subset).
     """
-    upsample = SET_UPSAMPLE.get(root.name, 1) if upsample is None else upsample
-    images = sorted(p for p in root.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if limit is not None and limit < len(images):
-        images = [images[i * len(images) // limit] for i in range(limit)]
+    upsample = set_upsample(root) if upsample is None else upsample
     crops, labels, paths, missed = [], [], [], []
-    for path in images:
+    for path in spread(set_images(root), limit):
         image = read_image(path)
-        height, width = image.shape[:2]
-        shrink = min(1.0, DETECT_MAX_SIDE / max(height, width))
-        scale = None if shrink == 1.0 else (round(width * shrink), round(height * shrink))
-        faces = get_detector("hog", upsample=upsample, scale=scale).detect(image)
+        faces = detect_faces(image, upsample)
         if not faces:
             missed.append(path)
             continue

@@ -35,7 +35,7 @@ def headline_rows(document: dict[str, Any]) -> list[list[str]]:
     header = ["backend"]
     for name in names:
         header += [f"{name} verif", f"{name} rank-1 (chance)"]
-    header += ["NME", "yaw err", "detected", "FD", "ms/face"]
+    header += ["NME", "yaw err", "detected", "FD", "ΔE00 skin", "grey C*", "ms/face"]
     rows = [header]
     for metrics in document["backends"]:
         anon, util = _by_recognizer(metrics), metrics["utility"]
@@ -48,6 +48,8 @@ def headline_rows(document: dict[str, Any]) -> list[list[str]]:
             _fmt(util["yaw_error"], 1),
             f"{_fmt(util['detection_anonymized'])}/{_fmt(util['detection_original'])}",
             _fmt(util["frechet"], 4),
+            _fmt(metrics["colour"]["delta_e"], 2),
+            _fmt(metrics["colour"]["grey_chroma"], 2),
             _fmt(metrics["speed"]["anonymize_ms_per_face"], 2),
         ]
         rows.append(row)
@@ -97,7 +99,9 @@ def report_markdown(document: dict[str, Any]) -> str:
     out += [
         "verif: fraction of anonymized faces that verify as their original (want ~0); rank-1: identification "
         "against a gallery of the other originals, chance beside it; NME: 68-landmark error over inter-ocular "
-        "distance; detected: HOG detection rate anonymized/original; FD: Fréchet distance of faceres features.",
+        "distance; detected: HOG detection rate anonymized/original; FD: Fréchet distance of faceres features; "
+        "ΔE00 skin: mean CIEDE2000 between original and pasted surrogate over the replaced skin; grey C*: mean "
+        "chroma C*ab of surrogates pasted into grey photos (0: grey in, grey out).",
         "",
     ]
     for metrics in document["backends"]:
@@ -122,6 +126,10 @@ def report_markdown(document: dict[str, Any]) -> str:
             f"Utility: landmark NME {_fmt(util['landmark_nme'])}, yaw error {_fmt(util['yaw_error'], 2)}°, "
             f"pitch error {_fmt(util['pitch_error'], 2)}°, detection {_fmt(util['detection_anonymized'])} "
             f"(originals {_fmt(util['detection_original'])}), Fréchet distance {_fmt(util['frechet'], 4)}.",
+            "",
+            f"Colour: CIEDE2000 original vs pasted surrogate over the replaced skin "
+            f"{_fmt(metrics['colour']['delta_e'], 2)}; chroma C*ab of surrogates in grey photos "
+            f"{_fmt(metrics['colour']['grey_chroma'], 2)}.",
             "",
         ]
         speed = metrics["speed"]

@@ -1,4 +1,4 @@
-"""`ifadit eval` as numbered steps: load the set, anonymize, score anonymity and utility, then (reversible
+"""`ifadit eval` as numbered steps: load the set, anonymize, score anonymity, utility and colour, then (reversible
 backends) recovery, wrong keys, diversity and attacks; speed is timed on the way.
 
 Everything random is drawn from `seed` (keys, attack training), so the same inputs give the same metrics
@@ -18,6 +18,7 @@ import numpy as np
 from ifadit.backends.base import Backend, get_backend
 from ifadit.eval.anonymity import anonymity
 from ifadit.eval.attacks import average_crops, invert, key_search_rate, train_inversion
+from ifadit.eval.colour import colour
 from ifadit.eval.dataset import load_eval_set
 from ifadit.eval.diversity import consistency, key_diversity
 from ifadit.eval.metrics import frechet_distance
@@ -26,6 +27,7 @@ from ifadit.eval.recovery import identity_cosine, recovery
 from ifadit.eval.reid import ReidSet
 from ifadit.eval.reversible import ReversibleImages, embed_images, score
 from ifadit.eval.utility import utility
+from ifadit.faces.blend import default_mask_scale
 from ifadit.faces.distance import paired_distances
 from ifadit.faces.recognize import Recognizer
 from ifadit.faces.registry import get_recognizer
@@ -172,6 +174,13 @@ def evaluate_backend(
         "crop_size": crops.shape[1],
         "anonymity": anonymity_rows,
         "utility": utility(crops, anonymized, frechet).to_dict(),
+        "colour": colour(
+            crops,
+            anonymized,
+            lambda grey: backend.anonymize_crops(grey, key),
+            default_mask_scale(backend.reversible),
+            backend.colour_match,
+        ).to_dict(),
         "speed": {"anonymize_ms_per_face": anonymize_ms, "restore_ms_per_face": None},
         "reversible_metrics": None,
     }

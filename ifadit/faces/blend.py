@@ -9,6 +9,10 @@ bit-identical to the input.
 Colour matching (optional, on by default) shifts the pasted crop's Lab mean and scales its Lab spread so
 that, inside the seam ring (the feathered band), it matches the original frame; a generator's colour cast
 then does not show as a halo.
+
+Grey in, grey out: when the frame under the mask is greyscale (its channels agree to `GREY_TOLERANCE` levels
+almost everywhere), the pasted crop and the frame under the mask are blended as luma only, so a grey photo
+gets no colour face: the replaced region has zero chroma. Colour frames are untouched by this rule.
 """
 
 from __future__ import annotations
@@ -22,8 +26,40 @@ from ifadit.media.image import check_image
 # Face ellipse in dlib's unit face template (padding 0): centre and semi-axes, as fractions of the template.
 ELLIPSE_CENTER = (0.49, 0.52)
 ELLIPSE_AXES = (0.6, 0.7)
+REVERSIBLE_MASK_SCALE = 1.3  # face ellipse of a reversible backend's surrogates (`default_mask_scale`)
 DEFAULT_FEATHER = 0.2  # outer fraction of the ellipse radius over which the mask falls from 1 to 0
 STD_RATIO_LIMITS = (0.5, 2.0)  # colour matching never scales a Lab channel's spread beyond these
+GREY_TOLERANCE = 2  # levels a grey frame's channels may differ by (JPEG rounding of a grey photo)
+GREY_SHARE = 0.99  # share of the region's pixels whose channels must agree that closely for it to count grey
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601 weights, as OpenCV's RGB2GRAY
+
+
+def is_grey(pixels: np.ndarray) -> bool:
+    """Whether RGB `pixels` [..., 3] are greyscale: channels within `GREY_TOLERANCE` levels of each other in
+    at least `GREY_SHARE` of them (an empty region is not grey)."""
+    flat = pixels.reshape(-1, 3).astype(np.float32)
+    if len(flat) == 0:
+        return False
+    spread = flat.max(axis=1) - flat.min(axis=1)
+    return float(np.mean(spread <= GREY_TOLERANCE)) >= GREY_SHARE
+
+
+def to_grey(pixels: np.ndarray) -> np.ndarray:
+    """RGB float `pixels` [..., 3] as their luma in all three channels (exactly equal channels)."""
+    luma = pixels.astype(np.float32) @ LUMA
+    return np.repeat(luma[..., None], 3, axis=-1)
+
+
+def default_mask_scale(reversible: bool) -> float:
+    """The face ellipse a backend's crops are pasted with unless a user names one: 1.0, or
+    `REVERSIBLE_MASK_SCALE` for a reversible backend.
+
+    A reversible backend's surrogate must cover all of the face that restore reads back: at 1.0 the outer
+    face (jaw, brow, hair line) stays the original's, the recognizer reads a blend of both people, and right-
+    key restores fail (`scripts/paste_back_restore.py` measures it; see docs/model.md, "Restore through a
+    photo").
+    """
+    return REVERSIBLE_MASK_SCALE if reversible else 1.0
 
 
 def _crop_ellipse(aligned: AlignedFace, mask_scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -147,10 +183,24 @@ def paste_back(
     ring = touched & (alpha < 1)
     if colour_match and ring.sum() >= 16:
         new = _match_colour(new, old, ring)
+    if is_grey(old[touched]):  # grey in, grey out
+        new, old = to_grey(new), to_grey(old)
     blended = alpha[..., None] * new + (1 - alpha[..., None]) * old
     region = out[y0:y1, x0:x1]
     region[touched] = np.clip(np.round(blended[touched]), 0, 255).astype(np.uint8)
     return out
+
+
+def _canonical(crop: np.ndarray) -> AlignedFace:
+    """A square canonical crop as its own frame (identity map)."""
+    frame = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    return AlignedFace(crop=crop, matrix=frame, size=crop.shape[0], padding=CANONICAL_PADDING)
+
+
+def crop_mask(size: int, mask_scale: float = 1.0, feather: float = DEFAULT_FEATHER) -> np.ndarray:
+    """The blending mask over a canonical crop of `size` px: [size, size] float32 in [0, 1]."""
+    crop = np.zeros((size, size, 3), dtype=np.uint8)
+    return face_mask(_canonical(crop), crop.shape, mask_scale, feather)
 
 
 def paste_in_crop(
@@ -163,8 +213,6 @@ def paste_in_crop(
 ) -> np.ndarray:
     """`new_crop` pasted into `crop` as `paste_back` pastes it into a frame, both square crops of one canonical
     geometry: what the canonical crop re-cut from such a frame holds (outside the mask, `crop`'s pixels)."""
-    frame = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    aligned = AlignedFace(crop=crop, matrix=frame, size=crop.shape[0], padding=CANONICAL_PADDING)
     return paste_back(
-        crop, aligned, new_crop, mask_scale=mask_scale, feather=feather, colour_match=colour_match
+        crop, _canonical(crop), new_crop, mask_scale=mask_scale, feather=feather, colour_match=colour_match
     )

@@ -34,7 +34,7 @@ import numpy as np
 from ifadit import __version__
 from ifadit.backends.base import BACKENDS, Backend
 from ifadit.faces.align import AlignedFace, align_face
-from ifadit.faces.blend import paste_back
+from ifadit.faces.blend import default_mask_scale, paste_back
 from ifadit.faces.detect import Detector, Face
 from ifadit.faces.registry import DETECTORS, get_detector
 from ifadit.media.image import DEFAULT_MAX_PIXELS, read_image
@@ -48,7 +48,6 @@ from keyvault import UnsealedKey
 
 MANIFEST_PURPOSE = "manifest"  # purpose of the vault's detached signature over a manifest
 BOX_COLOUR = (0, 255, 0)  # RGB of the boxes `--boxes` draws
-REVERSIBLE_MASK_SCALE = 1.3  # face ellipse of a reversible backend's surrogates (`mask_scale_for`)
 
 
 @dataclass(frozen=True)
@@ -171,16 +170,9 @@ class ManifestStamp:
 
 def mask_scale_for(backend: Backend, chosen: float | None = None) -> float:
     """The face ellipse a backend's crops are pasted with: `chosen` when the user named one, else the backend's
-    default (1.0, or `REVERSIBLE_MASK_SCALE` for a reversible backend).
-
-    A reversible backend's surrogate must cover all of the face that restore reads back: at 1.0 the outer
-    face (jaw, brow, hair line) stays the original's, the recognizer reads a blend of both people, and right-
-    key restores fail (`scripts/paste_back_restore.py` measures it; see docs/model.md, "Restore through a
-    photo").
-    """
-    if chosen is not None:
-        return chosen
-    return REVERSIBLE_MASK_SCALE if backend.reversible else 1.0
+    default (`ifadit.faces.blend.default_mask_scale`: 1.0, or `REVERSIBLE_MASK_SCALE` for a reversible
+    backend; `scripts/paste_back_restore.py` measures why)."""
+    return chosen if chosen is not None else default_mask_scale(backend.reversible)
 
 
 @dataclass(frozen=True)

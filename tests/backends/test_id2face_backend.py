@@ -34,7 +34,7 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def backend(pretrained: Path) -> Id2FaceBackend:
-    return Id2FaceBackend(model_dir=pretrained / "id2face-64", batch_size=3)
+    return Id2FaceBackend(model_dir=pretrained / "id2face-64")
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def backend(model_dir: Path) -> IfaditBackend:
-    return IfaditBackend(model_dir=model_dir, batch_size=3)
+    return IfaditBackend(model_dir=model_dir)
 
 
 @pytest.fixture(scope="module")

@@ -63,3 +63,24 @@ def test_a_vault_key_is_unsealed_for_use_and_audited(shared_dir: Path, tmp_path:
     assert json.loads(result.stdout)["keys"] == 1
     uses = audit_entries(lab, "key.use")
     assert len(uses) == 1 and uses[0].key_handle == lab.key and lab.key not in (out / "report.md").read_text()
+
+
+def test_sheet_draws_photos_of_a_set_with_the_shipped_model(shared_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    from ifadit.backends.ifadit import is_shipped
+
+    if not is_shipped():
+        pytest.skip("pretrained/ifadit-64 is not in this checkout")
+    person = sorted((shared_dir / "data" / "reid" / "dlib-johns").glob("*"))[0]
+    data = tmp_path / "dlib-johns" / person.name
+    data.mkdir(parents=True)
+    shutil.copy(sorted(person.glob("*.jpg"))[0], data)
+    out = tmp_path / "sheet.jpg"
+    result = CliRunner().invoke(
+        cli, ["eval", "sheet", "--data", str(data.parent), "--count", "1", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "(1 photos, 1 faces)" in result.output and out.read_bytes()[:2] == b"\xff\xd8"

@@ -76,6 +76,9 @@ def test_identity_and_noise_backends_fail_as_expected(
     assert noise["utility"]["detection_anonymized"] == 0.0  # utility failure
     assert noise["utility"]["frechet"] is None  # no faceres among the recognizers
     assert identity["reversible_metrics"] is None and identity["speed"]["restore_ms_per_face"] is None
+    assert identity["colour"]["delta_e"] == 0.0  # its own crop pasted back: no change
+    assert noise["colour"]["delta_e"] > 10
+    assert max(identity["colour"]["grey_chroma"], noise["colour"]["grey_chroma"]) < 1e-9  # grey in, grey out
     assert document["faces"] == 6 and document["identities"] >= 2
     assert [r.backend for r in results] == ["identity", "noise"]
 
@@ -112,7 +115,12 @@ def test_reversible_backend_gets_recovery_keys_and_attacks(
     assert sorted(p.name for p in written) == sorted([METRICS_FILE, REPORT_FILE, *PLOTS])
     assert json.loads((tmp_path / "report" / METRICS_FILE).read_text())["backends"][0]["backend"] == "ifadit"
     text = (tmp_path / "report" / REPORT_FILE).read_text()
-    assert "Recovery (right key, face crop)" in text and "inversion" in text and "`tiny-0123`" in text
+    assert (
+        "Colour: CIEDE2000" in text
+        and "Recovery (right key, face crop)" in text
+        and "inversion" in text
+        and "`tiny-0123`" in text
+    )
     assert all((tmp_path / "report" / p).read_bytes()[:4] == b"\x89PNG" for p in PLOTS)
 
 
@@ -137,6 +145,7 @@ def test_headline_table_has_one_row_per_backend() -> None:
                     "detection_original": 1.0,
                     "frechet": None,
                 },
+                "colour": {"delta_e": 3.25, "grey_chroma": 0.0},
                 "speed": {"anonymize_ms_per_face": 1.5},
             }
         ],
@@ -144,4 +153,5 @@ def test_headline_table_has_one_row_per_backend() -> None:
     rows = headline_rows(document)
     assert rows[0][:3] == ["backend", "dlib verif", "dlib rank-1 (chance)"]
     assert rows[1][:3] == ["blur", "0.250", "0.500 (0.100)"]
+    assert rows[0][-3:] == ["ΔE00 skin", "grey C*", "ms/face"] and rows[1][-3:] == ["3.25", "0.00", "1.50"]
     assert render_table(rows).splitlines()[1].startswith("blur")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from ifadit.faces.align import AlignedFace, align_face
-from ifadit.faces.blend import face_mask, paste_back, paste_in_crop
+from ifadit.faces.blend import face_mask, is_grey, paste_back, paste_in_crop, to_grey
 from ifadit.faces.detect import DlibHogDetector
 from ifadit.media.image import read_image
 
@@ -157,3 +158,29 @@ def test_paste_in_crop_keeps_the_crop_off_the_mask_and_takes_the_new_face_inside
     assert np.array_equal(pasted[28:36, 28:36], new[28:36, 28:36])
     matched = paste_in_crop(old, new, mask_scale=1.0)
     assert not np.array_equal(matched[28:36, 28:36], new[28:36, 28:36])  # colours matched to the old crop's
+
+
+def test_a_grey_photo_gets_a_grey_face(astronaut: np.ndarray, landmarks: np.ndarray) -> None:
+    grey = np.repeat(np.asarray(Image.fromarray(astronaut).convert("L"))[..., None], 3, axis=-1)
+    aligned = align_face(grey, landmarks, 64)
+    colour_face = align_face(astronaut, landmarks, 64).crop[::-1].copy()  # a colour surrogate
+    for colour_match in (True, False):
+        out = paste_back(grey, aligned, colour_face, mask_scale=1.3, colour_match=colour_match)
+        assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()  # chroma 0
+        replaced = face_mask(aligned, grey.shape, 1.3) == 1
+        assert np.abs(out[replaced].astype(int) - grey[replaced]).mean() > 5  # the face was replaced
+
+
+def test_a_grey_jpeg_counts_as_grey_and_a_colour_photo_keeps_its_colours(
+    astronaut: np.ndarray, landmarks: np.ndarray
+) -> None:
+    grey = np.repeat(np.asarray(Image.fromarray(astronaut).convert("L"))[..., None], 3, axis=-1)
+    noisy = np.clip(grey.astype(int) + np.random.default_rng(0).integers(-1, 2, grey.shape), 0, 255)
+    assert is_grey(noisy.astype(np.uint8)) and not is_grey(astronaut) and not is_grey(grey[:0])
+    aligned = align_face(astronaut, landmarks, 64)
+    colour_face = aligned.crop[::-1].copy()
+    out = paste_back(astronaut, aligned, colour_face, mask_scale=1.3)
+    replaced = face_mask(aligned, astronaut.shape, 1.3) == 1
+    spread = out[replaced].max(axis=-1).astype(int) - out[replaced].min(axis=-1)
+    assert spread.mean() > 20  # still a colour face
+    np.testing.assert_array_equal(to_grey(np.array([[10.0, 10.0, 10.0]])), [[10.0, 10.0, 10.0]])

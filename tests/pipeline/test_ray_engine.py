@@ -67,8 +67,10 @@ def photos(tmp_path: Path, astronaut: np.ndarray, shared_dir: Path) -> Path:
     return folder
 
 
-def _run(lab: Lab, photos: Path, out: Path, engine: RayEngine | None, **kwargs: object) -> RunReport:
-    options = AnonymizeOptions(backend="blur", seal_original=True)
+def _run(
+    lab: Lab, photos: Path, out: Path, engine: RayEngine | None, backend: str = "blur", **kwargs: object
+) -> RunReport:
+    options = AnonymizeOptions(backend=backend, seal_original=True)
     with lab.open("olga") as vault:
         return anonymize_paths(vault, [photos], out, options, case=CASE, engine=engine, **kwargs)  # type: ignore[arg-type]
 
@@ -157,3 +159,64 @@ def test_ray_job_resumes_without_repeating_entries(
     assert [entry.outcome for entry in entries] == ["ok", "ok", "failed"]  # ... is audited as failed
     journal = json.loads((tmp_path / "out" / ".ifadit-journal.json").read_text())
     assert len(journal["outputs"]) == 4
+
+
+def _shipped_ifadit() -> None:
+    from ifadit.backends.ifadit import is_shipped
+
+    if not is_shipped():
+        pytest.skip("pretrained/ifadit-64 is not in this checkout")
+
+
+class _AnonymizeInActor:
+    """A Ray actor (one CPU: Ray gives it one torch thread) running the shipped iFADIT backend."""
+
+    def run(self, crops: np.ndarray, key: bytes) -> np.ndarray:
+        from ifadit.backends.ifadit import IfaditBackend
+
+        return IfaditBackend().anonymize_crops(crops, key)
+
+
+def test_ifadit_surrogates_in_a_ray_actor_are_the_drivers_bit_for_bit(
+    ray_session: Path, shared_dir: Path
+) -> None:
+    """32 dlib-johns chips: in one batch in a Ray actor (1 thread), and one by one here on two threads."""
+    torch = pytest.importorskip("torch")
+    from ifadit.backends.ifadit import IfaditBackend
+
+    _shipped_ifadit()
+    chips = np.stack(
+        [read_image(p) for p in sorted((shared_dir / "data/reid/dlib-johns").rglob("*.jpg"))[:32]]
+    )
+    key = bytes(range(32))
+    actor = ray.remote(num_cpus=1)(_AnonymizeInActor).remote()
+    in_actor = ray.get(actor.run.remote(chips, key))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        backend = IfaditBackend()
+        here = np.concatenate([backend.anonymize_crops(chip[None], key) for chip in chips])
+    finally:
+        torch.set_num_threads(before)
+    ray.kill(actor)
+    assert np.array_equal(in_actor, here)
+
+
+def test_ifadit_photos_from_ray_are_the_serial_engines_bit_for_bit(
+    ray_session: Path, lab: Lab, photos: Path, tmp_path: Path
+) -> None:
+    """The shipped model on real photos: the serial engine on two threads, Ray actors on one."""
+    torch = pytest.importorskip("torch")
+    _shipped_ifadit()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        serial = _run(lab, photos, tmp_path / "serial", None, backend="ifadit")
+    finally:
+        torch.set_num_threads(before)
+    parallel = _run(lab, photos, tmp_path / "ray", RayEngine(workers=2), backend="ifadit")
+    assert sum(item.faces for item in parallel.items) == sum(item.faces for item in serial.items) >= 4
+    for name in ["astronaut.png", *DEEPFACE]:
+        assert np.array_equal(read_image(tmp_path / "ray" / name), read_image(tmp_path / "serial" / name)), (
+            name
+        )

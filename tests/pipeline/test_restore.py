@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from ifadit.errors import BackendUnavailable, ManifestError
+from ifadit.faces.blend import REVERSIBLE_MASK_SCALE
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import Manifest, embedding_for, read_manifest, sign_manifest
 from ifadit.media.video import VideoWriter, read_frames
 from ifadit.pipeline import restore_item
-from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, REVERSIBLE_MASK_SCALE, AnonymizeOptions
+from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.outputs import file_sha256, keyed_files_digest, list_digest
 from ifadit.pipeline.restore import RequestPending, RestoreOptions, report_path, restore_path, restore_paths
