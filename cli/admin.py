@@ -42,6 +42,7 @@ from keyvault import (
     key_fingerprint,
     upgrade_vault,
 )
+from keyvault.service.api import PolicyChange
 from keyvault.service.urls import is_service_url
 
 if TYPE_CHECKING:
@@ -278,10 +279,12 @@ def vault_policy(
             policy = vault.policy()
         else:
             policy = vault.set_policy(
-                require_approval=None if require_approval is None else require_approval == "yes",
-                approval_ttl=None if approval_ttl is None else timedelta(hours=approval_ttl),
-                unlock_delay=None if unlock_delay is None else timedelta(seconds=unlock_delay),
-                approvals=approvals,
+                PolicyChange(
+                    require_approval=None if require_approval is None else require_approval == "yes",
+                    approval_ttl=None if approval_ttl is None else timedelta(hours=approval_ttl),
+                    unlock_delay=None if unlock_delay is None else timedelta(seconds=unlock_delay),
+                    approvals=approvals,
+                )
             )
     emit(
         policy,

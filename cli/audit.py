@@ -14,7 +14,7 @@ import click
 
 from ifadit.pipeline.outputs import keyed_files_digest
 from ifadit_cli import audit_service
-from ifadit_cli.options import VaultArgs, emit, json_option, table, usage_errors, vault_options
+from ifadit_cli.options import VaultArgs, emit, file_option, json_option, table, usage_errors, vault_options
 from keyvault import (
     AuditEntry,
     AuditFilter,
@@ -173,16 +173,14 @@ def _local_entries(vault_args: VaultArgs, where: AuditFilter) -> list[AuditEntry
 @audit_group.command("export")
 @vault_options
 @filter_options
-@click.option(
+@file_option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="Bundle file to write (JSON Lines: header, entries, signed tree heads).",
 )
-@click.option(
+@file_option(
     "--public-key-out",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="not written",
     help="Also write the vault's audit public key (base64) to this file.",
@@ -225,16 +223,14 @@ def audit_export(
 @audit_group.command("verify")
 @vault_options
 @click.argument("bundle", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
+@file_option(
     "--public-key",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="the key inside the bundle",
     help="Pinned audit public key (from `audit export --public-key-out`); verification fails on another.",
 )
-@click.option(
+@file_option(
     "--proof",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="none",
     help="Check an inclusion proof from `audit prove` instead of a bundle (needs --public-key).",
@@ -247,9 +243,8 @@ def audit_export(
     help="Also re-validate the canonical form of every signed entry (about 10x slower; tamper detection "
     "is the same, since signed entries are authenticated byte for byte by the signed tree heads).",
 )
-@click.option(
+@file_option(
     "--since",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="none",
     help="A checkpoint you kept (`audit checkpoint -o`, a witness's cosigned note, or the vault's checkpoint "
@@ -315,30 +310,26 @@ def audit_verify(
 @audit_group.command("report")
 @vault_options
 @click.option("--case", "case_id", required=True, help="The case to report on.")
-@click.option(
+@file_option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="HTML file to write (one self-contained page: inline CSS, no script, nothing fetched).",
 )
-@click.option(
+@file_option(
     "--bundle",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="the live vault (--vault)",
     help="Work offline from an exported bundle or case excerpt (`audit export --case`), as an auditor holds it.",
 )
-@click.option(
+@file_option(
     "--public-key",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="the key inside the bundle",
     help="With --bundle: the pinned audit public key (`audit export --public-key-out`).",
 )
-@click.option(
+@file_option(
     "--since",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="none",
     help="A checkpoint you kept (`audit checkpoint -o`): the page says whether the log extends it.",
@@ -400,10 +391,9 @@ def audit_report(
 @audit_group.command("prove")
 @vault_options
 @click.argument("seq", type=click.IntRange(min=1))
-@click.option(
+@file_option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="stdout",
     help="Write the proof JSON to this file.",
@@ -470,10 +460,9 @@ def audit_digest(vault_args: VaultArgs, files: tuple[Path, ...]) -> None:
 
 @audit_group.command("checkpoint")
 @vault_options
-@click.option(
+@file_option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="stdout only",
     help="Also write the note to this file (0600): keep it for `audit verify --since` or a witness.",
@@ -516,10 +505,9 @@ def witness_group() -> None:
 
 
 @witness_group.command("keygen")
-@click.option(
+@file_option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="Private key file to create (0600; refuses to overwrite one).",
 )
@@ -544,22 +532,19 @@ def witness_keygen(output: Path, name: str) -> None:
 
 @witness_group.command("cosign")
 @click.argument("checkpoint_file", metavar="CHECKPOINT", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
+@file_option(
     "--bundle",
-    type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="Exported bundle holding at least the checkpoint's entries (the consistency proof is computed from it).",
 )
-@click.option(
+@file_option(
     "--key",
     "key_file",
-    type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="Witness key file.",
 )
-@click.option(
+@file_option(
     "--state",
-    type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="Witness state file (created 0600 on first use; holds the last cosigned checkpoint).",
 )
@@ -570,10 +555,9 @@ def witness_keygen(output: Path, name: str) -> None:
     show_default="the key pinned in --state",
     help="The vault's checkpoint verifier key (`audit checkpoint --verifier-key`); needed on first use.",
 )
-@click.option(
+@file_option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="stdout only",
     help="Also write the cosigned checkpoint to this file.",

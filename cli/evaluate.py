@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ifadit_cli.options import VaultArgs, json_option, usage_errors, vault_options
+from ifadit_cli.options import VaultArgs, file_option, json_option, usage_errors, vault_options
 
 # the registry of ifadit.backends.base
 BACKEND_CHOICES = ("blur", "pixelate", "mask", "ifadit", "id2face", "reverse-personalization")
@@ -236,10 +236,9 @@ def eval_command(
     show_default="pretrained/ifadit-64",
     help="iFADIT model folder.",
 )
-@click.option(
+@file_option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="Sheet image; .jpg (quality 85) keeps it small, .png is lossless.",
 )

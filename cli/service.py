@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ifadit_cli.admin import vault_group
-from ifadit_cli.options import VaultArgs, emit, json_option, vault_options
+from ifadit_cli.options import VaultArgs, emit, file_option, json_option, vault_options
 from ifadit_cli.service_options import hsm_options
 
 if TYPE_CHECKING:
@@ -50,9 +50,8 @@ def _status_line(status: dict[str, object]) -> str:
     "--host", default="127.0.0.1", show_default=True, help="Address to listen on (plain HTTP: loopback only)."
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=8200, show_default=True, help="TCP port.")
-@click.option(
+@file_option(
     "--uds",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     show_default="TCP",
     help="Listen on this Unix socket (0600) instead of host:port.",

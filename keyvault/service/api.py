@@ -8,9 +8,11 @@ restore requests are not in it yet: over the service those commands stop with ``
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, Self
 
 from keyvault import access, auditor, keys
 from keyvault.audit import AuditEntry, TreeHead
@@ -18,6 +20,31 @@ from keyvault.keys import KeyInfo
 from keyvault.vault import Policy, UserInfo, Vault
 
 KEY_VERBS = ("suspend", "resume", "revoke", "destroy")
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """What `vault policy` changes; a setting left None stays as it is."""
+
+    require_approval: bool | None = None
+    approval_ttl: timedelta | None = None
+    unlock_delay: timedelta | None = None
+    approvals: int | None = None  # the quorum: distinct approvers per restore request
+
+
+class ClosedOnExit:
+    """`with` support for an API object: leaving the block closes it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 class VaultAPI(Protocol):
@@ -32,14 +59,7 @@ class VaultAPI(Protocol):
     def list_users(self) -> list[UserInfo]: ...
     def disable_user(self, name: str, reason: str | None) -> UserInfo: ...
     def policy(self) -> Policy: ...
-    def set_policy(
-        self,
-        *,
-        require_approval: bool | None,
-        approval_ttl: timedelta | None,
-        unlock_delay: timedelta | None,
-        approvals: int | None = None,
-    ) -> Policy: ...
+    def set_policy(self, change: PolicyChange) -> Policy: ...
     def issue_key(self, case: str, purpose: str, expires: datetime | None) -> KeyInfo: ...
     def list_keys(self, case: str | None, state: str | None) -> list[KeyInfo]: ...
     def show_key(self, handle: str) -> KeyInfo: ...
@@ -55,7 +75,7 @@ class VaultAPI(Protocol):
     ) -> None: ...
 
 
-class LocalAPI:
+class LocalAPI(ClosedOnExit):
     """``VaultAPI`` on an open vault: each call is the library function the command used to call."""
 
     def __init__(self, vault: Vault) -> None:
@@ -81,21 +101,8 @@ class LocalAPI:
     def policy(self) -> Policy:
         return self.vault.policy()
 
-    def set_policy(
-        self,
-        *,
-        require_approval: bool | None,
-        approval_ttl: timedelta | None,
-        unlock_delay: timedelta | None,
-        approvals: int | None = None,
-    ) -> Policy:
-        return access.set_policy(
-            self.vault,
-            require_approval=require_approval,
-            approval_ttl=approval_ttl,
-            unlock_delay=unlock_delay,
-            approvals=approvals,
-        )
+    def set_policy(self, change: PolicyChange) -> Policy:
+        return access.set_policy(self.vault, **dataclasses.asdict(change))
 
     def issue_key(self, case: str, purpose: str, expires: datetime | None) -> KeyInfo:
         return keys.issue(self.vault, case, purpose, expires=expires)
@@ -126,11 +133,3 @@ class LocalAPI:
 
     def close(self) -> None:
         self.vault.close()
-
-    def __enter__(self) -> LocalAPI:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from keyvault import auditor, errors
 from keyvault.service import errors as service_errors
-from keyvault.service.api import KEY_VERBS, LocalAPI
+from keyvault.service.api import KEY_VERBS, LocalAPI, PolicyChange
 from keyvault.service.auth import Authenticator
 from keyvault.service.state import ServiceState, ServiceVault
 from keyvault.service.wire import encode
@@ -249,10 +249,16 @@ def _user_and_policy_routes(app: FastAPI, ctx: _Context) -> None:
         return ctx.api_call(
             request,
             lambda api: api.set_policy(
-                require_approval=body.require_approval,
-                approval_ttl=None if body.approval_ttl_s is None else timedelta(seconds=body.approval_ttl_s),
-                unlock_delay=None if body.unlock_delay_s is None else timedelta(seconds=body.unlock_delay_s),
-                approvals=body.approvals,
+                PolicyChange(
+                    require_approval=body.require_approval,
+                    approval_ttl=None
+                    if body.approval_ttl_s is None
+                    else timedelta(seconds=body.approval_ttl_s),
+                    unlock_delay=None
+                    if body.unlock_delay_s is None
+                    else timedelta(seconds=body.unlock_delay_s),
+                    approvals=body.approvals,
+                )
             ),
         )
 

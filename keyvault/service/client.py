@@ -12,9 +12,8 @@ from __future__ import annotations
 import base64
 import os
 import ssl
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,6 +23,7 @@ from keyvault import errors
 from keyvault.audit import AuditEntry, TreeHead
 from keyvault.keys import KeyInfo
 from keyvault.service import errors as service_errors
+from keyvault.service.api import ClosedOnExit, PolicyChange
 from keyvault.service.urls import is_loopback
 from keyvault.service.wire import decode, decode_list
 from keyvault.vault import Policy, UserInfo
@@ -59,7 +59,7 @@ def _transport(url: str, ca: Path | None, timeout: float) -> tuple[str, dict[str
     )
 
 
-class VaultClient:
+class VaultClient(ClosedOnExit):
     """The vault service seen from a workstation: one token, one base URL."""
 
     def __init__(
@@ -180,19 +180,12 @@ class VaultClient:
     def policy(self) -> Policy:
         return decode(Policy, self._json("GET", "/v1/policy"))
 
-    def set_policy(
-        self,
-        *,
-        require_approval: bool | None,
-        approval_ttl: timedelta | None,
-        unlock_delay: timedelta | None,
-        approvals: int | None = None,
-    ) -> Policy:
+    def set_policy(self, change: PolicyChange) -> Policy:
         body = {
-            "require_approval": require_approval,
-            "approval_ttl_s": None if approval_ttl is None else approval_ttl.total_seconds(),
-            "unlock_delay_s": None if unlock_delay is None else unlock_delay.total_seconds(),
-            "approvals": approvals,
+            "require_approval": change.require_approval,
+            "approval_ttl_s": None if change.approval_ttl is None else change.approval_ttl.total_seconds(),
+            "unlock_delay_s": None if change.unlock_delay is None else change.unlock_delay.total_seconds(),
+            "approvals": change.approvals,
         }
         return decode(Policy, self._json("POST", "/v1/policy", json=body))
 
@@ -241,11 +234,3 @@ class VaultClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> VaultClient:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
