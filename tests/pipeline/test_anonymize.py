@@ -11,15 +11,11 @@ import pytest
 from PIL import Image
 
 from ifadit.backends import base
+from ifadit.faces.blend import REVERSIBLE_MASK_SCALE
 from ifadit.faces.registry import get_detector
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest, verify_manifest
-from ifadit.pipeline.anonymize import (
-    MANIFEST_PURPOSE,
-    REVERSIBLE_MASK_SCALE,
-    AnonymizeOptions,
-    mask_scale_for,
-)
+from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions, mask_scale_for
 from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.outputs import file_sha256, keyed_files_digest, list_digest
 from keyvault import keys
