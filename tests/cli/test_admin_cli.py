@@ -119,8 +119,8 @@ def test_users_and_roles(ifadit: Ifadit, tmp_path: Path) -> None:
         "users", "list", "--user", "bob", "--passphrase-file", str(tmp_path / "pass"), passphrase=None
     )
     header, *rows = _ok(listed).splitlines()
-    assert header.split() == ["USER", "ROLES", "STATE"]
-    assert ["bob", "auditor,investigator", "active"] in [r.split() for r in rows]
+    assert header.split() == ["USER", "ROLES", "STATE", "ADDED", "BY"]
+    assert ["bob", "auditor,investigator", "active", "admin"] in [r.split() for r in rows]
     assert "--yes" in _error(ifadit("users", "disable", "bob"), 2)
     _ok(ifadit("users", "disable", "bob", "--reason", "left", "--yes"))
     assert "bob is disabled" in _error(ifadit("keys", "list", user="bob", passphrase="bob-pass"), 1)
@@ -167,7 +167,7 @@ def test_policy(ifadit: Ifadit) -> None:
 
 
 def test_upgrade_and_missing_vault(ifadit: Ifadit, tmp_path: Path) -> None:
-    assert "schema already at 0002" in _ok(ifadit("vault", "upgrade"))
+    assert "schema already at 0003" in _ok(ifadit("vault", "upgrade"))
     missing = Ifadit(str(tmp_path / "absent.sqlite3"))
     assert "no vault at" in _error(missing("keys", "list"), 1)
     assert "a vault already exists" in _error(ifadit("vault", "init", *CHEAP_KDF), 1)

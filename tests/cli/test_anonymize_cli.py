@@ -72,7 +72,7 @@ def test_round_trip_through_the_cli(
         user="ivan",
     )
     assert restored.exit_code == 0, restored.stderr
-    assert "restored 1 of 1 faces (exact)" in restored.stdout
+    assert "restored 1 face (exact) into" in restored.stdout
     assert np.array_equal(read_image(tmp_path / "restored.png"), astronaut)
     assert json.loads((tmp_path / "restored.png.restore.json").read_text())["mode"] == "exact"
 
