@@ -118,7 +118,8 @@ def case_run(tmp_path: Path, astronaut: np.ndarray) -> tuple[Lab, Path]:
     request = _ok(lab, *restore, "--reason", f"court order 7 {ATTACK}", "--request-only", user="ivan").strip()
     _ok(lab, "approve", request, user="alice")
     _ok(lab, *restore, "--reason", "court order 7", user="ivan")
-    assert lab.cli(*restore, "--reason", "curious", user="olga").exit_code == 1  # refused: no role
+    olga = ("restore", tmp_path / "out.png", "-o", tmp_path / "olga.png", "--case", CASE, "--exact")
+    assert lab.cli(*olga, "--reason", "curious", user="olga").exit_code == 1  # refused: no role
     return lab, tmp_path
 
 
