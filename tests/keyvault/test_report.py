@@ -26,12 +26,19 @@ def _story(vault: Vault) -> str:
     handle = keys.issue(vault, "C-1", f"release {ATTACK}").handle
     with add_user(vault, "ivan", "investigator") as ivan:
         request = access.request_restore(
-            ivan, case="C-1", reason='<img src=x onerror="alert(2)">', input_digest="a" * 64, key=handle
+            ivan,
+            case="C-1",
+            reason='<img src=x onerror="alert(2)">',
+            files=[access.RequestFile("cam1.png", "a" * 64)],
+            mode="exact",
+            key=handle,
         ).handle
     with add_user(vault, "alice", "approver") as alice:
         access.approve(alice, request)
     with add_user(vault, "olga", "operator") as olga, pytest.raises(PermissionDenied):
-        access.request_restore(olga, case="C-1", reason="curious", input_digest="b" * 64)
+        access.request_restore(
+            olga, case="C-1", reason="curious", files=[access.RequestFile("cam1.png", "b" * 64)], mode="exact"
+        )
     keys.suspend(vault, handle, reason="court asked")
     return request
 
