@@ -53,6 +53,9 @@ def test_approval_flow(lab: Lab, anonymized: Path, tmp_path: Path, astronaut: np
     assert listed.stdout.splitlines()[0].split() == [
         "REQUEST",
         "STATE",
+        "MODE",
+        "FILES",
+        "APPROVALS",
         "CASE",
         "REQUESTER",
         "FILED",
