@@ -106,23 +106,16 @@ def _versions(session: Session, handle: str) -> list[KeyVersionRow]:
 
 
 def _infos(session: Session, rows: list[KeyRow]) -> list[KeyInfo]:
-    """Public facts of ``rows`` with their versions, in one query (never the sealed material)."""
+    """Public facts of ``rows`` with their versions, in one query (the sealed material is never shown)."""
     versions: dict[str, list[VersionInfo]] = {row.handle: [] for row in rows}
-    if rows:
+    if rows:  # ORM rows, so each one is checked against its integrity tag as it loads
         query = (
-            select(
-                KeyVersionRow.key_handle,
-                KeyVersionRow.version,
-                KeyVersionRow.state,
-                KeyVersionRow.created,
-                KeyVersionRow.revoked,
-                KeyVersionRow.destroyed,
-            )
+            select(KeyVersionRow)
             .where(KeyVersionRow.key_handle.in_(list(versions)))
             .order_by(KeyVersionRow.key_handle, KeyVersionRow.version)
         )
-        for handle, version, state, created, revoked, destroyed in session.execute(query):
-            versions[handle].append(VersionInfo(version, state, created, revoked, destroyed))
+        for v in session.scalars(query):
+            versions[v.key_handle].append(VersionInfo(v.version, v.state, v.created, v.revoked, v.destroyed))
     return [
         KeyInfo(
             handle=row.handle,

@@ -294,3 +294,71 @@ def consistency(session: Session, old_size: int, new_size: int) -> list[bytes]:
             f"no consistency proof from size {old_size} to {new_size} (log has {len(hashes)} entries)"
         )
     return prove_consistency(hashes, old_size, new_size)
+
+
+def _tail_fault(seq: int, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"audit log entry {seq}: {what}: every action is refused until an admin runs `ifadit audit verify`",
+        hint="export the log (`ifadit audit export`) and verify the bundle to locate the change",
+    )
+
+
+def _first_broken_link(session: Session, upto: int) -> int:
+    """The first entry (1..upto) whose stored bytes no longer match what the next entry links to."""
+    previous: tuple[int, bytes] | None = None
+    query = select(AuditEntryRow.seq, AuditEntryRow.canonical).where(AuditEntryRow.seq <= upto + 1)
+    for seq, blob in session.execute(query.order_by(AuditEntryRow.seq)):
+        canonical = bytes(blob)
+        if previous is not None and json.loads(canonical).get("prev_hash") != previous[1].hex():
+            return previous[0]
+        previous = (seq, merkle.leaf_hash(canonical))
+    return upto
+
+
+def _check_head(session: Session, head: TreeHead, public_key: bytes) -> None:
+    """The newest signed head: its signature holds and the stored leaves still give its root."""
+    if not verify_tree_head(public_key, head):
+        raise _tail_fault(head.size, "the newest signed tree head's signature fails")
+    hashes = leaf_hashes(session, head.size)
+    if len(hashes) < head.size:
+        raise _tail_fault(len(hashes) + 1, f"removed (the newest signed tree head covers {head.size})")
+    if merkle.root(hashes).hex() != head.root:
+        seq = _first_broken_link(session, head.size)
+        raise _tail_fault(seq, "rewritten under the newest signed tree head")
+
+
+def check_tail(session: Session, vault_id: str, public_key: bytes, verified: set[TreeHead]) -> None:
+    """Fail closed: raise ``IntegrityError`` locating the first fault in the log's tail since the newest head.
+
+    The newest head is checked (signature, root over the stored leaves) once per ``verified`` set; then
+    each entry from the head's last one onward must re-hash to its stored leaf hash, carry its row's
+    seq, and link by ``prev_hash`` to the entry before it. Cost: one head lookup plus the tail's rows.
+    """
+    newest = session.scalars(select(TreeHeadRow).order_by(TreeHeadRow.id.desc()).limit(1)).first()
+    start = 1
+    if newest is not None:
+        head = _head(newest, vault_id)
+        if head not in verified:
+            _check_head(session, head, public_key)
+            verified.add(head)
+        start = max(head.size, 1)
+    previous: bytes | None = None
+    expected = start
+    query = select(AuditEntryRow.seq, AuditEntryRow.canonical, AuditEntryRow.leaf_hash)
+    for seq, blob, stored in session.execute(
+        query.where(AuditEntryRow.seq >= start).order_by(AuditEntryRow.seq)
+    ):
+        canonical = bytes(blob)
+        if seq != expected:
+            raise _tail_fault(expected, "missing")
+        if merkle.leaf_hash(canonical) != bytes(stored):
+            raise _tail_fault(seq, "its stored leaf hash does not match its bytes")
+        entry = json.loads(canonical)
+        if entry.get("seq") != seq or (previous is not None and entry.get("prev_hash") != previous.hex()):
+            raise _tail_fault(seq, "hash chain broken")
+        previous, expected = bytes(stored), seq + 1
+
+
+def mentions(session: Session, needle: bytes) -> bool:
+    """True when some entry's canonical bytes contain ``needle`` (a full scan: for rare checks only)."""
+    return any(needle in bytes(blob) for blob in session.scalars(select(AuditEntryRow.canonical)))
