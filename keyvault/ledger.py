@@ -41,6 +41,11 @@ _LAST = (
     .limit(1)
 )
 _INSERT = insert(AuditEntryRow)
+_NEWEST_HEAD = (
+    select(TreeHeadRow.size, TreeHeadRow.root, TreeHeadRow.time, TreeHeadRow.signature)
+    .order_by(TreeHeadRow.id.desc())
+    .limit(1)
+)
 
 
 def lock(session: Session) -> None:
@@ -327,36 +332,57 @@ def _check_head(session: Session, head: TreeHead, public_key: bytes) -> None:
         raise _tail_fault(seq, "rewritten under the newest signed tree head")
 
 
-def check_tail(session: Session, vault_id: str, public_key: bytes, verified: set[TreeHead]) -> None:
-    """Fail closed: raise ``IntegrityError`` locating the first fault in the log's tail since the newest head.
+Frontier = tuple[int, bytes]  # (seq, leaf hash) of the newest entry a tail check found sound
 
-    The newest head is checked (signature, root over the stored leaves) once per ``verified`` set; then
-    each entry from the head's last one onward must re-hash to its stored leaf hash, carry its row's
-    seq, and link by ``prev_hash`` to the entry before it. Cost: one head lookup plus the tail's rows.
+
+def check_tail(
+    session: Session,
+    vault_id: str,
+    public_key: bytes,
+    verified: set[TreeHead],
+    since: Frontier | None = None,
+) -> Frontier | None:
+    """Fail closed: raise ``IntegrityError`` locating the first fault in the log's tail; return the new frontier.
+
+    The newest head is checked (signature, root over the stored leaves) once per ``verified`` set. Then
+    each entry from the head's last one (or from ``since``, an earlier check's frontier past the head,
+    whose stored leaf must not have changed) onward must re-hash to its stored leaf hash, carry its
+    row's seq, and link by ``prev_hash`` to the entry before it. Cost: one head lookup plus the rows
+    appended since the last check; a checkpoint passes no ``since`` and re-checks the whole tail.
     """
-    newest = session.scalars(select(TreeHeadRow).order_by(TreeHeadRow.id.desc()).limit(1)).first()
+    newest = session.execute(_NEWEST_HEAD).first()  # Core: an ORM load costs more than the check
     start = 1
     if newest is not None:
-        head = _head(newest, vault_id)
+        head = TreeHead(vault_id, newest.size, bytes(newest.root).hex(), newest.time, bytes(newest.signature))
         if head not in verified:
             _check_head(session, head, public_key)
             verified.add(head)
         start = max(head.size, 1)
-    previous: bytes | None = None
-    expected = start
+    previous = since[1] if since is not None and since[0] >= start else None
+    start = since[0] if previous is not None and since is not None else start
+    frontier: Frontier | None = None
     query = select(AuditEntryRow.seq, AuditEntryRow.canonical, AuditEntryRow.leaf_hash)
     for seq, blob, stored in session.execute(
         query.where(AuditEntryRow.seq >= start).order_by(AuditEntryRow.seq)
     ):
-        canonical = bytes(blob)
+        canonical, stored = bytes(blob), bytes(stored)
+        expected = frontier[0] + 1 if frontier is not None else start
         if seq != expected:
             raise _tail_fault(expected, "missing")
-        if merkle.leaf_hash(canonical) != bytes(stored):
+        if merkle.leaf_hash(canonical) != stored:
             raise _tail_fault(seq, "its stored leaf hash does not match its bytes")
-        entry = json.loads(canonical)
-        if entry.get("seq") != seq or (previous is not None and entry.get("prev_hash") != previous.hex()):
-            raise _tail_fault(seq, "hash chain broken")
-        previous, expected = bytes(stored), seq + 1
+        if frontier is None and previous is not None:
+            if stored != previous:
+                raise _tail_fault(seq, "changed since the last check")
+        else:
+            entry = json.loads(canonical)
+            link = frontier[1] if frontier is not None else None
+            if entry.get("seq") != seq or (link is not None and entry.get("prev_hash") != link.hex()):
+                raise _tail_fault(seq, "hash chain broken")
+        frontier = (seq, stored)
+    if frontier is None and start > 1:
+        raise _tail_fault(start, "missing")
+    return frontier
 
 
 def mentions(session: Session, needle: bytes) -> bool:

@@ -257,6 +257,7 @@ class Vault:
         self._appended = False
         self._row_mac = row_mac or integrity.RowMac(kek, vault_id, enforced=True)
         self._verified_heads = set() if verified_heads is None else verified_heads  # heads whose root held
+        self._frontier: ledger.Frontier | None = None  # newest entry the last tail check found sound
 
     def __repr__(self) -> str:
         return f"Vault(id={self.id!r}, url={db.display_url(self.url)!r}, user={self.user.name!r})"
@@ -389,7 +390,9 @@ class Vault:
             )
             try:
                 with session.begin():
-                    ledger.check_tail(session, self.id, self.public_key, self._verified_heads)
+                    self._frontier = ledger.check_tail(
+                        session, self.id, self.public_key, self._verified_heads, self._frontier
+                    )
                     act.role = self._authorize(session, roles)
                     yield act
                     if record:
@@ -550,7 +553,7 @@ class Vault:
         self._appended = False
         with self.transaction() as session:
             ledger.lock(session)
-            ledger.check_tail(session, self.id, self.public_key, self._verified_heads)
+            ledger.check_tail(session, self.id, self.public_key, self._verified_heads)  # the whole tail
             head = ledger.checkpoint(
                 session,
                 signing_key=self._signing_key.reveal(),

@@ -238,14 +238,16 @@ def test_an_edited_tail_entry_refuses_the_next_action_and_commits_nothing(vault:
     keys.issue(vault, "C-1", "second")  # entries 1..3, no tree head yet: all of it is the tail
     _rewrite_entry(vault.url, 2, b'"purpose":"first"', b'"purpose":"other"')
     before = len(_entries(vault.url))
-    with pytest.raises(IntegrityError) as caught:
-        keys.issue(vault, "C-1", "third")
+    with open_vault(vault.url, ADMIN, ADMIN_PASS) as again, pytest.raises(IntegrityError) as caught:
+        keys.issue(again, "C-1", "third")  # a new command: the chain from the head on is re-checked
     assert str(caught.value).startswith(
         "audit log entry 3: hash chain broken: every action is refused until an admin runs `ifadit audit verify`"
     )
     assert caught.value.exit_code == 4 and "\n" not in str(caught.value)
+    with pytest.raises(IntegrityError, match="audit log entry 2: changed since the last check"):
+        keys.issue(vault, "C-1", "third")  # the same vault remembers what it checked last
     assert len(_entries(vault.url)) == before and len(table_rows(vault.url, "keys")) == 2
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match="audit log entry 3: hash chain broken"):
         vault.close()  # nor is a tree head signed over it
 
 
