@@ -18,9 +18,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from keyvault import access
+from keyvault import access, ledger
 from keyvault.envelope import random_key
-from keyvault.errors import KeyStateError, NotFound, PermissionDenied, VaultError
+from keyvault.errors import KeyStateError, NotFound, PermissionDenied, TamperedRow, VaultError
 from keyvault.material import KeyMaterial
 from keyvault.schema import KeyRow, KeyVersionRow
 from keyvault.vault import Action, Vault, aad
@@ -292,6 +292,17 @@ def unseal_for_use(
         return _unseal(vault, act, handle, purpose, version, (request, input_digest, mode))
 
 
+def _check_not_retired(session: Session, row: KeyRow) -> None:
+    """Refuse an active key the audit log says was revoked or destroyed (its rows rolled back from a backup)."""
+    retired = ledger.retirement(session, row.case_id, row.handle)
+    if retired is not None:
+        seq, action = retired
+        raise TamperedRow(
+            f"keys row '{row.handle}': state {row.state} but audit log entry {seq} records {action} "
+            "(rows restored from a backup?): refused"
+        )
+
+
 def _unseal(
     vault: Vault,
     act: Action,
@@ -307,6 +318,7 @@ def _unseal(
     act.key_handle, act.case_id = handle, row.case_id
     if row.state != "active":
         raise KeyStateError(f"key {handle} is {row.state}: {purpose} refused", hint=HINTS[row.state])
+    _check_not_retired(act.session, row)
     versions = {v.version: v for v in _versions(act.session, handle)}
     newest = max(versions)
     if purpose == "anonymize":

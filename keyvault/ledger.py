@@ -388,3 +388,21 @@ def check_tail(
 def mentions(session: Session, needle: bytes) -> bool:
     """True when some entry's canonical bytes contain ``needle`` (a full scan: for rare checks only)."""
     return any(needle in bytes(blob) for blob in session.scalars(select(AuditEntryRow.canonical)))
+
+
+def retirement(session: Session, case_id: str, handle: str) -> tuple[int, str] | None:
+    """(seq, action) of the first "ok" ``key.revoke`` or ``key.destroy`` entry of key ``handle``, else None.
+
+    Reads only the key's case's entries (indexed) and parses only those naming the handle, so rows of
+    a revoked key rolled back from a backup, tags included, still meet the log's record of the revocation.
+    """
+    needle = f'"key_handle":"{handle}"'.encode()
+    query = select(AuditEntryRow.seq, AuditEntryRow.canonical).where(AuditEntryRow.case_id == case_id)
+    for seq, blob in session.execute(query.order_by(AuditEntryRow.seq)):
+        canonical = bytes(blob)
+        if needle not in canonical or b'"action":"key.' not in canonical:
+            continue
+        entry = json.loads(canonical)
+        if entry.get("action") in ("key.revoke", "key.destroy") and entry.get("outcome") == "ok":
+            return seq, str(entry["action"])
+    return None

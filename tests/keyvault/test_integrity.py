@@ -163,6 +163,36 @@ def test_destroyed_key_resurrected_from_a_backup_is_refused(lab) -> None:
         keys.show(vault, handle)
 
 
+def test_key_rows_rolled_back_from_a_backup_tags_and_all_meet_the_log(lab) -> None:
+    """A backup's rows carry valid tags; the log's record of the revocation still refuses the key."""
+    vault, handle, users = lab
+    backup = {t: table_rows(vault.url, t) for t in ("keys", "key_versions")}
+    keys.revoke(vault, handle, "case closed")
+    keys.destroy(vault, handle, "case closed")
+    old_key, old_version = backup["keys"][0], backup["key_versions"][0]
+    execute(
+        vault.url,
+        "UPDATE keys SET state = :s, tag = :t WHERE handle = :h",
+        s="active",
+        t=old_key["tag"],
+        h=handle,
+    )
+    execute(
+        vault.url,
+        "UPDATE key_versions SET state = 'active', material_sealed = :m, destroyed = NULL, revoked = NULL, "
+        "tag = :t WHERE key_handle = :h",
+        m=old_version["material_sealed"],
+        t=old_version["tag"],
+        h=handle,
+    )
+    access.set_policy(vault, require_approval=False)
+    with pytest.raises(
+        TamperedRow, match=rf"keys row '{handle}': state active but audit log entry \d+ records key.revoke"
+    ):
+        keys.unseal_for_use(users["ivan"], handle, purpose="restore")
+    _assert_refused(vault.url, "key.use", _entries(vault.url)[-1]["details"]["error"])
+
+
 @pytest.mark.parametrize(
     ("column", "value"),
     [("mode", "model"), ("files", '[{"name": "other.png", "sha256": "' + "ab" * 32 + '"}]')],
