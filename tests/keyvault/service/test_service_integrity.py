@@ -43,8 +43,13 @@ def test_a_role_escalated_in_the_database_is_refused_by_the_service(
     message = "users row 'oscar': security fields altered outside the vault (roles): refused"
     assert str(caught.value) == message and caught.value.exit_code == 4
     assert table_rows(vault_url, "keys") == []
+    with pytest.raises(TamperedRow, match="users row 'oscar'"):
+        VaultClient(service.url).login("oscar", b"oscar's passphrase")  # nor can oscar log in again
     refused = [e for e in admin.audit_entries(None) if e.outcome == "refused" and e.actor == "oscar"]
-    assert [(e.action, e.details["error"]) for e in refused] == [("vault.unlock", message)]
+    assert [(e.action, e.details["error"]) for e in refused] == [
+        ("vault.unlock", message),
+        ("service.login", message),
+    ]
 
 
 def test_policy_switched_off_in_the_database_is_refused_by_the_service(
