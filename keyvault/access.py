@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyvault.approvals import check_not_related, counting, inputs_digest
@@ -129,12 +129,9 @@ def disable_user(vault: Vault, name: str, reason: str | None = None) -> UserInfo
         if row.disabled:
             raise VaultError(f"user {name} is already disabled")
         if "admin" in split_roles(row.roles):
-            admins = act.session.scalar(
-                select(func.count())
-                .select_from(UserRow)
-                .where(UserRow.disabled.is_(False), UserRow.roles.like("%admin%"))
-            )
-            if admins is not None and admins <= 1:
+            active = act.session.scalars(select(UserRow).where(UserRow.disabled.is_(False)))  # rows verified
+            admins = sum("admin" in split_roles(user.roles) for user in active)
+            if admins <= 1:
                 raise PermissionDenied(
                     f"user {name} is the last active admin: disable refused", hint="add another admin first"
                 )

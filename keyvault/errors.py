@@ -82,3 +82,7 @@ class CheckpointError(AuditVerificationError):
 
 class WitnessRefused(AuditVerificationError):
     """A witness refused to cosign: the checkpoint does not extend the one it cosigned last (names both sizes)."""
+
+
+class TamperedRow(IntegrityError):
+    """A row of security state fails its integrity tag: edited, inserted or copied outside the vault."""

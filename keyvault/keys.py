@@ -18,9 +18,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from keyvault import access
+from keyvault import access, ledger
 from keyvault.envelope import random_key
-from keyvault.errors import KeyStateError, NotFound, PermissionDenied, VaultError
+from keyvault.errors import KeyStateError, NotFound, PermissionDenied, TamperedRow, VaultError
 from keyvault.material import KeyMaterial
 from keyvault.schema import KeyRow, KeyVersionRow
 from keyvault.vault import Action, Vault, aad
@@ -106,23 +106,16 @@ def _versions(session: Session, handle: str) -> list[KeyVersionRow]:
 
 
 def _infos(session: Session, rows: list[KeyRow]) -> list[KeyInfo]:
-    """Public facts of ``rows`` with their versions, in one query (never the sealed material)."""
+    """Public facts of ``rows`` with their versions, in one query (the sealed material is never shown)."""
     versions: dict[str, list[VersionInfo]] = {row.handle: [] for row in rows}
-    if rows:
+    if rows:  # ORM rows, so each one is checked against its integrity tag as it loads
         query = (
-            select(
-                KeyVersionRow.key_handle,
-                KeyVersionRow.version,
-                KeyVersionRow.state,
-                KeyVersionRow.created,
-                KeyVersionRow.revoked,
-                KeyVersionRow.destroyed,
-            )
+            select(KeyVersionRow)
             .where(KeyVersionRow.key_handle.in_(list(versions)))
             .order_by(KeyVersionRow.key_handle, KeyVersionRow.version)
         )
-        for handle, version, state, created, revoked, destroyed in session.execute(query):
-            versions[handle].append(VersionInfo(version, state, created, revoked, destroyed))
+        for v in session.scalars(query):
+            versions[v.key_handle].append(VersionInfo(v.version, v.state, v.created, v.revoked, v.destroyed))
     return [
         KeyInfo(
             handle=row.handle,
@@ -299,6 +292,17 @@ def unseal_for_use(
         return _unseal(vault, act, handle, purpose, version, (request, input_digest, mode))
 
 
+def _check_not_retired(session: Session, row: KeyRow) -> None:
+    """Refuse an active key the audit log says was revoked or destroyed (its rows rolled back from a backup)."""
+    retired = ledger.retirement(session, row.case_id, row.handle)
+    if retired is not None:
+        seq, action = retired
+        raise TamperedRow(
+            f"keys row '{row.handle}': state {row.state} but audit log entry {seq} records {action} "
+            "(rows restored from a backup?): refused"
+        )
+
+
 def _unseal(
     vault: Vault,
     act: Action,
@@ -314,6 +318,7 @@ def _unseal(
     act.key_handle, act.case_id = handle, row.case_id
     if row.state != "active":
         raise KeyStateError(f"key {handle} is {row.state}: {purpose} refused", hint=HINTS[row.state])
+    _check_not_retired(act.session, row)
     versions = {v.version: v for v in _versions(act.session, handle)}
     newest = max(versions)
     if purpose == "anonymize":

@@ -41,6 +41,11 @@ _LAST = (
     .limit(1)
 )
 _INSERT = insert(AuditEntryRow)
+_NEWEST_HEAD = (
+    select(TreeHeadRow.size, TreeHeadRow.root, TreeHeadRow.time, TreeHeadRow.signature)
+    .order_by(TreeHeadRow.id.desc())
+    .limit(1)
+)
 
 
 def lock(session: Session) -> None:
@@ -294,3 +299,110 @@ def consistency(session: Session, old_size: int, new_size: int) -> list[bytes]:
             f"no consistency proof from size {old_size} to {new_size} (log has {len(hashes)} entries)"
         )
     return prove_consistency(hashes, old_size, new_size)
+
+
+def _tail_fault(seq: int, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"audit log entry {seq}: {what}: every action is refused until an admin runs `ifadit audit verify`",
+        hint="export the log (`ifadit audit export`) and verify the bundle to locate the change",
+    )
+
+
+def _first_broken_link(session: Session, upto: int) -> int:
+    """The first entry (1..upto) whose stored bytes no longer match what the next entry links to."""
+    previous: tuple[int, bytes] | None = None
+    query = select(AuditEntryRow.seq, AuditEntryRow.canonical).where(AuditEntryRow.seq <= upto + 1)
+    for seq, blob in session.execute(query.order_by(AuditEntryRow.seq)):
+        canonical = bytes(blob)
+        if previous is not None and json.loads(canonical).get("prev_hash") != previous[1].hex():
+            return previous[0]
+        previous = (seq, merkle.leaf_hash(canonical))
+    return upto
+
+
+def _check_head(session: Session, head: TreeHead, public_key: bytes) -> None:
+    """The newest signed head: its signature holds and the stored leaves still give its root."""
+    if not verify_tree_head(public_key, head):
+        raise _tail_fault(head.size, "the newest signed tree head's signature fails")
+    hashes = leaf_hashes(session, head.size)
+    if len(hashes) < head.size:
+        raise _tail_fault(len(hashes) + 1, f"removed (the newest signed tree head covers {head.size})")
+    if merkle.root(hashes).hex() != head.root:
+        seq = _first_broken_link(session, head.size)
+        raise _tail_fault(seq, "rewritten under the newest signed tree head")
+
+
+Frontier = tuple[int, bytes]  # (seq, leaf hash) of the newest entry a tail check found sound
+
+
+def check_tail(
+    session: Session,
+    vault_id: str,
+    public_key: bytes,
+    verified: set[TreeHead],
+    since: Frontier | None = None,
+) -> Frontier | None:
+    """Fail closed: raise ``IntegrityError`` locating the first fault in the log's tail; return the new frontier.
+
+    The newest head is checked (signature, root over the stored leaves) once per ``verified`` set. Then
+    each entry from the head's last one (or from ``since``, an earlier check's frontier past the head,
+    whose stored leaf must not have changed) onward must re-hash to its stored leaf hash, carry its
+    row's seq, and link by ``prev_hash`` to the entry before it. Cost: one head lookup plus the rows
+    appended since the last check; a checkpoint passes no ``since`` and re-checks the whole tail.
+    """
+    newest = session.execute(_NEWEST_HEAD).first()  # Core: an ORM load costs more than the check
+    start = 1
+    if newest is not None:
+        head = TreeHead(vault_id, newest.size, bytes(newest.root).hex(), newest.time, bytes(newest.signature))
+        if head not in verified:
+            _check_head(session, head, public_key)
+            verified.add(head)
+        start = max(head.size, 1)
+    previous = since[1] if since is not None and since[0] >= start else None
+    start = since[0] if previous is not None and since is not None else start
+    frontier: Frontier | None = None
+    query = select(AuditEntryRow.seq, AuditEntryRow.canonical, AuditEntryRow.leaf_hash)
+    for seq, blob, stored in session.execute(
+        query.where(AuditEntryRow.seq >= start).order_by(AuditEntryRow.seq)
+    ):
+        canonical, stored = bytes(blob), bytes(stored)
+        expected = frontier[0] + 1 if frontier is not None else start
+        if seq != expected:
+            raise _tail_fault(expected, "missing")
+        if merkle.leaf_hash(canonical) != stored:
+            raise _tail_fault(seq, "its stored leaf hash does not match its bytes")
+        if frontier is None and previous is not None:
+            if stored != previous:
+                raise _tail_fault(seq, "changed since the last check")
+        else:
+            entry = json.loads(canonical)
+            link = frontier[1] if frontier is not None else None
+            if entry.get("seq") != seq or (link is not None and entry.get("prev_hash") != link.hex()):
+                raise _tail_fault(seq, "hash chain broken")
+        frontier = (seq, stored)
+    if frontier is None and start > 1:
+        raise _tail_fault(start, "missing")
+    return frontier
+
+
+def mentions(session: Session, needle: bytes) -> bool:
+    """True when some entry's canonical bytes contain ``needle`` (a full scan: for rare checks only)."""
+    return any(needle in bytes(blob) for blob in session.scalars(select(AuditEntryRow.canonical)))
+
+
+def retirement(session: Session, case_id: str, handle: str) -> tuple[int, str] | None:
+    """(seq, action) of the first "ok" ``key.revoke`` or ``key.destroy`` entry of key ``handle``, else None.
+
+    Reads only the key's case's entries (indexed) and parses only those naming the handle, so rows of
+    a revoked key rolled back from a backup, tags included, still meet the log's record of the revocation.
+    """
+    needle = f'"key_handle":"{handle}"'.encode()
+    query = select(AuditEntryRow.seq, AuditEntryRow.canonical).where(AuditEntryRow.case_id == case_id)
+    for seq, blob in session.execute(query.order_by(AuditEntryRow.seq)):
+        canonical = bytes(blob)
+        if needle not in canonical or b'"action":"key.' not in canonical:
+            continue
+        entry = json.loads(canonical)
+        if entry.get("action") in ("key.revoke", "key.destroy") and entry.get("outcome") == "ok":
+            return seq, str(entry["action"])
+    return None

@@ -74,6 +74,7 @@ class VaultRow(Base):
     unlock_delay_ms: Mapped[int] = mapped_column(
         Integer, default=DEFAULT_UNLOCK_DELAY_MS
     )  # after a failed unlock
+    tag: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # keyvault.integrity (NULL: legacy)
 
 
 class UserRow(Base):
@@ -89,6 +90,7 @@ class UserRow(Base):
     created_by: Mapped[str | None] = mapped_column(
         String(128), nullable=True
     )  # None: the first admin, or older
+    tag: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # keyvault.integrity (NULL: legacy)
 
 
 class KeyslotRow(Base):
@@ -115,6 +117,7 @@ class KeyRow(Base):
     expires: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(128))
+    tag: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # keyvault.integrity (NULL: legacy)
 
 
 class KeyVersionRow(Base):
@@ -131,6 +134,7 @@ class KeyVersionRow(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     destroyed: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    tag: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # keyvault.integrity (NULL: legacy)
 
 
 class RestoreRequestRow(Base):
@@ -152,6 +156,7 @@ class RestoreRequestRow(Base):
     files: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)  # [{name, sha256}]
     closed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)  # who denied or cancelled it
     closed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tag: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # keyvault.integrity (NULL: legacy)
 
 
 class ApprovalRow(Base):
@@ -167,6 +172,7 @@ class ApprovalRow(Base):
     used: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     input_digest: Mapped[str | None] = mapped_column(String(128), nullable=True)  # None: given before 0002
     mode: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    tag: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # keyvault.integrity (NULL: legacy)
 
 
 class AuditEntryRow(Base):

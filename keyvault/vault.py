@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from keyvault import checkpoint as checkpoints
-from keyvault import db, ledger
+from keyvault import db, integrity, ledger
 from keyvault.audit import thin_tree_heads, write_bundle
 from keyvault.digests import digest_key, keyed_digest
 from keyvault.envelope import (
@@ -54,6 +54,7 @@ from keyvault.errors import (
     NotFound,
     PermissionDenied,
     SealedDataError,
+    TamperedRow,
     VaultError,
     VaultSchemaError,
 )
@@ -71,11 +72,13 @@ from keyvault.schema import (
 Clock = Callable[[], datetime]
 # How a new vault stores its first admin's credential: (session, vault id, admin row, KEK, passphrase, kdf).
 Enroll = Callable[[Session, str, UserRow, bytes, bytes, KdfParams], None]
-REFUSALS = (PermissionDenied, KeyStateError, NotFound, ApprovalPending)
+REFUSALS = (PermissionDenied, KeyStateError, NotFound, ApprovalPending, TamperedRow)
 AUTH_FAILED = "authentication failed: unknown user or wrong passphrase"
 MAX_UNLOCK_DELAY = timedelta(minutes=1)
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}")  # what `users add` accepts
-_USER_ROLES = select(UserRow.roles, UserRow.disabled).where(UserRow.name == bindparam("name"))
+_USER_ROLES = select(UserRow.name, UserRow.roles, UserRow.disabled, UserRow.created_by, UserRow.tag).where(
+    UserRow.name == bindparam("name")
+)
 DETACHED_DOMAIN = b"ifadit-detached/1\n"  # prefix of detached signatures: never a tree head's bytes
 CHECKPOINTS_ENV = "IFADIT_CHECKPOINTS"  # checkpoint file, or a folder holding <vault id>.checkpoints
 
@@ -239,6 +242,8 @@ class Vault:
         public_key: bytes,
         clock: Clock,
         checkpoints: Path | None = None,
+        row_mac: integrity.RowMac | None = None,
+        verified_heads: set[ledger.SignedHead] | None = None,
     ) -> None:
         self.url = url
         self.engine = engine
@@ -250,6 +255,9 @@ class Vault:
         self._kek = Secret(kek)
         self._signing_key = Secret(signing_key)
         self._appended = False
+        self._row_mac = row_mac or integrity.RowMac(kek, vault_id, enforced=True)
+        self._verified_heads = set() if verified_heads is None else verified_heads  # heads whose root held
+        self._frontier: ledger.Frontier | None = None  # newest entry the last tail check found sound
 
     def __repr__(self) -> str:
         return f"Vault(id={self.id!r}, url={db.display_url(self.url)!r}, user={self.user.name!r})"
@@ -288,7 +296,8 @@ class Vault:
         kek = random_key()
         signing_key, public_key = generate_signing_key()
         now = clock()
-        with Session(engine) as session, session.begin():
+        mac = integrity.RowMac(kek, vault_id, enforced=True)
+        with integrity.install(Session(engine), mac) as session, session.begin():
             if session.scalar(select(VaultRow.id)) is not None:
                 raise VaultError(f"a vault already exists at {db.display_url(url)}", hint="open it instead")
             session.add(
@@ -317,7 +326,7 @@ class Vault:
                 role="admin",
                 action="vault.init",
                 outcome="ok",
-                details={"vault": vault_id},
+                details={"vault": vault_id, "integrity": integrity.INTEGRITY_MARK},
             )
             info = UserInfo.from_row(user)
         vault = cls(
@@ -339,8 +348,12 @@ class Vault:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One read-write transaction (SQLite: BEGIN IMMEDIATE); commits on success, rolls back on error."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        with self._session() as session, session.begin():
             yield session
+
+    def _session(self) -> Session:
+        """A session whose protected rows are tagged on write and verified on load (``keyvault.integrity``)."""
+        return integrity.install(Session(self.engine, expire_on_commit=False), self._row_mac)
 
     @contextmanager
     def action(
@@ -362,7 +375,7 @@ class Vault:
         is for reads (list, show): no entry when they succeed, but a refusal is still audited.
         """
         roles = (role,) if isinstance(role, str) else role
-        with Session(self.engine, expire_on_commit=False) as session:
+        with self._session() as session:
             act = Action(
                 name=name,
                 actor=self.user.name,
@@ -377,10 +390,18 @@ class Vault:
             )
             try:
                 with session.begin():
+                    self._frontier = ledger.check_tail(
+                        session, self.id, self.public_key, self._verified_heads, self._frontier
+                    )
                     act.role = self._authorize(session, roles)
                     yield act
                     if record:
                         self._append(session, act, "ok")
+            except IntegrityError as exc:
+                if not isinstance(exc, TamperedRow):
+                    raise  # the log itself does not verify: append nothing to it
+                self._record_unsuccessful(act, "refused", str(exc))
+                raise
             except VaultError as exc:
                 self._record_unsuccessful(act, "refused" if isinstance(exc, REFUSALS) else "failed", str(exc))
                 raise
@@ -394,6 +415,8 @@ class Vault:
 
     def _authorize(self, session: Session, roles: tuple[str, ...]) -> str:
         row = session.connection().execute(_USER_ROLES, {"name": self.user.name}).first()
+        if row is not None:
+            self._row_mac.check(UserRow, dict(row._mapping), row.tag)
         if row is None or row.disabled:
             raise PermissionDenied(f"user {self.user.name} is disabled or was removed")
         held = split_roles(row.roles)
@@ -423,6 +446,44 @@ class Vault:
             digests=act.digests,
             details=details,
         )
+
+    def seal_in(self) -> None:
+        """Tag every row of a legacy vault (upgraded from before 0004) on an admin's unlock; audited.
+
+        From then on a row with a NULL tag is refused. Rows edited before this moment are tagged as they
+        are: ``docs/security.md`` asks the admin to review users, policy and keys right after upgrading.
+        """
+        if self._row_mac.enforced or "admin" not in self.user.roles:
+            return
+        with self.transaction() as session:
+            ledger.lock(session)
+            count = integrity.tag_all(session, self._row_mac)
+            ledger.append(
+                session,
+                now=self.clock(),
+                actor=self.user.name,
+                role="admin",
+                action="vault.seal-in",
+                outcome="ok",
+                details={"integrity": integrity.INTEGRITY_MARK, "rows": count},
+            )
+        self._row_mac.enforced = True
+        self._appended = True
+
+    def refuse_unlock(self, error: str) -> None:
+        """Audit a refused unlock (its own transaction) and close this vault; the caller raises."""
+        with self.transaction() as session:
+            ledger.append(
+                session,
+                now=self.clock(),
+                actor=self.user.name,
+                role=None,
+                action="vault.unlock",
+                outcome="refused",
+                details={"error": error},
+            )
+        self._appended = True
+        self.close()
 
     def _record_unsuccessful(self, act: Action, outcome: str, error: str) -> None:
         with self.transaction() as session:
@@ -477,7 +538,7 @@ class Vault:
     def policy(self, session: Session | None = None) -> Policy:
         """The current restore policy (read inside ``session`` when given, e.g. an action's own)."""
         if session is None:
-            with Session(self.engine) as own:
+            with self._session() as own:
                 return self.policy(own)
         return Policy.from_row(session.scalars(select(VaultRow)).one())
 
@@ -492,6 +553,7 @@ class Vault:
         self._appended = False
         with self.transaction() as session:
             ledger.lock(session)
+            ledger.check_tail(session, self.id, self.public_key, self._verified_heads)  # the whole tail
             head = ledger.checkpoint(
                 session,
                 signing_key=self._signing_key.reveal(),
@@ -544,18 +606,22 @@ class Vault:
         others as hashes, the heads around each shown entry) and returns how many entries it shows;
         the export's own entry carries the filter's case. When the log no longer matches its newest
         signed head, the file is written with every head (so `audit verify` locates the change) and
-        ``IntegrityError`` is raised.
+        ``IntegrityError`` is raised. So does a log whose tail fails the fail-closed check (``Vault.action``):
+        the export is then the one thing the vault still does, unaudited, for auditors and admins only.
         """
         details: dict[str, Any] = {"file": Path(path).name}
         if where is not None:
             details["filter"] = where.to_dict()
         case = where.case if where is not None else None
-        with self.action("audit.export", role=("auditor", "admin"), case=case, details=details):
-            pass
         try:
+            with self.action("audit.export", role=("auditor", "admin"), case=case, details=details):
+                pass
             self.checkpoint()
-        except IntegrityError as exc:
+        except TamperedRow:
+            raise
+        except IntegrityError as exc:  # the log fails its checks: export it as it is, to locate the change
             with self.transaction() as session:  # every head, so `audit verify` can locate the change
+                self._authorize(session, ("auditor", "admin"))
                 self._write_export(path, session, where, every_head=True)
             raise IntegrityError(f"{exc.args[0]}; the bundle was written anyway", hint=exc.hint) from None
         with self.transaction() as session:
@@ -635,6 +701,25 @@ def _vault_row_to_unlock(session: Session, url: str, expected_vault_id: str | No
     return vault_row
 
 
+def admit(
+    session: Session, kek: bytes, vault_row: VaultRow, user_row: UserRow
+) -> tuple[integrity.RowMac, TamperedRow | None]:
+    """The row MAC of an unlock, and the refusal when the vault row or the user's own row fails its tag.
+
+    A vault row without a tag is legacy (upgraded from before 0004, not yet sealed in) unless the log
+    records that its rows were tagged (``vault.init`` or ``vault.seal-in``): then the tags were stripped in
+    the database, and every NULL tag is refused. The log is scanned only in that rare case.
+    """
+    enforced = vault_row.tag is not None or ledger.mentions(session, integrity.MARK_BYTES)
+    mac = integrity.RowMac(kek, vault_row.id, enforced=enforced)
+    try:
+        integrity.check_row(mac, vault_row)
+        integrity.check_row(mac, user_row)
+    except TamperedRow as exc:
+        return mac, exc
+    return mac, None
+
+
 def open_vault(
     url: str | None,
     user: str,
@@ -666,6 +751,7 @@ def open_vault(
         )
         info = UserInfo.from_row(row) if row else None
         delay = Policy.from_row(vault_row).unlock_delay
+        mac, refusal = admit(session, kek, vault_row, row) if kek is not None and row else (None, None)
     if kek is None or info is None:
         with Session(engine) as session, session.begin():
             ledger.append(
@@ -691,21 +777,15 @@ def open_vault(
         public_key=public_key,
         clock=clock,
         checkpoints=checkpoints_path(url, vault_id, checkpoints),
+        row_mac=mac,
     )
+    if refusal is not None:
+        vault.refuse_unlock(str(refusal))
+        raise refusal
     if info.disabled:
-        with vault.transaction() as session:
-            ledger.append(
-                session,
-                now=clock(),
-                actor=user,
-                role=None,
-                action="vault.unlock",
-                outcome="refused",
-                details={"error": f"user {user} is disabled"},
-            )
-        vault._appended = True
-        vault.close()
+        vault.refuse_unlock(f"user {user} is disabled")
         raise PermissionDenied(f"user {user} is disabled", hint="an admin can add a new user")
+    vault.seal_in()
     return vault
 
 

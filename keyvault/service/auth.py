@@ -16,13 +16,15 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyvault import ledger
+from keyvault.schema import VaultRow
 from keyvault.service.credentials import check_passphrase
 from keyvault.service.errors import LoginLocked, TokenError
 from keyvault.service.state import ServiceState
-from keyvault.vault import AUTH_FAILED, USER_NAME
+from keyvault.vault import AUTH_FAILED, USER_NAME, admit
 
 TOKEN_PREFIX = "ifs_"
 DEFAULT_TOKEN_TTL = timedelta(hours=1)
@@ -159,9 +161,11 @@ class Authenticator:
                 check_passphrase(kek, self.state.vault_id, session, user, passphrase) if valid_name else None
             )
             disabled = row is not None and row.disabled
+            vault_row = session.scalars(select(VaultRow)).one()
+            refusal = admit(session, kek, vault_row, row)[1] if row is not None else None
         outcome, error = ("ok", None) if row is not None and not disabled else ("failed", AUTH_FAILED)
-        if disabled:
-            outcome, error = "refused", f"user {user} is disabled"
+        if disabled or refusal is not None:
+            outcome, error = "refused", str(refusal) if refusal is not None else f"user {user} is disabled"
         with Session(self.state.engine) as session, session.begin():
             ledger.append(
                 session,
@@ -175,6 +179,8 @@ class Authenticator:
         if outcome == "failed":
             self.limiter.failed(user, now)
             raise TokenError(AUTH_FAILED)
+        if refusal is not None:
+            raise refusal
         if outcome == "refused":
             raise TokenError(f"user {user} is disabled", hint="an admin can add a new user")
         self.limiter.succeeded(user)

@@ -21,12 +21,13 @@ from sqlalchemy.orm import Session
 from keyvault import db
 from keyvault.envelope import KdfParams, unseal
 from keyvault.errors import PermissionDenied, SealedDataError, VaultError
+from keyvault.ledger import SignedHead
 from keyvault.schema import ServiceSealRow, UserRow, VaultRow
 from keyvault.service import hsm as hsm_module
 from keyvault.service.credentials import new_verifier
 from keyvault.service.errors import ServiceSealed, UnsealError
 from keyvault.service.seal import Unsealer
-from keyvault.vault import Clock, Secret, UserInfo, Vault, aad, checkpoints_path, utc_now
+from keyvault.vault import Clock, Secret, UserInfo, Vault, aad, admit, checkpoints_path, utc_now
 
 
 class ServiceVault(Vault):
@@ -86,6 +87,7 @@ class ServiceState:
         self._kek: Secret | None = None
         self._signing_key: Secret | None = None
         self._lock = threading.Lock()
+        self.verified_heads: set[SignedHead] = set()  # tree heads whose root the tail check recomputed
 
     # ------------------------------------------------------------------ seal state
 
@@ -163,7 +165,9 @@ class ServiceState:
         with Session(self.engine) as session:
             row = session.scalar(select(UserRow).where(UserRow.name == user))
             info = UserInfo.from_row(row) if row else None
-        if info is None or info.disabled:
+            vault_row = session.scalars(select(VaultRow)).one()
+            mac, refusal = admit(session, kek, vault_row, row) if row else (None, None)
+        if info is None or (info.disabled and refusal is None):
             raise PermissionDenied(f"user {user} is disabled or was removed")
         vault = ServiceVault(
             url=self.url,
@@ -175,7 +179,13 @@ class ServiceState:
             public_key=self.public_key,
             clock=self.clock,
             checkpoints=self.checkpoints,
+            row_mac=mac,
+            verified_heads=self.verified_heads,
         )
+        if refusal is not None:
+            vault.refuse_unlock(str(refusal))
+            raise refusal
+        vault.seal_in()
         try:
             yield vault
         finally:

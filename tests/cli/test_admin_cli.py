@@ -9,7 +9,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ifadit_cli.main import cli
-from tests.keyvault.support import vault_url  # noqa: F401  (fixture: SQLite file or PostgreSQL schema)
+from keyvault import merkle
+from tests.keyvault.support import (
+    execute,
+    table_rows,
+    vault_url,  # noqa: F401  (fixture: SQLite file or PostgreSQL schema)
+)
 
 CHEAP_KDF = ["--kdf-memory-kib", "8192", "--kdf-iterations", "1", "--kdf-lanes", "1", "--unlock-delay", "0"]
 
@@ -167,7 +172,36 @@ def test_policy(ifadit: Ifadit) -> None:
 
 
 def test_upgrade_and_missing_vault(ifadit: Ifadit, tmp_path: Path) -> None:
-    assert "schema already at 0003" in _ok(ifadit("vault", "upgrade"))
+    assert "schema already at 0004" in _ok(ifadit("vault", "upgrade"))
     missing = Ifadit(str(tmp_path / "absent.sqlite3"))
     assert "no vault at" in _error(missing("keys", "list"), 1)
     assert "a vault already exists" in _error(ifadit("vault", "init", *CHEAP_KDF), 1)
+
+
+def test_an_escalated_role_exits_4_with_one_line(ifadit: Ifadit) -> None:
+    """`UPDATE users SET roles=...` in the database: the next command is refused (exit 4), never obeyed."""
+    _ok(ifadit("users", "add", "olga", "--role", "operator", env={"IFADIT_NEW_PASSPHRASE": "olga-pass"}))
+    execute(ifadit.url, "UPDATE users SET roles = 'admin,operator' WHERE name = 'olga'")
+    issued = ifadit("keys", "issue", "--case", "C", "--purpose", "p", user="olga", passphrase="olga-pass")
+    assert _error(issued, 4) == (
+        "Error: users row 'olga': security fields altered outside the vault (roles): refused"
+    )
+    assert json.loads(_ok(ifadit("keys", "list", "--json"))) == []
+
+
+def test_a_broken_log_tail_exits_4_and_commits_nothing(ifadit: Ifadit) -> None:
+    """An entry edited with its leaf hash recomputed: the next command exits 4 and its action is not committed."""
+    _ok(ifadit("keys", "issue", "--case", "C", "--purpose", "first"))
+    rows = sorted(table_rows(ifadit.url, "audit_entries"), key=lambda row: row["seq"])
+    canonical = bytes(rows[-1]["canonical"]).replace(b'"purpose":"first"', b'"purpose":"other"')
+    execute(
+        ifadit.url,
+        "UPDATE audit_entries SET canonical = :c, leaf_hash = :l WHERE seq = :s",
+        c=canonical,
+        l=merkle.leaf_hash(canonical),
+        s=rows[-1]["seq"],
+    )
+    refused = _error(ifadit("keys", "issue", "--case", "C", "--purpose", "second"), 4)
+    assert refused.startswith(f"Error: audit log entry {rows[-1]['seq']}: rewritten under the newest signed")
+    assert len(table_rows(ifadit.url, "keys")) == 1
+    assert len(table_rows(ifadit.url, "audit_entries")) == len(rows)

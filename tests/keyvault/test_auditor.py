@@ -144,14 +144,14 @@ def test_truncated_log_is_detected(vault: Vault, tmp_path: Path) -> None:
 
 
 def test_vault_refuses_to_sign_over_rewritten_history(vault: Vault) -> None:
-    """Rows rewritten with consistent hashes: the next command's checkpoint refuses, naming the signed head."""
+    """Rows rewritten with consistent hashes: the next command is refused before it commits, naming the entry."""
     _busy_vault(vault)
     vault.close()
     rows = _rows(vault)
     execute(vault.url, "DELETE FROM audit_entries WHERE seq = :s", s=rows[-1]["seq"])
-    with pytest.raises(IntegrityError, match="size 10"), open_vault(vault.url, ADMIN, ADMIN_PASS) as again:
-        keys.issue(
-            again, "C-9", "after the tamper"
-        )  # the issue commits; signing its head at close is refused
-    forged = _rows(vault)
-    assert forged[-1]["seq"] == 10  # the new entry took the deleted entry's place
+    with (
+        pytest.raises(IntegrityError, match="audit log entry 10: removed"),
+        open_vault(vault.url, ADMIN, ADMIN_PASS) as again,
+    ):
+        keys.issue(again, "C-9", "after the tamper")  # fail-closed: refused before it commits
+    assert _rows(vault)[-1]["seq"] == 9  # nothing took the deleted entry's place
