@@ -6,9 +6,7 @@ skips with the reason only outside CI (env CI unset) when that fails.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -23,26 +21,6 @@ from tests.pipeline.support import Lab, make_lab
 CASE = "C-42"
 ATTACK = "<script>document.body.setAttribute('data-pwned','1')</script>"
 INTACT_GREEN, FAULT_RED = (0x17, 0x70, 0x3A), (0xB4, 0x23, 0x18)  # the status box's border colours
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """The chromium executable, installed from Debian when missing."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    try:
-        subprocess.run(
-            ["sh", "-c", "apt-get update -q && apt-get install -y -q chromium"],
-            check=True,
-            capture_output=True,
-            timeout=900,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"chromium is missing and apt-get could not install it: {exc}")
-        pytest.skip(f"chromium is missing and apt-get could not install it ({type(exc).__name__})")
-    return shutil.which("chromium") or pytest.fail("apt-get installed chromium but it is not on PATH")
 
 
 _BOXES = {"td", "th", "dt", "dd", "p", "div", "tr", "h1", "h2", "pre", "span", "section", "header", "footer"}

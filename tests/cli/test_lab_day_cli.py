@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from ifadit.media.image import read_image
-from tests.cli.test_audit_report_cli import _browse, _ok, chromium  # noqa: F401
+from tests.cli.test_audit_report_cli import _browse, _ok
 from tests.cli.test_restore_case_cli import _case_folder
 from tests.pipeline.support import CASE, make_lab
 
 
 def test_a_case_from_seized_folder_to_audit_report(
     tmp_path: Path, astronaut: np.ndarray, chromium: str
-) -> None:  # noqa: F811
+) -> None:
     lab = make_lab(tmp_path)
     photos = _case_folder(tmp_path, astronaut)
     _ok(lab, "keys", "issue", "--case", CASE, "--purpose", "CCTV release", user="admin")
