@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from platformdirs import user_data_dir
 from sqlalchemy import Engine, bindparam, select
@@ -329,16 +329,8 @@ class Vault:
                 details={"vault": vault_id, "integrity": integrity.INTEGRITY_MARK},
             )
             info = UserInfo.from_row(user)
-        vault = cls(
-            url=url,
-            engine=engine,
-            vault_id=vault_id,
-            user=info,
-            kek=kek,
-            signing_key=signing_key,
-            public_key=public_key,
-            clock=clock,
-            checkpoints=published,
+        vault = _Opened(vault_id, info, kek, signing_key, public_key).as_vault(
+            cls, url, engine, clock, published
         )
         vault._appended = True
         return vault
@@ -674,6 +666,43 @@ def _refuse_existing_vault(url: str) -> None:
         raise VaultError(f"a vault already exists at {db.display_url(url)}", hint="open it instead")
 
 
+V = TypeVar("V", bound=Vault)
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A vault just created or unlocked: its id, the acting user and the secrets this process now holds."""
+
+    vault_id: str
+    user: UserInfo
+    kek: bytes = field(repr=False)
+    signing_key: bytes = field(repr=False)
+    public_key: bytes = field(repr=False)
+
+    def as_vault(
+        self,
+        cls: type[V],
+        url: str,
+        engine: Engine,
+        clock: Clock,
+        checkpoints: Path,
+        row_mac: integrity.RowMac | None = None,
+    ) -> V:
+        """The `Vault` (or subclass `cls`) these secrets open, on `engine`."""
+        return cls(
+            url=url,
+            engine=engine,
+            vault_id=self.vault_id,
+            user=self.user,
+            kek=self.kek,
+            signing_key=self.signing_key,
+            public_key=self.public_key,
+            clock=clock,
+            checkpoints=checkpoints,
+            row_mac=row_mac,
+        )
+
+
 def _fresh_checkpoint_file(url: str, vault_id: str, checkpoints: str | os.PathLike[str] | None) -> Path:
     """The checkpoint file a new vault will publish to; refused when it already holds another vault's."""
     published = checkpoints_path(url, vault_id, checkpoints)
@@ -767,17 +796,9 @@ def open_vault(
         sleep(delay.total_seconds())
         raise AuthenticationError(AUTH_FAILED)
     signing_key = unseal(kek, sealed_signing, aad("audit-signing-key", vault=vault_id))
-    vault = Vault(
-        url=url,
-        engine=engine,
-        vault_id=vault_id,
-        user=info,
-        kek=kek,
-        signing_key=signing_key,
-        public_key=public_key,
-        clock=clock,
-        checkpoints=checkpoints_path(url, vault_id, checkpoints),
-        row_mac=mac,
+    published = checkpoints_path(url, vault_id, checkpoints)
+    vault = _Opened(vault_id, info, kek, signing_key, public_key).as_vault(
+        Vault, url, engine, clock, published, mac
     )
     if refusal is not None:
         vault.refuse_unlock(str(refusal))

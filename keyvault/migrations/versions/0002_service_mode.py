@@ -29,16 +29,11 @@ def upgrade() -> None:
         sa.Column("hsm_wrapped_kek", sa.LargeBinary(), nullable=True),
         sa.Column("created", UTCDateTime(), nullable=False),
     )
+    user_fk = sa.ForeignKey("users.id", ondelete="CASCADE")  # one verifier per user, gone with the user
     op.create_table(
         "login_verifiers",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column(
-            "user_id",
-            sa.Integer(),
-            sa.ForeignKey("users.id", ondelete="CASCADE"),
-            nullable=False,
-            unique=True,
-        ),
+        sa.Column("user_id", sa.Integer(), user_fk, nullable=False, unique=True),
         sa.Column("kdf", sa.JSON(), nullable=False),
         sa.Column("verifier", sa.LargeBinary(), nullable=False),
         sa.Column("created", UTCDateTime(), nullable=False),
