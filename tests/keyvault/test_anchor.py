@@ -14,10 +14,10 @@ import pytest
 from keyvault import auditor, checkpoint, keys, merkle, note, witness
 from keyvault.anchor import bundle_leaves, check_bundle_since, verify_since
 from keyvault.audit import chain_next, sign_tree_head, write_bundle
-from keyvault.errors import AuditVerificationError, CheckpointError
+from keyvault.errors import AuditVerificationError, CheckpointError, IntegrityError
 from keyvault.vault import Vault
 from keyvault.verify import verify_bundle
-from tests.keyvault.support import execute, table_rows
+from tests.keyvault.support import execute, reopened, table_rows
 
 
 def _issue(vault: Vault, count: int) -> None:
@@ -26,7 +26,9 @@ def _issue(vault: Vault, count: int) -> None:
 
 
 def _export(vault: Vault, path: Path) -> Path:
-    vault.export_audit(path)
+    """The bundle a new process exports: the vault that watched the log change refuses (fail-closed)."""
+    with reopened(vault) as fresh:
+        fresh.export_audit(path)
     return path
 
 
@@ -38,6 +40,8 @@ def test_deleted_tail_and_heads_pass_plain_verify_but_not_since(vault: Vault, tm
     execute(vault.url, "DELETE FROM tree_heads WHERE size > :n", n=size - 5)
     execute(vault.url, "DELETE FROM audit_entries WHERE seq > :n", n=size - 5)
     vault.checkpoints.unlink()  # an insider on the vault host reaches this file as well
+    with pytest.raises(IntegrityError, match="every action is refused"):
+        keys.issue(vault, "C-0", "after the cut")  # the vault that saw the tail refuses to go on
     bundle = _export(vault, tmp_path / "cut.jsonl")
     report = verify_bundle(bundle, vault.public_key)  # plain verify: the bundle is self-consistent
     assert report.entries == size - 4  # the export added its own entry

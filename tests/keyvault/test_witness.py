@@ -15,7 +15,7 @@ import pytest
 from keyvault import auditor, checkpoint, keys, merkle, note, witness
 from keyvault.errors import CheckpointError, WitnessRefused
 from keyvault.vault import Vault
-from tests.keyvault.support import execute, table_rows
+from tests.keyvault.support import execute, reopened, table_rows
 
 NOW = 1_796_000_000
 
@@ -30,9 +30,11 @@ class Setup:
         self.log_key = note.Verifier.decode(vault.checkpoint_verifier())
 
     def checkpoint_and_bundle(self, name: str) -> tuple[str, Path]:
-        kept = auditor.checkpoint(self.vault)
+        """The vault's checkpoint and bundle as a new process makes them (so a tampered log still exports)."""
         bundle = self.folder / f"{name}.jsonl"
-        self.vault.export_audit(bundle)
+        with reopened(self.vault) as fresh:
+            kept = auditor.checkpoint(fresh)
+            fresh.export_audit(bundle)
         return kept, bundle
 
     def cosign(self, kept: str, bundle: Path, now: int = NOW) -> checkpoint.SignedCheckpoint:
@@ -115,7 +117,8 @@ def test_witness_refuses_rewritten_history(vault: Vault, tmp_path: Path) -> None
             s=row["seq"],
         )
     vault.checkpoints.unlink()
-    _issue(vault, 2)
+    with reopened(vault) as fresh:  # the insider's next process: it has not seen the old tail
+        _issue(fresh, 2)
     kept, bundle = w.checkpoint_and_bundle("rewritten")
     with pytest.raises(
         WitnessRefused, match=f"not consistent with the one of size {cosigned.size}.*history rewritten"
