@@ -29,6 +29,7 @@ from keyvault import Vault, open_vault
 if TYPE_CHECKING:
     from keyvault.service.api import VaultAPI
     from keyvault.service.client import VaultClient
+    from keyvault.service.errors import NotRouted
 
 PASSPHRASE_ENV = "IFADIT_PASSPHRASE"
 NEW_PASSPHRASE_ENV = "IFADIT_NEW_PASSPHRASE"
@@ -75,19 +76,24 @@ class VaultArgs:
             return os.environ[PASSPHRASE_ENV].encode()
         return _prompt(f"Passphrase for {self.user}", confirm=confirm)
 
+    def not_routed(self, detail: str = "") -> NotRouted:
+        """The error of a command that cannot run through the vault service yet (``detail`` says more)."""
+        from keyvault.service.errors import NotRouted
+
+        context = click.get_current_context(silent=True)
+        command = " ".join(["ifadit", *context.command_path.split()[1:]]) if context else "this command"
+        return NotRouted(
+            f"`{command}` does not run through the vault service yet (issue 25){detail}",
+            hint="served so far: users, keys, vault policy|status|operator, "
+            "requests list|show|approve|deny|cancel, approve, filing a restore's request, "
+            "audit show|export|verify|checkpoint, login, logout; "
+            "docs/security.md, 'Service mode', lists what is not",
+        )
+
     def open(self) -> Vault:
         """Unlock the local vault as the acting user; ``NotRouted`` for a vault-service URL."""
         if self.remote:
-            from keyvault.service.errors import NotRouted
-
-            context = click.get_current_context(silent=True)
-            command = " ".join(["ifadit", *context.command_path.split()[1:]]) if context else "this command"
-            raise NotRouted(
-                f"`{command}` does not run through the vault service yet (issue 25)",
-                hint="served so far: users, keys, vault policy|status|operator, "
-                "audit show|export|verify|checkpoint, login, logout; "
-                "docs/security.md, 'Service mode', lists what is not",
-            )
+            raise self.not_routed()
         return open_vault(self.url, self.user, self.passphrase())
 
     def client(self, *, login: bool = True) -> VaultClient:

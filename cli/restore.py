@@ -12,7 +12,9 @@ import click
 from ifadit.pipeline import restore as restoring
 from ifadit.pipeline.restore import CaseReport, RequestPending, RestoreOptions, RestoreReport
 from ifadit_cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
-from keyvault import RequestInfo, access
+from keyvault import PermissionDenied, RequestInfo, access
+from keyvault.approvals import inputs_digest
+from keyvault.service.api import NewRequest
 
 REQUEST_COLUMNS = (
     "REQUEST",
@@ -86,6 +88,66 @@ def _pending(exc: RequestPending, as_json: bool) -> NoReturn:
     if as_json:
         emit(exc.request, True, _request_text)
     raise exc
+
+
+def _file_request(
+    vault_args: VaultArgs, sources: list[Path], output: Path, options: RestoreOptions
+) -> RequestInfo:
+    """`--request-only`: on a local vault after checking every file against it; through the vault service
+    with the files' names and SHA-256s computed here (they are checked when the restore runs)."""
+    with usage_errors():
+        if not vault_args.remote:
+            with vault_args.open() as vault:
+                return restoring.request_only(vault, sources, output, options)
+        files, key = restoring.request_listing(sources, output, options)
+        new = NewRequest(
+            case=options.case, reason=options.reason, files=tuple(files), mode=options.mode, key=key
+        )
+        with vault_args.api() as api:
+            return api.file_request(new)
+
+
+def _request_through_service(
+    vault_args: VaultArgs,
+    sources: list[Path],
+    output: Path,
+    options: RestoreOptions,
+    request_id: str | None,
+    as_json: bool,
+) -> NoReturn:
+    """A restore against the vault service, up to the key use that is not served yet: the request named,
+    else the investigator's open one for these files and mode, else a new one; exit 3 while it awaits
+    its quorum (with --json, the request on stdout), else ``NotRouted``."""
+    with usage_errors():
+        files, key = restoring.request_listing(sources, output, options)
+    with vault_args.api() as api:
+        if not api.policy().require_approval:
+            raise vault_args.not_routed(": the restore itself needs key material")
+        digest = inputs_digest(file.sha256 for file in files)
+        found = (
+            api.show_request(request_id)
+            if request_id is not None
+            else api.find_request(options.case, digest, options.mode)
+        ) or api.file_request(
+            NewRequest(
+                case=options.case, reason=options.reason, files=tuple(files), mode=options.mode, key=key
+            )
+        )
+    if found.state not in access.OPEN_STATES:
+        closed = f" by {found.closed_by}" if found.closed_by else ""
+        raise PermissionDenied(
+            f"request {found.handle} was {found.state}{closed}: restore refused", hint="file a new request"
+        )
+    if (found.input_digest, found.mode) != (digest, options.mode):
+        raise PermissionDenied(
+            f"request {found.handle} was filed for a {found.mode} restore of other inputs or in another mode",
+            hint="`ifadit requests show` lists its files; file a new request for these",
+        )
+    if found.approvals_counted < found.approvals_required:
+        _pending(RequestPending(found), as_json)
+    raise vault_args.not_routed(
+        f": request {found.handle} is approved, but the restore itself needs key material"
+    )
 
 
 @click.command("restore")
@@ -177,6 +239,10 @@ def restore_command(
     same command restores every file (once: requests are single-use, approvals expire). Progress in faces
     and a line per file go to stderr; outputs appear together after the audit entry, each with a report.
 
+    Against a vault service (--vault https://...) the request is filed, found or named as above (only the
+    files' names and SHA-256s are sent), but the restore itself, which needs key material, is not served
+    yet (issue 25): it stops with exit 2 once the request is approved (at once when none is needed).
+
     \b
     Example:
       ifadit restore released/ -o restored/ --case C-17 --reason "warrant 2026/114" --exact
@@ -190,12 +256,14 @@ def restore_command(
         mask_scale=mask_scale,
         force=force,
     )
+    if request_only:
+        request = _file_request(vault_args, list(sources), output, options)
+        emit(request, as_json, lambda r: r.handle)
+        click.echo(f"an approver runs `ifadit requests approve {request.handle}`", err=True)
+        return
+    if vault_args.remote:
+        _request_through_service(vault_args, list(sources), output, options, request_id, as_json)
     with vault_args.open() as vault, usage_errors():
-        if request_only:
-            request = restoring.request_only(vault, list(sources), output, options)
-            emit(request, as_json, lambda r: r.handle)
-            click.echo(f"an approver runs `ifadit requests approve {request.handle}`", err=True)
-            return
         try:
             report = restoring.restore_paths(
                 vault,
@@ -218,7 +286,7 @@ def restore_command(
 
 @click.group("requests")
 def requests_group() -> None:
-    """List, show, approve, deny and cancel restore requests.
+    """List, show, approve, deny and cancel restore requests (on a local vault or through the vault service).
 
     \b
     Example:
@@ -244,8 +312,8 @@ def requests_list(vault_args: VaultArgs, case_id: str | None, state: str | None,
     Example:
       ifadit requests list --case C-17 --json
     """
-    with vault_args.open() as vault:
-        found = access.list_requests(vault, case=case_id, state=state)
+    with vault_args.api() as api:
+        found = api.list_requests(case_id, state)
     emit(found, as_json, lambda rs: table(REQUEST_COLUMNS, [_request_row(r) for r in rs]))
 
 
@@ -260,8 +328,8 @@ def requests_show(request_id: str, vault_args: VaultArgs, as_json: bool) -> None
     Example:
       ifadit requests show rq_5c1e...
     """
-    with vault_args.open() as vault:
-        request = access.show_request(vault, request_id)
+    with vault_args.api() as api:
+        request = api.show_request(request_id)
     emit(request, as_json, _request_text)
 
 
@@ -280,8 +348,8 @@ def requests_approve(request_id: str, vault_args: VaultArgs, as_json: bool) -> N
     Example:
       ifadit requests approve rq_5c1e...
     """
-    with vault_args.open() as vault:
-        request = access.approve(vault, request_id)
+    with vault_args.api() as api:
+        request = api.approve_request(request_id)
     emit(
         request,
         as_json,
@@ -299,8 +367,8 @@ def _close_command(verb: str, role_text: str) -> click.Command:
     @click.option("--reason", required=True, help="Why (kept in the request and the audit log).")
     @json_option
     def command(request_id: str, vault_args: VaultArgs, reason: str, as_json: bool) -> None:
-        with vault_args.open() as vault, usage_errors():
-            request = getattr(access, verb)(vault, request_id, reason)
+        with usage_errors(), vault_args.api() as api:
+            request = api.close_request(verb, request_id, reason)
         emit(request, as_json, lambda r: f"{r.state} {r.handle} (case {r.case_id}): {reason}")
 
     command.help = (

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from ifadit.backends.base import Backend
 from ifadit.errors import InputError
 from ifadit.media.image import atomic_write_bytes
+from ifadit.media.manifest import read_manifest
 from ifadit.pipeline.inputs import Item, plan_items
 from ifadit.pipeline.outputs import file_sha256, keyed_list_digest
 from ifadit.pipeline.restore_item import Inspection, Mode, RestoreOptions, inspect_input, restore_into
@@ -398,3 +399,20 @@ def request_only(vault: Vault, sources: Sequence[Path], output: Path, options: R
     """File a new restore request for the batch without restoring (`--request-only`)."""
     items = plan_restore(sources, output, force=True)
     return file_request(vault, items, inspect_items(vault, items, options), options)
+
+
+def request_listing(
+    sources: Sequence[Path], output: Path, options: RestoreOptions
+) -> tuple[list[RequestFile], str | None]:
+    """What a request filed through the vault service lists, computed here without any vault: every file's
+    name and SHA-256, and the key when `--key` or all the manifests name one (the service checks that it
+    is the case's). The files are checked when the restore runs, as on a local vault."""
+    options.check()
+    items = plan_restore(sources, output, force=True)
+    for item in items:
+        if not item.source.is_file():
+            raise InputError(f"{item.source}: no such file")
+    manifests = [read_manifest(item.source) for item in items]
+    named = {manifest.key_handle if manifest else None for manifest in manifests}
+    key = options.key or (named.pop() if len(named) == 1 else None)
+    return [RequestFile(name=str(item.source), sha256=file_sha256(item.source)) for item in items], key

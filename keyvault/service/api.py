@@ -2,8 +2,9 @@
 
 ``VaultAPI`` lists them; ``LocalAPI`` runs them on an open ``Vault`` through the library (the CLI on a
 local vault, and the service for its authenticated user); ``client.VaultClient`` sends the same calls
-over HTTP. A command written against ``VaultAPI`` works both ways. Key use (anonymize, restore) and
-restore requests are not in it yet: over the service those commands stop with ``NotRouted``.
+over HTTP. A command written against ``VaultAPI`` works both ways. Restore requests are in it (filing
+one needs only the files' names and SHA-256s, never key material); key use (anonymize, restore) is not
+yet: over the service those commands stop with ``NotRouted``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from keyvault import access, auditor, keys
+from keyvault.access import RequestFile, RequestInfo
 from keyvault.audit import AuditEntry, TreeHead
 from keyvault.keys import KeyInfo
 from keyvault.vault import Policy, UserInfo, Vault
 
 KEY_VERBS = ("suspend", "resume", "revoke", "destroy")
+CLOSE_VERBS = ("deny", "cancel")  # how a restore request is closed: by an approver, by its requester
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,19 @@ class ClosedOnExit:
         self.close()
 
 
+@dataclass(frozen=True)
+class NewRequest:
+    """A restore request to file: the files by name and SHA-256, the mode, and optionally the case's key."""
+
+    case: str
+    reason: str
+    files: tuple[RequestFile, ...]
+    mode: str  # exact | model
+    key: str | None = None
+
+
 class VaultAPI(Protocol):
-    """What the admin, key and audit commands need from a vault, wherever it runs."""
+    """What the admin, key, request and audit commands need from a vault, wherever it runs."""
 
     @property
     def vault_id(self) -> str: ...
@@ -65,6 +79,12 @@ class VaultAPI(Protocol):
     def show_key(self, handle: str) -> KeyInfo: ...
     def rotate_key(self, handle: str) -> KeyInfo: ...
     def change_key_state(self, verb: str, handle: str, reason: str | None) -> KeyInfo: ...
+    def file_request(self, new: NewRequest) -> RequestInfo: ...
+    def find_request(self, case: str, input_digest: str, mode: str) -> RequestInfo | None: ...
+    def list_requests(self, case: str | None, state: str | None) -> list[RequestInfo]: ...
+    def show_request(self, handle: str) -> RequestInfo: ...
+    def approve_request(self, handle: str) -> RequestInfo: ...
+    def close_request(self, verb: str, handle: str, reason: str) -> RequestInfo: ...
     def audit_entries(self, case: str | None) -> list[AuditEntry]: ...
     def tree_heads(self) -> list[TreeHead]: ...
     def checkpoint(self) -> str: ...
@@ -121,6 +141,29 @@ class LocalAPI(ClosedOnExit):
             raise ValueError(f"unknown key verb {verb!r}; choose from {', '.join(KEY_VERBS)}")
         result: KeyInfo = getattr(keys, verb)(self.vault, handle, reason=reason)
         return result
+
+    def file_request(self, new: NewRequest) -> RequestInfo:
+        return access.request_restore(
+            self.vault, case=new.case, reason=new.reason, files=new.files, mode=new.mode, key=new.key
+        )
+
+    def find_request(self, case: str, input_digest: str, mode: str) -> RequestInfo | None:
+        return access.find_request(self.vault, case=case, input_digest=input_digest, mode=mode)
+
+    def list_requests(self, case: str | None, state: str | None) -> list[RequestInfo]:
+        return access.list_requests(self.vault, case=case, state=state)
+
+    def show_request(self, handle: str) -> RequestInfo:
+        return access.show_request(self.vault, handle)
+
+    def approve_request(self, handle: str) -> RequestInfo:
+        return access.approve(self.vault, handle)
+
+    def close_request(self, verb: str, handle: str, reason: str) -> RequestInfo:
+        if verb not in CLOSE_VERBS:
+            raise ValueError(f"unknown request verb {verb!r}; choose from {', '.join(CLOSE_VERBS)}")
+        closing = access.deny if verb == "deny" else access.cancel
+        return closing(self.vault, handle, reason)
 
     def audit_entries(self, case: str | None) -> list[AuditEntry]:
         return auditor.entries(self.vault, case=case)

@@ -25,8 +25,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from keyvault import auditor, errors
+from keyvault.access import RequestFile
 from keyvault.service import errors as service_errors
-from keyvault.service.api import KEY_VERBS, LocalAPI, PolicyChange
+from keyvault.service.api import CLOSE_VERBS, KEY_VERBS, LocalAPI, NewRequest, PolicyChange
 from keyvault.service.auth import Authenticator
 from keyvault.service.state import ServiceState, ServiceVault
 from keyvault.service.wire import encode
@@ -91,6 +92,23 @@ class IssueBody(BaseModel):
     expires: datetime | None = None
 
 
+class FileBody(BaseModel):
+    name: str = Field(max_length=4096)
+    sha256: str = Field(max_length=64)
+
+
+class RequestBody(BaseModel):
+    case: str = Field(max_length=256)
+    reason: str = Field(max_length=4096)
+    mode: str = Field(max_length=16)
+    files: list[FileBody] = Field(max_length=10_000)
+    key: str | None = Field(default=None, max_length=128)
+
+
+class CloseBody(BaseModel):
+    reason: str = Field(max_length=4096)
+
+
 def _passphrase(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
@@ -132,6 +150,7 @@ def create_app(state: ServiceState, auth: Authenticator | None = None) -> FastAP
     _seal_and_login_routes(app, ctx)
     _user_and_policy_routes(app, ctx)
     _key_routes(app, ctx)
+    _request_routes(app, ctx)
     _audit_routes(app, ctx)
     return app
 
@@ -291,6 +310,47 @@ def _key_routes(app: FastAPI, ctx: _Context) -> None:
                 f"unknown key action {verb!r}", hint=f"one of: rotate, {', '.join(KEY_VERBS)}"
             )
         return ctx.api_call(request, lambda api: api.change_key_state(verb, handle, body.reason))
+
+
+def _request_routes(app: FastAPI, ctx: _Context) -> None:
+    """Restore requests: file (names and SHA-256s only), list, show, approve, deny and cancel."""
+
+    @app.post("/v1/requests")
+    def requests_file(request: Request, body: RequestBody) -> Any:
+        new = NewRequest(
+            case=body.case,
+            reason=body.reason,
+            files=tuple(RequestFile(name=f.name, sha256=f.sha256) for f in body.files),
+            mode=body.mode,
+            key=body.key,
+        )
+        return ctx.api_call(request, lambda api: api.file_request(new))
+
+    @app.get("/v1/requests")
+    def requests_list(
+        request: Request, case: str | None = None, request_state: str | None = Query(None, alias="state")
+    ) -> Any:
+        return ctx.api_call(request, lambda api: api.list_requests(case, request_state))
+
+    @app.get("/v1/requests/open")
+    def requests_find(request: Request, case: str, digest: str, mode: str) -> Any:
+        return {"request": ctx.api_call(request, lambda api: api.find_request(case, digest, mode))}
+
+    @app.get("/v1/requests/{handle}")
+    def requests_show(request: Request, handle: str) -> Any:
+        return ctx.api_call(request, lambda api: api.show_request(handle))
+
+    @app.post("/v1/requests/{handle}/approve")
+    def requests_approve(request: Request, handle: str) -> Any:
+        return ctx.api_call(request, lambda api: api.approve_request(handle))
+
+    @app.post("/v1/requests/{handle}/{verb}")
+    def requests_close(request: Request, handle: str, verb: str, body: CloseBody) -> Any:
+        if verb not in CLOSE_VERBS:
+            raise errors.NotFound(
+                f"unknown request action {verb!r}", hint=f"one of: approve, {', '.join(CLOSE_VERBS)}"
+            )
+        return ctx.api_call(request, lambda api: api.close_request(verb, handle, body.reason))
 
 
 def _audit_routes(app: FastAPI, ctx: _Context) -> None:

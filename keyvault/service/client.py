@@ -15,15 +15,16 @@ import ssl
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
 from keyvault import errors
+from keyvault.access import RequestInfo
 from keyvault.audit import AuditEntry, TreeHead
 from keyvault.keys import KeyInfo
 from keyvault.service import errors as service_errors
-from keyvault.service.api import ClosedOnExit, PolicyChange
+from keyvault.service.api import ClosedOnExit, NewRequest, PolicyChange
 from keyvault.service.urls import is_loopback
 from keyvault.service.wire import decode, decode_list
 from keyvault.vault import Policy, UserInfo
@@ -102,18 +103,14 @@ class VaultClient(ClosedOnExit):
             return response
         try:
             error = response.json()["error"]
-            kind, message, hint = (
-                _ERRORS.get(str(error["type"]), errors.VaultError),
-                str(error["message"]),
-                error.get("hint"),
-            )
+            name, message, hint = str(error["type"]), str(error["message"]), error.get("hint")
         except (ValueError, KeyError, TypeError):
             raise service_errors.ServiceUnavailable(
                 f"the vault service at {self.url} answered HTTP {response.status_code} without an error body"
             ) from None
-        if kind is ValueError:
-            raise ValueError(message)
-        raise kind(message, hint=hint)
+        if name == "ValueError":  # the library refused an argument: exit 2, as a local usage error
+            raise service_errors.BadRequest(message, hint=hint)
+        raise _ERRORS.get(name, errors.VaultError)(message, hint=hint)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, path, **kwargs)
@@ -204,6 +201,36 @@ class VaultClient(ClosedOnExit):
 
     def change_key_state(self, verb: str, handle: str, reason: str | None) -> KeyInfo:
         return decode(KeyInfo, self._json("POST", f"/v1/keys/{handle}/{verb}", json={"reason": reason}))
+
+    def file_request(self, new: NewRequest) -> RequestInfo:
+        body = {
+            "case": new.case,
+            "reason": new.reason,
+            "mode": new.mode,
+            "files": [{"name": f.name, "sha256": f.sha256} for f in new.files],
+            "key": new.key,
+        }
+        return decode(RequestInfo, self._json("POST", "/v1/requests", json=body))
+
+    def find_request(self, case: str, input_digest: str, mode: str) -> RequestInfo | None:
+        params = {"case": case, "digest": input_digest, "mode": mode}
+        found = self._json("GET", "/v1/requests/open", params=params)["request"]
+        return None if found is None else decode(RequestInfo, found)
+
+    def list_requests(self, case: str | None, state: str | None) -> list[RequestInfo]:
+        return decode_list(
+            RequestInfo, self._json("GET", "/v1/requests", params={"case": case, "state": state})
+        )
+
+    def show_request(self, handle: str) -> RequestInfo:
+        return decode(RequestInfo, self._json("GET", f"/v1/requests/{quote(handle, safe='')}"))
+
+    def approve_request(self, handle: str) -> RequestInfo:
+        return decode(RequestInfo, self._json("POST", f"/v1/requests/{quote(handle, safe='')}/approve"))
+
+    def close_request(self, verb: str, handle: str, reason: str) -> RequestInfo:
+        path = f"/v1/requests/{quote(handle, safe='')}/{verb}"
+        return decode(RequestInfo, self._json("POST", path, json={"reason": reason}))
 
     def audit_entries(self, case: str | None) -> list[AuditEntry]:
         return decode_list(AuditEntry, self._json("GET", "/v1/audit/entries", params={"case": case}))

@@ -41,3 +41,9 @@ class NotRouted(VaultError):
 
 class ServiceUnavailable(VaultError):
     """The service could not be reached, answered garbage, or the URL is not allowed (plain HTTP off loopback)."""
+
+
+class BadRequest(VaultError):
+    """The service refused a request's arguments (the library's ``ValueError``): a usage error, as locally."""
+
+    exit_code = 2

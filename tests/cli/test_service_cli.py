@@ -167,8 +167,6 @@ def test_commands_not_routed_yet_say_so_and_touch_no_database(
     unseal(service, shares, tmp_path)
     login(service, "admin", "admin-pass")
     cases = {
-        "requests list": ("requests", "list"),
-        "approve": ("approve", "rq_0"),
         "audit prove": ("audit", "prove", "1"),
         "audit consistency": ("audit", "consistency", "1"),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import httpx
@@ -19,9 +19,11 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from keyvault import keys
+from keyvault.access import RequestFile
 from keyvault.envelope import KdfParams, derive_wrapping_key, unseal
 from keyvault.errors import AuthenticationError, PermissionDenied, SealedDataError
 from keyvault.schema import KeyVersionRow, VaultRow
+from keyvault.service.api import NewRequest
 from keyvault.service.client import VaultClient
 from keyvault.service.errors import LoginLocked, ServiceSealed, TokenError, UnsealError
 from keyvault.service.seal import Unsealer
@@ -32,6 +34,7 @@ from tests.keyvault.support import ADMIN, ADMIN_PASS, FakeClock, execute, table_
 from tests.keyvault.test_stolen_database import _database_bytes, _forms
 
 OLGA_PASS = b"olga's own passphrase"
+ANN_PASS = b"ann approves"
 
 
 @pytest.fixture
@@ -256,6 +259,21 @@ def test_roles_are_enforced_by_the_service_even_for_hand_made_requests(
         assert answer.status_code == 403, path
 
 
+def _requests_round(service: RunningService, keep: Callable[[httpx.Response], None]) -> None:
+    """ivan files a request, ann finds, lists, shows, approves and then denies it: every request route."""
+    ivan, ann = VaultClient(service.url), VaultClient(service.url)
+    for client, name, passphrase in ((ivan, "ivan", b"ivan's passphrase"), (ann, "ann", ANN_PASS)):
+        client._http.event_hooks["response"] = [keep]
+        client.login(name, passphrase)
+    files = (RequestFile("cam1.png", "a" * 64), RequestFile("cam2.png", "b" * 64))
+    filed = ivan.file_request(NewRequest("C-1", "warrant", files, "exact"))
+    assert ivan.find_request("C-1", filed.input_digest, "exact") == filed
+    assert [r.handle for r in ann.list_requests("C-1", "pending")] == [filed.handle]
+    assert ann.show_request(filed.handle).files == files
+    assert ann.approve_request(filed.handle).state == "approved"
+    assert ann.close_request("deny", filed.handle, "changed my mind").state == "denied"
+
+
 def test_no_response_carries_a_secret(
     service: RunningService, service_vault: ServiceInit, tmp_path: object
 ) -> None:
@@ -268,6 +286,7 @@ def test_no_response_carries_a_secret(
     admin = unsealed_admin(service, service_vault)
     admin._http.event_hooks["response"] = [keep]
     admin.add_user("ivan", ["investigator", "auditor"], b"ivan's passphrase")
+    admin.add_user("ann", ["approver"], ANN_PASS)
     handle = admin.issue_key("C-1", "scan", None).handle
     admin.rotate_key(handle)
     for verb in ("suspend", "resume", "revoke"):
@@ -277,9 +296,10 @@ def test_no_response_carries_a_secret(
     admin.audit_entries(None), admin.tree_heads(), admin.checkpoint()
     admin.export_audit(f"{tmp_path}/bundle.jsonl")
     admin.status()
+    _requests_round(service, keep)
     kek = service.state.kek()
     with service.state.vault_for(ADMIN) as vault:
-        secrets = [kek, vault._signing_key.reveal(), ADMIN_PASS, b"ivan's passphrase"]
+        secrets = [kek, vault._signing_key.reveal(), ADMIN_PASS, b"ivan's passphrase", ANN_PASS]
     secrets.extend(_materials(service.state.url, service.state.vault_id, kek, "scan"))
     secrets.extend(s.encode() for s in service_vault.shares)
     assert len(received) >= 14 and len(secrets) >= 7

@@ -1,0 +1,202 @@
+"""Restore requests through a real vault service on loopback, as against a local vault (issues 25 and 26).
+
+An investigator files one request for two files (names and SHA-256s only: no key material leaves or
+enters the workstation); approvers list and show it (file names, mode, reason) and approve it under a
+quorum of two distinct approvers; the requester (an approver too) can neither approve nor deny, an approver cannot
+cancel; a plain `restore` files or finds the request and exits 3 while it is pending (with --json, the
+request), and stops with the clear "not served yet" error once it is approved. No output carries a
+passphrase, a share or a token.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+from click.testing import Result
+
+from ifadit.media.image import write_image
+from keyvault.service import tokenfile
+from tests.cli.test_service_cli import error, login, ok, run, service, shares, unseal  # noqa: F401
+from tests.keyvault.service.support import RunningService
+from tests.keyvault.support import vault_url  # noqa: F401  (fixture: SQLite file or PostgreSQL schema)
+
+PASSPHRASES = {"admin": "admin-pass", "ivan": "ivan-pass", "ann": "ann-pass", "bob": "bob-pass"}
+ROLES = {"ivan": ("investigator", "approver"), "ann": ("approver",), "bob": ("approver",)}
+
+
+def _lab(service: RunningService, shares: list[str], tmp_path: Path) -> list[str]:  # noqa: F811
+    """Unseal, add the investigator and two approvers, quorum 2, everyone logged in; the --vault args."""
+    unseal(service, shares, tmp_path)
+    login(service, "admin", PASSPHRASES["admin"])
+    url = ["--vault", service.url]
+    for name, roles in ROLES.items():
+        role = [arg for r in roles for arg in ("--role", r)]
+        ok(run("users", "add", name, *role, *url, env={"IFADIT_NEW_PASSPHRASE": PASSPHRASES[name]}))
+        login(service, name, PASSPHRASES[name])
+    assert "approvers per request: 2" in ok(
+        run("vault", "policy", *url, "--require-approval", "yes", "--approvals", "2")
+    )
+    return url
+
+
+def _photos(tmp_path: Path) -> list[str]:
+    rng = np.random.default_rng(7)
+    paths = [tmp_path / "released" / "cam1.png", tmp_path / "released" / "day2" / "cam2.png"]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    return [str(path) for path in paths]
+
+
+def _no_secret(texts: list[str], service: RunningService, shares: list[str]) -> None:  # noqa: F811
+    """No passphrase, unseal share or login token appears in any of ``texts``."""
+    tokens = [token for name in PASSPHRASES if (token := tokenfile.load(service.url, name))]
+    for secret in [*PASSPHRASES.values(), *shares, *tokens]:
+        assert not any(secret in text for text in texts)
+
+
+def test_a_request_for_two_files_is_filed_shown_and_approved_through_the_service(
+    service: RunningService,  # noqa: F811
+    shares: list[str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url = _lab(service, shares, tmp_path)
+    files = _photos(tmp_path)
+    out = str(tmp_path / "restored")
+    ivan, ann, bob = (["--user", name] for name in ("ivan", "ann", "bob"))
+    restore = ["restore", *files, "-o", out, "--case", "C-17", "--reason", "warrant 2026/114", *url, *ivan]
+    results: list[Result] = []
+
+    def keep(result: Result) -> Result:
+        results.append(result)
+        return result
+
+    filed = json.loads(ok(keep(run(*restore, "--exact", "--request-only", "--json"))))
+    handle = filed["handle"]
+    assert filed["state"] == "pending" and filed["mode"] == "exact" and filed["requester"] == "ivan"
+    assert [f["name"] for f in filed["files"]] == files and filed["approvals_required"] == 2
+
+    listed = ok(keep(run("requests", "list", *url, *ann, "--state", "pending")))
+    assert listed.startswith("REQUEST") and handle in listed and "exact" in listed and "0/2" in listed
+    shown = ok(keep(run("requests", "show", handle, *url, *ann)))
+    for expected in ("mode     exact", "reason   warrant 2026/114", "cam1.png", "day2/cam2.png"):
+        assert expected in shown
+
+    assert f"made request {handle} and cannot approve it" in error(
+        keep(run("requests", "approve", handle, *url, *ivan)), 1
+    )
+    assert "1 of 2 approvals, now pending" in ok(keep(run("approve", handle, *url, *ann)))
+    assert f"user ann already approved request {handle}" in error(
+        keep(run("requests", "approve", handle, *url, *ann)), 1
+    )
+    again = json.loads(ok(keep(run("requests", "show", handle, *url, *ann, "--json"))))
+    assert again["approvals_counted"] == 1 and again["state"] == "pending"
+
+    pending = keep(run(*restore, "--exact", "--json"))  # finds the open request: exit 3, the request printed
+    assert pending.exit_code == 3 and json.loads(pending.stdout)["handle"] == handle
+    assert f"request {handle} awaits approval (1 of 2)" in pending.stderr
+
+    assert "2 of 2 approvals, now approved" in ok(keep(run("requests", "approve", handle, *url, *bob)))
+    stopped = error(keep(run(*restore, "--exact")), 2)
+    assert "`ifadit restore` does not run through the vault service yet (issue 25)" in stopped
+    assert f"request {handle} is approved" in stopped
+    assert not Path(out).exists()
+
+    entries = json.loads(ok(run("audit", "show", *url, "--case", "C-17", "--json")))
+    actions = [(e["actor"], e["action"], e["outcome"]) for e in entries]
+    assert ("ivan", "restore.request", "ok") in actions and ("bob", "restore.approve", "ok") in actions
+    assert ("ivan", "restore.approve", "refused") in actions and (
+        "ann",
+        "restore.approve",
+        "refused",
+    ) in actions
+    _no_secret([r.stdout + r.stderr for r in results], service, shares)
+
+
+def test_deny_and_cancel_through_the_service(
+    service: RunningService,  # noqa: F811
+    shares: list[str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url = _lab(service, shares, tmp_path)
+    files = _photos(tmp_path)
+    request = ["restore", *files, "-o", str(tmp_path / "out"), "--case", "C-3", "--reason", "lead", *url]
+    first = ok(run(*request, "--user", "ivan", "--request-only")).strip()
+    second = ok(run(*request, "--user", "ivan", "--request-only")).strip()
+
+    assert "cannot deny it" in error(
+        run("requests", "deny", first, *url, "--user", "ivan", "--reason", "x"), 1
+    )
+    assert "user ann lacks the role investigator" in error(
+        run("requests", "cancel", first, *url, "--user", "ann", "--reason", "x"), 1
+    )
+    assert f"denied {first} (case C-3): warrant does not cover cam2" in ok(
+        run("requests", "deny", first, *url, "--user", "ann", "--reason", "warrant does not cover cam2")
+    )
+    assert f"cancelled {second} (case C-3): filed twice" in ok(
+        run("requests", "cancel", second, *url, "--user", "ivan", "--reason", "filed twice")
+    )
+    assert "was denied by ann: approval refused" in error(run("approve", first, *url, "--user", "bob"), 1)
+    assert "with a reason" in error(
+        run("requests", "cancel", second, *url, "--user", "ivan", "--reason", " "), 2
+    )
+    shown = json.loads(ok(run("requests", "show", second, *url, "--user", "ann", "--json")))
+    assert shown["state"] == "cancelled" and shown["closed_by"] == "ivan"
+    assert "unknown restore request rq_nope" in error(
+        run("requests", "show", "rq_nope", *url, "--user", "ann"), 1
+    )
+    refused = error(run(*request, "--user", "ivan", "--request", first), 1)
+    assert f"request {first} was denied by ann: restore refused" in refused
+    third = ok(run(*request, "--user", "ivan", "--request-only")).strip()  # a model restore's request
+    other = error(run(*request, "--user", "ivan", "--request", third, "--exact"), 1)
+    assert f"request {third} was filed for a model restore of other inputs or in another mode" in other
+
+
+def test_request_responses_carry_only_the_request(
+    service: RunningService,  # noqa: F811
+    shares: list[str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url = _lab(service, shares, tmp_path)
+    files = _photos(tmp_path)
+    ok(
+        run(
+            "restore",
+            *files,
+            "-o",
+            str(tmp_path / "o"),
+            "--case",
+            "C-5",
+            "--reason",
+            "r",
+            *url,
+            "--user",
+            "ivan",
+            "--request-only",
+        )
+    )
+    token = tokenfile.load(service.url, "ann")
+    answer = httpx.get(f"{service.url}/v1/requests", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200
+    (request,) = answer.json()
+    assert set(request) == {
+        "handle",
+        "requester",
+        "case_id",
+        "reason",
+        "input_digest",
+        "key_handle",
+        "state",
+        "created",
+        "approvals",
+        "mode",
+        "files",
+        "approvals_required",
+        "approvals_counted",
+        "closed_by",
+        "closed_reason",
+    }
+    _no_secret([answer.text], service, shares)
