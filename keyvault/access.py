@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from keyvault import admin_actions
 from keyvault.approvals import check_not_related, counting, inputs_digest
 from keyvault.envelope import KdfParams
 from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, VaultError
@@ -93,8 +94,14 @@ def add_user(
     passphrase: bytes,
     *,
     kdf: KdfParams | None = None,
+    admin_action: str | None = None,
 ) -> UserInfo:
-    """Create a user with ``roles`` and a keyslot under ``passphrase``; admin only."""
+    """Create a user with ``roles`` and a keyslot under ``passphrase``; admin only.
+
+    With two enabled admins it needs another admin's approval (``keyvault.admin_actions``): the first call
+    files an admin action binding the name and roles and raises ``ApprovalPending``; once approved, the
+    same call with ``admin_action`` runs it.
+    """
     if not USER_NAME.fullmatch(name):
         raise ValueError(
             f"user name {name!r} must be 1-128 letters, digits or _.@- (starting with a letter or digit)"
@@ -102,7 +109,10 @@ def add_user(
     stored_roles = join_roles(tuple(roles))
     if not passphrase:
         raise ValueError("a new user needs a non-empty passphrase")
+    params = {"name": name, "roles": stored_roles}
+    admin_actions.gate(vault, "user.add", params, admin_action)
     with vault.action("user.add", role="admin", details={"user": name, "roles": stored_roles}) as act:
+        admin_actions.consume(vault, act, "user.add", params, admin_action)
         if act.session.scalar(select(UserRow).where(UserRow.name == name)) is not None:
             raise VaultError(f"user {name} already exists", hint="pick another name")
         row = UserRow(
@@ -149,10 +159,13 @@ def set_policy(
     approval_ttl: timedelta | None = None,
     unlock_delay: timedelta | None = None,
     approvals: int | None = None,
+    admin_action: str | None = None,
 ) -> Policy:
     """Change the vault policy (restore approvals and their quorum, unlock delay); admin only.
 
     Unset arguments stay as they are. ``approvals`` is the quorum T: distinct approvers per request.
+    With two enabled admins the change needs another admin's approval of exactly these values
+    (``keyvault.admin_actions``), as ``add_user`` does.
     """
     if approval_ttl is not None and approval_ttl <= timedelta(0):
         raise ValueError("approval TTL must be positive")
@@ -160,14 +173,22 @@ def set_policy(
         raise ValueError(f"the approval quorum must be between 1 and {MAX_APPROVALS}")
     if unlock_delay is not None:
         check_unlock_delay(unlock_delay)
+    params = {
+        "require_approval": require_approval,
+        "approval_ttl_s": None if approval_ttl is None else int(approval_ttl.total_seconds()),
+        "unlock_delay_ms": None if unlock_delay is None else round(unlock_delay.total_seconds() * 1000),
+        "approvals": approvals,
+    }
+    admin_actions.gate(vault, "vault.policy", params, admin_action)
     with vault.action("vault.policy", role="admin") as act:
+        admin_actions.consume(vault, act, "vault.policy", params, admin_action)
         row = act.session.scalars(select(VaultRow)).one()
         if require_approval is not None:
             row.require_approval = require_approval
-        if approval_ttl is not None:
-            row.approval_ttl_s = int(approval_ttl.total_seconds())
-        if unlock_delay is not None:
-            row.unlock_delay_ms = round(unlock_delay.total_seconds() * 1000)
+        if params["approval_ttl_s"] is not None:
+            row.approval_ttl_s = params["approval_ttl_s"]
+        if params["unlock_delay_ms"] is not None:
+            row.unlock_delay_ms = params["unlock_delay_ms"]
         if approvals is not None:
             row.approvals_required = approvals
         act.details.update(

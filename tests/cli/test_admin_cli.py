@@ -172,7 +172,7 @@ def test_policy(ifadit: Ifadit) -> None:
 
 
 def test_upgrade_and_missing_vault(ifadit: Ifadit, tmp_path: Path) -> None:
-    assert "schema already at 0004" in _ok(ifadit("vault", "upgrade"))
+    assert "schema already at 0005" in _ok(ifadit("vault", "upgrade"))
     missing = Ifadit(str(tmp_path / "absent.sqlite3"))
     assert "no vault at" in _error(missing("keys", "list"), 1)
     assert "a vault already exists" in _error(ifadit("vault", "init", *CHEAP_KDF), 1)
