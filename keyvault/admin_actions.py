@@ -27,10 +27,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, VaultError
-from keyvault.schema import AdminActionRow, UserRow
+from keyvault.schema import ADMIN_ACTION_STATES, AdminActionRow, UserRow
 from keyvault.vault import Action, Vault, split_roles
 
 KINDS = ("user.add", "vault.policy", "key.destroy")
+STATES = ADMIN_ACTION_STATES  # pending | approved | denied | used
 DEFAULT_TTL = timedelta(hours=24)
 READ_ROLES = ("admin", "auditor")
 

@@ -90,8 +90,8 @@ def test_key_lifecycle(ifadit: Ifadit) -> None:
     destroyed = json.loads(
         _ok(ifadit("keys", "destroy", handle, "--reason", "retention over", "--yes", "--json"))
     )
-    assert destroyed["state"] == "destroyed"
-    assert "is destroyed: rotate refused" in _error(ifadit("keys", "rotate", handle), 1)
+    assert destroyed["state"] == "pending-destroy"  # erased after the 7-day window (test_admin_actions.py)
+    assert "is pending-destroy: rotate refused" in _error(ifadit("keys", "rotate", handle), 1)
 
 
 def test_unknown_handle_is_one_line(ifadit: Ifadit) -> None:
