@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -110,7 +111,20 @@ def add_user(
     if not passphrase:
         raise ValueError("a new user needs a non-empty passphrase")
     params = {"name": name, "roles": stored_roles}
-    admin_actions.gate(vault, "user.add", params, admin_action)
+    return admin_actions.guarded(
+        vault, "user.add", params, lambda: _add_user(vault, name, stored_roles, passphrase, kdf, admin_action)
+    )
+
+
+def _add_user(
+    vault: Vault,
+    name: str,
+    stored_roles: str,
+    passphrase: bytes,
+    kdf: KdfParams | None,
+    admin_action: str | None,
+) -> UserInfo:
+    params = {"name": name, "roles": stored_roles}
     with vault.action("user.add", role="admin", details={"user": name, "roles": stored_roles}) as act:
         admin_actions.consume(vault, act, "user.add", params, admin_action)
         if act.session.scalar(select(UserRow).where(UserRow.name == name)) is not None:
@@ -179,18 +193,23 @@ def set_policy(
         "unlock_delay_ms": None if unlock_delay is None else round(unlock_delay.total_seconds() * 1000),
         "approvals": approvals,
     }
-    admin_actions.gate(vault, "vault.policy", params, admin_action)
+    return admin_actions.guarded(
+        vault, "vault.policy", params, lambda: _set_policy(vault, params, admin_action)
+    )
+
+
+def _set_policy(vault: Vault, params: dict[str, Any], admin_action: str | None) -> Policy:
     with vault.action("vault.policy", role="admin") as act:
         admin_actions.consume(vault, act, "vault.policy", params, admin_action)
         row = act.session.scalars(select(VaultRow)).one()
-        if require_approval is not None:
-            row.require_approval = require_approval
+        if params["require_approval"] is not None:
+            row.require_approval = params["require_approval"]
         if params["approval_ttl_s"] is not None:
             row.approval_ttl_s = params["approval_ttl_s"]
         if params["unlock_delay_ms"] is not None:
             row.unlock_delay_ms = params["unlock_delay_ms"]
-        if approvals is not None:
-            row.approvals_required = approvals
+        if params["approvals"] is not None:
+            row.approvals_required = params["approvals"]
         act.details.update(
             require_approval=row.require_approval,
             approval_ttl_s=row.approval_ttl_s,

@@ -3,7 +3,7 @@
 Adding a user, changing the policy and destroying a key each let one admin widen who can see identities
 or erase evidence for good, so with two or more enabled admins none of them runs on one admin's word:
 
-1. the first admin's call files a pending admin action (``aa_...``) binding the kind, the canonical JSON
+1. the first admin's call is refused (audited) and files a pending admin action (``aa_...``) binding the kind, the canonical JSON
    of exactly what will be done and the filer, and raises ``ApprovalPending`` (exit 3) naming it;
 2. a different enabled admin approves (or any admin denies) it before it expires (default 24 h);
 3. the filer runs the same call again with ``admin_action=`` that id: inside the call's own audited
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,6 +34,7 @@ KINDS = ("user.add", "vault.policy", "key.destroy")
 STATES = ADMIN_ACTION_STATES  # pending | approved | denied | used
 DEFAULT_TTL = timedelta(hours=24)
 READ_ROLES = ("admin", "auditor")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,18 +77,23 @@ def admins(session: Session) -> list[str]:
     return sorted(user.name for user in enabled if "admin" in split_roles(user.roles))
 
 
-def gate(vault: Vault, kind: str, params: Mapping[str, Any], admin_action: str | None) -> None:
-    """Before running ``kind``: with two or more enabled admins and no ``admin_action``, file one and raise.
+class SecondAdminNeeded(ApprovalPending):
+    """Raised inside an action run without an approved admin action while two admins are enabled."""
 
-    The filing is its own audited action (``admin.file``), committed before ``ApprovalPending`` is raised.
+
+def guarded(vault: Vault, kind: str, params: Mapping[str, Any], run: Callable[[], T]) -> T:
+    """Run ``run`` (whose action calls ``consume``); when it needs a second admin, file an admin action.
+
+    The refused attempt is audited under ``kind`` (nothing of it committed); the filing is then its own
+    audited action (``admin.file``) and ``ApprovalPending`` names the new ``aa_...``. With one enabled admin
+    or an approved action this costs nothing beyond ``run``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    if admin_action is not None:
-        return
-    with vault.action(kind, role="admin", record=False) as act:  # a refusal is audited under ``kind``
-        if len(admins(act.session)) < 2:
-            return
+    try:
+        return run()
+    except SecondAdminNeeded:
+        pass
     handle = f"aa_{secrets.token_hex(12)}"
     with vault.action("admin.file", role="admin", details={"admin_action": handle, "kind": kind}) as act:
         now = vault.clock()
@@ -113,15 +119,15 @@ def consume(
 ) -> None:
     """Inside ``kind``'s own action: pass with one admin, else use up the approved ``admin_action``.
 
-    Refused: no id while two admins are enabled, another filer, another kind or other parameters, not
-    approved, expired, or approved by someone who is the filer or no longer an enabled admin.
+    Refused: no id while two admins are enabled (``SecondAdminNeeded``, which ``guarded`` turns into a
+    filing), another filer, another kind or other parameters, not approved, expired, or approved by
+    someone who is the filer or no longer an enabled admin.
     """
     enabled = admins(act.session)
     if admin_action is None:
         if len(enabled) >= 2:
-            raise ApprovalPending(
-                f"{kind} needs a second admin's approval (the vault has {len(enabled)} admins)",
-                hint="run the command again to file an admin action",
+            raise SecondAdminNeeded(
+                f"{kind} needs a second admin's approval (the vault has {len(enabled)} admins)"
             )
         return
     row = _load(act.session, admin_action)

@@ -252,8 +252,16 @@ def destroy(
     if window < timedelta(0):
         raise ValueError("the destroy window cannot be negative")
     params = {"key": handle, "reason": reason, "window_s": int(window.total_seconds())}
-    admin_actions.gate(vault, "key.destroy", params, admin_action)
     destroy_due(vault)
+    return admin_actions.guarded(
+        vault, "key.destroy", params, lambda: _schedule_destroy(vault, handle, reason, window, admin_action)
+    )
+
+
+def _schedule_destroy(
+    vault: Vault, handle: str, reason: str, window: timedelta, admin_action: str | None
+) -> KeyInfo:
+    params = {"key": handle, "reason": reason, "window_s": int(window.total_seconds())}
     name = "key.destroy" if window == timedelta(0) else "key.schedule-destroy"
     details = {"window_s": params["window_s"]}
     with vault.action(name, role="admin", key=handle, reason=reason, details=details) as act:
@@ -306,14 +314,14 @@ def destroy_due(vault: Vault) -> list[str]:
     returns the handles erased.
     """
     now = vault.clock()
-    with vault.transaction() as session:
-        query = (
-            select(KeyVersionRow.key_handle)
-            .join(KeyRow, KeyRow.handle == KeyVersionRow.key_handle)
-            .where(KeyRow.state == "pending-destroy", KeyVersionRow.destroyed <= now)
-            .distinct()
-        )
-        due = sorted(session.scalars(query))
+    query = (
+        select(KeyVersionRow.key_handle)
+        .join(KeyRow, KeyRow.handle == KeyVersionRow.key_handle)
+        .where(KeyRow.state == "pending-destroy", KeyVersionRow.destroyed <= now)
+        .distinct()
+    )
+    with vault.engine.connect() as connection:  # a read: no write lock, no commit (the action verifies rows)
+        due = sorted(connection.scalars(query))
     for handle in due:
         with vault.action("key.destroy", role=ROLES, key=handle, details={"scheduled": True}) as act:
             row = _load(act.session, handle)

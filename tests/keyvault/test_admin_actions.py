@@ -65,6 +65,9 @@ def test_add_user_needs_the_other_admin(lab: tuple[Vault, Vault]) -> None:
         access.add_user(first, "eve2", ["approver"], b"e", kdf=cheap_kdf(), admin_action=handle)
     actions = [e["action"] for e in _entries(first) if e["outcome"] == "ok"]
     assert actions[-3:] == ["admin.file", "admin.approve", "user.add"]
+    filing = next(i for i, e in enumerate(_entries(first)) if e["action"] == "admin.file")
+    refused = _entries(first)[filing - 1]  # the lone attempt, audited, nothing of it committed
+    assert (refused["action"], refused["outcome"], refused["actor"]) == ("user.add", "refused", "admin")
 
 
 def test_policy_change_needs_the_other_admin_and_expires(lab: tuple[Vault, Vault], clock: FakeClock) -> None:
