@@ -3,8 +3,9 @@
 Adding a user, changing the policy and destroying a key each let one admin widen who can see identities
 or erase evidence for good, so with two or more enabled admins none of them runs on one admin's word:
 
-1. the first admin's call is refused (audited) and files a pending admin action (``aa_...``) binding the kind, the canonical JSON
-   of exactly what will be done and the filer, and raises ``ApprovalPending`` (exit 3) naming it;
+1. the first admin's call is refused (audited) and files a pending admin action (``aa_...``) binding
+   the kind, the canonical JSON of exactly what will be done and the filer, and raises
+   ``ApprovalPending`` (exit 3) naming it;
 2. a different enabled admin approves (or any admin denies) it before it expires (default 24 h);
 3. the filer runs the same call again with ``admin_action=`` that id: inside the call's own audited
    transaction ``consume`` checks the row against the parameters and marks it used (single use).
