@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ifadit_cli.admin_actions import action_option, destroy_locally, keys_cancel_destroy
 from ifadit_cli.options import (
     VaultArgs,
     confirm_option,
@@ -40,6 +41,7 @@ from keyvault import (
     access,
     display_url,
     key_fingerprint,
+    keys,
     upgrade_vault,
 )
 from keyvault.service.api import PolicyChange
@@ -259,6 +261,7 @@ def vault_init(
     help="Quorum: distinct approvers a restore request needs, none of them the requester nor tied to "
     "them by the two-person rule. More approvers, fewer lone decisions; each one is a delay.",
 )
+@action_option
 @json_option
 def vault_policy(
     vault_args: VaultArgs,
@@ -266,26 +269,31 @@ def vault_policy(
     approval_ttl: float | None,
     unlock_delay: float | None,
     approvals: int | None,
+    admin_action: str | None,
     as_json: bool,
 ) -> None:
     """Show the vault policy, or change it (admin only; audited).
+
+    With two admins a change first files an admin action (exit 3); once another admin approves it, run
+    the same command again with --action.
 
     \b
     Example:
       ifadit vault policy --require-approval yes --approval-ttl 8 --approvals 2
     """
-    with vault_args.api() as vault:
-        if require_approval is None and approval_ttl is None and unlock_delay is None and approvals is None:
-            policy = vault.policy()
-        else:
-            policy = vault.set_policy(
-                PolicyChange(
-                    require_approval=None if require_approval is None else require_approval == "yes",
-                    approval_ttl=None if approval_ttl is None else timedelta(hours=approval_ttl),
-                    unlock_delay=None if unlock_delay is None else timedelta(seconds=unlock_delay),
-                    approvals=approvals,
-                )
-            )
+    change = PolicyChange(
+        require_approval=None if require_approval is None else require_approval == "yes",
+        approval_ttl=None if approval_ttl is None else timedelta(hours=approval_ttl),
+        unlock_delay=None if unlock_delay is None else timedelta(seconds=unlock_delay),
+        approvals=approvals,
+    )
+    if admin_action is not None:
+        with vault_args.open() as local:
+            policy = access.set_policy(local, **dataclasses.asdict(change), admin_action=admin_action)
+    else:
+        with vault_args.api() as vault:
+            unchanged = all(value is None for value in dataclasses.asdict(change).values())
+            policy = vault.policy() if unchanged else vault.set_policy(change)
     emit(
         policy,
         as_json,
@@ -337,14 +345,27 @@ def users_group() -> None:
     required=True,
     help="A role of the new user (repeat for several).",
 )
+@action_option
 @json_option
-def users_add(vault_args: VaultArgs, name: str, roles: tuple[str, ...], as_json: bool) -> None:
+def users_add(
+    vault_args: VaultArgs, name: str, roles: tuple[str, ...], admin_action: str | None, as_json: bool
+) -> None:
     """Add a user (admin only); their passphrase comes from IFADIT_NEW_PASSPHRASE or a prompt asked twice.
+
+    With two admins the first run files an admin action (exit 3); once another admin approves it, run
+    the same command again with --action.
 
     \b
     Example:
       ifadit users add carol --role approver --role auditor
     """
+    if admin_action is not None:
+        with vault_args.open() as local:
+            passphrase = new_passphrase(name)
+            with usage_errors():
+                user = access.add_user(local, name, list(roles), passphrase, admin_action=admin_action)
+        emit(user, as_json, lambda u: f"added {u.name} ({', '.join(u.roles)})")
+        return
     with vault_args.api() as vault:
         passphrase = new_passphrase(name)
         with usage_errors():
@@ -390,7 +411,7 @@ def users_disable(vault_args: VaultArgs, name: str, reason: str | None, yes: boo
 
 @click.group("keys")
 def keys_group() -> None:
-    """Issue anonymization keys and manage their lifecycle (active, suspended, revoked, destroyed).
+    """Issue anonymization keys and manage their lifecycle (active, suspended, revoked, pending-destroy, destroyed).
 
     \b
     Example:
@@ -482,7 +503,7 @@ def keys_rotate(vault_args: VaultArgs, handle: str, as_json: bool) -> None:
 
 
 def _state_command(verb: str, summary: str, needs_reason: bool) -> click.Command:
-    destructive = verb in ("revoke", "destroy")
+    destructive = verb == "revoke"
 
     @vault_options
     @click.argument("handle")
@@ -546,20 +567,54 @@ Example:
         needs_reason=True,
     )
 )
-keys_group.add_command(
-    _state_command(
-        "destroy",
-        """Destroy a revoked key: erase its material, keep a tombstone.
 
-Anonymizations under it become permanent; restores fail with a clear message.
 
-\b
-Example:
-  ifadit keys destroy kh_3f9a... --reason "retention period over" --yes
-""",
-        needs_reason=True,
-    )
+@keys_group.command("destroy")
+@vault_options
+@click.argument("handle")
+@click.option("--reason", required=True, help="Why (kept in the audit log). Required.")
+@click.option(
+    "--window",
+    type=click.FloatRange(min=0),
+    default=keys.DESTROY_WINDOW.days,
+    show_default=True,
+    metavar="DAYS",
+    help="Days before the material is erased; `keys cancel-destroy` stops it meanwhile. 0: at once "
+    "(with two admins, the other approves the window too). Other than 7: local vault only.",
 )
+@action_option
+@json_option
+@confirm_option
+def keys_destroy(
+    vault_args: VaultArgs,
+    handle: str,
+    reason: str,
+    window: float,
+    admin_action: str | None,
+    as_json: bool,
+    yes: bool,
+) -> None:
+    """Schedule a revoked key's destruction: erase its material after the window, keep a tombstone.
+
+    The key turns pending-destroy at once (every use refused); the first key action after the window
+    erases its material and anonymizations under it become permanent. With two admins the first run
+    files an admin action (exit 3); once another admin approves it, run it again with --action.
+
+    \b
+    Example:
+      ifadit keys destroy kh_3f9a... --reason "retention period over" --yes
+    """
+    require_yes(yes, f"destroy of {handle}")
+    days = timedelta(days=window)
+    if admin_action is None and days == keys.DESTROY_WINDOW:
+        with vault_args.api() as vault, usage_errors():
+            key = vault.change_key_state("destroy", handle, reason)
+    else:
+        key = destroy_locally(vault_args, handle, reason, days, admin_action)
+    emit(key, as_json, lambda k: f"{k.handle} is {k.state}")
+
+
+keys_group.add_command(keys_cancel_destroy)
 
 
 def register(group: click.Group) -> None:

@@ -206,7 +206,13 @@ def revoke_section(key: str, restore: list[str]) -> None:
     ifadit("admin", "keys", "revoke", key, "--reason", "case closed", "--yes")
     ifadit("ivan", *restore, "--force", expect=1, note="revoked keys restore nothing")
     ifadit("admin", "keys", "destroy", key, "--reason", "retention period over", "--yes")
-    ifadit("ivan", *restore, "--force", expect=1, note="destroyed: the anonymization is now permanent")
+    ifadit(
+        "ivan",
+        *restore,
+        "--force",
+        expect=1,
+        note="pending-destroy: its material is erased after the 7-day window, then the anonymization is permanent",
+    )
 
 
 def audit_section() -> Path:

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ifadit_cli.detect",
     "ifadit_cli.train",
     "ifadit_cli.admin",
+    "ifadit_cli.admin_actions",
     "ifadit_cli.service",
     "ifadit_cli.audit",
     "ifadit_cli.anonymize",

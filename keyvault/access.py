@@ -18,10 +18,12 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from keyvault import admin_actions
 from keyvault.approvals import check_not_related, counting, inputs_digest
 from keyvault.envelope import KdfParams
 from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, VaultError
@@ -93,8 +95,14 @@ def add_user(
     passphrase: bytes,
     *,
     kdf: KdfParams | None = None,
+    admin_action: str | None = None,
 ) -> UserInfo:
-    """Create a user with ``roles`` and a keyslot under ``passphrase``; admin only."""
+    """Create a user with ``roles`` and a keyslot under ``passphrase``; admin only.
+
+    With two enabled admins it needs another admin's approval (``keyvault.admin_actions``): the first call
+    files an admin action binding the name and roles and raises ``ApprovalPending``; once approved, the
+    same call with ``admin_action`` runs it.
+    """
     if not USER_NAME.fullmatch(name):
         raise ValueError(
             f"user name {name!r} must be 1-128 letters, digits or _.@- (starting with a letter or digit)"
@@ -102,7 +110,23 @@ def add_user(
     stored_roles = join_roles(tuple(roles))
     if not passphrase:
         raise ValueError("a new user needs a non-empty passphrase")
+    params = {"name": name, "roles": stored_roles}
+    return admin_actions.guarded(
+        vault, "user.add", params, lambda: _add_user(vault, name, stored_roles, passphrase, kdf, admin_action)
+    )
+
+
+def _add_user(
+    vault: Vault,
+    name: str,
+    stored_roles: str,
+    passphrase: bytes,
+    kdf: KdfParams | None,
+    admin_action: str | None,
+) -> UserInfo:
+    params = {"name": name, "roles": stored_roles}
     with vault.action("user.add", role="admin", details={"user": name, "roles": stored_roles}) as act:
+        admin_actions.consume(vault, act, "user.add", params, admin_action)
         if act.session.scalar(select(UserRow).where(UserRow.name == name)) is not None:
             raise VaultError(f"user {name} already exists", hint="pick another name")
         row = UserRow(
@@ -149,10 +173,13 @@ def set_policy(
     approval_ttl: timedelta | None = None,
     unlock_delay: timedelta | None = None,
     approvals: int | None = None,
+    admin_action: str | None = None,
 ) -> Policy:
     """Change the vault policy (restore approvals and their quorum, unlock delay); admin only.
 
     Unset arguments stay as they are. ``approvals`` is the quorum T: distinct approvers per request.
+    With two enabled admins the change needs another admin's approval of exactly these values
+    (``keyvault.admin_actions``), as ``add_user`` does.
     """
     if approval_ttl is not None and approval_ttl <= timedelta(0):
         raise ValueError("approval TTL must be positive")
@@ -160,16 +187,29 @@ def set_policy(
         raise ValueError(f"the approval quorum must be between 1 and {MAX_APPROVALS}")
     if unlock_delay is not None:
         check_unlock_delay(unlock_delay)
+    params = {
+        "require_approval": require_approval,
+        "approval_ttl_s": None if approval_ttl is None else int(approval_ttl.total_seconds()),
+        "unlock_delay_ms": None if unlock_delay is None else round(unlock_delay.total_seconds() * 1000),
+        "approvals": approvals,
+    }
+    return admin_actions.guarded(
+        vault, "vault.policy", params, lambda: _set_policy(vault, params, admin_action)
+    )
+
+
+def _set_policy(vault: Vault, params: dict[str, Any], admin_action: str | None) -> Policy:
     with vault.action("vault.policy", role="admin") as act:
+        admin_actions.consume(vault, act, "vault.policy", params, admin_action)
         row = act.session.scalars(select(VaultRow)).one()
-        if require_approval is not None:
-            row.require_approval = require_approval
-        if approval_ttl is not None:
-            row.approval_ttl_s = int(approval_ttl.total_seconds())
-        if unlock_delay is not None:
-            row.unlock_delay_ms = round(unlock_delay.total_seconds() * 1000)
-        if approvals is not None:
-            row.approvals_required = approvals
+        if params["require_approval"] is not None:
+            row.require_approval = params["require_approval"]
+        if params["approval_ttl_s"] is not None:
+            row.approval_ttl_s = params["approval_ttl_s"]
+        if params["unlock_delay_ms"] is not None:
+            row.unlock_delay_ms = params["unlock_delay_ms"]
+        if params["approvals"] is not None:
+            row.approvals_required = params["approvals"]
         act.details.update(
             require_approval=row.require_approval,
             approval_ttl_s=row.approval_ttl_s,

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, UOWTransaction
 from keyvault import envelope
 from keyvault.errors import TamperedRow
 from keyvault.schema import (
+    AdminActionRow,
     ApprovalRow,
     Base,
     KeyRow,
@@ -85,6 +86,11 @@ SPECS: dict[type[Base], Spec] = {
         ("request_handle", "approver", "created"),
         ("expires", "used", "input_digest", "mode"),
         lambda row: f"{row.approver} on {row.request_handle}",
+    ),
+    AdminActionRow: Spec(
+        ("handle",),
+        ("kind", "params", "filer", "created", "expires", "state", "decided_by", "decided"),
+        lambda row: row.handle,
     ),
 }
 

@@ -1,9 +1,12 @@
 """Anonymization-key lifecycle after NIST SP 800-57 Part 1: issue, rotate, suspend, resume, revoke, destroy.
 
-States: active → (suspended ⇄ active) → revoked → destroyed. Rotation adds a version; anonymizing
-always uses the newest version of an active, unexpired key; restoring accepts any version of an active
-key (expired or not) until the key is revoked. Destroy erases every version's sealed material
-(crypto-shredding) and keeps the rows as tombstones. Material is 32 random bytes sealed with
+States: active → (suspended ⇄ active) → revoked → pending-destroy (⇄ revoked) → destroyed. Rotation
+adds a version; anonymizing always uses the newest version of an active, unexpired key; restoring accepts
+any version of an active key (expired or not) until the key is revoked. Destroy schedules the erasure
+after a pending window (default 7 days, cancellable, as AWS KMS ScheduleKeyDeletion), so one mistaken
+or malicious command cannot shred evidence at once; the first key action after the window erases every
+version's sealed material (crypto-shredding) and keeps the rows as tombstones. With two enabled admins,
+destroy also needs a second admin's approval (``keyvault.admin_actions``). Material is 32 random bytes sealed with
 AES-256-GCM under the vault KEK, bound to vault id, key handle, version and purpose; it leaves this
 module only inside an ``UnsealedKey`` whose repr hides it.
 """
@@ -13,20 +16,21 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from keyvault import access, ledger
+from keyvault import access, admin_actions, ledger
 from keyvault.envelope import random_key
 from keyvault.errors import KeyStateError, NotFound, PermissionDenied, TamperedRow, VaultError
 from keyvault.material import KeyMaterial
-from keyvault.schema import KeyRow, KeyVersionRow
+from keyvault.schema import ROLES, KeyRow, KeyVersionRow
 from keyvault.vault import Action, Vault, aad
 
 READ_ROLES = ("admin", "operator", "investigator", "auditor")
 USE_ROLES = {"anonymize": "operator", "restore": "investigator"}
+DESTROY_WINDOW = timedelta(days=7)  # default pending window of ``destroy``
 
 # verb -> (states it may start from, state it leads to); rotate keeps the key active
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -34,12 +38,12 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "suspend": (frozenset({"active"}), "suspended"),
     "resume": (frozenset({"suspended"}), "active"),
     "revoke": (frozenset({"active", "suspended"}), "revoked"),
-    "destroy": (frozenset({"revoked"}), "destroyed"),
 }
 HINTS = {
     "active": "suspend or revoke it first",
     "suspended": "resume it first",
     "revoked": "a revoked key can only be destroyed",
+    "pending-destroy": "it is scheduled for destruction; `ifadit keys cancel-destroy` stops that within the window",
     "destroyed": "its material was erased; nothing can use it any more",
 }
 
@@ -158,6 +162,7 @@ def issue(vault: Vault, case: str, purpose: str, expires: datetime | None = None
             f"expiry {expires.isoformat()} is not in the future", hint="pass a later --expires date"
         )
     handle = new_handle()
+    destroy_due(vault)
     with vault.action(
         "key.issue",
         role="admin",
@@ -183,6 +188,7 @@ def issue(vault: Vault, case: str, purpose: str, expires: datetime | None = None
 
 def _transition(vault: Vault, verb: str, handle: str, reason: str | None) -> KeyInfo:
     allowed, target = TRANSITIONS[verb]
+    destroy_due(vault)
     with vault.action(f"key.{verb}", role="admin", key=handle, reason=reason) as act:
         row = _load(act.session, handle)
         act.case_id = row.case_id
@@ -199,9 +205,6 @@ def _transition(vault: Vault, verb: str, handle: str, reason: str | None) -> Key
         elif verb == "revoke":
             for version in versions:
                 version.state, version.revoked = "revoked", now
-        elif verb == "destroy":
-            for version in versions:
-                version.state, version.destroyed, version.material_sealed = "destroyed", now, None
         row.state = target
         act.session.flush()
         return _info(act.session, row)
@@ -229,15 +232,109 @@ def revoke(vault: Vault, handle: str, reason: str) -> KeyInfo:
     return _transition(vault, "revoke", handle, reason)
 
 
-def destroy(vault: Vault, handle: str, reason: str) -> KeyInfo:
-    """Erase the sealed material of every version of a revoked key; anonymizations become permanent."""
+def destroy(
+    vault: Vault,
+    handle: str,
+    reason: str,
+    *,
+    window: timedelta = DESTROY_WINDOW,
+    admin_action: str | None = None,
+) -> KeyInfo:
+    """Schedule the erasure of a revoked key's material after ``window``; anonymizations become permanent.
+
+    The key turns ``pending-destroy`` (every use refused; ``cancel_destroy`` stops it within the window)
+    and each version's ``destroyed`` time says when the first key action after it erases the material
+    (``destroy_due``). ``window`` 0 erases at once. With two enabled admins it needs another admin's
+    approval of exactly this handle, reason and window (``keyvault.admin_actions``).
+    """
     if not (reason and reason.strip()):
         raise ValueError("destroying a key needs a reason")
-    return _transition(vault, "destroy", handle, reason)
+    if window < timedelta(0):
+        raise ValueError("the destroy window cannot be negative")
+    params = {"key": handle, "reason": reason, "window_s": int(window.total_seconds())}
+    destroy_due(vault)
+    return admin_actions.guarded(
+        vault, "key.destroy", params, lambda: _schedule_destroy(vault, handle, reason, window, admin_action)
+    )
+
+
+def _schedule_destroy(
+    vault: Vault, handle: str, reason: str, window: timedelta, admin_action: str | None
+) -> KeyInfo:
+    params = {"key": handle, "reason": reason, "window_s": int(window.total_seconds())}
+    name = "key.destroy" if window == timedelta(0) else "key.schedule-destroy"
+    details = {"window_s": params["window_s"]}
+    with vault.action(name, role="admin", key=handle, reason=reason, details=details) as act:
+        admin_actions.consume(vault, act, "key.destroy", params, admin_action)
+        row = _load(act.session, handle)
+        act.case_id = row.case_id
+        if row.state != "revoked":
+            raise KeyStateError(f"key {handle} is {row.state}: destroy refused", hint=HINTS[row.state])
+        due = vault.clock() + window
+        if window == timedelta(0):
+            _erase(row, _versions(act.session, handle), due)
+        else:
+            row.state = "pending-destroy"
+            for version in _versions(act.session, handle):
+                version.destroyed = due
+            act.details["due"] = due.isoformat()
+        act.session.flush()
+        return _info(act.session, row)
+
+
+def _erase(row: KeyRow, versions: list[KeyVersionRow], now: datetime) -> None:
+    for version in versions:
+        version.state, version.destroyed, version.material_sealed = "destroyed", now, None
+    row.state = "destroyed"
+
+
+def cancel_destroy(vault: Vault, handle: str, reason: str) -> KeyInfo:
+    """Cancel a scheduled destruction within its window: the key is revoked again, its material kept."""
+    if not (reason and reason.strip()):
+        raise ValueError("cancelling a destruction needs a reason")
+    destroy_due(vault)
+    with vault.action("key.cancel-destroy", role="admin", key=handle, reason=reason) as act:
+        row = _load(act.session, handle)
+        act.case_id = row.case_id
+        if row.state != "pending-destroy":
+            raise KeyStateError(
+                f"key {handle} is {row.state}: cancel-destroy refused", hint="only a pending-destroy key"
+            )
+        for version in _versions(act.session, handle):
+            version.destroyed = None
+        row.state = "revoked"
+        act.session.flush()
+        return _info(act.session, row)
+
+
+def destroy_due(vault: Vault) -> list[str]:
+    """Erase every pending-destroy key whose window has ended, each as its own audited ``key.destroy``.
+
+    Run at the start of every key action (by whoever acts: the destruction was approved when scheduled);
+    returns the handles erased.
+    """
+    now = vault.clock()
+    query = (
+        select(KeyVersionRow.key_handle)
+        .join(KeyRow, KeyRow.handle == KeyVersionRow.key_handle)
+        .where(KeyRow.state == "pending-destroy", KeyVersionRow.destroyed <= now)
+        .distinct()
+    )
+    with vault.engine.connect() as connection:  # a read: no write lock, no commit (the action verifies rows)
+        due = sorted(connection.scalars(query))
+    for handle in due:
+        with vault.action("key.destroy", role=ROLES, key=handle, details={"scheduled": True}) as act:
+            row = _load(act.session, handle)
+            act.case_id = row.case_id
+            versions = _versions(act.session, handle)
+            if row.state == "pending-destroy" and all(v.destroyed and v.destroyed <= now for v in versions):
+                _erase(row, versions, now)
+    return due
 
 
 def list_keys(vault: Vault, *, case: str | None = None, state: str | None = None) -> list[KeyInfo]:
     """Keys (newest first), optionally one case's or one state's; never material."""
+    destroy_due(vault)
     with vault.action("key.list", role=READ_ROLES, case=case, record=False) as act:
         query = select(KeyRow).order_by(KeyRow.created.desc(), KeyRow.handle)
         if case is not None:
@@ -249,6 +346,7 @@ def list_keys(vault: Vault, *, case: str | None = None, state: str | None = None
 
 def show(vault: Vault, handle: str) -> KeyInfo:
     """One key's facts and versions; never material."""
+    destroy_due(vault)
     with vault.action("key.show", role=READ_ROLES, key=handle, record=False) as act:
         return _info(act.session, _load(act.session, handle))
 
@@ -288,6 +386,7 @@ def unseal_for_use(
         raise ValueError(f"purpose must be one of {', '.join(USE_ROLES)}, not {purpose!r}")
     if action is not None:
         return _unseal(vault, action, handle, purpose, version, (request, input_digest, mode))
+    destroy_due(vault)
     with vault.action("key.use", role=USE_ROLES[purpose], key=handle, details={"purpose": purpose}) as act:
         return _unseal(vault, act, handle, purpose, version, (request, input_digest, mode))
 

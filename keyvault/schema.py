@@ -28,10 +28,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ROLES = ("admin", "operator", "investigator", "approver", "auditor")
-KEY_STATES = ("active", "suspended", "revoked", "destroyed")
+KEY_STATES = ("active", "suspended", "revoked", "pending-destroy", "destroyed")
 VERSION_STATES = ("active", "superseded", "revoked", "destroyed")  # superseded: restore-only after a rotation
 REQUEST_STATES = ("pending", "approved", "used", "denied", "cancelled")
 RESTORE_MODES = ("exact", "model")  # open the sealed originals, or run the model backwards
+ADMIN_ACTION_STATES = ("pending", "approved", "denied", "used")  # keyvault.admin_actions
 DEFAULT_APPROVAL_TTL_S = 24 * 3600
 DEFAULT_UNLOCK_DELAY_MS = 1000  # pause after a failed unlock, slowing online passphrase guessing
 
@@ -133,6 +134,7 @@ class KeyVersionRow(Base):
     state: Mapped[str] = mapped_column(String(16))  # one of VERSION_STATES
     created: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # when the material was erased; while the key is pending-destroy, when it will be (keyvault.keys.destroy)
     destroyed: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     tag: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # keyvault.integrity (NULL: legacy)
 
@@ -173,6 +175,27 @@ class ApprovalRow(Base):
     input_digest: Mapped[str | None] = mapped_column(String(128), nullable=True)  # None: given before 0002
     mode: Mapped[str | None] = mapped_column(String(8), nullable=True)
     tag: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # keyvault.integrity (NULL: legacy)
+
+
+class AdminActionRow(Base):
+    """A security-relevant admin action filed under the two-person rule (``keyvault.admin_actions``).
+
+    ``params`` is the canonical JSON of exactly what will be done; a different admin than ``filer``
+    approves it, then the filer runs it once (``state`` used) before ``expires``.
+    """
+
+    __tablename__ = "admin_actions"
+
+    handle: Mapped[str] = mapped_column(String(64), primary_key=True)  # aa_ + random hex
+    kind: Mapped[str] = mapped_column(String(32))  # keyvault.admin_actions.KINDS
+    params: Mapped[str] = mapped_column(Text)  # canonical JSON
+    filer: Mapped[str] = mapped_column(String(128))
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16))  # one of ADMIN_ACTION_STATES
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)  # who approved or denied it
+    decided: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    tag: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # keyvault.integrity
 
 
 class AuditEntryRow(Base):

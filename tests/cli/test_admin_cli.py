@@ -90,8 +90,8 @@ def test_key_lifecycle(ifadit: Ifadit) -> None:
     destroyed = json.loads(
         _ok(ifadit("keys", "destroy", handle, "--reason", "retention over", "--yes", "--json"))
     )
-    assert destroyed["state"] == "destroyed"
-    assert "is destroyed: rotate refused" in _error(ifadit("keys", "rotate", handle), 1)
+    assert destroyed["state"] == "pending-destroy"  # erased after the 7-day window (test_admin_actions.py)
+    assert "is pending-destroy: rotate refused" in _error(ifadit("keys", "rotate", handle), 1)
 
 
 def test_unknown_handle_is_one_line(ifadit: Ifadit) -> None:
@@ -172,7 +172,7 @@ def test_policy(ifadit: Ifadit) -> None:
 
 
 def test_upgrade_and_missing_vault(ifadit: Ifadit, tmp_path: Path) -> None:
-    assert "schema already at 0004" in _ok(ifadit("vault", "upgrade"))
+    assert "schema already at 0005" in _ok(ifadit("vault", "upgrade"))
     missing = Ifadit(str(tmp_path / "absent.sqlite3"))
     assert "no vault at" in _error(missing("keys", "list"), 1)
     assert "a vault already exists" in _error(ifadit("vault", "init", *CHEAP_KDF), 1)

@@ -118,7 +118,7 @@ def test_tampered_manifest_exits_4(lab: Lab, anonymized: Path, tmp_path: Path, f
 
 @pytest.mark.parametrize(
     ("verbs", "state"),
-    [(["suspend"], "suspended"), (["revoke"], "revoked"), (["revoke", "destroy"], "destroyed")],
+    [(["suspend"], "suspended"), (["revoke"], "revoked"), (["revoke", "destroy"], "pending-destroy")],
 )
 def test_key_states_are_named(
     lab: Lab, anonymized: Path, tmp_path: Path, verbs: list[str], state: str

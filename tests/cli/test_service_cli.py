@@ -123,13 +123,13 @@ def test_keys_and_users_lifecycle_through_the_service(
     assert f"{handle} is active" in ok(run("keys", "resume", *url, handle))
     error(run("keys", "destroy", *url, handle, "--reason", "early", "--yes"), 1)  # only a revoked key
     assert f"{handle} is revoked" in ok(run("keys", "revoke", *url, handle, "--reason", "closed", "--yes"))
-    assert f"{handle} is destroyed" in ok(
+    assert f"{handle} is pending-destroy" in ok(  # erased after the 7-day window
         run("keys", "destroy", *url, handle, "--reason", "retention", "--yes")
     )
     shown = json.loads(ok(run("keys", "show", *url, handle, "--json")))
-    assert shown["state"] == "destroyed" and [v["state"] for v in shown["versions"]] == [
-        "destroyed",
-        "destroyed",
+    assert shown["state"] == "pending-destroy" and [v["state"] for v in shown["versions"]] == [
+        "revoked",
+        "revoked",
     ]
     assert "added olga (operator)" in ok(
         run("users", "add", "olga", "--role", "operator", *url, env={"IFADIT_NEW_PASSPHRASE": "olga-pass"})

@@ -8,11 +8,12 @@ except under CI (CI=true), where they fail.
 from __future__ import annotations
 
 import os
+import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -20,12 +21,14 @@ from sqlalchemy.orm import Session
 
 from keyvault import integrity
 from keyvault.envelope import KdfParams
+from keyvault.errors import ApprovalPending
 from keyvault.vault import Vault, open_vault
 
 PG_URL = os.environ.get("IFADIT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ADMIN = "admin"
 ADMIN_PASS = b"correct horse battery staple"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+T = TypeVar("T")
 
 
 def cheap_kdf() -> KdfParams:
@@ -94,12 +97,33 @@ def reopened(vault: Vault) -> Vault:
     return open_vault(vault.url, ADMIN, ADMIN_PASS, clock=vault.clock, checkpoints=vault.checkpoints)
 
 
-def add_user(vault: Vault, name: str, *roles: str) -> Vault:
-    """Add a user whose passphrase is their name (as bytes) and return the vault unlocked as them."""
+def add_user(vault: Vault, name: str, *roles: str, approver: Vault | None = None) -> Vault:
+    """Add a user whose passphrase is their name (as bytes) and return the vault unlocked as them.
+
+    With two admins, ``approver`` (another admin) approves the addition (``two_person``).
+    """
     from keyvault import access
 
-    access.add_user(vault, name, list(roles), name.encode(), kdf=cheap_kdf())
+    def add(action: str | None) -> object:
+        return access.add_user(vault, name, list(roles), name.encode(), kdf=cheap_kdf(), admin_action=action)
+
+    if approver is None:
+        add(None)
+    else:
+        two_person(add, approver)
     return open_vault(vault.url, name, name.encode(), clock=vault.clock)
+
+
+def two_person(call: Callable[[str | None], T], approver: Vault) -> T:
+    """Run an admin call under the two-person rule: it files an admin action, ``approver`` approves, it runs."""
+    from keyvault import admin_actions
+
+    with pytest.raises(ApprovalPending) as filed:
+        call(None)
+    match = re.search(r"aa_[0-9a-f]{24}", str(filed.value))
+    assert match is not None, str(filed.value)
+    admin_actions.approve(approver, match[0])
+    return call(match[0])
 
 
 class FakeClock:

@@ -22,6 +22,7 @@ from tests.keyvault.support import (
     execute,
     retag,
     table_rows,
+    two_person,
 )
 
 FILES = (RequestFile("released/cam1.png", "0f" * 32), RequestFile("released/cam2.png", "1e" * 32))
@@ -254,27 +255,45 @@ def test_quorum_needs_distinct_approvers_none_the_requester(lab_vault) -> None:
 
 
 def test_an_approver_added_by_the_requester_cannot_approve(vault: Vault) -> None:
-    """Issue 25: a lone admin adds a second account with the approver role and approves their own restore."""
+    """Issue 25: a lone admin adds a second account with the approver role and approves their own restore.
+
+    With two admins each addition needs the other's approval (``two_person``); the relation is still refused.
+    """
     keys.issue(vault, "C-7", "release")
-    with add_user(vault, "ada", "admin", "investigator") as ada:  # the lab's only person with the admin role
-        access.add_user(ada, "ada2", ["approver"], b"ada2", kdf=cheap_kdf())
+    with add_user(vault, "ada", "admin", "investigator") as ada:  # the lab's only other person with admin
+        two_person(
+            lambda a: access.add_user(ada, "ada2", ["approver"], b"ada2", kdf=cheap_kdf(), admin_action=a),
+            vault,
+        )
         request = access.request_restore(ada, case="C-7", reason="mine", files=FILES, mode="exact")
         with open_vault(vault.url, "ada2", b"ada2") as ada2:
             with pytest.raises(PermissionDenied, match="ada2 was added by ada, .*two-person rule"):
                 access.approve(ada2, request.handle)
             # the other way round: an admin-approver files under an investigator account they added
-            access.add_user(ada, "puppet", ["investigator"], b"puppet", kdf=cheap_kdf())
-    with add_user(vault, "boss", "admin", "approver") as boss:
-        access.add_user(boss, "puppet2", ["investigator"], b"puppet2", kdf=cheap_kdf())
-        with open_vault(vault.url, "puppet2", b"puppet2") as puppet:
-            theirs = access.request_restore(puppet, case="C-7", reason="x", files=FILES, mode="exact")
-        with pytest.raises(PermissionDenied, match="boss added the account of puppet2"):
-            access.approve(boss, theirs.handle)
-    assert access.show_request(vault, request.handle).approvals == ()
-    refused = [e for e in _entries(vault) if e["action"] == "restore.approve"]
-    assert [e["outcome"] for e in refused] == ["refused", "refused"]
-    with add_user(vault, "carla", "approver") as carla:  # an approver the admin added approves
-        assert access.approve(carla, request.handle).state == "approved"
+            two_person(
+                lambda a: access.add_user(
+                    ada, "puppet", ["investigator"], b"puppet", kdf=cheap_kdf(), admin_action=a
+                ),
+                vault,
+            )
+        with add_user(vault, "boss", "admin", "approver", approver=ada) as boss:
+            two_person(
+                lambda a: access.add_user(
+                    boss, "puppet2", ["investigator"], b"puppet2", kdf=cheap_kdf(), admin_action=a
+                ),
+                vault,
+            )
+            with open_vault(vault.url, "puppet2", b"puppet2") as puppet:
+                theirs = access.request_restore(puppet, case="C-7", reason="x", files=FILES, mode="exact")
+            with pytest.raises(PermissionDenied, match="boss added the account of puppet2"):
+                access.approve(boss, theirs.handle)
+        assert access.show_request(vault, request.handle).approvals == ()
+        refused = [e for e in _entries(vault) if e["action"] == "restore.approve"]
+        assert [e["outcome"] for e in refused] == ["refused", "refused"]
+        with add_user(
+            vault, "carla", "approver", approver=ada
+        ) as carla:  # an approver the admin added approves
+            assert access.approve(carla, request.handle).state == "approved"
 
 
 def test_deny_and_cancel_are_audited_and_final(lab_vault) -> None:

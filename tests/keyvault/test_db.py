@@ -48,7 +48,7 @@ def test_upgrade_creates_the_schema_of_the_models(vault_url: str) -> None:
         db.check_revision(engine, vault_url)
     db.upgrade(engine)
     db.check_revision(engine, vault_url)
-    assert db.current_revision(engine) == db.head_revision() == "0004"
+    assert db.current_revision(engine) == db.head_revision() == "0005"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     db.upgrade(engine)  # idempotent at head

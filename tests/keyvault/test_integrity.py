@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from keyvault.access import RequestFile
 from keyvault.approvals import inputs_digest
 from keyvault.errors import IntegrityError, PermissionDenied, TamperedRow
 from keyvault.vault import Vault, open_vault
-from tests.keyvault.support import ADMIN, ADMIN_PASS, add_user, cheap_kdf, execute, table_rows
+from tests.keyvault.support import ADMIN, ADMIN_PASS, add_user, cheap_kdf, execute, table_rows, two_person
 
 FILES = (RequestFile("released/cam1.png", "0f" * 32),)
 EXACT = {"input_digest": inputs_digest(f.sha256 for f in FILES), "mode": "exact"}
@@ -62,7 +63,7 @@ def test_an_untouched_vault_tags_every_row_and_works(lab) -> None:
     key = keys.unseal_for_use(users["ivan"], handle, purpose="restore", request=request, **EXACT)
     assert key.version == 1 and access.show_request(vault, request).state == "used"
     keys.revoke(vault, handle, "case closed")
-    keys.destroy(vault, handle, "case closed")
+    keys.destroy(vault, handle, "case closed", window=timedelta(0))
     for table in TAGGED:
         rows = table_rows(vault.url, table)
         assert rows and all(row["tag"] is not None for row in rows), table
@@ -145,7 +146,7 @@ def test_destroyed_key_resurrected_from_a_backup_is_refused(lab) -> None:
     vault, handle, users = lab
     backup = table_rows(vault.url, "key_versions")[0]["material_sealed"]
     keys.revoke(vault, handle, "case closed")
-    keys.destroy(vault, handle, "case closed")
+    keys.destroy(vault, handle, "case closed", window=timedelta(0))
     execute(
         vault.url,
         "UPDATE key_versions SET state = 'active', material_sealed = :b, destroyed = NULL WHERE key_handle = :h",
@@ -168,7 +169,7 @@ def test_key_rows_rolled_back_from_a_backup_tags_and_all_meet_the_log(lab) -> No
     vault, handle, users = lab
     backup = {t: table_rows(vault.url, t) for t in ("keys", "key_versions")}
     keys.revoke(vault, handle, "case closed")
-    keys.destroy(vault, handle, "case closed")
+    keys.destroy(vault, handle, "case closed", window=timedelta(0))
     old_key, old_version = backup["keys"][0], backup["key_versions"][0]
     execute(
         vault.url,
@@ -209,7 +210,12 @@ def test_request_files_or_mode_changed_is_refused(lab, column: str, value: str) 
 def test_created_by_edited_to_dodge_the_two_person_rule_is_refused(vault: Vault) -> None:
     access.add_user(vault, "adam", ["admin", "approver"], b"adam", kdf=cheap_kdf())
     with open_vault(vault.url, "adam", b"adam") as adam:
-        access.add_user(adam, "ivan", ["investigator"], b"ivan", kdf=cheap_kdf())
+        two_person(  # two admins now: the first approves
+            lambda a: access.add_user(
+                adam, "ivan", ["investigator"], b"ivan", kdf=cheap_kdf(), admin_action=a
+            ),
+            vault,
+        )
         with open_vault(vault.url, "ivan", b"ivan") as ivan:
             request = access.request_restore(ivan, case="C-7", reason="r", files=FILES, mode="exact").handle
         with pytest.raises(PermissionDenied, match="two-person rule"):

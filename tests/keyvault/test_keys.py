@@ -73,7 +73,7 @@ def test_full_lifecycle_and_tombstone(vault: Vault, operator: Vault, investigato
     with pytest.raises(KeyStateError, match=f"key {handle} is revoked: restore refused"):
         keys.unseal_for_use(investigator, handle, purpose="restore", version=1)
 
-    destroyed = keys.destroy(vault, handle, reason="retention period over")
+    destroyed = keys.destroy(vault, handle, reason="retention period over", window=timedelta(0))
     assert destroyed.state == "destroyed" and [v.state for v in destroyed.versions] == ["destroyed"] * 2
     tombstones = [r for r in table_rows(vault.url, "key_versions") if r["key_handle"] == handle]
     assert len(tombstones) == 2 and all(r["material_sealed"] is None for r in tombstones)
@@ -99,7 +99,9 @@ PATH = {"active": [], "suspended": ["suspend"], "revoked": ["revoke"], "destroye
 
 
 def _apply(vault: Vault, verb: str, handle: str) -> None:
-    if verb in ("revoke", "destroy"):
+    if verb == "destroy":
+        keys.destroy(vault, handle, reason="test", window=timedelta(0))
+    elif verb == "revoke":
         getattr(keys, verb)(vault, handle, reason="test")
     else:
         getattr(keys, verb)(vault, handle)

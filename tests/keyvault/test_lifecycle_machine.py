@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -59,7 +60,11 @@ class KeyLifecycle(RuleBasedStateMachine):
     def transition(self, handle: str, verb: str) -> None:
         allowed, target = LEGAL[verb]
         call = getattr(keys, verb)
-        reason = {"reason": "machine"} if verb in ("revoke", "destroy") else {}
+        reason: dict[str, object] = {"reason": "machine"} if verb in ("revoke", "destroy") else {}
+        if verb == "destroy":
+            reason["window"] = timedelta(
+                0
+            )  # erased at once (the pending window: tests/keyvault/test_admin_actions.py)
         if self.state[handle] in allowed:
             info = call(self.vault, handle, **reason)
             self.state[handle] = target

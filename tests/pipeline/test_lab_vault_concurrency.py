@@ -56,8 +56,8 @@ def analyst_worker(url: str, index: int, photo: str, out: str, barrier: Any) -> 
 def test_analysts_at_once_keep_one_verifiable_chain(
     vault: Vault, tmp_path: Path, astronaut: np.ndarray
 ) -> None:
-    access.add_user(vault, USER, ["admin", "operator", "investigator"], USER.encode(), kdf=cheap_kdf())
     access.set_policy(vault, require_approval=False)  # approvals are tested elsewhere; here: raw concurrency
+    access.add_user(vault, USER, ["admin", "operator", "investigator"], USER.encode(), kdf=cheap_kdf())
     photo = tmp_path / "face.png"
     write_image(photo, astronaut[0:240, 120:360])  # 240 x 240, one face
     context = multiprocessing.get_context("spawn")

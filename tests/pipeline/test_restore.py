@@ -360,7 +360,9 @@ def test_key_state_refuses_restore_naming_it(lab: Lab, anonymized: Path, tmp_pat
     with lab.open("admin") as vault:
         if verb == "destroy":
             keys.revoke(vault, lab.key, reason="closed")
-        getattr(keys, verb)(vault, lab.key, reason="test")
+        getattr(keys, verb)(
+            vault, lab.key, reason="test", **({"window": timedelta(0)} if verb == "destroy" else {})
+        )
     state = {"suspend": "suspended", "revoke": "revoked", "destroy": "destroyed"}[verb]
     with pytest.raises(KeyStateError, match=f"key {lab.key} is {state}: restore refused"):
         _restore(lab, anonymized, tmp_path / "r.png", exact=True)

@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,7 @@ def _revoked(lab: Lab, folder: Path) -> dict[str, Any]:
 
 def _destroy(lab: Lab, folder: Path, state: dict[str, Any]) -> None:
     with lab.open("admin") as vault:
-        keys.destroy(vault, lab.key, reason="retention over")
+        keys.destroy(vault, lab.key, reason="retention over", window=timedelta(0))
 
 
 def _photo(lab: Lab, folder: Path) -> dict[str, Any]:
