@@ -16,7 +16,7 @@ from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult
 from ifadit.pipeline.batch import ENGINES, RunReport, anonymize_paths, default_backend, engine_for
 from ifadit.pipeline.inputs import default_output
 from ifadit_cli.detect import detection_options
-from ifadit_cli.options import VaultArgs, emit, json_option, usage_errors, vault_options
+from ifadit_cli.options import VaultArgs, emit, file_option, json_option, usage_errors, vault_options
 
 BACKEND_OPTIONS = ("model_dir", "device", "identity_scale", "attributes", "steps", "text_guidance")
 REPLACEWITH = {  # deface's --replacewith names -> backends
@@ -121,9 +121,9 @@ def _text(report: RunReport) -> str:
     "none (faces left as they are but still detected and listed in the manifest; see --boxes), img (cover "
     "each face with --replaceimg).",
 )
-@click.option(
+@file_option(
     "--replaceimg",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    exists=True,
     default=None,
     show_default="none",
     help="Picture pasted over each face with --replacewith img (scaled and turned with the face).",

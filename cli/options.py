@@ -161,9 +161,12 @@ passphrase_file_option = click.option(
 )
 
 
-def file_option(*param_decls: str, **attrs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A click option naming one file (not a folder), given to the command as a `Path`."""
-    return click.option(*param_decls, type=click.Path(dir_okay=False, path_type=Path), **attrs)
+def file_option(
+    *param_decls: str, exists: bool = False, **attrs: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option naming one file (not a folder), given to the command as a `Path`; with `exists`, click
+    refuses a path that is not there."""
+    return click.option(*param_decls, type=click.Path(dir_okay=False, exists=exists, path_type=Path), **attrs)
 
 
 def vault_options(command: Callable[..., Any]) -> Callable[..., Any]:

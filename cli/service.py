@@ -56,16 +56,16 @@ def _status_line(status: dict[str, object]) -> str:
     show_default="TCP",
     help="Listen on this Unix socket (0600) instead of host:port.",
 )
-@click.option(
+@file_option(
     "--tls-cert",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    exists=True,
     default=None,
     show_default="no TLS",
     help="TLS certificate chain (PEM); required off loopback.",
 )
-@click.option(
+@file_option(
     "--tls-key",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    exists=True,
     default=None,
     show_default="no TLS",
     help="TLS private key (PEM).",
@@ -163,10 +163,10 @@ def operator_group() -> None:
 
 @operator_group.command("unseal")
 @vault_options
-@click.option(
+@file_option(
     "--share-file",
     "share_files",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    exists=True,
     multiple=True,
     show_default="a hidden prompt",
     help="File holding one unseal share (repeat for several; each custodian usually brings one).",

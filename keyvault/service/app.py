@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -305,11 +305,14 @@ def _key_routes(app: FastAPI, ctx: _Context) -> None:
 
     @app.post("/v1/keys/{handle}/{verb}")
     def keys_state(request: Request, handle: str, verb: str, body: ReasonBody) -> Any:
-        if verb not in KEY_VERBS:
-            raise errors.NotFound(
-                f"unknown key action {verb!r}", hint=f"one of: rotate, {', '.join(KEY_VERBS)}"
-            )
+        _check_verb("key", verb, ("rotate", *KEY_VERBS), KEY_VERBS)
         return ctx.api_call(request, lambda api: api.change_key_state(verb, handle, body.reason))
+
+
+def _check_verb(what: str, verb: str, offered: Sequence[str], allowed: Sequence[str]) -> None:
+    """`NotFound` unless `verb` is one of `allowed` (the hint lists every action the route family offers)."""
+    if verb not in allowed:
+        raise errors.NotFound(f"unknown {what} action {verb!r}", hint=f"one of: {', '.join(offered)}")
 
 
 def _request_routes(app: FastAPI, ctx: _Context) -> None:
@@ -346,10 +349,7 @@ def _request_routes(app: FastAPI, ctx: _Context) -> None:
 
     @app.post("/v1/requests/{handle}/{verb}")
     def requests_close(request: Request, handle: str, verb: str, body: CloseBody) -> Any:
-        if verb not in CLOSE_VERBS:
-            raise errors.NotFound(
-                f"unknown request action {verb!r}", hint=f"one of: approve, {', '.join(CLOSE_VERBS)}"
-            )
+        _check_verb("request", verb, ("approve", *CLOSE_VERBS), CLOSE_VERBS)
         return ctx.api_call(request, lambda api: api.close_request(verb, handle, body.reason))
 
 
