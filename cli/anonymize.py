@@ -19,6 +19,13 @@ from ifadit_cli.detect import detection_options
 from ifadit_cli.options import VaultArgs, emit, file_option, json_option, usage_errors, vault_options
 
 BACKEND_OPTIONS = ("model_dir", "device", "identity_scale", "attributes", "steps", "text_guidance")
+LOCAL_ENGINE_OPTIONS = {  # how a local run is spread and resumed; the vault service runs its jobs itself
+    "engine_name": "--engine",
+    "address": "--address",
+    "workers": "--workers",
+    "gpus_per_worker": "--gpus-per-worker",
+    "checkpoint": "--checkpoint",
+}
 REPLACEWITH = {  # deface's --replacewith names -> backends
     "blur": "blur",
     "pixelate": "pixelate",
@@ -351,6 +358,10 @@ def anonymize_command(
     options = build_options(settings)
     with usage_errors():
         output = output or default_output(inputs, lossless_video=options.lossless)
+    if vault_args.remote:
+        report = _anonymize_through_service(vault_args, inputs, output, options, key_handle, case_id, force)
+        _finish(report, as_json)
+        return
     with vault_args.open() as vault, usage_errors():
         engine = engine_for(engine_name, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
         report = anonymize_paths(
@@ -366,9 +377,43 @@ def anonymize_command(
             checkpoint=checkpoint,
             force=force,
         )
+    _finish(report, as_json)
+
+
+def _finish(report: RunReport, as_json: bool) -> None:
     emit(report.as_dict() if as_json else report, as_json, _text)
     if report.exit_code:
         sys.exit(report.exit_code)
+
+
+def _anonymize_through_service(
+    vault_args: VaultArgs,
+    inputs: tuple[Path, ...],
+    output: Path,
+    options: AnonymizeOptions,
+    key_handle: str | None,
+    case_id: str | None,
+    force: bool,
+) -> RunReport:
+    """The run computed by the vault service (`--vault URL`): the files go there, the outputs come back."""
+    context = click.get_current_context()
+    local_only = [
+        flag
+        for name, flag in LOCAL_ENGINE_OPTIONS.items()
+        if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    ]
+    if local_only:
+        raise click.UsageError(
+            f"{', '.join(local_only)}: the vault service runs the job itself; drop them with --vault URL"
+        )
+    from ifadit.pipeline.remote import anonymize_remote
+
+    if sys.stderr.isatty():
+        click.echo(f"sending the files to {vault_args.url}; they come back when all are done", err=True)
+    with vault_args.client() as client, usage_errors():
+        return anonymize_remote(
+            client, inputs, output, options, key=key_handle, case=case_id, force=force, on_item=_report_item
+        )
 
 
 def build_options(settings: dict[str, Any]) -> AnonymizeOptions:

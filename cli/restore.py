@@ -14,7 +14,7 @@ from ifadit.pipeline.restore import CaseReport, RequestPending, RestoreOptions, 
 from ifadit_cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
 from keyvault import PermissionDenied, RequestInfo, access
 from keyvault.approvals import inputs_digest
-from keyvault.service.api import NewRequest
+from keyvault.service.api import NewRequest, VaultAPI
 
 REQUEST_COLUMNS = (
     "REQUEST",
@@ -108,31 +108,29 @@ def _file_request(
 
 
 def _request_through_service(
-    vault_args: VaultArgs,
+    api: VaultAPI,
     sources: list[Path],
     output: Path,
     options: RestoreOptions,
     request_id: str | None,
     as_json: bool,
-) -> NoReturn:
-    """A restore against the vault service, up to the key use that is not served yet: the request named,
-    else the investigator's open one for these files and mode, else a new one; exit 3 while it awaits
-    its quorum (with --json, the request on stdout), else ``NotRouted``."""
+) -> str | None:
+    """The request a restore through the vault service runs under: the one named, else the investigator's
+    open one for these files and mode, else a new one; None when the policy needs no approval. Exit 3
+    while it awaits its quorum (with --json, the request on stdout). The service checks it again against
+    the files themselves when it runs the restore."""
     with usage_errors():
         files, key = restoring.request_listing(sources, output, options)
-    with vault_args.api() as api:
-        if not api.policy().require_approval:
-            raise vault_args.not_routed(": the restore itself needs key material")
-        digest = inputs_digest(file.sha256 for file in files)
-        found = (
-            api.show_request(request_id)
-            if request_id is not None
-            else api.find_request(options.case, digest, options.mode)
-        ) or api.file_request(
-            NewRequest(
-                case=options.case, reason=options.reason, files=tuple(files), mode=options.mode, key=key
-            )
-        )
+    if not api.policy().require_approval:
+        return None
+    digest = inputs_digest(file.sha256 for file in files)
+    found = (
+        api.show_request(request_id)
+        if request_id is not None
+        else api.find_request(options.case, digest, options.mode)
+    ) or api.file_request(
+        NewRequest(case=options.case, reason=options.reason, files=tuple(files), mode=options.mode, key=key)
+    )
     if found.state not in access.OPEN_STATES:
         closed = f" by {found.closed_by}" if found.closed_by else ""
         raise PermissionDenied(
@@ -145,9 +143,32 @@ def _request_through_service(
         )
     if found.approvals_counted < found.approvals_required:
         _pending(RequestPending(found), as_json)
-    raise vault_args.not_routed(
-        f": request {found.handle} is approved, but the restore itself needs key material"
-    )
+    return found.handle
+
+
+def _restore_through_service(
+    vault_args: VaultArgs,
+    sources: list[Path],
+    output: Path,
+    options: RestoreOptions,
+    request_id: str | None,
+    as_json: bool,
+) -> CaseReport:
+    """The whole restore through the vault service: the request as above, then the files go there and
+    the restored files with their reports come back (the key material stays in the service)."""
+    from ifadit.pipeline.remote import restore_remote
+
+    with vault_args.client() as client:
+        handle = _request_through_service(client, sources, output, options, request_id, as_json)
+        with usage_errors():
+            return restore_remote(
+                client,
+                sources,
+                output,
+                options,
+                request=handle,
+                on_file=lambda done: click.echo(_file_line(done), err=True),
+            )
 
 
 @click.command("restore")
@@ -239,9 +260,9 @@ def restore_command(
     same command restores every file (once: requests are single-use, approvals expire). Progress in faces
     and a line per file go to stderr; outputs appear together after the audit entry, each with a report.
 
-    Against a vault service (--vault https://...) the request is filed, found or named as above (only the
-    files' names and SHA-256s are sent), but the restore itself, which needs key material, is not served
-    yet (issue 25): it stops with exit 2 once the request is approved (at once when none is needed).
+    Against a vault service (--vault https://...) the request is filed, found or named as above, then
+    the files are sent to the service, which checks them against the request, restores them with key
+    material that never leaves it, and sends the restored files and their reports back.
 
     \b
     Example:
@@ -262,12 +283,30 @@ def restore_command(
         click.echo(f"an approver runs `ifadit requests approve {request.handle}`", err=True)
         return
     if vault_args.remote:
-        _request_through_service(vault_args, list(sources), output, options, request_id, as_json)
+        report = _restore_through_service(vault_args, list(sources), output, options, request_id, as_json)
+    else:
+        report = _restore_locally(vault_args, list(sources), output, options, request_id, as_json)
+    emit(report.as_dict() if as_json else report, as_json, _restore_text)
+    if report.mode == "model" and not as_json:
+        from ifadit.backends.ifadit import default_model_dir
+        from ifadit.backends.measured import restore_caveat
+
+        click.echo(restore_caveat(default_model_dir(), report.files[0].model_id), err=True)
+
+
+def _restore_locally(
+    vault_args: VaultArgs,
+    sources: list[Path],
+    output: Path,
+    options: RestoreOptions,
+    request_id: str | None,
+    as_json: bool,
+) -> CaseReport:
     with vault_args.open() as vault, usage_errors():
         try:
-            report = restoring.restore_paths(
+            return restoring.restore_paths(
                 vault,
-                list(sources),
+                sources,
                 output,
                 options,
                 request=request_id,
@@ -276,12 +315,6 @@ def restore_command(
             )
         except RequestPending as exc:
             _pending(exc, as_json)
-    emit(report.as_dict() if as_json else report, as_json, _restore_text)
-    if report.mode == "model" and not as_json:
-        from ifadit.backends.ifadit import default_model_dir
-        from ifadit.backends.measured import restore_caveat
-
-        click.echo(restore_caveat(default_model_dir(), report.files[0].model_id), err=True)
 
 
 @click.group("requests")

@@ -93,6 +93,15 @@ def _status_line(status: dict[str, object]) -> str:
     metavar="MINUTES",
     help="How long a locked-out user name stays refused.",
 )
+@click.option(
+    "--max-job-size",
+    type=click.IntRange(1),
+    default=512,
+    show_default=True,
+    metavar="MIB",
+    help="Largest anonymize or restore job, in MiB of files each way (a workstation sends its files "
+    "here because the keys never leave the service).",
+)
 @hsm_options
 def vault_serve(
     database: str,
@@ -104,15 +113,21 @@ def vault_serve(
     token_ttl: float,
     max_failures: int,
     lockout: float,
+    max_job_size: int,
     hsm: HsmConfig | None,
 ) -> None:
     """Run the vault service: sealed at start, then unsealed by share custodians or the HSM.
+
+    Besides keys, users, requests and the audit log, it runs `ifadit anonymize` and `ifadit restore`
+    for workstations (`--vault URL`): they send their files, the service computes with key material
+    that never leaves it and signs the manifests, and sends the outputs back.
 
     \b
     Example:
       IFADIT_VAULT_DATABASE=postgresql+psycopg://ifadit@db/lab ifadit vault serve --host 0.0.0.0 \\
           --tls-cert lab.crt --tls-key lab.key
     """
+    from ifadit.pipeline.service_jobs import JOBS
     from keyvault.service.server import ServeConfig, serve
 
     config = ServeConfig(
@@ -126,6 +141,8 @@ def vault_serve(
         token_ttl=timedelta(minutes=token_ttl),
         max_failures=max_failures,
         lockout=timedelta(minutes=lockout),
+        jobs=JOBS,
+        max_job_bytes=max_job_size << 20,
     )
     where = f"unix:///{uds}" if uds else f"{'https' if tls_cert else 'http'}://{host}:{port}"
     click.echo(f"vault service listening on {where} (Ctrl-C stops it and forgets the KEK)", err=True)

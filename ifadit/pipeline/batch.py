@@ -327,7 +327,16 @@ def anonymize_paths(
             done.update((result.target, result) for result in results)
     report = _report(items, done, journal, stamp, options, seqs)
     if index is not None and any(item.error is None for item in report.items):
-        append_run(index, RunRecord(stamp, options, report.audit_seqs, report.items))
+        record = RunRecord(
+            stamp.backend,
+            stamp.model_id,
+            stamp.key_handle,
+            stamp.key_version,
+            options,
+            report.audit_seqs,
+            report.items,
+        )
+        append_run(index, record)
     return report
 
 

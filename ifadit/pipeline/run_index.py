@@ -19,7 +19,7 @@ from typing import Any
 from ifadit import __version__
 from ifadit.errors import InputError
 from ifadit.media.image import atomic_write_bytes
-from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult, ManifestStamp
+from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult
 
 RUN_INDEX_NAME = "run.json"
 RUN_INDEX_FORMAT = "ifadit-runs/1"
@@ -29,7 +29,10 @@ RUN_INDEX_FORMAT = "ifadit-runs/1"
 class RunRecord:
     """One invocation's entry in the index."""
 
-    stamp: ManifestStamp
+    backend: str
+    model_id: str | None
+    key_handle: str | None
+    key_version: int | None
     options: AnonymizeOptions
     audit_seqs: tuple[int, ...]
     items: Sequence[ItemResult]
@@ -38,10 +41,10 @@ class RunRecord:
         """JSON-ready form, outputs relative to `root`."""
         return {
             "tool_version": __version__,
-            "backend": self.stamp.backend,
-            "model_id": self.stamp.model_id,
-            "key_handle": self.stamp.key_handle,
-            "key_version": self.stamp.key_version,
+            "backend": self.backend,
+            "model_id": self.model_id,
+            "key_handle": self.key_handle,
+            "key_version": self.key_version,
             "audit_seqs": list(self.audit_seqs),
             "sealed_originals": self.options.seal_original,
             "keep_metadata": self.options.keep_metadata,

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from keyvault import auditor, errors
@@ -29,11 +31,13 @@ from keyvault.access import RequestFile
 from keyvault.service import errors as service_errors
 from keyvault.service.api import CLOSE_VERBS, KEY_VERBS, LocalAPI, NewRequest, PolicyChange
 from keyvault.service.auth import Authenticator
+from keyvault.service.jobs import DEFAULT_MAX_JOB_BYTES, JobRunner, folder_files, pack, unpack
 from keyvault.service.state import ServiceState, ServiceVault
 from keyvault.service.wire import encode
 
 T = TypeVar("T")
-MAX_BODY_BYTES = 1 << 20  # no request of this API needs more
+MAX_BODY_BYTES = 1 << 20  # no request but a job's needs more
+JOBS_PATH = "/v1/jobs/"
 STATUS_CODES: tuple[tuple[type[Exception], int], ...] = (
     (service_errors.ServiceSealed, 503),
     (service_errors.LoginLocked, 429),
@@ -43,6 +47,7 @@ STATUS_CODES: tuple[tuple[type[Exception], int], ...] = (
     (errors.KeyStateError, 409),
     (errors.ApprovalPending, 409),
     (errors.IntegrityError, 500),
+    (service_errors.JobFailed, 422),
     (errors.VaultError, 400),
 )
 
@@ -141,35 +146,77 @@ class _Context:
         """`work` on the library API as the caller, its result encoded for the wire."""
         return encode(self.as_user(request, lambda vault: work(LocalAPI(vault))))
 
+    def run_job(self, request: Request, runner: JobRunner, body: bytes, max_bytes: int) -> bytes:
+        """Unpack a job's upload into a private folder, run it as the caller, and pack its outputs."""
+        with tempfile.TemporaryDirectory(prefix="ifadit-job-") as work:
+            inputs, outputs = Path(work) / "inputs", Path(work) / "outputs"
+            params = unpack(io.BytesIO(body), inputs, max_bytes=max_bytes)
+            outputs.mkdir(mode=0o700)
+            result = self.as_user(request, lambda vault: _run_runner(runner, vault, inputs, outputs, params))
+            answer = io.BytesIO()
+            pack(answer, result, folder_files(outputs))
+            return answer.getvalue()
 
-def create_app(state: ServiceState, auth: Authenticator | None = None) -> FastAPI:
-    """The API over one service state (tests pass their own ``Authenticator`` with a short lockout)."""
+
+def _run_runner(
+    runner: JobRunner, vault: ServiceVault, inputs: Path, outputs: Path, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The runner's result; an error of the pipeline (anything with an exit code) becomes ``JobFailed``."""
+    try:
+        return runner(vault, inputs, outputs, params)
+    except (errors.VaultError, ValueError):
+        raise
+    except Exception as exc:
+        exit_code = getattr(exc, "exit_code", None)
+        if not isinstance(exit_code, int):
+            raise
+        message = str(exc.args[0]) if exc.args else type(exc).__name__
+        raise service_errors.JobFailed(message, hint=getattr(exc, "hint", None), exit_code=exit_code) from exc
+
+
+def create_app(
+    state: ServiceState,
+    auth: Authenticator | None = None,
+    *,
+    jobs: Mapping[str, JobRunner] | None = None,
+    max_job_bytes: int = DEFAULT_MAX_JOB_BYTES,
+) -> FastAPI:
+    """The API over one service state (tests pass their own ``Authenticator`` with a short lockout).
+
+    ``jobs`` are the file-carrying jobs this service runs by name (``ifadit vault serve`` registers
+    anonymize and restore); ``max_job_bytes`` bounds what one job carries each way.
+    """
     app = FastAPI(title="ifadit vault service", docs_url=None, redoc_url=None, openapi_url=None)
-    _guards(app)
+    _guards(app, max_job_bytes)
     ctx = _Context(state, auth or Authenticator(state))
     _seal_and_login_routes(app, ctx)
     _user_and_policy_routes(app, ctx)
     _key_routes(app, ctx)
     _request_routes(app, ctx)
     _audit_routes(app, ctx)
+    _job_routes(app, ctx, dict(jobs or {}), max_job_bytes)
     return app
 
 
-def _guards(app: FastAPI) -> None:
-    """The body-size cap and the error handlers: every failure leaves as a typed JSON error."""
+def _guards(app: FastAPI, max_job_bytes: int) -> None:
+    """The body-size caps and the error handlers: every failure leaves as a typed JSON error."""
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        limit = max_job_bytes + MAX_BODY_BYTES if request.url.path.startswith(JOBS_PATH) else MAX_BODY_BYTES
+        if length is None and request.headers.get("transfer-encoding"):
+            return JSONResponse(error_body("VaultError", "a request body needs a Content-Length"), 411)
+        if length is not None and (not length.isdigit() or int(length) > limit):
             return JSONResponse(error_body("VaultError", "request body too large"), status_code=413)
         return await call_next(request)
 
     @app.exception_handler(errors.VaultError)
     async def vault_error(_request: Request, exc: errors.VaultError) -> JSONResponse:
-        return JSONResponse(
-            error_body(type(exc).__name__, str(exc.args[0]), exc.hint), status_code=status_code(exc)
-        )
+        body = error_body(type(exc).__name__, str(exc.args[0]), exc.hint)
+        if isinstance(exc, service_errors.JobFailed):
+            body["error"]["exit_code"] = exc.exit_code  # the pipeline's, so the CLI exits as it would locally
+        return JSONResponse(body, status_code=status_code(exc))
 
     @app.exception_handler(ValueError)
     async def value_error(_request: Request, exc: ValueError) -> JSONResponse:
@@ -381,3 +428,22 @@ def _audit_routes(app: FastAPI, ctx: _Context) -> None:
                 return path.read_text()
 
         return PlainTextResponse(ctx.as_user(request, work), media_type="application/jsonl")
+
+
+def _job_routes(app: FastAPI, ctx: _Context, jobs: dict[str, JobRunner], max_job_bytes: int) -> None:
+    """File-carrying jobs (a ZIP each way, ``keyvault.service.jobs``), run as the caller in a worker thread."""
+
+    @app.post(JOBS_PATH + "{kind}")
+    async def run_job(request: Request, kind: str) -> Response:
+        runner = jobs.get(kind)
+        if runner is None:
+            raise errors.NotFound(
+                f"this vault service runs no {kind!r} job",
+                hint=f"it runs: {', '.join(sorted(jobs)) or 'none (started without ifadit vault serve)'}",
+            )
+        if ctx.state.sealed:
+            raise service_errors.ServiceSealed()
+        ctx.auth.user_of(_bearer(request))  # refuse a stranger before reading a large body
+        body = await request.body()
+        payload = await run_in_threadpool(ctx.run_job, request, runner, body, max_job_bytes)
+        return Response(payload, media_type="application/zip")

@@ -10,8 +10,11 @@ no FastAPI, no crypto recipes.
 from __future__ import annotations
 
 import base64
+import io
 import os
 import ssl
+import tempfile
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +28,13 @@ from keyvault.audit import AuditEntry, TreeHead
 from keyvault.keys import KeyInfo
 from keyvault.service import errors as service_errors
 from keyvault.service.api import ClosedOnExit, NewRequest, PolicyChange
+from keyvault.service.jobs import DEFAULT_MAX_JOB_BYTES, pack, unpack
 from keyvault.service.urls import is_loopback
 from keyvault.service.wire import decode, decode_list
 from keyvault.vault import Policy, UserInfo
 
 DEFAULT_TIMEOUT_S = 30.0
+JOB_TIMEOUT_S = 6 * 3600.0  # a job answers when its last file is done
 _ERRORS: dict[str, type[errors.VaultError]] = {
     cls.__name__: cls
     for module in (errors, service_errors)
@@ -88,12 +93,22 @@ class VaultClient(ClosedOnExit):
     # ---------------------------------------------------------------- plumbing
 
     def _request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        content: Any = None,
+        timeout: float | None = None,
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         query = {k: v for k, v in (params or {}).items() if v is not None}
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
-            response = self._http.request(method, path, json=json, params=query, headers=headers)
+            response = self._http.request(
+                method, path, json=json, params=query, headers=headers, content=content, **extra
+            )
         except httpx.HTTPError as exc:
             raise service_errors.ServiceUnavailable(
                 f"cannot reach the vault service at {self.url} ({type(exc).__name__})",
@@ -110,6 +125,9 @@ class VaultClient(ClosedOnExit):
             ) from None
         if name == "ValueError":  # the library refused an argument: exit 2, as a local usage error
             raise service_errors.BadRequest(message, hint=hint)
+        if name == "JobFailed":
+            code = error.get("exit_code")
+            raise service_errors.JobFailed(message, hint=hint, exit_code=code if isinstance(code, int) else 1)
         raise _ERRORS.get(name, errors.VaultError)(message, hint=hint)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -258,6 +276,27 @@ class VaultClient(ClosedOnExit):
         os.replace(temporary, target)
         lines = text.splitlines()[1:]  # after the header: entries, then tree heads
         return sum(1 for line in lines if not line.startswith('{"tree_head"'))
+
+    # ---------------------------------------------------------------- jobs
+
+    def run_job(
+        self,
+        kind: str,
+        params: Mapping[str, Any],
+        files: Mapping[str, Path],
+        into: Path,
+        *,
+        max_bytes: int = DEFAULT_MAX_JOB_BYTES,
+    ) -> dict[str, Any]:
+        """Run a file-carrying job in the service: send ``files`` (by relative name) and ``params``,
+        unpack the outputs into ``into`` and return the job's result (``JobFailed`` when it stopped)."""
+        with tempfile.TemporaryFile() as upload:
+            pack(upload, params, files)
+            upload.seek(0)
+            response = self._request(
+                "POST", f"/v1/jobs/{quote(kind, safe='')}", content=upload, timeout=JOB_TIMEOUT_S
+            )
+        return unpack(io.BytesIO(response.content), into, max_bytes=max_bytes)
 
     def close(self) -> None:
         self._http.close()

@@ -47,3 +47,17 @@ class BadRequest(VaultError):
     """The service refused a request's arguments (the library's ``ValueError``): a usage error, as locally."""
 
     exit_code = 2
+
+
+class BadJobArchive(VaultError):
+    """A job's archive is not one this service or client accepts (names, links, size, count)."""
+
+    exit_code = 2
+
+
+class JobFailed(VaultError):
+    """A job the service ran (anonymize, restore) stopped with the pipeline's error; its exit code travels."""
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int = 1) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from keyvault.service.auth import (
 )
 from keyvault.service.errors import ServiceUnavailable
 from keyvault.service.hsm import HsmConfig
+from keyvault.service.jobs import DEFAULT_MAX_JOB_BYTES, JobRunner
 from keyvault.service.state import ServiceState
 from keyvault.service.urls import is_loopback
 
@@ -46,6 +48,8 @@ class ServeConfig:
     max_failures: int = DEFAULT_MAX_FAILURES
     lockout: timedelta = DEFAULT_LOCKOUT
     checkpoints: Path | None = None
+    jobs: Mapping[str, JobRunner] = field(default_factory=dict)  # the file-carrying jobs it runs, by name
+    max_job_bytes: int = DEFAULT_MAX_JOB_BYTES
 
 
 def check_transport(config: ServeConfig) -> None:
@@ -100,7 +104,8 @@ def serve(config: ServeConfig) -> None:
             options.update(host=config.host, port=config.port)
         if config.tls_cert is not None:
             options.update(ssl_certfile=str(config.tls_cert), ssl_keyfile=str(config.tls_key))
-        server = uvicorn.Server(uvicorn.Config(create_app(state, auth), **options))
+        app = create_app(state, auth, jobs=config.jobs, max_job_bytes=config.max_job_bytes)
+        server = uvicorn.Server(uvicorn.Config(app, **options))
         server.run(sockets=[unix_socket(config.uds)] if config.uds is not None else None)
     finally:
         state.close()

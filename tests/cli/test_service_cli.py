@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from ifadit.pipeline.service_jobs import JOBS
 from ifadit_cli.main import cli
 from keyvault.service import tokenfile
 from tests.cli.test_admin_cli import CHEAP_KDF
@@ -73,7 +74,7 @@ def service(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[RunningService]:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "home"))  # token files of this test only
-    with running_service(vault_url) as running:
+    with running_service(vault_url, jobs=JOBS) as running:  # as `ifadit vault serve` runs it
         yield running
 
 

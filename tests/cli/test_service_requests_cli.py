@@ -4,7 +4,7 @@ An investigator files one request for two files (names and SHA-256s only: no key
 enters the workstation); approvers list and show it (file names, mode, reason) and approve it under a
 quorum of two distinct approvers; the requester (an approver too) can neither approve nor deny, an approver cannot
 cancel; a plain `restore` files or finds the request and exits 3 while it is pending (with --json, the
-request), and stops with the clear "not served yet" error once it is approved. No output carries a
+request), and once it is approved sends the files to the service, whose error names them as given here. No output carries a
 passphrase, a share or a token.
 """
 
@@ -100,10 +100,9 @@ def test_a_request_for_two_files_is_filed_shown_and_approved_through_the_service
     assert f"request {handle} awaits approval (1 of 2)" in pending.stderr
 
     assert "2 of 2 approvals, now approved" in ok(keep(run("requests", "approve", handle, *url, *bob)))
-    stopped = error(keep(run(*restore, "--exact")), 2)
-    assert "`ifadit restore` does not run through the vault service yet (issue 25)" in stopped
-    assert f"request {handle} is approved" in stopped
-    assert not Path(out).exists()
+    stopped = error(keep(run(*restore, "--exact")), 1)  # approved; the service finds nothing sealed in them
+    assert f"Error: {files[0]}: carries no manifest, so no sealed originals" in stopped
+    assert "ifadit-job" not in stopped and not Path(out).exists()
 
     entries = json.loads(ok(run("audit", "show", *url, "--case", "C-17", "--json")))
     actions = [(e["actor"], e["action"], e["outcome"]) for e in entries]

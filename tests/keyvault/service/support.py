@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +16,7 @@ import uvicorn
 from keyvault.service.app import create_app
 from keyvault.service.auth import Authenticator, LoginLimiter, TokenStore
 from keyvault.service.hsm import HsmConfig
+from keyvault.service.jobs import JobRunner
 from keyvault.service.setup import ServiceInit, init_service_vault
 from keyvault.service.state import ServiceState
 from tests.keyvault.support import ADMIN, ADMIN_PASS, cheap_kdf
@@ -48,8 +49,10 @@ def running_service(
     lockout: timedelta = timedelta(minutes=10),
     clock: object | None = None,
     tls: tuple[Path, Path] | None = None,
+    jobs: Mapping[str, JobRunner] | None = None,
 ) -> Iterator[RunningService]:
-    """Serve ``database`` on 127.0.0.1 (an ephemeral port, TLS with ``tls`` = (cert, key)) until the block ends."""
+    """Serve ``database`` on 127.0.0.1 (an ephemeral port, TLS with ``tls`` = (cert, key)) until the block
+    ends; ``jobs`` are the file-carrying jobs it runs (``ifadit vault serve`` registers ifadit's)."""
     kwargs = {"clock": clock} if clock is not None else {}
     state = ServiceState(database, hsm=hsm, **kwargs)  # type: ignore[arg-type]
     if state.mode == "hsm":
@@ -60,7 +63,7 @@ def running_service(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(state, auth),
+        create_app(state, auth, jobs=jobs),
         log_level="warning",
         access_log=False,
         limit_concurrency=16,
