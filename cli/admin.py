@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ifadit_cli.admin_actions import action_option, destroy_locally, keys_cancel_destroy
+from ifadit_cli.admin_actions import action_option, keys_cancel_destroy
 from ifadit_cli.options import (
     VaultArgs,
     confirm_option,
@@ -287,13 +287,9 @@ def vault_policy(
         unlock_delay=None if unlock_delay is None else timedelta(seconds=unlock_delay),
         approvals=approvals,
     )
-    if admin_action is not None:
-        with vault_args.open() as local:
-            policy = access.set_policy(local, **dataclasses.asdict(change), admin_action=admin_action)
-    else:
-        with vault_args.api() as vault:
-            unchanged = all(value is None for value in dataclasses.asdict(change).values())
-            policy = vault.policy() if unchanged else vault.set_policy(change)
+    show = admin_action is None and all(value is None for value in dataclasses.asdict(change).values())
+    with vault_args.api() as vault:
+        policy = vault.policy() if show else vault.set_policy(change, admin_action)
     emit(
         policy,
         as_json,
@@ -359,17 +355,10 @@ def users_add(
     Example:
       ifadit users add carol --role approver --role auditor
     """
-    if admin_action is not None:
-        with vault_args.open() as local:
-            passphrase = new_passphrase(name)
-            with usage_errors():
-                user = access.add_user(local, name, list(roles), passphrase, admin_action=admin_action)
-        emit(user, as_json, lambda u: f"added {u.name} ({', '.join(u.roles)})")
-        return
     with vault_args.api() as vault:
         passphrase = new_passphrase(name)
         with usage_errors():
-            user = vault.add_user(name, list(roles), passphrase)
+            user = vault.add_user(name, list(roles), passphrase, admin_action)
     emit(user, as_json, lambda u: f"added {u.name} ({', '.join(u.roles)})")
 
 
@@ -580,7 +569,7 @@ Example:
     show_default=True,
     metavar="DAYS",
     help="Days before the material is erased; `keys cancel-destroy` stops it meanwhile. 0: at once "
-    "(with two admins, the other approves the window too). Other than 7: local vault only.",
+    "(with two admins, the other approves the window too).",
 )
 @action_option
 @json_option
@@ -605,12 +594,8 @@ def keys_destroy(
       ifadit keys destroy kh_3f9a... --reason "retention period over" --yes
     """
     require_yes(yes, f"destroy of {handle}")
-    days = timedelta(days=window)
-    if admin_action is None and days == keys.DESTROY_WINDOW:
-        with vault_args.api() as vault, usage_errors():
-            key = vault.change_key_state("destroy", handle, reason)
-    else:
-        key = destroy_locally(vault_args, handle, reason, days, admin_action)
+    with vault_args.api() as vault, usage_errors():
+        key = vault.destroy_key(handle, reason, timedelta(days=window), admin_action)
     emit(key, as_json, lambda k: f"{k.handle} is {k.state}")
 
 

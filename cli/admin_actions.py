@@ -2,18 +2,17 @@
 
 Once a vault has two enabled admins, `users add`, `vault policy` (a change) and `keys destroy` file an
 admin action (exit 3, naming `aa_...`); another admin approves it here, and the filer re-runs the same
-command with `--action aa_...` (``keyvault.admin_actions``). These commands and `--action`/`--window`
-run on a local vault only: the vault service does not route them yet (``VaultArgs.open`` says so).
+command with `--action aa_...` (``keyvault.admin_actions``). Every command goes through
+``VaultArgs.api()``: the library on a local vault, or the vault service, which runs the same library
+as the token's user, so the two-person rule holds there too.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import click
 
 from ifadit_cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
-from keyvault import admin_actions, keys
+from keyvault import admin_actions
 from keyvault.admin_actions import AdminActionInfo
 
 COLUMNS = ("ACTION", "KIND", "STATE", "FILED BY", "DECIDED BY", "EXPIRES (UTC)", "PARAMETERS")
@@ -26,7 +25,7 @@ def action_option(command: click.decorators.FC) -> click.decorators.FC:
         "admin_action",
         default=None,
         metavar="ID",
-        help="Run the admin action aa_... that another admin approved (two-person rule, local vault only).",
+        help="Run the admin action aa_... that another admin approved (two-person rule).",
     )(command)
 
 
@@ -69,8 +68,8 @@ def actions_list(vault_args: VaultArgs, state: str | None, as_json: bool) -> Non
     Example:
       ifadit admin-actions list --state pending
     """
-    with vault_args.open() as vault:
-        found = admin_actions.list_actions(vault, state=state)
+    with vault_args.api() as vault:
+        found = vault.list_admin_actions(state)
     emit(found, as_json, lambda rows: table(COLUMNS, [_row(a) for a in rows]))
 
 
@@ -85,8 +84,8 @@ def actions_show(vault_args: VaultArgs, action: str, as_json: bool) -> None:
     Example:
       ifadit admin-actions show aa_5c1e...
     """
-    with vault_args.open() as vault:
-        found = admin_actions.show(vault, action)
+    with vault_args.api() as vault:
+        found = vault.show_admin_action(action)
     emit(
         found,
         as_json,
@@ -105,8 +104,8 @@ def actions_approve(vault_args: VaultArgs, action: str, as_json: bool) -> None:
     Example:
       ifadit admin-actions approve aa_5c1e... --user bob
     """
-    with vault_args.open() as vault:
-        found = admin_actions.approve(vault, action)
+    with vault_args.api() as vault:
+        found = vault.decide_admin_action("approve", action)
     emit(found, as_json, _text)
 
 
@@ -121,8 +120,8 @@ def actions_deny(vault_args: VaultArgs, action: str, as_json: bool) -> None:
     Example:
       ifadit admin-actions deny aa_5c1e...
     """
-    with vault_args.open() as vault:
-        found = admin_actions.deny(vault, action)
+    with vault_args.api() as vault:
+        found = vault.decide_admin_action("deny", action)
     emit(found, as_json, _text)
 
 
@@ -138,17 +137,9 @@ def keys_cancel_destroy(vault_args: VaultArgs, handle: str, reason: str, as_json
     Example:
       ifadit keys cancel-destroy kh_3f9a... --reason "litigation hold"
     """
-    with vault_args.open() as vault, usage_errors():
-        key = keys.cancel_destroy(vault, handle, reason)
+    with vault_args.api() as vault, usage_errors():
+        key = vault.cancel_destroy(handle, reason)
     emit(key, as_json, lambda k: f"{k.handle} is {k.state}")
-
-
-def destroy_locally(
-    vault_args: VaultArgs, handle: str, reason: str, window: timedelta, action: str | None
-) -> keys.KeyInfo:
-    """`keys destroy` with a window or an approved admin action, on a local vault."""
-    with vault_args.open() as vault, usage_errors():
-        return keys.destroy(vault, handle, reason, window=window, admin_action=action)
 
 
 def register(group: click.Group) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ifadit.pipeline.outputs import keyed_files_digest
+from ifadit.pipeline.outputs import file_sha256, list_digest
 from ifadit_cli import audit_service
 from ifadit_cli.options import VaultArgs, emit, file_option, json_option, table, usage_errors, vault_options
 from keyvault import (
@@ -405,8 +405,8 @@ def audit_prove(vault_args: VaultArgs, seq: int, output: Path | None) -> None:
     Example:
       ifadit audit prove 41 -o entry41.proof.json
     """
-    with vault_args.open() as vault:
-        proof = auditor.prove(vault, seq)
+    with vault_args.api() as vault:
+        proof = vault.prove(seq)
     text = json.dumps(proof.to_dict(), indent=2, ensure_ascii=False)
     if output is None:
         click.echo(text)
@@ -427,8 +427,8 @@ def audit_consistency(vault_args: VaultArgs, old_size: int, new_size: int | None
     Example:
       ifadit audit consistency 120 && ifadit audit show --heads
     """
-    with vault_args.open() as vault:
-        old, new, path = auditor.consistency(vault, old_size, new_size)
+    with vault_args.api() as vault:
+        old, new, path = vault.consistency(old_size, new_size)
     result = {"old": old, "new": new, "proof": [h.hex() for h in path]}
     emit(
         result,
@@ -448,14 +448,16 @@ def audit_digest(vault_args: VaultArgs, files: tuple[Path, ...]) -> None:
 
     Entries name originals only by this vault-keyed HMAC, so a bundle reader cannot confirm a guessed
     original; a vault user holding the files recomputes it here to match an anonymize run's `inputs` or a
-    restore's `output`. The check is audited.
+    restore's `output`. The check is audited. The files are hashed here: a vault service receives only
+    their SHA-256, never their content.
 
     \b
     Example:
       ifadit audit digest evidence/in.png
     """
-    with vault_args.open() as vault:
-        click.echo(keyed_files_digest(vault, files))
+    sha256s = [file_sha256(path) for path in files]
+    with vault_args.api() as vault, usage_errors():
+        click.echo(vault.keyed_digest(list_digest(sha256s), len(sha256s)))
 
 
 @audit_group.command("checkpoint")

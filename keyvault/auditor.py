@@ -1,7 +1,8 @@
 """What an auditor does against a live vault: read entries, verify it, prove inclusion and consistency.
 
-Reads need the auditor or admin role (a refusal is audited). Exporting a bundle is
-``Vault.export_audit``. Offline checks of the results live in ``keyvault.verify``, which needs no database.
+Reads need the auditor or admin role (a refusal is audited); ``keyed_digest`` (any role) recomputes the
+keyed digest an entry records for content its caller holds. Exporting a bundle is ``Vault.export_audit``.
+Offline checks of the results live in ``keyvault.verify``, which needs no database.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from keyvault import ledger, note
 from keyvault.anchor import check_bundle_since
 from keyvault.audit import AuditEntry, InclusionProof, TreeHead
 from keyvault.excerpt import AuditFilter
+from keyvault.schema import ROLES
 from keyvault.vault import Vault
 from keyvault.verify import VerifyReport, verify_bundle, verify_consistency_between, verify_inclusion_proof
 
@@ -97,3 +99,17 @@ def consistency(
         proof = ledger.consistency(act.session, old.size, new.size)
     verify_consistency_between(old, new, proof, vault.public_key)
     return old, new, proof
+
+
+def keyed_digest(vault: Vault, sha256_hex: str, *, files: int = 1) -> str:
+    """The keyed digest (``hmac-sha256:...``) audit entries record for content whose SHA-256 is ``sha256_hex``.
+
+    The caller hashes the content itself (for several files, the SHA-256 of their list in order), so no
+    content reaches the vault; ``files`` says how many files that was, for the audit entry. The check is
+    audited (``audit.digest``, any role), so who confirmed a file shows.
+    """
+    if files < 1:
+        raise ValueError("name at least one file to digest")
+    with vault.action("audit.digest", role=ROLES, details={"files": files}) as act:
+        act.digests = {"files": vault.keyed_digest(sha256_hex)}
+    return act.digests["files"]

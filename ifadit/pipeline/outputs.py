@@ -26,6 +26,7 @@ import numpy as np
 from ifadit.media.image import atomic_write_bytes, insert_jpeg_app11, read_image, write_image
 from ifadit.media.manifest import Manifest, embedding_for, pixels_digest, sidecar_path
 from ifadit.media.metadata import KeptMetadata
+from keyvault import auditor
 
 if TYPE_CHECKING:
     from keyvault import Vault
@@ -68,10 +69,7 @@ def keyed_files_digest(vault: Vault, paths: Sequence[str | os.PathLike[str]]) ->
     if not paths:
         raise ValueError("name at least one file to digest")
     sha256s = [file_sha256(path) for path in paths]
-    roles = ("admin", "operator", "investigator", "approver", "auditor")
-    with vault.action("audit.digest", role=roles, details={"files": len(sha256s)}) as act:
-        act.digests = {"files": keyed_list_digest(vault, sha256s)}
-    return act.digests["files"]
+    return auditor.keyed_digest(vault, list_digest(sha256s), files=len(sha256s))
 
 
 def frames_digest(frame_digests: Iterable[str]) -> str:

@@ -26,10 +26,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from keyvault import auditor, errors
+from keyvault import admin_actions, auditor, errors, keys
 from keyvault.access import RequestFile
 from keyvault.service import errors as service_errors
-from keyvault.service.api import CLOSE_VERBS, KEY_VERBS, LocalAPI, NewRequest, PolicyChange
+from keyvault.service.api import CLOSE_VERBS, DECIDE_VERBS, KEY_VERBS, LocalAPI, NewRequest, PolicyChange
 from keyvault.service.auth import Authenticator
 from keyvault.service.jobs import DEFAULT_MAX_JOB_BYTES, JobRunner, folder_files, pack, unpack
 from keyvault.service.state import ServiceState, ServiceVault
@@ -38,6 +38,7 @@ from keyvault.service.wire import encode
 T = TypeVar("T")
 MAX_BODY_BYTES = 1 << 20  # no request but a job's needs more
 JOBS_PATH = "/v1/jobs/"
+MAX_DESTROY_WINDOW_S = 36_500 * 86_400  # a century: any longer window is a typo (and overflows dates)
 STATUS_CODES: tuple[tuple[type[Exception], int], ...] = (
     (service_errors.ServiceSealed, 503),
     (service_errors.LoginLocked, 429),
@@ -46,7 +47,7 @@ STATUS_CODES: tuple[tuple[type[Exception], int], ...] = (
     (errors.NotFound, 404),
     (errors.KeyStateError, 409),
     (errors.ApprovalPending, 409),
-    (errors.IntegrityError, 500),
+    (errors.IntegrityError, 409),  # the recorded state contradicts itself: a refusal, not a server fault
     (service_errors.JobFailed, 422),
     (errors.VaultError, 400),
 )
@@ -74,6 +75,7 @@ class NewUserBody(BaseModel):
     name: str = Field(max_length=128)
     roles: list[str] = Field(max_length=16)
     passphrase_b64: str = Field(max_length=4096)
+    admin_action: str | None = Field(default=None, max_length=128)
 
 
 class ReasonBody(BaseModel):
@@ -89,6 +91,7 @@ class PolicyBody(BaseModel):
     approval_ttl_s: float | None = None
     unlock_delay_s: float | None = None
     approvals: int | None = None
+    admin_action: str | None = Field(default=None, max_length=128)
 
 
 class IssueBody(BaseModel):
@@ -112,6 +115,21 @@ class RequestBody(BaseModel):
 
 class CloseBody(BaseModel):
     reason: str = Field(max_length=4096)
+
+
+class DestroyBody(BaseModel):
+    reason: str = Field(max_length=4096)
+    window_s: float = Field(default=keys.DESTROY_WINDOW.total_seconds(), ge=0, le=MAX_DESTROY_WINDOW_S)
+    admin_action: str | None = Field(default=None, max_length=128)
+
+
+class ProveBody(BaseModel):
+    seq: int = Field(ge=1)
+
+
+class DigestBody(BaseModel):
+    sha256: str = Field(max_length=64)  # of the content, or of the files' SHA-256 list: never the content
+    files: int = Field(default=1, ge=1, le=1_000_000)
 
 
 def _passphrase(text: str) -> bytes:
@@ -191,9 +209,11 @@ def create_app(
     ctx = _Context(state, auth or Authenticator(state))
     _seal_and_login_routes(app, ctx)
     _user_and_policy_routes(app, ctx)
+    _admin_action_routes(app, ctx)  # before _key_routes: its key routes precede /v1/keys/{handle}/{verb}
     _key_routes(app, ctx)
     _request_routes(app, ctx)
     _audit_routes(app, ctx)
+    _audit_proof_routes(app, ctx)
     _job_routes(app, ctx, dict(jobs or {}), max_job_bytes)
     return app
 
@@ -293,7 +313,10 @@ def _user_and_policy_routes(app: FastAPI, ctx: _Context) -> None:
     @app.post("/v1/users")
     def users_add(request: Request, body: NewUserBody) -> Any:
         return ctx.api_call(
-            request, lambda api: api.add_user(body.name, body.roles, _passphrase(body.passphrase_b64))
+            request,
+            lambda api: api.add_user(
+                body.name, body.roles, _passphrase(body.passphrase_b64), body.admin_action
+            ),
         )
 
     @app.get("/v1/users")
@@ -324,7 +347,8 @@ def _user_and_policy_routes(app: FastAPI, ctx: _Context) -> None:
                     if body.unlock_delay_s is None
                     else timedelta(seconds=body.unlock_delay_s),
                     approvals=body.approvals,
-                )
+                ),
+                body.admin_action,
             ),
         )
 
@@ -447,3 +471,55 @@ def _job_routes(app: FastAPI, ctx: _Context, jobs: dict[str, JobRunner], max_job
         body = await request.body()
         payload = await run_in_threadpool(ctx.run_job, request, runner, body, max_job_bytes)
         return Response(payload, media_type="application/zip")
+
+
+def _admin_action_routes(app: FastAPI, ctx: _Context) -> None:
+    """The two-person rule: admin actions listed, shown, approved, denied; destroy with a window or an
+    approved action, and cancelling a scheduled destroy. The library checks who files, approves and runs."""
+
+    @app.get("/v1/admin-actions")
+    def actions_list(
+        request: Request, action_state: str | None = Query(None, alias="state", max_length=16)
+    ) -> Any:
+        if action_state is not None and action_state not in admin_actions.STATES:
+            raise ValueError(f"state must be one of {', '.join(admin_actions.STATES)}")
+        return ctx.api_call(request, lambda api: api.list_admin_actions(action_state))
+
+    @app.get("/v1/admin-actions/{handle}")
+    def actions_show(request: Request, handle: str) -> Any:
+        return ctx.api_call(request, lambda api: api.show_admin_action(handle))
+
+    @app.post("/v1/admin-actions/{handle}/{verb}")
+    def actions_decide(request: Request, handle: str, verb: str) -> Any:
+        _check_verb("admin-action", verb, DECIDE_VERBS, DECIDE_VERBS)
+        return ctx.api_call(request, lambda api: api.decide_admin_action(verb, handle))
+
+    @app.post("/v1/keys/{handle}/destroy")
+    def keys_destroy(request: Request, handle: str, body: DestroyBody) -> Any:
+        window = timedelta(seconds=body.window_s)
+        return ctx.api_call(
+            request, lambda api: api.destroy_key(handle, body.reason, window, body.admin_action)
+        )
+
+    @app.post("/v1/keys/{handle}/cancel-destroy")
+    def keys_cancel_destroy(request: Request, handle: str, body: CloseBody) -> Any:
+        return ctx.api_call(request, lambda api: api.cancel_destroy(handle, body.reason))
+
+
+def _audit_proof_routes(app: FastAPI, ctx: _Context) -> None:
+    """Inclusion and consistency proofs (the client checks them again), and keyed digests of a SHA-256."""
+
+    @app.post("/v1/audit/prove")
+    def audit_prove(request: Request, body: ProveBody) -> Any:
+        return ctx.api_call(request, lambda api: api.prove(body.seq))
+
+    @app.get("/v1/audit/consistency")
+    def audit_consistency(
+        request: Request, old: int = Query(ge=1), new: int | None = Query(None, ge=1)
+    ) -> Any:
+        head_old, head_new, path = ctx.as_user(request, lambda vault: LocalAPI(vault).consistency(old, new))
+        return {"old": encode(head_old), "new": encode(head_new), "proof": [h.hex() for h in path]}
+
+    @app.post("/v1/audit/digest")
+    def audit_digest(request: Request, body: DigestBody) -> Any:
+        return {"digest": ctx.api_call(request, lambda api: api.keyed_digest(body.sha256, body.files))}

@@ -3,8 +3,9 @@
 Transport rules: ``https://`` verifies the service's certificate (pinned with a CA file, ``--vault-ca``);
 plain ``http://`` is accepted only for a loopback host; ``unix:///path/to.sock`` talks over a Unix
 socket. Errors come back typed (the service sends the ``VaultError`` subclass's name), so a command
-exits with the same code as on a local vault. Imports httpx and the result types only: no database,
-no FastAPI, no crypto recipes.
+exits with the same code as on a local vault. Inclusion and consistency proofs are verified here again
+against the vault's public key, as the library does locally. Imports httpx, the result types and the
+offline verifier only: no database, no FastAPI, no crypto recipes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import ssl
 import tempfile
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -24,7 +25,8 @@ import httpx
 
 from keyvault import errors
 from keyvault.access import RequestInfo
-from keyvault.audit import AuditEntry, TreeHead
+from keyvault.admin_actions import AdminActionInfo
+from keyvault.audit import AuditEntry, InclusionProof, TreeHead
 from keyvault.keys import KeyInfo
 from keyvault.service import errors as service_errors
 from keyvault.service.api import ClosedOnExit, NewRequest, PolicyChange
@@ -32,6 +34,7 @@ from keyvault.service.jobs import DEFAULT_MAX_JOB_BYTES, pack, unpack
 from keyvault.service.urls import is_loopback
 from keyvault.service.wire import decode, decode_list
 from keyvault.vault import Policy, UserInfo
+from keyvault.verify import verify_consistency_between, verify_inclusion_proof
 
 DEFAULT_TIMEOUT_S = 30.0
 JOB_TIMEOUT_S = 6 * 3600.0  # a job answers when its last file is done
@@ -178,11 +181,14 @@ class VaultClient(ClosedOnExit):
 
     # ---------------------------------------------------------------- VaultAPI
 
-    def add_user(self, name: str, roles: list[str], passphrase: bytes) -> UserInfo:
+    def add_user(
+        self, name: str, roles: list[str], passphrase: bytes, admin_action: str | None = None
+    ) -> UserInfo:
         body = {
             "name": name,
             "roles": list(roles),
             "passphrase_b64": base64.b64encode(passphrase).decode("ascii"),
+            "admin_action": admin_action,
         }
         return decode(UserInfo, self._json("POST", "/v1/users", json=body))
 
@@ -195,12 +201,13 @@ class VaultClient(ClosedOnExit):
     def policy(self) -> Policy:
         return decode(Policy, self._json("GET", "/v1/policy"))
 
-    def set_policy(self, change: PolicyChange) -> Policy:
+    def set_policy(self, change: PolicyChange, admin_action: str | None = None) -> Policy:
         body = {
             "require_approval": change.require_approval,
             "approval_ttl_s": None if change.approval_ttl is None else change.approval_ttl.total_seconds(),
             "unlock_delay_s": None if change.unlock_delay is None else change.unlock_delay.total_seconds(),
             "approvals": change.approvals,
+            "admin_action": admin_action,
         }
         return decode(Policy, self._json("POST", "/v1/policy", json=body))
 
@@ -219,6 +226,24 @@ class VaultClient(ClosedOnExit):
 
     def change_key_state(self, verb: str, handle: str, reason: str | None) -> KeyInfo:
         return decode(KeyInfo, self._json("POST", f"/v1/keys/{handle}/{verb}", json={"reason": reason}))
+
+    def destroy_key(self, handle: str, reason: str, window: timedelta, admin_action: str | None) -> KeyInfo:
+        body = {"reason": reason, "window_s": window.total_seconds(), "admin_action": admin_action}
+        return decode(KeyInfo, self._json("POST", f"/v1/keys/{quote(handle, safe='')}/destroy", json=body))
+
+    def cancel_destroy(self, handle: str, reason: str) -> KeyInfo:
+        path = f"/v1/keys/{quote(handle, safe='')}/cancel-destroy"
+        return decode(KeyInfo, self._json("POST", path, json={"reason": reason}))
+
+    def list_admin_actions(self, state: str | None) -> list[AdminActionInfo]:
+        return decode_list(AdminActionInfo, self._json("GET", "/v1/admin-actions", params={"state": state}))
+
+    def show_admin_action(self, handle: str) -> AdminActionInfo:
+        return decode(AdminActionInfo, self._json("GET", f"/v1/admin-actions/{quote(handle, safe='')}"))
+
+    def decide_admin_action(self, verb: str, handle: str) -> AdminActionInfo:
+        path = f"/v1/admin-actions/{quote(handle, safe='')}/{quote(verb, safe='')}"
+        return decode(AdminActionInfo, self._json("POST", path))
 
     def file_request(self, new: NewRequest) -> RequestInfo:
         body = {
@@ -258,6 +283,28 @@ class VaultClient(ClosedOnExit):
 
     def checkpoint(self) -> str:
         return str(self._json("POST", "/v1/audit/checkpoint")["note"])
+
+    def prove(self, seq: int) -> InclusionProof:
+        """Entry ``seq``'s inclusion proof, checked here against the vault's key (``AuditVerificationError``)."""
+        proof = decode(InclusionProof, self._json("POST", "/v1/audit/prove", json={"seq": seq}))
+        verify_inclusion_proof(proof, self.public_key)
+        return proof
+
+    def consistency(self, old_size: int, new_size: int | None) -> tuple[TreeHead, TreeHead, list[bytes]]:
+        """Two signed heads and the proof that the newer extends the older, checked here as by the library."""
+        answer = self._json("GET", "/v1/audit/consistency", params={"old": old_size, "new": new_size})
+        try:
+            old, new = decode(TreeHead, answer["old"]), decode(TreeHead, answer["new"])
+            path = [bytes.fromhex(h) for h in answer["proof"]]
+        except (KeyError, TypeError, ValueError):
+            raise errors.VaultError("the vault service sent a malformed consistency proof") from None
+        verify_consistency_between(old, new, path, self.public_key)
+        return old, new, path
+
+    def keyed_digest(self, sha256_hex: str, files: int) -> str:
+        """The keyed digest of content whose SHA-256 the caller computed: only that hex is sent."""
+        body = {"sha256": sha256_hex, "files": files}
+        return str(self._json("POST", "/v1/audit/digest", json=body)["digest"])
 
     def verify_audit(self) -> str:
         """The service's own check of the live log (chain, signed heads, index columns): its summary line.

@@ -1,8 +1,9 @@
 """JSON forms of the library's result types, both ways: what the service sends and the client rebuilds.
 
 Datetimes travel as ISO 8601 UTC, durations as seconds, tuples as lists. Audit entries travel as their
-canonical bytes (base64), so the client re-checks them with ``AuditEntry.from_canonical``. Nothing here
-can carry key material: the result types have no field for it.
+canonical bytes (base64), so the client re-checks them with ``AuditEntry.from_canonical``; inclusion
+proofs in their `audit prove` JSON (``InclusionProof.to_dict``), which the client verifies again against
+the vault's key. Nothing here can carry key material: the result types have no field for it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import typing
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from keyvault.audit import AuditEntry, TreeHead
+from keyvault.audit import AuditEntry, InclusionProof, TreeHead
 from keyvault.errors import VaultError
 
 T = TypeVar("T")
@@ -24,7 +25,7 @@ def encode(value: Any) -> Any:
     """A JSON-safe form of a result (dataclasses field by field)."""
     if isinstance(value, AuditEntry):
         return {"canonical": base64.b64encode(value.canonical_bytes()).decode("ascii")}
-    if isinstance(value, TreeHead):
+    if isinstance(value, TreeHead | InclusionProof):
         return value.to_dict()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -59,6 +60,8 @@ def _decode(kind: Any, data: Any) -> Any:
         return AuditEntry.from_canonical(base64.b64decode(data["canonical"], validate=True))
     if kind is TreeHead:
         return TreeHead.from_dict(data)
+    if kind is InclusionProof:
+        return InclusionProof.from_dict(data)
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         return decode(kind, data)
     return data
@@ -67,7 +70,7 @@ def _decode(kind: Any, data: Any) -> Any:
 def decode(cls: type[T], data: Any) -> T:
     """Rebuild a dataclass result from ``encode``'s form; ``VaultError`` when the answer does not fit."""
     try:
-        if cls is AuditEntry or cls is TreeHead:
+        if cls in (AuditEntry, TreeHead, InclusionProof):
             return typing.cast(T, _decode(cls, data))
         hints = typing.get_type_hints(cls)
         values = {f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

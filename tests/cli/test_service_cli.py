@@ -168,12 +168,16 @@ def test_commands_not_routed_yet_say_so_and_touch_no_database(
     unseal(service, shares, tmp_path)
     login(service, "admin", "admin-pass")
     cases = {
-        "audit prove": ("audit", "prove", "1"),
-        "audit consistency": ("audit", "consistency", "1"),
+        "audit report": ("audit", "report", "--case", "C-1", "-o", str(tmp_path / "C-1.html")),
     }
     for name, args in cases.items():
-        line = error(run(*args, "--vault", service.url), 2)
+        result = run(*args, "--vault", service.url)
+        line = error(result, 2)
         assert f"`ifadit {name}` does not run through the vault service yet" in line
+        assert (
+            "admin-actions" in result.stderr and "audit show|export|verify|checkpoint|prove" in result.stderr
+        )
+    assert not (tmp_path / "C-1.html").exists()
     assert (
         "vault init runs on the vault server"
         in run("vault", "init", "--service", "--vault", service.url).stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from keyvault.errors import TamperedRow
@@ -59,4 +60,11 @@ def test_policy_switched_off_in_the_database_is_refused_by_the_service(
     execute(vault_url, "UPDATE ifadit_vault SET require_approval = :off", off=False)
     with pytest.raises(TamperedRow, match=r"ifadit_vault row '[0-9a-f]+': .*\(require_approval\): refused"):
         admin.issue_key("C-1", "after the edit", None)
+    raw = httpx.post(  # a refusal against the recorded state, not a fault of the service: 409
+        f"{service.url}/v1/keys",
+        json={"case": "C-1", "purpose": "p"},
+        headers={"Authorization": f"Bearer {admin.token}"},
+        timeout=5,
+    )
+    assert raw.status_code == 409 and raw.json()["error"]["type"] == "TamperedRow"
     assert table_rows(vault_url, "keys") == []
