@@ -1,12 +1,14 @@
 """`make demo`: the whole forensic story on the embedded default, told through the real `ifadit` commands.
 
-A fresh SQLite vault in `demo-out/`, four people with separate roles, one case key, the public-domain
-astronaut photo from scikit-image: anonymize (with and without sealed originals), a restore that waits
-for a second person's approval, an exact restore; when the reversible model is shipped, a model restore on
-the manifest's boxes and a wrong-key attempt on a copy without manifest; revoke and destroy with the
-refusals they cause, and an offline audit verification. Every step is a subprocess running `ifadit`, so
-what you see is what a lab would type. Passphrases are demo values passed through the environment and
-never printed.
+A fresh service-mode vault in `demo-out/` (SQLite) behind the vault service on loopback, started in the
+background and stopped at the end: its KEK split 2-of-3 among custodians who unseal it, four people with
+separate roles who log in, one case key, the public-domain astronaut photo from scikit-image: anonymize
+(with and without sealed originals) computed by the service, a restore that waits for a second person's
+approval, an exact restore; when the reversible model is shipped, a model restore on the manifest's boxes
+and a wrong-key attempt on a copy without manifest; revoke and destroy with the refusals they cause, and
+an offline audit verification. Every step is a subprocess running `ifadit`, so what you see is what a lab
+would type; no command but the service's own reads the database. Passphrases and shares are demo values
+passed through the environment or 0600 files and never printed.
 """
 
 from __future__ import annotations
@@ -15,13 +17,19 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 OUT = Path("demo-out")
+DATABASE = OUT / "vault.sqlite3"
+START_TIMEOUT_S = 60.0
 CASE = "C-17"
 REASON = "warrant 2026/114"
 PEOPLE = {  # user -> role; each user's demo passphrase is "<name>-demo-passphrase"
@@ -40,21 +48,35 @@ def passphrase(user: str) -> str:
     return f"{user}-demo-passphrase"
 
 
-def ifadit(user: str, *args: str, expect: int = 0, note: str = "", new_passphrase: str | None = None) -> str:
-    """Run one `ifadit` command as `user`, echo it and its output, and check its exit status."""
-    env = {
+def demo_env(user: str) -> dict[str, str]:
+    """The environment of a demo command: the service URL once it runs, the user, token files in demo-out/."""
+    return {
         **os.environ,
-        "IFADIT_VAULT": str(OUT / "vault.sqlite3"),
+        "IFADIT_VAULT": os.environ.get("IFADIT_DEMO_VAULT", str(DATABASE)),
         "IFADIT_USER": user,
         "IFADIT_PASSPHRASE": passphrase(user),
+        "XDG_DATA_HOME": str((OUT / "home").resolve()),
     }
+
+
+def ifadit(
+    user: str,
+    *args: str,
+    expect: int = 0,
+    note: str = "",
+    new_passphrase: str | None = None,
+    shown: bool = True,
+) -> str:
+    """Run one `ifadit` command as `user`, echo it and (when `shown`) its output, and check its exit status."""
+    env = demo_env(user)
     if new_passphrase is not None:
         env["IFADIT_NEW_PASSPHRASE"] = new_passphrase
     print(f"\n$ IFADIT_USER={user} ifadit {shlex.join(args)}" + (f"    # {note}" if note else ""), flush=True)
     result = subprocess.run(
         [sys.executable, "-m", "ifadit_cli", *args], env=env, capture_output=True, text=True
     )
-    for line in (result.stdout + result.stderr).rstrip().splitlines():
+    output = (result.stdout + result.stderr).rstrip() if shown else result.stderr.rstrip()
+    for line in output.splitlines():
         print(f"  {line}")
     if result.returncode != expect:
         raise DemoFailed(f"demo step failed: expected exit {expect}, got {result.returncode}")
@@ -154,12 +176,80 @@ def fresh_output() -> Path:
     return photo
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def vault_service() -> Iterator[str]:
+    """`ifadit vault serve` on a free loopback port in the background until the block ends; its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = ["vault", "serve", "--database", str(DATABASE), "--port", str(port)]
+    print(f"\n$ ifadit {shlex.join(command)} &    # the only process that reads the database", flush=True)
+    log = (OUT / "service.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ifadit_cli", *command], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not listening(port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise DemoFailed(f"the vault service did not start: see {OUT / 'service.log'}")
+            time.sleep(0.2)
+        os.environ["IFADIT_DEMO_VAULT"] = url
+        yield url
+    finally:
+        os.environ.pop("IFADIT_DEMO_VAULT", None)
+        server.terminate()  # Ctrl-C's signal: the service seals (forgets the KEK) and stops
+        server.wait(timeout=30)
+        log.close()
+        print(f"\n  The vault service stopped and forgot its KEK (log: {OUT / 'service.log'}).")
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def init_section() -> list[Path]:
+    """0: a service-mode vault; the 2-of-3 unseal shares, one file per custodian (returned)."""
+    section("0. The vault: its KEK split among three custodians, any two of whom unseal the service")
+    printed = ifadit(
+        "admin", "vault", "init", "--service", "--shares", "3", "--threshold", "2", "--admin", "admin",
+        shown=False, note="prints the 3 shares once; here each goes to its custodian's file",
+    )  # fmt: skip
+    shares = [line.split(": ", 1)[1] for line in printed.splitlines() if line.startswith("share ")]
+    if len(shares) != 3:
+        raise DemoFailed("vault init --service did not print 3 shares")
+    files = []
+    for number, share in enumerate(shares, start=1):
+        path = OUT / "custodians" / f"share-{number}"
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.write_text(share + "\n")
+        path.chmod(0o600)
+        files.append(path)
+    print(f"  3 shares written to {OUT / 'custodians'}/share-1..3 (in a lab: one per person, never together)")
+    return files
+
+
+def unseal_section(shares: list[Path]) -> None:
+    """The service starts sealed; two custodians unseal it; everyone logs in."""
+    ifadit("admin", "vault", "status", note="sealed: it holds no KEK and refuses every request")
+    ifadit("admin", "login", expect=1, note="refused while sealed, even with the right passphrase")
+    for share in shares[:2]:
+        ifadit("admin", "vault", "operator", "unseal", "--share-file", str(share), note="a custodian's share")
+    ifadit("admin", "login", note="a short-lived token (file 0600) instead of database access")
+
+
 def vault_section() -> str:
-    """1: the vault, its people and the case key (returned)."""
-    section("1. The vault: an admin, four people with separated roles, one key for the case")
-    ifadit("admin", "vault", "init", "--admin", "admin")
+    """1: four people with separate roles, who log in, and the case key (returned)."""
+    section("1. Four people with separated roles, and one key for the case")
     for user, role in PEOPLE.items():
         ifadit("admin", "users", "add", user, "--role", role, new_passphrase=passphrase(user))
+        ifadit(user, "login")
     key = ifadit("admin", "keys", "issue", "--case", CASE, "--purpose", "CCTV release to the press")
     ifadit("admin", "keys", "list")
     return key
@@ -167,7 +257,7 @@ def vault_section() -> str:
 
 def anonymize_section(photo: Path, reversible: bool) -> None:
     """2: a surrogate (when the model is shipped), the baselines, a sealed original, a refused operator."""
-    section("2. Anonymize (operator)")
+    section("2. Anonymize (operator): the service computes with the case key, which never leaves it")
     if reversible:
         note = "a natural surrogate face under the case key"
         anonymize("olga", photo, "surrogate.png", "--backend", "ifadit", note=note)
@@ -246,11 +336,14 @@ def summary(photo: Path, reversible: bool, bundle: Path) -> None:
 def main() -> None:
     photo = fresh_output()
     reversible = model_shipped()
-    key = vault_section()
-    anonymize_section(photo, reversible)
-    restore = restore_section(reversible)
-    revoke_section(key, restore)
-    bundle = audit_section()
+    shares = init_section()
+    with vault_service():
+        unseal_section(shares)
+        key = vault_section()
+        anonymize_section(photo, reversible)
+        restore = restore_section(reversible)
+        revoke_section(key, restore)
+        bundle = audit_section()
     summary(photo, reversible, bundle)
 
 

@@ -10,6 +10,7 @@ from typing import NoReturn
 import click
 
 from ifadit.pipeline import restore as restoring
+from ifadit.pipeline.remote import check_restorable, restore_remote
 from ifadit.pipeline.restore import CaseReport, RequestPending, RestoreOptions, RestoreReport
 from ifadit_cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
 from keyvault import PermissionDenied, RequestInfo, access
@@ -94,7 +95,7 @@ def _file_request(
     vault_args: VaultArgs, sources: list[Path], output: Path, options: RestoreOptions
 ) -> RequestInfo:
     """`--request-only`: on a local vault after checking every file against it; through the vault service
-    with the files' names and SHA-256s computed here (they are checked when the restore runs)."""
+    after the service checked them the same way, with the files' names and SHA-256s computed here."""
     with usage_errors():
         if not vault_args.remote:
             with vault_args.open() as vault:
@@ -103,8 +104,9 @@ def _file_request(
         new = NewRequest(
             case=options.case, reason=options.reason, files=tuple(files), mode=options.mode, key=key
         )
-        with vault_args.api() as api:
-            return api.file_request(new)
+        with vault_args.client() as client:
+            check_restorable(client, sources, output, options)
+            return client.file_request(new)
 
 
 def _request_through_service(
@@ -156,9 +158,10 @@ def _restore_through_service(
 ) -> CaseReport:
     """The whole restore through the vault service: the request as above, then the files go there and
     the restored files with their reports come back (the key material stays in the service)."""
-    from ifadit.pipeline.remote import restore_remote
 
     with vault_args.client() as client:
+        with usage_errors():
+            check_restorable(client, sources, output, options)
         handle = _request_through_service(client, sources, output, options, request_id, as_json)
         with usage_errors():
             return restore_remote(

@@ -192,6 +192,29 @@ def _local_text(text: str | None, items: Sequence[Item]) -> str | None:
     return text
 
 
+def _restore_params(items: Sequence[Item], output: Path, options: RestoreOptions) -> dict[str, Any]:
+    return {
+        "options": {name: getattr(options, name) for name in RESTORE_FIELDS},
+        "files": [job_name(index, item.source) for index, item in enumerate(items)],
+        "single_output": _single_output(items, output),
+    }
+
+
+def check_restorable(
+    client: JobClient, sources: Sequence[Path], output: Path, options: RestoreOptions
+) -> int:
+    """The service's check of the files before a request is filed for them, as a local restore checks them
+    (manifest, signature, pixels, the case's keys, the mode): the error a restore would stop with, or the
+    number of files."""
+    options.check()
+    items = plan_restore(sources, output, force=True)
+    with Staging(Path(output).parent) as staging:
+        assert staging.folder is not None
+        result = _run_job(client, "restore-check", _restore_params(items, output, options), _upload(items),
+                          staging.folder / JOB_FOLDER)  # fmt: skip
+    return int(result["files"])
+
+
 def restore_remote(
     client: JobClient,
     sources: Sequence[Path],
@@ -204,12 +227,7 @@ def restore_remote(
     """`restore_paths` run by the vault service under `request`; outputs and their reports published here."""
     options.check()
     items = plan_restore(sources, output, force=options.force)
-    params = {
-        "options": {name: getattr(options, name) for name in RESTORE_FIELDS},
-        "files": [job_name(index, item.source) for index, item in enumerate(items)],
-        "single_output": _single_output(items, output),
-        "request": request,
-    }
+    params = {**_restore_params(items, output, options), "request": request}
     files = _upload(items)
     with Staging(Path(output).parent) as staging:  # beside the output: a refusal leaves no empty folder
         assert staging.folder is not None

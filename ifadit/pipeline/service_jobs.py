@@ -16,7 +16,7 @@ from typing import Any
 
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.restore import restore_paths
+from ifadit.pipeline.restore import inspect_items, plan_restore, restore_paths
 from ifadit.pipeline.restore_item import RestoreOptions
 from ifadit.pipeline.run_index import RUN_INDEX_NAME, read_runs
 from keyvault import Vault
@@ -141,13 +141,25 @@ def run_anonymize(vault: Vault, inputs: Path, outputs: Path, params: dict[str, A
     }
 
 
-def run_restore(vault: Vault, inputs: Path, outputs: Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Restore the job's files under the request named (`restore_paths`); the case report by job file names."""
+def _restore_options(params: Mapping[str, Any]) -> RestoreOptions:
     given = params.get("options", {})
     unknown = sorted(set(given) - set(RESTORE_FIELDS))
     if unknown:
         raise ValueError(f"unknown restore option {', '.join(unknown)}")
-    options = RestoreOptions(**given, force=True)
+    return RestoreOptions(**given, force=True)
+
+
+def run_restore_check(vault: Vault, inputs: Path, outputs: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Check the job's files as a restore would before any request is filed (`inspect_items`: manifests,
+    signatures, pixels, this case's active keys, a mode they allow); refusals are audited. No output."""
+    items = plan_restore(_sources(inputs, params), outputs, force=True)
+    inspect_items(vault, items, _restore_options(params))
+    return {"files": len(items)}
+
+
+def run_restore(vault: Vault, inputs: Path, outputs: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Restore the job's files under the request named (`restore_paths`); the case report by job file names."""
+    options = _restore_options(params)
     report = restore_paths(
         vault, _sources(inputs, params), _output(outputs, params), options, request=params.get("request")
     )
@@ -161,4 +173,5 @@ def run_restore(vault: Vault, inputs: Path, outputs: Path, params: dict[str, Any
 JOBS: dict[str, JobRunner] = {
     "anonymize": _naming_job_files(run_anonymize),
     "restore": _naming_job_files(run_restore),
+    "restore-check": _naming_job_files(run_restore_check),
 }
