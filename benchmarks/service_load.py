@@ -6,7 +6,8 @@
    checkpoint file and data folder in the run's own folder.
 2. It is unsealed 2 of 3 through the API; the admin adds four investigators and two approvers (quorum 2).
 3. Each client thread has its own ``VaultClient`` and loops over the operations of its kind
-   (``OPERATIONS``), keeping every acknowledged result (``Ack``) and its latency.
+   (``OPERATIONS``: issue keys, file and approve requests, anonymize small photos with sealed originals
+   as service jobs), keeping every acknowledged result (``Ack``) and its latency.
 4. The crash phase SIGKILLs the service at seeded random moments under the same load; after each kill it
    restarts on the same database, unseals, logs everyone in again, checks that everything acknowledged
    is still there (``Snapshot``) and that `audit verify` through the service says intact. Clients count
@@ -27,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -37,8 +39,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+from skimage import data
 from sqlalchemy import create_engine, text
 
+from ifadit.media.image import write_image
+from ifadit.pipeline.anonymize import AnonymizeOptions
+from ifadit.pipeline.batch import anonymize_paths
+from ifadit.pipeline.outputs import list_digest
+from ifadit.pipeline.remote import anonymize_remote
 from keyvault import access
 from keyvault.access import RequestFile, RequestInfo
 from keyvault.audit import AuditEntry
@@ -226,13 +235,40 @@ CORE_OPERATIONS: tuple[Operation, ...] = (
     Operation("approve", "approver", 3, approve_request, "restore.approve", approval_persisted),
     Operation("show_request", "approver", 1, show_request),
 )
-# JOB_OPERATIONS is the hook for "anonymize a small image" (issue 25). VaultClient has no file-carrying
-# job route yet, so it is empty: nothing here pretends to anonymize. Once the route exists, write
-# `anonymize_small_image(worker) -> Ack` (send a small PNG under a key from `worker.board.some_key`,
-# the Ack's ref being what its audit entry names) and add one line here:
-#     Operation("anonymize", "investigator", 2, anonymize_small_image, "<its audit action>", <persisted check>),
-# The investigators hold the operator role already; the audit and restart checks then cover it.
-JOB_OPERATIONS: tuple[Operation, ...] = ()
+
+
+def _small_face(rng: random.Random) -> np.ndarray:
+    """The astronaut's head (200 x 200 px) with a few random pixels in a corner: every output differs."""
+    pixels = np.array(data.astronaut()[60:260, 80:280])
+    pixels[:4, :4] = np.frombuffer(rng.randbytes(48), dtype=np.uint8).reshape(4, 4, 3)
+    return pixels
+
+
+def anonymize_small_image(worker: Worker) -> Ack | None:
+    """Pixelate one small photo with its original sealed under a case key: through the service (a job),
+    or on the local vault for the baseline. Its Ack names the run's output digest, as its entry does."""
+    known = worker.board.some_key(worker.rng)
+    if known is None:
+        return None
+    handle, case = known
+    with tempfile.TemporaryDirectory(prefix="ifadit-load-") as folder:
+        source, target = Path(folder) / "in.png", Path(folder) / "out.png"
+        write_image(source, _small_face(worker.rng))
+        if isinstance(worker.api, LocalAPI):
+            report = anonymize_paths(worker.api.vault, [source], target, SMALL_IMAGE_OPTIONS, key=handle)
+        else:
+            report = anonymize_remote(worker.api, [source], target, SMALL_IMAGE_OPTIONS, key=handle)
+    return Ack("anonymize", worker.user, list_digest(i.output_sha256 or "" for i in report.items), case)
+
+
+def anonymize_ref(entry: AuditEntry) -> str | None:
+    return entry.digests.get("outputs")
+
+
+SMALL_IMAGE_OPTIONS = AnonymizeOptions(backend="pixelate", seal_original=True)
+JOB_OPERATIONS: tuple[Operation, ...] = (
+    Operation("anonymize", "investigator", 1, anonymize_small_image, "anonymize", ref_of=anonymize_ref),
+)
 OPERATIONS: tuple[Operation, ...] = CORE_OPERATIONS + JOB_OPERATIONS
 BY_NAME = {op.name: op for op in OPERATIONS}
 
