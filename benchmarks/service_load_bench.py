@@ -1,7 +1,8 @@
 """Benchmark: the vault service under load and under kill -9 (issue 25), beside a local-vault baseline.
 
   steady   --clients client threads, each with its own VaultClient, issue keys, file restore requests,
-           approve other users' requests (quorum 2) and read them back through `ifadit vault serve`
+           approve other users' requests (quorum 2), anonymize small photos with sealed originals
+           (service jobs) and read them back through `ifadit vault serve`
            (a child process on 127.0.0.1) for --seconds: requests/s, p50/p99 latency per operation
   baseline the same operations, same mix, on a local library vault (no service, same database kind),
            single-threaded, with the checkpoint each service request signs: printed as ratios
@@ -11,7 +12,6 @@
   audit    every acknowledged action exactly once in the audit log, sequence numbers 1..n, verify intact
 
 Exits 1 on any loss, duplicate or verify failure. Loopback only; the service is always killed at the end.
-The anonymize operation plugs into service_load.JOB_OPERATIONS once the service has the job route.
 
 Usage: .venv/bin/python benchmarks/service_load_bench.py [--database sqlite|postgresql+psycopg://...]
        [--clients 16] [--seconds 60] [--kills 20] [--seed 0] [--baseline-seconds 20]

@@ -348,6 +348,10 @@ def anonymize_command(
     --force. An output folder gets run.json: inputs, outputs, faces, backend, key handle and version,
     audit entries; no case name, no digest of an original.
 
+    Against a vault service (--vault https://...) the files are sent to the service, which computes with
+    the key (it never leaves the service) and signs the manifests; the outputs are published here once
+    the whole run came back (no per-file progress meanwhile; --engine and --checkpoint are local only).
+
     \b
     Example:
       ifadit anonymize photos/ clip.mp4 -o released/ --case C-17 --seal-original

@@ -84,9 +84,8 @@ class VaultArgs:
         command = " ".join(["ifadit", *context.command_path.split()[1:]]) if context else "this command"
         return NotRouted(
             f"`{command}` does not run through the vault service yet (issue 25){detail}",
-            hint="served so far: users, keys, vault policy|status|operator, admin-actions, "
-            "requests list|show|approve|deny|cancel, approve, filing a restore's request, "
-            "audit show|export|verify|checkpoint|prove|consistency|digest, login, logout; "
+            hint="served: anonymize, restore, users, keys, vault policy|status|operator, admin-actions, "
+            "requests, approve, audit show|export|verify|checkpoint|prove|consistency|digest, login, logout; "
             "docs/security.md, 'Service mode', lists what is not",
         )
 
