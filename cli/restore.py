@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -15,7 +15,10 @@ from ifadit.pipeline.restore import CaseReport, RequestPending, RestoreOptions, 
 from ifadit_cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
 from keyvault import PermissionDenied, RequestInfo, access
 from keyvault.approvals import inputs_digest
-from keyvault.service.api import NewRequest, VaultAPI
+from keyvault.service.api import NewRequest
+
+if TYPE_CHECKING:
+    from keyvault.service.client import VaultClient
 
 REQUEST_COLUMNS = (
     "REQUEST",
@@ -110,7 +113,7 @@ def _file_request(
 
 
 def _request_through_service(
-    api: VaultAPI,
+    api: VaultClient,
     sources: list[Path],
     output: Path,
     options: RestoreOptions,
@@ -118,9 +121,10 @@ def _request_through_service(
     as_json: bool,
 ) -> str | None:
     """The request a restore through the vault service runs under: the one named, else the investigator's
-    open one for these files and mode, else a new one; None when the policy needs no approval. Exit 3
-    while it awaits its quorum (with --json, the request on stdout). The service checks it again against
-    the files themselves when it runs the restore."""
+    open one for these files and mode, else a new one once the service checked the files as a restore
+    would; None when the policy needs no approval (the restore itself checks them). Exit 3 while it
+    awaits its quorum (with --json, the request on stdout). The service checks the request again
+    against the files themselves when it runs the restore."""
     with usage_errors():
         files, key = restoring.request_listing(sources, output, options)
     if not api.policy().require_approval:
@@ -130,9 +134,15 @@ def _request_through_service(
         api.show_request(request_id)
         if request_id is not None
         else api.find_request(options.case, digest, options.mode)
-    ) or api.file_request(
-        NewRequest(case=options.case, reason=options.reason, files=tuple(files), mode=options.mode, key=key)
     )
+    if found is None:
+        with usage_errors():
+            check_restorable(api, sources, output, options)  # a new request only for files that restore
+        found = api.file_request(
+            NewRequest(
+                case=options.case, reason=options.reason, files=tuple(files), mode=options.mode, key=key
+            )
+        )
     if found.state not in access.OPEN_STATES:
         closed = f" by {found.closed_by}" if found.closed_by else ""
         raise PermissionDenied(
@@ -160,8 +170,6 @@ def _restore_through_service(
     the restored files with their reports come back (the key material stays in the service)."""
 
     with vault_args.client() as client:
-        with usage_errors():
-            check_restorable(client, sources, output, options)
         handle = _request_through_service(client, sources, output, options, request_id, as_json)
         with usage_errors():
             return restore_remote(
@@ -291,10 +299,9 @@ def restore_command(
         report = _restore_locally(vault_args, list(sources), output, options, request_id, as_json)
     emit(report.as_dict() if as_json else report, as_json, _restore_text)
     if report.mode == "model" and not as_json:
-        from ifadit.backends.ifadit import default_model_dir
         from ifadit.backends.measured import restore_caveat
 
-        click.echo(restore_caveat(default_model_dir(), report.files[0].model_id), err=True)
+        click.echo(restore_caveat(report.files[0].measured), err=True)  # the restoring model's own card
 
 
 def _restore_locally(

@@ -48,14 +48,13 @@ def measured_rates(model_dir: Path, model_id: str | None, recognizer: str = "dli
     }
 
 
-def restore_caveat(model_dir: Path, model_id: str | None, recognizer: str = "dlib") -> str:
-    """One line for the terminal after a model restore by `model_id` from the model in `model_dir`."""
-    rates = measured_rates(model_dir, model_id, recognizer)
+def restore_caveat(rates: dict[str, Any] | None) -> str:
+    """One line for the terminal after a model restore, from the rates `measured_rates` gave (None: none)."""
     if rates is None:
         return f"note: {LEAD}"
     return (
-        f"note: {LEAD}: on held-out faces this model's restores verified as the original ({recognizer}) for "
-        f"{_span(rates['restored_match'])} of faces, restores with a wrong key for "
+        f"note: {LEAD}: on held-out faces this model's restores verified as the original ({rates['recognizer']}) "
+        f"for {_span(rates['restored_match'])} of faces, restores with a wrong key for "
         f"{_span(rates['wrong_key_match'])} (model card)"
     )
 

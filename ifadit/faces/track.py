@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ifadit.faces.detect import Face
 
@@ -165,6 +164,8 @@ class FaceTracker:
             weight = self.embedding_weight
             cost = np.where(has_embedding[:, None], (1 - weight) * cost + weight * identity_cost, cost)
         cost = np.where(allowed, cost, _NO_MATCH)
+        from scipy.optimize import linear_sum_assignment  # 0.4 s to import: only when tracking video
+
         rows, cols = linear_sum_assignment(cost)
         return {int(c): self._tracks[r] for r, c in zip(rows, cols, strict=True) if allowed[r, c]}
 

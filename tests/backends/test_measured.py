@@ -27,24 +27,24 @@ def write_card(folder: Path, card: object) -> Path:
 
 def test_caveat_quotes_the_measured_spans_of_the_matching_model(tmp_path: Path) -> None:
     folder = write_card(tmp_path / "m", {"model_id": "ifadit-abc", "acceptance": ROWS})
-    line = restore_caveat(folder, "ifadit-abc")
+    line = restore_caveat(measured_rates(folder, "ifadit-abc"))
     assert line.startswith("note: a model restore is an investigative lead, not an identification")
     assert "verified as the original (dlib) for 56%-75% of faces" in line
     assert "with a wrong key for 4%-44%" in line
-    assert "for 0% of faces" in restore_caveat(folder, "ifadit-abc", recognizer="faceres")
+    assert "for 0% of faces" in restore_caveat(measured_rates(folder, "ifadit-abc", recognizer="faceres"))
 
 
 def test_caveat_without_figures_for_another_model_or_a_bad_card(tmp_path: Path) -> None:
     general = "note: a model restore is an investigative lead, not an identification"
     folder = write_card(tmp_path / "m", {"model_id": "ifadit-abc", "acceptance": ROWS})
-    assert restore_caveat(folder, "ifadit-other") == general
-    assert restore_caveat(tmp_path / "absent", "ifadit-abc") == general
-    assert restore_caveat(write_card(tmp_path / "list", [1, 2]), None) == general
+    assert restore_caveat(measured_rates(folder, "ifadit-other")) == general
+    assert restore_caveat(measured_rates(tmp_path / "absent", "ifadit-abc")) == general
+    assert restore_caveat(measured_rates(write_card(tmp_path / "list", [1, 2]), None)) == general
     broken = {"model_id": "x", "acceptance": {"s": [{"recognizer": "dlib", "restored_match": "n/a"}]}}
-    assert restore_caveat(write_card(tmp_path / "broken", broken), "x") == general
+    assert restore_caveat(measured_rates(write_card(tmp_path / "broken", broken), "x")) == general
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "model_card.json").write_text("{not json")
-    assert restore_caveat(tmp_path / "junk", "x") == general
+    assert restore_caveat(measured_rates(tmp_path / "junk", "x")) == general
 
 
 def test_rates_for_the_restore_report(tmp_path: Path) -> None:
