@@ -150,7 +150,8 @@ def _request_through_service(
         )
     if (found.input_digest, found.mode) != (digest, options.mode):
         raise PermissionDenied(
-            f"request {found.handle} was filed for a {found.mode} restore of other inputs or in another mode",
+            f"request {found.handle} was filed for {'an' if found.mode == 'exact' else 'a'} {found.mode} restore "
+            "of other inputs or in another mode",
             hint="`ifadit requests show` lists its files; file a new request for these",
         )
     if found.approvals_counted < found.approvals_required:

@@ -21,17 +21,21 @@ import numpy as np
 import pytest
 from click.testing import Result
 
-from ifadit.media.image import read_image
+from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest, verify_manifest
-from ifadit.pipeline.anonymize import MANIFEST_PURPOSE
-from ifadit.pipeline.remote import job_name
+from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions
+from ifadit.pipeline.remote import anonymize_remote, job_name, restore_remote
+from ifadit.pipeline.restore import request_listing
+from ifadit.pipeline.restore_item import RestoreOptions
 from keyvault import PermissionDenied, verify_detached
 from keyvault.service import tokenfile
+from keyvault.service.api import NewRequest
 from keyvault.service.client import VaultClient
 from keyvault.service.errors import BadJobArchive
 from tests.cli.test_restore_case_cli import _case_folder
 from tests.cli.test_service_cli import error, login, ok, run, service, shares, unseal  # noqa: F401
 from tests.keyvault.service.support import RunningService
+from tests.keyvault.service.test_service import _forms, _materials
 from tests.keyvault.support import vault_url  # noqa: F401  (fixture: SQLite file or PostgreSQL schema)
 
 CASE = "C-17"
@@ -246,3 +250,46 @@ def test_jobs_refuse_strangers_unknown_kinds_and_garbage(
 
     chunked = httpx.post(f"{service.url}/v1/jobs/anonymize", content=chunks(), headers=auth)  # type: ignore[arg-type]
     assert chunked.status_code == 411
+
+
+def test_job_answers_carry_no_secret_of_the_vault(
+    service: RunningService,  # noqa: F811
+    shares: list[str],  # noqa: F811
+    tmp_path: Path,
+    astronaut: np.ndarray,
+) -> None:
+    """Everything the workstation receives while anonymizing (iFADIT, sealed originals) and restoring."""
+    _lab(service, shares, tmp_path)
+    received: list[bytes] = []
+
+    def keep(response: httpx.Response) -> None:
+        response.read()
+        received.append(response.content + str(response.headers).encode())
+
+    write_image(tmp_path / "photo.png", astronaut)
+    client = VaultClient(service.url, token=tokenfile.load(service.url, "olga"))
+    client._http.event_hooks["response"] = [keep]
+    options = AnonymizeOptions(backend="ifadit", seal_original=True)
+    anonymize_remote(client, [tmp_path / "photo.png"], tmp_path / "anon.png", options, case=CASE)
+    ivan = VaultClient(service.url, token=tokenfile.load(service.url, "ivan"))
+    ivan._http.event_hooks["response"] = [keep]
+    restore = RestoreOptions(case=CASE, reason="scan", exact=True)
+    files, key = request_listing([tmp_path / "anon.png"], tmp_path / "back.png", restore)
+    request = ivan.file_request(
+        NewRequest(case=CASE, reason="scan", files=tuple(files), mode="exact", key=key)
+    )
+    VaultClient(service.url, token=tokenfile.load(service.url, "ann")).approve_request(request.handle)
+    report = restore_remote(
+        ivan, [tmp_path / "anon.png"], tmp_path / "back.png", restore, request=request.handle
+    )
+    assert report.faces_restored == 1 and np.array_equal(read_image(tmp_path / "back.png"), astronaut)
+    kek = service.state.kek()
+    with service.state.vault_for("admin") as vault:
+        secrets = [kek, vault._signing_key.reveal(), *(p.encode() for p in PASSPHRASES.values())]
+    secrets += _materials(service.state.url, service.state.vault_id, kek, "CCTV release")
+    secrets += [share.encode() for share in shares]
+    everything = b"\n".join(received)
+    assert len(received) >= 3 and len(secrets) >= 8
+    for secret in secrets:
+        for form in _forms(secret):
+            assert form not in everything

@@ -4,7 +4,7 @@ An investigator files one request for two files (names and SHA-256s only: no key
 enters the workstation); approvers list and show it (file names, mode, reason) and approve it under a
 quorum of two distinct approvers; the requester (an approver too) can neither approve nor deny, an approver cannot
 cancel; a plain `restore` files or finds the request and exits 3 while it is pending (with --json, the
-request), and once it is approved sends the files to the service, whose error names them as given here. No output carries a
+request), and once it is approved sends the files to the service, which restores them bit for bit. No output carries a
 passphrase, a share or a token.
 """
 
@@ -17,14 +17,26 @@ import httpx
 import numpy as np
 from click.testing import Result
 
-from ifadit.media.image import write_image
+from ifadit.media.image import read_image
 from keyvault.service import tokenfile
+from tests.cli.test_restore_case_cli import _case_folder
 from tests.cli.test_service_cli import error, login, ok, run, service, shares, unseal  # noqa: F401
 from tests.keyvault.service.support import RunningService
 from tests.keyvault.support import vault_url  # noqa: F401  (fixture: SQLite file or PostgreSQL schema)
 
-PASSPHRASES = {"admin": "admin-pass", "ivan": "ivan-pass", "ann": "ann-pass", "bob": "bob-pass"}
-ROLES = {"ivan": ("investigator", "approver"), "ann": ("approver",), "bob": ("approver",)}
+PASSPHRASES = {
+    "admin": "admin-pass",
+    "olga": "olga-pass",
+    "ivan": "ivan-pass",
+    "ann": "ann-pass",
+    "bob": "bob-pass",
+}
+ROLES = {
+    "olga": ("operator",),
+    "ivan": ("investigator", "approver"),
+    "ann": ("approver",),
+    "bob": ("approver",),
+}
 
 
 def _lab(service: RunningService, shares: list[str], tmp_path: Path) -> list[str]:  # noqa: F811
@@ -42,13 +54,14 @@ def _lab(service: RunningService, shares: list[str], tmp_path: Path) -> list[str
     return url
 
 
-def _photos(tmp_path: Path) -> list[str]:
-    rng = np.random.default_rng(7)
-    paths = [tmp_path / "released" / "cam1.png", tmp_path / "released" / "day2" / "cam2.png"]
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(path, rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
-    return [str(path) for path in paths]
+def _photos(tmp_path: Path, url: list[str], case: str, astronaut: np.ndarray) -> list[str]:
+    """Two seized photos of the case anonymized with sealed originals through the service (by olga)."""
+    originals = _case_folder(tmp_path, astronaut)
+    ok(run("keys", "issue", "--case", case, "--purpose", "release", *url))
+    released = tmp_path / "released"
+    ok(run("anonymize", str(tmp_path / "seized"), "-o", str(released), "--case", case, "--backend", "pixelate",
+           "--seal-original", *url, "--user", "olga"))  # fmt: skip
+    return [str(released / name) for name in originals]
 
 
 def _no_secret(texts: list[str], service: RunningService, shares: list[str]) -> None:  # noqa: F811
@@ -62,9 +75,10 @@ def test_a_request_for_two_files_is_filed_shown_and_approved_through_the_service
     service: RunningService,  # noqa: F811
     shares: list[str],  # noqa: F811
     tmp_path: Path,
+    astronaut: np.ndarray,
 ) -> None:
     url = _lab(service, shares, tmp_path)
-    files = _photos(tmp_path)
+    files = _photos(tmp_path, url, "C-17", astronaut)
     out = str(tmp_path / "restored")
     ivan, ann, bob = (["--user", name] for name in ("ivan", "ann", "bob"))
     restore = ["restore", *files, "-o", out, "--case", "C-17", "--reason", "warrant 2026/114", *url, *ivan]
@@ -100,9 +114,10 @@ def test_a_request_for_two_files_is_filed_shown_and_approved_through_the_service
     assert f"request {handle} awaits approval (1 of 2)" in pending.stderr
 
     assert "2 of 2 approvals, now approved" in ok(keep(run("requests", "approve", handle, *url, *bob)))
-    stopped = error(keep(run(*restore, "--exact")), 1)  # approved; the service finds nothing sealed in them
-    assert f"Error: {files[0]}: carries no manifest, so no sealed originals" in stopped
-    assert "ifadit-job" not in stopped and not Path(out).exists()
+    assert f"under request {handle}" in ok(keep(run(*restore, "--exact")))  # the service restores them
+    for name in ("cam1.png", "day2/cam2.png"):  # two files given: they land side by side in out/
+        restored = read_image(Path(out) / Path(name).name)
+        assert np.array_equal(restored, read_image(tmp_path / "seized" / name)), name
 
     entries = json.loads(ok(run("audit", "show", *url, "--case", "C-17", "--json")))
     actions = [(e["actor"], e["action"], e["outcome"]) for e in entries]
@@ -119,10 +134,22 @@ def test_deny_and_cancel_through_the_service(
     service: RunningService,  # noqa: F811
     shares: list[str],  # noqa: F811
     tmp_path: Path,
+    astronaut: np.ndarray,
 ) -> None:
     url = _lab(service, shares, tmp_path)
-    files = _photos(tmp_path)
-    request = ["restore", *files, "-o", str(tmp_path / "out"), "--case", "C-3", "--reason", "lead", *url]
+    files = _photos(tmp_path, url, "C-3", astronaut)
+    request = [
+        "restore",
+        *files,
+        "-o",
+        str(tmp_path / "out"),
+        "--case",
+        "C-3",
+        "--reason",
+        "lead",
+        "--exact",
+        *url,
+    ]
     first = ok(run(*request, "--user", "ivan", "--request-only")).strip()
     second = ok(run(*request, "--user", "ivan", "--request-only")).strip()
 
@@ -149,18 +176,20 @@ def test_deny_and_cancel_through_the_service(
     )
     refused = error(run(*request, "--user", "ivan", "--request", first), 1)
     assert f"request {first} was denied by ann: restore refused" in refused
-    third = ok(run(*request, "--user", "ivan", "--request-only")).strip()  # a model restore's request
-    other = error(run(*request, "--user", "ivan", "--request", third, "--exact"), 1)
-    assert f"request {third} was filed for a model restore of other inputs or in another mode" in other
+    one = [arg for arg in request if arg != files[1]]  # a request for cam1 alone, used for both files
+    third = ok(run(*one, "--user", "ivan", "--request-only")).strip()
+    other = error(run(*request, "--user", "ivan", "--request", third), 1)
+    assert f"request {third} was filed for an exact restore of other inputs or in another mode" in other
 
 
 def test_request_responses_carry_only_the_request(
     service: RunningService,  # noqa: F811
     shares: list[str],  # noqa: F811
     tmp_path: Path,
+    astronaut: np.ndarray,
 ) -> None:
     url = _lab(service, shares, tmp_path)
-    files = _photos(tmp_path)
+    files = _photos(tmp_path, url, "C-5", astronaut)
     ok(
         run(
             "restore",
@@ -174,6 +203,7 @@ def test_request_responses_carry_only_the_request(
             *url,
             "--user",
             "ivan",
+            "--exact",
             "--request-only",
         )
     )
