@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,7 +124,9 @@ def fit_codes(
     return snapshots
 
 
-def fit_wplus(model: IfaditModel, target: torch.Tensor, ws: torch.Tensor, steps: list[int], lr: float) -> dict[int, Fit]:
+def fit_wplus(
+    model: IfaditModel, target: torch.Tensor, ws: torch.Tensor, steps: list[int], lr: float
+) -> dict[int, Fit]:
     """Adam on the W+ code itself (the generator's ceiling)."""
     ws = ws.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([ws], lr=lr)
@@ -137,7 +138,9 @@ def fit_wplus(model: IfaditModel, target: torch.Tensor, ws: torch.Tensor, steps:
         loss.backward()
         optimizer.step()
         if step in steps:
-            snapshots[step] = Fit(None, None, ws.detach().clone(), time.monotonic() - start, float(loss.detach()))
+            snapshots[step] = Fit(
+                None, None, ws.detach().clone(), time.monotonic() - start, float(loss.detach())
+            )
     return snapshots
 
 
@@ -170,9 +173,12 @@ def wplus_roundtrip(
     for kr, refit in fit_wplus(model, y_img, ws_read, steps, args.lr_wplus).items():
         assert refit.ws is not None
         with torch.no_grad():
-            def back_with(cond: torch.Tensor) -> np.ndarray:
+
+            def back_with(cond: torch.Tensor, fitted: torch.Tensor = refit.ws) -> np.ndarray:
                 turned = model.mapped(plausible_code(model.flow.inverse(z_read, cond)), a_read)
-                return to_uint8(model.generator.synthesis(refit.ws - ws_read + turned, noise_mode=RENDER_NOISE_MODE))
+                return to_uint8(
+                    model.generator.synthesis(fitted - ws_read + turned, noise_mode=RENDER_NOISE_MODE)
+                )
 
             back, wrong = back_with(c), back_with(c_other)
             # the same W+ fit of y with the exact codes instead of the re-read: what a perfect reading would give
@@ -193,7 +199,12 @@ def wplus_roundtrip(
             + " ".join(f"{r} {v:.3f}" for r, v in figures[label]["wrong_key"].items()),
         ))  # fmt: skip
         figures[f"restore-oracle-codes wplus-swap r{kr}"] = score(oracle)
-        print(row(f"   (exact codes instead of re-read) r{kr}", figures[f"restore-oracle-codes wplus-swap r{kr}"]))
+        print(
+            row(
+                f"   (exact codes instead of re-read) r{kr}",
+                figures[f"restore-oracle-codes wplus-swap r{kr}"],
+            )
+        )
         if kr == steps[-1]:
             cols.append((f"restore r{kr}", back))
     return cols
@@ -323,12 +334,20 @@ def main() -> None:
             figures[f"restore-shipped {name}"] = score(restored)
             print(row(f"c. surrogate {name} (anonymity)", figures[f"surrogate {name}"]))
             read_err = float((z_read - exact_sur).norm(dim=1).mean())
-            print(row(f"   restore shipped {name}", figures[f"restore-shipped {name}"], f"code err {read_err:.2f}"))
+            print(
+                row(
+                    f"   restore shipped {name}",
+                    figures[f"restore-shipped {name}"],
+                    f"code err {read_err:.2f}",
+                )
+            )
             refits = fit_codes(model, y_img, z_read, a_read, steps, args.lr, free_id=True)
             for kr, refit in refits.items():
                 assert refit.z_id is not None and refit.z_attr is not None
                 with torch.no_grad():
-                    back = to_uint8(model.render(plausible_code(model.flow.inverse(refit.z_id, c)), refit.z_attr))
+                    back = to_uint8(
+                        model.render(plausible_code(model.flow.inverse(refit.z_id, c)), refit.z_attr)
+                    )
                     wrong = to_uint8(
                         model.render(plausible_code(model.flow.inverse(refit.z_id, c_other)), refit.z_attr)
                     )
