@@ -102,6 +102,13 @@ def _status_line(status: dict[str, object]) -> str:
     help="Largest anonymize or restore job, in MiB of files each way (a workstation sends its files "
     "here because the keys never leave the service).",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Open connections served at once; more are answered 503 at once instead of queueing unbounded.",
+)
 @hsm_options
 def vault_serve(
     database: str,
@@ -114,6 +121,7 @@ def vault_serve(
     max_failures: int,
     lockout: float,
     max_job_size: int,
+    max_connections: int,
     hsm: HsmConfig | None,
 ) -> None:
     """Run the vault service: sealed at start, then unsealed by share custodians or the HSM.
@@ -143,6 +151,7 @@ def vault_serve(
         lockout=timedelta(minutes=lockout),
         jobs=JOBS,
         max_job_bytes=max_job_size << 20,
+        max_connections=max_connections,
     )
     where = f"unix:///{uds}" if uds else f"{'https' if tls_cert else 'http'}://{host}:{port}"
     click.echo(f"vault service listening on {where} (Ctrl-C stops it and forgets the KEK)", err=True)

@@ -50,6 +50,7 @@ class ServeConfig:
     checkpoints: Path | None = None
     jobs: Mapping[str, JobRunner] = field(default_factory=dict)  # the file-carrying jobs it runs, by name
     max_job_bytes: int = DEFAULT_MAX_JOB_BYTES
+    max_connections: int = 64  # beyond this many open connections the service answers 503 at once
 
 
 def check_transport(config: ServeConfig) -> None:
@@ -99,7 +100,12 @@ def serve(config: ServeConfig) -> None:
 
     state, auth = build(config)
     try:
-        options: dict[str, Any] = {"log_level": "warning", "access_log": False, "server_header": False}
+        options: dict[str, Any] = {
+            "log_level": "warning",
+            "access_log": False,
+            "server_header": False,
+            "limit_concurrency": config.max_connections,
+        }
         if config.uds is None:
             options.update(host=config.host, port=config.port)
         if config.tls_cert is not None:
