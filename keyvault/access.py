@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from keyvault import admin_actions
+from keyvault import admin_actions, ledger
 from keyvault.approvals import check_not_related, counting, inputs_digest
 from keyvault.envelope import KdfParams
-from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, VaultError
+from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, TamperedRow, VaultError
 from keyvault.schema import (
     REQUEST_STATES,
     RESTORE_MODES,
@@ -477,6 +477,7 @@ def consume_approval(
         )
     row = _load_request(session, handle)
     _check_use(vault, row, case=case, input_digest=input_digest, mode=mode)
+    _check_not_consumed(session, row)
     now = vault.clock()
     approvals, required = counting(session, row, now), vault.policy(session).approvals
     if len(approvals) < required:
@@ -492,6 +493,17 @@ def consume_approval(
     row.state = "used"
     consumed.add(handle)
     session.flush()
+
+
+def _check_not_consumed(session: Session, row: RestoreRequestRow) -> None:
+    """Refuse an open request the audit log says was already used (its rows rolled back from a backup)."""
+    used = ledger.consumption(session, row.case_id, row.handle)
+    if used is not None:
+        seq, action = used
+        raise TamperedRow(
+            f"restore_requests row '{row.handle}': state {row.state} but audit log entry {seq} records its "
+            f"use by {action} (rows restored from a backup?): refused"
+        )
 
 
 def _check_use(vault: Vault, row: RestoreRequestRow, *, case: str, input_digest: str, mode: str) -> None:

@@ -352,8 +352,9 @@ def show(vault: Vault, handle: str) -> KeyInfo:
 
 
 def check_restorable(act: Action, handles: Iterable[str], *, case: str) -> None:
-    """Inside a restore's action: refuse keys of another case or not active, by name (before a request is
-    filed or awaited, so a revoked key is reported as such, not as an approval to wait for)."""
+    """Inside a restore's action: refuse keys of another case, not active, or retired in the log, by name
+    (before a request is filed or awaited, so a revoked key is reported as such, not as an approval to
+    wait for, and no request is filed for a key rolled back from a backup)."""
     for handle in sorted(set(handles)):
         row = _load(act.session, handle)
         if row.case_id != case:
@@ -362,6 +363,8 @@ def check_restorable(act: Action, handles: Iterable[str], *, case: str) -> None:
         if row.state != "active":
             act.key_handle = handle
             raise KeyStateError(f"key {handle} is {row.state}: restore refused", hint=HINTS[row.state])
+        act.key_handle = handle
+        _check_not_retired(act.session, row)
 
 
 def unseal_for_use(

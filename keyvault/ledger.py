@@ -406,3 +406,29 @@ def retirement(session: Session, case_id: str, handle: str) -> tuple[int, str] |
         if entry.get("action") in ("key.revoke", "key.destroy") and entry.get("outcome") == "ok":
             return seq, str(entry["action"])
     return None
+
+
+CONSUMING_ACTIONS = ("restore", "key.use")  # the actions that use up a restore request (details.request)
+
+
+def consumption(session: Session, case_id: str, request: str) -> tuple[int, str] | None:
+    """(seq, action) of the first "ok" entry that used restore request ``request``, else None.
+
+    Reads only the request's case's entries (indexed), as ``retirement`` does, so request and approval
+    rows rolled back from a backup to before their use, tags included, still meet the log's record of it.
+    """
+    needle = f'"request":"{request}"'.encode()
+    query = select(AuditEntryRow.seq, AuditEntryRow.canonical).where(AuditEntryRow.case_id == case_id)
+    for seq, blob in session.execute(query.order_by(AuditEntryRow.seq)):
+        canonical = bytes(blob)
+        if needle not in canonical:
+            continue
+        entry = json.loads(canonical)
+        details = entry.get("details") or {}
+        if (
+            entry.get("action") in CONSUMING_ACTIONS
+            and entry.get("outcome") == "ok"
+            and details.get("request") == request
+        ):
+            return seq, str(entry["action"])
+    return None

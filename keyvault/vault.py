@@ -230,6 +230,11 @@ def new_keyslot(
 class Vault:
     """An unlocked vault: the acting user, the KEK in memory, and audited actions. Use as a context manager."""
 
+    # An action that appends re-checks the newest signed head's root over the stored leaves even when
+    # ``verified_heads`` says it held: set by the service, whose verified heads outlive a request, so
+    # history rewritten under a head it checked earlier is refused before the action commits anything.
+    recheck_head_before_append = False
+
     def __init__(
         self,
         *,
@@ -382,8 +387,9 @@ class Vault:
             )
             try:
                 with session.begin():
+                    verified = set() if record and self.recheck_head_before_append else self._verified_heads
                     self._frontier = ledger.check_tail(
-                        session, self.id, self.public_key, self._verified_heads, self._frontier
+                        session, self.id, self.public_key, verified, self._frontier
                     )
                     act.role = self._authorize(session, roles)
                     yield act

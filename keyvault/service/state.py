@@ -31,7 +31,14 @@ from keyvault.vault import Clock, Secret, UserInfo, Vault, aad, admit, checkpoin
 
 
 class ServiceVault(Vault):
-    """A ``Vault`` inside the service: verifiers instead of keyslots; close checkpoints but keeps the engine."""
+    """A ``Vault`` inside the service: verifiers instead of keyslots; close checkpoints but keeps the engine.
+
+    Heads the service verified are shared by every request, so an action that appends re-checks the
+    newest head's root first (``recheck_head_before_append``): one read of the leaf hashes, as the head
+    that closes the request reads them anyway.
+    """
+
+    recheck_head_before_append = True
 
     def wrap_for_user(
         self, session: Session, user: UserRow, passphrase: bytes, kdf: KdfParams | None

@@ -295,3 +295,35 @@ def test_an_entry_rewritten_under_a_signed_head_is_located(vault: Vault) -> None
         keys.issue(again, "C-1", "second")
     assert "audit log entry 2: rewritten under the newest signed tree head" in str(caught.value)
     assert len(table_rows(vault.url, "keys")) == 1
+
+
+def test_a_used_request_rolled_back_from_a_backup_meets_the_log(lab) -> None:
+    """Request and approval rows from a backup taken before the restore carry valid tags; the log's "ok"
+    entry naming the request still refuses a second restore under it, and nothing of it commits."""
+    vault, handle, users = lab
+    request = _request(users)
+    access.approve(users["ann"], request)
+    backup = {t: table_rows(vault.url, t) for t in ("restore_requests", "approvals")}
+    keys.unseal_for_use(users["ivan"], handle, purpose="restore", request=request, **EXACT)
+    used = next(e for e in reversed(_entries(vault.url)) if e["action"] == "key.use")
+    old_request, old_approval = backup["restore_requests"][0], backup["approvals"][0]
+    execute(
+        vault.url,
+        "UPDATE restore_requests SET state = :s, tag = :t WHERE handle = :h",
+        s=old_request["state"],
+        t=old_request["tag"],
+        h=request,
+    )
+    execute(vault.url, "UPDATE approvals SET used = NULL, tag = :t WHERE request_handle = :h",
+            t=old_approval["tag"], h=request)  # fmt: skip
+    assert access.show_request(vault, request).state == "approved"  # the rows alone pass their tags
+    message = (
+        f"restore_requests row '{request}': state approved but audit log entry {used['seq']} records its "
+        "use by key.use (rows restored from a backup?): refused"
+    )
+    with pytest.raises(TamperedRow) as caught:
+        keys.unseal_for_use(users["ivan"], handle, purpose="restore", request=request, **EXACT)
+    assert str(caught.value) == message and caught.value.exit_code == 4
+    _assert_refused(vault.url, "key.use", message)
+    rows = {r["handle"]: r["state"] for r in table_rows(vault.url, "restore_requests")}
+    assert rows == {request: "approved"} and table_rows(vault.url, "approvals")[0]["used"] is None
