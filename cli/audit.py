@@ -202,13 +202,7 @@ def audit_export(
       ifadit audit export --case C-17 -o C-17.audit.jsonl --public-key-out lab.pub
     """
     excerpt = where != AuditFilter()
-    if vault_args.remote:  # through the vault service (cli/audit_service.py)
-        if excerpt:
-            raise click.UsageError(
-                "filtered exports do not run through the vault service yet: export the whole log"
-            )
-        return audit_service.export(vault_args, output, public_key_out)
-    with vault_args.open() as vault:
+    with vault_args.client() if vault_args.remote else vault_args.open() as vault:
         count = vault.export_audit(output, where if excerpt else None)
         if public_key_out is not None:
             public_key_out.write_text(format_public_key(vault.public_key))
@@ -374,10 +368,15 @@ def audit_report(
     if bundle is not None:
         pinned = load_public_key(public_key) if public_key is not None else None
         report = reports.build_from_bundle(bundle, case_id, public_key=pinned, anchors=anchors)
+    elif vault_args.remote:  # the excerpt exported through the service (audited there)
+        with vault_args.client() as client:
+            report = reports.build_from_vault(
+                client, client.vault_id, case_id, display_name=client.url, anchors=anchors
+            )
     else:
         with vault_args.open() as vault:
             report = reports.build_from_vault(
-                vault, case_id, display_name=display_url(vault.url), anchors=anchors
+                vault, vault.id, case_id, display_name=display_url(vault.url), anchors=anchors
             )
     reports.write_html(report, output)
     verdict = report.verification

@@ -11,10 +11,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import click
-
 from ifadit_cli.options import VaultArgs
-from keyvault import AuditEntry, TreeHead, VerifyReport, format_public_key, note, verify_bundle
+from keyvault import AuditEntry, TreeHead, VerifyReport, note, verify_bundle
 from keyvault import checkpoint as checkpoints
 from keyvault.anchor import check_bundle_since
 from keyvault.excerpt import AuditFilter
@@ -30,15 +28,6 @@ def entries(vault_args: VaultArgs, where: AuditFilter) -> list[AuditEntry]:
     """The entries `where` selects, through the service: the case selects there, the other criteria here."""
     with vault_args.client() as client:
         return [e for e in client.audit_entries(where.case) if where.matches(e)]
-
-
-def export(vault_args: VaultArgs, output: Path, public_key_out: Path | None) -> None:
-    """`audit export` through the service: the bundle is written here (temporary file and rename)."""
-    with vault_args.client() as client:
-        count = client.export_audit(output)
-        if public_key_out is not None:
-            public_key_out.write_text(format_public_key(client.public_key))
-    click.echo(f"wrote {count} entries to {output}")
 
 
 def verify_live(

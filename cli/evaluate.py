@@ -185,6 +185,11 @@ def eval_command(
     from ifadit.eval.run import EvalOptions, run_eval
 
     material = None
+    if key_handle is not None and vault_args.remote:
+        raise click.UsageError(
+            "--key would unseal the key's material in this process, which a vault service never allows: "
+            "evaluate with --random-keys, or against a local vault"
+        )
     if key_handle is not None:
         from keyvault import keys
 

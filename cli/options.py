@@ -85,7 +85,7 @@ class VaultArgs:
         return NotRouted(
             f"`{command}` does not run through the vault service yet (issue 25){detail}",
             hint="served: anonymize, restore, users, keys, vault policy|status|operator, admin-actions, "
-            "requests, approve, audit show|export|verify|checkpoint|prove|consistency|digest, login, logout; "
+            "requests, approve, audit, login, logout; "
             "docs/security.md, 'Service mode', lists what is not",
         )
 

@@ -15,13 +15,14 @@ names the case) and builds from it, so the live report and the offline one read 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from keyvault import note
 from keyvault.anchor import check_bundle_since
@@ -32,7 +33,7 @@ from keyvault.report.events import Event, event
 from keyvault.verify import VerifyReport, verify_bundle
 
 if TYPE_CHECKING:
-    from keyvault.vault import Vault
+    pass
 
 _HEAD_PREFIX = b'{"tree_head":'
 
@@ -242,24 +243,35 @@ def build_from_bundle(
     )
 
 
+class LiveLog(Protocol):
+    """A live vault's log as a report reads it: a local ``Vault`` or the vault service's client."""
+
+    @property
+    def public_key(self) -> bytes: ...
+
+    def export_audit(self, path: str | os.PathLike[str], where: AuditFilter | None = None) -> int: ...
+
+
 def build_from_vault(
-    vault: Vault,
+    log: LiveLog,
+    vault_id: str,
     case: str,
     *,
     display_name: str,
     anchors: Anchors = Anchors(),
     now: datetime | None = None,
 ) -> CaseReport:
-    """The report of ``case`` from the live vault: its excerpt exported (audited) and built as offline."""
+    """The report of ``case`` from the live vault ``vault_id`` (local, or through the service): its excerpt
+    exported (audited) and built as offline."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    source = Source("vault", display_name, vault.id, moment.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    source = Source("vault", display_name, vault_id, moment.strftime("%Y-%m-%d %H:%M:%S UTC"))
     with tempfile.TemporaryDirectory(prefix="ifadit-report-") as folder:
         excerpt = Path(folder) / "case.audit.jsonl"
-        vault.export_audit(excerpt, AuditFilter(case=case))
+        log.export_audit(excerpt, AuditFilter(case=case))
         return build_from_bundle(
             excerpt,
             case,
-            public_key=vault.public_key,
+            public_key=log.public_key,
             anchors=anchors,
             source=source,
         )

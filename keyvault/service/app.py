@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from keyvault import admin_actions, auditor, errors, keys
 from keyvault.access import RequestFile
+from keyvault.excerpt import AuditFilter
 from keyvault.service import errors as service_errors
 from keyvault.service.api import CLOSE_VERBS, DECIDE_VERBS, KEY_VERBS, LocalAPI, NewRequest, PolicyChange
 from keyvault.service.auth import Authenticator
@@ -38,6 +39,7 @@ from keyvault.service.wire import encode
 T = TypeVar("T")
 MAX_BODY_BYTES = 1 << 20  # no request but a job's needs more
 JOBS_PATH = "/v1/jobs/"
+ENTRIES_HEADER = "X-Ifadit-Entries"  # how many entries an exported bundle shows in full
 MAX_DESTROY_WINDOW_S = 36_500 * 86_400  # a century: any longer window is a typo (and overflows dates)
 STATUS_CODES: tuple[tuple[type[Exception], int], ...] = (
     (service_errors.ServiceSealed, 503),
@@ -444,14 +446,24 @@ def _audit_routes(app: FastAPI, ctx: _Context) -> None:
         return {"summary": ctx.as_user(request, lambda vault: auditor.verify_live(vault).summary())}
 
     @app.get("/v1/audit/bundle")
-    def audit_bundle(request: Request) -> PlainTextResponse:
-        def work(vault: ServiceVault) -> str:
+    def audit_bundle(
+        request: Request,
+        case: str | None = None,
+        actor: list[str] = Query(default=[]),  # noqa: B008 (FastAPI's way to declare a repeated parameter)
+        action: list[str] = Query(default=[]),  # noqa: B008
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> PlainTextResponse:
+        where = AuditFilter(case=case, actors=tuple(actor), actions=tuple(action), since=since, until=until)
+
+        def work(vault: ServiceVault) -> tuple[str, int]:
             with tempfile.TemporaryDirectory(prefix="ifadit-export-") as folder:
                 path = Path(folder) / "bundle.jsonl"
-                vault.export_audit(path)
-                return path.read_text()
+                count = vault.export_audit(path, where if where != AuditFilter() else None)
+                return path.read_text(), count
 
-        return PlainTextResponse(ctx.as_user(request, work), media_type="application/jsonl")
+        text, count = ctx.as_user(request, work)
+        return PlainTextResponse(text, media_type="application/jsonl", headers={ENTRIES_HEADER: str(count)})
 
 
 def _job_routes(app: FastAPI, ctx: _Context, jobs: dict[str, JobRunner], max_job_bytes: int) -> None:

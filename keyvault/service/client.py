@@ -27,6 +27,7 @@ from keyvault import errors
 from keyvault.access import RequestInfo
 from keyvault.admin_actions import AdminActionInfo
 from keyvault.audit import AuditEntry, InclusionProof, TreeHead
+from keyvault.excerpt import AuditFilter
 from keyvault.keys import KeyInfo
 from keyvault.service import errors as service_errors
 from keyvault.service.api import ClosedOnExit, NewRequest, PolicyChange
@@ -314,15 +315,29 @@ class VaultClient(ClosedOnExit):
         """
         return str(self._json("POST", "/v1/audit/verify")["summary"])
 
-    def export_audit(self, path: str | os.PathLike[str]) -> int:
-        """Write the service's audit bundle to ``path`` (temporary file and rename); return the entry count."""
-        text = self._request("GET", "/v1/audit/bundle").text
+    def export_audit(self, path: str | os.PathLike[str], where: AuditFilter | None = None) -> int:
+        """Write the service's audit bundle (an excerpt with ``where``) to ``path`` (temporary file and
+        rename); return how many entries it shows in full."""
+        params: dict[str, Any] = {}
+        if where is not None:
+            params = {
+                "case": where.case,
+                "actor": list(where.actors) or None,
+                "action": list(where.actions) or None,
+                "since": where.since.isoformat() if where.since else None,
+                "until": where.until.isoformat() if where.until else None,
+            }
+        response = self._request("GET", "/v1/audit/bundle", params=params)
         target = Path(path)
         temporary = target.with_name(target.name + ".tmp")
-        temporary.write_text(text)
+        temporary.write_text(response.text)
         os.replace(temporary, target)
-        lines = text.splitlines()[1:]  # after the header: entries, then tree heads
-        return sum(1 for line in lines if not line.startswith('{"tree_head"'))
+        try:
+            return int(response.headers["x-ifadit-entries"])
+        except (KeyError, ValueError):
+            raise service_errors.ServiceUnavailable(
+                f"the vault service at {self.url} sent a bundle without its entry count"
+            ) from None
 
     # ---------------------------------------------------------------- jobs
 

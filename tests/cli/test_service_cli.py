@@ -162,22 +162,16 @@ def test_keys_and_users_lifecycle_through_the_service(
     assert "disabled" in ok(run("users", "list", *url))
 
 
-def test_commands_not_routed_yet_say_so_and_touch_no_database(
+def test_what_the_service_never_serves_is_refused_and_touches_no_database(
     service: RunningService, shares: list[str], tmp_path: Path
 ) -> None:
     unseal(service, shares, tmp_path)
     login(service, "admin", "admin-pass")
-    cases = {
-        "audit report": ("audit", "report", "--case", "C-1", "-o", str(tmp_path / "C-1.html")),
-    }
-    for name, args in cases.items():
-        result = run(*args, "--vault", service.url)
-        line = error(result, 2)
-        assert f"`ifadit {name}` does not run through the vault service yet" in line
-        assert (
-            "admin-actions" in result.stderr and "audit show|export|verify|checkpoint|prove" in result.stderr
-        )
-    assert not (tmp_path / "C-1.html").exists()
+    out = tmp_path / "eval"
+    refused = run("eval", "run", "--data", str(tmp_path), "--backend", "blur", "-o", str(out), "--key", "kh_x",
+                  "--vault", service.url)  # fmt: skip
+    assert "--key would unseal the key's material in this process" in error(refused, 2)
+    assert not out.exists()
     assert (
         "vault init runs on the vault server"
         in run("vault", "init", "--service", "--vault", service.url).stderr

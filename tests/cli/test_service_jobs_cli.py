@@ -32,6 +32,7 @@ from keyvault.service import tokenfile
 from keyvault.service.api import NewRequest
 from keyvault.service.client import VaultClient
 from keyvault.service.errors import BadJobArchive
+from tests.cli.test_audit_report_cli import _browse
 from tests.cli.test_restore_case_cli import _case_folder
 from tests.cli.test_service_cli import error, login, ok, run, service, shares, unseal  # noqa: F401
 from tests.keyvault.service.support import RunningService
@@ -293,3 +294,24 @@ def test_job_answers_carry_no_secret_of_the_vault(
     for secret in secrets:
         for form in _forms(secret):
             assert form not in everything
+
+
+def test_a_case_excerpt_and_its_report_through_the_service(
+    service: RunningService,  # noqa: F811
+    shares: list[str],  # noqa: F811
+    tmp_path: Path,
+    chromium: str,
+) -> None:
+    url = _lab(service, shares, tmp_path)
+    ok(run("keys", "issue", "--case", "C-99", "--purpose", "another case", *url))
+    excerpt, key = tmp_path / "C-17.audit.jsonl", tmp_path / "lab.pub"
+    exported = ok(run("audit", "export", "--case", CASE, "-o", str(excerpt), "--public-key-out", str(key), *url,
+                      "--user", "admin"))  # fmt: skip
+    assert exported.startswith("wrote an excerpt showing 2 entries (case C-17)")  # the key, the export
+    assert "C-99" not in excerpt.read_text()
+    assert "intact" in ok(run("audit", "verify", str(excerpt), "--public-key", str(key)))
+    page = tmp_path / "C-17.html"
+    wrote = ok(run("audit", "report", "--case", CASE, "-o", str(page), *url, "--user", "admin"))
+    assert f"wrote the report of case {CASE}" in wrote and "log verified" in wrote
+    _, text = _browse(chromium, page, tmp_path / "C-17.png")
+    assert f"Case {CASE}" in text and "admin issued key kh_" in text and "C-99" not in text

@@ -136,7 +136,7 @@ def test_whole_bundle_and_live_vault_reports(vault: Vault, tmp_path: Path) -> No
     assert all(e.seq != 1 for e in whole.events)  # vault.init has no case
 
     with add_user(vault, "audrey", "auditor") as audrey:
-        live = build_from_vault(audrey, "C-1", display_name="lab vault", now=NOW)
+        live = build_from_vault(audrey, audrey.id, "C-1", display_name="lab vault", now=NOW)
     assert (live.source.kind, live.source.name, live.source.vault_id) == ("vault", "lab vault", vault.id)
     assert live.events[-1].action == "audit.export" and live.events[-1].actor == "audrey"
     assert "the live vault <code>lab vault</code>" in render_html(live)
