@@ -35,6 +35,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -240,7 +241,7 @@ def row(label: str, figures: dict[str, float], extra: str = "") -> str:
     )
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/reid/dlib-johns"))
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped one)")
@@ -258,121 +259,163 @@ def main() -> None:
     parser.add_argument("--sheet-variant", default="codes")
     parser.add_argument("--sheet-faces", type=int, default=8)
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    steps = sorted(int(s) for s in args.steps.split(","))
-    variants = args.variants.split(",")
-    roundtrips = args.roundtrip.split(",")
+    return parser.parse_args()
 
-    backend = IfaditBackend(model_dir=args.model)
-    model = backend.model.eval()
-    faces = load_reid_set(args.data, size=backend.crop_size, limit=args.faces)
-    original = faces.crops
-    img = crops_to_img(original)
-    score = Scorer(original, [get_recognizer("faceres"), get_recognizer("dlib")])
-    key, _, other_key, _ = evaluation_keys(args.seed)
-    c, c_other = backend.condition(key), backend.condition(other_key)
-    n = len(original)
-    print(f"model {backend.model_id}; {n} crops of {args.data.name} at {backend.crop_size} px; 1 thread")
-    print(f"{'':<34} {'PSNR':>6} {'SSIM':>6} {'faceres':>8} {'dlib':>6}")
-    results: dict[str, object] = {"model_id": backend.model_id, "faces": n, "steps": steps}
-    sheet_cols: list[tuple[str, np.ndarray]] = [("original", original)]
 
-    # a. the encoders' reconstruction, and the shipped round trip for reference
+@dataclass
+class Probe:
+    """What every step of the probe shares: the model, the crops, the judges, the keys, the figures."""
+
+    args: argparse.Namespace
+    model: Any
+    img: torch.Tensor
+    score: Scorer
+    c: torch.Tensor
+    c_other: torch.Tensor
+    n: int
+    steps: list[int]
+    figures: dict[str, Any]
+    sheet_cols: list[tuple[str, np.ndarray]]
+
+
+def encoder_and_shipped(probe: Probe) -> tuple[torch.Tensor, torch.Tensor]:
+    """a. the encoders' reconstruction, and the shipped round trip for reference; the encoders' codes."""
+    model, img, score, figures = probe.model, probe.img, probe.score, probe.figures
     with torch.no_grad():
         z_id0, z_attr0 = model.encode(img)
         encoder_recon = to_uint8(model.render(z_id0, z_attr0))
-        shipped_y = to_uint8(model.anonymize(img, c))
-        shipped_restore = to_uint8(model.restore(crops_to_img(shipped_y), c))
-    figures = {"encoder_recon": score(encoder_recon)}
+        shipped_y = to_uint8(model.anonymize(img, probe.c))
+        shipped_restore = to_uint8(model.restore(crops_to_img(shipped_y), probe.c))
+    figures["encoder_recon"] = score(encoder_recon)
     print(row("a. encoder recon", figures["encoder_recon"]))
     figures["shipped_surrogate"] = score(shipped_y)
     figures["shipped_restore"] = score(shipped_restore)
     print(row("   shipped surrogate (anonymity)", figures["shipped_surrogate"]))
     print(row("   shipped restore", figures["shipped_restore"]))
-    sheet_cols.append(("encoder", encoder_recon))
+    probe.sheet_cols.append(("encoder", encoder_recon))
+    return z_id0, z_attr0
 
-    for variant in variants:
-        if variant == "wplus":
-            with torch.no_grad():
-                ws0 = model.mapped(z_id0, z_attr0)
-            fits = fit_wplus(model, img, ws0, steps, args.lr_wplus)
-        else:
-            fits = fit_codes(
-                model, img, z_id0, z_attr0, steps, args.lr, free_id=variant != "attr",
-                id_weight=args.id_weight if variant == "codes-id" else 0.0,
-            )  # fmt: skip
-        for k, fit in fits.items():
-            recon = to_uint8(render_fit(model, fit))
+
+def codes_roundtrip(probe: Probe, fit: Fit, name: str, variant: str) -> None:
+    """c. the round trip from fitted codes under the key: surrogate, shipped restore, optimised restore."""
+    model, score, figures, c, args, n = probe.model, probe.score, probe.figures, probe.c, probe.args, probe.n
+    assert fit.z_id is not None and fit.z_attr is not None
+    with torch.no_grad():
+        exact_sur = model.surrogate(fit.z_id, c)
+        y = to_uint8(model.render(exact_sur, fit.z_attr))
+        y_img = crops_to_img(y)
+        restored = to_uint8(model.restore(y_img, c))
+        z_read, a_read = model.reread(y_img)
+    figures[f"surrogate {name}"] = score(y)
+    figures[f"restore-shipped {name}"] = score(restored)
+    print(row(f"c. surrogate {name} (anonymity)", figures[f"surrogate {name}"]))
+    read_err = float((z_read - exact_sur).norm(dim=1).mean())
+    print(row(f"   restore shipped {name}", figures[f"restore-shipped {name}"], f"code err {read_err:.2f}"))
+    for kr, refit in fit_codes(model, y_img, z_read, a_read, probe.steps, args.lr, free_id=True).items():
+        assert refit.z_id is not None and refit.z_attr is not None
+        with torch.no_grad():
+            back = to_uint8(model.render(plausible_code(model.flow.inverse(refit.z_id, c)), refit.z_attr))
+            wrong = to_uint8(
+                model.render(plausible_code(model.flow.inverse(refit.z_id, probe.c_other)), refit.z_attr)
+            )
+        err = float((refit.z_id - exact_sur).norm(dim=1).mean())
+        label = f"restore-opt {name} r{kr}"
+        figures[label] = {
+            **score(back),
+            "wrong_key": score.matches(wrong),
+            "s_per_face": refit.seconds / n,
+            "mse_to_y": refit.mse,
+            "surrogate_code_error": err,
+        }
+        print(row(
+            f"   restore opt {name} r{kr}", figures[label],
+            f"{refit.seconds / n:5.2f} s/face  code err {err:.2f}  wrong-key "
+            + " ".join(f"{r} {v:.3f}" for r, v in figures[label]["wrong_key"].items()),
+        ))  # fmt: skip
+        if variant == args.sheet_variant and kr == probe.steps[-1]:
+            probe.sheet_cols += [("surrogate", y), (f"restore r{kr}", back)]
+    if variant == args.sheet_variant:
+        probe.sheet_cols.append(("shipped restore", restored))
+
+
+def fits_of(probe: Probe, variant: str, z_id0: torch.Tensor, z_attr0: torch.Tensor) -> dict[int, Fit]:
+    """b. the optimised fits of one variant, by step count."""
+    args = probe.args
+    if variant == "wplus":
+        with torch.no_grad():
+            ws0 = probe.model.mapped(z_id0, z_attr0)
+        return fit_wplus(probe.model, probe.img, ws0, probe.steps, args.lr_wplus)
+    return fit_codes(
+        probe.model, probe.img, z_id0, z_attr0, probe.steps, args.lr, free_id=variant != "attr",
+        id_weight=args.id_weight if variant == "codes-id" else 0.0,
+    )  # fmt: skip
+
+
+def report_fit(probe: Probe, fit: Fit, name: str, z_id0: torch.Tensor) -> np.ndarray:
+    """b. one fit's reconstruction scored and printed; the reconstruction."""
+    recon = to_uint8(render_fit(probe.model, fit))
+    n = probe.n
+    probe.figures[f"recon {name}"] = {**probe.score(recon), "s_per_face": fit.seconds / n, "mse": fit.mse}
+    extra = f"{fit.seconds / n:5.2f} s/face  mse {fit.mse:.4f}"
+    if fit.z_id is not None:
+        drift = float((fit.z_id - z_id0).norm(dim=1).mean())
+        probe.figures[f"recon {name}"]["z_id_drift"] = drift
+        extra += f"  |z_id-z_id0| {drift:.2f}"
+    print(row(f"b. recon {name}", probe.figures[f"recon {name}"], extra))
+    return recon
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    backend = IfaditBackend(model_dir=args.model)
+    faces = load_reid_set(args.data, size=backend.crop_size, limit=args.faces)
+    key, _, other_key, _ = evaluation_keys(args.seed)
+    probe = Probe(
+        args=args,
+        model=backend.model.eval(),
+        img=crops_to_img(faces.crops),
+        score=Scorer(faces.crops, [get_recognizer("faceres"), get_recognizer("dlib")]),
+        c=backend.condition(key),
+        c_other=backend.condition(other_key),
+        n=len(faces.crops),
+        steps=sorted(int(s) for s in args.steps.split(",")),
+        figures={},
+        sheet_cols=[("original", faces.crops)],
+    )
+    print(
+        f"model {backend.model_id}; {probe.n} crops of {args.data.name} at {backend.crop_size} px; 1 thread"
+    )
+    print(f"{'':<34} {'PSNR':>6} {'SSIM':>6} {'faceres':>8} {'dlib':>6}")
+    z_id0, z_attr0 = encoder_and_shipped(probe)
+    roundtrips, last = args.roundtrip.split(","), probe.steps[-1]
+    for variant in args.variants.split(","):
+        for k, fit in fits_of(probe, variant, z_id0, z_attr0).items():
             name = f"{variant}@{k}"
-            figures[f"recon {name}"] = {**score(recon), "s_per_face": fit.seconds / n, "mse": fit.mse}
-            extra = f"{fit.seconds / n:5.2f} s/face  mse {fit.mse:.4f}"
-            if fit.z_id is not None:
-                drift = float((fit.z_id - z_id0).norm(dim=1).mean())
-                figures[f"recon {name}"]["z_id_drift"] = drift
-                extra += f"  |z_id-z_id0| {drift:.2f}"
-            print(row(f"b. recon {name}", figures[f"recon {name}"], extra))
-            if variant == args.sheet_variant and k == steps[-1]:
-                sheet_cols.append((f"{name}", recon))
-            if k != steps[-1] or variant not in roundtrips:
+            recon = report_fit(probe, fit, name, z_id0)
+            if variant == args.sheet_variant and k == last:
+                probe.sheet_cols.append((name, recon))
+            if k != last or variant not in roundtrips:
                 continue
             if variant == "wplus":
                 assert fit.ws is not None
-                cols = wplus_roundtrip(model, fit.ws, z_id0, z_attr0, c, c_other, steps, args, score, figures)
-                sheet_cols += cols if variant == args.sheet_variant else []
-                continue
-            # c. the round trip from these codes under the key
-            assert fit.z_id is not None and fit.z_attr is not None
-            with torch.no_grad():
-                exact_sur = model.surrogate(fit.z_id, c)
-                y = to_uint8(model.render(exact_sur, fit.z_attr))
-                y_img = crops_to_img(y)
-                restored = to_uint8(model.restore(y_img, c))
-                z_read, a_read = model.reread(y_img)
-            figures[f"surrogate {name}"] = score(y)
-            figures[f"restore-shipped {name}"] = score(restored)
-            print(row(f"c. surrogate {name} (anonymity)", figures[f"surrogate {name}"]))
-            read_err = float((z_read - exact_sur).norm(dim=1).mean())
-            print(
-                row(
-                    f"   restore shipped {name}",
-                    figures[f"restore-shipped {name}"],
-                    f"code err {read_err:.2f}",
-                )
-            )
-            refits = fit_codes(model, y_img, z_read, a_read, steps, args.lr, free_id=True)
-            for kr, refit in refits.items():
-                assert refit.z_id is not None and refit.z_attr is not None
-                with torch.no_grad():
-                    back = to_uint8(
-                        model.render(plausible_code(model.flow.inverse(refit.z_id, c)), refit.z_attr)
-                    )
-                    wrong = to_uint8(
-                        model.render(plausible_code(model.flow.inverse(refit.z_id, c_other)), refit.z_attr)
-                    )
-                err = float((refit.z_id - exact_sur).norm(dim=1).mean())
-                label = f"restore-opt {name} r{kr}"
-                figures[label] = {
-                    **score(back),
-                    "wrong_key": score.matches(wrong),
-                    "s_per_face": refit.seconds / n,
-                    "mse_to_y": refit.mse,
-                    "surrogate_code_error": err,
-                }
-                print(row(
-                    f"   restore opt {name} r{kr}", figures[label],
-                    f"{refit.seconds / n:5.2f} s/face  code err {err:.2f}  wrong-key "
-                    + " ".join(f"{r} {v:.3f}" for r, v in figures[label]["wrong_key"].items()),
-                ))  # fmt: skip
-                if variant == args.sheet_variant and kr == steps[-1]:
-                    sheet_cols += [("surrogate", y), (f"restore r{kr}", back)]
-            if variant == args.sheet_variant and k == steps[-1]:
-                sheet_cols.append(("shipped restore", restored))
-    results["figures"] = figures
-    sheet(sheet_cols, args.sheet, min(args.sheet_faces, n))
-    print(f"sheet: {args.sheet} ({', '.join(label for label, _ in sheet_cols)})")
+                cols = wplus_roundtrip(
+                    probe.model, fit.ws, z_id0, z_attr0, probe.c, probe.c_other, probe.steps, args,
+                    probe.score, probe.figures,
+                )  # fmt: skip
+                probe.sheet_cols += cols if variant == args.sheet_variant else []
+            else:
+                codes_roundtrip(probe, fit, name, variant)
+    sheet(probe.sheet_cols, args.sheet, min(args.sheet_faces, probe.n))
+    print(f"sheet: {args.sheet} ({', '.join(label for label, _ in probe.sheet_cols)})")
     if args.json is not None:
+        results = {
+            "model_id": backend.model_id,
+            "faces": probe.n,
+            "steps": probe.steps,
+            "figures": probe.figures,
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
