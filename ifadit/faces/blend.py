@@ -7,8 +7,8 @@ any face size. Pixels where the mask is zero are never written: outside the mask
 bit-identical to the input.
 
 Colour matching (optional, on by default) shifts the pasted crop's Lab mean and scales its Lab spread so
-that, inside the seam ring (the feathered band), it matches the original frame; a generator's colour cast
-then does not show as a halo.
+that, over the whole region the mask replaces, they match the original frame's: the surrogate takes the
+photo's skin tone and lighting, and a generator's colour cast does not show as a halo at the seam.
 
 Grey in, grey out: when the frame under the mask is greyscale (its channels agree to `GREY_TOLERANCE` levels
 almost everywhere), the pasted crop and the frame under the mask are blended as luma only, so a grey photo
@@ -31,7 +31,6 @@ DEFAULT_FEATHER = 0.2  # outer fraction of the ellipse radius over which the mas
 STD_RATIO_LIMITS = (0.5, 2.0)  # colour matching never scales a Lab channel's spread beyond these
 GREY_TOLERANCE = 2  # levels a grey frame's channels may differ by (JPEG rounding of a grey photo)
 GREY_SHARE = 0.99  # share of the region's pixels whose channels must agree that closely for it to count grey
-COLOUR_MATCH_REGION = "ring"  # PROBE: "ring" (the seam band) or "face" (the whole replaced region)
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601 weights, as OpenCV's RGB2GRAY
 
 
@@ -139,11 +138,11 @@ def _warp_crop(new_crop: np.ndarray, aligned: AlignedFace, box: tuple[int, int, 
     return np.clip(warped, 0.0, 255.0)
 
 
-def _match_colour(new: np.ndarray, old: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """Shift/scale `new`'s Lab channels so that inside `ring` they have `old`'s mean and spread."""
+def _match_colour(new: np.ndarray, old: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Shift/scale `new`'s Lab channels so that inside `region` they have `old`'s mean and spread."""
     new_lab = cv2.cvtColor(new / 255.0, cv2.COLOR_RGB2LAB)
     old_lab = cv2.cvtColor(old / 255.0, cv2.COLOR_RGB2LAB)
-    weights = ring[..., None].astype(np.float64)
+    weights = region[..., None].astype(np.float64)
     total = weights.sum()
     mean_new = (new_lab * weights).sum(axis=(0, 1)) / total
     mean_old = (old_lab * weights).sum(axis=(0, 1)) / total
@@ -152,19 +151,6 @@ def _match_colour(new: np.ndarray, old: np.ndarray, ring: np.ndarray) -> np.ndar
     ratio = np.clip(std_old / np.maximum(std_new, 1e-3), *STD_RATIO_LIMITS)
     matched = ((new_lab - mean_new) * ratio + mean_old).astype(np.float32)
     return np.clip(cv2.cvtColor(matched, cv2.COLOR_LAB2RGB) * 255.0, 0.0, 255.0)
-
-
-def _smooth_chroma(new: np.ndarray, old: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """PROBE: `new`'s lightness with `old`'s chroma smoothed over a sixth of the face's width."""
-    new_lab = cv2.cvtColor(new / 255.0, cv2.COLOR_RGB2LAB)
-    old_lab = cv2.cvtColor(old / 255.0, cv2.COLOR_RGB2LAB)
-    ys, xs = np.nonzero(region)
-    sigma = max(float(xs.max() - xs.min() + 1) / 6.0, 1.0)
-    weight = cv2.GaussianBlur(region.astype(np.float32), (0, 0), sigma) + 1e-6
-    for channel in (1, 2):
-        smooth = cv2.GaussianBlur(old_lab[..., channel] * region, (0, 0), sigma) / weight
-        new_lab[..., channel] = smooth
-    return np.clip(cv2.cvtColor(new_lab.astype(np.float32), cv2.COLOR_LAB2RGB) * 255.0, 0.0, 255.0)
 
 
 def paste_back(
@@ -194,12 +180,8 @@ def paste_back(
         return out
     old = image[y0:y1, x0:x1].astype(np.float32)
     new = _warp_crop(new_crop, aligned, box)
-    ring = touched & (alpha < 1)
-    region = touched if COLOUR_MATCH_REGION in ("face", "chroma") else ring
-    if colour_match and region.sum() >= 16:
-        new = _match_colour(new, old, region)
-        if COLOUR_MATCH_REGION == "chroma":
-            new = _smooth_chroma(new, old, touched)
+    if colour_match and touched.sum() >= 16:
+        new = _match_colour(new, old, touched)
     if is_grey(old[touched]):  # grey in, grey out
         new, old = to_grey(new), to_grey(old)
     blended = alpha[..., None] * new + (1 - alpha[..., None]) * old
