@@ -78,6 +78,13 @@ def service(
         yield running
 
 
+def assert_no_secret(texts: list[str], url: str, shares: list[str], passphrases: dict[str, str]) -> None:
+    """No passphrase, unseal share or login token (of the users in ``passphrases``) appears in ``texts``."""
+    tokens = [token for name in passphrases if (token := tokenfile.load(url, name))]
+    for secret in [*passphrases.values(), *shares, *tokens]:
+        assert not any(secret in text for text in texts)
+
+
 def unseal(service: RunningService, shares: list[str], tmp_path: Path) -> None:
     for number, share in enumerate(shares[:2]):
         path = tmp_path / f"share{number}"

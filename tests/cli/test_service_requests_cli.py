@@ -20,7 +20,16 @@ from click.testing import Result
 from ifadit.media.image import read_image
 from keyvault.service import tokenfile
 from tests.cli.test_restore_case_cli import _case_folder
-from tests.cli.test_service_cli import error, login, ok, run, service, shares, unseal  # noqa: F401
+from tests.cli.test_service_cli import (  # noqa: F401
+    assert_no_secret,
+    error,
+    login,
+    ok,
+    run,
+    service,
+    shares,
+    unseal,
+)
 from tests.keyvault.service.support import RunningService
 from tests.keyvault.support import vault_url  # noqa: F401  (fixture: SQLite file or PostgreSQL schema)
 
@@ -62,13 +71,6 @@ def _photos(tmp_path: Path, url: list[str], case: str, astronaut: np.ndarray) ->
     ok(run("anonymize", str(tmp_path / "seized"), "-o", str(released), "--case", case, "--backend", "pixelate",
            "--seal-original", *url, "--user", "olga"))  # fmt: skip
     return [str(released / name) for name in originals]
-
-
-def _no_secret(texts: list[str], service: RunningService, shares: list[str]) -> None:  # noqa: F811
-    """No passphrase, unseal share or login token appears in any of ``texts``."""
-    tokens = [token for name in PASSPHRASES if (token := tokenfile.load(service.url, name))]
-    for secret in [*PASSPHRASES.values(), *shares, *tokens]:
-        assert not any(secret in text for text in texts)
 
 
 def test_a_request_for_two_files_is_filed_shown_and_approved_through_the_service(
@@ -127,7 +129,7 @@ def test_a_request_for_two_files_is_filed_shown_and_approved_through_the_service
         "restore.approve",
         "refused",
     ) in actions
-    _no_secret([r.stdout + r.stderr for r in results], service, shares)
+    assert_no_secret([r.stdout + r.stderr for r in results], service.url, shares, PASSPHRASES)
 
 
 def test_deny_and_cancel_through_the_service(
@@ -228,4 +230,4 @@ def test_request_responses_carry_only_the_request(
         "closed_by",
         "closed_reason",
     }
-    _no_secret([answer.text], service, shares)
+    assert_no_secret([answer.text], service.url, shares, PASSPHRASES)
