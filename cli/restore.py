@@ -121,10 +121,11 @@ def _request_through_service(
     as_json: bool,
 ) -> str | None:
     """The request a restore through the vault service runs under: the one named, else the investigator's
-    open one for these files and mode, else a new one once the service checked the files as a restore
-    would; None when the policy needs no approval (the restore itself checks them). Exit 3 while it
-    awaits its quorum (with --json, the request on stdout). The service checks the request again
-    against the files themselves when it runs the restore."""
+    open one for these files and mode, else a new one; None when the policy needs no approval. Unless
+    the request is approved already, the service first checks the files as a restore would (so a revoked
+    key or a file without manifest is refused before anyone waits). Exit 3 while it awaits its quorum
+    (with --json, the request on stdout). The service checks the request again against the files
+    themselves when it runs the restore."""
     with usage_errors():
         files, key = restoring.request_listing(sources, output, options)
     if not api.policy().require_approval:
@@ -135,14 +136,25 @@ def _request_through_service(
         if request_id is not None
         else api.find_request(options.case, digest, options.mode)
     )
-    if found is None:
+    if found is not None:
+        _check_usable(found, digest, options)
+    if found is None or found.approvals_counted < found.approvals_required:
+        # refused as a restore would be (a revoked key, no manifest ...) before anyone waits
         with usage_errors():
-            check_restorable(api, sources, output, options)  # a new request only for files that restore
+            check_restorable(api, sources, output, options)
+    if found is None:
         found = api.file_request(
             NewRequest(
                 case=options.case, reason=options.reason, files=tuple(files), mode=options.mode, key=key
             )
         )
+    if found.approvals_counted < found.approvals_required:
+        _pending(RequestPending(found), as_json)
+    return found.handle
+
+
+def _check_usable(found: RequestInfo, digest: str, options: RestoreOptions) -> None:
+    """`PermissionDenied` for a request that was closed, or filed for other inputs or another mode."""
     if found.state not in access.OPEN_STATES:
         closed = f" by {found.closed_by}" if found.closed_by else ""
         raise PermissionDenied(
@@ -154,9 +166,6 @@ def _request_through_service(
             "of other inputs or in another mode",
             hint="`ifadit requests show` lists its files; file a new request for these",
         )
-    if found.approvals_counted < found.approvals_required:
-        _pending(RequestPending(found), as_json)
-    return found.handle
 
 
 def _restore_through_service(

@@ -316,3 +316,22 @@ def test_a_case_excerpt_and_its_report_through_the_service(
     assert f"wrote the report of case {CASE}" in wrote and "log verified" in wrote
     _, text = _browse(chromium, page, tmp_path / "C-17.png")
     assert f"Case {CASE}" in text and "admin issued key kh_" in text and "C-99" not in text
+
+
+def test_a_revoked_key_is_refused_before_its_pending_request_is_awaited(
+    service: RunningService,  # noqa: F811
+    shares: list[str],  # noqa: F811
+    tmp_path: Path,
+    astronaut: np.ndarray,
+) -> None:
+    url = _lab(service, shares, tmp_path)
+    write_image(tmp_path / "photo.png", astronaut)
+    ok(run("anonymize", str(tmp_path / "photo.png"), "-o", str(tmp_path / "sealed.png"), "--case", CASE,
+           "--backend", "pixelate", "--seal-original", *url, "--user", "olga"))  # fmt: skip
+    restore = ["restore", str(tmp_path / "sealed.png"), "-o", str(tmp_path / "back.png"), "--case", CASE,
+               "--reason", "w", "--exact", *url, "--user", "ivan"]  # fmt: skip
+    assert run(*restore).exit_code == 3  # a request is filed and waits
+    key = json.loads(ok(run("keys", "list", "--json", *url)))[0]["handle"]
+    ok(run("keys", "revoke", key, "--reason", "case closed", "--yes", *url))
+    assert f"key {key} is revoked: restore refused" in error(run(*restore), 1)  # not "awaits approval"
+    assert not (tmp_path / "back.png").exists()
