@@ -63,6 +63,16 @@ def _upload(items: Sequence[Item]) -> dict[str, Path]:
     return files
 
 
+def _add_replacement_image(files: dict[str, Path], options: AnonymizeOptions) -> str | None:
+    """Add `--replaceimg`'s picture to the job's files; its name in the job (None without one)."""
+    image = dict(options.backend_options).get("image")
+    if image is None:
+        return None
+    name = f"replaceimg/{Path(image).name}"
+    files[name] = Path(image)
+    return name
+
+
 def _run_job(
     client: JobClient, kind: str, params: Mapping[str, Any], files: Mapping[str, Path], into: Path
 ) -> dict[str, Any]:
@@ -105,18 +115,14 @@ def anonymize_remote(
     if not force:
         refuse_existing(items)
     files = _upload(items)
-    image = dict(options.backend_options).get("image")
-    image_name = f"replaceimg/{Path(image).name}" if image is not None else None
-    if image is not None and image_name is not None:
-        files[image_name] = Path(image)
     params = {
-        "options": anonymize_options_to_wire(options, image_name),
+        "options": anonymize_options_to_wire(options, _add_replacement_image(files, options)),
         "files": [job_name(index, item.source) for index, item in enumerate(items)],
         "single_output": _single_output(items, output),
         "key": key,
         "case": case,
     }
-    single = _single_output(items, output) is not None
+    single = params["single_output"] is not None
     root = Path(output).parent if single else Path(output)
     index = None if single else root / RUN_INDEX_NAME
     if index is not None:

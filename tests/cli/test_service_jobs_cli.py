@@ -335,3 +335,19 @@ def test_a_revoked_key_is_refused_before_its_pending_request_is_awaited(
     ok(run("keys", "revoke", key, "--reason", "case closed", "--yes", *url))
     assert f"key {key} is revoked: restore refused" in error(run(*restore), 1)  # not "awaits approval"
     assert not (tmp_path / "back.png").exists()
+
+
+def test_a_replacement_picture_travels_with_the_job(
+    service: RunningService,  # noqa: F811
+    shares: list[str],  # noqa: F811
+    tmp_path: Path,
+    astronaut: np.ndarray,
+) -> None:
+    url = _lab(service, shares, tmp_path)
+    write_image(tmp_path / "photo.png", astronaut)
+    write_image(tmp_path / "sticker.png", np.full((40, 40, 3), (0, 200, 0), dtype=np.uint8))
+    ok(run("anonymize", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out.png"), "--replacewith", "img",
+           "--replaceimg", str(tmp_path / "sticker.png"), *url, "--user", "olga"))  # fmt: skip
+    out = read_image(tmp_path / "out.png")
+    changed = np.any(out != astronaut, axis=2)
+    assert changed.any() and np.median(out[changed][:, 1]) > 150  # the green sticker covers the face
