@@ -4,16 +4,18 @@ A workstation (`ifadit.pipeline.remote`) plans the run, numbers its files and se
 options; here they go through the same `anonymize_paths` and `restore_paths` as on a local vault, as the
 token's user inside the service, so key material, the sealing key and the manifest signing key never
 leave it. What names the service's own files or hardware (a model folder, a device, a detector pack) is
-the service's to choose and is refused from a client. Results name files by their names in the job.
+the service's to choose and is refused from a client, as are encoder options beyond a few that name no
+file and a pixel limit above the service's. Results name files by their names in the job.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ifadit.media.image import DEFAULT_MAX_PIXELS
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
 from ifadit.pipeline.restore import inspect_items, plan_restore, restore_paths
@@ -25,6 +27,7 @@ from keyvault.service.jobs import JobRunner, check_name
 CLIENT_BACKEND_OPTIONS = frozenset({"identity_scale", "attributes", "steps", "text_guidance", "image"})
 SERVICE_CHOSEN = "the vault service runs its own models on its own device: {name} is set where it runs"
 RESTORE_FIELDS = ("case", "reason", "key", "exact", "backend", "detector", "mask_scale", "max_pixels")
+CLIENT_ENCODER_OPTIONS = frozenset({"preset", "tune", "profile", "level"})  # none of them names a file
 
 
 def anonymize_options_to_wire(options: AnonymizeOptions, image_name: str | None) -> dict[str, Any]:
@@ -34,6 +37,7 @@ def anonymize_options_to_wire(options: AnonymizeOptions, image_name: str | None)
             raise ValueError(SERVICE_CHOSEN.format(name=f"--{name.replace('_', '-')}"))
     if options.insightface_pack is not None:
         raise ValueError(SERVICE_CHOSEN.format(name="the insightface pack"))
+    _check_encoder_options(name for name, _ in options.encoder_options)
     wire = {field.name: getattr(options, field.name) for field in dataclasses.fields(options)}
     wire["backend_options"] = [
         [name, image_name if name == "image" else value] for name, value in options.backend_options
@@ -60,6 +64,8 @@ def anonymize_options_from_wire(wire: Mapping[str, Any], inputs: Path) -> Anonym
     fields["backend_options"] = tuple(chosen)
     fields["scale"] = tuple(fields["scale"]) if fields.get("scale") else None
     fields["encoder_options"] = tuple((str(k), str(v)) for k, v in fields.get("encoder_options", []))
+    _check_encoder_options(name for name, _ in fields["encoder_options"])
+    _check_pixel_limit(fields.get("max_pixels", DEFAULT_MAX_PIXELS))
     options = AnonymizeOptions(**fields)
     options.check()
     return options
@@ -141,11 +147,30 @@ def run_anonymize(vault: Vault, inputs: Path, outputs: Path, params: dict[str, A
     }
 
 
+def _check_encoder_options(names: Iterable[str]) -> None:
+    """Refuse FFmpeg options a client may not set: some (x264's stats=) write files on the service's host."""
+    refused = sorted(set(names) - CLIENT_ENCODER_OPTIONS)
+    if refused:
+        raise ValueError(
+            f"the vault service takes only these encoder options: {', '.join(sorted(CLIENT_ENCODER_OPTIONS))}; "
+            f"not {', '.join(refused)}"
+        )
+
+
+def _check_pixel_limit(max_pixels: object) -> None:
+    """A client may lower the pixel limit of decoding, never raise it above the service's."""
+    if not isinstance(max_pixels, int) or not 0 < max_pixels <= DEFAULT_MAX_PIXELS:
+        raise ValueError(
+            f"max_pixels must be 1..{DEFAULT_MAX_PIXELS} on the vault service, got {max_pixels!r}"
+        )
+
+
 def _restore_options(params: Mapping[str, Any]) -> RestoreOptions:
     given = params.get("options", {})
     unknown = sorted(set(given) - set(RESTORE_FIELDS))
     if unknown:
         raise ValueError(f"unknown restore option {', '.join(unknown)}")
+    _check_pixel_limit(given.get("max_pixels", DEFAULT_MAX_PIXELS))
     return RestoreOptions(**given, force=True)
 
 

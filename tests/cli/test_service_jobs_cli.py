@@ -162,6 +162,13 @@ def test_what_a_workstation_may_not_choose_is_refused_before_anything_is_sent(
     assert "the vault service runs its own models" in error(
         run(*base, "--model-dir", str(tmp_path), *olga), 2
     )
+    config = '{"x264-params": "stats=/tmp/written-by-the-service"}'
+    assert "the vault service takes only these encoder options" in error(
+        run(*base, "--ffmpeg-config", config, *olga), 2
+    )
+    assert "max_pixels must be 1..100000000 on the vault service" in error(
+        run(*base, "--max-pixels", "1000000000000", *olga), 2
+    )
     assert "lacks the role operator" in error(run(*base, "--user", "ivan"), 1)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "cam1.png").write_bytes(b"mine")
