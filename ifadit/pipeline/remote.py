@@ -73,6 +73,13 @@ def _add_replacement_image(files: dict[str, Path], options: AnonymizeOptions) ->
     return name
 
 
+def _local_names(text: str, files: Mapping[str, Path]) -> str:
+    """A message from the service with each job file name replaced by this machine's path."""
+    for name in sorted(files, key=len, reverse=True):  # a longer name may contain a shorter one
+        text = text.replace(name, str(files[name]))
+    return text
+
+
 def _run_job(
     client: JobClient, kind: str, params: Mapping[str, Any], files: Mapping[str, Path], into: Path
 ) -> dict[str, Any]:
@@ -81,10 +88,7 @@ def _run_job(
         return client.run_job(kind, params, files, into)
     except Exception as exc:
         if exc.args and isinstance(exc.args[0], str):
-            message = exc.args[0]
-            for name in sorted(files, key=len, reverse=True):
-                message = message.replace(name, str(files[name]))
-            exc.args = (message, *exc.args[1:])
+            exc.args = (_local_names(exc.args[0], files), *exc.args[1:])
         raise
 
 
@@ -133,7 +137,7 @@ def anonymize_remote(
             assert staging.folder is not None
             received = staging.folder / JOB_FOLDER
             result = _run_job(client, "anonymize", params, files, received)
-            results = _anonymize_results(items, result, staging, received)
+            results = _anonymize_results(items, result, staging, received, files)
             staging.publish()
     except BaseException:
         if made_root and not any(root.iterdir()):
@@ -166,7 +170,11 @@ def anonymize_remote(
 
 
 def _anonymize_results(
-    items: Sequence[Item], result: Mapping[str, Any], staging: Staging, received: Path
+    items: Sequence[Item],
+    result: Mapping[str, Any],
+    staging: Staging,
+    received: Path,
+    files: Mapping[str, Path],
 ) -> list[ItemResult]:
     """Each item's result with this machine's paths; its output staged for publishing."""
     results = []
@@ -181,21 +189,11 @@ def _anonymize_results(
                 faces=got["faces"],
                 input_sha256=got["input_sha256"],
                 output_sha256=got["output_sha256"],
-                error=_local_text(got["error"], items),
+                error=None if got["error"] is None else _local_names(got["error"], files),
                 exit_code=got["exit_code"],
             )
         )
     return results
-
-
-def _local_text(text: str | None, items: Sequence[Item]) -> str | None:
-    """A message from the service with each job file name replaced by this machine's path."""
-    if text is None:
-        return None
-    names = {job_name(index, item.source): item.source for index, item in enumerate(items)}
-    for name in sorted(names, key=len, reverse=True):  # a longer name may contain a shorter one
-        text = text.replace(name, str(names[name]))
-    return text
 
 
 def _restore_params(items: Sequence[Item], output: Path, options: RestoreOptions) -> dict[str, Any]:
