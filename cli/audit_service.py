@@ -7,14 +7,11 @@ the checkpoints kept (``--since``), and also asks the service for its own live c
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 from ifadit_cli.options import VaultArgs
-from keyvault import AuditEntry, TreeHead, VerifyReport, note, verify_bundle
+from keyvault import AuditEntry, TreeHead, VerifyReport, auditor, note
 from keyvault import checkpoint as checkpoints
-from keyvault.anchor import check_bundle_since
 from keyvault.excerpt import AuditFilter
 
 
@@ -36,14 +33,7 @@ def verify_live(
     """`audit verify` without a bundle: the service's check, then the downloaded bundle verified here."""
     with vault_args.client() as client:
         client.verify_audit()
-        key = pinned or client.public_key
-        with tempfile.TemporaryDirectory(prefix="ifadit-audit-") as folder:
-            bundle = Path(folder) / "audit.jsonl"
-            client.export_audit(bundle)
-            report = verify_bundle(bundle, key, strict=True)
-            if kept:
-                report = check_bundle_since(bundle, report, kept, log_key=key, witnesses=witnesses)
-    return report
+        return auditor.verify_export(client.export_audit, pinned or client.public_key, kept, witnesses)
 
 
 def checkpoint(vault_args: VaultArgs, verifier_key: bool) -> str:

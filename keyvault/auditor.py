@@ -8,7 +8,7 @@ Offline checks of the results live in ``keyvault.verify``, which needs no databa
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from keyvault import ledger, note
@@ -51,15 +51,26 @@ def verify_live(
     checked against each canonical entry, which a bundle cannot show: an edited ``case_id`` hides an
     entry from `audit show --case` without touching what is signed.
     """
-    key = public_key or vault.public_key
+    report = verify_export(vault.export_audit, public_key or vault.public_key, since, witnesses)
+    with vault.action("audit.verify", role=AUDIT_ROLES, record=False) as act:
+        ledger.check_index_columns(act.session)
+    return report
+
+
+def verify_export(
+    export: Callable[[Path], object],
+    key: bytes,
+    since: Sequence[str] = (),
+    witnesses: Sequence[note.Verifier] = (),
+) -> VerifyReport:
+    """`export` the whole log to a temporary bundle and verify it strictly under `key`, and against the
+    checkpoints kept (`since`, cosigned by `witnesses`): a local vault's or the vault service's log."""
     with tempfile.TemporaryDirectory(prefix="ifadit-audit-") as folder:
         bundle = Path(folder) / "audit.jsonl"
-        vault.export_audit(bundle)
+        export(bundle)
         report = verify_bundle(bundle, key, strict=True)
         if since:
             report = check_bundle_since(bundle, report, since, log_key=key, witnesses=witnesses)
-    with vault.action("audit.verify", role=AUDIT_ROLES, record=False) as act:
-        ledger.check_index_columns(act.session)
     return report
 
 
