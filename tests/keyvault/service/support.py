@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -17,6 +16,7 @@ from keyvault.service.app import create_app
 from keyvault.service.auth import Authenticator, LoginLimiter, TokenStore
 from keyvault.service.hsm import HsmConfig
 from keyvault.service.jobs import JobRunner
+from keyvault.service.server import tcp_socket
 from keyvault.service.setup import ServiceInit, init_service_vault
 from keyvault.service.state import ServiceState
 from tests.keyvault.support import ADMIN, ADMIN_PASS, cheap_kdf
@@ -58,9 +58,7 @@ def running_service(
     if state.mode == "hsm":
         state.auto_unseal()
     auth = Authenticator(state, TokenStore(token_ttl), LoginLimiter(max_failures, lockout))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = tcp_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         create_app(state, auth, jobs=jobs),
