@@ -30,7 +30,8 @@ from ifadit.errors import IfaditError
 from ifadit.media.image import write_image
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.restore import RestoreOptions, restore_path
+from ifadit.pipeline.restore import restore_path
+from ifadit.pipeline.restore_plan import RestoreOptions
 from keyvault import KdfParams, Vault, access, keys, open_vault
 
 SIDE = 1024

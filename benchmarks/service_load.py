@@ -43,20 +43,20 @@ import numpy as np
 from skimage import data
 from sqlalchemy import create_engine, text
 
+from ifadit.media.digests import list_digest
 from ifadit.media.image import write_image
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.outputs import list_digest
-from ifadit.pipeline.remote import anonymize_remote
+from ifadit.pipeline.remote_anonymize import anonymize_remote
 from keyvault import access
-from keyvault.access import RequestFile, RequestInfo
 from keyvault.audit import AuditEntry
 from keyvault.envelope import KdfParams
 from keyvault.errors import NotFound, VaultError
-from keyvault.keys import KeyInfo
-from keyvault.service.api import LocalAPI, NewRequest, PolicyChange, VaultAPI
+from keyvault.records import KeyInfo, RequestFile, RequestInfo
+from keyvault.service.api import NewRequest, PolicyChange, VaultAPI
 from keyvault.service.client import VaultClient
 from keyvault.service.errors import ServiceSealed, ServiceUnavailable, TokenError
+from keyvault.service.local_api import LocalAPI
 from keyvault.service.setup import init_service_vault
 from keyvault.vault import CHECKPOINTS_ENV, Vault, open_vault
 

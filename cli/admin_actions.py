@@ -13,7 +13,7 @@ import click
 
 from ifadit_cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
 from keyvault import admin_actions
-from keyvault.admin_actions import AdminActionInfo
+from keyvault.records import AdminActionInfo
 
 COLUMNS = ("ACTION", "KIND", "STATE", "FILED BY", "DECIDED BY", "EXPIRES (UTC)", "PARAMETERS")
 

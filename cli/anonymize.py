@@ -11,7 +11,7 @@ import click
 from tqdm import tqdm
 
 from ifadit.backends.base import BACKENDS
-from ifadit.media.image import DEFAULT_MAX_PIXELS
+from ifadit.media.files import DEFAULT_MAX_PIXELS
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult
 from ifadit.pipeline.batch import ENGINES, RunReport, anonymize_paths, default_backend, engine_for
 from ifadit.pipeline.inputs import default_output
@@ -410,7 +410,7 @@ def _anonymize_through_service(
         raise click.UsageError(
             f"{', '.join(local_only)}: the vault service runs the job itself; drop them with --vault URL"
         )
-    from ifadit.pipeline.remote import anonymize_remote
+    from ifadit.pipeline.remote_anonymize import anonymize_remote
 
     if sys.stderr.isatty():
         click.echo(f"sending the files to {vault_args.url}; they come back when all are done", err=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ifadit.pipeline.outputs import file_sha256, list_digest
+from ifadit.media.digests import file_sha256, list_digest
 from ifadit_cli import audit_service
 from ifadit_cli.options import VaultArgs, emit, file_option, json_option, table, usage_errors, vault_options
 from keyvault import (

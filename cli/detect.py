@@ -12,7 +12,7 @@ import click
 
 from ifadit.errors import IfaditError
 from ifadit.faces.registry import DETECTORS, get_detector
-from ifadit.media.image import DEFAULT_MAX_PIXELS
+from ifadit.media.files import DEFAULT_MAX_PIXELS
 from ifadit.pipeline.detect import DetectionReport, detect_file
 from ifadit_cli.options import usage_errors
 

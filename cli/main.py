@@ -1,11 +1,14 @@
-"""Root `ifadit` command: global options, command registration and the single error -> exit-code handler."""
+"""Root `ifadit` command: global options, command registration and the single error -> exit-code handler.
+
+A command's module loads only when that command runs (or a help page lists it): `ifadit restore` through
+the vault service starts without importing the image, model and database code other commands need.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -14,23 +17,38 @@ from ifadit import __version__
 from ifadit.errors import IfaditError
 from keyvault import VaultError
 
-# Each module exposes `register(group: click.Group) -> None` and adds its commands to the root group.
-COMMAND_MODULES: tuple[str, ...] = (
-    "ifadit_cli.detect",
-    "ifadit_cli.train",
-    "ifadit_cli.admin",
-    "ifadit_cli.admin_actions",
-    "ifadit_cli.service",
-    "ifadit_cli.audit",
-    "ifadit_cli.anonymize",
-    "ifadit_cli.restore",
-    "ifadit_cli.evaluate",
-    "ifadit_cli.models",
-)
+# The modules whose `register(group: click.Group) -> None` add each root command (`vault`'s service
+# subcommands attach when `ifadit_cli.service` loads).
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "admin-actions": ("ifadit_cli.admin_actions",),
+    "anonymize": ("ifadit_cli.anonymize",),
+    "approve": ("ifadit_cli.restore",),
+    "audit": ("ifadit_cli.audit",),
+    "detect": ("ifadit_cli.detect",),
+    "eval": ("ifadit_cli.evaluate",),
+    "keys": ("ifadit_cli.admin",),
+    "login": ("ifadit_cli.service",),
+    "logout": ("ifadit_cli.service",),
+    "models": ("ifadit_cli.models",),
+    "requests": ("ifadit_cli.restore",),
+    "restore": ("ifadit_cli.restore",),
+    "train": ("ifadit_cli.train",),
+    "users": ("ifadit_cli.admin",),
+    "vault": ("ifadit_cli.admin", "ifadit_cli.service"),
+}
 
 
 class IfaditGroup(click.Group):
-    """Root group that turns every typed error into one `Error: ...` line and its exit code."""
+    """Root group that loads each command's module on first use and turns every typed error into one
+    `Error: ...` line and its exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        for name in COMMANDS.get(cmd_name, ()):
+            importlib.import_module(name).register(self)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -59,11 +77,3 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
-
-
-def _register(group: click.Group, modules: Sequence[str]) -> None:
-    for name in modules:
-        importlib.import_module(name).register(group)
-
-
-_register(cli, COMMAND_MODULES)

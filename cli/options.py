@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from keyvault import Vault, open_vault
-
 if TYPE_CHECKING:
+    from keyvault import Vault
     from keyvault.service.api import VaultAPI
     from keyvault.service.client import VaultClient
     from keyvault.service.errors import NotRouted
@@ -93,6 +92,8 @@ class VaultArgs:
         """Unlock the local vault as the acting user; ``NotRouted`` for a vault-service URL."""
         if self.remote:
             raise self.not_routed()
+        from keyvault import open_vault  # loads the database code, which a service's client never needs
+
         return open_vault(self.url, self.user, self.passphrase())
 
     def client(self, *, login: bool = True) -> VaultClient:
@@ -114,7 +115,7 @@ class VaultArgs:
         """The vault operations: through the service for a service URL, else on the unlocked local vault."""
         if self.remote:
             return self.client()
-        from keyvault.service.api import LocalAPI
+        from keyvault.service.local_api import LocalAPI
 
         return LocalAPI(self.open())
 

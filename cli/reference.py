@@ -15,8 +15,11 @@ def iter_commands(
     """Yield (command path, command) for the root and every subcommand, depth first, sorted by name."""
     yield path, command
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from iter_commands(command.commands[name], (*path, name))
+        ctx = click.Context(command, info_name=path[-1])
+        for name in sorted(command.list_commands(ctx)):
+            subcommand = command.get_command(ctx, name)
+            assert subcommand is not None, f"{' '.join(path)} lists {name} but has no such command"
+            yield from iter_commands(subcommand, (*path, name))
 
 
 def help_text(path: tuple[str, ...], command: click.Command) -> str:

@@ -1,5 +1,9 @@
 """`ifadit restore` (files and folders, one request per batch), `ifadit requests list|show|approve|deny|cancel`,
-and `ifadit approve` (alias of `requests approve`): audited restores of faces under approved requests."""
+and `ifadit approve` (alias of `requests approve`): audited restores of faces under approved requests.
+
+Through the vault service a restore needs only planning, hashing and HTTP: this module imports no image,
+model or database code at the top; the local-vault path imports `ifadit.pipeline.restore` where it runs.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,18 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from ifadit.pipeline import restore as restoring
 from ifadit.pipeline.remote import check_restorable, restore_remote
-from ifadit.pipeline.restore import CaseReport, RequestPending, RestoreOptions, RestoreReport
+from ifadit.pipeline.restore_plan import (
+    CaseReport,
+    RequestPending,
+    RestoreOptions,
+    RestoreReport,
+    request_files,
+    request_key,
+)
 from ifadit_cli.options import VaultArgs, emit, json_option, short_time, table, usage_errors, vault_options
-from keyvault import PermissionDenied, RequestInfo, access
-from keyvault.approvals import inputs_digest
+from keyvault import PermissionDenied, RequestInfo
+from keyvault.records import OPEN_STATES, REQUEST_STATES, inputs_digest
 from keyvault.service.api import NewRequest
 
 if TYPE_CHECKING:
@@ -101,11 +111,17 @@ def _file_request(
     after the service checked them the same way, with the files' names and SHA-256s computed here."""
     with usage_errors():
         if not vault_args.remote:
+            from ifadit.pipeline.restore import request_only
+
             with vault_args.open() as vault:
-                return restoring.request_only(vault, sources, output, options)
-        files, key = restoring.request_listing(sources, output, options)
+                return request_only(vault, sources, output, options)
+        files = request_files(sources, output, options)
         new = NewRequest(
-            case=options.case, reason=options.reason, files=tuple(files), mode=options.mode, key=key
+            case=options.case,
+            reason=options.reason,
+            files=tuple(files),
+            mode=options.mode,
+            key=request_key(files, options),
         )
         with vault_args.client() as client:
             check_restorable(client, sources, output, options)
@@ -127,7 +143,7 @@ def _request_through_service(
     (with --json, the request on stdout). The service checks the request again against the files
     themselves when it runs the restore."""
     with usage_errors():
-        files, key = restoring.request_listing(sources, output, options)
+        files = request_files(sources, output, options)
     if not api.policy().require_approval:
         return None
     digest = inputs_digest(file.sha256 for file in files)
@@ -143,6 +159,8 @@ def _request_through_service(
         with usage_errors():
             check_restorable(api, sources, output, options)
     if found is None:
+        with usage_errors():
+            key = request_key(files, options)
         found = api.file_request(
             NewRequest(
                 case=options.case, reason=options.reason, files=tuple(files), mode=options.mode, key=key
@@ -155,7 +173,7 @@ def _request_through_service(
 
 def _check_usable(found: RequestInfo, digest: str, options: RestoreOptions) -> None:
     """`PermissionDenied` for a request that was closed, or filed for other inputs or another mode."""
-    if found.state not in access.OPEN_STATES:
+    if found.state not in OPEN_STATES:
         closed = f" by {found.closed_by}" if found.closed_by else ""
         raise PermissionDenied(
             f"request {found.handle} was {found.state}{closed}: restore refused", hint="file a new request"
@@ -322,9 +340,11 @@ def _restore_locally(
     request_id: str | None,
     as_json: bool,
 ) -> CaseReport:
+    from ifadit.pipeline.restore import restore_paths
+
     with vault_args.open() as vault, usage_errors():
         try:
-            return restoring.restore_paths(
+            return restore_paths(
                 vault,
                 sources,
                 output,
@@ -352,7 +372,7 @@ def requests_group() -> None:
 @click.option("--case", "case_id", default=None, show_default="all cases", help="Only requests of this case.")
 @click.option(
     "--state",
-    type=click.Choice(access.REQUEST_STATES),
+    type=click.Choice(REQUEST_STATES),
     default=None,
     show_default="all states",
     help="Only requests in this state.",

@@ -1,8 +1,10 @@
 """Key vault and tamper-evident audit log. Never imports ifadit or torch: auditors install it alone.
 
-The offline verification names (`verify_bundle`, `VerifyReport`, audit records, errors) import no
-database code; the vault names (`Vault`, `open_vault`, …) load SQLAlchemy and Alembic on first use
-(PEP 562), so `import keyvault` stays light for an auditor.
+`import keyvault` loads only the errors and the records people are shown (`keyvault.records`); every
+other name loads its module on first use (PEP 562): the offline verification names (`verify_bundle`,
+`VerifyReport`, audit records) their cryptography but no database code, the vault names (`Vault`,
+`open_vault`, …) SQLAlchemy and Alembic. So an auditor never loads the database code, and a command
+sent to the vault service starts without either.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from keyvault.audit import AuditEntry, InclusionProof, TreeHead, key_fingerprint
-from keyvault.envelope import KdfParams
 from keyvault.errors import (
     ApprovalPending,
     AuditVerificationError,
@@ -28,37 +28,45 @@ from keyvault.errors import (
     VaultSchemaError,
     WitnessRefused,
 )
-from keyvault.excerpt import AuditFilter
-from keyvault.material import KeyMaterial
-from keyvault.verify import (
-    VerifyReport,
-    format_public_key,
-    load_public_key,
-    verify_bundle,
-    verify_inclusion_proof,
-)
+from keyvault.records import ApprovalInfo, KeyInfo, Policy, RequestInfo, UserInfo, VersionInfo
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers
-    from keyvault.access import ApprovalInfo, RequestInfo
+    from keyvault.audit import AuditEntry, InclusionProof, TreeHead, key_fingerprint
     from keyvault.db import display_url
-    from keyvault.keys import KeyInfo, UnsealedKey, VersionInfo
+    from keyvault.envelope import KdfParams
+    from keyvault.excerpt import AuditFilter
+    from keyvault.keys import UnsealedKey
+    from keyvault.material import KeyMaterial
     from keyvault.schema import DEFAULT_UNLOCK_DELAY_MS, KEY_STATES, ROLES
     from keyvault.vault import (
         MAX_UNLOCK_DELAY,
-        Policy,
-        UserInfo,
         Vault,
         open_vault,
         upgrade_vault,
         verify_detached,
     )
+    from keyvault.verify import (
+        VerifyReport,
+        format_public_key,
+        load_public_key,
+        verify_bundle,
+        verify_inclusion_proof,
+    )
 
-_DATABASE_NAMES = {
-    "ApprovalInfo": "keyvault.access",
-    "RequestInfo": "keyvault.access",
-    "KeyInfo": "keyvault.keys",
+_LAZY_NAMES = {
+    "AuditEntry": "keyvault.audit",
+    "InclusionProof": "keyvault.audit",
+    "TreeHead": "keyvault.audit",
+    "key_fingerprint": "keyvault.audit",
+    "KdfParams": "keyvault.envelope",
+    "AuditFilter": "keyvault.excerpt",
+    "KeyMaterial": "keyvault.material",
+    "VerifyReport": "keyvault.verify",
+    "format_public_key": "keyvault.verify",
+    "load_public_key": "keyvault.verify",
+    "verify_bundle": "keyvault.verify",
+    "verify_inclusion_proof": "keyvault.verify",
     "UnsealedKey": "keyvault.keys",
-    "VersionInfo": "keyvault.keys",
     "DEFAULT_UNLOCK_DELAY_MS": "keyvault.schema",
     "KEY_STATES": "keyvault.schema",
     "ROLES": "keyvault.schema",
@@ -66,15 +74,13 @@ _DATABASE_NAMES = {
     "MAX_UNLOCK_DELAY": "keyvault.vault",
     "upgrade_vault": "keyvault.vault",
     "verify_detached": "keyvault.vault",
-    "Policy": "keyvault.vault",
-    "UserInfo": "keyvault.vault",
     "Vault": "keyvault.vault",
     "open_vault": "keyvault.vault",
 }
 
 
 def __getattr__(name: str) -> Any:
-    module = _DATABASE_NAMES.get(name)
+    module = _LAZY_NAMES.get(name)
     if module is None:
         raise AttributeError(f"module 'keyvault' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)

@@ -16,19 +16,28 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyvault import admin_actions, ledger
-from keyvault.approvals import check_not_related, counting, inputs_digest
+from keyvault.approvals import check_not_related, counting
 from keyvault.envelope import KdfParams
 from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, TamperedRow, VaultError
-from keyvault.schema import (
+from keyvault.records import (
+    OPEN_STATES,
     REQUEST_STATES,
+    ApprovalInfo,
+    Policy,
+    RequestFile,
+    RequestInfo,
+    UserInfo,
+    inputs_digest,
+    split_roles,
+)
+from keyvault.schema import (
     RESTORE_MODES,
     ApprovalRow,
     KeyRow,
@@ -36,53 +45,11 @@ from keyvault.schema import (
     UserRow,
     VaultRow,
 )
-from keyvault.vault import USER_NAME, Policy, UserInfo, Vault, check_unlock_delay, join_roles, split_roles
+from keyvault.vault import USER_NAME, Vault, check_unlock_delay, join_roles
 
 DIGEST = re.compile(r"[0-9a-f]{64}")
 REQUEST_READERS = ("investigator", "approver", "admin", "auditor")
-OPEN_STATES = ("pending", "approved")  # a request that can still be approved, denied, cancelled or used
 MAX_APPROVALS = 16
-
-
-@dataclass(frozen=True)
-class ApprovalInfo:
-    """One approval of a request."""
-
-    approver: str
-    created: datetime
-    expires: datetime
-    used: datetime | None
-    input_digest: str | None  # the inputs' digest it approved (None: given before approvals named it)
-    mode: str | None  # the mode it approved
-
-
-@dataclass(frozen=True)
-class RequestFile:
-    """One input a request lists: its name as the requester gave it, and its SHA-256 hex."""
-
-    name: str
-    sha256: str
-
-
-@dataclass(frozen=True)
-class RequestInfo:
-    """A restore request, the files it lists and its approvals."""
-
-    handle: str
-    requester: str
-    case_id: str
-    reason: str
-    input_digest: str  # `keyvault.approvals.inputs_digest` of the files' SHA-256s
-    key_handle: str | None
-    state: str  # pending | approved | used | denied | cancelled
-    created: datetime
-    approvals: tuple[ApprovalInfo, ...]
-    mode: str | None = None  # exact | model (None: filed before requests named their mode)
-    files: tuple[RequestFile, ...] = ()
-    approvals_required: int = 1  # the policy's quorum when the request was read
-    approvals_counted: int = 0  # approvals that count toward it now
-    closed_by: str | None = None  # who denied or cancelled it
-    closed_reason: str | None = None
 
 
 # ---------------------------------------------------------------- users

@@ -20,51 +20,22 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, VaultError
+from keyvault.records import AdminActionInfo, split_roles
 from keyvault.schema import ADMIN_ACTION_STATES, AdminActionRow, UserRow
-from keyvault.vault import Action, Vault, split_roles
+from keyvault.vault import Action, Vault
 
 KINDS = ("user.add", "vault.policy", "key.destroy")
 STATES = ADMIN_ACTION_STATES  # pending | approved | denied | used
 DEFAULT_TTL = timedelta(hours=24)
 READ_ROLES = ("admin", "auditor")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class AdminActionInfo:
-    """A filed admin action as shown to people."""
-
-    handle: str
-    kind: str
-    params: dict[str, Any]
-    filer: str
-    created: datetime
-    expires: datetime
-    state: str  # pending | approved | denied | used
-    decided_by: str | None
-    decided: datetime | None
-
-    @classmethod
-    def from_row(cls, row: AdminActionRow) -> AdminActionInfo:
-        return cls(
-            handle=row.handle,
-            kind=row.kind,
-            params=json.loads(row.params),
-            filer=row.filer,
-            created=row.created,
-            expires=row.expires,
-            state=row.state,
-            decided_by=row.decided_by,
-            decided=row.decided,
-        )
 
 
 def canonical(params: Mapping[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """Which approvals of a restore request count: the quorum, the inputs they are bound to, the two-person rule.
 
-A request names its inputs by one digest (``inputs_digest``: SHA-256 over the sorted SHA-256s of its
+A request names its inputs by one digest (``keyvault.records.inputs_digest``: SHA-256 over the sorted SHA-256s of its
 files) and its mode (exact or model). An approval copies both when it is given; it counts toward the
 policy's quorum T only while it is unused and unexpired, still names the request's digest and mode, and
 its approver still holds the approver role, is not the requester, and is not tied to the requester by
@@ -14,21 +14,14 @@ added and approve it. Accounts added before schema 0002 carry no creator and are
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyvault.errors import PermissionDenied
+from keyvault.records import split_roles
 from keyvault.schema import ApprovalRow, RestoreRequestRow, UserRow
-from keyvault.vault import split_roles
-
-
-def inputs_digest(sha256s: Iterable[str]) -> str:
-    """The digest a request and its approvals name: SHA-256 hex over the inputs' sorted SHA-256 hex digests."""
-    return hashlib.sha256("\n".join(sorted(sha256s)).encode()).hexdigest()
 
 
 def _user(session: Session, name: str) -> UserRow | None:

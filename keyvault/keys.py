@@ -25,6 +25,7 @@ from keyvault import access, admin_actions, ledger
 from keyvault.envelope import random_key
 from keyvault.errors import KeyStateError, NotFound, PermissionDenied, TamperedRow, VaultError
 from keyvault.material import KeyMaterial
+from keyvault.records import KeyInfo, VersionInfo
 from keyvault.schema import ROLES, KeyRow, KeyVersionRow
 from keyvault.vault import Action, Vault, aad
 
@@ -46,36 +47,6 @@ HINTS = {
     "pending-destroy": "it is scheduled for destruction; `ifadit keys cancel-destroy` stops that within the window",
     "destroyed": "its material was erased; nothing can use it any more",
 }
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """One key version as shown to people (never the material)."""
-
-    version: int
-    state: str  # active | superseded | revoked | destroyed
-    created: datetime
-    revoked: datetime | None
-    destroyed: datetime | None
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    """A key's public facts: handle, case, purpose, state, dates and versions."""
-
-    handle: str
-    case_id: str
-    purpose: str
-    state: str
-    created: datetime
-    created_by: str
-    expires: datetime | None
-    versions: tuple[VersionInfo, ...]
-
-    @property
-    def current_version(self) -> int:
-        """The newest version (the one anonymizing uses)."""
-        return self.versions[-1].version
 
 
 @dataclass(frozen=True, kw_only=True)

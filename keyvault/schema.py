@@ -30,7 +30,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 ROLES = ("admin", "operator", "investigator", "approver", "auditor")
 KEY_STATES = ("active", "suspended", "revoked", "pending-destroy", "destroyed")
 VERSION_STATES = ("active", "superseded", "revoked", "destroyed")  # superseded: restore-only after a rotation
-REQUEST_STATES = ("pending", "approved", "used", "denied", "cancelled")
 RESTORE_MODES = ("exact", "model")  # open the sealed originals, or run the model backwards
 ADMIN_ACTION_STATES = ("pending", "approved", "denied", "used")  # keyvault.admin_actions
 DEFAULT_APPROVAL_TTL_S = 24 * 3600

@@ -59,6 +59,7 @@ from keyvault.errors import (
     VaultSchemaError,
 )
 from keyvault.excerpt import AuditFilter, bracketing_heads, excerpt_lines
+from keyvault.records import Policy, UserInfo, split_roles
 from keyvault.schema import (
     DEFAULT_APPROVAL_TTL_S,
     DEFAULT_UNLOCK_DELAY_MS,
@@ -146,47 +147,6 @@ class Secret:
     __str__ = __repr__
 
 
-@dataclass(frozen=True)
-class UserInfo:
-    """A vault user as shown to people (no keyslot data)."""
-
-    name: str
-    roles: tuple[str, ...]
-    disabled: bool
-    created: datetime
-    created_by: str | None = None  # the admin who added the account (None: the first admin, or before 0002)
-
-    @classmethod
-    def from_row(cls, row: UserRow) -> UserInfo:
-        return cls(
-            name=row.name,
-            roles=split_roles(row.roles),
-            disabled=row.disabled,
-            created=row.created,
-            created_by=row.created_by,
-        )
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Vault-wide policy: restore approvals and the pause after a failed unlock."""
-
-    require_approval: bool  # a restore needs approvals by other users with the approver role
-    approval_ttl: timedelta  # how long an approval stays valid
-    unlock_delay: timedelta  # pause after each failed unlock (slows online passphrase guessing)
-    approvals: int = 1  # distinct approvers a request needs (quorum T), none of them the requester
-
-    @classmethod
-    def from_row(cls, row: VaultRow) -> Policy:
-        """The policy stored in the vault row."""
-        return cls(
-            require_approval=row.require_approval,
-            approval_ttl=timedelta(seconds=row.approval_ttl_s),
-            unlock_delay=timedelta(milliseconds=row.unlock_delay_ms),
-            approvals=row.approvals_required,
-        )
-
-
 @dataclass
 class Action:
     """One audited action in progress: its session and the fields its audit entry will carry."""
@@ -211,11 +171,6 @@ def join_roles(roles: tuple[str, ...] | list[str] | set[str]) -> str:
     if not roles:
         raise ValueError(f"a user needs at least one role ({', '.join(ROLES)})")
     return ",".join(sorted(set(roles)))
-
-
-def split_roles(text: str) -> tuple[str, ...]:
-    """Inverse of ``join_roles``."""
-    return tuple(part for part in text.split(",") if part)
 
 
 def new_keyslot(

@@ -1,8 +1,8 @@
-"""Train the generator on the lent GPU machine, where the `ifadit` CLI cannot start.
+"""Train the generator on the lent GPU machine within a time limit, from a crop pack small enough to carry.
 
-The device image lacks PyAV, cryptography, SQLAlchemy and Alembic, which `ifadit_cli.main` imports, and a call
-carries 64 MiB in all (docs/model.md, "Training on a GPU machine"). So the run is prepared here and
-this script, which imports only the training loop, runs it there:
+A call carries 64 MiB in all and the device image lacks PyAV, cryptography, SQLAlchemy and Alembic
+(docs/model.md, "Training on a GPU machine"). So the run is prepared here and this script, which imports
+only the training loop, runs it there:
 
     # here: the run's options (a 0-step run writes options.json), a JPEG pack of the crops, the dlib wheel
     ifadit train generator --data cache/celeba-train-64.npz --out runs/gpu1 --steps 0 [options ...]

@@ -30,13 +30,15 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ifadit.errors import InputError, ManifestError
-from ifadit.media.image import read_jpeg_app11
+from ifadit.media.files import read_jpeg_app11
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MANIFEST_FORMAT = "ifadit-manifest/3"
 LEGACY_SEAL_FORMATS = ("ifadit-manifest/1", "ifadit-manifest/2")  # sealed regions not bound to their box
@@ -119,10 +121,10 @@ def new_manifest_id() -> str:
 
 def pixels_digest(image: np.ndarray) -> str:
     """SHA-256 of the decoded output pixels (shape and RGB bytes), hex."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+    if image.dtype != "uint8" or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError("pixels_digest expects an RGB uint8 HxWx3 array")
     header = f"ifadit-pixels/1:{image.shape[0]}x{image.shape[1]}:".encode()
-    return hashlib.sha256(header + np.ascontiguousarray(image).tobytes()).hexdigest()
+    return hashlib.sha256(header + image.tobytes(order="C")).hexdigest()
 
 
 def sign_manifest(manifest: Manifest, signer: Signer) -> Manifest:

@@ -37,11 +37,13 @@ from ifadit.faces.align import AlignedFace, align_face
 from ifadit.faces.blend import default_mask_scale, paste_back
 from ifadit.faces.detect import Detector, Face
 from ifadit.faces.registry import DETECTORS, get_detector
-from ifadit.media.image import DEFAULT_MAX_PIXELS, read_image
+from ifadit.media.digests import file_sha256
+from ifadit.media.files import DEFAULT_MAX_PIXELS
+from ifadit.media.image import read_image
 from ifadit.media.manifest import FaceRecord, Manifest, new_manifest_id, sign_manifest
 from ifadit.media.metadata import kept_metadata
 from ifadit.pipeline.inputs import Item, ItemKind
-from ifadit.pipeline.outputs import embed_manifest, file_sha256, write_pixels
+from ifadit.pipeline.outputs import embed_manifest, write_pixels
 from ifadit.pipeline.sealing import SealBinding, changed_region, seal_face
 from ifadit.pipeline.track_video import Confirmation
 from keyvault import UnsealedKey

@@ -5,7 +5,7 @@ Per frame: detect and track (stable track ids), hold the frame back until its tr
 confirmed faces, run the backend, paste back, write the frame;
 with `--seal-original` each face's original region is sealed under a context binding that frame's output
 digest, the region's box and the manifest's identity (one `manifest_id` per video). The manifest (a sidecar `<video>.ifadit.json`) lists every face with its frame and track id, and
-its `pixels_sha256` chains the digests of all decoded output frames (`outputs.frames_digest`). Lossy
+its `pixels_sha256` chains the digests of all decoded output frames (`ifadit.media.digests.frames_digest`). Lossy
 H.264 output is decoded once more to digest what a reader will see; sealing originals needs `--lossless`
 (FFV1), since an exact restore of a lossy video could not be bit-exact.
 """
@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ifadit.errors import InputError
+from ifadit.media.digests import file_sha256, frames_digest
 from ifadit.media.manifest import FaceRecord, new_manifest_id, pixels_digest
 from ifadit.media.video import DEFAULT_CRF, VideoWriter, probe_video, read_frames
 from ifadit.pipeline.anonymize import ItemResult, RunContext, anonymize_frame, face_records
 from ifadit.pipeline.inputs import Item
-from ifadit.pipeline.outputs import file_sha256, frames_digest
 from ifadit.pipeline.progress import FrameProgress
 from ifadit.pipeline.track_video import confirm_tracks, track_video
 

@@ -43,6 +43,7 @@ from tqdm import tqdm
 from ifadit.backends.base import Backend, get_backend
 from ifadit.errors import IfaditError, InputError
 from ifadit.faces.detect import Detector
+from ifadit.media.digests import list_digest
 from ifadit.pipeline.anonymize import (
     MANIFEST_PURPOSE,
     AnonymizeOptions,
@@ -54,7 +55,7 @@ from ifadit.pipeline.anonymize import (
 )
 from ifadit.pipeline.anonymize_item import anonymize_item
 from ifadit.pipeline.inputs import Item, plan_items, refuse_existing
-from ifadit.pipeline.outputs import keyed_list_digest, list_digest
+from ifadit.pipeline.outputs import keyed_list_digest
 from ifadit.pipeline.progress import FrameBar
 from ifadit.pipeline.resume import Journal, clear_pending, recover_committed, write_pending
 from ifadit.pipeline.run_index import RUN_INDEX_NAME, RunRecord, append_run, read_runs

@@ -18,7 +18,8 @@ import numpy as np
 
 from ifadit.errors import NoFaceError
 from ifadit.faces.detect import Detector, Face
-from ifadit.media.image import DEFAULT_MAX_PIXELS, read_image, write_image
+from ifadit.media.files import DEFAULT_MAX_PIXELS
+from ifadit.media.image import read_image, write_image
 
 BOX_COLOUR = (0, 255, 0)
 LANDMARK_COLOUR = (255, 0, 0)

@@ -14,7 +14,6 @@ digest (`keyvault.digests`): the vault's HMAC of the `list_digest` of the files'
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zlib
 from collections.abc import Iterable, Sequence
@@ -23,7 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ifadit.media.image import atomic_write_bytes, insert_jpeg_app11, read_image, write_image
+from ifadit.media.digests import file_sha256, list_digest
+from ifadit.media.files import atomic_write_bytes, insert_jpeg_app11
+from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import Manifest, embedding_for, pixels_digest, sidecar_path
 from ifadit.media.metadata import KeptMetadata
 from keyvault import auditor
@@ -33,26 +34,6 @@ if TYPE_CHECKING:
 
 LOSSLESS_IMAGE_SUFFIXES = frozenset({".png"})
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex of a file's bytes (a folder: of its files' names and digests, in name order)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for child in sorted(path.iterdir()):
-            digest.update(f"{child.name}\0{file_sha256(child)}\n".encode())
-        return digest.hexdigest()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def list_digest(digests: Iterable[str]) -> str:
-    """SHA-256 of a list of hex digests in order (what an audit entry stores for a batch)."""
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 def keyed_list_digest(vault: Vault, sha256s: Iterable[str]) -> str:
@@ -70,14 +51,6 @@ def keyed_files_digest(vault: Vault, paths: Sequence[str | os.PathLike[str]]) ->
         raise ValueError("name at least one file to digest")
     sha256s = [file_sha256(path) for path in paths]
     return auditor.keyed_digest(vault, list_digest(sha256s), files=len(sha256s))
-
-
-def frames_digest(frame_digests: Iterable[str]) -> str:
-    """A video's pixel digest: SHA-256 over the `pixels_digest` of each decoded frame, in order."""
-    digest = hashlib.sha256(b"ifadit-frames/1\n")
-    for frame in frame_digests:
-        digest.update(frame.encode() + b"\n")
-    return digest.hexdigest()
 
 
 def write_sidecar(path: Path, manifest: Manifest) -> None:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,111 +29,27 @@ from tqdm import tqdm
 
 from ifadit.backends.base import Backend
 from ifadit.errors import InputError
-from ifadit.media.image import atomic_write_bytes
-from ifadit.media.manifest import read_manifest
-from ifadit.pipeline.inputs import Item, plan_items
-from ifadit.pipeline.outputs import file_sha256, keyed_list_digest
-from ifadit.pipeline.restore_item import Inspection, Mode, RestoreOptions, inspect_input, restore_into
+from ifadit.media.digests import file_sha256
+from ifadit.media.files import atomic_write_bytes
+from ifadit.pipeline.inputs import Item
+from ifadit.pipeline.outputs import keyed_list_digest
+from ifadit.pipeline.restore_item import Inspection, inspect_input, restore_into
 from ifadit.pipeline.restore_label import MODEL_NOTICE, Box
+from ifadit.pipeline.restore_plan import (
+    CaseReport,
+    OnFile,
+    RequestPending,
+    RestoreOptions,
+    RestoreReport,
+    plan_restore,
+    report_path,
+)
 from ifadit.pipeline.staging import Staging
-from keyvault import ApprovalPending, PermissionDenied, RequestInfo, UnsealedKey, Vault, access, keys, ledger
-from keyvault.access import RequestFile
-from keyvault.approvals import inputs_digest
+from keyvault import PermissionDenied, RequestInfo, UnsealedKey, Vault, access, keys, ledger
+from keyvault.records import OPEN_STATES, ApprovalInfo, RequestFile, inputs_digest
 from keyvault.vault import Action
 
-REPORT_SUFFIX = ".restore.json"
-
-
-class RequestPending(ApprovalPending):
-    """The batch's request still awaits its quorum of approvals (exit 3); `request` is the request."""
-
-    def __init__(self, request: RequestInfo) -> None:
-        counted = f"({request.approvals_counted} of {request.approvals_required})"
-        lapsed = request.state == "approved"  # its approvals expired, or no longer count
-        super().__init__(
-            f"the approvals of request {request.handle} expired or no longer count {counted}"
-            if lapsed
-            else f"request {request.handle} awaits approval {counted}",
-            hint=f"an approver runs `ifadit requests approve {request.handle}`",
-        )
-        self.request = request
-
-
-@dataclass(frozen=True)
-class RestoreReport:
-    """The restoration report of one output, written next to it."""
-
-    input: str
-    output: str
-    mode: Mode
-    case_id: str
-    reason: str
-    input_sha256: str
-    output_sha256: str
-    key_handle: str
-    key_version: int
-    backend: str
-    model_id: str | None
-    model_sha256: str | None
-    faces_listed: int  # faces the manifest lists (detected faces without manifest)
-    faces_restored: int
-    audit_seq: int  # this restore's audit entry (one per batch)
-    anonymize_audit_seq: int | None  # the anonymize run's entry, from the manifest
-    request: str | None
-    approvals: list[dict[str, Any]]
-    notice: str | None = None  # MODEL_NOTICE on a model restore: a lead, not an identification
-    label_box: Box | None = None  # where the corner label was drawn (a video's: its last frame's)
-    measured: dict[str, Any] | None = None  # the model card's held-out rates (`measured_rates`)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class CaseReport:
-    """What one batch restored: one report per file, under one request and one audit entry."""
-
-    mode: Mode
-    case_id: str
-    request: str | None
-    audit_seq: int
-    files: list[RestoreReport]
-    approvals: list[dict[str, Any]]  # the request's approvals, as each file's report holds them
-
-    @property
-    def faces_restored(self) -> int:
-        return sum(report.faces_restored for report in self.files)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {**asdict(self), "faces_restored": self.faces_restored}
-
-
-OnFile = Callable[[RestoreReport], None]
-
-
-def report_path(output: Path) -> Path:
-    """Where the restoration report of `output` is written."""
-    return output.with_name(output.name + REPORT_SUFFIX)
-
-
 # ---------------------------------------------------------------- steps 1-3: plan, inspect, request
-
-
-def plan_restore(sources: Sequence[Path], output: Path, *, force: bool) -> list[Item]:
-    """Step 1: one item per input file; refuse (before anything is written) outputs that exist, unless `force`."""
-    items = plan_items([Path(source) for source in sources], Path(output), lossless_video=False)
-    if not items:
-        raise InputError(f"no image or video found in {', '.join(str(s) for s in sources)}")
-    existing = [item.target for item in items if item.target.exists() or report_path(item.target).exists()]
-    if existing and not force:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise InputError(
-            f"{existing[0]} already exists{more}: nothing was restored",
-            hint="pass --force to overwrite, or choose another -o",
-        )
-    return items
 
 
 def inspect_items(vault: Vault, items: Sequence[Item], options: RestoreOptions) -> list[Inspection]:
@@ -189,7 +105,7 @@ def resolve_request(
     digest = inputs_digest(inspection.input_sha256 for inspection in inspections)
     if request is not None:
         found = access.show_request(vault, request)
-        closed = found.state not in access.OPEN_STATES
+        closed = found.state not in OPEN_STATES
         if closed or found.mode != options.mode or found.input_digest != digest:
             return request  # refused by name inside the restore's action
     else:
@@ -331,7 +247,7 @@ def _restore_batch(
     return seq, reports, [_approval_dict(approval) for approval in approvals]
 
 
-def _approval_dict(approval: access.ApprovalInfo) -> dict[str, Any]:
+def _approval_dict(approval: ApprovalInfo) -> dict[str, Any]:
     return {
         "approver": approval.approver,
         "approved": approval.created.isoformat(),
@@ -399,20 +315,3 @@ def request_only(vault: Vault, sources: Sequence[Path], output: Path, options: R
     """File a new restore request for the batch without restoring (`--request-only`)."""
     items = plan_restore(sources, output, force=True)
     return file_request(vault, items, inspect_items(vault, items, options), options)
-
-
-def request_listing(
-    sources: Sequence[Path], output: Path, options: RestoreOptions
-) -> tuple[list[RequestFile], str | None]:
-    """What a request filed through the vault service lists, computed here without any vault: every file's
-    name and SHA-256, and the key when `--key` or all the manifests name one (the service checks that it
-    is the case's). The files are checked when the restore runs, as on a local vault."""
-    options.check()
-    items = plan_restore(sources, output, force=True)
-    for item in items:
-        if not item.source.is_file():
-            raise InputError(f"{item.source}: no such file")
-    manifests = [read_manifest(item.source) for item in items]
-    named = {manifest.key_handle if manifest else None for manifest in manifests}
-    key = options.key or (named.pop() if len(named) == 1 else None)
-    return [RequestFile(name=str(item.source), sha256=file_sha256(item.source)) for item in items], key

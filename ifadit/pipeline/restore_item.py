@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -27,7 +26,8 @@ from ifadit.faces.align import align_face
 from ifadit.faces.blend import paste_back
 from ifadit.faces.detect import Detector, landmarks5
 from ifadit.faces.registry import get_detector
-from ifadit.media.image import DEFAULT_MAX_PIXELS, read_image, write_image
+from ifadit.media.digests import file_sha256, frames_digest
+from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import (
     LEGACY_SEAL_FORMATS,
     FaceRecord,
@@ -39,39 +39,13 @@ from ifadit.media.manifest import (
 from ifadit.media.video import VideoCodec, VideoWriter, probe_video, read_frames, read_timed_frames
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, mask_scale_for
 from ifadit.pipeline.inputs import ItemKind, kind_of
-from ifadit.pipeline.outputs import file_sha256, frames_digest
 from ifadit.pipeline.restore_label import MODEL_NOTICE, NOTICE_KEY, Box, draw_label
+from ifadit.pipeline.restore_plan import Mode, RestoreOptions
 from ifadit.pipeline.sealing import SealBinding, unseal_face
 from keyvault import UnsealedKey, Vault, key_fingerprint, verify_detached
 
-Mode = Literal["exact", "model"]
 Located = list[tuple[tuple[float, float, float, float], np.ndarray]]  # face boxes and their 5 landmarks
 OnFaces = Callable[[int], None]  # told how many faces each restored frame held (progress)
-
-
-@dataclass(frozen=True)
-class RestoreOptions:
-    """What to restore and why; `backend` is used only for a copy without manifest."""
-
-    case: str
-    reason: str
-    key: str | None = None  # key handle to try when the input carries no manifest
-    exact: bool = False  # open the sealed originals instead of running the backend backwards
-    backend: str = "ifadit"  # reversible backend for a copy without manifest
-    detector: str = "hog"
-    mask_scale: float | None = None  # None: the manifest's, else the backend's default (`restore_mask_scale`)
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    force: bool = False  # overwrite outputs (and their reports) that already exist
-
-    @property
-    def mode(self) -> Mode:
-        """ "exact" (open the sealed originals) or "model" (run the backend backwards)."""
-        return "exact" if self.exact else "model"
-
-    def check(self) -> None:
-        """Raise `ValueError` for a missing case or reason."""
-        if not self.case.strip() or not self.reason.strip():
-            raise ValueError("a restore needs a case id (--case) and a reason (--reason)")
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from ifadit.errors import ManifestError
-from ifadit.media.image import atomic_write_bytes
+from ifadit.media.digests import file_sha256
+from ifadit.media.files import atomic_write_bytes
 from ifadit.media.manifest import read_manifest, verify_manifest
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, ItemResult, ManifestStamp
 from ifadit.pipeline.inputs import Item
-from ifadit.pipeline.outputs import file_sha256
 from ifadit.pipeline.staging import STAGING_PREFIX, move_into_place
 from keyvault import Vault, verify_detached
 

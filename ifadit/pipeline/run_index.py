@@ -18,7 +18,7 @@ from typing import Any
 
 from ifadit import __version__
 from ifadit.errors import InputError
-from ifadit.media.image import atomic_write_bytes
+from ifadit.media.files import atomic_write_bytes
 from ifadit.pipeline.anonymize import AnonymizeOptions, ItemResult
 
 RUN_INDEX_NAME = "run.json"

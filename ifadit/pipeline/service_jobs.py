@@ -15,18 +15,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ifadit.media.image import DEFAULT_MAX_PIXELS
+from ifadit.media.files import DEFAULT_MAX_PIXELS
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.restore import inspect_items, plan_restore, restore_paths
-from ifadit.pipeline.restore_item import RestoreOptions
+from ifadit.pipeline.restore import inspect_items, restore_paths
+from ifadit.pipeline.restore_plan import RESTORE_FIELDS, RestoreOptions, plan_restore
 from ifadit.pipeline.run_index import RUN_INDEX_NAME, read_runs
 from keyvault import Vault
 from keyvault.service.jobs import JobRunner, check_name
 
 CLIENT_BACKEND_OPTIONS = frozenset({"identity_scale", "attributes", "steps", "text_guidance", "image"})
 SERVICE_CHOSEN = "the vault service runs its own models on its own device: {name} is set where it runs"
-RESTORE_FIELDS = ("case", "reason", "key", "exact", "backend", "detector", "mask_scale", "max_pixels")
 CLIENT_ENCODER_OPTIONS = frozenset({"preset", "tune", "profile", "level"})  # none of them names a file
 
 

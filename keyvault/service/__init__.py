@@ -6,6 +6,6 @@ service-mode vault, ``seal`` (Shamir shares) and ``hsm`` (PKCS#11 wrap) keep and
 vault per request as the token's user, ``auth`` turns passphrases into short-lived tokens, ``app``
 exposes the library over HTTP (FastAPI), ``server`` runs it (uvicorn).
 Client side (httpx only, no database code): ``client.VaultClient``, ``tokenfile``, ``urls``.
-Shared: ``api`` (``VaultAPI``, and ``LocalAPI`` running it on an open vault), ``wire`` (JSON forms),
-``errors``. This file imports nothing, so a workstation never loads the server's dependencies.
+Shared: ``api`` (``VaultAPI`` and its argument records), ``wire`` (JSON forms), ``errors``; ``local_api``
+(``LocalAPI``, ``VaultAPI`` on an open vault) serves the CLI on a local vault and the service. This file imports nothing, so a workstation never loads the server's dependencies.
 """

@@ -27,12 +27,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from keyvault import admin_actions, auditor, errors, keys
-from keyvault.access import RequestFile
 from keyvault.excerpt import AuditFilter
+from keyvault.records import RequestFile
 from keyvault.service import errors as service_errors
-from keyvault.service.api import CLOSE_VERBS, DECIDE_VERBS, KEY_VERBS, LocalAPI, NewRequest, PolicyChange
+from keyvault.service.api import CLOSE_VERBS, DECIDE_VERBS, KEY_VERBS, NewRequest, PolicyChange
 from keyvault.service.auth import Authenticator
 from keyvault.service.jobs import DEFAULT_MAX_JOB_BYTES, JobRunner, folder_files, pack, unpack
+from keyvault.service.local_api import LocalAPI
 from keyvault.service.state import ServiceState, ServiceVault
 from keyvault.service.wire import encode
 

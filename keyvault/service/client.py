@@ -18,24 +18,22 @@ import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
 from keyvault import errors
-from keyvault.access import RequestInfo
-from keyvault.admin_actions import AdminActionInfo
-from keyvault.audit import AuditEntry, InclusionProof, TreeHead
-from keyvault.excerpt import AuditFilter
-from keyvault.keys import KeyInfo
+from keyvault.records import AdminActionInfo, KeyInfo, Policy, RequestInfo, UserInfo
 from keyvault.service import errors as service_errors
 from keyvault.service.api import ClosedOnExit, NewRequest, PolicyChange
 from keyvault.service.jobs import DEFAULT_MAX_JOB_BYTES, pack, unpack
 from keyvault.service.urls import is_loopback
 from keyvault.service.wire import decode, decode_list
-from keyvault.vault import Policy, UserInfo
-from keyvault.verify import verify_consistency_between, verify_inclusion_proof
+
+if TYPE_CHECKING:  # the audit code loads with the first audit call: a restore needs none of it
+    from keyvault.audit import AuditEntry, InclusionProof, TreeHead
+    from keyvault.excerpt import AuditFilter
 
 DEFAULT_TIMEOUT_S = 30.0
 JOB_TIMEOUT_S = 6 * 3600.0  # a job answers when its last file is done
@@ -47,20 +45,28 @@ _ERRORS: dict[str, type[errors.VaultError]] = {
 }
 
 
+def _trusting_nothing() -> ssl.SSLContext:
+    """For plain HTTP on loopback or a Unix socket: no TLS, so no store of authorities to load (httpx loads
+    certifi's by default, 45 ms of every command's start-up); a context that verifies and trusts no
+    authority, so that anything that did reach TLS through it (the client follows no redirect) fails."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 def _transport(url: str, ca: Path | None, timeout: float) -> tuple[str, dict[str, Any]]:
     parts = urlsplit(url)
     if parts.scheme == "unix":
         socket_path = unquote(parts.path)
         if not socket_path:
             raise service_errors.ServiceUnavailable(f"{url}: no socket path (expected unix:///path/to.sock)")
-        return "http://vault", {"transport": httpx.HTTPTransport(uds=socket_path), "timeout": timeout}
+        transport = httpx.HTTPTransport(uds=socket_path, verify=_trusting_nothing())
+        return "http://vault", {"transport": transport, "timeout": timeout}
     if parts.scheme == "http":
         if not is_loopback(parts.hostname or ""):
             raise service_errors.ServiceUnavailable(
                 f"refusing plain HTTP to {parts.hostname}: only loopback may skip TLS",
                 hint="use https:// with --vault-ca, or a unix:// socket",
             )
-        return url.rstrip("/"), {"timeout": timeout}
+        return url.rstrip("/"), {"timeout": timeout, "verify": _trusting_nothing()}
     if parts.scheme == "https":
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
         return url.rstrip("/"), {"verify": verify, "timeout": timeout}
@@ -277,9 +283,13 @@ class VaultClient(ClosedOnExit):
         return decode(RequestInfo, self._json("POST", path, json={"reason": reason}))
 
     def audit_entries(self, case: str | None) -> list[AuditEntry]:
+        from keyvault.audit import AuditEntry
+
         return decode_list(AuditEntry, self._json("GET", "/v1/audit/entries", params={"case": case}))
 
     def tree_heads(self) -> list[TreeHead]:
+        from keyvault.audit import TreeHead
+
         return decode_list(TreeHead, self._json("GET", "/v1/audit/heads"))
 
     def checkpoint(self) -> str:
@@ -287,12 +297,18 @@ class VaultClient(ClosedOnExit):
 
     def prove(self, seq: int) -> InclusionProof:
         """Entry ``seq``'s inclusion proof, checked here against the vault's key (``AuditVerificationError``)."""
+        from keyvault.audit import InclusionProof
+        from keyvault.verify import verify_inclusion_proof
+
         proof = decode(InclusionProof, self._json("POST", "/v1/audit/prove", json={"seq": seq}))
         verify_inclusion_proof(proof, self.public_key)
         return proof
 
     def consistency(self, old_size: int, new_size: int | None) -> tuple[TreeHead, TreeHead, list[bytes]]:
         """Two signed heads and the proof that the newer extends the older, checked here as by the library."""
+        from keyvault.audit import TreeHead
+        from keyvault.verify import verify_consistency_between
+
         answer = self._json("GET", "/v1/audit/consistency", params={"old": old_size, "new": new_size})
         try:
             old, new = decode(TreeHead, answer["old"]), decode(TreeHead, answer["new"])

@@ -18,10 +18,12 @@ import stat
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from keyvault.service.errors import BadJobArchive
-from keyvault.vault import Vault
+
+if TYPE_CHECKING:
+    from keyvault.vault import Vault
 
 JOB_DOCUMENT = "job.json"
 FILES_PREFIX = "files/"

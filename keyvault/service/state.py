@@ -22,12 +22,13 @@ from keyvault import db
 from keyvault.envelope import KdfParams, unseal
 from keyvault.errors import PermissionDenied, SealedDataError, VaultError
 from keyvault.ledger import SignedHead
+from keyvault.records import UserInfo
 from keyvault.schema import ServiceSealRow, UserRow, VaultRow
 from keyvault.service import hsm as hsm_module
 from keyvault.service.credentials import new_verifier
 from keyvault.service.errors import ServiceSealed, UnsealError
 from keyvault.service.seal import Unsealer
-from keyvault.vault import Clock, Secret, UserInfo, Vault, aad, admit, checkpoints_path, utc_now
+from keyvault.vault import Clock, Secret, Vault, aad, admit, checkpoints_path, utc_now
 
 
 class ServiceVault(Vault):

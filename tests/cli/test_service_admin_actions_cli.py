@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ifadit.pipeline.outputs import keyed_list_digest, list_digest
+from ifadit.media.digests import list_digest
+from ifadit.pipeline.outputs import keyed_list_digest
 from keyvault.service import tokenfile
 from keyvault.service.client import VaultClient
 from tests.cli.test_service_cli import error, login, ok, run, service, shares, unseal  # noqa: F401

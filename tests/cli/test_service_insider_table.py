@@ -42,10 +42,10 @@ from click.testing import Result
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from ifadit.media.digests import file_sha256, list_digest
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import Manifest, embedding_for, read_manifest, sign_manifest
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE
-from ifadit.pipeline.outputs import file_sha256, list_digest
 from keyvault import envelope, merkle
 from keyvault import keys as vault_keys
 from keyvault.envelope import generate_signing_key, sign

@@ -23,9 +23,9 @@ import pytest
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest, verify_manifest
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions
-from ifadit.pipeline.remote import anonymize_remote, job_name, restore_remote
-from ifadit.pipeline.restore import request_listing
-from ifadit.pipeline.restore_item import RestoreOptions
+from ifadit.pipeline.remote import job_name, restore_remote
+from ifadit.pipeline.remote_anonymize import anonymize_remote
+from ifadit.pipeline.restore_plan import RestoreOptions, request_files, request_key
 from keyvault import PermissionDenied, verify_detached
 from keyvault.service import tokenfile
 from keyvault.service.api import NewRequest
@@ -283,9 +283,11 @@ def test_job_answers_carry_no_secret_of_the_vault(
     ivan = VaultClient(service.url, token=tokenfile.load(service.url, "ivan"))
     ivan._http.event_hooks["response"] = [keep]
     restore = RestoreOptions(case=CASE, reason="scan", exact=True)
-    files, key = request_listing([tmp_path / "anon.png"], tmp_path / "back.png", restore)
+    files = request_files([tmp_path / "anon.png"], tmp_path / "back.png", restore)
     request = ivan.file_request(
-        NewRequest(case=CASE, reason="scan", files=tuple(files), mode="exact", key=key)
+        NewRequest(
+            case=CASE, reason="scan", files=tuple(files), mode="exact", key=request_key(files, restore)
+        )
     )
     VaultClient(service.url, token=tokenfile.load(service.url, "ann")).approve_request(request.handle)
     report = restore_remote(

@@ -9,9 +9,8 @@ from datetime import timedelta
 import pytest
 
 from keyvault import access, keys
-from keyvault.access import RequestFile
-from keyvault.approvals import inputs_digest
 from keyvault.errors import ApprovalPending, NotFound, PermissionDenied, VaultError
+from keyvault.records import RequestFile, inputs_digest
 from keyvault.vault import Vault, open_vault
 from tests.keyvault.support import (
     ADMIN,

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from keyvault import access, integrity, keys, merkle
-from keyvault.access import RequestFile
-from keyvault.approvals import inputs_digest
 from keyvault.errors import IntegrityError, PermissionDenied, TamperedRow
+from keyvault.records import RequestFile, inputs_digest
 from keyvault.vault import Vault, open_vault
 from tests.keyvault.support import ADMIN, ADMIN_PASS, add_user, cheap_kdf, execute, table_rows, two_person
 

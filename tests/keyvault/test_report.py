@@ -11,6 +11,7 @@ import pytest
 from keyvault import AuditFilter, access, auditor, keys
 from keyvault.audit import GENESIS_HASH, AuditEntry
 from keyvault.errors import PermissionDenied
+from keyvault.records import RequestFile
 from keyvault.report import Anchors, build_from_bundle, build_from_vault, render_html
 from keyvault.report.events import sentence
 from keyvault.vault import Vault
@@ -29,7 +30,7 @@ def _story(vault: Vault) -> str:
             ivan,
             case="C-1",
             reason='<img src=x onerror="alert(2)">',
-            files=[access.RequestFile("cam1.png", "a" * 64)],
+            files=[RequestFile("cam1.png", "a" * 64)],
             mode="exact",
             key=handle,
         ).handle
@@ -37,7 +38,7 @@ def _story(vault: Vault) -> str:
         access.approve(alice, request)
     with add_user(vault, "olga", "operator") as olga, pytest.raises(PermissionDenied):
         access.request_restore(
-            olga, case="C-1", reason="curious", files=[access.RequestFile("cam1.png", "b" * 64)], mode="exact"
+            olga, case="C-1", reason="curious", files=[RequestFile("cam1.png", "b" * 64)], mode="exact"
         )
     keys.suspend(vault, handle, reason="court asked")
     return request

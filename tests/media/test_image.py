@@ -12,13 +12,8 @@ import pytest
 from PIL import Image
 
 from ifadit.errors import InputError
-from ifadit.media.image import (
-    atomic_write_bytes,
-    read_image,
-    read_jpeg_app11,
-    read_png_text,
-    write_image,
-)
+from ifadit.media.files import atomic_write_bytes, read_jpeg_app11
+from ifadit.media.image import read_image, read_png_text, write_image
 
 
 def _save(path: Path, pil: Image.Image, fmt: str, **params: object) -> Path:

@@ -13,11 +13,12 @@ from PIL import Image
 from ifadit.backends import base
 from ifadit.faces.blend import REVERSIBLE_MASK_SCALE
 from ifadit.faces.registry import get_detector
+from ifadit.media.digests import file_sha256, list_digest
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest, verify_manifest
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions, mask_scale_for
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.outputs import file_sha256, keyed_files_digest, list_digest
+from ifadit.pipeline.outputs import keyed_files_digest
 from keyvault import keys
 from keyvault.errors import KeyStateError, PermissionDenied
 from keyvault.vault import verify_detached

@@ -15,7 +15,8 @@ from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.ifadit.checkpoint import save_ifadit
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths, default_backend
-from ifadit.pipeline.restore import RestoreOptions, restore_path
+from ifadit.pipeline.restore import restore_path
+from ifadit.pipeline.restore_plan import RestoreOptions
 from tests.ifadit_support import tiny_model
 from tests.pipeline.support import CASE, Lab, make_lab
 

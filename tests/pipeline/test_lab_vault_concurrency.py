@@ -32,7 +32,8 @@ def analyst_worker(url: str, index: int, photo: str, out: str, barrier: Any) -> 
     """Process body: unlock, wait for the others, then ROUNDS x (issue a key, anonymize, restore exactly)."""
     from ifadit.pipeline.anonymize import AnonymizeOptions
     from ifadit.pipeline.batch import anonymize_paths
-    from ifadit.pipeline.restore import RestoreOptions, restore_path
+    from ifadit.pipeline.restore import restore_path
+    from ifadit.pipeline.restore_plan import RestoreOptions
     from keyvault import keys
     from keyvault.vault import open_vault
 

@@ -12,15 +12,17 @@ import pytest
 
 from ifadit.errors import BackendUnavailable, ManifestError
 from ifadit.faces.blend import REVERSIBLE_MASK_SCALE
+from ifadit.media.digests import file_sha256, list_digest
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import Manifest, embedding_for, read_manifest, sign_manifest
 from ifadit.media.video import VideoWriter, read_frames
 from ifadit.pipeline import restore_item
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.outputs import file_sha256, keyed_files_digest, list_digest
-from ifadit.pipeline.restore import RequestPending, RestoreOptions, report_path, restore_path, restore_paths
+from ifadit.pipeline.outputs import keyed_files_digest
+from ifadit.pipeline.restore import restore_path, restore_paths
 from ifadit.pipeline.restore_item import anonymized_mask_scale, restore_mask_scale
+from ifadit.pipeline.restore_plan import RequestPending, RestoreOptions, report_path
 from keyvault import access, keys, ledger
 from keyvault.errors import ApprovalPending, KeyStateError, PermissionDenied, SealedDataError
 from keyvault.vault import open_vault

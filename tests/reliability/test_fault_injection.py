@@ -27,7 +27,8 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from ifadit.media.image import write_image
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.restore import RestoreOptions, restore_path
+from ifadit.pipeline.restore import restore_path
+from ifadit.pipeline.restore_plan import RestoreOptions
 from keyvault import access, keys
 from keyvault.errors import ApprovalPending
 from keyvault.verify import verify_bundle

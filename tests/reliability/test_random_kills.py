@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ifadit.media.digests import file_sha256, list_digest
 from ifadit.media.image import read_image, write_image
 from ifadit.media.manifest import read_manifest, verify_manifest
 from ifadit.pipeline.anonymize import MANIFEST_PURPOSE, AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.outputs import file_sha256, list_digest
 from ifadit.pipeline.run_index import RUN_INDEX_NAME
 from keyvault import keys
 from keyvault.audit import AuditEntry

@@ -12,16 +12,18 @@ import numpy as np
 import pytest
 
 from ifadit.errors import ManifestError
+from ifadit.media.digests import file_sha256
 from ifadit.media.image import write_image
 from ifadit.media.manifest import read_manifest
 from ifadit.pipeline.anonymize import AnonymizeOptions
 from ifadit.pipeline.batch import anonymize_paths
-from ifadit.pipeline.outputs import embed_manifest, file_sha256, write_pixels
-from ifadit.pipeline.restore import RestoreOptions, restore_path
+from ifadit.pipeline.outputs import embed_manifest, write_pixels
+from ifadit.pipeline.restore import restore_path
+from ifadit.pipeline.restore_plan import RestoreOptions
 from keyvault import access, keys
-from keyvault.approvals import inputs_digest
 from keyvault.audit import AuditEntry
 from keyvault.errors import ApprovalPending, AuditVerificationError, PermissionDenied
+from keyvault.records import inputs_digest
 from keyvault.verify import verify_bundle
 from tests.pipeline.support import CASE, Lab, audit_entries, make_lab
 

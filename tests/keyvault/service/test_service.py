@@ -19,9 +19,9 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from keyvault import keys
-from keyvault.access import RequestFile
 from keyvault.envelope import KdfParams, derive_wrapping_key, unseal
 from keyvault.errors import AuthenticationError, PermissionDenied, SealedDataError
+from keyvault.records import RequestFile
 from keyvault.schema import KeyVersionRow, VaultRow
 from keyvault.service.api import NewRequest
 from keyvault.service.client import VaultClient
