@@ -12,7 +12,8 @@ request that an approver approved:
   cli      `ifadit restore --vault URL --request ID` as a user types it: a new process (the package's
            bytecode compiled first, as an install leaves it), the request lookup, the restore job,
            publishing the output and its report
-Prints each against `work`: issue 25 asks cli <= 1.5x work and under 1 s of service time.
+Prints each against `work` (best against best, median against median; the medians are the steadier on a
+shared machine): issue 25 asks cli <= 1.5x work and under 1 s of service time.
 Usage: .venv/bin/python benchmarks/service_restore_bench.py [--repeat 5]
 """
 
@@ -170,9 +171,13 @@ def through_cli(url: str, source: Path, folder: Path, repeat: int) -> list[float
     return times(repeat, run)
 
 
-def line(name: str, measured: list[float], work: float) -> str:
+def line(name: str, measured: list[float], work: list[float]) -> str:
+    """Best and median of `measured`, each against the same statistic of the work alone."""
     best, median = min(measured), statistics.median(measured)
-    return f"{name:<8} best {best:6.2f} s  median {median:6.2f} s  best / work {best / work:5.2f}x"
+    return (
+        f"{name:<8} best {best:6.2f} s  median {median:6.2f} s  "
+        f"vs work: best {best / min(work):5.2f}x  median {median / statistics.median(work):5.2f}x"
+    )
 
 
 def main() -> int:
@@ -200,11 +205,11 @@ def main() -> int:
     print(
         f"model restore of one 1024 x 1024 photo, model warm, {args.repeat} runs each, {datetime.now(UTC):%Y-%m-%d}"
     )
-    print(line("work", work, min(work)))
-    print(line("service", service, min(work)))
-    print(line("cli", cli, min(work)))
+    for name, measured in (("work", work), ("service", service), ("cli", cli)):
+        print(line(name, measured, work))
+    ratio = statistics.median(cli) / statistics.median(work)
     print(
-        f"targets (issue 25): cli <= 1.5x work ({min(cli) / min(work):.2f}x); service < 1 s ({min(service):.2f} s)"
+        f"targets (issue 25): cli <= 1.5x work (median {ratio:.2f}x); service < 1 s (median {statistics.median(service):.2f} s)"
     )
     return 0
 
