@@ -7,8 +7,11 @@ any face size. Pixels where the mask is zero are never written: outside the mask
 bit-identical to the input.
 
 Colour matching (optional, on by default) shifts the pasted crop's Lab mean and scales its Lab spread so
-that, over the whole region the mask replaces, they match the original frame's: the surrogate takes the
-photo's skin tone and lighting, and a generator's colour cast does not show as a halo at the seam.
+that, over the whole region the mask replaces, they match the original frame's, then replaces the crop's
+low-pass Lab field (a Gaussian of `LIGHTING_SIGMA` times the region's width, averaged over the region only)
+by the frame's: the surrogate takes the photo's skin tone and the fall of its light across the face, and a
+generator's colour cast or shading does not show as a halo or a dark band. The blur is wide, so that what
+the photo lends is lighting, not features (its anonymity is measured in docs/model.md).
 
 Grey in, grey out: when the frame under the mask is greyscale (its channels agree to `GREY_TOLERANCE` levels
 almost everywhere), the pasted crop and the frame under the mask are blended as luma only, so a grey photo
@@ -29,6 +32,7 @@ ELLIPSE_AXES = (0.6, 0.7)
 REVERSIBLE_MASK_SCALE = 1.3  # face ellipse of a reversible backend's surrogates (`default_mask_scale`)
 DEFAULT_FEATHER = 0.2  # outer fraction of the ellipse radius over which the mask falls from 1 to 0
 STD_RATIO_LIMITS = (0.5, 2.0)  # colour matching never scales a Lab channel's spread beyond these
+LIGHTING_SIGMA = 0.3  # width of the lighting field taken from the photo, as a fraction of the region's width
 GREY_TOLERANCE = 2  # levels a grey frame's channels may differ by (JPEG rounding of a grey photo)
 GREY_SHARE = 0.99  # share of the region's pixels whose channels must agree that closely for it to count grey
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601 weights, as OpenCV's RGB2GRAY
@@ -139,7 +143,7 @@ def _warp_crop(new_crop: np.ndarray, aligned: AlignedFace, box: tuple[int, int, 
 
 
 def _match_colour(new: np.ndarray, old: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """Shift/scale `new`'s Lab channels so that inside `region` they have `old`'s mean and spread."""
+    """`new` with `old`'s Lab mean and spread inside `region`, and then `old`'s low-pass Lab field there."""
     new_lab = cv2.cvtColor(new / 255.0, cv2.COLOR_RGB2LAB)
     old_lab = cv2.cvtColor(old / 255.0, cv2.COLOR_RGB2LAB)
     weights = region[..., None].astype(np.float64)
@@ -150,7 +154,17 @@ def _match_colour(new: np.ndarray, old: np.ndarray, region: np.ndarray) -> np.nd
     std_old = np.sqrt((((old_lab - mean_old) ** 2) * weights).sum(axis=(0, 1)) / total)
     ratio = np.clip(std_old / np.maximum(std_new, 1e-3), *STD_RATIO_LIMITS)
     matched = ((new_lab - mean_new) * ratio + mean_old).astype(np.float32)
+    matched += _lighting(old_lab, region) - _lighting(matched, region)
     return np.clip(cv2.cvtColor(matched, cv2.COLOR_LAB2RGB) * 255.0, 0.0, 255.0)
+
+
+def _lighting(lab: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The low-pass Lab field of `lab` [h, w, 3] over `region` [h, w] (normalised: no background bleeds in)."""
+    weights = region.astype(np.float32)
+    sigma = LIGHTING_SIGMA * float(np.sqrt(weights.sum()))
+    blurred = cv2.GaussianBlur(lab * weights[..., None], (0, 0), sigma)
+    coverage = cv2.GaussianBlur(weights, (0, 0), sigma)[..., None]
+    return (blurred / np.maximum(coverage, 1e-6)).astype(np.float32)
 
 
 def paste_back(

@@ -146,6 +146,33 @@ def test_rejects_bad_crops(astronaut: np.ndarray, landmarks: np.ndarray) -> None
         paste_back(astronaut, aligned, np.zeros((64, 64, 3), dtype=np.float32))
 
 
+def test_a_surrogate_takes_the_fall_of_the_photos_light_across_the_face(
+    astronaut: np.ndarray, landmarks: np.ndarray
+) -> None:
+    """The photo is lit from its right (a brightness ramp across the face); the surrogate, another face lit
+    evenly, keeps its own features but takes the ramp, which a mean-and-spread match alone cannot give."""
+    crop = align_face(astronaut, landmarks, 128).crop.astype(np.float32)
+    even = (crop + crop[:, ::-1]) / 2  # mirror-symmetric: lit the same from both sides
+    ramp = np.linspace(0.45, 1.15, crop.shape[1], dtype=np.float32)[None, :, None]
+    lit = np.clip(even * ramp, 0, 255).astype(np.uint8)
+    surrogate = np.roll(even, 8, axis=0).astype(np.uint8)  # other features (moved down), evenly lit
+    mask = (
+        np.asarray(paste_in_crop(np.zeros_like(lit), np.full_like(lit, 255), colour_match=False)[..., 0])
+        == 255
+    )
+    left, right = mask.copy(), mask.copy()
+    left[:, 64:], right[:, :64] = False, False
+
+    def ramp_of(image: np.ndarray) -> float:
+        grey = image.astype(np.float32).mean(axis=2)
+        return float(grey[right].mean() - grey[left].mean())
+
+    pasted = paste_in_crop(lit, surrogate)
+    assert ramp_of(pasted) > 0.5 * ramp_of(lit) > 0
+    assert abs(ramp_of(surrogate)) < 0.2 * ramp_of(lit)
+    assert not np.array_equal(pasted[mask], lit[mask])
+
+
 def test_paste_in_crop_keeps_the_crop_off_the_mask_and_takes_the_new_face_inside(
     astronaut: np.ndarray,
 ) -> None:
