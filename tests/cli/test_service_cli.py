@@ -98,6 +98,25 @@ def login(service: RunningService, user: str, passphrase: str) -> None:
     assert f"logged in to {service.url} as {user}" in out
 
 
+def staff(
+    service: RunningService,
+    shares: list[str],
+    tmp_path: Path,
+    roles: dict[str, tuple[str, ...]],
+    passphrases: dict[str, str],
+) -> list[str]:
+    """Unseal; the admin (``passphrases["admin"]``) adds each user with their roles; everyone logged in.
+    Returns the ``--vault`` arguments."""
+    unseal(service, shares, tmp_path)
+    login(service, "admin", passphrases["admin"])
+    url = ["--vault", service.url]
+    for name, held in roles.items():
+        role = [arg for r in held for arg in ("--role", r)]
+        ok(run("users", "add", name, *role, *url, env={"IFADIT_NEW_PASSPHRASE": passphrases[name]}))
+        login(service, name, passphrases[name])
+    return url
+
+
 def test_status_unseal_and_login(service: RunningService, shares: list[str], tmp_path: Path) -> None:
     assert "sealed, 0 of 2 shares submitted" in ok(run("vault", "status", "--vault", service.url))
     assert "sealed" in error(run("login", "--vault", service.url, env={"IFADIT_PASSPHRASE": "admin-pass"}), 1)

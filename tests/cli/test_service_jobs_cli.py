@@ -36,12 +36,11 @@ from tests.cli.test_restore_case_cli import _case_folder
 from tests.cli.test_service_cli import (  # noqa: F401
     assert_no_secret,
     error,
-    login,
     ok,
     run,
     service,
     shares,
-    unseal,
+    staff,
 )
 from tests.keyvault.service.support import RunningService
 from tests.keyvault.service.test_service import _forms, _materials
@@ -54,13 +53,7 @@ ROLES = {"olga": ("operator",), "ivan": ("investigator",), "ann": ("approver",)}
 
 def _lab(service: RunningService, shares: list[str], tmp_path: Path) -> list[str]:  # noqa: F811
     """Unseal; an operator, an investigator and an approver logged in; approval required; a case key."""
-    unseal(service, shares, tmp_path)
-    login(service, "admin", PASSPHRASES["admin"])
-    url = ["--vault", service.url]
-    for name, roles in ROLES.items():
-        role = [arg for r in roles for arg in ("--role", r)]
-        ok(run("users", "add", name, *role, *url, env={"IFADIT_NEW_PASSPHRASE": PASSPHRASES[name]}))
-        login(service, name, PASSPHRASES[name])
+    url = staff(service, shares, tmp_path, ROLES, PASSPHRASES)
     ok(run("vault", "policy", *url, "--require-approval", "yes", "--approvals", "1"))
     ok(run("keys", "issue", "--case", CASE, "--purpose", "CCTV release", *url))
     return url

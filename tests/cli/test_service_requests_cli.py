@@ -23,12 +23,11 @@ from tests.cli.test_restore_case_cli import _case_folder
 from tests.cli.test_service_cli import (  # noqa: F401
     assert_no_secret,
     error,
-    login,
     ok,
     run,
     service,
     shares,
-    unseal,
+    staff,
 )
 from tests.keyvault.service.support import RunningService
 from tests.keyvault.support import vault_url  # noqa: F401  (fixture: SQLite file or PostgreSQL schema)
@@ -50,13 +49,7 @@ ROLES = {
 
 def _lab(service: RunningService, shares: list[str], tmp_path: Path) -> list[str]:  # noqa: F811
     """Unseal, add the investigator and two approvers, quorum 2, everyone logged in; the --vault args."""
-    unseal(service, shares, tmp_path)
-    login(service, "admin", PASSPHRASES["admin"])
-    url = ["--vault", service.url]
-    for name, roles in ROLES.items():
-        role = [arg for r in roles for arg in ("--role", r)]
-        ok(run("users", "add", name, *role, *url, env={"IFADIT_NEW_PASSPHRASE": PASSPHRASES[name]}))
-        login(service, name, PASSPHRASES[name])
+    url = staff(service, shares, tmp_path, ROLES, PASSPHRASES)
     assert "approvers per request: 2" in ok(
         run("vault", "policy", *url, "--require-approval", "yes", "--approvals", "2")
     )
