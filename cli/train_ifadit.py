@@ -95,13 +95,14 @@ def _loss(stats: dict[str, float]) -> dict[str, str]:
 @click.option(
     "--generator",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Generator checkpoint folder (model.safetensors + config.json), kept frozen (required for a new run).",
+    help="Generator checkpoint folder (model.safetensors + config.json), kept frozen (required for a new run); "
+    "with --init, the generator to render with instead of the initial model's own.",
 )
 @click.option(
     "--init",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="iFADIT model folder to continue training from (e.g. pretrained/ifadit-64 or a run's model/): its "
-    "weights, identity statistics, architecture and generator; replaces --generator.",
+    "weights, identity statistics, architecture and generator (unless --generator names another).",
 )
 @_common(_P1)
 @click.option(
@@ -120,15 +121,21 @@ def train_encoder(generator: Path | None, init: Path | None, **common: Any) -> N
         --data cache/celeba-train-64.npz --out runs/enc64 --threads 1
       ifadit train encoder --out runs/enc64 --resume --steps 20000
       ifadit train encoder --init pretrained/ifadit-64 --data cache/celeba-train-64.npz --out runs/enc64b
+      ifadit train encoder --init pretrained/ifadit-64 --generator pretrained/stylegan2-celeba-64 \\
+        --data cache/celeba-train-64.npz --out runs/enc64g5
     """
-    if init is not None and generator is not None:
-        raise click.UsageError("--init brings its own generator: leave --generator out")
     from ifadit.training.phase1 import train_phase1  # torch loads here, not at every start-up
 
-    source = {"generator": init if init is not None else generator}
-    init_folder = None if init is None else str(init)
+    source = {"generator": generator if generator is not None else init}
     train_model_run(
-        train_phase1, read_phase1_options, Phase1Options, _loss, source, init=init_folder, **common
+        train_phase1,
+        read_phase1_options,
+        Phase1Options,
+        _loss,
+        source,
+        init=None if init is None else str(init),
+        swap_generator=None if init is None or generator is None else str(generator),
+        **common,
     )
 
 

@@ -43,8 +43,8 @@ def tiny_generator(seed: int = 3) -> Generator:
     return Generator(GENERATOR).eval()
 
 
-def save_tiny_generator(folder: Path) -> Path:
-    save_generator(tiny_generator(), folder, name="tiny-gen")
+def save_tiny_generator(folder: Path, seed: int = 3) -> Path:
+    save_generator(tiny_generator(seed), folder, name="tiny-gen")
     return folder
 
 

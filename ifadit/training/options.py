@@ -91,6 +91,7 @@ class Phase1Options:
         None  # iFADIT model folder to continue from (weights, statistics, architecture, generator)
     )
     init_model_id: str | None = None  # model id `init` held when the run started (set by train_phase1)
+    swap_generator: str | None = None  # with `init`: a generator folder to render with instead of init's own
     batch: int = 8  # faces per step (each also swapped with its neighbour)
     steps: int | None = None  # stop after this many steps in total, None = until interrupted
     seed: int = 0  # seeds weights, batches and the sample grid

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ifadit.errors import InputError
 from ifadit.models.dlib_resnet import load_dlib_resnet
 from ifadit.models.ifadit.checkpoint import load_ifadit
 from ifadit.models.ifadit.flow import FlowConfig
@@ -43,9 +44,16 @@ def build_model(
 ) -> tuple[IfaditModel, str | None]:
     """(model, the model id it continues or None): a fresh model around the frozen generator, seeded from
     `options.seed`; with `options.init`, that iFADIT model in float32 (its architecture, generator, weights and
-    identity statistics: training continues it) and its checked model id."""
+    identity statistics: training continues it) and its checked model id; with `options.swap_generator` as
+    well, that model's parts around the other generator."""
     if options.init is not None:
         model, init_model_id, _ = load_ifadit(Path(options.init), recognizer)
+        if options.swap_generator is not None:
+            generator, _ = load_generator(Path(options.swap_generator))
+            try:
+                model = model.with_generator(generator)
+            except ValueError as exc:
+                raise InputError(f"{options.swap_generator}: {exc}") from None
         torch.manual_seed(options.seed)
         return model.float(), init_model_id
     generator, _ = load_generator(Path(options.generator))

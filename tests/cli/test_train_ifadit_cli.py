@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from ifadit.models.ifadit.checkpoint import load_ifadit, read_ifadit_config
 from ifadit_cli.main import cli
@@ -55,24 +57,24 @@ def test_encoder_then_flow_then_resume(inputs: tuple[Path, Path], tmp_path: Path
     options = json.loads((more / "options.json").read_text())
     assert options["init"] == options["generator"] == str(enc / "model")
     assert options["init_model_id"] == read_ifadit_config(enc / "model")["model_id"]  # lineage for the card
+    assert options["swap_generator"] is None
+
+    swapped = tmp_path / "enc-swapped"  # phase 1 continued onto another generator folder
+    other = save_tiny_generator(tmp_path / "gen-other", seed=11)
+    args = [*args[:-4], "--generator", other, "--out", swapped, "--steps", "1"]
+    moved = runner.invoke(cli, [str(a) for a in [*args, *FAST]])
+    assert moved.exit_code == 0, moved.output
+    options = json.loads((swapped / "options.json").read_text())
+    assert (options["init"], options["swap_generator"]) == (str(enc / "model"), str(other))
+    model, _, _ = load_ifadit(swapped / "model")
+    reference = load_file(str(other / "model.safetensors"))
+    assert all(torch.equal(v, reference[k]) for k, v in model.generator.state_dict().items())
 
 
 def test_new_runs_need_their_inputs(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     runner = CliRunner()
     missing = runner.invoke(cli, ["train", "encoder", "--out", str(tmp_path / "x"), "--data", str(inputs[1])])
     assert missing.exit_code == 2 and "--generator and --data are required" in missing.output
-    both = [
-        "train",
-        "encoder",
-        "--out",
-        str(tmp_path / "w"),
-        "--init",
-        str(tmp_path),
-        "--generator",
-        str(inputs[0]),
-    ]
-    clash = runner.invoke(cli, [*both, "--data", str(inputs[1])])
-    assert clash.exit_code == 2 and "--init brings its own generator" in clash.output
     for bad, says in [("looks=1", "unknown term 'looks'"), ("fidelity=much", "must be a number")]:
         refused = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "v"), "--weight", bad])
         assert refused.exit_code == 2 and says in refused.output

@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 
 from ifadit.errors import InputError
 from ifadit.models.ifadit.checkpoint import load_ifadit
+from ifadit.models.stylegan2.checkpoint import save_generator
+from ifadit.models.stylegan2.networks import Generator
 from ifadit.training import ifadit_losses as L
 from ifadit.training.options import RunControl, read_phase1_options
 from ifadit.training.phase1 import (
@@ -25,6 +27,7 @@ from ifadit.training.phase1 import (
 from ifadit.training.runner import PhaseState
 from ifadit.training.taps import FeatureTap
 from tests.ifadit_support import (
+    GENERATOR,
     ID_DIM,
     RES,
     STANDIN,
@@ -188,3 +191,34 @@ def test_init_continues_from_a_model_folder(setup: tuple[Path, Path], tmp_path: 
     b = load_file(str(tmp_path / "second" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert read_phase1_options(tmp_path / "second").init == str(init)
+
+
+def test_init_onto_another_generator_carries_the_parts_and_refuses_another_w_plus(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`swap_generator`: the initial model's encoder, mapper and statistics continue around the other
+    generator (zero learning rate: unchanged), which the saved model renders with; a generator whose W+ the
+    mapper cannot write is refused with the folder named."""
+    train_phase1(tiny_options(setup, tmp_path / "first"), recognizer=TinyRecognizer())
+    init = tmp_path / "first" / "model"
+    other = save_tiny_generator(tmp_path / "other", seed=11)
+    options = tiny_options(
+        setup, tmp_path / "second", init=str(init), swap_generator=str(other), lr=0.0, steps=1
+    )
+    train_phase1(options, recognizer=TinyRecognizer())
+    a = load_file(str(init / "model.safetensors"))
+    b = load_file(str(tmp_path / "second" / "model" / "model.safetensors"))
+    g = load_file(str(other / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("generator."))
+    assert all(torch.equal(b[f"generator.{k}"], v) for k, v in g.items())
+    assert any(not torch.equal(a[f"generator.{k}"], v) for k, v in g.items())
+
+    wider_w = dataclasses.replace(GENERATOR, w_dim=8)
+    torch.manual_seed(0)
+    save_generator(Generator(wider_w), tmp_path / "w8", name="w8")
+    refused = tiny_options(setup, tmp_path / "third", init=str(init), swap_generator=str(tmp_path / "w8"))
+    with pytest.raises(
+        InputError, match=r"w8: the generator draws \d+ x 8 W\+ at 16 px; this model's mapper"
+    ):
+        train_phase1(refused, recognizer=TinyRecognizer())

@@ -196,6 +196,27 @@ class IfaditModel(nn.Module):
         """Generated crops [N,3,R,R] (unclamped) for identity and attribute codes."""
         return self.generator.synthesis(self.mapped(z_id, z_attr), noise_mode=RENDER_NOISE_MODE)
 
+    def with_generator(self, generator: Generator) -> IfaditModel:
+        """A copy of this model that renders with `generator` (same W+ shape and resolution): encoder, mapper,
+        flow, correction and identity statistics carried over, the recognizer shared. Phase 1 continues such
+        a model on another generator instead of starting its encoder and mapper from scratch."""
+        own = self.generator
+        if (generator.num_ws, generator.w_dim, generator.img_resolution) != (
+            own.num_ws,
+            own.w_dim,
+            own.img_resolution,
+        ):
+            raise ValueError(
+                f"the generator draws {generator.num_ws} x {generator.w_dim} W+ at {generator.img_resolution} px; "
+                f"this model's mapper writes {own.num_ws} x {own.w_dim} at {own.img_resolution} px"
+            )
+        config = dataclasses.replace(self.config, generator=generator.config)
+        model = IfaditModel(config, generator, self.recognizer)
+        for name in ("encoder", "mapper", "flow", "correction"):
+            getattr(model, name).load_state_dict(getattr(self, name).state_dict())
+        model.set_identity_stats(self.id_mean, self.id_std)
+        return model.to(self.id_mean.device)
+
     def surrogate(self, z_id: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """F(z_id ; c)."""
         return self.flow(z_id, c)
