@@ -73,6 +73,8 @@ def phase1_command(options: dict[str, Any], steps: int) -> str:
     """`ifadit train encoder` as the phase-1 run with `options` was started (a new run or one continued with
     `--init`)."""
     start = f"--init {options['init']}" if options.get("init") else f"--generator {options['generator']}"
+    if options.get("swap_generator"):  # continued onto another generator
+        start += f" --generator {options['swap_generator']}"
     return (
         f"ifadit train encoder {start} --data {options['data']} --out {options['out']} --threads 1 "
         f"--steps {steps}"
@@ -110,7 +112,7 @@ def phase1_summary(encoder_run: Path) -> dict[str, Any]:
         "images_seen": before["images_seen"] + run["images_seen"],
         "wall_hours": round(before["wall_hours"] + run["wall_hours"], 2),
         "commands": [*before["commands"], command],
-        "generator": base["generator"],
+        "generator": options.get("swap_generator") or base["generator"],
         "init_model_id": base["model_id"],
     }
 

@@ -3,23 +3,35 @@
 The weights come from `dlib_face_recognition_resnet_model_v1.dat` shipped by the `face-recognition-models`
 package (read directly: no dlib at run time). The network reproduces dlib's descriptor to 1 - cos < 1e-6
 (see `tests/models/test_dlib_resnet.py`); facts and pitfalls: `../shared/RECOGNIZERS.md`.
+
+A training machine without that package (a lent GPU machine, whose calls carry 64 MiB in all) can read a
+float16 copy instead: `save_half_copy` writes it (half the .dat's 22 MB) with the sha256 of the .dat it came
+from, and `$IFADIT_DLIB_RESNET` points at it. Models trained so record that source sha256, so they load
+where the .dat is installed; the copy's descriptors differ from the .dat's by rounding, so it is for
+training, never for anonymizing.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ifadit.errors import ModelError
 from ifadit.models.dlib_files import models_dir
+from ifadit.models.model_folder import sha256_file
 from ifadit.models.recognizer_input import sized_img
 
 DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
+RESNET_ENV = "IFADIT_DLIB_RESNET"  # weights file to read instead of the package's .dat (training machines)
+SOURCE_SHA256 = "source_sha256"  # metadata of a float16 copy: the sha256 of the .dat it was made from
 
 # (out_channels, downsample) per residual block, in forward order after the stem.
 BLOCKS: tuple[tuple[int, bool], ...] = (
@@ -200,9 +212,51 @@ def read_dlib_dat(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def resnet_file() -> Path:
+    """The recognizer's weights file: `$IFADIT_DLIB_RESNET` when set, else face-recognition-models' .dat."""
+    override = os.environ.get(RESNET_ENV)
+    return Path(override) if override else models_dir() / DAT_NAME
+
+
+def is_half_copy(path: Path) -> bool:
+    return Path(path).suffix == ".safetensors"
+
+
+def save_half_copy(dat: Path, out: Path) -> None:
+    """Write the weights of dlib's `dat` as a float16 safetensors file `out` that records the .dat's sha256."""
+    tensors = {k: v.half().contiguous() for k, v in read_dlib_dat(dat).items()}
+    save_file(tensors, str(out), metadata={SOURCE_SHA256: sha256_file(dat)})
+
+
+def _read_half_copy(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """(float32 state dict, source sha256) of a float16 copy; `ModelError` names the file and the fault."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            source = (f.metadata() or {}).get(SOURCE_SHA256)
+        state = {k: v.float() for k, v in load_file(str(path)).items()}
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such file") from None
+    except (OSError, SafetensorError) as exc:
+        raise ModelError(f"{path}: not a safetensors file ({exc})") from None
+    if source is None:
+        raise ModelError(f"{path}: no {SOURCE_SHA256} in its metadata: not a copy made by save_half_copy")
+    return state, source
+
+
+def resnet_sha256(path: Path | None = None) -> str:
+    """sha256 of the .dat whose weights `path` (default `resnet_file()`) holds: its own, or a copy's source."""
+    path = resnet_file() if path is None else Path(path)
+    return _read_half_copy(path)[1] if is_half_copy(path) else sha256_file(path)
+
+
 def load_dlib_resnet(path: Path | None = None) -> DlibResNet:
-    """The dlib ResNet in eval mode with weights from `path` (default: face-recognition-models' .dat)."""
-    path = path if path is not None else models_dir() / DAT_NAME
+    """The dlib ResNet in eval mode with weights from `path` (default `resnet_file()`): dlib's .dat or a
+    float16 copy of it (`save_half_copy`)."""
+    path = resnet_file() if path is None else Path(path)
+    state = _read_half_copy(path)[0] if is_half_copy(path) else read_dlib_dat(path)
     model = DlibResNet()
-    model.load_state_dict(read_dlib_dat(path))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: weights do not fit dlib's ResNet ({exc})") from None
     return model.eval().requires_grad_(False)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ifadit.errors import ModelError
-from ifadit.models.dlib_resnet import DAT_NAME, load_dlib_resnet, models_dir
+from ifadit.models.dlib_resnet import load_dlib_resnet, resnet_file, resnet_sha256
 from ifadit.models.model_folder import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -27,7 +27,6 @@ from ifadit.models.model_folder import (
     load_weights,
     model_id,
     read_model_config,
-    sha256_file,
     write_model_folder,
 )
 from ifadit.models.recognizer_names import TORCH_DLIB
@@ -50,7 +49,7 @@ M = TypeVar("M", bound=nn.Module)
 
 def recognizer_sha256(recognizer: str) -> str | None:
     """sha256 of the built-in recognizer's weights file when `recognizer` names it, else None."""
-    return sha256_file(models_dir() / DAT_NAME) if recognizer == TORCH_DLIB else None
+    return resnet_sha256() if recognizer == TORCH_DLIB else None
 
 
 def built_in_recognizer(recognizer: str, folder: Path, data: dict[str, Any]) -> nn.Module:
@@ -58,11 +57,13 @@ def built_in_recognizer(recognizer: str, folder: Path, data: dict[str, Any]) -> 
     config.json (`data`) recorded."""
     if recognizer != TORCH_DLIB:
         raise ModelError(f"{folder}: recognizer {recognizer!r} is not built in; pass the recognizer module")
-    dat = models_dir() / DAT_NAME
+    weights = resnet_file()
     want = data.get("recognizer_sha256")
-    if want is not None and sha256_file(dat) != want:
-        raise ModelError(f"{dat}: sha256 differs from the one this model was trained with ({want[:12]}...)")
-    return load_dlib_resnet(dat)
+    if want is not None and resnet_sha256(weights) != want:
+        raise ModelError(
+            f"{weights}: sha256 differs from the one this model was trained with ({want[:12]}...)"
+        )
+    return load_dlib_resnet(weights)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,6 @@ import numpy as np
 import torch
 
 from ifadit.errors import InputError
-from ifadit.faces.align import align_face
-from ifadit.faces.registry import get_detector
 from ifadit.media.image import read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".pgm", ".ppm", ".tif", ".tiff")
@@ -78,6 +76,9 @@ def build_crop_cache(
 
     Returns the number of crops kept. `progress(done, total)` is called after each image.
     """
+    from ifadit.faces.align import align_face  # dlib loads here: training from a cache runs without it
+    from ifadit.faces.registry import get_detector
+
     files = image_files(folder)
     if not files:
         raise InputError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")

@@ -8,10 +8,24 @@ import dlib
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from ifadit.errors import ModelError
 from ifadit.faces.recognize import crops_to_img
-from ifadit.models.dlib_resnet import DAT_NAME, DlibResNet, load_dlib_resnet, models_dir, read_dlib_dat
+from ifadit.models.dlib_resnet import (
+    DAT_NAME,
+    RESNET_ENV,
+    DlibResNet,
+    load_dlib_resnet,
+    models_dir,
+    read_dlib_dat,
+    resnet_file,
+    resnet_sha256,
+    save_half_copy,
+)
+from ifadit.models.model_folder import sha256_file
+from ifadit.models.recognizer_model import recognizer_sha256
+from ifadit.models.recognizer_names import TORCH_DLIB
 from tests.recognizer_support import reid_set
 
 MIN_COSINE = 0.9999  # acceptance (issue 4): on every face
@@ -104,3 +118,32 @@ def test_rejects_a_file_that_is_not_the_model(tmp_path: Path) -> None:
         load_dlib_resnet(other)
     with pytest.raises(ModelError, match="cannot read"):
         load_dlib_resnet(tmp_path / "absent.dat")
+
+
+def test_a_float16_copy_reads_as_the_dat_it_came_from(
+    shared_dir: Path, model: DlibResNet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training machines' copy: half the file, descriptors within rounding of the .dat's (dlib's
+    threshold is 0.6), and everything that records the recognizer's sha256 records the .dat's."""
+    dat = models_dir() / DAT_NAME
+    copy = tmp_path / "resnet-f16.safetensors"
+    save_half_copy(dat, copy)
+    assert copy.stat().st_size < 0.55 * dat.stat().st_size
+    half = load_dlib_resnet(copy)
+    crops = crops_to_img(reid_set(shared_dir, "deepface", limit=10).crops)
+    with torch.no_grad():
+        distance = (half(crops) - model(crops)).norm(dim=1)
+    assert distance.max() < 0.01
+    monkeypatch.setenv(RESNET_ENV, str(copy))
+    assert resnet_file() == copy and resnet_sha256() == resnet_sha256(dat) == sha256_file(dat)
+    assert recognizer_sha256(TORCH_DLIB) == sha256_file(dat)
+
+
+def test_refuses_a_safetensors_file_that_is_no_copy(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.safetensors"
+    save_file({"x": torch.zeros(2)}, str(plain))
+    with pytest.raises(ModelError, match=r"plain\.safetensors: no source_sha256 in its metadata"):
+        load_dlib_resnet(plain)
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(ModelError, match=r"junk\.safetensors: not a safetensors file"):
+        resnet_sha256(tmp_path / "junk.safetensors")
