@@ -32,8 +32,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from keyvault import KeyMaterial
-
 CONDITION_INFO = b"ifadit/flow-condition/v1"
 MAX_CONDITION_SIZE = (
     2040  # HKDF-SHA256 derives at most 255 * 32 bytes: 1,020 Box-Muller pairs of 32-bit words
@@ -211,6 +209,8 @@ def condition_from_key(material: bytes, model_id: str, cond_dim: int) -> torch.T
     HKDF-SHA256 expands the material (info = purpose ‖ model id) to uniform 32-bit words, which
     Box–Muller turns into Gaussians: deterministic, and independent across keys and models.
     """
+    from keyvault import KeyMaterial  # cryptography loads here: training without keys runs without it
+
     if len(material) != 32:
         raise ValueError("key material must be 32 bytes")
     pairs = (cond_dim + 1) // 2
