@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shutil
 import signal
 import sys
@@ -41,11 +40,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-import torch
-
 from ifadit.errors import IfaditError, InputError
 from ifadit.models.dlib_resnet import DAT_NAME, models_dir, save_half_copy
-from ifadit.models.ifadit.checkpoint import load_ifadit, save_ifadit
+from ifadit.models.quantize import float16_copy
 from ifadit.training.crop_pack import pack_crops, unpack_crops
 from ifadit.training.loop import train_generator
 from ifadit.training.options import Phase1Options, RunControl, latest_checkpoint, read_options
@@ -135,14 +132,12 @@ def export_encoder(out: Path, export: Path) -> None:
     newest = latest_checkpoint(out)
     if newest is None:
         raise InputError(f"{out}: no checkpoint to export")
-    model, _, _ = load_ifadit(newest / "model")
-    card = json.loads((newest / "model" / "model_card.json").read_text())
-    model_id = save_ifadit(model, export / "encoder", name="ifadit", card=card, dtype=torch.float16)
+    copy = float16_copy(newest / "model", export / "encoder")
     (export / "encoder-run").mkdir(parents=True, exist_ok=True)
     for name in ("options.json", "metrics.jsonl"):
         if (out / name).is_file():
             shutil.copy2(out / name, export / "encoder-run" / name)
-    print(f"{export}/encoder: {model_id} of {newest.name}", flush=True)
+    print(f"{export}/encoder: {copy.copy_id} of {newest.name}", flush=True)
 
 
 def recipe(args: argparse.Namespace) -> None:
