@@ -79,8 +79,9 @@ def every(
     return report
 
 
-def train_generator_stage(folder: Path, pack: Path | None, minutes: float, device: str) -> None:
-    """Train the generator run in `folder` for `minutes` (unpacking its crops first when they are missing)."""
+def train_generator_stage(folder: Path, pack: Path | None, minutes: float, device: str) -> Path:
+    """Train the generator run in `folder` for `minutes` (unpacking its crops first when they are missing);
+    returns the crop cache it trained on."""
     options = dataclasses.replace(read_options(folder), steps=None, out=str(folder))
     data = Path(options.data)
     if not data.exists():
@@ -94,6 +95,7 @@ def train_generator_stage(folder: Path, pack: Path | None, minutes: float, devic
     with time_box(minutes, str(folder)):
         state = train_generator(options, RunControl(resume=resume, on_step=report, device=device))
         print(f"{folder}: step {state.step}, {state.nimg / 1000:.1f} kimg", flush=True)
+    return data
 
 
 def export_g_ema(folder: Path, export: Path) -> Path:
@@ -141,10 +143,9 @@ def export_encoder(out: Path, export: Path) -> None:
 
 
 def recipe(args: argparse.Namespace) -> None:
-    train_generator_stage(args.run, args.pack, args.generator_minutes, args.device)
+    data = train_generator_stage(args.run, args.pack, args.generator_minutes, args.device)
     generator = export_g_ema(args.run, args.export / "G_ema")
     encoder_run = args.run.with_name(f"{args.run.name}-encoder")
-    data = Path(read_options(args.run).data)
     train_encoder_stage(
         args.init, generator, data, encoder_run, args.encoder_minutes, args.device, args.encoder_batch
     )
