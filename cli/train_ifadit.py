@@ -27,23 +27,48 @@ from ifadit_cli.training_run import (
 
 _P1 = Phase1Options(generator="", data="", out="")
 _P2 = Phase2Options(encoder="", data="", out="")
-_P2_TERMS = _P2.loss_weights()
 
 
-def _loss_weights(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
-    """`--weight TERM=VALUE` pairs as {"w_TERM": VALUE}, with a usage error naming a bad pair."""
-    weights: dict[str, float] = {}
-    for pair in values:
-        term, _, value = pair.partition("=")
-        if term not in _P2_TERMS:
-            raise click.BadParameter(f"{pair!r}: unknown term {term!r} (one of {', '.join(_P2_TERMS)})")
-        try:
-            weights[f"w_{term}"] = float(value)
-        except ValueError:
-            raise click.BadParameter(f"{pair!r}: the weight must be a number, as in {term}=2.0") from None
-        if weights[f"w_{term}"] < 0:
-            raise click.BadParameter(f"{pair!r}: a weight cannot be negative")
-    return weights
+def _weight_option(defaults: Phase1Options | Phase2Options) -> Decorator:
+    """`--weight TERM=VALUE`, repeatable, over the phase's loss terms; the callback gives {"w_TERM": VALUE}
+    and a usage error naming a bad pair."""
+    terms = defaults.loss_weights()
+
+    def parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
+        weights: dict[str, float] = {}
+        for pair in values:
+            term, _, value = pair.partition("=")
+            if term not in terms:
+                raise click.BadParameter(f"{pair!r}: unknown term {term!r} (one of {', '.join(terms)})")
+            try:
+                weights[f"w_{term}"] = float(value)
+            except ValueError:
+                raise click.BadParameter(f"{pair!r}: the weight must be a number, as in {term}=2.0") from None
+            if weights[f"w_{term}"] < 0:
+                raise click.BadParameter(f"{pair!r}: a weight cannot be negative")
+        return weights
+
+    return click.option(
+        "--weight",
+        "weights",
+        multiple=True,
+        metavar="TERM=VALUE",
+        callback=parse,
+        help="Weight of one loss term, repeatable (defaults: "
+        + ", ".join(f"{k}={v:g}" for k, v in terms.items())
+        + ").",
+    )
+
+
+def _margin_option(defaults: Phase1Options | Phase2Options, hinges: str) -> Decorator:
+    """`--margin`: the hinge margin above dlib's threshold for the phase's separation terms."""
+    return click.option(
+        "--margin",
+        type=float,
+        default=defaults.margin,
+        show_default=True,
+        help=f"Hinge margin above dlib's 0.6 threshold for {hinges}.",
+    )
 
 
 def _common(defaults: Phase1Options | Phase2Options) -> Decorator:
@@ -112,7 +137,11 @@ def _loss(stats: dict[str, float]) -> dict[str, str]:
     show_default=True,
     help="Training crops used to estimate the identity-code statistics.",
 )
-def train_encoder(generator: Path | None, init: Path | None, **common: Any) -> None:
+@_margin_option(_P1, "the leak term's distance between a swap and its attribute source")
+@_weight_option(_P1)
+def train_encoder(
+    generator: Path | None, init: Path | None, weights: dict[str, float], **common: Any
+) -> None:
     """Phase 1: train the attribute encoder and mapper around a frozen generator and dlib recognizer.
 
     \b
@@ -122,7 +151,7 @@ def train_encoder(generator: Path | None, init: Path | None, **common: Any) -> N
       ifadit train encoder --out runs/enc64 --resume --steps 20000
       ifadit train encoder --init pretrained/ifadit-64 --data cache/celeba-train-64.npz --out runs/enc64b
       ifadit train encoder --init pretrained/ifadit-64 --generator pretrained/stylegan2-celeba-64 \\
-        --data cache/celeba-train-64.npz --out runs/enc64g5
+        --data cache/celeba-train-64.npz --out runs/enc64g5 --weight leak=1
     """
     from ifadit.training.phase1 import train_phase1  # torch loads here, not at every start-up
 
@@ -135,6 +164,7 @@ def train_encoder(generator: Path | None, init: Path | None, **common: Any) -> N
         source,
         init=None if init is None else str(init),
         swap_generator=None if init is None or generator is None else str(generator),
+        **weights,
         **common,
     )
 
@@ -146,23 +176,8 @@ def train_encoder(generator: Path | None, init: Path | None, **common: Any) -> N
     help="Phase-1 run folder (its model/) or model folder (required for a new run).",
 )
 @_common(_P2)
-@click.option(
-    "--margin",
-    type=float,
-    default=_P2.margin,
-    show_default=True,
-    help="Hinge margin above dlib's 0.6 threshold for anonymity, diversity and wrong-key distances.",
-)
-@click.option(
-    "--weight",
-    "weights",
-    multiple=True,
-    metavar="TERM=VALUE",
-    callback=_loss_weights,
-    help="Weight of one loss term, repeatable (defaults: "
-    + ", ".join(f"{k}={v:g}" for k, v in _P2_TERMS.items())
-    + ").",
-)
+@_margin_option(_P2, "anonymity, diversity and wrong-key distances")
+@_weight_option(_P2)
 def train_flow(encoder: Path | None, weights: dict[str, float], **common: Any) -> None:
     """Phase 2: train the key-conditioned flow and the re-read correction on random 256-bit keys.
 

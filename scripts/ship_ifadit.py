@@ -28,6 +28,7 @@ shows 8 faces of `celeba-crops/test` (never used in training): original | anonym
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 from pathlib import Path
@@ -41,7 +42,7 @@ from ifadit.models.precision import precision_label, round_to_precision, stored_
 from ifadit.models.pretrained_index import record_shipped
 from ifadit.models.stylegan2.checkpoint import load_generator
 from ifadit.training.data import load_crops, to_model_range
-from ifadit.training.options import Phase2Options, read_phase2_options
+from ifadit.training.options import Phase1Options, Phase2Options, read_phase2_options
 from ifadit.training.phase2 import phase2_grid
 from ifadit.training.runner import write_png
 
@@ -69,15 +70,36 @@ def run_summary(run: Path) -> dict[str, Any]:
     }
 
 
+def changed_flags(
+    options: dict[str, Any], defaults: Phase1Options | Phase2Options, names: tuple[str, ...]
+) -> list[str]:
+    """`--weight TERM=W` for each loss weight in `options` that differs from `defaults` (a weight the run
+    predates counts as its default), then `--NAME VALUE` for each of `names` that does."""
+    flags = [
+        f"--weight {term}={options[f'w_{term}']:g}"
+        for term, weight in defaults.loss_weights().items()
+        if options.get(f"w_{term}", weight) != weight
+    ]
+    return flags + [
+        f"--{name} {options[name]:g}"
+        for name in names
+        if options.get(name, getattr(defaults, name)) != getattr(defaults, name)
+    ]
+
+
 def phase1_command(options: dict[str, Any], steps: int) -> str:
     """`ifadit train encoder` as the phase-1 run with `options` was started (a new run or one continued with
     `--init`)."""
     start = f"--init {options['init']}" if options.get("init") else f"--generator {options['generator']}"
     if options.get("swap_generator"):  # continued onto another generator
         start += f" --generator {options['swap_generator']}"
-    return (
-        f"ifadit train encoder {start} --data {options['data']} --out {options['out']} --threads 1 "
-        f"--steps {steps}"
+    changed = changed_flags(options, Phase1Options(generator="", data="", out=""), ("margin", "lr"))
+    return " ".join(
+        [
+            f"ifadit train encoder {start} --data {options['data']} --out {options['out']} --threads 1",
+            f"--steps {steps}",
+            *changed,
+        ]
     )
 
 
@@ -148,17 +170,11 @@ def base_generator_id(model: IfaditModel, base_folder: Path, base_card: dict[str
 def phase2_command(run: Path, steps: int) -> str:
     """`ifadit train flow` as the run in `run` was started (its encoder, data and out): options that differ
     from the defaults are spelled out."""
-    options, defaults = read_phase2_options(run), Phase2Options(encoder="", data="", out="")
-    weights, default_weights = options.loss_weights(), defaults.loss_weights()
-    extra = [f"--weight {term}={w:g}" for term, w in weights.items() if w != default_weights[term]]
-    extra += [
-        f"--{name} {getattr(options, name):g}"
-        for name in ("margin", "lr")
-        if getattr(options, name) != getattr(defaults, name)
-    ]
+    options = dataclasses.asdict(read_phase2_options(run))
+    extra = changed_flags(options, Phase2Options(encoder="", data="", out=""), ("margin", "lr"))
     return " ".join(
         [
-            f"ifadit train flow --encoder {options.encoder} --data {options.data} --out {options.out}",
+            f"ifadit train flow --encoder {options['encoder']} --data {options['data']} --out {options['out']}",
             f"--steps {steps}",
             *extra,
         ]

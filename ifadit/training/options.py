@@ -80,8 +80,16 @@ class TrainOptions:
     feature_d_layers: tuple[str, ...] = DLIB_FEATURE_LAYERS  # dlib stages the feature discriminator scores
 
 
+class LossWeights:
+    """`loss_weights()` for options dataclasses whose `w_*` fields weight loss terms."""
+
+    def loss_weights(self) -> dict[str, float]:
+        """{term: weight} of the loss, from the `w_*` fields."""
+        return {name[2:]: value for name, value in vars(self).items() if name.startswith("w_")}
+
+
 @dataclass(frozen=True)
-class Phase1Options:
+class Phase1Options(LossWeights):
     """Everything that defines a phase-1 run (saved as options.json)."""
 
     generator: str  # generator checkpoint folder (ifadit.models.stylegan2.checkpoint), frozen; with `init`, that folder
@@ -115,6 +123,9 @@ class Phase1Options:
     w_coarse: float = 1.0  # weight of the 8x8 layout L1 between swap and x
     w_cycle: float = 0.1  # weight of ||E_attr(swap) - E_attr(x)||^2
     w_offset: float = 0.01  # weight of the mean squared W+ offset
+    w_leak: float = 0.0  # weight of the hinge pushing the swap's descriptor ≥ threshold + margin from x's
+    threshold: float = DLIB_THRESHOLD  # recognizer's same-person distance (for the leak term)
+    margin: float = 0.1  # hinge margin above the threshold (for the leak term)
     feature_layers: tuple[str, ...] = DLIB_FEATURE_LAYERS  # recognizer submodules for the perceptual term
     stats_samples: int = 1024  # crops used to estimate the identity statistics
     log_every: int = 10  # steps per metrics line
@@ -125,7 +136,7 @@ class Phase1Options:
 
 
 @dataclass(frozen=True)
-class Phase2Options:
+class Phase2Options(LossWeights):
     """Everything that defines a phase-2 run (saved as options.json)."""
 
     encoder: str  # phase-1 model folder, or a phase-1 run folder (its model/)
@@ -157,10 +168,6 @@ class Phase2Options:
     checkpoint_minutes: float = 5.0  # wall minutes between checkpoints
     keep_states: int = 2  # checkpoints kept
     grid: int = 8  # faces (rows) in the sample grid
-
-    def loss_weights(self) -> dict[str, float]:
-        """{term: weight} of the phase-2 loss, from the `w_*` fields."""
-        return {name[2:]: value for name, value in vars(self).items() if name.startswith("w_")}
 
 
 @dataclass(frozen=True)
@@ -272,6 +279,7 @@ def read_options_json(out: Path) -> dict[str, Any]:
 def read_phase1_options(out: Path) -> Phase1Options:
     data = read_options_json(out)
     data["feature_layers"] = tuple(data.get("feature_layers", DLIB_FEATURE_LAYERS))
+    data.setdefault("w_leak", 0.0)  # runs saved before the leak term existed trained without it
     return Phase1Options(**data)
 
 

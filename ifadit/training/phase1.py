@@ -3,6 +3,7 @@
 Each step takes a batch x and pairs every face with the next one (y = x rolled by one) and renders
   reconstruction = G(M(z_id(x), E_attr(x)))   pixel L1 + perceptual (recognizer features) + identity cosine
   swap           = G(M(z_id(y), E_attr(x)))   identity cosine to y + coarse layout of x + E_attr(swap) ≈ E_attr(x)
+                                             + (leak) a hinge keeping it a recognizer threshold away from x
 plus a small penalty on the W+ offsets from w_avg. Identity statistics (descriptor mean/std) are estimated on
 `stats_samples` training crops at the start of a run and saved with the model. Sample grid columns:
 original | reconstruction | swap (identity of the next row) | next row's original.
@@ -119,12 +120,14 @@ def phase1_losses(
         "coarse": L.coarse_loss(swap, x),
         "cycle": L.attribute_cycle_loss(model.encoder(swap), z_attr),
         "offset": L.offset_loss(offsets),
+        "leak": L.anonymity_loss(desc_swap, desc_x, options.threshold, options.margin),
     }
     loss = sum((getattr(options, f"w_{k}") * v for k, v in terms.items()), torch.zeros([]))
     stats = {k: float(v.detach()) for k, v in terms.items()}
     stats["loss"] = float(loss.detach())
     stats["rec_dist"] = float((desc_rec - desc_x).norm(dim=1).mean().detach())
     stats["swap_dist"] = float((desc_swap - desc_y).norm(dim=1).mean().detach())
+    stats["leak_dist"] = float((desc_swap - desc_x).norm(dim=1).mean().detach())
     return loss, stats
 
 

@@ -52,9 +52,11 @@ def test_encoder_then_flow_then_resume(inputs: tuple[Path, Path], tmp_path: Path
 
     more = tmp_path / "enc-more"  # phase 1 continued from the first run's model
     args = ["train", "encoder", "--init", enc / "model", "--data", data, "--out", more, "--steps", "1"]
-    continued = runner.invoke(cli, [str(a) for a in [*args, *FAST]])
+    weighted = [*FAST, "--weight", "leak=2", "--margin", "0.25"]
+    continued = runner.invoke(cli, [str(a) for a in [*args, *weighted]])
     assert continued.exit_code == 0, continued.output
     options = json.loads((more / "options.json").read_text())
+    assert (options["w_leak"], options["margin"], options["w_identity"]) == (2.0, 0.25, 1.0)
     assert options["init"] == options["generator"] == str(enc / "model")
     assert options["init_model_id"] == read_ifadit_config(enc / "model")["model_id"]  # lineage for the card
     assert options["swap_generator"] is None
@@ -78,6 +80,8 @@ def test_new_runs_need_their_inputs(inputs: tuple[Path, Path], tmp_path: Path) -
     for bad, says in [("looks=1", "unknown term 'looks'"), ("fidelity=much", "must be a number")]:
         refused = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "v"), "--weight", bad])
         assert refused.exit_code == 2 and says in refused.output
+    refused = runner.invoke(cli, ["train", "encoder", "--out", str(tmp_path / "v"), "--weight", "anonymity=1"])
+    assert refused.exit_code == 2 and "unknown term 'anonymity'" in refused.output and "leak" in refused.output
     assert not (tmp_path / "v").exists()
     missing = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "y")])
     assert missing.exit_code == 2 and "--encoder and --data are required" in missing.output

@@ -122,7 +122,7 @@ def test_one_step_lowers_the_phase1_loss_on_a_fixed_batch(
     learning = [*model.encoder.parameters(), *model.mapper.parameters()]
     state = PhaseState(model, torch.optim.Adam(learning, lr=options.lr))
     before, stats = phase1_losses(model, tap, x, options)
-    assert set(stats) >= {"pixel", "perceptual", "identity", "swap_identity", "coarse", "cycle", "offset"}
+    assert set(stats) >= {"pixel", "perceptual", "identity", "swap_identity", "coarse", "cycle", "offset", "leak"}
     state.optimizer.zero_grad()
     before.backward()
     state.optimizer.step()
@@ -130,6 +130,31 @@ def test_one_step_lowers_the_phase1_loss_on_a_fixed_batch(
     with torch.no_grad():
         after, _ = phase1_losses(model, tap, x, options)
     assert after.item() < before.item()
+
+
+def test_leak_term_weighs_only_swaps_within_threshold_plus_margin_of_their_source(
+    setup: tuple[Path, Path], tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    """With every other weight zero, the loss is w_leak * mean(relu(threshold + margin - ||d(swap) - d(x)||)):
+    zero when the margin is far below the distances the batch shows, positive and differentiable through the
+    learning parts when it is above them; runs saved before the term existed read back without it."""
+    x = to_img(astronaut_crops(astronaut, 4))
+    off = {f"w_{term}": 0.0 for term in tiny_options(setup, tmp_path).loss_weights()}
+    options = tiny_options(setup, tmp_path, mirror=False, **{**off, "w_leak": 2.0, "threshold": 0.0})
+    model, _ = build_model(options, TinyRecognizer())
+    tap = FeatureTap(model.recognizer, options.feature_layers)
+    _, stats = phase1_losses(model, tap, x, dataclasses.replace(options, margin=0.0))
+    assert stats["leak"] == 0 and stats["loss"] == 0 and stats["leak_dist"] > 0
+    far = stats["leak_dist"] * 10
+    loss, stats = phase1_losses(model, tap, x, dataclasses.replace(options, margin=far))
+    assert stats["loss"] == pytest.approx(2 * (far - stats["leak_dist"]), rel=1e-5)
+    loss.backward()
+    learning = [*model.encoder.parameters(), *model.mapper.parameters()]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in learning)
+    saved = tiny_options(setup, tmp_path)
+    fields = {k: v for k, v in dataclasses.asdict(saved).items() if k != "w_leak"}
+    (tmp_path / "options.json").write_text(json.dumps(fields))
+    assert read_phase1_options(tmp_path).w_leak == 0.0
 
 
 def test_run_writes_metrics_samples_and_a_loadable_model(setup: tuple[Path, Path], tmp_path: Path) -> None:
