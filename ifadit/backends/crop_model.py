@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ifadit.models.dlib_resnet import refuse_half_copy
 from ifadit.models.model_folder import CONFIG_FILE, WEIGHTS_FILE
 from ifadit.models.shipped import shipped_model_dir
 
@@ -157,9 +158,10 @@ class CropModelBackend(Generic[Net]):
         model: tuple[Net, str, str] | None = None,
     ) -> None:
         """Load the model from `model_dir` (default `default_model_dir(folder.name)`), or take a loaded `model`
-        as (model, model id, sha256)."""
+        as (model, model id, sha256); a float16 recognizer copy named by `$IFADIT_DLIB_RESNET` is refused."""
         self.device = torch.device(device)
         if model is None:
+            refuse_half_copy()
             path = model_folder(model_dir, self.folder.name, self.folder.not_found)
             model = loaded_once(path, self.folder.load, self.device)
         net, self.model_id, self.model_sha256 = model

@@ -222,6 +222,18 @@ def is_half_copy(path: Path) -> bool:
     return Path(path).suffix == ".safetensors"
 
 
+def refuse_half_copy() -> None:
+    """Raise `ModelError` when `$IFADIT_DLIB_RESNET` names a float16 copy: it is for training machines only, and
+    a model that anonymizes, restores or is evaluated with it renders surrogates that differ from the .dat's by
+    rounding (a restore elsewhere would not give the same pixels)."""
+    path = resnet_file()
+    if is_half_copy(path):
+        raise ModelError(
+            f"{path}: ${RESNET_ENV} names a float16 copy of dlib's recognizer, which is for training only; "
+            "unset it to anonymize, restore or evaluate"
+        )
+
+
 def save_half_copy(dat: Path, out: Path) -> None:
     """Write the weights of dlib's `dat` as a float16 safetensors file `out` that records the .dat's sha256."""
     tensors = {k: v.half().contiguous() for k, v in read_dlib_dat(dat).items()}

@@ -11,7 +11,7 @@ import pytest
 from ifadit.backends import base
 from ifadit.backends.ifadit import IfaditBackend, default_model_dir, is_shipped
 from ifadit.errors import ModelError
-from ifadit.models.dlib_resnet import load_dlib_resnet
+from ifadit.models.dlib_resnet import RESNET_ENV, load_dlib_resnet
 from ifadit.models.ifadit.checkpoint import load_ifadit, save_ifadit
 from ifadit.models.ifadit.model import IfaditModel
 from tests.ifadit_support import RES, astronaut_crops, tiny_model
@@ -46,6 +46,18 @@ def test_missing_weights_name_the_files_and_the_fix(tmp_path: Path, monkeypatch:
     assert str(tmp_path / "ifadit-64" / "config.json") in message
     assert str(tmp_path / "ifadit-64" / "model.safetensors") in message
     assert "ifadit train encoder" in message and "ifadit train flow" in message
+
+
+def test_a_float16_recognizer_copy_is_refused_for_anonymizing(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training machines' float16 copy of dlib's ResNet would render surrogates that differ from the .dat's
+    by rounding: a backend that loads its model from a folder refuses it, naming the file and the fix (the
+    refusal looks only at the file name, so the file need not exist)."""
+    copy = tmp_path / "resnet-f16.safetensors"
+    monkeypatch.setenv(RESNET_ENV, str(copy))
+    with pytest.raises(ModelError, match=rf"{copy}: \$IFADIT_DLIB_RESNET names a float16 copy.*unset it"):
+        IfaditBackend(model_dir=model_dir)
 
 
 def test_registry_builds_it_with_options(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
