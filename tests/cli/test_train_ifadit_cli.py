@@ -80,8 +80,12 @@ def test_new_runs_need_their_inputs(inputs: tuple[Path, Path], tmp_path: Path) -
     for bad, says in [("looks=1", "unknown term 'looks'"), ("fidelity=much", "must be a number")]:
         refused = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "v"), "--weight", bad])
         assert refused.exit_code == 2 and says in refused.output
-    refused = runner.invoke(cli, ["train", "encoder", "--out", str(tmp_path / "v"), "--weight", "anonymity=1"])
-    assert refused.exit_code == 2 and "unknown term 'anonymity'" in refused.output and "leak" in refused.output
+    refused = runner.invoke(
+        cli, ["train", "encoder", "--out", str(tmp_path / "v"), "--weight", "anonymity=1"]
+    )
+    assert (
+        refused.exit_code == 2 and "unknown term 'anonymity'" in refused.output and "leak" in refused.output
+    )
     assert not (tmp_path / "v").exists()
     missing = runner.invoke(cli, ["train", "flow", "--out", str(tmp_path / "y")])
     assert missing.exit_code == 2 and "--encoder and --data are required" in missing.output

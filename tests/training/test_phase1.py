@@ -122,7 +122,16 @@ def test_one_step_lowers_the_phase1_loss_on_a_fixed_batch(
     learning = [*model.encoder.parameters(), *model.mapper.parameters()]
     state = PhaseState(model, torch.optim.Adam(learning, lr=options.lr))
     before, stats = phase1_losses(model, tap, x, options)
-    assert set(stats) >= {"pixel", "perceptual", "identity", "swap_identity", "coarse", "cycle", "offset", "leak"}
+    assert set(stats) >= {
+        "pixel",
+        "perceptual",
+        "identity",
+        "swap_identity",
+        "coarse",
+        "cycle",
+        "offset",
+        "leak",
+    }
     state.optimizer.zero_grad()
     before.backward()
     state.optimizer.step()
