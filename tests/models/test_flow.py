@@ -138,10 +138,26 @@ def test_unfitted_rotation_is_the_identity_and_bad_sizes_are_refused() -> None:
         flow(z, torch.zeros(4, 8))
     with pytest.raises(ValueError, match="rotation_dim must be in 0..16"):
         FlowConfig(dim=16, rotation_dim=17)
-    with pytest.raises(ValueError, match=r"exceeds the 2040 numbers .*rotation_dim <= 44 with cond_dim 64"):
-        FlowConfig(dim=128, cond_dim=64, rotation_dim=45)
-    longest = FlowConfig(dim=128, cond_dim=64, rotation_dim=44)
-    assert condition_from_key(_key(1), "m1", longest.condition_size).shape == (longest.condition_size,)
+
+
+def test_conditions_longer_than_one_hkdf_derivation_keep_the_first_block() -> None:
+    """Values derived before conditions could pass one HKDF derivation (2,040 numbers) stay the same, so images
+    anonymized then restore; a longer condition (rotation_dim 72: 64 + 72², three derivations) starts with the
+    2,040-number one, continues with independent Gaussians and stays key-sensitive throughout."""
+    key = bytes(range(32))
+    pinned = condition_from_key(key, "ifadit-abc", 64)
+    expected = [-0.9764889478683472, 0.017343122512102127, -2.1367435455322266, 1.7086604833602905]
+    assert pinned[[0, 1, 2, 32]].tolist() == expected
+    block = condition_from_key(key, "ifadit-abc", 2040)
+    assert block[-2:].tolist() == [-0.4105706512928009, 0.8742061257362366]
+    size = FlowConfig(dim=128, cond_dim=64, rotation_dim=72).condition_size
+    long = condition_from_key(key, "ifadit-abc", size)
+    assert long.shape == (size,) == (64 + 72 * 72,) and torch.equal(long[:2040], block)
+    rest = long[2040:]
+    assert abs(rest.mean().item()) < 0.05 and abs(rest.std().item() - 1.0) < 0.05
+    assert abs(torch.corrcoef(torch.stack([rest[:2040], long[:2040]]))[0, 1].item()) < 0.1  # not a repeat
+    other = condition_from_key(_key(2), "ifadit-abc", size)
+    assert (long[4080:] - other[4080:]).norm() > 30  # independent N(0, I) draws sit ~49 apart in 1,208-D
 
 
 def test_rotation_gain_scales_the_turned_coordinates_and_still_inverts() -> None:

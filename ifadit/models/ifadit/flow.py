@@ -33,9 +33,8 @@ import torch
 from torch import nn
 
 CONDITION_INFO = b"ifadit/flow-condition/v1"
-MAX_CONDITION_SIZE = (
-    2040  # HKDF-SHA256 derives at most 255 * 32 bytes: 1,020 Box-Muller pairs of 32-bit words
-)
+BLOCK_INFO = b"ifadit/flow-condition/v1/block-%d"  # purpose of the derivations after the first
+BLOCK_SIZE = 2040  # HKDF-SHA256 derives at most 255 * 32 bytes: 1,020 Box-Muller pairs of 32-bit words
 
 
 @dataclass(frozen=True)
@@ -52,12 +51,6 @@ class FlowConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.rotation_dim <= self.dim:
             raise ValueError(f"rotation_dim must be in 0..{self.dim}, got {self.rotation_dim}")
-        if self.condition_size > MAX_CONDITION_SIZE:
-            raise ValueError(
-                f"cond_dim + rotation_dim**2 = {self.condition_size} exceeds the {MAX_CONDITION_SIZE} numbers one "
-                f"HKDF derivation gives a condition (rotation_dim <= {int((MAX_CONDITION_SIZE - self.cond_dim) ** 0.5)}"
-                f" with cond_dim {self.cond_dim})"
-            )
 
     @property
     def condition_size(self) -> int:
@@ -203,21 +196,32 @@ def flip_bit(key: bytes, bit: int) -> bytes:
     return bytes(out)
 
 
+def _gaussians(material: bytes, info: bytes, count: int) -> np.ndarray:
+    """`count` (≤ BLOCK_SIZE) standard normals from one HKDF-SHA256 derivation under `info`: uniform 32-bit
+    words, paired by Box–Muller (the cosines, then the sines)."""
+    from keyvault import KeyMaterial  # cryptography loads here: training without keys runs without it
+
+    pairs = (count + 1) // 2
+    words = np.frombuffer(KeyMaterial(material).derive(info, 8 * pairs), dtype="<u4").astype(np.float64)
+    uniform = (words.reshape(pairs, 2) + 0.5) / 2.0**32  # strictly inside (0, 1)
+    u1, u2 = uniform[:, 0], uniform[:, 1]
+    radius = np.sqrt(-2.0 * np.log(u1))
+    return np.concatenate([radius * np.cos(2 * math.pi * u2), radius * np.sin(2 * math.pi * u2)])[:count]
+
+
 def condition_from_key(material: bytes, model_id: str, cond_dim: int) -> torch.Tensor:
     """The standard-normal condition vector c(k) [cond_dim] for 256-bit key `material` and a model.
 
-    HKDF-SHA256 expands the material (info = purpose ‖ model id) to uniform 32-bit words, which
-    Box–Muller turns into Gaussians: deterministic, and independent across keys and models.
+    HKDF-SHA256 expands the material (info = purpose ‖ model id) to uniform 32-bit words, which Box–Muller
+    turns into Gaussians: deterministic, and independent across keys and models. One derivation gives at most
+    BLOCK_SIZE numbers; a longer condition continues with derivations under their own purpose (block 1, 2, …),
+    so a condition of up to BLOCK_SIZE numbers is what it always was.
     """
-    from keyvault import KeyMaterial  # cryptography loads here: training without keys runs without it
-
     if len(material) != 32:
         raise ValueError("key material must be 32 bytes")
-    pairs = (cond_dim + 1) // 2
-    stream = KeyMaterial(material).derive(CONDITION_INFO + b"|" + model_id.encode("utf-8"), 8 * pairs)
-    words = np.frombuffer(stream, dtype="<u4").astype(np.float64).reshape(pairs, 2)
-    uniform = (words + 0.5) / 2.0**32  # strictly inside (0, 1)
-    u1, u2 = uniform[:, 0], uniform[:, 1]
-    radius = np.sqrt(-2.0 * np.log(u1))
-    normal = np.concatenate([radius * np.cos(2 * math.pi * u2), radius * np.sin(2 * math.pi * u2)])
-    return torch.from_numpy(normal[:cond_dim].astype(np.float32))
+    model = b"|" + model_id.encode("utf-8")
+    blocks = [_gaussians(material, CONDITION_INFO + model, min(cond_dim, BLOCK_SIZE))]
+    for index, start in enumerate(range(BLOCK_SIZE, cond_dim, BLOCK_SIZE), start=1):
+        count = min(cond_dim - start, BLOCK_SIZE)
+        blocks.append(_gaussians(material, BLOCK_INFO % index + model, count))
+    return torch.from_numpy(np.concatenate(blocks).astype(np.float32))
