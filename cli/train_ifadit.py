@@ -151,7 +151,7 @@ def train_encoder(
       ifadit train encoder --out runs/enc64 --resume --steps 20000
       ifadit train encoder --init pretrained/ifadit-64 --data cache/celeba-train-64.npz --out runs/enc64b
       ifadit train encoder --init pretrained/ifadit-64 --generator pretrained/stylegan2-celeba-64 \\
-        --data cache/celeba-train-64.npz --out runs/enc64g5 --weight leak=1
+        --data cache/celeba-train-64.npz --out runs/enc64g5 --weight leak=2 --margin 0.3
     """
     from ifadit.training.phase1 import train_phase1  # torch loads here, not at every start-up
 
